@@ -1,0 +1,636 @@
+//! The built-in action catalogue: the schema of every action Drover ships.
+//!
+//! The compiler checks runbooks against these schemas; each provider module implements the actions
+//! it declares here. Keep names in step with the provider modules: the prefix before the dot is the
+//! module name, the cargo feature and the tracing target.
+
+use drover_schema::{ActionSchema, Effect, Role, StaticCatalogue, ValueType};
+
+fn list_of_strings() -> ValueType {
+    ValueType::List(Box::new(ValueType::String))
+}
+
+fn enumeration(words: &[&str]) -> ValueType {
+    ValueType::Enum(words.iter().map(|w| (*w).to_owned()).collect())
+}
+
+/// Every built-in action, sorted by name.
+#[must_use]
+pub fn builtin_catalogue() -> StaticCatalogue {
+    let mut all = core_actions();
+    all.extend(backup_actions());
+    all.extend(aws_route53_actions());
+    all.extend(aws_ec2_actions());
+    all.extend(aws_s3_actions());
+    all.extend(azure_network_actions());
+    StaticCatalogue::new(all)
+}
+
+fn core_actions() -> Vec<ActionSchema> {
+    vec![
+        ActionSchema::new(
+            "wait",
+            "Waits for a fixed time",
+            Effect::ReadOnly,
+            Role::Plain,
+        )
+        .required("duration", ValueType::Duration, "how long to wait")
+        .optional("reason", ValueType::String, "why, shown in the log"),
+        ActionSchema::new(
+            "shell",
+            "Runs a command through /bin/sh with a timeout, capturing its output",
+            Effect::Mutating,
+            Role::Plain,
+        )
+        .required("command", ValueType::String, "the command line")
+        .optional("cwd", ValueType::String, "working directory")
+        .optional(
+            "env",
+            ValueType::Map(Box::new(ValueType::StringOrSecret)),
+            "extra environment",
+        )
+        .optional(
+            "expect_exit",
+            ValueType::Int,
+            "the exit code that counts as success (default 0)",
+        )
+        .optional(
+            "background",
+            ValueType::Bool,
+            "start the command and do not wait for it (a service)",
+        )
+        .output("exit_code", ValueType::Int, "the command's exit code")
+        .output(
+            "stdout",
+            ValueType::String,
+            "captured standard output (truncated)",
+        )
+        .output(
+            "stderr",
+            ValueType::String,
+            "captured standard error (truncated)",
+        )
+        .output("pid", ValueType::Int, "process id (background commands)"),
+        ActionSchema::new(
+            "notify",
+            "Sends a message to stdout or a webhook",
+            Effect::ReadOnly,
+            Role::Plain,
+        )
+        .required("message", ValueType::String, "the message")
+        .optional(
+            "channel",
+            enumeration(&["stdout", "webhook"]),
+            "where to send it (default stdout)",
+        )
+        .optional("url", ValueType::StringOrSecret, "webhook URL")
+        .optional("token", ValueType::Secret, "bearer token for the webhook"),
+        ActionSchema::new(
+            "approval",
+            "Pauses the run until enough distinct operators approve",
+            Effect::ReadOnly,
+            Role::Approval,
+        )
+        .required("prompt", ValueType::String, "what the approvers are asked")
+        .optional(
+            "approvers",
+            ValueType::Int,
+            "how many distinct approvers (default 1)",
+        )
+        .optional("roles", list_of_strings(), "roles allowed to approve")
+        .optional(
+            "initiator_may_approve",
+            ValueType::Bool,
+            "whether the operator who started the run may approve (default false)",
+        )
+        .output(
+            "approved_by",
+            list_of_strings(),
+            "the operators who approved",
+        ),
+        ActionSchema::new(
+            "http.check",
+            "Polls a URL until it answers as expected",
+            Effect::ReadOnly,
+            Role::Plain,
+        )
+        .required("url", ValueType::String, "the URL to poll")
+        .optional(
+            "expect_status",
+            ValueType::Int,
+            "the status that counts as healthy (default 200)",
+        )
+        .optional("contains", ValueType::String, "text the body must contain")
+        .optional(
+            "interval",
+            ValueType::Duration,
+            "time between polls (default 2s)",
+        )
+        .output("status", ValueType::Int, "the last status seen")
+        .output("latency_ms", ValueType::Int, "the last response time"),
+        ActionSchema::new(
+            "dns.wait_resolves",
+            "Polls DNS until a name resolves to the expected addresses",
+            Effect::ReadOnly,
+            Role::Plain,
+        )
+        .required("name", ValueType::String, "the name to resolve")
+        .required(
+            "expect",
+            list_of_strings(),
+            "addresses (or a CNAME target) the answer must hold",
+        )
+        .optional(
+            "resolver",
+            ValueType::String,
+            "resolver address (default the system's)",
+        )
+        .optional(
+            "interval",
+            ValueType::Duration,
+            "time between polls (default 5s)",
+        )
+        .output(
+            "addresses",
+            list_of_strings(),
+            "the addresses last resolved",
+        ),
+    ]
+}
+
+fn backup_outputs(schema: ActionSchema) -> ActionSchema {
+    schema
+        .output("dataset", ValueType::String, "the backup's data set name")
+        .output(
+            "recovery_point",
+            ValueType::String,
+            "the recovery point time (RFC 3339)",
+        )
+        .output(
+            "sha256",
+            ValueType::String,
+            "SHA-256 of the plaintext, verified",
+        )
+        .output("bytes", ValueType::Int, "plaintext size in bytes")
+        .output(
+            "key_id",
+            ValueType::String,
+            "the key-encryption key that unwrapped the data key",
+        )
+        .output("backup_id", ValueType::String, "the backup's id")
+}
+
+fn backup_actions() -> Vec<ActionSchema> {
+    vec![
+        backup_outputs(
+            ActionSchema::new(
+                "backup.rehydrate",
+                "Decrypts and restores a backup, verifying every chunk and the plaintext SHA-256",
+                Effect::Mutating,
+                Role::Rehydrate,
+            )
+            .required(
+                "source",
+                ValueType::String,
+                "the backup (path or s3:// URL)",
+            )
+            .required(
+                "key",
+                ValueType::String,
+                "key URI (file:PATH or aws-kms:KEY)",
+            )
+            .resource("dest", "where the plaintext is written")
+            .optional(
+                "expect_sha256",
+                ValueType::String,
+                "plaintext SHA-256 the restore must match",
+            ),
+        )
+        .output("path", ValueType::String, "where the plaintext was written"),
+        backup_outputs(
+            ActionSchema::new(
+                "backup.verify",
+                "Fully decrypts a backup in memory and checks its hashes; writes no plaintext",
+                Effect::ReadOnly,
+                Role::Verify,
+            )
+            .required(
+                "source",
+                ValueType::String,
+                "the backup (path or s3:// URL)",
+            )
+            .required(
+                "key",
+                ValueType::String,
+                "key URI (file:PATH or aws-kms:KEY)",
+            )
+            .optional(
+                "expect_sha256",
+                ValueType::String,
+                "plaintext SHA-256 the backup must hold",
+            ),
+        ),
+    ]
+}
+
+fn aws_common(schema: ActionSchema) -> ActionSchema {
+    schema
+        .optional(
+            "region",
+            ValueType::String,
+            "AWS region (default the runbook's or the profile's)",
+        )
+        .optional("profile", ValueType::String, "AWS profile name")
+        .optional(
+            "endpoint_url",
+            ValueType::String,
+            "endpoint override (VPC endpoints, tests)",
+        )
+}
+
+fn aws_route53_actions() -> Vec<ActionSchema> {
+    let record_type = || enumeration(&["A", "AAAA", "CNAME", "TXT"]);
+    vec![
+        aws_common(
+            ActionSchema::new(
+                "aws_route53.upsert_record",
+                "Creates or replaces a record set (values or alias), capturing the old one for undo",
+                Effect::Destructive,
+                Role::Cutover,
+            )
+            .resource("zone_id", "hosted zone id")
+            .required("name", ValueType::String, "record name")
+            .required("type", record_type(), "record type")
+            .optional("values", list_of_strings(), "record values")
+            .optional("ttl", ValueType::Int, "TTL in seconds")
+            .optional("alias_target", ValueType::Map(Box::new(ValueType::String)), "alias target")
+            .optional("set_identifier", ValueType::String, "set identifier for routing policies"),
+        )
+        .output("change_id", ValueType::String, "the Route 53 change id"),
+        aws_common(
+            ActionSchema::new(
+                "aws_route53.set_failover",
+                "Makes one record set of a failover or weighted pair the active one",
+                Effect::Destructive,
+                Role::Cutover,
+            )
+            .resource("zone_id", "hosted zone id")
+            .required("name", ValueType::String, "record name")
+            .required("type", record_type(), "record type")
+            .optional("active", ValueType::String, "set identifier to make PRIMARY")
+            .optional("weights", ValueType::Map(Box::new(ValueType::Int)), "set identifier → weight"),
+        )
+        .output("change_id", ValueType::String, "the Route 53 change id"),
+        aws_common(
+            ActionSchema::new(
+                "aws_route53.wait_insync",
+                "Polls GetChange until a change is INSYNC",
+                Effect::ReadOnly,
+                Role::Plain,
+            )
+            .required("change_id", ValueType::String, "the change to wait for"),
+        ),
+        aws_common(
+            ActionSchema::new(
+                "aws_route53.create_health_check",
+                "Creates a Route 53 health check (idempotent on the caller reference)",
+                Effect::Mutating,
+                Role::Plain,
+            )
+            .required("fqdn", ValueType::String, "the endpoint's name")
+            .optional("port", ValueType::Int, "port (default 443)")
+            .optional("path", ValueType::String, "resource path (default /)")
+            .optional("protocol", enumeration(&["HTTP", "HTTPS", "TCP"]), "protocol (default HTTPS)"),
+        )
+        .output("health_check_id", ValueType::String, "the health check id"),
+    ]
+}
+
+fn aws_ec2_actions() -> Vec<ActionSchema> {
+    let ingress = |name: &str, summary: &str, effect: Effect| {
+        aws_common(
+            ActionSchema::new(name, summary, effect, Role::Plain)
+                .resource("group_id", "security group id")
+                .required(
+                    "protocol",
+                    enumeration(&["tcp", "udp", "icmp", "-1"]),
+                    "IP protocol",
+                )
+                .required("port", ValueType::Int, "port (from and to)")
+                .required("cidr", ValueType::String, "source CIDR"),
+        )
+    };
+    vec![
+        aws_common(
+            ActionSchema::new(
+                "aws_ec2.associate_address",
+                "Moves an Elastic IP to an instance or network interface",
+                Effect::Destructive,
+                Role::Cutover,
+            )
+            .resource("allocation_id", "the Elastic IP's allocation id")
+            .optional("instance_id", ValueType::String, "target instance")
+            .optional(
+                "network_interface_id",
+                ValueType::String,
+                "target network interface",
+            )
+            .optional(
+                "allow_reassociation",
+                ValueType::Bool,
+                "move it even if associated (default true)",
+            ),
+        )
+        .output(
+            "association_id",
+            ValueType::String,
+            "the new association id",
+        ),
+        aws_common(
+            ActionSchema::new(
+                "aws_ec2.replace_route",
+                "Points a route in a route table at a new target",
+                Effect::Destructive,
+                Role::Cutover,
+            )
+            .resource("route_table_id", "route table id")
+            .required(
+                "destination_cidr",
+                ValueType::String,
+                "the route's destination",
+            )
+            .optional(
+                "gateway_id",
+                ValueType::String,
+                "internet or virtual private gateway",
+            )
+            .optional("nat_gateway_id", ValueType::String, "NAT gateway")
+            .optional("instance_id", ValueType::String, "instance")
+            .optional(
+                "network_interface_id",
+                ValueType::String,
+                "network interface",
+            )
+            .optional("transit_gateway_id", ValueType::String, "transit gateway"),
+        ),
+        ingress(
+            "aws_ec2.authorize_ingress",
+            "Adds an ingress rule to a security group",
+            Effect::Mutating,
+        ),
+        ingress(
+            "aws_ec2.revoke_ingress",
+            "Removes an ingress rule from a security group",
+            Effect::Destructive,
+        ),
+        aws_common(
+            ActionSchema::new(
+                "aws_ec2.start_instances",
+                "Starts instances and waits until they run",
+                Effect::Mutating,
+                Role::Plain,
+            )
+            .resources("instance_ids", "instances to start"),
+        ),
+        aws_common(
+            ActionSchema::new(
+                "aws_ec2.stop_instances",
+                "Stops instances and waits until they stop",
+                Effect::Destructive,
+                Role::Plain,
+            )
+            .resources("instance_ids", "instances to stop"),
+        ),
+        aws_common(
+            ActionSchema::new(
+                "aws_ec2.create_volume_from_snapshot",
+                "Creates a volume from a snapshot and waits until it is available",
+                Effect::Mutating,
+                Role::Plain,
+            )
+            .required("snapshot_id", ValueType::String, "the snapshot")
+            .required(
+                "availability_zone",
+                ValueType::String,
+                "where to create the volume",
+            )
+            .optional(
+                "volume_type",
+                ValueType::String,
+                "volume type (default gp3)",
+            ),
+        )
+        .output("volume_id", ValueType::String, "the new volume's id"),
+        aws_common(
+            ActionSchema::new(
+                "aws_ec2.run_instances",
+                "Launches instances from a launch template or AMI",
+                Effect::Mutating,
+                Role::Plain,
+            )
+            .optional(
+                "launch_template",
+                ValueType::String,
+                "launch template name or id",
+            )
+            .optional("image_id", ValueType::String, "AMI id")
+            .optional("instance_type", ValueType::String, "instance type")
+            .optional("subnet_id", ValueType::String, "subnet")
+            .optional("count", ValueType::Int, "how many (default 1)")
+            .optional(
+                "tags",
+                ValueType::Map(Box::new(ValueType::String)),
+                "tags to apply",
+            ),
+        )
+        .output("instance_ids", list_of_strings(), "the launched instances"),
+    ]
+}
+
+fn aws_s3_actions() -> Vec<ActionSchema> {
+    vec![
+        aws_common(
+            ActionSchema::new(
+                "aws_s3.check_object_lock",
+                "Checks that an object exists under S3 Object Lock, retained long enough",
+                Effect::ReadOnly,
+                Role::Plain,
+            )
+            .required("bucket", ValueType::String, "bucket")
+            .required("key", ValueType::String, "object key")
+            .optional(
+                "mode",
+                enumeration(&["COMPLIANCE", "GOVERNANCE"]),
+                "required lock mode",
+            )
+            .optional(
+                "min_retention",
+                ValueType::Duration,
+                "retention that must remain",
+            ),
+        )
+        .output("mode", ValueType::String, "the object's lock mode")
+        .output(
+            "retain_until",
+            ValueType::String,
+            "retain-until date (RFC 3339)",
+        ),
+    ]
+}
+
+fn azure_common(schema: ActionSchema) -> ActionSchema {
+    schema
+        .optional(
+            "subscription",
+            ValueType::String,
+            "subscription id (default the runbook's)",
+        )
+        .required("resource_group", ValueType::String, "resource group")
+        .optional(
+            "endpoint",
+            ValueType::String,
+            "ARM endpoint override (sovereign clouds, tests)",
+        )
+}
+
+fn azure_network_actions() -> Vec<ActionSchema> {
+    vec![
+        azure_common(
+            ActionSchema::new(
+                "azure_network.update_route",
+                "Sets the next hop of a route in a route table",
+                Effect::Destructive,
+                Role::Cutover,
+            )
+            .resource("route_table", "route table name")
+            .required("route", ValueType::String, "route name")
+            .required(
+                "next_hop_type",
+                enumeration(&[
+                    "VirtualNetworkGateway",
+                    "VnetLocal",
+                    "Internet",
+                    "VirtualAppliance",
+                    "None",
+                ]),
+                "next hop type",
+            )
+            .optional(
+                "next_hop_ip",
+                ValueType::String,
+                "next hop address (VirtualAppliance)",
+            )
+            .optional("address_prefix", ValueType::String, "destination prefix"),
+        ),
+        azure_common(
+            ActionSchema::new(
+                "azure_network.set_subnet_route_table",
+                "Attaches a route table to a subnet",
+                Effect::Destructive,
+                Role::Cutover,
+            )
+            .required("vnet", ValueType::String, "virtual network")
+            .resource("subnet", "subnet name")
+            .required("route_table", ValueType::String, "route table to attach"),
+        ),
+        azure_common(
+            ActionSchema::new(
+                "azure_network.set_nsg_rule",
+                "Creates or updates a security rule in a network security group",
+                Effect::Mutating,
+                Role::Plain,
+            )
+            .resource("nsg", "network security group")
+            .required("rule", ValueType::String, "rule name")
+            .required("priority", ValueType::Int, "priority (100-4096)")
+            .required(
+                "direction",
+                enumeration(&["Inbound", "Outbound"]),
+                "direction",
+            )
+            .required("access", enumeration(&["Allow", "Deny"]), "access")
+            .optional(
+                "protocol",
+                enumeration(&["Tcp", "Udp", "Icmp", "*"]),
+                "protocol (default Tcp)",
+            )
+            .optional("source", ValueType::String, "source prefix (default *)")
+            .optional(
+                "destination_port",
+                ValueType::String,
+                "destination port or range",
+            ),
+        ),
+        azure_common(
+            ActionSchema::new(
+                "azure_network.remove_nsg_rule",
+                "Deletes a security rule from a network security group",
+                Effect::Destructive,
+                Role::Plain,
+            )
+            .resource("nsg", "network security group")
+            .required("rule", ValueType::String, "rule name"),
+        ),
+        azure_common(
+            ActionSchema::new(
+                "azure_network.associate_public_ip",
+                "Moves a public IP to a NIC's IP configuration",
+                Effect::Destructive,
+                Role::Cutover,
+            )
+            .resource("public_ip", "public IP address resource")
+            .required("nic", ValueType::String, "network interface")
+            .optional(
+                "ip_config",
+                ValueType::String,
+                "IP configuration name (default ipconfig1)",
+            ),
+        ),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use drover_schema::Catalogue;
+
+    #[test]
+    fn every_action_the_language_issue_names_is_in_the_catalogue() {
+        let cat = builtin_catalogue();
+        for name in [
+            "backup.rehydrate",
+            "backup.verify",
+            "aws_route53.upsert_record",
+            "aws_ec2.associate_address",
+            "azure_network.update_route",
+            "dns.wait_resolves",
+            "http.check",
+            "approval",
+            "wait",
+            "notify",
+            "shell",
+        ] {
+            assert!(cat.lookup(name).is_some(), "{name} missing");
+        }
+    }
+
+    #[test]
+    fn input_names_are_unique_within_each_action() {
+        for a in builtin_catalogue().actions() {
+            let mut names: Vec<_> = a.inputs.iter().map(|i| &i.name).collect();
+            names.sort();
+            let before = names.len();
+            names.dedup();
+            assert_eq!(before, names.len(), "{} repeats an input", a.name);
+        }
+    }
+
+    #[test]
+    fn every_cutover_is_destructive() {
+        for a in builtin_catalogue().actions() {
+            if a.role == Role::Cutover {
+                assert_eq!(a.effect, Effect::Destructive, "{}", a.name);
+            }
+        }
+    }
+}

@@ -1,0 +1,333 @@
+//! `drover`: the command line. Thin by design: it parses arguments, calls the libraries, prints
+//! what they return and picks the exit code. Exit codes: 0 success, 1 a finding (errors in a
+//! runbook, a file that needs formatting), 2 usage error. A panic (101) is a bug.
+
+use clap::{Parser, Subcommand, ValueEnum};
+use drover_dsl::{Compilation, CompileOptions, FsLoader, Mode};
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "drover",
+    version,
+    about = "Disaster-recovery runbooks: compile, check, plan and run them"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check runbooks for errors and safety problems.
+    Check {
+        /// Runbook files.
+        #[arg(required = true)]
+        files: Vec<String>,
+        /// Set a parameter: `--var region=us-west-2`.
+        #[arg(long = "var", value_name = "KEY=VALUE", value_parser = parse_var)]
+        vars: Vec<(String, String)>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
+        format: CheckFormat,
+    },
+    /// Show a runbook's parallel stages, critical path and predicted RTO.
+    Plan {
+        /// Runbook file.
+        file: String,
+        /// Set a parameter: `--var region=us-west-2`.
+        #[arg(long = "var", value_name = "KEY=VALUE", value_parser = parse_var)]
+        vars: Vec<(String, String)>,
+        /// The mode to analyse (default: the runbook's first mode).
+        #[arg(long, value_enum)]
+        mode: Option<ModeArg>,
+        /// Output format: text for people, json for the compiled plan.
+        #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
+        format: PlanFormat,
+    },
+    /// Draw a runbook's dependency graph.
+    Graph {
+        /// Runbook file.
+        file: String,
+        /// Set a parameter.
+        #[arg(long = "var", value_name = "KEY=VALUE", value_parser = parse_var)]
+        vars: Vec<(String, String)>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]
+        format: GraphFormat,
+    },
+    /// Rewrite runbooks in canonical layout.
+    Fmt {
+        /// Runbook files.
+        #[arg(required = true)]
+        files: Vec<String>,
+        /// Change nothing; exit 1 if a file is not formatted.
+        #[arg(long)]
+        check: bool,
+    },
+    /// List the actions steps can use, with their inputs and outputs.
+    Actions,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum CheckFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum PlanFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum GraphFormat {
+    Dot,
+    Mermaid,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ModeArg {
+    Drill,
+    Failover,
+    Failback,
+}
+
+impl From<ModeArg> for Mode {
+    fn from(m: ModeArg) -> Mode {
+        match m {
+            ModeArg::Drill => Mode::Drill,
+            ModeArg::Failover => Mode::Failover,
+            ModeArg::Failback => Mode::Failback,
+        }
+    }
+}
+
+fn parse_var(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.to_owned())),
+        _ => Err(format!("`{s}` is not KEY=VALUE")),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check {
+            files,
+            vars,
+            format,
+        } => check(&files, vars, format),
+        Command::Plan {
+            file,
+            vars,
+            mode,
+            format,
+        } => plan(&file, vars, mode, format),
+        Command::Graph { file, vars, format } => graph(&file, vars, format),
+        Command::Fmt { files, check } => fmt(&files, check),
+        Command::Actions => actions(),
+    }
+}
+
+fn compile(file: &str, vars: Vec<(String, String)>) -> Compilation {
+    let catalogue = drover_adapters::builtin_catalogue();
+    let opts = CompileOptions {
+        catalogue: &catalogue,
+        vars,
+    };
+    drover_dsl::compile(file, &FsLoader, &opts)
+}
+
+fn print_diagnostics(c: &Compilation) {
+    let color = std::io::stderr().is_terminal();
+    for d in &c.diagnostics {
+        eprint!("{}", drover_dsl::render(d, &c.sources, color, 100));
+    }
+}
+
+fn summary(c: &Compilation) -> (usize, usize) {
+    let errors = c.diagnostics.iter().filter(|d| d.is_error()).count();
+    (errors, c.diagnostics.len() - errors)
+}
+
+fn check(files: &[String], vars: Vec<(String, String)>, format: CheckFormat) -> ExitCode {
+    let mut failed = false;
+    let mut json = Vec::new();
+    let (mut errors, mut warnings) = (0, 0);
+    for f in files {
+        let c = compile(f, vars.clone());
+        let (e, w) = summary(&c);
+        errors += e;
+        warnings += w;
+        failed |= e > 0;
+        match format {
+            CheckFormat::Text => print_diagnostics(&c),
+            CheckFormat::Json => {
+                for d in &c.diagnostics {
+                    let file = c.sources.get(d.primary.span.file);
+                    let (line, col) = file.line_col(d.primary.span.start as usize);
+                    json.push(serde_json::json!({
+                        "file": file.name,
+                        "line": line,
+                        "column": col,
+                        "code": d.code.as_str(),
+                        "severity": d.severity,
+                        "message": d.message,
+                        "help": d.help,
+                    }));
+                }
+            }
+        }
+    }
+    match format {
+        CheckFormat::Text => eprintln!(
+            "checked {} file(s): {errors} error(s), {warnings} warning(s)",
+            files.len()
+        ),
+        CheckFormat::Json => println!("{}", serde_json::Value::Array(json)),
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn compiled(file: &str, vars: Vec<(String, String)>) -> Result<drover_dsl::Plan, ExitCode> {
+    let c = compile(file, vars);
+    print_diagnostics(&c);
+    match c.plan {
+        Some(p) => Ok(p),
+        None => {
+            let (e, _) = summary(&c);
+            eprintln!("{file}: {e} error(s); no plan");
+            Err(ExitCode::FAILURE)
+        }
+    }
+}
+
+fn plan(
+    file: &str,
+    vars: Vec<(String, String)>,
+    mode: Option<ModeArg>,
+    format: PlanFormat,
+) -> ExitCode {
+    let plan = match compiled(file, vars) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    match format {
+        PlanFormat::Json => match plan.to_json() {
+            Ok(j) => println!("{j}"),
+            Err(e) => {
+                eprintln!("cannot serialize the plan: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        PlanFormat::Text => {
+            let mode = mode
+                .map(Mode::from)
+                .or_else(|| plan.runbook.modes.first().copied())
+                .unwrap_or(Mode::Drill);
+            if !plan.runbook.modes.contains(&mode) {
+                eprintln!("{file} does not support mode {}", mode.as_str());
+                return ExitCode::FAILURE;
+            }
+            let a = drover_dsl::analysis::analyze(&plan, mode);
+            print!("{}", drover_dsl::analysis::render_text(&plan, &a));
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+fn graph(file: &str, vars: Vec<(String, String)>, format: GraphFormat) -> ExitCode {
+    let plan = match compiled(file, vars) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let out = match format {
+        GraphFormat::Dot => drover_dsl::graph::to_dot(&plan),
+        GraphFormat::Mermaid => drover_dsl::graph::to_mermaid(&plan),
+        GraphFormat::Json => drover_dsl::graph::to_json(&plan),
+    };
+    print!("{out}");
+    if !out.ends_with('\n') {
+        println!();
+    }
+    ExitCode::SUCCESS
+}
+
+fn fmt(files: &[String], check: bool) -> ExitCode {
+    let mut failed = false;
+    for f in files {
+        let text = match std::fs::read_to_string(f) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("{f}: cannot read: {e}");
+                failed = true;
+                continue;
+            }
+        };
+        let formatted = match drover_dsl::format_source(f, &text) {
+            Ok(s) => s,
+            Err(e) => {
+                let mut sources = drover_dsl::SourceMap::new();
+                sources.add(drover_dsl::SourceFile::new(f.clone(), text));
+                let color = std::io::stderr().is_terminal();
+                for d in &e.diagnostics {
+                    eprint!("{}", drover_dsl::render(d, &sources, color, 100));
+                }
+                eprintln!("{f}: not formatted: {e}");
+                failed = true;
+                continue;
+            }
+        };
+        if formatted == text {
+            continue;
+        }
+        if check {
+            eprintln!("{f}: not formatted (run `drover fmt {f}`)");
+            failed = true;
+        } else if let Err(e) = std::fs::write(f, formatted) {
+            eprintln!("{f}: cannot write: {e}");
+            failed = true;
+        } else {
+            eprintln!("formatted {f}");
+        }
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn actions() -> ExitCode {
+    let catalogue = drover_adapters::builtin_catalogue();
+    for a in catalogue.actions() {
+        println!("{}  ({:?}) {}", a.name, a.effect, a.summary);
+        for i in &a.inputs {
+            let req = if i.required { "required" } else { "optional" };
+            println!(
+                "    with {:<22} {:<18} {req:<8}  {}",
+                i.name,
+                i.ty.describe(),
+                i.doc
+            );
+        }
+        for o in &a.outputs {
+            println!(
+                "    out  {:<22} {:<18} {:<8}  {}",
+                o.name,
+                o.ty.describe(),
+                "",
+                o.doc
+            );
+        }
+    }
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,1859 @@
+//! The compiler: sources → checked [`Plan`].
+//!
+//! Phases: load and parse every file (following imports), lower to typed runbooks, resolve
+//! parameters and `--var`s, expand groups and `for_each`, resolve actions, inputs and references,
+//! build the DAG, then run the graph checks and safety lints ([`crate::checks`]). Every phase
+//! reports all it finds; a plan is produced only when no error was reported.
+
+use crate::checks;
+use crate::code::Code;
+use crate::diagnostic::Diagnostic;
+use crate::document::{Attribute, Value, ValueKind};
+use crate::duration::parse_duration;
+use crate::loader::SourceLoader;
+use crate::lower::lower;
+use crate::parse::parse;
+use crate::plan::{
+    Dependency, OutputRef, PLAN_FORMAT, Plan, PlanCompensate, PlanHeader, PlanMilestone, PlanNode,
+    PlanProduction, PlanRetry, PlanStep, PlanValue, SourceRef,
+};
+use crate::runbook::{Group, Mode, ModeSet, Param, ParamType, Runbook, Step};
+use crate::source_map::{SourceFile, SourceMap};
+use crate::span::{Span, Spanned};
+use crate::suggest::did_you_mean;
+use drover_schema::{ActionSchema, Catalogue, ValueType};
+use petgraph::graph::{DiGraph, NodeIndex};
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+/// What a compilation needs besides the sources.
+pub struct CompileOptions<'a> {
+    /// The actions steps may call.
+    pub catalogue: &'a dyn Catalogue,
+    /// `--var key=value` overrides, in command-line order.
+    pub vars: Vec<(String, String)>,
+}
+
+/// The result of a compilation: the sources read, every diagnostic, and the plan if there was no
+/// error.
+#[derive(Debug)]
+pub struct Compilation {
+    /// Every file read.
+    pub sources: SourceMap,
+    /// Every finding, in a stable order (file, position, code).
+    pub diagnostics: Vec<Diagnostic>,
+    /// The plan, present only when no error was found.
+    pub plan: Option<Plan>,
+}
+
+impl Compilation {
+    /// Whether any diagnostic is an error.
+    #[must_use]
+    pub fn has_errors(&self) -> bool {
+        self.diagnostics.iter().any(Diagnostic::is_error)
+    }
+}
+
+/// Compiles the runbook in `main` (a name the loader understands).
+#[must_use]
+pub fn compile(main: &str, loader: &dyn SourceLoader, opts: &CompileOptions<'_>) -> Compilation {
+    let mut c = Compiler {
+        opts,
+        sources: SourceMap::new(),
+        diags: Vec::new(),
+        jinja: std::rc::Rc::new(template_env()),
+        used: HashSet::new(),
+    };
+    let plan = c.run(main, loader);
+    let mut diagnostics = c.diags;
+    diagnostics.sort_by(|a, b| {
+        (
+            a.primary.span.file,
+            a.primary.span.start,
+            a.code,
+            &a.message,
+        )
+            .cmp(&(
+                b.primary.span.file,
+                b.primary.span.start,
+                b.code,
+                &b.message,
+            ))
+    });
+    diagnostics.dedup();
+    let has_errors = diagnostics.iter().any(Diagnostic::is_error);
+    Compilation {
+        sources: c.sources,
+        diagnostics,
+        plan: if has_errors { None } else { plan },
+    }
+}
+
+/// The template environment: strict about undefined names, bounded in work.
+fn template_env() -> minijinja::Environment<'static> {
+    let mut env = minijinja::Environment::new();
+    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+    env.set_fuel(Some(50_000));
+    env.set_recursion_limit(32);
+    env
+}
+
+/// The variables a value may read at compile time, and where run-time references go.
+struct Scope<'s> {
+    /// Runbook parameters.
+    params: &'s BTreeMap<String, PlanValue>,
+    /// Group arguments (inside a group).
+    args: Option<&'s BTreeMap<String, PlanValue>>,
+    /// The current `for_each` item and its index.
+    each: Option<(&'s PlanValue, usize)>,
+    /// The group being expanded: its prefix and local step ids.
+    group: Option<&'s GroupScope>,
+    /// The instance being resolved (for zipped fan-out), if references to steps are allowed.
+    instance: Option<usize>,
+}
+
+impl Scope<'_> {
+    fn var(&self, name: &str) -> Option<&PlanValue> {
+        self.args
+            .and_then(|a| a.get(name))
+            .or_else(|| self.params.get(name))
+    }
+}
+
+/// A group expansion in progress.
+struct GroupScope {
+    prefix: String,
+    args: BTreeMap<String, PlanValue>,
+    locals: HashSet<String>,
+    after: Vec<Spanned<String>>,
+    modes: Option<ModeSet>,
+}
+
+/// A step definition before fan-out.
+struct Def<'r> {
+    step: &'r Step,
+    id: String,
+    group: Option<usize>,
+    for_each: Option<PlanValue>,
+}
+
+/// A step instance after fan-out.
+struct Inst {
+    def: usize,
+    id: String,
+    each: Option<(PlanValue, usize)>,
+}
+
+/// What resolving one instance's values found.
+#[derive(Default)]
+struct Refs {
+    deps: Vec<(usize, Span, Dependency)>,
+    bindings: BTreeMap<String, OutputRef>,
+    context: BTreeMap<String, PlanValue>,
+}
+
+struct Compiler<'o> {
+    opts: &'o CompileOptions<'o>,
+    sources: SourceMap,
+    diags: Vec<Diagnostic>,
+    jinja: std::rc::Rc<minijinja::Environment<'static>>,
+    /// Parameters read outside step resolution (fan-out lists, group arguments).
+    used: HashSet<String>,
+}
+
+/// Every step and milestone id that is taken, with where.
+type Ids = HashMap<String, Span>;
+
+impl Compiler<'_> {
+    fn err(&mut self, d: Diagnostic) {
+        self.diags.push(d);
+    }
+
+    fn run(&mut self, main: &str, loader: &dyn SourceLoader) -> Option<Plan> {
+        let runbooks = self.load(main, loader)?;
+        let rb = &runbooks[0];
+        let file0 = rb.file;
+        let start = Span::new(file0, 0, 0);
+
+        match &rb.header {
+            None if rb.recovered.is_empty()
+                || !self.diags.iter().any(|d| d.code == Code::SyntaxError) =>
+            {
+                self.err(
+                    Diagnostic::error(
+                        Code::MissingHeader,
+                        start,
+                        "this file has no `runbook` header",
+                    )
+                    .label("header expected")
+                    .help("start the file with `runbook \"Name\" { rto = 4h  rpo = 15m }`"),
+                );
+            }
+            _ => {}
+        }
+        for extra in &rb.extra_headers {
+            self.err(
+                Diagnostic::error(
+                    Code::MissingHeader,
+                    *extra,
+                    "a file has one `runbook` header",
+                )
+                .label("second header")
+                .help("merge the two headers"),
+            );
+        }
+        for other in &runbooks[1..] {
+            self.check_library(other);
+        }
+
+        let runbook_modes = rb
+            .header
+            .as_ref()
+            .and_then(|h| h.modes.as_ref())
+            .map_or(ModeSet::ALL, |m| m.value);
+
+        let params = self.params(rb);
+        let groups = self.groups(&runbooks);
+
+        let mut ids: Ids = HashMap::new();
+        let (mut defs, scopes) = self.defs(rb, &groups, &params, &mut ids);
+        let insts = self.instances(&mut defs, &scopes, &params);
+        let mut by_base: HashMap<String, Vec<usize>> = HashMap::new();
+        for (i, inst) in insts.iter().enumerate() {
+            let def = &defs[inst.def];
+            by_base.entry(def.id.clone()).or_default().push(i);
+            if let Some(g) = def.group {
+                by_base.entry(scopes[g].prefix.clone()).or_default().push(i);
+            }
+        }
+        for (k, m) in rb.milestones.iter().enumerate() {
+            if self.claim(&mut ids, &m.id.value, m.id.span) {
+                by_base
+                    .entry(m.id.value.clone())
+                    .or_default()
+                    .push(insts.len() + k);
+            }
+        }
+        let recovered: HashSet<&str> = rb.recovered.iter().map(String::as_str).collect();
+        let resolver = Resolver {
+            defs: &defs,
+            insts: &insts,
+            by_base: &by_base,
+            recovered: &recovered,
+        };
+
+        let mut nodes: Vec<PlanNode> = Vec::new();
+        let mut edges: BTreeMap<(usize, usize), (Dependency, Span)> = BTreeMap::new();
+        let mut used_params: HashSet<String> = HashSet::new();
+        for (i, inst) in insts.iter().enumerate() {
+            let def = &defs[inst.def];
+            let scope = Scope {
+                params: &params,
+                args: def.group.map(|g| &scopes[g].args),
+                each: inst.each.as_ref().map(|(v, k)| (v, *k)),
+                group: def.group.map(|g| &scopes[g]),
+                instance: Some(i),
+            };
+            let (step, refs) = self.step(
+                def,
+                inst,
+                &scope,
+                &resolver,
+                runbook_modes,
+                &mut used_params,
+            );
+            for (dep, span, kind) in refs.deps {
+                edges.entry((dep, i)).or_insert((kind, span));
+            }
+            nodes.push(PlanNode::Step(Box::new(step)));
+        }
+        for m in &rb.milestones {
+            let idx = nodes.len();
+            let scope = Scope {
+                params: &params,
+                args: None,
+                each: None,
+                group: None,
+                instance: None,
+            };
+            for a in &m.after {
+                for dep in resolver
+                    .resolve_name(self, &a.value, a.span, &scope)
+                    .unwrap_or_default()
+                {
+                    edges
+                        .entry((dep, idx))
+                        .or_insert((Dependency::Explicit, a.span));
+                }
+            }
+            let mut rpo_from = Vec::new();
+            for r in &m.rpo_from {
+                for dep in resolver
+                    .resolve_name(self, &r.value, r.span, &scope)
+                    .unwrap_or_default()
+                {
+                    let node = &nodes[dep];
+                    if node
+                        .as_step()
+                        .is_some_and(|s| s.role != drover_schema::Role::Rehydrate)
+                    {
+                        self.err(
+                            Diagnostic::error(
+                                Code::InvalidMilestone,
+                                r.span,
+                                format!("`{}` does not restore a backup, so it has no recovery point", r.value),
+                            )
+                            .label("not a backup.rehydrate step")
+                            .help("`rpo_from` lists the backup.rehydrate steps whose data sets count for RPO"),
+                        );
+                    }
+                    rpo_from.push(node.id().to_owned());
+                }
+            }
+            nodes.push(PlanNode::Milestone(PlanMilestone {
+                id: m.id.value.clone(),
+                title: m.title.clone(),
+                stops_rto: m.stops_rto,
+                rpo_from,
+                modes: runbook_modes.modes(),
+                source: self.source_ref(m.span),
+            }));
+        }
+
+        used_params.extend(self.used.iter().cloned());
+        for p in &rb.params {
+            if !used_params.contains(&p.name.value) {
+                self.err(
+                    Diagnostic::warning(
+                        Code::UnusedParameter,
+                        p.name.span,
+                        format!("parameter `{}` is never used", p.name.value),
+                    )
+                    .label("unused")
+                    .help("remove it, or use it in a step as `{{ name }}` or as a bare value"),
+                );
+            }
+        }
+
+        let mut graph: DiGraph<PlanNode, Dependency> =
+            DiGraph::with_capacity(nodes.len(), edges.len());
+        let idx: Vec<NodeIndex> = nodes.into_iter().map(|n| graph.add_node(n)).collect();
+        let mut spans: HashMap<(NodeIndex, NodeIndex), Span> = HashMap::with_capacity(edges.len());
+        for ((a, b), (kind, span)) in edges {
+            graph.add_edge(idx[a], idx[b], kind);
+            spans.insert((idx[a], idx[b]), span);
+        }
+
+        let header_span = rb.header.as_ref().map_or(start, |h| h.name.span);
+        let ok = checks::run(
+            &mut graph,
+            &spans,
+            &checks::Context {
+                runbook_modes,
+                has_header: rb.header.is_some(),
+                header_span,
+                production: &rb.production,
+                step_spans: &insts
+                    .iter()
+                    .map(|i| defs[i.def].step.id.span)
+                    .collect::<Vec<_>>(),
+                modes_spans: &insts
+                    .iter()
+                    .map(|i| defs[i.def].step.modes.as_ref().map(|m| m.span))
+                    .collect::<Vec<_>>(),
+                resource_spans: &self.resource_spans(&insts, &defs),
+                milestone_spans: &rb.milestones.iter().map(|m| m.id.span).collect::<Vec<_>>(),
+                when_spans: &insts
+                    .iter()
+                    .map(|i| defs[i.def].step.when.as_ref().map(|w| w.span))
+                    .collect::<Vec<_>>(),
+                catalogue: self.opts.catalogue,
+            },
+            &mut self.diags,
+        );
+
+        let h = rb.header.as_ref()?;
+        if !ok {
+            return None;
+        }
+        let mut hasher = Sha256::new();
+        for f in self.sources.files() {
+            hasher.update(f.name.as_bytes());
+            hasher.update([0]);
+            hasher.update(f.text.as_bytes());
+            hasher.update([0]);
+        }
+        let source_sha256 = hex(&hasher.finalize());
+        Some(Plan {
+            format: PLAN_FORMAT,
+            runbook: PlanHeader {
+                name: h.name.value.clone(),
+                description: h.description.clone(),
+                owner: h.owner.clone(),
+                tier: h.tier,
+                rto_ms: h.rto.as_ref().map_or(0, |r| r.value),
+                rpo_ms: h.rpo.as_ref().map_or(0, |r| r.value),
+                modes: runbook_modes.modes(),
+                max_parallel: h.max_parallel.and_then(|n| u32::try_from(n).ok()),
+                source: self.sources.get(file0).name.clone(),
+                source_sha256,
+            },
+            params: params.into_iter().collect(),
+            production: PlanProduction {
+                resources: rb
+                    .production
+                    .resources
+                    .iter()
+                    .map(|r| r.value.clone())
+                    .collect(),
+                tags: rb.production.tags.iter().cloned().collect(),
+            },
+            graph,
+        })
+    }
+
+    /// Spans of resource inputs per instance, for the drill/production check.
+    fn resource_spans(&self, insts: &[Inst], defs: &[Def<'_>]) -> Vec<HashMap<String, Span>> {
+        insts
+            .iter()
+            .map(|i| {
+                defs[i.def]
+                    .step
+                    .inputs
+                    .iter()
+                    .map(|a| (a.key.value.clone(), a.value.span))
+                    .collect()
+            })
+            .collect()
+    }
+
+    fn source_ref(&self, span: Span) -> SourceRef {
+        let f = self.sources.get(span.file);
+        let (line, col) = f.line_col(span.start as usize);
+        SourceRef {
+            file: f.name.clone(),
+            line: u32::try_from(line).unwrap_or(u32::MAX),
+            col: u32::try_from(col).unwrap_or(u32::MAX),
+        }
+    }
+
+    /// Loads the main file and everything it imports, breadth first.
+    fn load(&mut self, main: &str, loader: &dyn SourceLoader) -> Option<Vec<Runbook>> {
+        let mut runbooks = Vec::new();
+        let mut queue: Vec<(String, Option<Span>)> = vec![(loader.resolve(None, main), None)];
+        let mut seen: HashSet<String> = HashSet::new();
+        while let Some((name, from)) = (!queue.is_empty()).then(|| queue.remove(0)) {
+            if !seen.insert(name.clone()) {
+                continue;
+            }
+            let text = match loader.read(&name) {
+                Ok(t) => t,
+                Err(e) => match from {
+                    Some(span) => {
+                        self.err(
+                            Diagnostic::error(
+                                Code::ImportFailed,
+                                span,
+                                format!("cannot read `{name}`: {e}"),
+                            )
+                            .label("imported here")
+                            .help("import paths are relative to the importing file"),
+                        );
+                        continue;
+                    }
+                    None => {
+                        let id = self.sources.add(SourceFile::new(name.clone(), ""));
+                        self.err(
+                            Diagnostic::error(
+                                Code::ImportFailed,
+                                Span::new(id, 0, 0),
+                                format!("cannot read `{name}`: {e}"),
+                            )
+                            .label("unreadable"),
+                        );
+                        return None;
+                    }
+                },
+            };
+            let id = self.sources.add(SourceFile::new(name.clone(), text));
+            let (doc, mut diags) = parse(id, self.sources.get(id));
+            self.diags.append(&mut diags);
+            let rb = lower(id, &doc, &mut self.diags);
+            for imp in &rb.imports {
+                queue.push((
+                    loader.resolve(Some(&name), &imp.path.value),
+                    Some(imp.path.span),
+                ));
+            }
+            runbooks.push(rb);
+        }
+        Some(runbooks)
+    }
+
+    /// An imported file may define groups only.
+    fn check_library(&mut self, rb: &Runbook) {
+        let mut bad: Vec<Span> = Vec::new();
+        bad.extend(rb.header.iter().map(|h| h.name.span));
+        bad.extend(rb.params.iter().map(|p| p.name.span));
+        bad.extend(rb.steps.iter().map(|s| s.id.span));
+        bad.extend(rb.milestones.iter().map(|m| m.id.span));
+        bad.extend(rb.uses.iter().map(|u| u.id.span));
+        for span in bad {
+            self.err(
+                Diagnostic::error(
+                    Code::ImportFailed,
+                    span,
+                    "an imported file may define only groups",
+                )
+                .label("not a group")
+                .help("move this into the main runbook, or wrap it in `group NAME { ... }`"),
+            );
+        }
+    }
+
+    /// Resolves parameter values: defaults, then `--var` overrides.
+    fn params(&mut self, rb: &Runbook) -> BTreeMap<String, PlanValue> {
+        let mut values = BTreeMap::new();
+        let mut declared: HashMap<&str, &Param> = HashMap::new();
+        for p in &rb.params {
+            if let Some(first) = declared.get(p.name.value.as_str()) {
+                self.err(
+                    Diagnostic::error(
+                        Code::DuplicateId,
+                        p.name.span,
+                        format!("parameter `{}` is declared twice", p.name.value),
+                    )
+                    .label("declared again")
+                    .with(first.name.span, "first declared here"),
+                );
+                continue;
+            }
+            declared.insert(&p.name.value, p);
+        }
+        let overrides: HashMap<&str, &str> = self
+            .opts
+            .vars
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let start = Span::new(rb.file, 0, 0);
+        let mut vars: Vec<&(String, String)> = self.opts.vars.iter().collect();
+        vars.sort();
+        for (k, _) in vars {
+            if !declared.contains_key(k.as_str()) {
+                let mut d = Diagnostic::error(
+                    Code::InvalidVariable,
+                    start,
+                    format!("--var `{k}` sets no parameter of this runbook"),
+                )
+                .label("in this runbook");
+                d = match did_you_mean(k, declared.keys().copied()) {
+                    Some(s) => d.help(format!("did you mean `{s}`?")),
+                    None => d.help(format!(
+                        "its parameters are: {}",
+                        rb.params
+                            .iter()
+                            .map(|p| p.name.value.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )),
+                };
+                self.err(d);
+            }
+        }
+        let empty = BTreeMap::new();
+        for p in &rb.params {
+            if declared
+                .get(p.name.value.as_str())
+                .is_none_or(|d| !std::ptr::eq(*d, p))
+            {
+                continue;
+            }
+            let value = match overrides.get(p.name.value.as_str()) {
+                Some(text) => self.var_value(p, text, start),
+                None => match &p.default {
+                    Some(v) => self.param_default(p, v, &empty),
+                    None => {
+                        self.err(
+                            Diagnostic::error(
+                                Code::ParameterWithoutValue,
+                                p.name.span,
+                                format!("parameter `{}` has no value", p.name.value),
+                            )
+                            .label("no default")
+                            .help(format!(
+                                "give it a default, or pass `--var {}=...`",
+                                p.name.value
+                            )),
+                        );
+                        None
+                    }
+                },
+            };
+            if let Some(v) = value {
+                values.insert(p.name.value.clone(), v);
+            }
+        }
+        values
+    }
+
+    fn param_default(
+        &mut self,
+        p: &Param,
+        v: &Value,
+        params: &BTreeMap<String, PlanValue>,
+    ) -> Option<PlanValue> {
+        if p.ty.value == ParamType::Secret {
+            return match &v.kind {
+                ValueKind::Call { name, args } if name.value == "env" && args.len() == 1 => {
+                    match args[0].as_str() {
+                        Some(var) if !var.is_empty() => Some(PlanValue::Secret {
+                            param: p.name.value.clone(),
+                            env: var.to_owned(),
+                        }),
+                        _ => {
+                            self.err(
+                                Diagnostic::error(
+                                    Code::WrongValueKind,
+                                    args[0].span,
+                                    "`env` takes the name of an environment variable",
+                                )
+                                .label("expected a string"),
+                            );
+                            None
+                        }
+                    }
+                }
+                _ => {
+                    self.err(
+                        Diagnostic::error(Code::WrongValueKind, v.span, "a secret's value comes from the environment")
+                            .label("literal secret")
+                            .help(format!("write `param {}: secret = env(\"VARIABLE\")`; secrets are never written in runbooks", p.name.value)),
+                    );
+                    None
+                }
+            };
+        }
+        let scope = Scope {
+            params,
+            args: None,
+            each: None,
+            group: None,
+            instance: None,
+        };
+        let expected = param_value_type(&p.ty.value);
+        let mut refs = Refs::default();
+        let value = self.value(v, &expected, &scope, None, &mut refs, &mut HashSet::new())?;
+        Some(value)
+    }
+
+    fn var_value(&mut self, p: &Param, text: &str, span: Span) -> Option<PlanValue> {
+        let bad = |c: &mut Self, why: String| {
+            c.err(
+                Diagnostic::error(
+                    Code::InvalidVariable,
+                    span,
+                    format!("--var {}={text}: {why}", p.name.value),
+                )
+                .label("in this runbook")
+                .with(p.ty.span, format!("declared as {}", p.ty.value.describe())),
+            );
+            None
+        };
+        let scalar = |ty: &ParamType, s: &str| -> Result<PlanValue, String> {
+            match ty {
+                ParamType::String => Ok(PlanValue::String(s.to_owned())),
+                ParamType::Int => s
+                    .trim()
+                    .parse()
+                    .map(PlanValue::Int)
+                    .map_err(|_| "not a whole number".to_owned()),
+                ParamType::Bool => match s.trim() {
+                    "true" => Ok(PlanValue::Bool(true)),
+                    "false" => Ok(PlanValue::Bool(false)),
+                    _ => Err("not `true` or `false`".to_owned()),
+                },
+                ParamType::Duration => parse_duration(s.trim())
+                    .map(PlanValue::Duration)
+                    .ok_or_else(|| "not a duration such as 30s, 15m or 4h".to_owned()),
+                ParamType::List(_) | ParamType::Secret => Err("unsupported".to_owned()),
+            }
+        };
+        match &p.ty.value {
+            ParamType::Secret => bad(
+                self,
+                "secrets are read from the environment, never passed on the command line"
+                    .to_owned(),
+            ),
+            ParamType::List(inner) => {
+                let items: Result<Vec<_>, _> = text
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| scalar(inner, s))
+                    .collect();
+                match items {
+                    Ok(v) => Some(PlanValue::List(v)),
+                    Err(e) => bad(self, format!("an item is {e}")),
+                }
+            }
+            ty => match scalar(ty, text) {
+                Ok(v) => Some(v),
+                Err(e) => bad(self, e),
+            },
+        }
+    }
+
+    /// Every group defined in any file, by name.
+    fn groups<'r>(&mut self, runbooks: &'r [Runbook]) -> HashMap<String, &'r Group> {
+        let mut out: HashMap<String, &'r Group> = HashMap::new();
+        for rb in runbooks {
+            for g in &rb.groups {
+                if let Some(first) = out.get(&g.name.value) {
+                    self.err(
+                        Diagnostic::error(
+                            Code::DuplicateId,
+                            g.name.span,
+                            format!("group `{}` is defined twice", g.name.value),
+                        )
+                        .label("defined again")
+                        .with(first.name.span, "first defined here"),
+                    );
+                    continue;
+                }
+                out.insert(g.name.value.clone(), g);
+            }
+        }
+        out
+    }
+
+    fn claim(&mut self, ids: &mut Ids, id: &str, span: Span) -> bool {
+        if let Some(first) = ids.get(id) {
+            self.err(
+                Diagnostic::error(Code::DuplicateId, span, format!("`{id}` is defined twice"))
+                    .label("defined again")
+                    .with(*first, "first defined here")
+                    .help("step, use and milestone ids must be unique; rename one"),
+            );
+            return false;
+        }
+        ids.insert(id.to_owned(), span);
+        true
+    }
+
+    /// Step definitions: the runbook's own steps, then each group expansion.
+    fn defs<'r>(
+        &mut self,
+        rb: &'r Runbook,
+        groups: &HashMap<String, &'r Group>,
+        params: &BTreeMap<String, PlanValue>,
+        ids: &mut Ids,
+    ) -> (Vec<Def<'r>>, Vec<GroupScope>) {
+        let mut defs = Vec::new();
+        let mut scopes = Vec::new();
+        for s in &rb.steps {
+            if self.claim(ids, &s.id.value, s.id.span) {
+                defs.push(Def {
+                    step: s,
+                    id: s.id.value.clone(),
+                    group: None,
+                    for_each: None,
+                });
+            }
+        }
+        for u in &rb.uses {
+            if !self.claim(ids, &u.id.value, u.id.span) {
+                continue;
+            }
+            let Some(gname) = &u.group else { continue };
+            let Some(g) = groups.get(&gname.value) else {
+                let mut d = Diagnostic::error(
+                    Code::UnknownGroup,
+                    gname.span,
+                    format!("no group is called `{}`", gname.value),
+                )
+                .label("unknown group");
+                d = match did_you_mean(&gname.value, groups.keys().map(String::as_str)) {
+                    Some(s) => d.help(format!("did you mean `{s}`?")),
+                    None => d.help("groups are defined with `group NAME { ... }`, usually in a file brought in with `import`"),
+                };
+                self.err(d);
+                continue;
+            };
+            let args = self.group_args(u, g, params);
+            let locals: HashSet<String> = g.steps.iter().map(|s| s.id.value.clone()).collect();
+            let scope_idx = scopes.len();
+            scopes.push(GroupScope {
+                prefix: u.id.value.clone(),
+                args,
+                locals,
+                after: u.after.clone(),
+                modes: u.modes.as_ref().map(|m| m.value),
+            });
+            let mut local_ids: Ids = HashMap::new();
+            for s in &g.steps {
+                if !self.claim(&mut local_ids, &s.id.value, s.id.span) {
+                    continue;
+                }
+                let id = format!("{}.{}", u.id.value, s.id.value);
+                ids.insert(id.clone(), s.id.span);
+                defs.push(Def {
+                    step: s,
+                    id,
+                    group: Some(scope_idx),
+                    for_each: None,
+                });
+            }
+        }
+        (defs, scopes)
+    }
+
+    fn group_args(
+        &mut self,
+        u: &crate::runbook::GroupUse,
+        g: &Group,
+        params: &BTreeMap<String, PlanValue>,
+    ) -> BTreeMap<String, PlanValue> {
+        let mut args = BTreeMap::new();
+        let scope = Scope {
+            params,
+            args: None,
+            each: None,
+            group: None,
+            instance: None,
+        };
+        for a in &u.args {
+            let Some(p) = g.params.iter().find(|p| p.name.value == a.key.value) else {
+                let mut d = Diagnostic::error(
+                    Code::UnknownInput,
+                    a.key.span,
+                    format!(
+                        "group `{}` has no parameter `{}`",
+                        g.name.value, a.key.value
+                    ),
+                )
+                .label("unknown argument");
+                d = match did_you_mean(&a.key.value, g.params.iter().map(|p| p.name.value.as_str()))
+                {
+                    Some(s) => d.help(format!("did you mean `{s}`?")),
+                    None => d,
+                };
+                self.err(d);
+                continue;
+            };
+            let expected = param_value_type(&p.ty.value);
+            let mut refs = Refs::default();
+            let mut used = HashSet::new();
+            if let Some(v) = self.value(&a.value, &expected, &scope, None, &mut refs, &mut used) {
+                args.insert(a.key.value.clone(), v);
+            }
+            self.used.extend(used);
+        }
+        for p in &g.params {
+            if args.contains_key(&p.name.value) {
+                continue;
+            }
+            match &p.default {
+                Some(v) => {
+                    if let Some(v) = self.param_default(p, v, params) {
+                        args.insert(p.name.value.clone(), v);
+                    }
+                }
+                None if !u.args.iter().any(|a| a.key.value == p.name.value) => {
+                    self.err(
+                        Diagnostic::error(
+                            Code::ParameterWithoutValue,
+                            u.id.span,
+                            format!(
+                                "`use {}` does not set `{}` of group `{}`",
+                                u.id.value, p.name.value, g.name.value
+                            ),
+                        )
+                        .label("argument missing")
+                        .with(p.name.span, "declared here")
+                        .help(format!("add `{} = ...` to the `with` block", p.name.value)),
+                    );
+                }
+                None => {}
+            }
+        }
+        args
+    }
+
+    /// Expands `for_each`.
+    fn instances(
+        &mut self,
+        defs: &mut [Def<'_>],
+        scopes: &[GroupScope],
+        params: &BTreeMap<String, PlanValue>,
+    ) -> Vec<Inst> {
+        let mut out = Vec::new();
+        let mut lists: Vec<Option<PlanValue>> = Vec::with_capacity(defs.len());
+        for def in defs.iter() {
+            let Some(fe) = &def.step.for_each else {
+                lists.push(None);
+                continue;
+            };
+            let scope = Scope {
+                params,
+                args: def.group.map(|g| &scopes[g].args),
+                each: None,
+                group: None,
+                instance: None,
+            };
+            let mut refs = Refs::default();
+            let mut used = HashSet::new();
+            let v = self.value(
+                fe,
+                &ValueType::List(Box::new(ValueType::Any)),
+                &scope,
+                None,
+                &mut refs,
+                &mut used,
+            );
+            self.used.extend(used);
+            match v {
+                Some(PlanValue::List(items)) => lists.push(Some(PlanValue::List(items))),
+                Some(_) | None => {
+                    if v.is_some() {
+                        self.err(
+                            Diagnostic::error(
+                                Code::InvalidForEach,
+                                fe.span,
+                                "`for_each` needs a list",
+                            )
+                            .label("not a list")
+                            .help("write `for_each = [\"a\", \"b\"]` or name a list parameter"),
+                        );
+                    }
+                    lists.push(None);
+                }
+            }
+        }
+        for (d, def) in defs.iter().enumerate() {
+            match &lists[d] {
+                Some(PlanValue::List(items)) => {
+                    let labels: Vec<String> = items
+                        .iter()
+                        .map(|v| match v {
+                            PlanValue::String(s)
+                                if !s.is_empty()
+                                    && s.chars()
+                                        .all(|c| c.is_alphanumeric() || "-_.".contains(c)) =>
+                            {
+                                s.clone()
+                            }
+                            PlanValue::Int(i) => i.to_string(),
+                            _ => String::new(),
+                        })
+                        .collect();
+                    let unique = labels.iter().all(|l| !l.is_empty())
+                        && labels.iter().collect::<HashSet<_>>().len() == labels.len();
+                    for (k, item) in items.iter().enumerate() {
+                        let label = if unique {
+                            labels[k].clone()
+                        } else {
+                            k.to_string()
+                        };
+                        out.push(Inst {
+                            def: d,
+                            id: format!("{}[{label}]", def.id),
+                            each: Some((item.clone(), k)),
+                        });
+                    }
+                }
+                _ => out.push(Inst {
+                    def: d,
+                    id: def.id.clone(),
+                    each: None,
+                }),
+            }
+        }
+        for (def, list) in defs.iter_mut().zip(lists) {
+            def.for_each = list;
+        }
+        out
+    }
+
+    /// Resolves one step instance.
+    #[allow(clippy::too_many_arguments)]
+    fn step(
+        &mut self,
+        def: &Def<'_>,
+        inst: &Inst,
+        scope: &Scope<'_>,
+        resolver: &Resolver<'_>,
+        runbook_modes: ModeSet,
+        used: &mut HashSet<String>,
+    ) -> (PlanStep, Refs) {
+        let s = def.step;
+        let mut refs = Refs::default();
+        let schema = s.action.as_ref().and_then(|a| self.action(a));
+        let mut inputs = BTreeMap::new();
+        if let Some(schema) = &schema {
+            inputs = self.inputs(
+                &s.inputs, schema, s.id.span, scope, resolver, &mut refs, used,
+            );
+        }
+        for a in &s.after {
+            if let Some(deps) = resolver.resolve_name(self, &a.value, a.span, scope) {
+                refs.deps
+                    .extend(deps.into_iter().map(|d| (d, a.span, Dependency::Explicit)));
+            }
+        }
+        if let Some(g) = scope.group {
+            // The group's first steps wait for the `use`'s `after`.
+            if s.after.is_empty() {
+                let outer = Scope {
+                    group: None,
+                    ..*scope
+                };
+                for a in &g.after {
+                    if let Some(deps) = resolver.resolve_name(self, &a.value, a.span, &outer) {
+                        refs.deps
+                            .extend(deps.into_iter().map(|d| (d, a.span, Dependency::Explicit)));
+                    }
+                }
+            }
+        }
+        let compensate = s.compensate.as_ref().and_then(|c| {
+            let schema = self.action(&c.action)?;
+            let before = refs.deps.len();
+            let inputs = self.inputs(
+                &c.inputs,
+                &schema,
+                c.action.span,
+                scope,
+                resolver,
+                &mut refs,
+                used,
+            );
+            // The undo runs after the step itself, so it may read the step's own outputs.
+            let me = scope.instance;
+            let mut k = before;
+            while k < refs.deps.len() {
+                if Some(refs.deps[k].0) == me {
+                    refs.deps.remove(k);
+                } else {
+                    k += 1;
+                }
+            }
+            Some(PlanCompensate {
+                action: c.action.value.clone(),
+                inputs,
+            })
+        });
+        if let Some(w) = &s.when {
+            self.when(w, scope, resolver, &mut refs, used);
+        }
+        if let Some((v, k)) = &scope.each {
+            refs.context.insert(
+                "each".to_owned(),
+                PlanValue::Map(BTreeMap::from([
+                    ("value".to_owned(), (*v).clone()),
+                    (
+                        "index".to_owned(),
+                        PlanValue::Int(i64::try_from(*k).unwrap_or(i64::MAX)),
+                    ),
+                ])),
+            );
+        }
+        let mut modes =
+            ModeSet(s.modes.as_ref().map_or(runbook_modes, |m| m.value).0 & runbook_modes.0);
+        if let Some(gm) = scope.group.and_then(|g| g.modes) {
+            modes = ModeSet(modes.0 & gm.0);
+        }
+        let (effect, role) = schema.as_ref().map_or(
+            (drover_schema::Effect::ReadOnly, drover_schema::Role::Plain),
+            |a| (a.effect, a.role),
+        );
+        let step = PlanStep {
+            id: inst.id.clone(),
+            base_id: def.id.clone(),
+            action: s
+                .action
+                .as_ref()
+                .map(|a| a.value.clone())
+                .unwrap_or_default(),
+            provider: schema
+                .as_ref()
+                .map_or_else(|| "core".to_owned(), |a| a.provider().to_owned()),
+            effect,
+            role,
+            description: s.description.clone(),
+            inputs,
+            bindings: std::mem::take(&mut refs.bindings),
+            context: std::mem::take(&mut refs.context),
+            modes: modes.modes(),
+            retry: s.retry.map(|r| PlanRetry {
+                attempts: r.attempts,
+                backoff_ms: r.backoff_ms,
+                max_backoff_ms: r.max_backoff_ms,
+            }),
+            timeout_ms: s.timeout.as_ref().map(|t| t.value),
+            on_failure: s.on_failure,
+            compensate,
+            when: s.when.as_ref().map(|w| w.value.clone()),
+            estimate: s.estimate.as_ref().map(|e| e.value),
+            waivers: s
+                .waivers
+                .iter()
+                .map(|w| (w.lint, w.reason.value.clone()))
+                .collect(),
+            source: self.source_ref(s.id.span),
+        };
+        (step, refs)
+    }
+
+    fn action(&mut self, a: &Spanned<String>) -> Option<ActionSchema> {
+        if let Some(s) = self.opts.catalogue.lookup(&a.value) {
+            return Some(s.clone());
+        }
+        let names = self.opts.catalogue.names();
+        let mut d = Diagnostic::error(
+            Code::UnknownAction,
+            a.span,
+            format!("`{}` is not an action", a.value),
+        )
+        .label("unknown action");
+        d = match did_you_mean(&a.value, names.iter().copied()) {
+            Some(s) => d.help(format!("did you mean `{s}`?")),
+            None => {
+                let provider = a.value.split('.').next().unwrap_or("");
+                let same: Vec<&str> = names
+                    .iter()
+                    .copied()
+                    .filter(|n| n.starts_with(&format!("{provider}.")))
+                    .collect();
+                if same.is_empty() {
+                    d.help("run `drover actions` to list every action")
+                } else {
+                    d.help(format!("`{provider}` has: {}", same.join(", ")))
+                }
+            }
+        };
+        self.err(d);
+        None
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn inputs(
+        &mut self,
+        attrs: &[Attribute],
+        schema: &ActionSchema,
+        at: Span,
+        scope: &Scope<'_>,
+        resolver: &Resolver<'_>,
+        refs: &mut Refs,
+        used: &mut HashSet<String>,
+    ) -> BTreeMap<String, PlanValue> {
+        let mut out = BTreeMap::new();
+        for a in attrs {
+            let Some(spec) = schema.input(&a.key.value) else {
+                let mut d = Diagnostic::error(
+                    Code::UnknownInput,
+                    a.key.span,
+                    format!("`{}` has no input `{}`", schema.name, a.key.value),
+                )
+                .label("unknown input");
+                d = match did_you_mean(&a.key.value, schema.inputs.iter().map(|i| i.name.as_str()))
+                {
+                    Some(s) => d.help(format!("did you mean `{s}`?")),
+                    None => d.help(format!(
+                        "its inputs are: {}",
+                        schema
+                            .inputs
+                            .iter()
+                            .map(|i| i.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )),
+                };
+                self.err(d);
+                continue;
+            };
+            if let Some(v) = self.value(&a.value, &spec.ty, scope, Some(resolver), refs, used) {
+                out.insert(a.key.value.clone(), v);
+            }
+        }
+        let missing: Vec<&str> = schema
+            .inputs
+            .iter()
+            .filter(|i| i.required && !attrs.iter().any(|a| a.key.value == i.name))
+            .map(|i| i.name.as_str())
+            .collect();
+        if !missing.is_empty() {
+            let list = missing
+                .iter()
+                .map(|m| format!("`{m}`"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            self.err(
+                Diagnostic::error(
+                    Code::MissingInput,
+                    at,
+                    format!("`{}` needs {list}", schema.name),
+                )
+                .label("required input missing")
+                .help(format!(
+                    "add to `with {{ ... }}`: {}",
+                    missing
+                        .iter()
+                        .filter_map(|m| schema.input(m))
+                        .map(|i| format!("{} ({}: {})", i.name, i.ty.describe(), i.doc))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                )),
+            );
+        }
+        out
+    }
+
+    fn when(
+        &mut self,
+        w: &Spanned<String>,
+        scope: &Scope<'_>,
+        resolver: &Resolver<'_>,
+        refs: &mut Refs,
+        used: &mut HashSet<String>,
+    ) {
+        let env = std::rc::Rc::clone(&self.jinja);
+        let names = match env.compile_expression(&w.value) {
+            Ok(expr) => {
+                let mut v: Vec<String> = expr.undeclared_variables(true).into_iter().collect();
+                v.sort();
+                v
+            }
+            Err(e) => {
+                self.err(
+                    Diagnostic::error(Code::TemplateError, w.span, format!("`when` is not a valid expression: {}", e.detail().unwrap_or("syntax error")))
+                        .label("invalid expression")
+                        .help("write a template expression such as `when = \"mode == 'failover'\"` or `when = \"steps.check.status == 200\"`"),
+                );
+                return;
+            }
+        };
+        for name in names {
+            self.template_var(&name, &w.value, w.span, scope, Some(resolver), refs, used);
+        }
+    }
+
+    /// Checks one variable a template or expression reads. Returns whether it is only known at
+    /// run time.
+    #[allow(clippy::too_many_arguments)]
+    fn template_var(
+        &mut self,
+        name: &str,
+        text: &str,
+        span: Span,
+        scope: &Scope<'_>,
+        resolver: Option<&Resolver<'_>>,
+        refs: &mut Refs,
+        used: &mut HashSet<String>,
+    ) -> bool {
+        let root = name.split('.').next().unwrap_or(name);
+        let at = locate(text, name, span);
+        match root {
+            "steps" => {
+                let Some(resolver) = resolver.filter(|_| scope.instance.is_some()) else {
+                    self.err(
+                        Diagnostic::error(Code::UnknownStep, at, "step outputs are not known here")
+                            .label(
+                                "only step inputs, `when` and `compensate` may read step outputs",
+                            ),
+                    );
+                    return true;
+                };
+                if let Some(r) = resolver.output_ref(self, name, at, scope, refs) {
+                    refs.bindings.insert(name.to_owned(), r);
+                }
+                true
+            }
+            "mode" => true,
+            "each" if scope.each.is_some() => false,
+            _ => {
+                match scope.var(root) {
+                    Some(PlanValue::Secret { .. }) => {
+                        self.err(
+                            Diagnostic::error(Code::SecretInTemplate, at, format!("secret `{root}` is used inside a template"))
+                                .label("would be written into the plan")
+                                .help(format!("pass the secret as a whole input value, `token = {root}`; it is resolved only when the step runs")),
+                        );
+                    }
+                    Some(_) => {
+                        used.insert(root.to_owned());
+                    }
+                    None => {
+                        let mut known: Vec<&str> =
+                            scope.params.keys().map(String::as_str).collect();
+                        if let Some(a) = scope.args {
+                            known.extend(a.keys().map(String::as_str));
+                        }
+                        let mut d = Diagnostic::error(
+                            Code::UnknownParameter,
+                            at,
+                            format!("`{root}` is not a parameter"),
+                        )
+                        .label("unknown name");
+                        d = match did_you_mean(root, known.iter().copied()) {
+                            Some(s) => d.help(format!("did you mean `{s}`?")),
+                            None if root == "each" => d.help("`each` exists only in steps with `for_each`"),
+                            None => d.help("declare it with `param NAME: string = \"...\"`, or read a step output as `steps.ID.OUTPUT`"),
+                        };
+                        self.err(d);
+                    }
+                }
+                false
+            }
+        }
+    }
+
+    /// Converts and type-checks a value.
+    #[allow(clippy::too_many_arguments)]
+    fn value(
+        &mut self,
+        v: &Value,
+        expected: &ValueType,
+        scope: &Scope<'_>,
+        resolver: Option<&Resolver<'_>>,
+        refs: &mut Refs,
+        used: &mut HashSet<String>,
+    ) -> Option<PlanValue> {
+        let converted = self.convert(v, expected, scope, resolver, refs, used)?;
+        if let Err(why) = type_matches(&converted, expected) {
+            let mut d = Diagnostic::error(
+                Code::InputTypeMismatch,
+                v.span,
+                format!("expected {}, found {why}", expected.describe()),
+            )
+            .label("wrong type");
+            if matches!(expected, ValueType::Secret) {
+                d = d.help("pass a `secret` parameter: `param token: secret = env(\"VAR\")`, then `token = token`");
+            } else if matches!(expected, ValueType::Duration) {
+                d = d.help("durations are written without quotes: `30s`, `15m`, `4h`");
+            }
+            self.err(d);
+            return None;
+        }
+        Some(converted)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn convert(
+        &mut self,
+        v: &Value,
+        expected: &ValueType,
+        scope: &Scope<'_>,
+        resolver: Option<&Resolver<'_>>,
+        refs: &mut Refs,
+        used: &mut HashSet<String>,
+    ) -> Option<PlanValue> {
+        let inner = |t: &ValueType| match t {
+            ValueType::List(i) | ValueType::Map(i) => (**i).clone(),
+            _ => ValueType::Any,
+        };
+        Some(match &v.kind {
+            ValueKind::Str { text, .. } => {
+                self.template(text, v.span, scope, resolver, refs, used)?
+            }
+            ValueKind::Number(n) => match n.parse::<i64>() {
+                Ok(i) => PlanValue::Int(i),
+                Err(_) => match n.parse::<f64>() {
+                    Ok(f) if n.contains('.') => PlanValue::Float(f),
+                    _ => {
+                        self.err(
+                            Diagnostic::error(
+                                Code::WrongValueKind,
+                                v.span,
+                                "this number is out of range",
+                            )
+                            .label("too large"),
+                        );
+                        return None;
+                    }
+                },
+            },
+            ValueKind::Bool(b) => PlanValue::Bool(*b),
+            ValueKind::Duration(d) => match parse_duration(d) {
+                Some(ms) => PlanValue::Duration(ms),
+                None => {
+                    self.err(
+                        Diagnostic::error(
+                            Code::InvalidDuration,
+                            v.span,
+                            format!("`{d}` is too long a duration"),
+                        )
+                        .label("overflows"),
+                    );
+                    return None;
+                }
+            },
+            ValueKind::Range(..) => {
+                self.err(
+                    Diagnostic::error(
+                        Code::WrongValueKind,
+                        v.span,
+                        "a range is only allowed in `estimate`",
+                    )
+                    .label("unexpected range"),
+                );
+                return None;
+            }
+            ValueKind::List(items) => {
+                let t = inner(expected);
+                let mut out = Vec::with_capacity(items.len());
+                for i in items {
+                    out.push(self.value(i, &t, scope, resolver, refs, used)?);
+                }
+                PlanValue::List(out)
+            }
+            ValueKind::Map(entries) => {
+                let t = inner(expected);
+                let mut out = BTreeMap::new();
+                for e in entries {
+                    let val = self.value(&e.value, &t, scope, resolver, refs, used)?;
+                    if out.insert(e.key.value.clone(), val).is_some() {
+                        self.err(
+                            Diagnostic::error(
+                                Code::DuplicateAttribute,
+                                e.key.span,
+                                format!("key `{}` is set twice", e.key.value),
+                            )
+                            .label("set again"),
+                        );
+                    }
+                }
+                PlanValue::Map(out)
+            }
+            ValueKind::Call { name, .. } => {
+                self.err(
+                    Diagnostic::error(
+                        Code::WrongValueKind,
+                        v.span,
+                        format!(
+                            "`{}(...)` is only allowed as a secret parameter's default",
+                            name.value
+                        ),
+                    )
+                    .label("unexpected call")
+                    .help("declare `param NAME: secret = env(\"VAR\")` and use `NAME` here"),
+                );
+                return None;
+            }
+            ValueKind::Path(p) => {
+                return self.path(p, v.span, expected, scope, resolver, refs, used);
+            }
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn path(
+        &mut self,
+        p: &str,
+        span: Span,
+        expected: &ValueType,
+        scope: &Scope<'_>,
+        resolver: Option<&Resolver<'_>>,
+        refs: &mut Refs,
+        used: &mut HashSet<String>,
+    ) -> Option<PlanValue> {
+        if p.starts_with("steps.") {
+            let Some(resolver) = resolver.filter(|_| scope.instance.is_some()) else {
+                self.err(
+                    Diagnostic::error(Code::UnknownStep, span, "step outputs are not known here")
+                        .label("only step inputs may read step outputs")
+                        .help("parameters, `for_each` and group arguments are fixed when the runbook compiles"),
+                );
+                return None;
+            };
+            return resolver
+                .output_ref(self, p, span, scope, refs)
+                .map(PlanValue::StepOutput);
+        }
+        if let Some((v, k)) = scope.each {
+            match p {
+                "each" | "each.value" => return Some(v.clone()),
+                "each.index" => return Some(PlanValue::Int(i64::try_from(k).unwrap_or(i64::MAX))),
+                _ => {}
+            }
+        }
+        if !p.contains('.') {
+            if let Some(v) = scope.var(p) {
+                used.insert(p.to_owned());
+                return Some(v.clone());
+            }
+            if let ValueType::Enum(words) = expected {
+                if words.iter().any(|w| w == p) {
+                    return Some(PlanValue::String(p.to_owned()));
+                }
+                let mut d = Diagnostic::error(
+                    Code::InputTypeMismatch,
+                    span,
+                    format!("`{p}` is not one of {}", words.join(", ")),
+                )
+                .label("unknown word");
+                if let Some(s) = did_you_mean(p, words.iter().map(String::as_str)) {
+                    d = d.help(format!("did you mean `{s}`?"));
+                }
+                self.err(d);
+                return None;
+            }
+        }
+        let mut known: Vec<&str> = scope.params.keys().map(String::as_str).collect();
+        if let Some(a) = scope.args {
+            known.extend(a.keys().map(String::as_str));
+        }
+        let mut d = Diagnostic::error(
+            Code::UnknownParameter,
+            span,
+            format!("`{p}` is not a parameter"),
+        )
+        .label("unknown name");
+        d = match did_you_mean(p, known.iter().copied()) {
+            Some(s) => d.help(format!("did you mean `{s}`?")),
+            None if p.contains('.') => d.help("step outputs are read as `steps.ID.OUTPUT`"),
+            None => d.help(format!("to write the text `{p}`, quote it: \"{p}\"")),
+        };
+        self.err(d);
+        None
+    }
+
+    /// Renders a string template with compile-time variables, or keeps it for run time when it
+    /// reads step outputs or the mode.
+    fn template(
+        &mut self,
+        text: &str,
+        span: Span,
+        scope: &Scope<'_>,
+        resolver: Option<&Resolver<'_>>,
+        refs: &mut Refs,
+        used: &mut HashSet<String>,
+    ) -> Option<PlanValue> {
+        if !text.contains("{{") && !text.contains("{%") {
+            return Some(PlanValue::String(text.to_owned()));
+        }
+        let env = std::rc::Rc::clone(&self.jinja);
+        let tmpl = match env.template_from_str(text) {
+            Ok(t) => t,
+            Err(e) => {
+                let at = e.range().map_or(span, |r| {
+                    let start = (span.start as usize + 1 + r.start).min(span.end as usize);
+                    let end = (span.start as usize + 1 + r.end)
+                        .min(span.end as usize)
+                        .max(start);
+                    Span::new(span.file, start, end)
+                });
+                self.err(
+                    Diagnostic::error(
+                        Code::TemplateError,
+                        at,
+                        format!("template error: {}", e.detail().unwrap_or("syntax error")),
+                    )
+                    .label("in this template")
+                    .help("templates use minijinja syntax: `{{ name }}`, `{{ name | upper }}`"),
+                );
+                return None;
+            }
+        };
+        let mut names: Vec<String> = tmpl.undeclared_variables(true).into_iter().collect();
+        names.sort();
+        let mut runtime = false;
+        let errors_before = self.diags.len();
+        for name in &names {
+            runtime |= self.template_var(name, text, span, scope, resolver, refs, used);
+        }
+        if self.diags[errors_before..].iter().any(Diagnostic::is_error) {
+            return None;
+        }
+        let mut ctx: BTreeMap<String, serde_json::Value> = BTreeMap::new();
+        for name in &names {
+            let root = name.split('.').next().unwrap_or(name);
+            if root == "each" {
+                if let Some((v, k)) = scope.each {
+                    ctx.insert(
+                        "each".to_owned(),
+                        serde_json::json!({ "value": v.to_json(), "index": k }),
+                    );
+                }
+            } else if let Some(v) = scope.var(root) {
+                ctx.insert(root.to_owned(), v.to_json());
+                if runtime && scope.args.is_some_and(|a| a.contains_key(root)) {
+                    refs.context.insert(root.to_owned(), v.clone());
+                }
+            }
+        }
+        if runtime {
+            return Some(PlanValue::Template(text.to_owned()));
+        }
+        match tmpl.render(&ctx) {
+            Ok(s) => Some(PlanValue::String(s)),
+            Err(e) => {
+                self.err(
+                    Diagnostic::error(
+                        Code::TemplateError,
+                        span,
+                        format!("template error: {}", e.detail().unwrap_or("cannot render")),
+                    )
+                    .label("while rendering this")
+                    .help("check the filters and the types of the parameters it reads"),
+                );
+                None
+            }
+        }
+    }
+}
+
+/// Resolves step names and output references to instances.
+struct Resolver<'a> {
+    defs: &'a [Def<'a>],
+    insts: &'a [Inst],
+    by_base: &'a HashMap<String, Vec<usize>>,
+    recovered: &'a HashSet<&'a str>,
+}
+
+impl Resolver<'_> {
+    fn qualify(&self, name: &str, scope: &Scope<'_>) -> String {
+        match scope.group {
+            Some(g) if g.locals.contains(name) => format!("{}.{name}", g.prefix),
+            _ => name.to_owned(),
+        }
+    }
+
+    /// The instances a step name refers to, narrowed to the same fan-out index where both steps
+    /// fan out over the same list.
+    fn resolve_name(
+        &self,
+        c: &mut Compiler<'_>,
+        name: &str,
+        span: Span,
+        scope: &Scope<'_>,
+    ) -> Option<Vec<usize>> {
+        let q = self.qualify(name, scope);
+        let Some(targets) = self.by_base.get(&q) else {
+            if self.recovered.contains(name) {
+                return None;
+            }
+            let mut d = Diagnostic::error(
+                Code::UnknownStep,
+                span,
+                format!("no step is called `{name}`"),
+            )
+            .label("unknown step");
+            let mut known: Vec<&str> = self.by_base.keys().map(String::as_str).collect();
+            known.sort_unstable();
+            d = match did_you_mean(name, known.iter().copied()) {
+                Some(s) => d.help(format!("did you mean `{s}`?")),
+                None => d.help("`after` and `steps.ID.OUTPUT` name steps defined in this runbook"),
+            };
+            c.err(d);
+            return None;
+        };
+        Some(self.zip(targets, scope))
+    }
+
+    fn zip(&self, targets: &[usize], scope: &Scope<'_>) -> Vec<usize> {
+        let (Some(me), Some((_, k))) = (scope.instance, scope.each) else {
+            return targets.to_vec();
+        };
+        let mine = &self.defs[self.insts[me].def].for_each;
+        let zipped = targets.iter().all(|&t| t < self.insts.len())
+            && targets.iter().all(|&t| {
+                let theirs = &self.defs[self.insts[t].def].for_each;
+                theirs.is_some() && theirs == mine
+            });
+        if zipped {
+            targets
+                .iter()
+                .copied()
+                .filter(|&t| self.insts[t].each.as_ref().is_some_and(|(_, j)| *j == k))
+                .collect()
+        } else {
+            targets.to_vec()
+        }
+    }
+
+    /// Resolves `steps.ID.OUTPUT` and records the dependency.
+    fn output_ref(
+        &self,
+        c: &mut Compiler<'_>,
+        path: &str,
+        span: Span,
+        scope: &Scope<'_>,
+        refs: &mut Refs,
+    ) -> Option<OutputRef> {
+        let rest = path.strip_prefix("steps.").unwrap_or("");
+        let Some((id, output)) = rest.rsplit_once('.') else {
+            c.err(
+                Diagnostic::error(
+                    Code::UnknownOutput,
+                    span,
+                    format!("`{path}` does not name an output"),
+                )
+                .label("output missing")
+                .help("write `steps.ID.OUTPUT`, for example `steps.restore_db.sha256`"),
+            );
+            return None;
+        };
+        let targets = self.resolve_name(c, id, span, scope)?;
+        if targets.len() != 1 {
+            c.err(
+                Diagnostic::error(Code::InvalidForEach, span, format!("`{id}` fans out, so `{path}` is ambiguous"))
+                    .label("refers to several step instances")
+                    .help("read it from a step that fans out over the same list, or depend on it with `after`"),
+            );
+            return None;
+        }
+        let t = targets[0];
+        if t >= self.insts.len() {
+            c.err(
+                Diagnostic::error(
+                    Code::UnknownOutput,
+                    span,
+                    format!("`{id}` is a milestone; milestones have no outputs"),
+                )
+                .label("not a step")
+                .help("wait for a milestone with `after`"),
+            );
+            return None;
+        }
+        let def = &self.defs[self.insts[t].def];
+        if let Some(action) = def
+            .step
+            .action
+            .as_ref()
+            .and_then(|a| c.opts.catalogue.lookup(&a.value))
+            && action.output_named(output).is_none()
+        {
+            {
+                let mut d = Diagnostic::error(
+                    Code::UnknownOutput,
+                    span,
+                    format!("`{}` has no output `{output}`", action.name),
+                )
+                .label("unknown output");
+                d = match did_you_mean(output, action.outputs.iter().map(|o| o.name.as_str())) {
+                    Some(s) => d.help(format!("did you mean `{s}`?")),
+                    None if action.outputs.is_empty() => {
+                        d.help(format!("`{}` has no outputs", action.name))
+                    }
+                    None => d.help(format!(
+                        "its outputs are: {}",
+                        action
+                            .outputs
+                            .iter()
+                            .map(|o| o.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )),
+                };
+                c.err(d);
+                return None;
+            }
+        }
+        refs.deps.push((t, span, Dependency::Data));
+        Some(OutputRef {
+            step: self.insts[t].id.clone(),
+            output: output.to_owned(),
+        })
+    }
+}
+
+/// The value type a parameter of this type accepts.
+fn param_value_type(t: &ParamType) -> ValueType {
+    match t {
+        ParamType::String => ValueType::String,
+        ParamType::Int => ValueType::Int,
+        ParamType::Bool => ValueType::Bool,
+        ParamType::Duration => ValueType::Duration,
+        ParamType::List(inner) => ValueType::List(Box::new(param_value_type(inner))),
+        ParamType::Secret => ValueType::Secret,
+    }
+}
+
+/// Whether a resolved value fits a type; the error names what was found.
+fn type_matches(v: &PlanValue, t: &ValueType) -> Result<(), String> {
+    let found = || -> String {
+        match v {
+            PlanValue::String(s) => format!("the string \"{s}\""),
+            PlanValue::Template(_) => "a template string".into(),
+            PlanValue::Int(i) => format!("the number {i}"),
+            PlanValue::Float(f) => format!("the number {f}"),
+            PlanValue::Bool(b) => format!("`{b}`"),
+            PlanValue::Duration(ms) => {
+                format!("the duration {}", crate::duration::format_duration(*ms))
+            }
+            PlanValue::List(_) => "a list".into(),
+            PlanValue::Map(_) => "a map".into(),
+            PlanValue::StepOutput(r) => format!("the output `{}` of `{}`", r.output, r.step),
+            PlanValue::Secret { param, .. } => format!("the secret `{param}`"),
+        }
+    };
+    let ok = match (t, v) {
+        (ValueType::Any, PlanValue::Secret { .. }) => false,
+        (ValueType::Any, _) | (_, PlanValue::StepOutput(_)) => true,
+        (ValueType::String, PlanValue::String(_) | PlanValue::Template(_)) => true,
+        (
+            ValueType::StringOrSecret,
+            PlanValue::String(_) | PlanValue::Template(_) | PlanValue::Secret { .. },
+        ) => true,
+        (ValueType::Secret, PlanValue::Secret { .. }) => true,
+        (ValueType::Int, PlanValue::Int(_)) => true,
+        (ValueType::Bool, PlanValue::Bool(_)) => true,
+        (ValueType::Duration, PlanValue::Duration(_)) => true,
+        (ValueType::Enum(words), PlanValue::String(s)) => {
+            if words.contains(s) {
+                true
+            } else {
+                return Err(format!("\"{s}\", which is not one of {}", words.join(", ")));
+            }
+        }
+        (ValueType::Enum(_), PlanValue::Template(_)) => true,
+        (ValueType::List(inner), PlanValue::List(items)) => {
+            for i in items {
+                type_matches(i, inner)?;
+            }
+            true
+        }
+        (ValueType::Map(inner), PlanValue::Map(m)) => {
+            for i in m.values() {
+                type_matches(i, inner)?;
+            }
+            true
+        }
+        _ => false,
+    };
+    if ok { Ok(()) } else { Err(found()) }
+}
+
+/// The span of `needle` inside a string literal at `span` (the whole literal if not found).
+fn locate(text: &str, needle: &str, span: Span) -> Span {
+    let root = needle.split('.').next().unwrap_or(needle);
+    let found = text
+        .find(needle)
+        .map(|i| (i, needle.len()))
+        .or_else(|| text.find(root).map(|i| (i, root.len())));
+    match found {
+        Some((i, len)) if text.len() + 2 == span.len() => {
+            let start = span.start as usize + 1 + i;
+            Span::new(span.file, start, start + len)
+        }
+        _ => span,
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Compiles a runbook held in a string (for tests, fuzzing and benchmarks).
+#[must_use]
+pub fn compile_str(name: &str, text: &str, opts: &CompileOptions<'_>) -> Compilation {
+    let loader = crate::loader::MemoryLoader::new().with(name, text);
+    compile(name, &loader, opts)
+}
+
+/// The modes a list of plan modes stands for.
+#[must_use]
+pub fn mode_set(modes: &[Mode]) -> ModeSet {
+    ModeSet::of(modes.iter().copied())
+}

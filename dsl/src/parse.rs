@@ -1,0 +1,721 @@
+//! The parser: pest grammar → [`Document`], with error recovery.
+//!
+//! pest stops at the first syntax error. To report every error, the parser blanks out the
+//! top-level item that holds the error (keeping byte offsets and line breaks, so every later span
+//! stays exact) and parses again, until the rest parses. Nesting deeper than [`MAX_DEPTH`] is
+//! refused before pest runs, so no input can exhaust the stack.
+
+use crate::code::Code;
+use crate::diagnostic::Diagnostic;
+use crate::document::{
+    Attribute, Block, BlockLabel, Comment, Document, ImportDecl, Item, ItemKind, ParamDecl,
+    Recovered, TypeExpr, Value, ValueKind,
+};
+use crate::source_map::SourceFile;
+use crate::span::{FileId, Span, Spanned};
+use pest::Parser as _;
+use pest::iterators::Pair;
+
+#[derive(pest_derive::Parser)]
+#[grammar = "grammar.pest"]
+struct RunbookParser;
+
+/// The deepest nesting of brackets and braces a runbook may use.
+pub const MAX_DEPTH: usize = 32;
+
+/// After this many syntax errors in one file the parser stops looking for more.
+const MAX_SYNTAX_ERRORS: usize = 50;
+
+/// Parses one file. Always returns a document (possibly missing the items that did not parse)
+/// and every syntax diagnostic found.
+#[must_use]
+pub fn parse(file: FileId, source: &SourceFile) -> (Document, Vec<Diagnostic>) {
+    // Expected-token tracking makes syntax errors say what was expected (`=`, `}`).
+    pest::set_error_detail(true);
+    let mut diags = Vec::new();
+    let mut work = source.text.clone().into_bytes();
+    let mut recovered = Vec::new();
+
+    while let Some(pos) = too_deep(&work) {
+        diags.push(
+            Diagnostic::error(
+                Code::NestingTooDeep,
+                Span::new(file, pos, pos + 1),
+                format!("brackets nest deeper than {MAX_DEPTH} levels"),
+            )
+            .label("this bracket is too deep")
+            .help("flatten the structure; runbooks never need this much nesting"),
+        );
+        if !blank_region(&mut work, pos, &mut recovered) {
+            return (Document::default(), diags);
+        }
+    }
+
+    for _ in 0..=MAX_SYNTAX_ERRORS {
+        let text = String::from_utf8_lossy(&work).into_owned();
+        match RunbookParser::parse(Rule::file, &text) {
+            Ok(mut pairs) => {
+                let builder = Builder { file, text: &text };
+                let mut doc = pairs
+                    .next()
+                    .map(|p| builder.document(p))
+                    .unwrap_or_default();
+                doc.recovered = recovered;
+                return (doc, diags);
+            }
+            Err(err) => {
+                let pos = match err.location {
+                    pest::error::InputLocation::Pos(p) => p,
+                    pest::error::InputLocation::Span((p, _)) => p,
+                };
+                diags.push(syntax_error(file, &text, pos, &err));
+                if diags.len() > MAX_SYNTAX_ERRORS || !blank_region(&mut work, pos, &mut recovered)
+                {
+                    break;
+                }
+            }
+        }
+    }
+    let doc = Document {
+        recovered,
+        ..Document::default()
+    };
+    (doc, diags)
+}
+
+/// Turns a pest error into a diagnostic that says what was expected in words.
+fn syntax_error(
+    file: FileId,
+    text: &str,
+    pos: usize,
+    err: &pest::error::Error<Rule>,
+) -> Diagnostic {
+    let mut expected: Vec<String> = Vec::new();
+    if let pest::error::ErrorVariant::ParsingError { positives, .. } = &err.variant {
+        for r in positives {
+            if let Some(name) = describe(*r) {
+                expected.push(name.to_owned());
+            }
+        }
+    }
+    if let Some(attempts) = err.parse_attempts() {
+        for t in attempts.expected_tokens() {
+            // The token type is not exported; its Display is the literal (or `a..z` for a
+            // character range, `BUILTIN_RULE` for builtins), and only literals are useful here.
+            let text = t.to_string();
+            let is_range = text.chars().count() == 4
+                && text.chars().nth(1) == Some('.')
+                && text.chars().nth(2) == Some('.');
+            if text != "BUILTIN_RULE" && !is_range && !text.trim().is_empty() {
+                let token = format!("`{text}`");
+                if !expected.contains(&token) {
+                    expected.push(token);
+                }
+            }
+        }
+    }
+    expected.sort();
+    expected.dedup();
+    let found = text[pos..].chars().next().map_or_else(
+        || "the end of the file".to_owned(),
+        |c| found_word(&text[pos..], c),
+    );
+    let end = text[pos..]
+        .chars()
+        .next()
+        .map_or(pos, |c| pos + c.len_utf8());
+    let message = if expected.is_empty() {
+        format!("unexpected {found}")
+    } else {
+        format!("expected {}, found {found}", join_or(&expected))
+    };
+    let mut d =
+        Diagnostic::error(Code::SyntaxError, Span::new(file, pos, end), message).label("here");
+    if let Some(hint) = syntax_hint(&text[pos..], &expected) {
+        d = d.help(hint);
+    }
+    d
+}
+
+fn found_word(rest: &str, first: char) -> String {
+    if first == '\n' || first == '\r' {
+        return "the end of the line".to_owned();
+    }
+    let word: String = rest
+        .chars()
+        .take_while(|c| c.is_alphanumeric() || *c == '_')
+        .take(20)
+        .collect();
+    if word.is_empty() {
+        format!("`{first}`")
+    } else {
+        format!("`{word}`")
+    }
+}
+
+fn syntax_hint(rest: &str, expected: &[String]) -> Option<String> {
+    let first = rest.chars().next();
+    if first == Some('\'') {
+        return Some("strings use double quotes: \"like this\"".to_owned());
+    }
+    if first == Some(':') {
+        return Some("attributes are written `name = value`".to_owned());
+    }
+    if expected.iter().any(|e| e == "`}`") && first.is_none() {
+        return Some("a block is not closed: add the missing `}`".to_owned());
+    }
+    if expected.iter().any(|e| e == "`=`") {
+        return Some("attributes are written `name = value`; blocks `name { ... }`".to_owned());
+    }
+    None
+}
+
+fn join_or(words: &[String]) -> String {
+    match words {
+        [] => String::new(),
+        [one] => one.clone(),
+        [init @ .., last] => format!("{} or {last}", init.join(", ")),
+    }
+}
+
+fn describe(rule: Rule) -> Option<&'static str> {
+    Some(match rule {
+        Rule::ident | Rule::path => "a name",
+        Rule::string => "a string",
+        Rule::duration | Rule::range => "a duration",
+        Rule::number => "a number",
+        Rule::boolean => "`true` or `false`",
+        Rule::list => "a list",
+        Rule::map => "a map",
+        Rule::call => "a function call",
+        Rule::attribute => "an attribute",
+        Rule::block => "a block",
+        Rule::kw_import => "`import`",
+        Rule::kw_param => "`param`",
+        Rule::kw_as => "`as`",
+        Rule::type_expr => "a type",
+        Rule::EOI => "the end of the file",
+        _ => return None,
+    })
+}
+
+/// A lexical scan that tracks bracket depth outside strings and comments.
+struct Scan {
+    /// Depth at the start of each line.
+    line_depth: Vec<usize>,
+    /// Byte offset of each line start.
+    line_start: Vec<usize>,
+    /// First position deeper than [`MAX_DEPTH`].
+    too_deep: Option<usize>,
+}
+
+fn scan(text: &[u8]) -> Scan {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut in_comment = false;
+    let mut escaped = false;
+    let mut s = Scan {
+        line_depth: vec![0],
+        line_start: vec![0],
+        too_deep: None,
+    };
+    for (i, &b) in text.iter().enumerate() {
+        if b == b'\n' {
+            in_string = false;
+            in_comment = false;
+            escaped = false;
+            s.line_depth.push(depth);
+            s.line_start.push(i + 1);
+            continue;
+        }
+        if in_comment {
+            continue;
+        }
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'#' => in_comment = true,
+            b'{' | b'[' | b'(' => {
+                depth += 1;
+                if depth > MAX_DEPTH && s.too_deep.is_none() {
+                    s.too_deep = Some(i);
+                }
+            }
+            b'}' | b']' | b')' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    s
+}
+
+fn too_deep(text: &[u8]) -> Option<usize> {
+    scan(text).too_deep
+}
+
+fn starts_item(text: &[u8], line_start: usize) -> bool {
+    text.get(line_start)
+        .is_some_and(|b| b.is_ascii_alphabetic() || *b == b'_')
+}
+
+/// Blanks the top-level item holding `pos`: from the last line at or before `pos` that starts an
+/// item at depth 0, to the next line that starts an item after the error (or where the broken item
+/// never closed). Returns false if nothing could be blanked (no progress possible).
+fn blank_region(text: &mut [u8], pos: usize, recovered: &mut Vec<Recovered>) -> bool {
+    let s = scan(text);
+    let lines = s.line_start.len();
+    let err_line = s
+        .line_start
+        .partition_point(|&st| st <= pos)
+        .saturating_sub(1);
+    let start_line = (0..=err_line)
+        .rev()
+        .find(|&l| s.line_depth[l] == 0 && starts_item(text, s.line_start[l]))
+        .unwrap_or(0);
+    let end_line = (start_line + 1..lines)
+        .find(|&l| starts_item(text, s.line_start[l]) && (l > err_line || s.line_depth[l] > 0))
+        .unwrap_or(lines);
+    let start = s.line_start[start_line];
+    let end = if end_line >= lines {
+        text.len()
+    } else {
+        s.line_start[end_line]
+    };
+    if text[start..end].iter().all(u8::is_ascii_whitespace) {
+        return false;
+    }
+    let head = String::from_utf8_lossy(&text[start..end.min(start + 200)]).into_owned();
+    let mut words = head
+        .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+        .filter(|w| !w.is_empty());
+    if let Some(keyword) = words.next() {
+        recovered.push(Recovered {
+            keyword: keyword.to_owned(),
+            name: words.next().map(str::to_owned),
+        });
+    }
+    for b in &mut text[start..end] {
+        if *b != b'\n' {
+            *b = b' ';
+        }
+    }
+    true
+}
+
+struct Builder<'a> {
+    file: FileId,
+    text: &'a str,
+}
+
+impl Builder<'_> {
+    fn span(&self, p: &Pair<'_, Rule>) -> Span {
+        let s = p.as_span();
+        Span::new(self.file, s.start(), s.end())
+    }
+
+    fn spanned(&self, p: &Pair<'_, Rule>) -> Spanned<String> {
+        Spanned::new(p.as_str().to_owned(), self.span(p))
+    }
+
+    fn blank_between(&self, from: usize, to: usize) -> bool {
+        self.text
+            .get(from..to)
+            .is_some_and(|gap| gap.matches('\n').count() >= 2)
+    }
+
+    fn same_line(&self, from: usize, to: usize) -> bool {
+        self.text
+            .get(from..to)
+            .is_some_and(|gap| !gap.contains('\n'))
+    }
+
+    fn comment(&self, p: &Pair<'_, Rule>, last_end: usize) -> Comment {
+        Comment {
+            text: p.as_str().trim_end().to_owned(),
+            span: self.span(p),
+            blank_before: self.blank_between(last_end, p.as_span().start()),
+        }
+    }
+
+    fn document(&self, p: Pair<'_, Rule>) -> Document {
+        let (items, dangling) = self.items(p.into_inner(), 0);
+        Document {
+            items,
+            dangling,
+            recovered: Vec::new(),
+        }
+    }
+
+    fn items<'i>(
+        &self,
+        pairs: impl Iterator<Item = Pair<'i, Rule>>,
+        mut last_end: usize,
+    ) -> (Vec<Item>, Vec<Comment>) {
+        let mut items: Vec<Item> = Vec::new();
+        let mut pending: Vec<Comment> = Vec::new();
+        for p in pairs {
+            match p.as_rule() {
+                Rule::EOI => {}
+                Rule::COMMENT => {
+                    let c = self.comment(&p, last_end);
+                    let start = p.as_span().start();
+                    match items.last_mut() {
+                        Some(last)
+                            if pending.is_empty()
+                                && last.trailing.is_none()
+                                && self.same_line(last.span.end as usize, start) =>
+                        {
+                            last.trailing = Some(c);
+                        }
+                        _ => pending.push(c),
+                    }
+                    last_end = p.as_span().end();
+                }
+                _ => {
+                    let start = p.as_span().start();
+                    let end = p.as_span().end();
+                    let span = self.span(&p);
+                    let mut stray = Vec::new();
+                    let Some(kind) = self.item_kind(p, &mut stray) else {
+                        continue;
+                    };
+                    let blank_before = pending
+                        .first()
+                        .map_or_else(|| self.blank_between(last_end, start), |c| c.blank_before);
+                    let blank_after_leading = pending
+                        .last()
+                        .is_some_and(|c| self.blank_between(c.span.end as usize, start));
+                    let mut leading = std::mem::take(&mut pending);
+                    leading.extend(stray);
+                    items.push(Item {
+                        kind,
+                        span,
+                        leading,
+                        trailing: None,
+                        blank_before,
+                        blank_after_leading,
+                    });
+                    last_end = end;
+                }
+            }
+        }
+        (items, pending)
+    }
+
+    fn item_kind(&self, p: Pair<'_, Rule>, stray: &mut Vec<Comment>) -> Option<ItemKind> {
+        Some(match p.as_rule() {
+            Rule::attribute => ItemKind::Attribute(self.attribute(p, stray)),
+            Rule::block => ItemKind::Block(self.block(p, stray)),
+            Rule::param => ItemKind::Param(self.param(p, stray)),
+            Rule::import => ItemKind::Import(self.import(p, stray)),
+            _ => return None,
+        })
+    }
+
+    fn non_comments<'i>(
+        &self,
+        p: Pair<'i, Rule>,
+        stray: &mut Vec<Comment>,
+    ) -> impl Iterator<Item = Pair<'i, Rule>> + use<'i> {
+        let mut out = Vec::new();
+        for c in p.into_inner() {
+            if c.as_rule() == Rule::COMMENT {
+                stray.push(self.comment(&c, c.as_span().start()));
+            } else {
+                out.push(c);
+            }
+        }
+        out.into_iter()
+    }
+
+    fn attribute(&self, p: Pair<'_, Rule>, stray: &mut Vec<Comment>) -> Attribute {
+        let mut inner = self.non_comments(p, stray);
+        let (key, key_quoted) = match inner.next() {
+            Some(k) if k.as_rule() == Rule::string => {
+                let (raw, text) = string_parts(&k);
+                let _ = raw;
+                (Spanned::new(text, self.span(&k)), true)
+            }
+            Some(k) => (self.spanned(&k), false),
+            None => (
+                Spanned::new(String::new(), Span::new(self.file, 0, 0)),
+                false,
+            ),
+        };
+        let value = inner.next().map_or_else(
+            || Value {
+                kind: ValueKind::Path(String::new()),
+                span: key.span,
+            },
+            |v| self.value(v, stray),
+        );
+        Attribute {
+            key,
+            key_quoted,
+            value,
+        }
+    }
+
+    fn block(&self, p: Pair<'_, Rule>, stray: &mut Vec<Comment>) -> Block {
+        let mut kind = None;
+        let mut labels = Vec::new();
+        let mut rest = Vec::new();
+        let mut last_label_end = p.as_span().start();
+        for c in p.into_inner() {
+            match c.as_rule() {
+                Rule::ident if kind.is_none() => {
+                    last_label_end = c.as_span().end();
+                    kind = Some(self.spanned(&c));
+                }
+                Rule::ident if rest.is_empty() => {
+                    last_label_end = c.as_span().end();
+                    labels.push(BlockLabel {
+                        text: c.as_str().to_owned(),
+                        quoted: false,
+                        span: self.span(&c),
+                    });
+                }
+                Rule::string if rest.is_empty() => {
+                    last_label_end = c.as_span().end();
+                    let (_, text) = string_parts(&c);
+                    labels.push(BlockLabel {
+                        text,
+                        quoted: true,
+                        span: self.span(&c),
+                    });
+                }
+                Rule::COMMENT
+                    if rest.is_empty()
+                        && !self.text[last_label_end..c.as_span().start()].contains('{') =>
+                {
+                    stray.push(self.comment(&c, c.as_span().start()));
+                }
+                _ => rest.push(c),
+            }
+        }
+        let open = self.text[last_label_end..]
+            .find('{')
+            .map_or(last_label_end, |i| last_label_end + i + 1);
+        let (items, dangling) = self.items(rest.into_iter(), open);
+        Block {
+            kind: kind.unwrap_or_else(|| Spanned::new(String::new(), Span::new(self.file, 0, 0))),
+            labels,
+            items,
+            dangling,
+        }
+    }
+
+    fn param(&self, p: Pair<'_, Rule>, stray: &mut Vec<Comment>) -> ParamDecl {
+        let mut name = None;
+        let mut ty = None;
+        let mut default = None;
+        for c in self.non_comments(p, stray) {
+            match c.as_rule() {
+                Rule::kw_param => {}
+                Rule::ident => name = Some(self.spanned(&c)),
+                Rule::type_expr => ty = Some(self.type_expr(c, stray)),
+                _ => default = Some(self.value(c, stray)),
+            }
+        }
+        let name = name.unwrap_or_else(|| Spanned::new(String::new(), Span::new(self.file, 0, 0)));
+        let ty = ty.unwrap_or_else(|| TypeExpr {
+            name: name.clone(),
+            arg: None,
+            span: name.span,
+        });
+        ParamDecl { name, ty, default }
+    }
+
+    fn type_expr(&self, p: Pair<'_, Rule>, stray: &mut Vec<Comment>) -> TypeExpr {
+        let span = self.span(&p);
+        let mut name = Spanned::new(String::new(), span);
+        let mut arg = None;
+        for c in self.non_comments(p, stray) {
+            match c.as_rule() {
+                Rule::ident => name = self.spanned(&c),
+                _ => arg = Some(Box::new(self.type_expr(c, stray))),
+            }
+        }
+        TypeExpr { name, arg, span }
+    }
+
+    fn import(&self, p: Pair<'_, Rule>, stray: &mut Vec<Comment>) -> ImportDecl {
+        let mut path = None;
+        let mut alias = None;
+        for c in self.non_comments(p, stray) {
+            match c.as_rule() {
+                Rule::string => {
+                    let (_, text) = string_parts(&c);
+                    path = Some(Spanned::new(text, self.span(&c)));
+                }
+                Rule::ident => alias = Some(self.spanned(&c)),
+                _ => {}
+            }
+        }
+        ImportDecl {
+            path: path.unwrap_or_else(|| Spanned::new(String::new(), Span::new(self.file, 0, 0))),
+            alias,
+        }
+    }
+
+    fn value(&self, p: Pair<'_, Rule>, stray: &mut Vec<Comment>) -> Value {
+        let span = self.span(&p);
+        let kind = match p.as_rule() {
+            Rule::string => {
+                let (raw, text) = string_parts(&p);
+                ValueKind::Str { raw, text }
+            }
+            Rule::number => ValueKind::Number(p.as_str().to_owned()),
+            Rule::boolean => ValueKind::Bool(p.as_str() == "true"),
+            Rule::duration => ValueKind::Duration(p.as_str().to_owned()),
+            Rule::path => ValueKind::Path(p.as_str().to_owned()),
+            Rule::range => {
+                let mut parts = self.non_comments(p, stray).map(|c| self.value(c, stray));
+                let lo = parts.next();
+                let hi = parts.next();
+                match (lo, hi) {
+                    (Some(lo), Some(hi)) => ValueKind::Range(Box::new(lo), Box::new(hi)),
+                    _ => ValueKind::Path(String::new()),
+                }
+            }
+            Rule::list => {
+                let items: Vec<_> = self.non_comments(p, stray).collect();
+                ValueKind::List(items.into_iter().map(|c| self.value(c, stray)).collect())
+            }
+            Rule::map => {
+                let items: Vec<_> = self.non_comments(p, stray).collect();
+                ValueKind::Map(
+                    items
+                        .into_iter()
+                        .map(|c| self.attribute(c, stray))
+                        .collect(),
+                )
+            }
+            Rule::call => {
+                let mut inner: Vec<_> = self.non_comments(p, stray).collect();
+                let name = if inner.is_empty() {
+                    Spanned::new(String::new(), span)
+                } else {
+                    self.spanned(&inner.remove(0))
+                };
+                let args = inner.into_iter().map(|c| self.value(c, stray)).collect();
+                ValueKind::Call { name, args }
+            }
+            _ => ValueKind::Path(p.as_str().to_owned()),
+        };
+        Value { kind, span }
+    }
+}
+
+/// The raw text between the quotes and its unescaped form.
+fn string_parts(p: &Pair<'_, Rule>) -> (String, String) {
+    let s = p.as_str();
+    let raw = s
+        .strip_prefix('"')
+        .and_then(|s| s.strip_suffix('"'))
+        .unwrap_or(s)
+        .to_owned();
+    (raw.clone(), unescape(&raw))
+}
+
+fn unescape(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    let mut chars = raw.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('n') => out.push('\n'),
+            Some('t') => out.push('\t'),
+            Some('"') => out.push('"'),
+            Some('\\') => out.push('\\'),
+            Some(other) => {
+                out.push('\\');
+                out.push(other);
+            }
+            None => out.push('\\'),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_str(text: &str) -> (Document, Vec<Diagnostic>) {
+        parse(FileId(0), &SourceFile::new("t.drover", text))
+    }
+
+    #[test]
+    fn parses_blocks_attributes_params_and_comments() {
+        let (doc, diags) = parse_str(
+            "# lead\nparam region: string = \"us\" # why\n\nstep a {\n  action = wait # t\n  with { duration = 5s }\n}\n# end\n",
+        );
+        assert!(diags.is_empty(), "{diags:?}");
+        assert_eq!(doc.items.len(), 2);
+        assert_eq!(doc.items[0].leading.len(), 1);
+        assert_eq!(
+            doc.items[0].trailing.as_ref().map(|c| c.text.as_str()),
+            Some("# why")
+        );
+        assert!(doc.items[1].blank_before);
+        let b = doc.items[1].as_block().expect("block");
+        assert_eq!(b.kind.value, "step");
+        assert_eq!(b.labels[0].text, "a");
+        assert_eq!(
+            b.items[0].trailing.as_ref().map(|c| c.text.as_str()),
+            Some("# t")
+        );
+        assert_eq!(doc.dangling.len(), 1);
+    }
+
+    #[test]
+    fn reports_every_broken_item_and_keeps_the_rest() {
+        let (doc, diags) = parse_str(
+            "step a {\n  action = \n}\nstep b {\n  action = wait\n}\nstep c {\n  with { x = }\n}\n",
+        );
+        assert_eq!(diags.len(), 2, "{diags:?}");
+        assert_eq!(doc.items.len(), 1);
+        assert_eq!(
+            doc.recovered
+                .iter()
+                .filter_map(|r| r.name.as_deref())
+                .collect::<Vec<_>>(),
+            vec!["a", "c"]
+        );
+    }
+
+    #[test]
+    fn unclosed_block_loses_only_itself() {
+        let (doc, diags) = parse_str("step a {\n  action = wait\n\nstep b {\n  action = wait\n}\n");
+        assert_eq!(diags.len(), 1, "{diags:?}");
+        assert_eq!(doc.items.len(), 1);
+        assert_eq!(
+            doc.items[0].as_block().map(|b| b.labels[0].text.as_str()),
+            Some("b")
+        );
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_without_overflow() {
+        let text = format!("x = {}{}", "[".repeat(100_000), "]".repeat(100_000));
+        let (_, diags) = parse_str(&text);
+        assert_eq!(diags[0].code, Code::NestingTooDeep);
+        assert_eq!(diags[0].primary.span.start as usize, 4 + MAX_DEPTH);
+    }
+
+    #[test]
+    fn unescapes_strings() {
+        assert_eq!(unescape(r#"a\"b\\c\nd\q"#), "a\"b\\c\nd\\q");
+    }
+}

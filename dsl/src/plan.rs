@@ -1,0 +1,319 @@
+//! The compiled plan: a petgraph DAG of fully resolved steps and milestones.
+//!
+//! A plan is what the engine executes and the simulator simulates. It is deterministic: the same
+//! sources and variables give byte-identical JSON. Secrets appear only as references to the
+//! environment variable that holds them, never as values.
+
+use crate::runbook::{Estimate, Lint, Mode, OnFailure};
+use drover_schema::{Effect, Role};
+use petgraph::graph::{DiGraph, NodeIndex};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The plan format version; bumped when the JSON shape changes incompatibly.
+pub const PLAN_FORMAT: u32 = 1;
+
+/// A compiled runbook.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Plan {
+    /// [`PLAN_FORMAT`] at the time of compilation.
+    pub format: u32,
+    /// The header.
+    pub runbook: PlanHeader,
+    /// Parameter values (secrets as references).
+    pub params: BTreeMap<String, PlanValue>,
+    /// Resources a drill must never touch.
+    pub production: PlanProduction,
+    /// Steps and milestones; an edge `a → b` means `b` waits for `a`.
+    pub graph: DiGraph<PlanNode, Dependency>,
+}
+
+/// The runbook's header, resolved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanHeader {
+    /// Name.
+    pub name: String,
+    /// Description.
+    pub description: Option<String>,
+    /// Owner.
+    pub owner: Option<String>,
+    /// Service tier.
+    pub tier: Option<i64>,
+    /// RTO target (ms).
+    pub rto_ms: u64,
+    /// RPO target (ms).
+    pub rpo_ms: u64,
+    /// Supported modes.
+    pub modes: Vec<Mode>,
+    /// Global concurrency limit.
+    pub max_parallel: Option<u32>,
+    /// The main source file, as named on the command line.
+    pub source: String,
+    /// SHA-256 over every source file (name and text), in load order.
+    pub source_sha256: String,
+}
+
+/// Production resources and tags.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct PlanProduction {
+    /// Resource identifiers.
+    pub resources: Vec<String>,
+    /// Tags marking production.
+    pub tags: BTreeMap<String, String>,
+}
+
+/// Why one node waits for another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Dependency {
+    /// Written in `after`.
+    Explicit,
+    /// Through a reference to the other step's outputs.
+    Data,
+}
+
+/// A node of the plan graph.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum PlanNode {
+    /// A step to execute.
+    Step(Box<PlanStep>),
+    /// A milestone, reached when its dependencies are done.
+    Milestone(PlanMilestone),
+}
+
+impl PlanNode {
+    /// The node's id.
+    #[must_use]
+    pub fn id(&self) -> &str {
+        match self {
+            PlanNode::Step(s) => &s.id,
+            PlanNode::Milestone(m) => &m.id,
+        }
+    }
+
+    /// The modes it belongs to.
+    #[must_use]
+    pub fn modes(&self) -> &[Mode] {
+        match self {
+            PlanNode::Step(s) => &s.modes,
+            PlanNode::Milestone(m) => &m.modes,
+        }
+    }
+
+    /// The step, if this is one.
+    #[must_use]
+    pub fn as_step(&self) -> Option<&PlanStep> {
+        match self {
+            PlanNode::Step(s) => Some(s),
+            PlanNode::Milestone(_) => None,
+        }
+    }
+}
+
+/// Where a node was written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceRef {
+    /// File name.
+    pub file: String,
+    /// 1-based line.
+    pub line: u32,
+    /// 1-based column.
+    pub col: u32,
+}
+
+/// A step, fully resolved: templates rendered where they depend only on parameters, fan-out
+/// expanded, group steps prefixed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlanStep {
+    /// Unique id (`restore`, `restore[us-east-1]`, `checks.http`).
+    pub id: String,
+    /// The id as written, before fan-out.
+    pub base_id: String,
+    /// The action.
+    pub action: String,
+    /// The action's provider (`aws_route53`; `core` for bare actions).
+    pub provider: String,
+    /// What the action does to the world.
+    pub effect: Effect,
+    /// The part it plays.
+    pub role: Role,
+    /// Description.
+    pub description: Option<String>,
+    /// Inputs.
+    pub inputs: BTreeMap<String, PlanValue>,
+    /// References to other steps' outputs used in run-time templates, by the name written
+    /// (`steps.restore_db.path`).
+    pub bindings: BTreeMap<String, OutputRef>,
+    /// Extra template variables for run-time templates (group arguments, `each`).
+    pub context: BTreeMap<String, PlanValue>,
+    /// Modes it runs in.
+    pub modes: Vec<Mode>,
+    /// Retry policy.
+    pub retry: Option<PlanRetry>,
+    /// Per-attempt time limit (ms).
+    pub timeout_ms: Option<u64>,
+    /// Failure policy.
+    pub on_failure: OnFailure,
+    /// The undo.
+    pub compensate: Option<PlanCompensate>,
+    /// Run-time condition.
+    pub when: Option<String>,
+    /// Expected duration.
+    pub estimate: Option<Estimate>,
+    /// Waived safety lints and why.
+    pub waivers: BTreeMap<Lint, String>,
+    /// Where it was written.
+    pub source: SourceRef,
+}
+
+/// A step output a run-time template reads.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutputRef {
+    /// The step instance.
+    pub step: String,
+    /// The output.
+    pub output: String,
+}
+
+/// Retry policy: exponential backoff with jitter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanRetry {
+    /// Total attempts.
+    pub attempts: u32,
+    /// First delay (ms).
+    pub backoff_ms: u64,
+    /// Largest delay (ms).
+    pub max_backoff_ms: u64,
+}
+
+/// The undo of a step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlanCompensate {
+    /// Action.
+    pub action: String,
+    /// Inputs.
+    pub inputs: BTreeMap<String, PlanValue>,
+}
+
+/// A milestone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanMilestone {
+    /// Id.
+    pub id: String,
+    /// What it means.
+    pub title: Option<String>,
+    /// Whether it stops the RTO clock.
+    pub stops_rto: bool,
+    /// Steps (instances) whose recovery points count for RPO.
+    pub rpo_from: Vec<String>,
+    /// Modes it is reached in.
+    pub modes: Vec<Mode>,
+    /// Where it was written.
+    pub source: SourceRef,
+}
+
+/// A resolved value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PlanValue {
+    /// A string.
+    String(String),
+    /// A whole number.
+    Int(i64),
+    /// A number with a fraction.
+    Float(f64),
+    /// A boolean.
+    Bool(bool),
+    /// A duration (ms).
+    Duration(u64),
+    /// A list.
+    List(Vec<PlanValue>),
+    /// A map.
+    Map(BTreeMap<String, PlanValue>),
+    /// A template rendered at run time (it reads step outputs or the mode).
+    Template(String),
+    /// Another step's output.
+    StepOutput(OutputRef),
+    /// A secret, read from the environment at run time.
+    Secret {
+        /// The parameter.
+        param: String,
+        /// The environment variable.
+        env: String,
+    },
+}
+
+impl PlanValue {
+    /// The value as JSON for template contexts. Secrets become `null`: they are never rendered.
+    #[must_use]
+    pub fn to_json(&self) -> serde_json::Value {
+        use serde_json::Value as J;
+        match self {
+            PlanValue::String(s) | PlanValue::Template(s) => J::String(s.clone()),
+            PlanValue::Int(i) => J::from(*i),
+            PlanValue::Float(f) => J::from(*f),
+            PlanValue::Bool(b) => J::Bool(*b),
+            PlanValue::Duration(ms) => J::String(crate::duration::format_duration(*ms)),
+            PlanValue::List(l) => J::Array(l.iter().map(PlanValue::to_json).collect()),
+            PlanValue::Map(m) => {
+                J::Object(m.iter().map(|(k, v)| (k.clone(), v.to_json())).collect())
+            }
+            PlanValue::StepOutput(_) | PlanValue::Secret { .. } => J::Null,
+        }
+    }
+
+    /// A short display form (secrets shown as `<secret:NAME>`).
+    #[must_use]
+    pub fn display(&self) -> String {
+        match self {
+            PlanValue::String(s) => s.clone(),
+            PlanValue::Template(t) => t.clone(),
+            PlanValue::Int(i) => i.to_string(),
+            PlanValue::Float(f) => f.to_string(),
+            PlanValue::Bool(b) => b.to_string(),
+            PlanValue::Duration(ms) => crate::duration::format_duration(*ms),
+            PlanValue::List(l) => format!(
+                "[{}]",
+                l.iter()
+                    .map(PlanValue::display)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            PlanValue::Map(m) => format!(
+                "{{{}}}",
+                m.iter()
+                    .map(|(k, v)| format!("{k} = {}", v.display()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            PlanValue::StepOutput(r) => format!("steps.{}.{}", r.step, r.output),
+            PlanValue::Secret { param, .. } => format!("<secret:{param}>"),
+        }
+    }
+}
+
+impl Plan {
+    /// The node with this id.
+    #[must_use]
+    pub fn find(&self, id: &str) -> Option<NodeIndex> {
+        self.graph
+            .node_indices()
+            .find(|&i| self.graph[i].id() == id)
+    }
+
+    /// Every step, in graph order.
+    pub fn steps(&self) -> impl Iterator<Item = (NodeIndex, &PlanStep)> {
+        self.graph
+            .node_indices()
+            .filter_map(|i| self.graph[i].as_step().map(|s| (i, s)))
+    }
+
+    /// The plan as pretty JSON (deterministic).
+    ///
+    /// # Errors
+    /// Never in practice; serialization of these types cannot fail.
+    pub fn to_json(&self) -> Result<String, serde_json::Error> {
+        serde_json::to_string_pretty(self)
+    }
+}
