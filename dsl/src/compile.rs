@@ -63,6 +63,7 @@ pub fn compile(main: &str, loader: &dyn SourceLoader, opts: &CompileOptions<'_>)
         diags: Vec::new(),
         jinja: std::rc::Rc::new(template_env()),
         used: HashSet::new(),
+        broken: HashSet::new(),
     };
     let plan = c.run(main, loader);
     let mut diagnostics = c.diags;
@@ -159,6 +160,9 @@ struct Compiler<'o> {
     jinja: std::rc::Rc<minijinja::Environment<'static>>,
     /// Parameters read outside step resolution (fan-out lists, group arguments).
     used: HashSet<String>,
+    /// Parameters whose value could not be resolved (already reported): references to them are
+    /// not reported again.
+    broken: HashSet<String>,
 }
 
 /// Every step and milestone id that is taken, with where.
@@ -322,7 +326,7 @@ impl Compiler<'_> {
 
         used_params.extend(self.used.iter().cloned());
         for p in &rb.params {
-            if !used_params.contains(&p.name.value) {
+            if !used_params.contains(&p.name.value) && !self.broken.contains(&p.name.value) {
                 self.err(
                     Diagnostic::warning(
                         Code::UnusedParameter,
@@ -569,6 +573,10 @@ impl Compiler<'_> {
             {
                 continue;
             }
+            if p.bad_type {
+                self.broken.insert(p.name.value.clone());
+                continue;
+            }
             let value = match overrides.get(p.name.value.as_str()) {
                 Some(text) => self.var_value(p, text, start),
                 None => match &p.default {
@@ -590,8 +598,13 @@ impl Compiler<'_> {
                     }
                 },
             };
-            if let Some(v) = value {
-                values.insert(p.name.value.clone(), v);
+            match value {
+                Some(v) => {
+                    values.insert(p.name.value.clone(), v);
+                }
+                None => {
+                    self.broken.insert(p.name.value.clone());
+                }
             }
         }
         values
@@ -1273,7 +1286,9 @@ impl Compiler<'_> {
             "each" if scope.each.is_some() => false,
             _ => {
                 match scope.var(root) {
+                    None if self.broken.contains(root) => {}
                     Some(PlanValue::Secret { .. }) => {
+                        used.insert(root.to_owned());
                         self.err(
                             Diagnostic::error(Code::SecretInTemplate, at, format!("secret `{root}` is used inside a template"))
                                 .label("would be written into the plan")
@@ -1478,6 +1493,9 @@ impl Compiler<'_> {
             }
         }
         if !p.contains('.') {
+            if self.broken.contains(p) && scope.var(p).is_none() {
+                return None;
+            }
             if let Some(v) = scope.var(p) {
                 used.insert(p.to_owned());
                 return Some(v.clone());
@@ -1562,7 +1580,10 @@ impl Compiler<'_> {
         for name in &names {
             runtime |= self.template_var(name, text, span, scope, resolver, refs, used);
         }
-        if self.diags[errors_before..].iter().any(Diagnostic::is_error) {
+        let reads_broken = names
+            .iter()
+            .any(|n| self.broken.contains(n.split('.').next().unwrap_or(n)));
+        if reads_broken || self.diags[errors_before..].iter().any(Diagnostic::is_error) {
             return None;
         }
         let mut ctx: BTreeMap<String, serde_json::Value> = BTreeMap::new();

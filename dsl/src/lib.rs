@@ -33,6 +33,7 @@ mod runbook;
 mod source_map;
 mod span;
 mod suggest;
+mod synthetic;
 
 pub use code::Code;
 pub use compile::{Compilation, CompileOptions, compile, compile_str, mode_set};
@@ -58,3 +59,4 @@ pub use runbook::{
 };
 pub use source_map::{SourceFile, SourceMap};
 pub use span::{FileId, Span, Spanned};
+pub use synthetic::synthetic_runbook;

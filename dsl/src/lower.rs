@@ -419,11 +419,13 @@ impl Lowerer<'_> {
     }
 
     fn param(&mut self, p: &ParamDecl) -> Param {
+        let before = self.diags.len();
         let ty = self.param_type(&p.ty);
         Param {
             name: p.name.clone(),
             ty: Spanned::new(ty, p.ty.span),
             default: p.default.clone(),
+            bad_type: self.diags.len() > before,
         }
     }
 

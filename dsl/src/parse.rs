@@ -30,8 +30,6 @@ const MAX_SYNTAX_ERRORS: usize = 50;
 /// and every syntax diagnostic found.
 #[must_use]
 pub fn parse(file: FileId, source: &SourceFile) -> (Document, Vec<Diagnostic>) {
-    // Expected-token tracking makes syntax errors say what was expected (`=`, `}`).
-    pest::set_error_detail(true);
     let mut diags = Vec::new();
     let mut work = source.text.clone().into_bytes();
     let mut recovered = Vec::new();
@@ -63,7 +61,15 @@ pub fn parse(file: FileId, source: &SourceFile) -> (Document, Vec<Diagnostic>) {
                 doc.recovered = recovered;
                 return (doc, diags);
             }
-            Err(err) => {
+            Err(first) => {
+                // Expected-token tracking (which says "expected `=`") slows parsing several
+                // times, so it is switched on only once a file has an error, and then left on:
+                // it is a process-wide setting, and switching it off could race with another
+                // thread's error report.
+                pest::set_error_detail(true);
+                let err = RunbookParser::parse(Rule::file, &text)
+                    .err()
+                    .unwrap_or(first);
                 let pos = match err.location {
                     pest::error::InputLocation::Pos(p) => p,
                     pest::error::InputLocation::Span((p, _)) => p,
@@ -91,28 +97,47 @@ fn syntax_error(
     err: &pest::error::Error<Rule>,
 ) -> Diagnostic {
     let mut expected: Vec<String> = Vec::new();
+    let mut item = false;
+    let mut value = false;
     if let pest::error::ErrorVariant::ParsingError { positives, .. } = &err.variant {
         for r in positives {
-            if let Some(name) = describe(*r) {
-                expected.push(name.to_owned());
+            match r {
+                Rule::attribute | Rule::block | Rule::kw_import | Rule::kw_param => item = true,
+                Rule::string
+                | Rule::number
+                | Rule::duration
+                | Rule::range
+                | Rule::boolean
+                | Rule::list
+                | Rule::map
+                | Rule::call
+                | Rule::path => value = true,
+                other => {
+                    if let Some(name) = describe(*other) {
+                        expected.push(name.to_owned());
+                    }
+                }
             }
         }
     }
     if let Some(attempts) = err.parse_attempts() {
         for t in attempts.expected_tokens() {
-            // The token type is not exported; its Display is the literal (or `a..z` for a
-            // character range, `BUILTIN_RULE` for builtins), and only literals are useful here.
+            // The token type is not exported; its Display is the literal. Only punctuation is
+            // worth naming: other literals are the insides of rules already described.
             let text = t.to_string();
-            let is_range = text.chars().count() == 4
-                && text.chars().nth(1) == Some('.')
-                && text.chars().nth(2) == Some('.');
-            if text != "BUILTIN_RULE" && !is_range && !text.trim().is_empty() {
-                let token = format!("`{text}`");
-                if !expected.contains(&token) {
-                    expected.push(token);
-                }
+            if PUNCTUATION.contains(&text.as_str()) {
+                expected.push(format!("`{text}`"));
             }
         }
+    }
+    if item {
+        expected.retain(|e| e != "a name");
+        expected.push("an attribute".to_owned());
+        expected.push("a block".to_owned());
+    }
+    if value {
+        expected.retain(|e| e != "a name");
+        expected.push("a value".to_owned());
     }
     expected.sort();
     expected.dedup();
@@ -131,7 +156,8 @@ fn syntax_error(
     };
     let mut d =
         Diagnostic::error(Code::SyntaxError, Span::new(file, pos, end), message).label("here");
-    if let Some(hint) = syntax_hint(&text[pos..], &expected) {
+    let before = text[..pos].trim_end();
+    if let Some(hint) = syntax_hint(before, &text[pos..], &expected) {
         d = d.help(hint);
     }
     d
@@ -153,7 +179,7 @@ fn found_word(rest: &str, first: char) -> String {
     }
 }
 
-fn syntax_hint(rest: &str, expected: &[String]) -> Option<String> {
+fn syntax_hint(before: &str, rest: &str, expected: &[String]) -> Option<String> {
     let first = rest.chars().next();
     if first == Some('\'') {
         return Some("strings use double quotes: \"like this\"".to_owned());
@@ -164,8 +190,13 @@ fn syntax_hint(rest: &str, expected: &[String]) -> Option<String> {
     if expected.iter().any(|e| e == "`}`") && first.is_none() {
         return Some("a block is not closed: add the missing `}`".to_owned());
     }
-    if expected.iter().any(|e| e == "`=`") {
-        return Some("attributes are written `name = value`; blocks `name { ... }`".to_owned());
+    if before.ends_with('=') && expected.iter().any(|e| e == "a value") {
+        return Some("the value after `=` is missing".to_owned());
+    }
+    if expected.iter().any(|e| e == "`=`" || e == "`{`") {
+        return Some(
+            "attributes are written `name = value`; blocks `name label { ... }`".to_owned(),
+        );
     }
     None
 }
@@ -178,20 +209,12 @@ fn join_or(words: &[String]) -> String {
     }
 }
 
+/// Literal tokens worth naming in "expected ..." messages.
+const PUNCTUATION: &[&str] = &["=", "{", "}", "[", "]", "(", ")", ",", ":", "..", "<", ">"];
+
 fn describe(rule: Rule) -> Option<&'static str> {
     Some(match rule {
-        Rule::ident | Rule::path => "a name",
-        Rule::string => "a string",
-        Rule::duration | Rule::range => "a duration",
-        Rule::number => "a number",
-        Rule::boolean => "`true` or `false`",
-        Rule::list => "a list",
-        Rule::map => "a map",
-        Rule::call => "a function call",
-        Rule::attribute => "an attribute",
-        Rule::block => "a block",
-        Rule::kw_import => "`import`",
-        Rule::kw_param => "`param`",
+        Rule::ident => "a name",
         Rule::kw_as => "`as`",
         Rule::type_expr => "a type",
         Rule::EOI => "the end of the file",

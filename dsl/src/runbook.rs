@@ -250,6 +250,8 @@ pub struct Param {
     pub ty: Spanned<ParamType>,
     /// Default value.
     pub default: Option<Value>,
+    /// Whether the declared type was unknown (already reported; the parameter is then ignored).
+    pub bad_type: bool,
 }
 
 /// The `production { ... }` block: resources a drill must never touch.

@@ -47,6 +47,7 @@ impl ValueType {
             Self::Bool => "bool".into(),
             Self::Duration => "duration".into(),
             Self::Enum(words) => format!("one of {}", words.join(" | ")),
+            Self::List(inner) if **inner == Self::Any => "a list".into(),
             Self::List(inner) => format!("list<{}>", inner.describe()),
             Self::Map(inner) => format!("map<{}>", inner.describe()),
             Self::Secret => "secret".into(),

@@ -1,1 +1,9 @@
-//! Integration tests of the runbook language.
+//! Integration tests of the runbook language: golden diagnostics, the example runbooks, exact
+//! locations, robustness under mutation, and the diagnostic-code documentation.
+
+mod codes;
+mod golden;
+mod locations;
+mod robustness;
+mod runbooks;
+mod support;
