@@ -24,6 +24,8 @@ fn exercise(text: &str) {
         .into_iter()
         .fold(MemoryLoader::new(), |l, (n, t)| l.with(&n, &t))
         .with("mutant.drover", text);
+    // Measured for the report only, never asserted.
+    #[allow(clippy::disallowed_methods)]
     let clock = std::time::Instant::now();
     let c = drover_dsl::compile(
         "mutant.drover",

@@ -1,0 +1,192 @@
+//! The `drover` binary, run for real: exit codes, stdout and stderr.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn drover(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_drover"))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("drover runs")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn examples() -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(root().join("runbooks"))
+        .expect("runbooks/")
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "drover"))
+        .map(|p| format!("runbooks/{}", p.file_name().unwrap_or_default().to_string_lossy()))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn check_passes_every_example() {
+    let files = examples();
+    let mut args = vec!["check"];
+    args.extend(files.iter().map(String::as_str));
+    let out = drover(&args);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains(&format!("checked {} file(s): 0 error(s)", files.len())));
+}
+
+#[test]
+fn fmt_check_passes_every_example() {
+    let files = examples();
+    let mut args = vec!["fmt", "--check", "runbooks/lib/checks.drover"];
+    args.extend(files.iter().map(String::as_str));
+    let out = drover(&args);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}
+
+#[test]
+fn check_reports_errors_with_location_code_and_hint_and_exits_1() {
+    let out = drover(&["check", "dsl/tests/fixtures/invalid/unknown_step_after.drover"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("DR0011"), "{err}");
+    assert!(err.contains("unknown_step_after.drover:16:16"), "{err}");
+    assert!(err.contains("no step is called `restor_db`"), "{err}");
+    assert!(err.contains("help:"), "{err}");
+}
+
+#[test]
+fn check_json_lists_every_diagnostic() {
+    let out = drover(&["check", "--format", "json", "dsl/tests/fixtures/invalid/unknown_attribute_typo.drover"]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let codes: Vec<&str> = v
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|d| d["code"].as_str())
+        .collect();
+    assert_eq!(codes, vec!["DR0003", "DR0003"]);
+    assert_eq!(v[0]["line"], 9);
+    assert_eq!(v[0]["column"], 3);
+}
+
+#[test]
+fn check_of_a_missing_file_is_an_error_not_a_crash() {
+    let out = drover(&["check", "runbooks/does-not-exist.drover"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("cannot read"));
+}
+
+#[test]
+fn garbage_input_never_panics() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let inputs: Vec<Vec<u8>> = vec![
+        vec![0xff, 0xfe, 0x00, 0x7b],
+        b"step {{{{{{{{".to_vec(),
+        "[".repeat(200_000).into_bytes(),
+        b"runbook \"x\" { rto = 99999999999999999999999h }".to_vec(),
+        b"param x: list<list<list<secret>>> = [[[1]]]".to_vec(),
+    ];
+    for (i, bytes) in inputs.iter().enumerate() {
+        let p = dir.path().join(format!("g{i}.drover"));
+        std::fs::write(&p, bytes).expect("write");
+        let path = p.to_string_lossy().into_owned();
+        for args in [
+            vec!["check", path.as_str()],
+            vec!["plan", path.as_str()],
+            vec!["graph", path.as_str()],
+            vec!["fmt", "--check", path.as_str()],
+        ] {
+            let out = drover(&args);
+            assert_eq!(out.status.code(), Some(1), "{args:?}: {}", text(&out.stderr));
+        }
+    }
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    assert_eq!(drover(&["plan"]).status.code(), Some(2));
+    assert_eq!(drover(&["check", "x", "--var", "novalue"]).status.code(), Some(2));
+    assert_eq!(drover(&["frobnicate"]).status.code(), Some(2));
+}
+
+#[test]
+fn plan_shows_stages_critical_path_and_predicted_rto() {
+    let out = drover(&["plan", "runbooks/ehr-failover.drover", "--mode", "failover"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let s = text(&out.stdout);
+    assert!(s.contains("parallel stages"), "{s}");
+    assert!(s.contains("critical path"), "{s}");
+    assert!(s.contains("predicted RTO"), "{s}");
+    assert!(s.contains("target 4h: within target"), "{s}");
+}
+
+#[test]
+fn plan_json_is_byte_identical_across_runs_and_names_no_secret_value() {
+    let a = drover(&["plan", "runbooks/ehr-failover.drover", "--format", "json"]);
+    let b = drover(&["plan", "runbooks/ehr-failover.drover", "--format", "json"]);
+    assert_eq!(a.status.code(), Some(0));
+    assert_eq!(a.stdout, b.stdout);
+    let s = text(&a.stdout);
+    assert!(s.contains("DROVER_PAGER_TOKEN"), "the secret's variable name is kept");
+    let v: serde_json::Value = serde_json::from_str(&s).expect("json");
+    assert_eq!(v["runbook"]["name"], "EHR database failover");
+}
+
+#[test]
+fn var_overrides_change_the_plan_and_bad_vars_are_errors() {
+    let out = drover(&["plan", "runbooks/pacs-restore.drover", "--var", "shards=2019", "--format", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("verify_shard[2019]"));
+    let out = drover(&["check", "runbooks/pacs-restore.drover", "--var", "shardz=1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("did you mean `shards`?"));
+}
+
+#[test]
+fn graph_draws_dot_mermaid_and_json() {
+    let dot = text(&drover(&["graph", "runbooks/quickstart.drover", "--format", "dot"]).stdout);
+    assert!(dot.starts_with("digraph"), "{dot}");
+    assert!(dot.contains("->"));
+    let mm = text(&drover(&["graph", "runbooks/quickstart.drover", "--format", "mermaid"]).stdout);
+    assert!(mm.starts_with("flowchart LR"), "{mm}");
+    let js = drover(&["graph", "runbooks/quickstart.drover", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&js.stdout).expect("json");
+    assert!(v["edges"].as_array().is_some_and(|e| !e.is_empty()));
+}
+
+#[test]
+fn fmt_rewrites_then_is_idempotent_and_keeps_comments() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = dir.path().join("messy.drover");
+    std::fs::write(
+        &p,
+        "runbook \"m\" {\nrto=1h # target\n     rpo = 5m\n}\n# the only step\nstep a {\naction=wait\nwith {duration=1s}\n}\n",
+    )
+    .expect("write");
+    let path = p.to_string_lossy().into_owned();
+    assert_eq!(drover(&["fmt", "--check", &path]).status.code(), Some(1));
+    assert_eq!(drover(&["fmt", &path]).status.code(), Some(0));
+    let once = std::fs::read_to_string(&p).expect("read");
+    assert!(once.contains("  rto = 1h # target\n"), "{once}");
+    assert!(once.contains("# the only step\nstep a {"), "{once}");
+    assert_eq!(drover(&["fmt", "--check", &path]).status.code(), Some(0));
+    assert_eq!(drover(&["fmt", &path]).status.code(), Some(0));
+    assert_eq!(std::fs::read_to_string(&p).expect("read"), once);
+}
+
+#[test]
+fn actions_lists_the_catalogue() {
+    let out = drover(&["actions"]);
+    let s = text(&out.stdout);
+    for a in ["backup.rehydrate", "aws_route53.upsert_record", "azure_network.update_route", "http.check"] {
+        assert!(s.contains(a), "{a}");
+    }
+}
