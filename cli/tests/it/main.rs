@@ -25,7 +25,12 @@ fn examples() -> Vec<String> {
         .filter_map(|e| e.ok())
         .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|x| x == "drover"))
-        .map(|p| format!("runbooks/{}", p.file_name().unwrap_or_default().to_string_lossy()))
+        .map(|p| {
+            format!(
+                "runbooks/{}",
+                p.file_name().unwrap_or_default().to_string_lossy()
+            )
+        })
         .collect();
     v.sort();
     v
@@ -52,7 +57,10 @@ fn fmt_check_passes_every_example() {
 
 #[test]
 fn check_reports_errors_with_location_code_and_hint_and_exits_1() {
-    let out = drover(&["check", "dsl/tests/fixtures/invalid/unknown_step_after.drover"]);
+    let out = drover(&[
+        "check",
+        "dsl/tests/fixtures/invalid/unknown_step_after.drover",
+    ]);
     assert_eq!(out.status.code(), Some(1));
     let err = text(&out.stderr);
     assert!(err.contains("DR0011"), "{err}");
@@ -63,7 +71,12 @@ fn check_reports_errors_with_location_code_and_hint_and_exits_1() {
 
 #[test]
 fn check_json_lists_every_diagnostic() {
-    let out = drover(&["check", "--format", "json", "dsl/tests/fixtures/invalid/unknown_attribute_typo.drover"]);
+    let out = drover(&[
+        "check",
+        "--format",
+        "json",
+        "dsl/tests/fixtures/invalid/unknown_attribute_typo.drover",
+    ]);
     assert_eq!(out.status.code(), Some(1));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     let codes: Vec<&str> = v
@@ -105,7 +118,12 @@ fn garbage_input_never_panics() {
             vec!["fmt", "--check", path.as_str()],
         ] {
             let out = drover(&args);
-            assert_eq!(out.status.code(), Some(1), "{args:?}: {}", text(&out.stderr));
+            assert_eq!(
+                out.status.code(),
+                Some(1),
+                "{args:?}: {}",
+                text(&out.stderr)
+            );
         }
     }
 }
@@ -113,7 +131,10 @@ fn garbage_input_never_panics() {
 #[test]
 fn usage_errors_exit_2() {
     assert_eq!(drover(&["plan"]).status.code(), Some(2));
-    assert_eq!(drover(&["check", "x", "--var", "novalue"]).status.code(), Some(2));
+    assert_eq!(
+        drover(&["check", "x", "--var", "novalue"]).status.code(),
+        Some(2)
+    );
     assert_eq!(drover(&["frobnicate"]).status.code(), Some(2));
 }
 
@@ -135,14 +156,24 @@ fn plan_json_is_byte_identical_across_runs_and_names_no_secret_value() {
     assert_eq!(a.status.code(), Some(0));
     assert_eq!(a.stdout, b.stdout);
     let s = text(&a.stdout);
-    assert!(s.contains("DROVER_PAGER_TOKEN"), "the secret's variable name is kept");
+    assert!(
+        s.contains("DROVER_PAGER_TOKEN"),
+        "the secret's variable name is kept"
+    );
     let v: serde_json::Value = serde_json::from_str(&s).expect("json");
     assert_eq!(v["runbook"]["name"], "EHR database failover");
 }
 
 #[test]
 fn var_overrides_change_the_plan_and_bad_vars_are_errors() {
-    let out = drover(&["plan", "runbooks/pacs-restore.drover", "--var", "shards=2019", "--format", "json"]);
+    let out = drover(&[
+        "plan",
+        "runbooks/pacs-restore.drover",
+        "--var",
+        "shards=2019",
+        "--format",
+        "json",
+    ]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("verify_shard[2019]"));
     let out = drover(&["check", "runbooks/pacs-restore.drover", "--var", "shardz=1"]);
@@ -186,7 +217,12 @@ fn fmt_rewrites_then_is_idempotent_and_keeps_comments() {
 fn actions_lists_the_catalogue() {
     let out = drover(&["actions"]);
     let s = text(&out.stdout);
-    for a in ["backup.rehydrate", "aws_route53.upsert_record", "azure_network.update_route", "http.check"] {
+    for a in [
+        "backup.rehydrate",
+        "aws_route53.upsert_record",
+        "azure_network.update_route",
+        "http.check",
+    ] {
         assert!(s.contains(a), "{a}");
     }
 }
