@@ -72,6 +72,11 @@ fn step_span(ctx: &Context<'_>, i: NodeIndex) -> Span {
         .unwrap_or(ctx.header_span)
 }
 
+/// The span in a per-node side table, or `fallback`.
+fn span_in(table: &[Option<Span>], i: NodeIndex, fallback: Span) -> Span {
+    table.get(i.index()).copied().flatten().unwrap_or(fallback)
+}
+
 fn mode_names(set: ModeSet) -> String {
     set.modes()
         .iter()
@@ -189,12 +194,7 @@ fn unreachable(
         };
         let span = step_span(ctx, i);
         if modes[i.index()].is_empty() {
-            let at = ctx
-                .modes_spans
-                .get(i.index())
-                .copied()
-                .flatten()
-                .unwrap_or(span);
+            let at = span_in(ctx.modes_spans, i, span);
             diags.push(
                 Diagnostic::error(
                     Code::UnreachableStep,
@@ -210,12 +210,7 @@ fn unreachable(
             continue;
         }
         if step.when.as_deref().map(str::trim) == Some("false") {
-            let at = ctx
-                .when_spans
-                .get(i.index())
-                .copied()
-                .flatten()
-                .unwrap_or(span);
+            let at = span_in(ctx.when_spans, i, span);
             diags.push(
                 Diagnostic::error(
                     Code::UnreachableStep,

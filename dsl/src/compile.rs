@@ -20,7 +20,7 @@ use crate::plan::{
 use crate::runbook::{Group, Mode, ModeSet, Param, ParamType, Runbook, Step};
 use crate::source_map::{SourceFile, SourceMap};
 use crate::span::{Span, Spanned};
-use crate::suggest::did_you_mean;
+use crate::suggest::{did_you_mean, typo_or_list};
 use drover_schema::{ActionSchema, Catalogue, ValueType};
 use petgraph::graph::{DiGraph, NodeIndex};
 use sha2::{Digest, Sha256};
@@ -551,17 +551,8 @@ impl Compiler<'_> {
                     format!("--var `{k}` sets no parameter of this runbook"),
                 )
                 .label("in this runbook");
-                d = match did_you_mean(k, declared.keys().copied()) {
-                    Some(s) => d.help(format!("did you mean `{s}`?")),
-                    None => d.help(format!(
-                        "its parameters are: {}",
-                        rb.params
-                            .iter()
-                            .map(|p| p.name.value.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )),
-                };
+                let names: Vec<&str> = rb.params.iter().map(|p| p.name.value.as_str()).collect();
+                d = d.help(typo_or_list(k, &names, "parameters"));
                 self.err(d);
             }
         }
@@ -1169,19 +1160,8 @@ impl Compiler<'_> {
                     format!("`{}` has no input `{}`", schema.name, a.key.value),
                 )
                 .label("unknown input");
-                d = match did_you_mean(&a.key.value, schema.inputs.iter().map(|i| i.name.as_str()))
-                {
-                    Some(s) => d.help(format!("did you mean `{s}`?")),
-                    None => d.help(format!(
-                        "its inputs are: {}",
-                        schema
-                            .inputs
-                            .iter()
-                            .map(|i| i.name.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )),
-                };
+                let names: Vec<&str> = schema.inputs.iter().map(|i| i.name.as_str()).collect();
+                d = d.help(typo_or_list(&a.key.value, &names, "inputs"));
                 self.err(d);
                 continue;
             };
@@ -1752,21 +1732,8 @@ impl Resolver<'_> {
                     format!("`{}` has no output `{output}`", action.name),
                 )
                 .label("unknown output");
-                d = match did_you_mean(output, action.outputs.iter().map(|o| o.name.as_str())) {
-                    Some(s) => d.help(format!("did you mean `{s}`?")),
-                    None if action.outputs.is_empty() => {
-                        d.help(format!("`{}` has no outputs", action.name))
-                    }
-                    None => d.help(format!(
-                        "its outputs are: {}",
-                        action
-                            .outputs
-                            .iter()
-                            .map(|o| o.name.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )),
-                };
+                let names: Vec<&str> = action.outputs.iter().map(|o| o.name.as_str()).collect();
+                d = d.help(typo_or_list(output, &names, "outputs"));
                 c.err(d);
                 return None;
             }

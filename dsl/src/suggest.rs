@@ -13,6 +13,16 @@ pub fn did_you_mean<'a>(
         .map(|(_, c)| c)
 }
 
+/// A hint for a name not found among `candidates`: "did you mean `x`?" for a likely typo, else
+/// the list of valid names ("its inputs are: a, b"), or "it has no inputs".
+pub fn typo_or_list(name: &str, candidates: &[&str], noun: &str) -> String {
+    match did_you_mean(name, candidates.iter().copied()) {
+        Some(s) => format!("did you mean `{s}`?"),
+        None if candidates.is_empty() => format!("it has no {noun}"),
+        None => format!("its {noun} are: {}", candidates.join(", ")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
