@@ -1,10 +1,15 @@
 //! Drover adapters: the actions a runbook's steps call.
 //!
-//! Today this crate provides the built-in action catalogue ([`builtin_catalogue`]), the schemas the
-//! compiler checks runbooks against. The implementations follow, one module per provider
-//! (`local_*`, `backup`, `aws_route53`, `aws_ec2`, `aws_s3`, `aws_kms`, `azure_network`), each
-//! behind the engine's adapter trait.
+//! - [`builtin_catalogue`]: the schema of every built-in action, which the compiler checks runbooks
+//!   against.
+//! - [`backup`]: the Drover backup format — envelope-encrypted, chunked AES-256-GCM with SHA-256
+//!   manifests — with key providers and locations behind traits; the `backup.rehydrate` and
+//!   `backup.verify` actions call it.
+//!
+//! The remaining providers (`local_*`, `aws_route53`, `aws_ec2`, `aws_s3`, `aws_kms`,
+//! `azure_network`) follow, each behind the engine's adapter trait.
 
+pub mod backup;
 mod catalogue;
 
 pub use catalogue::builtin_catalogue;

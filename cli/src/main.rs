@@ -2,6 +2,9 @@
 //! what they return and picks the exit code. Exit codes: 0 success, 1 a finding (errors in a
 //! runbook, a file that needs formatting), 2 usage error. A panic (101) is a bug.
 
+mod backup_cli;
+
+use backup_cli::{backup_command, key_generate};
 use clap::{Parser, Subcommand, ValueEnum};
 use drover_dsl::{Compilation, CompileOptions, FsLoader, Mode};
 use std::io::IsTerminal;
@@ -68,6 +71,108 @@ enum Command {
     },
     /// List the actions steps can use, with their inputs and outputs.
     Actions,
+    /// Encrypted backups: create, verify, restore, rewrap, inspect.
+    #[command(subcommand)]
+    Backup(BackupCommand),
+    /// Keys.
+    #[command(subcommand)]
+    Key(KeyCommand),
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// Make a new 256-bit key-encryption key: `drover key generate file:PATH` (mode 0600).
+    Generate {
+        /// Where: `file:PATH`.
+        uri: String,
+        /// Keep an existing valid key instead of refusing.
+        #[arg(long)]
+        if_missing: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum BackupCommand {
+    /// Encrypt a file (or `-` for standard input) into a new backup.
+    Create {
+        /// The data to back up (`-` for standard input).
+        input: String,
+        /// The backup to write (never overwritten).
+        output: String,
+        /// Key-encryption key URI (`file:PATH`).
+        #[arg(long)]
+        key: String,
+        /// Data set name (default: the input's file name).
+        #[arg(long)]
+        dataset: Option<String>,
+        /// When the data was captured, RFC 3339 (default: now).
+        #[arg(long)]
+        recovery_point: Option<String>,
+        /// Plaintext bytes per chunk.
+        #[arg(long, default_value_t = drover_adapters::backup::DEFAULT_CHUNK_SIZE)]
+        chunk_size: u32,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
+        format: CheckFormat,
+    },
+    /// Verify a backup, or a sample of the backups under a directory.
+    Verify {
+        /// A backup, or a directory of backups.
+        backup: String,
+        /// Key URI: with it, full authenticated decryption and the plaintext hash (in memory).
+        #[arg(long)]
+        key: Option<String>,
+        /// Plaintext SHA-256 the backup must hold.
+        #[arg(long)]
+        expect_sha256: Option<String>,
+        /// With a directory: fully verify this many randomly chosen backups.
+        #[arg(long)]
+        sample: Option<usize>,
+        /// With --sample: the random seed (default: from the clock; printed).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
+        format: CheckFormat,
+    },
+    /// Decrypt a backup to a file, atomically, after every check passed.
+    Restore {
+        /// The backup.
+        backup: String,
+        /// Where to write the plaintext.
+        dest: String,
+        /// Key URI.
+        #[arg(long)]
+        key: String,
+        /// Plaintext SHA-256 the restore must match.
+        #[arg(long)]
+        expect_sha256: Option<String>,
+        /// Replace an existing destination.
+        #[arg(long)]
+        force: bool,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
+        format: CheckFormat,
+    },
+    /// Re-wrap the data key under a new key-encryption key; data chunks are unchanged.
+    Rewrap {
+        /// The backup.
+        backup: String,
+        /// The current key URI.
+        #[arg(long)]
+        from: String,
+        /// The new key URI.
+        #[arg(long)]
+        to: String,
+    },
+    /// Show a backup's header and manifest (no key needed).
+    Inspect {
+        /// The backup.
+        backup: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
+        format: CheckFormat,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -130,6 +235,8 @@ fn main() -> ExitCode {
         Command::Graph { file, vars, format } => graph(&file, vars, format),
         Command::Fmt { files, check } => fmt(&files, check),
         Command::Actions => actions(),
+        Command::Backup(b) => backup_command(b),
+        Command::Key(KeyCommand::Generate { uri, if_missing }) => key_generate(&uri, if_missing),
     }
 }
 

@@ -1,0 +1,2 @@
+//! Backup benchmarks.
+fn main() {}

@@ -1,0 +1,153 @@
+//! Key-encryption-key providers, named by URI. The trait is async and shaped for a remote KMS:
+//! generate (KMS GenerateDataKey), wrap, unwrap (Decrypt), rewrap (ReEncrypt), and the key id the
+//! audit log records.
+
+use crate::backup::data_key::DataKey;
+use crate::backup::file_key::FileKeyProvider;
+use serde::{Deserialize, Serialize};
+
+/// What a wrapped data key is bound to (the KMS "encryption context"): unwrapping it for another
+/// backup fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WrapContext {
+    /// The backup's id.
+    pub backup_id: [u8; 16],
+}
+
+/// A wrapped data key, as stored in a backup's header.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Envelope {
+    /// The provider kind (`file`, `aws-kms`).
+    pub provider: String,
+    /// The key-encryption key's id (a fingerprint for file keys, the key ARN for KMS).
+    pub key_id: String,
+    /// The wrapped data key (hex).
+    pub wrapped_key: String,
+    /// The wrapping nonce (hex), for providers that need one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<String>,
+}
+
+/// Why a key operation failed. Never carries key material.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// The key URI's scheme is not known or not built in.
+    #[error("unsupported key URI `{0}`: use file:PATH (aws-kms:KEY comes with the AWS adapters)")]
+    UnsupportedUri(String),
+    /// The key could not be read.
+    #[error("cannot read key {uri}: {reason}")]
+    Unreadable {
+        /// The key's URI.
+        uri: String,
+        /// Why.
+        reason: String,
+    },
+    /// The key file exists but is not a Drover key, or is readable by others.
+    #[error("key {uri} is unusable: {reason}")]
+    BadKey {
+        /// The key's URI.
+        uri: String,
+        /// Why.
+        reason: String,
+    },
+    /// The key exists already (generation refuses to overwrite).
+    #[error("key {0} already exists; refusing to overwrite it")]
+    Exists(String),
+    /// The wrapped data key does not open with this key.
+    #[error("the data key does not unwrap with {0}")]
+    Unwrap(String),
+    /// The envelope was made by another kind of provider.
+    #[error("this backup's key is held by `{found}`, not `{expected}`")]
+    WrongProvider {
+        /// The provider asked to unwrap.
+        expected: String,
+        /// The provider that wrapped it.
+        found: String,
+    },
+    /// A remote provider failed in a way a retry may fix.
+    #[error("key service unavailable: {0}")]
+    Transient(String),
+}
+
+/// A key-encryption key. Implementations must never log or return key material.
+#[async_trait::async_trait]
+pub trait KeyProvider: Send + Sync {
+    /// The URI it was opened from (no secrets in it).
+    fn uri(&self) -> String;
+
+    /// The key's id, as recorded in backups and the audit log.
+    ///
+    /// # Errors
+    /// If the key cannot be read or described.
+    async fn key_id(&self) -> Result<String, KeyError>;
+
+    /// Read-only readiness: the key exists, is readable, is enabled.
+    ///
+    /// # Errors
+    /// What is wrong with the key.
+    async fn preflight(&self) -> Result<(), KeyError> {
+        self.key_id().await.map(|_| ())
+    }
+
+    /// A fresh data key and its envelope (a KMS returns both from one call).
+    ///
+    /// # Errors
+    /// If wrapping fails.
+    async fn generate(&self, ctx: &WrapContext) -> Result<(DataKey, Envelope), KeyError> {
+        let key = DataKey::random();
+        let env = self.wrap(&key, ctx).await?;
+        Ok((key, env))
+    }
+
+    /// Wraps a data key under this key, bound to `ctx`.
+    ///
+    /// # Errors
+    /// If the key cannot be used.
+    async fn wrap(&self, key: &DataKey, ctx: &WrapContext) -> Result<Envelope, KeyError>;
+
+    /// Unwraps a data key.
+    ///
+    /// # Errors
+    /// [`KeyError::Unwrap`] for the wrong key or a tampered envelope.
+    async fn unwrap(&self, env: &Envelope, ctx: &WrapContext) -> Result<DataKey, KeyError>;
+
+    /// Re-wraps an envelope from this key to `to` (key rotation). The default unwraps and wraps; a
+    /// KMS overrides it with ReEncrypt so the data key never leaves the service.
+    ///
+    /// # Errors
+    /// If either key fails.
+    async fn rewrap(
+        &self,
+        env: &Envelope,
+        ctx: &WrapContext,
+        to: &dyn KeyProvider,
+    ) -> Result<Envelope, KeyError> {
+        let key = self.unwrap(env, ctx).await?;
+        to.wrap(&key, ctx).await
+    }
+}
+
+/// Decodes lowercase hex exactly. Upper-case digits are refused so that every stored byte has one
+/// spelling: a flipped case bit is a change, not an equivalent encoding.
+pub(crate) fn strict_hex(s: &str, out: &mut [u8]) -> Option<()> {
+    if s.len() != out.len() * 2
+        || !s
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        return None;
+    }
+    hex::decode_to_slice(s, out).ok()
+}
+
+/// Opens the key provider a URI names: `file:PATH`.
+///
+/// # Errors
+/// [`KeyError::UnsupportedUri`] for other schemes.
+pub fn key_provider_from_uri(uri: &str) -> Result<Box<dyn KeyProvider>, KeyError> {
+    match uri.split_once(':') {
+        Some(("file", path)) if !path.is_empty() => Ok(Box::new(FileKeyProvider::new(path))),
+        _ => Err(KeyError::UnsupportedUri(uri.to_owned())),
+    }
+}

@@ -1,0 +1,199 @@
+//! Where backups live, behind one trait: local paths now, `s3://bucket/key` with the AWS adapters.
+//! Everything streams: a location hands out readers and writers, never whole files.
+
+use crate::backup::error::BackupError;
+use std::io::{BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+/// A write in progress: dropped without [`PendingWrite::commit`], it leaves nothing behind.
+pub trait PendingWrite: Write + Send {
+    /// Makes the written bytes durable and visible at the location, atomically.
+    ///
+    /// # Errors
+    /// If syncing or renaming fails.
+    fn commit(self: Box<Self>) -> Result<(), BackupError>;
+}
+
+/// One backup's location.
+pub trait Location: Send + Sync {
+    /// How to name it in messages and reports.
+    fn describe(&self) -> String;
+
+    /// A reader of the backup's bytes.
+    ///
+    /// # Errors
+    /// If it cannot be opened.
+    fn open(&self) -> Result<Box<dyn Read + Send>, BackupError>;
+
+    /// Starts writing the backup. With `replace` false an existing object is never overwritten.
+    ///
+    /// # Errors
+    /// If it cannot be created.
+    fn create(&self, replace: bool) -> Result<Box<dyn PendingWrite>, BackupError>;
+
+    /// Every backup under this location, if it is a directory or prefix.
+    ///
+    /// # Errors
+    /// If it cannot be listed.
+    fn list(&self) -> Result<Vec<Box<dyn Location>>, BackupError>;
+}
+
+/// Opens the location a string names (a local path; `s3://` comes with the AWS adapters).
+///
+/// # Errors
+/// For schemes this build does not support.
+pub fn location_from_uri(uri: &str) -> Result<Box<dyn Location>, BackupError> {
+    if uri.starts_with("s3://") {
+        return Err(BackupError::Invalid(format!(
+            "{uri}: s3:// locations come with the AWS adapters; use a local path"
+        )));
+    }
+    Ok(Box::new(LocalLocation::new(uri)))
+}
+
+/// A file on a local (or mounted) file system.
+#[derive(Debug, Clone)]
+pub struct LocalLocation {
+    path: PathBuf,
+}
+
+impl LocalLocation {
+    /// The file at `path`.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self { path: path.into() }
+    }
+
+    /// The path.
+    #[must_use]
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+struct LocalWrite {
+    file: BufWriter<tempfile::NamedTempFile>,
+    dest: PathBuf,
+    replace: bool,
+}
+
+impl Write for LocalWrite {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.file.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
+impl PendingWrite for LocalWrite {
+    fn commit(self: Box<Self>) -> Result<(), BackupError> {
+        let dest = self.dest.clone();
+        let ctx = format!("writing {}", dest.display());
+        let tmp = self
+            .file
+            .into_inner()
+            .map_err(|e| BackupError::io(ctx.clone())(e.into_error()))?;
+        tmp.as_file()
+            .sync_all()
+            .map_err(BackupError::io(ctx.clone()))?;
+        if self.replace {
+            tmp.persist(&dest)
+                .map_err(|e| BackupError::io(ctx.clone())(e.error))?;
+        } else {
+            tmp.persist_noclobber(&dest)
+                .map_err(|e| BackupError::io(ctx.clone())(e.error))?;
+        }
+        sync_dir(&dest).map_err(BackupError::io(ctx))
+    }
+}
+
+/// Makes a rename durable: fsync the directory that holds `path`.
+pub(crate) fn sync_dir(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    let _ = path;
+    Ok(())
+}
+
+/// A temporary file beside `dest` (same directory, so the final rename is atomic), removed on drop.
+pub(crate) fn temp_beside(dest: &Path) -> std::io::Result<tempfile::NamedTempFile> {
+    let dir = dest
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let name = dest
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".drover-tmp")
+        .tempfile_in(dir)
+}
+
+impl Location for LocalLocation {
+    fn describe(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    fn open(&self) -> Result<Box<dyn Read + Send>, BackupError> {
+        let f = std::fs::File::open(&self.path)
+            .map_err(BackupError::io(format!("opening {}", self.path.display())))?;
+        Ok(Box::new(std::io::BufReader::with_capacity(1 << 20, f)))
+    }
+
+    fn create(&self, replace: bool) -> Result<Box<dyn PendingWrite>, BackupError> {
+        if !replace && self.path.exists() {
+            return Err(BackupError::Invalid(format!(
+                "{} exists; refusing to overwrite it",
+                self.path.display()
+            )));
+        }
+        let tmp = temp_beside(&self.path)
+            .map_err(BackupError::io(format!("creating {}", self.path.display())))?;
+        Ok(Box::new(LocalWrite {
+            file: BufWriter::with_capacity(1 << 20, tmp),
+            dest: self.path.clone(),
+            replace,
+        }))
+    }
+
+    fn list(&self) -> Result<Vec<Box<dyn Location>>, BackupError> {
+        let mut out: Vec<PathBuf> = Vec::new();
+        let mut stack = vec![self.path.clone()];
+        while let Some(dir) = stack.pop() {
+            let entries = std::fs::read_dir(&dir)
+                .map_err(BackupError::io(format!("listing {}", dir.display())))?;
+            for e in entries {
+                let p = e
+                    .map_err(BackupError::io(format!("listing {}", dir.display())))?
+                    .path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else if is_backup(&p) {
+                    out.push(p);
+                }
+            }
+        }
+        out.sort();
+        Ok(out
+            .into_iter()
+            .map(|p| Box::new(LocalLocation::new(p)) as Box<dyn Location>)
+            .collect())
+    }
+}
+
+fn is_backup(p: &Path) -> bool {
+    let mut magic = [0u8; 8];
+    std::fs::File::open(p)
+        .and_then(|mut f| f.read_exact(&mut magic))
+        .is_ok_and(|()| &magic == crate::backup::format::MAGIC)
+}

@@ -1,0 +1,377 @@
+//! The `drover backup` and `drover key` verbs: argument handling and printing around
+//! `drover_adapters::backup`.
+
+use crate::{BackupCommand, CheckFormat};
+use drover_adapters::backup::{
+    self, BackupError, BackupReport, CreateOptions, KeyProvider, Location, Progress,
+    key_provider_from_uri, location_from_uri,
+};
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+/// A progress bar with throughput, drawn only when stderr is a terminal.
+struct Bar(Option<indicatif::ProgressBar>);
+
+impl Bar {
+    fn new(what: &str) -> Self {
+        if !std::io::stderr().is_terminal() {
+            return Self(None);
+        }
+        let bar = indicatif::ProgressBar::new_spinner();
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "{spinner} {msg} {bytes} ({binary_bytes_per_sec}) {elapsed}",
+        ) {
+            bar.set_style(style);
+        }
+        bar.set_message(what.to_owned());
+        Self(Some(bar))
+    }
+}
+
+impl Progress for Bar {
+    fn advance(&self, bytes: u64) {
+        if let Some(b) = &self.0 {
+            b.inc(bytes);
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(b) = &self.0 {
+            b.finish_and_clear();
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("cannot start the async runtime: {e}");
+            ExitCode::FAILURE
+        })
+}
+
+fn key(uri: &str) -> Result<Box<dyn KeyProvider>, ExitCode> {
+    key_provider_from_uri(uri).map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::FAILURE
+    })
+}
+
+fn location(uri: &str) -> Result<Box<dyn Location>, ExitCode> {
+    location_from_uri(uri).map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::FAILURE
+    })
+}
+
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+fn print_report(verb: &str, r: &BackupReport, format: CheckFormat) {
+    match format {
+        CheckFormat::Json => println!("{}", serde_json::to_string_pretty(r).unwrap_or_default()),
+        CheckFormat::Text => println!(
+            "{verb} {}: backup {}, data set {}, recovery point {}, {} in {} chunk(s), plaintext sha256 {}, key {} ({})",
+            r.location,
+            r.backup_id,
+            r.dataset,
+            r.recovery_point,
+            human_bytes(r.bytes),
+            r.chunks,
+            r.sha256,
+            r.key_id,
+            match r.level {
+                backup::VerifyLevel::Full => "fully verified",
+                backup::VerifyLevel::Structure => "structure and ciphertext hash verified",
+            }
+        ),
+    }
+}
+
+fn fail(what: &str, e: &BackupError) -> ExitCode {
+    eprintln!("error: {what}: {e}");
+    ExitCode::FAILURE
+}
+
+/// Runs a `drover backup` verb.
+pub fn backup_command(cmd: BackupCommand) -> ExitCode {
+    match run(cmd) {
+        Ok(code) | Err(code) => code,
+    }
+}
+
+fn run(cmd: BackupCommand) -> Result<ExitCode, ExitCode> {
+    let rt = runtime()?;
+    Ok(match cmd {
+        BackupCommand::Create {
+            input,
+            output,
+            key: key_uri,
+            dataset,
+            recovery_point,
+            chunk_size,
+            format,
+        } => {
+            let key = key(&key_uri)?;
+            let out = location(&output)?;
+            let now = OffsetDateTime::now_utc();
+            let recovery_point = match recovery_point
+                .as_deref()
+                .map(|t| OffsetDateTime::parse(t, &Rfc3339))
+            {
+                None => None,
+                Some(Ok(t)) => Some(t),
+                Some(Err(e)) => {
+                    eprintln!(
+                        "error: --recovery-point is not an RFC 3339 time ({e}); example: 2026-11-23T03:00:00Z"
+                    );
+                    return Err(ExitCode::from(2));
+                }
+            };
+            let dataset = dataset.unwrap_or_else(|| {
+                std::path::Path::new(&input)
+                    .file_name()
+                    .map_or_else(|| "stdin".to_owned(), |n| n.to_string_lossy().into_owned())
+            });
+            let mut opts = CreateOptions::new(dataset, now);
+            opts.recovery_point = recovery_point;
+            opts.chunk_size = chunk_size;
+            let mut reader: Box<dyn std::io::Read + Send> = if input == "-" {
+                Box::new(std::io::stdin())
+            } else {
+                match std::fs::File::open(&input) {
+                    Ok(f) => Box::new(std::io::BufReader::with_capacity(1 << 20, f)),
+                    Err(e) => {
+                        eprintln!("error: cannot open {input}: {e}");
+                        return Err(ExitCode::FAILURE);
+                    }
+                }
+            };
+            let bar = Bar::new("encrypting");
+            match rt.block_on(backup::create(
+                reader.as_mut(),
+                out.as_ref(),
+                key.as_ref(),
+                &opts,
+                &bar,
+            )) {
+                Ok(r) => {
+                    print_report("created", &r, format);
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(&format!("creating {output}"), &e),
+            }
+        }
+        BackupCommand::Verify {
+            backup: path,
+            key: key_uri,
+            expect_sha256,
+            sample,
+            seed,
+            format,
+        } => {
+            let key = key_uri.as_deref().map(key).transpose()?;
+            if std::path::Path::new(&path).is_dir() {
+                return Ok(sampled(&rt, &path, key.as_deref(), sample, seed, format));
+            }
+            let loc = location(&path)?;
+            let bar = Bar::new("verifying");
+            match rt.block_on(backup::verify(
+                loc.as_ref(),
+                key.as_deref(),
+                expect_sha256.as_deref(),
+                &bar,
+            )) {
+                Ok(r) => {
+                    print_report("verified", &r, format);
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(&format!("verifying {path}"), &e),
+            }
+        }
+        BackupCommand::Restore {
+            backup: path,
+            dest,
+            key: key_uri,
+            expect_sha256,
+            force,
+            format,
+        } => {
+            let key = key(&key_uri)?;
+            let loc = location(&path)?;
+            let bar = Bar::new("restoring");
+            match rt.block_on(backup::restore(
+                loc.as_ref(),
+                std::path::Path::new(&dest),
+                key.as_ref(),
+                expect_sha256.as_deref(),
+                force,
+                &bar,
+            )) {
+                Ok(r) => {
+                    print_report(&format!("restored to {dest} from"), &r, format);
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(
+                    &format!("restoring {path} (nothing was written to {dest})"),
+                    &e,
+                ),
+            }
+        }
+        BackupCommand::Rewrap {
+            backup: path,
+            from,
+            to,
+        } => {
+            let from = key(&from)?;
+            let to = key(&to)?;
+            let loc = location(&path)?;
+            match rt.block_on(backup::rewrap(loc.as_ref(), from.as_ref(), to.as_ref())) {
+                Ok(r) => {
+                    println!(
+                        "rewrapped {}: data key now wrapped by {}; data chunks unchanged (ciphertext sha256 {})",
+                        r.location, r.key_id, r.ciphertext_sha256
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(&format!("rewrapping {path} (the backup is unchanged)"), &e),
+            }
+        }
+        BackupCommand::Inspect {
+            backup: path,
+            format,
+        } => {
+            let loc = location(&path)?;
+            match backup::inspect(loc.as_ref()) {
+                Ok(i) => {
+                    match format {
+                        CheckFormat::Json => {
+                            println!("{}", serde_json::to_string_pretty(&i).unwrap_or_default())
+                        }
+                        CheckFormat::Text => {
+                            let h = &i.header;
+                            println!("backup          {}", h.backup_id);
+                            println!("format          {}", h.format);
+                            println!("data set        {}", h.dataset);
+                            println!("recovery point  {}", h.recovery_point);
+                            println!("created         {}", h.created_at);
+                            println!(
+                                "cipher          {} (chunks of {}, key derivation {})",
+                                h.cipher,
+                                human_bytes(u64::from(h.chunk_size)),
+                                h.kdf
+                            );
+                            println!("key             {} ({})", i.key_id, i.key_provider);
+                            println!(
+                                "plaintext       {} ({} bytes), sha256 {}",
+                                human_bytes(i.manifest.plaintext_bytes),
+                                i.manifest.plaintext_bytes,
+                                i.manifest.plaintext_sha256
+                            );
+                            println!(
+                                "ciphertext      {} chunk(s), sha256 {} (verified)",
+                                i.manifest.chunks, i.manifest.ciphertext_sha256
+                            );
+                        }
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(&format!("inspecting {path}"), &e),
+            }
+        }
+    })
+}
+
+fn sampled(
+    rt: &tokio::runtime::Runtime,
+    dir: &str,
+    key: Option<&dyn KeyProvider>,
+    sample: Option<usize>,
+    seed: Option<u64>,
+    format: CheckFormat,
+) -> ExitCode {
+    let Some(key) = key else {
+        eprintln!("error: verifying a directory needs --key (the sample is fully decrypted)");
+        return ExitCode::from(2);
+    };
+    let loc = backup::LocalLocation::new(dir);
+    let seed = seed.unwrap_or_else(|| {
+        let mut b = [0u8; 8];
+        rand_seed(&mut b);
+        u64::from_le_bytes(b)
+    });
+    let n = sample.unwrap_or(usize::MAX);
+    let report = match rt.block_on(backup::verify_sample(&loc, n, seed, key)) {
+        Ok(r) => r,
+        Err(e) => return fail(&format!("listing {dir}"), &e),
+    };
+    match format {
+        CheckFormat::Json => println!(
+            "{}",
+            serde_json::json!({ "seed": report.seed, "errors": report.errors(), "backups": report.backups })
+        ),
+        CheckFormat::Text => {
+            for b in &report.backups {
+                let how = if b.sampled { "full" } else { "hash" };
+                match &b.error {
+                    None => println!("ok      {how:<4}  {}", b.location),
+                    Some(e) => println!("FAILED  {how:<4}  {}: {e}", b.location),
+                }
+            }
+            println!(
+                "{} backup(s): {} fully verified, {} hash-checked; unresolved verification errors: {} (seed {})",
+                report.backups.len(),
+                report.sampled(),
+                report.backups.len() - report.sampled(),
+                report.errors(),
+                report.seed
+            );
+        }
+    }
+    if report.errors() == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn rand_seed(b: &mut [u8; 8]) {
+    let t = OffsetDateTime::now_utc().unix_timestamp_nanos();
+    b.copy_from_slice(&(t as u64).to_le_bytes());
+}
+
+/// Runs `drover key generate`.
+pub fn key_generate(uri: &str, if_missing: bool) -> ExitCode {
+    let Some(path) = uri.strip_prefix("file:").filter(|p| !p.is_empty()) else {
+        eprintln!(
+            "error: `drover key generate` makes file keys: file:PATH (KMS keys are created in the KMS)"
+        );
+        return ExitCode::from(2);
+    };
+    match backup::generate_file_key(std::path::Path::new(path), if_missing) {
+        Ok(id) => {
+            println!("key {uri} ready: {id}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
