@@ -226,3 +226,306 @@ fn actions_lists_the_catalogue() {
         assert!(s.contains(a), "{a}");
     }
 }
+
+fn drover_in(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_drover"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("drover runs")
+}
+
+#[test]
+fn key_generate_writes_a_private_key_and_never_overwrites() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tmp");
+    let out = drover_in(dir.path(), &["key", "generate", "file:keys/kek.key"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let meta = std::fs::metadata(dir.path().join("keys/kek.key")).expect("key file");
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    let before = std::fs::read(dir.path().join("keys/kek.key")).expect("read");
+    let again = drover_in(dir.path(), &["key", "generate", "file:keys/kek.key"]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(text(&again.stderr).contains("refusing to overwrite"));
+    let kept = drover_in(
+        dir.path(),
+        &["key", "generate", "file:keys/kek.key", "--if-missing"],
+    );
+    assert_eq!(kept.status.code(), Some(0));
+    assert_eq!(
+        std::fs::read(dir.path().join("keys/kek.key")).expect("read"),
+        before
+    );
+    assert!(
+        !text(&kept.stdout).contains(&text(&before)[14..]),
+        "the key is never printed"
+    );
+}
+
+#[test]
+fn backup_create_verify_restore_inspect_through_the_binary() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let d = dir.path();
+    std::fs::write(d.join("ehr.csv"), "patient-1\npatient-2\n".repeat(50_000)).expect("write");
+    assert_eq!(
+        drover_in(d, &["key", "generate", "file:k.key"])
+            .status
+            .code(),
+        Some(0)
+    );
+    let c = drover_in(
+        d,
+        &[
+            "backup",
+            "create",
+            "ehr.csv",
+            "ehr.dbk",
+            "--key",
+            "file:k.key",
+            "--dataset",
+            "ehr",
+            "--recovery-point",
+            "2026-11-23T02:45:00Z",
+            "--format",
+            "json",
+        ],
+    );
+    assert_eq!(c.status.code(), Some(0), "{}", text(&c.stderr));
+    let created: serde_json::Value = serde_json::from_slice(&c.stdout).expect("json");
+    assert_eq!(created["dataset"], "ehr");
+    assert_eq!(created["recovery_point"], "2026-11-23T02:45:00Z");
+
+    let v = drover_in(d, &["backup", "verify", "ehr.dbk"]);
+    assert_eq!(v.status.code(), Some(0));
+    assert!(text(&v.stdout).contains("structure and ciphertext hash verified"));
+    let v = drover_in(
+        d,
+        &[
+            "backup",
+            "verify",
+            "ehr.dbk",
+            "--key",
+            "file:k.key",
+            "--format",
+            "json",
+        ],
+    );
+    let verified: serde_json::Value = serde_json::from_slice(&v.stdout).expect("json");
+    assert_eq!(verified["sha256"], created["sha256"]);
+    assert_eq!(verified["level"], "full");
+
+    let r = drover_in(
+        d,
+        &[
+            "backup",
+            "restore",
+            "ehr.dbk",
+            "restored/ehr.csv",
+            "--key",
+            "file:k.key",
+        ],
+    );
+    assert_eq!(r.status.code(), Some(0), "{}", text(&r.stderr));
+    assert_eq!(
+        std::fs::read(d.join("restored/ehr.csv")).expect("read"),
+        std::fs::read(d.join("ehr.csv")).expect("read")
+    );
+    let again = drover_in(
+        d,
+        &[
+            "backup",
+            "restore",
+            "ehr.dbk",
+            "restored/ehr.csv",
+            "--key",
+            "file:k.key",
+        ],
+    );
+    assert_eq!(
+        again.status.code(),
+        Some(1),
+        "an existing destination is not overwritten without --force"
+    );
+
+    let i = drover_in(d, &["backup", "inspect", "ehr.dbk", "--format", "json"]);
+    let inspected: serde_json::Value = serde_json::from_slice(&i.stdout).expect("json");
+    assert_eq!(inspected["header"]["dataset"], "ehr");
+    assert_eq!(inspected["key_provider"], "file");
+    let key_text = std::fs::read_to_string(d.join("k.key")).expect("key");
+    let key_hex = key_text.trim().rsplit(' ').next().unwrap_or_default();
+    for out in [&c, &v, &r, &i] {
+        assert!(
+            !text(&out.stdout).contains(key_hex) && !text(&out.stderr).contains(key_hex),
+            "key material printed"
+        );
+    }
+}
+
+#[test]
+fn a_refused_restore_exits_1_and_leaves_nothing() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let d = dir.path();
+    std::fs::write(d.join("data"), vec![42u8; 3 << 20]).expect("write");
+    drover_in(d, &["key", "generate", "file:k.key"]);
+    drover_in(d, &["key", "generate", "file:other.key"]);
+    drover_in(
+        d,
+        &["backup", "create", "data", "b.dbk", "--key", "file:k.key"],
+    );
+    let wrong = drover_in(
+        d,
+        &[
+            "backup",
+            "restore",
+            "b.dbk",
+            "out",
+            "--key",
+            "file:other.key",
+        ],
+    );
+    assert_eq!(wrong.status.code(), Some(1));
+    assert!(
+        text(&wrong.stderr).contains("wrong key"),
+        "{}",
+        text(&wrong.stderr)
+    );
+    let mut bytes = std::fs::read(d.join("b.dbk")).expect("read");
+    let n = bytes.len();
+    bytes[n / 2] ^= 1;
+    std::fs::write(d.join("b.dbk"), bytes).expect("write");
+    let tampered = drover_in(
+        d,
+        &["backup", "restore", "b.dbk", "out", "--key", "file:k.key"],
+    );
+    assert_eq!(tampered.status.code(), Some(1));
+    assert!(
+        text(&tampered.stderr).contains("failed authentication"),
+        "{}",
+        text(&tampered.stderr)
+    );
+    let left: Vec<String> = std::fs::read_dir(d)
+        .expect("dir")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        !left.iter().any(|n| n == "out" || n.contains("drover-tmp")),
+        "{left:?}"
+    );
+}
+
+#[test]
+fn sampled_verify_of_a_directory_names_the_bad_backup_and_exits_1() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let d = dir.path();
+    drover_in(d, &["key", "generate", "file:k.key"]);
+    std::fs::create_dir(d.join("vault")).expect("mkdir");
+    for i in 0..4 {
+        std::fs::write(d.join(format!("in{i}")), format!("data {i}").repeat(1000)).expect("write");
+        let c = drover_in(
+            d,
+            &[
+                "backup",
+                "create",
+                &format!("in{i}"),
+                &format!("vault/b{i}.dbk"),
+                "--key",
+                "file:k.key",
+            ],
+        );
+        assert_eq!(c.status.code(), Some(0));
+    }
+    let ok = drover_in(
+        d,
+        &[
+            "backup",
+            "verify",
+            "vault",
+            "--sample",
+            "2",
+            "--seed",
+            "7",
+            "--key",
+            "file:k.key",
+        ],
+    );
+    assert_eq!(ok.status.code(), Some(0), "{}", text(&ok.stdout));
+    assert!(text(&ok.stdout).contains("unresolved verification errors: 0 (seed 7)"));
+    let mut bytes = std::fs::read(d.join("vault/b2.dbk")).expect("read");
+    let n = bytes.len();
+    bytes[n - 100] ^= 4;
+    std::fs::write(d.join("vault/b2.dbk"), bytes).expect("write");
+    let bad = drover_in(
+        d,
+        &[
+            "backup",
+            "verify",
+            "vault",
+            "--sample",
+            "2",
+            "--seed",
+            "7",
+            "--key",
+            "file:k.key",
+        ],
+    );
+    assert_eq!(bad.status.code(), Some(1));
+    let out = text(&bad.stdout);
+    assert!(out.contains("FAILED") && out.contains("b2.dbk"), "{out}");
+    assert!(out.contains("unresolved verification errors: 1"), "{out}");
+}
+
+#[test]
+fn garbage_backups_are_errors_not_crashes() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let d = dir.path();
+    drover_in(d, &["key", "generate", "file:k.key"]);
+    for (i, bytes) in [
+        vec![],
+        b"DRVRBKP\0\x01\xff\xff\xff\xff".to_vec(),
+        vec![0u8; 5000],
+        b"DRVRBKP\0\x01\x05\0\0\0{}{}{".to_vec(),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let p = format!("g{i}.dbk");
+        std::fs::write(d.join(&p), bytes).expect("write");
+        for args in [
+            vec!["backup", "verify", p.as_str()],
+            vec!["backup", "verify", p.as_str(), "--key", "file:k.key"],
+            vec![
+                "backup",
+                "restore",
+                p.as_str(),
+                "out",
+                "--key",
+                "file:k.key",
+            ],
+            vec!["backup", "inspect", p.as_str()],
+            vec![
+                "backup",
+                "rewrap",
+                p.as_str(),
+                "--from",
+                "file:k.key",
+                "--to",
+                "file:k.key",
+            ],
+        ] {
+            let out = drover_in(d, &args);
+            assert_eq!(
+                out.status.code(),
+                Some(1),
+                "{args:?}: {}",
+                text(&out.stderr)
+            );
+        }
+    }
+    assert_eq!(
+        drover_in(d, &["backup", "verify", "x.dbk", "--key", "kms:nope"])
+            .status
+            .code(),
+        Some(1)
+    );
+}
