@@ -1,7 +1,12 @@
-//! Drover's execution engine: the pure scheduler state machine, the tokio driver, the adapter
-//! trait, the SQLite journal, approvals, the hash-chained audit log and the RTO/RPO clocks.
+//! Drover's execution engine.
 //!
-//! Only the crate boundary exists so far; the engine issue fills it in. It executes the
-//! [`drover_dsl::Plan`] the compiler produces, unchanged.
+//! - [`scheduler`]: the pure state machine every scheduling rule lives in (`on_event(event, now)
+//!   -> actions`), shared with the simulator.
+//! - [`clock`]: all time goes through a [`clock::Clock`] (system or manual).
+//!
+//! The plan it executes is the compiler's [`drover_dsl::Plan`], unchanged.
+
+pub mod clock;
+pub mod scheduler;
 
 pub use drover_dsl::Plan;

@@ -1,5 +1,5 @@
-//! Shared action schema types: the interface through which adapters describe their actions to the
-//! runbook compiler.
+//! Shared types between adapters, the compiler and the engine: action schemas, the catalogue the
+//! compiler checks runbooks against, and the [`Adapter`] trait the engine executes steps through.
 //!
 //! The compiler (`drover-dsl`) checks every step's inputs and output references against an
 //! [`ActionSchema`] looked up in a [`Catalogue`]; the adapters crate provides the built-in catalogue.
@@ -9,6 +9,9 @@
 //! upstream, a [`Role::Cutover`] reached by a [`Role::Rehydrate`] needs a [`Role::Verify`] on the path,
 //! and a mutating action needs a `compensate` in runbooks that support failback.
 
+mod adapter;
+
+pub use adapter::{Adapter, AdapterError, Inputs, Observation, Outputs, StepContext};
 use serde::{Deserialize, Serialize};
 
 /// The type of an action input or output, as the compiler checks it.

@@ -1,0 +1,115 @@
+//! The one trait through which adapters plug into the engine.
+
+use crate::ActionSchema;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// A step's inputs after the engine resolved them (templates rendered, step outputs and secrets
+/// substituted). Adapters must never log them whole: they may hold secrets.
+pub type Inputs = BTreeMap<String, serde_json::Value>;
+
+/// What a step produced, readable by later steps as `steps.ID.OUTPUT`.
+pub type Outputs = BTreeMap<String, serde_json::Value>;
+
+/// Everything an adapter needs to know about the step it runs, besides its inputs.
+#[derive(Debug, Clone)]
+pub struct StepContext {
+    /// The run.
+    pub run_id: String,
+    /// The step instance.
+    pub step_id: String,
+    /// The action.
+    pub action: String,
+    /// `run_id/step_id`: the same across retries and resumes, so a repeated call can be recognised.
+    pub idempotency_key: String,
+    /// 1 for the first attempt.
+    pub attempt: u32,
+    /// The run's mode (`drill`, `failover`, `failback`).
+    pub mode: String,
+    /// The run's state directory (journal, local artefacts).
+    pub state_dir: PathBuf,
+    /// Resources the runbook marks as production.
+    pub production: Vec<String>,
+}
+
+/// Why an adapter call failed, and whether trying again can help.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AdapterError {
+    /// A retry may succeed (throttling, timeouts, unavailability).
+    #[error("{0}")]
+    Transient(String),
+    /// A retry will not help (bad input, access denied, not found, refused by a safety rule).
+    #[error("{0}")]
+    Permanent(String),
+}
+
+impl AdapterError {
+    /// Whether a retry can help.
+    #[must_use]
+    pub fn is_transient(&self) -> bool {
+        matches!(self, AdapterError::Transient(_))
+    }
+}
+
+/// What `observe` found about a step whose outcome is unknown (the process died mid-call).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Observation {
+    /// The effect is in place; these are the step's outputs.
+    Done(Outputs),
+    /// The effect is not in place: executing again is safe.
+    NotDone,
+}
+
+/// A set of actions the engine can execute. Implementations are stateless between calls: all state
+/// lives in the world and in the journal.
+#[async_trait::async_trait]
+pub trait Adapter: Send + Sync {
+    /// The schemas of the actions this adapter implements (for the compiler's catalogue).
+    fn schemas(&self) -> Vec<ActionSchema>;
+
+    /// Pure validation of resolved inputs: no I/O, no credentials.
+    ///
+    /// # Errors
+    /// A permanent error describing the bad input.
+    fn validate(&self, _action: &str, _inputs: &Inputs) -> Result<(), AdapterError> {
+        Ok(())
+    }
+
+    /// Read-only readiness checks (the key exists, the backup is there). Used by `--dry-run`.
+    ///
+    /// # Errors
+    /// What is not ready.
+    async fn preflight(
+        &self,
+        _action: &str,
+        _inputs: &Inputs,
+        _ctx: &StepContext,
+    ) -> Result<(), AdapterError> {
+        Ok(())
+    }
+
+    /// Performs the action. Must be safe to call again with the same idempotency key.
+    ///
+    /// # Errors
+    /// Transient or permanent failures.
+    async fn execute(
+        &self,
+        action: &str,
+        inputs: &Inputs,
+        ctx: &StepContext,
+    ) -> Result<Outputs, AdapterError>;
+
+    /// Reads back whether a step whose outcome is unknown took effect, so that resume reconciles
+    /// before it retries. The default says "not done": right for actions that are safe to repeat.
+    ///
+    /// # Errors
+    /// If the world cannot be read.
+    async fn observe(
+        &self,
+        _action: &str,
+        _inputs: &Inputs,
+        _ctx: &StepContext,
+    ) -> Result<Observation, AdapterError> {
+        Ok(Observation::NotDone)
+    }
+}
