@@ -11,5 +11,6 @@
 
 pub mod backup;
 mod catalogue;
+pub mod local;
 
 pub use catalogue::builtin_catalogue;

@@ -3,6 +3,7 @@
 //! runbook, a file that needs formatting), 2 usage error. A panic (101) is a bug.
 
 mod backup_cli;
+mod run_cli;
 
 use backup_cli::{backup_command, key_generate};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -77,6 +78,87 @@ enum Command {
     /// Keys.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Execute a runbook: journaled, resumable, audited; prints achieved RTO and RPO.
+    Run {
+        /// Runbook file.
+        file: String,
+        /// The mode.
+        #[arg(long, value_enum)]
+        mode: ModeArg,
+        /// Set a parameter.
+        #[arg(long = "var", value_name = "KEY=VALUE", value_parser = parse_var)]
+        vars: Vec<(String, String)>,
+        /// State directory (journal, audit log, run records).
+        #[arg(long, default_value = ".drover")]
+        state: String,
+        /// Who starts the run (default: the OS user).
+        #[arg(long = "as")]
+        operator: Option<String>,
+        /// When the incident or drill was declared, RFC 3339 (default: now).
+        #[arg(long)]
+        declared_at: Option<String>,
+        /// Run id (default: generated).
+        #[arg(long)]
+        run_id: Option<String>,
+        /// Validate and preflight every step, print what would change, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Continue a run after an interruption or a crash.
+    Resume {
+        /// Run id, or `latest`.
+        run_id: String,
+        /// State directory.
+        #[arg(long, default_value = ".drover")]
+        state: String,
+        /// Who resumes it (default: the OS user).
+        #[arg(long = "as")]
+        operator: Option<String>,
+    },
+    /// Approve a step that waits for approval.
+    Approve {
+        /// Run id, or `latest`.
+        run_id: String,
+        /// The approval step.
+        step: String,
+        /// Who approves (required).
+        #[arg(long = "as")]
+        operator: String,
+        /// The roles the approver acts in.
+        #[arg(long = "role")]
+        roles: Vec<String>,
+        /// State directory.
+        #[arg(long, default_value = ".drover")]
+        state: String,
+    },
+    /// Show a run: steps, milestones, RTO and RPO against the targets.
+    Status {
+        /// Run id, or `latest`.
+        #[arg(default_value = "latest")]
+        run_id: String,
+        /// State directory.
+        #[arg(long, default_value = ".drover")]
+        state: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
+        format: CheckFormat,
+    },
+    /// The audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check a run's hash-chained audit log against the chain head kept in the run record.
+    Verify {
+        /// Run id, or `latest`.
+        #[arg(default_value = "latest")]
+        run_id: String,
+        /// State directory.
+        #[arg(long, default_value = ".drover")]
+        state: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -176,7 +258,7 @@ enum BackupCommand {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
-enum CheckFormat {
+pub(crate) enum CheckFormat {
     Text,
     Json,
 }
@@ -237,6 +319,50 @@ fn main() -> ExitCode {
         Command::Actions => actions(),
         Command::Backup(b) => backup_command(b),
         Command::Key(KeyCommand::Generate { uri, if_missing }) => key_generate(&uri, if_missing),
+        Command::Run {
+            file,
+            mode,
+            vars,
+            state,
+            operator,
+            declared_at,
+            run_id,
+            dry_run,
+        } => {
+            let plan = match compiled(&file, vars) {
+                Ok(p) => p,
+                Err(code) => return code,
+            };
+            run_cli::run(run_cli::RunArgs {
+                plan,
+                mode: mode.into(),
+                state: state.into(),
+                operator,
+                declared_at,
+                run_id,
+                dry_run,
+            })
+        }
+        Command::Resume {
+            run_id,
+            state,
+            operator,
+        } => run_cli::resume(&run_id, state.into(), operator),
+        Command::Approve {
+            run_id,
+            step,
+            operator,
+            roles,
+            state,
+        } => run_cli::approve(&run_id, &step, &operator, roles, state.into()),
+        Command::Status {
+            run_id,
+            state,
+            format,
+        } => run_cli::status(&run_id, state.into(), matches!(format, CheckFormat::Json)),
+        Command::Audit(AuditCommand::Verify { run_id, state }) => {
+            run_cli::audit_verify(&run_id, state.into())
+        }
     }
 }
 

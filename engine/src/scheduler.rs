@@ -289,7 +289,8 @@ struct Node {
     when: Option<String>,
     approval: Option<Approval>,
     has_compensate: bool,
-    context: BTreeMap<String, serde_json::Value>,
+    context: BTreeMap<String, PlanValue>,
+    bindings: BTreeMap<String, drover_dsl::OutputRef>,
     preds: Vec<usize>,
 }
 
@@ -312,7 +313,7 @@ pub struct Scheduler {
     errors: Vec<Option<String>>,
     approvers: Vec<Vec<String>>,
     timers: BTreeMap<(usize, TimerKind), (u32, u64)>,
-    params: serde_json::Map<String, serde_json::Value>,
+    params: BTreeMap<String, PlanValue>,
     config: Config,
     phase: Phase,
     started: bool,
@@ -356,6 +357,7 @@ impl Scheduler {
                     approval: None,
                     has_compensate: false,
                     context: BTreeMap::new(),
+                    bindings: BTreeMap::new(),
                     preds,
                 },
                 PlanNode::Step(s) => Node {
@@ -390,11 +392,8 @@ impl Scheduler {
                         ),
                     }),
                     has_compensate: s.compensate.is_some(),
-                    context: s
-                        .context
-                        .iter()
-                        .map(|(k, v)| (k.clone(), v.to_json()))
-                        .collect(),
+                    context: s.context.clone(),
+                    bindings: s.bindings.clone(),
                     preds,
                 },
             };
@@ -419,11 +418,7 @@ impl Scheduler {
             errors: vec![None; n],
             approvers: vec![Vec::new(); n],
             timers: BTreeMap::new(),
-            params: plan
-                .params
-                .iter()
-                .map(|(k, v)| (k.clone(), v.to_json()))
-                .collect(),
+            params: plan.params.clone(),
             config,
             phase: Phase::Running,
             started: false,
@@ -799,20 +794,14 @@ impl Scheduler {
         let e = env
             .compile_expression(expr)
             .map_err(|e| format!("`when` does not parse: {e}"))?;
-        let mut ctx = self.params.clone();
-        ctx.insert(
-            "mode".into(),
-            serde_json::json!(mode_name(self.config.mode)),
+        let n = &self.nodes[i];
+        let ctx = crate::template_context::context(
+            &self.params,
+            self.config.mode,
+            &n.context,
+            &n.bindings,
+            &self.all_outputs(),
         );
-        let steps: serde_json::Map<String, serde_json::Value> = self
-            .all_outputs()
-            .into_iter()
-            .map(|(k, v)| (k, serde_json::Value::Object(v.into_iter().collect())))
-            .collect();
-        ctx.insert("steps".into(), serde_json::Value::Object(nest(steps)));
-        for (k, v) in &self.nodes[i].context {
-            ctx.insert(k.clone(), v.clone());
-        }
         e.eval(&ctx)
             .map(|v| v.is_true())
             .map_err(|e| format!("`when` failed: {e}"))
@@ -1032,42 +1021,6 @@ impl Scheduler {
 
 fn mode_name(m: Mode) -> &'static str {
     m.as_str()
-}
-
-/// Turns `{"web.check": {...}}` into `{"web": {"check": {...}}}` so that templates can read group
-/// steps as `steps.web.check.status`.
-fn nest(
-    flat: serde_json::Map<String, serde_json::Value>,
-) -> serde_json::Map<String, serde_json::Value> {
-    let mut out = serde_json::Value::Object(serde_json::Map::new());
-    for (k, v) in flat {
-        let nested = k.rsplit('.').fold(v, |acc, part| {
-            let mut m = serde_json::Map::new();
-            m.insert(part.to_owned(), acc);
-            serde_json::Value::Object(m)
-        });
-        merge(&mut out, nested);
-    }
-    match out {
-        serde_json::Value::Object(m) => m,
-        _ => serde_json::Map::new(),
-    }
-}
-
-fn merge(into: &mut serde_json::Value, from: serde_json::Value) {
-    match (into, from) {
-        (serde_json::Value::Object(a), serde_json::Value::Object(b)) => {
-            for (k, v) in b {
-                match a.get_mut(&k) {
-                    Some(existing) => merge(existing, v),
-                    None => {
-                        a.insert(k, v);
-                    }
-                }
-            }
-        }
-        (slot, v) => *slot = v,
-    }
 }
 
 #[cfg(test)]

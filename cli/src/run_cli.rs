@@ -1,0 +1,443 @@
+//! `drover run | resume | approve | status | audit verify`: argument handling and printing around
+//! `drover_engine`.
+//!
+//! Exit codes: 0 the run succeeded and met its targets; 1 it failed (or was refused); 2 usage;
+//! 3 it succeeded but missed its RTO or RPO target; 4 it was interrupted (resume it).
+
+use drover_adapters::local::LocalAdapter;
+use drover_dsl::{Mode, Plan, format_duration};
+use drover_engine::audit;
+use drover_engine::clock::{Clock, SystemClock};
+use drover_engine::driver::{Adapters, Driver, DriverError, Observer, RunSpec};
+use drover_engine::journal::{Journal, SqliteJournal};
+use drover_engine::run_record::{Objective, RunRecord, parse_rfc3339};
+use drover_engine::scheduler::{Config, Event, RunOutcome, Scheduler};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+/// Arguments of `drover run`.
+pub struct RunArgs {
+    pub plan: Plan,
+    pub mode: Mode,
+    pub state: PathBuf,
+    pub operator: Option<String>,
+    pub declared_at: Option<String>,
+    pub run_id: Option<String>,
+    pub dry_run: bool,
+}
+
+/// Prints progress lines with the time since the run started.
+struct Lines {
+    clock: Arc<dyn Clock>,
+    start: u64,
+}
+
+impl Observer for Lines {
+    fn line(&self, text: &str) {
+        let s = self.clock.now_ms().saturating_sub(self.start) / 1000;
+        println!("[{:02}:{:02}] {text}", s / 60, s % 60);
+    }
+}
+
+/// The OS user: `$USER`, `$LOGNAME`, or the name of this process's uid in /etc/passwd.
+fn os_user() -> String {
+    if let Ok(u) = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")) {
+        return u;
+    }
+    let uid = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|r| r.split_whitespace().next().map(str::to_owned))
+        });
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    uid.and_then(|uid| {
+        passwd
+            .lines()
+            .find(|l| l.split(':').nth(2) == Some(uid.as_str()))
+            .and_then(|l| l.split(':').next().map(str::to_owned))
+    })
+    .unwrap_or_else(|| "unknown".into())
+}
+
+fn adapters() -> Adapters {
+    let sink: drover_adapters::local::NotifySink =
+        Arc::new(|m: &str| println!("        notify: {m}"));
+    Adapters::default().with(Arc::new(LocalAdapter::new(sink)))
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("error: cannot start the async runtime: {e}");
+            ExitCode::FAILURE
+        })
+}
+
+fn journal(state: &std::path::Path) -> Result<SqliteJournal, ExitCode> {
+    SqliteJournal::open(state).map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::FAILURE
+    })
+}
+
+fn resolve_run(j: &dyn Journal, run_id: &str) -> Result<String, ExitCode> {
+    if run_id != "latest" {
+        return Ok(run_id.to_owned());
+    }
+    match j.latest_run() {
+        Ok(Some(r)) => Ok(r),
+        Ok(None) => {
+            eprintln!("error: no runs in this state directory");
+            Err(ExitCode::FAILURE)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            Err(ExitCode::FAILURE)
+        }
+    }
+}
+
+fn objective(name: &str, o: &Objective) -> String {
+    match (o.achieved_ms, o.met) {
+        (Some(a), Some(met)) => format!(
+            "{name} {} against a target of {}: {}",
+            format_duration(a / 1000 * 1000),
+            format_duration(o.target_ms),
+            if met { "MET" } else { "MISSED" }
+        ),
+        _ => format!(
+            "{name} not measured ({}); target {}",
+            o.basis,
+            format_duration(o.target_ms)
+        ),
+    }
+}
+
+fn summary(r: &RunRecord) -> ExitCode {
+    println!();
+    println!(
+        "run {} ({}, {} mode, started by {})",
+        r.run_id, r.runbook, r.mode, r.initiator
+    );
+    println!(
+        "outcome: {}",
+        r.outcome
+            .map_or_else(|| "running".to_owned(), |o| format!("{o:?}"))
+    );
+    println!("{}", objective("RTO", &r.rto));
+    println!("{}", objective("RPO", &r.rpo));
+    for b in &r.backups {
+        println!(
+            "{}: backup {} ({}), recovery point {}, key {}, sha256 {}",
+            b.step, b.backup_id, b.dataset, b.recovery_point, b.key_id, b.sha256
+        );
+    }
+    match r.outcome {
+        Some(RunOutcome::Succeeded | RunOutcome::SucceededWithFailures) if r.missed_target() => {
+            ExitCode::from(3)
+        }
+        Some(RunOutcome::Succeeded | RunOutcome::SucceededWithFailures) => ExitCode::SUCCESS,
+        Some(RunOutcome::Interrupted) | None => ExitCode::from(4),
+        Some(_) => ExitCode::FAILURE,
+    }
+}
+
+fn write_record(state: &std::path::Path, r: &RunRecord) {
+    let dir = state.join("runs");
+    if std::fs::create_dir_all(&dir).is_ok() {
+        let _ = std::fs::write(
+            dir.join(format!("{}.json", r.run_id)),
+            serde_json::to_string_pretty(r).unwrap_or_default(),
+        );
+    }
+}
+
+fn driver_error(e: &DriverError) -> ExitCode {
+    eprintln!("error: {e}");
+    ExitCode::FAILURE
+}
+
+/// `drover run`.
+pub fn run(a: RunArgs) -> ExitCode {
+    if !a.plan.runbook.modes.contains(&a.mode) {
+        eprintln!(
+            "error: runbook `{}` does not support {} mode",
+            a.plan.runbook.name,
+            a.mode.as_str()
+        );
+        return ExitCode::from(2);
+    }
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(c) => return c,
+    };
+    if a.dry_run {
+        return dry_run(&rt, &a);
+    }
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let now = clock.now_ms();
+    let declared_at = match a.declared_at.as_deref().map(parse_rfc3339) {
+        None => now,
+        Some(Some(t)) => t,
+        Some(None) => {
+            eprintln!(
+                "error: --declared-at is not an RFC 3339 time (example: 2026-11-23T03:00:00Z)"
+            );
+            return ExitCode::from(2);
+        }
+    };
+    let run_id = a.run_id.unwrap_or_else(|| {
+        let t = drover_engine::run_record::rfc3339(now).replace([':', '-'], "");
+        format!("r{}-{:04x}", &t[..t.len().min(15)], rand::random::<u16>())
+    });
+    let j = match journal(&a.state) {
+        Ok(j) => j,
+        Err(c) => return c,
+    };
+    let spec = RunSpec {
+        run_id: run_id.clone(),
+        mode: a.mode,
+        initiator: a.operator.unwrap_or_else(os_user),
+        state_dir: a.state.clone(),
+        declared_at,
+    };
+    println!(
+        "run {run_id}: {} in {} mode (state {})",
+        a.plan.runbook.name,
+        a.mode.as_str(),
+        a.state.display()
+    );
+    let observer = Arc::new(Lines {
+        clock: Arc::clone(&clock),
+        start: now,
+    });
+    let plan = Arc::new(a.plan);
+    let result = rt.block_on(async move {
+        let d = Driver::start(spec, plan, Box::new(j), clock, adapters(), observer)?;
+        d.drive(true).await
+    });
+    match result {
+        Ok(r) => {
+            write_record(&a.state, &r);
+            summary(&r)
+        }
+        Err(e) => driver_error(&e),
+    }
+}
+
+fn dry_run(rt: &tokio::runtime::Runtime, a: &RunArgs) -> ExitCode {
+    let lines = rt.block_on(drover_engine::driver::dry_run(
+        &a.plan,
+        a.mode,
+        &adapters(),
+        &a.state,
+    ));
+    let mut failed = false;
+    for l in &lines {
+        failed |= l.problem.is_some();
+        match &l.problem {
+            None => println!("ok      {:<28} {:<30} {}", l.step, l.action, l.note),
+            Some(p) => println!("FAILED  {:<28} {:<30} {p}", l.step, l.action),
+        }
+    }
+    println!(
+        "dry run: {} step(s) in {} mode; nothing was changed",
+        lines.len(),
+        a.mode.as_str()
+    );
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// `drover resume`.
+pub fn resume(run_id: &str, state: PathBuf, operator: Option<String>) -> ExitCode {
+    let j = match journal(&state) {
+        Ok(j) => j,
+        Err(c) => return c,
+    };
+    let run_id = match resolve_run(&j, run_id) {
+        Ok(r) => r,
+        Err(c) => return c,
+    };
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(c) => return c,
+    };
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let observer = Arc::new(Lines {
+        clock: Arc::clone(&clock),
+        start: clock.now_ms(),
+    });
+    let op = operator.unwrap_or_else(os_user);
+    let st = state.clone();
+    let result = rt.block_on(async move {
+        let d = Driver::resume(&run_id, st, &op, Box::new(j), clock, adapters(), observer).await?;
+        d.drive(false).await
+    });
+    match result {
+        Ok(r) => {
+            write_record(&state, &r);
+            summary(&r)
+        }
+        Err(e) => driver_error(&e),
+    }
+}
+
+/// `drover approve`: checks the approval against the run's scheduler state (the same rules the
+/// running driver applies), then records it for the driver to pick up.
+pub fn approve(
+    run_id: &str,
+    step: &str,
+    operator: &str,
+    roles: Vec<String>,
+    state: PathBuf,
+) -> ExitCode {
+    let mut j = match journal(&state) {
+        Ok(j) => j,
+        Err(c) => return c,
+    };
+    let run_id = match resolve_run(&j, run_id) {
+        Ok(r) => r,
+        Err(c) => return c,
+    };
+    let check = || -> Result<Vec<drover_engine::scheduler::Action>, String> {
+        let row = j.run(&run_id).map_err(|e| e.to_string())?;
+        let plan: Plan = serde_json::from_str(&row.plan).map_err(|e| e.to_string())?;
+        let mode = Mode::parse(&row.mode).ok_or("bad mode")?;
+        let mut s = Scheduler::new(&plan, Config::new(mode, row.initiator.clone(), 0));
+        for (at, e) in j.events(&run_id).map_err(|e| e.to_string())? {
+            s.on_event(&e, at);
+        }
+        // Approvals recorded but not yet picked up by the driver count too.
+        let fed = j
+            .events(&run_id)
+            .map_err(|e| e.to_string())?
+            .iter()
+            .filter(|(_, e)| matches!(e, Event::Approved { .. }))
+            .count();
+        for r in j
+            .approvals_after(&run_id, 0)
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .skip(fed)
+        {
+            s.on_event(
+                &Event::Approved {
+                    step: r.step,
+                    operator: r.operator,
+                    roles: r.roles,
+                },
+                r.at,
+            );
+        }
+        Ok(s.on_event(
+            &Event::Approved {
+                step: step.to_owned(),
+                operator: operator.to_owned(),
+                roles: roles.clone(),
+            },
+            0,
+        ))
+    };
+    let verdict = match check() {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    for a in &verdict {
+        if let drover_engine::scheduler::Action::ApprovalRefused { reason, .. } = a {
+            eprintln!("refused: {operator} cannot approve `{step}` of run {run_id}: {reason}");
+            return ExitCode::FAILURE;
+        }
+    }
+    let now = SystemClock.now_ms();
+    match j.add_approval(&run_id, step, operator, &roles, now) {
+        Ok(_) => {
+            println!(
+                "approval of `{step}` by {operator} recorded for run {run_id}; the run picks it up (or `drover resume {run_id}`)"
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `drover status`.
+pub fn status(run_id: &str, state: PathBuf, json: bool) -> ExitCode {
+    let j = match journal(&state) {
+        Ok(j) => j,
+        Err(c) => return c,
+    };
+    let run_id = match resolve_run(&j, run_id) {
+        Ok(r) => r,
+        Err(c) => return c,
+    };
+    match drover_engine::driver::status(&j, &run_id) {
+        Ok((row, rec)) => {
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rec).unwrap_or_default());
+                return ExitCode::SUCCESS;
+            }
+            println!(
+                "run {} ({}), status {}",
+                rec.run_id, rec.runbook, row.status
+            );
+            for s in &rec.steps {
+                match &s.error {
+                    Some(e) => println!("  {:<14} {}: {e}", s.state, s.id),
+                    None => println!("  {:<14} {}", s.state, s.id),
+                }
+            }
+            println!("{}", objective("RTO", &rec.rto));
+            println!("{}", objective("RPO", &rec.rpo));
+            ExitCode::SUCCESS
+        }
+        Err(e) => driver_error(&e),
+    }
+}
+
+/// `drover audit verify`.
+pub fn audit_verify(run_id: &str, state: PathBuf) -> ExitCode {
+    let j = match journal(&state) {
+        Ok(j) => j,
+        Err(c) => return c,
+    };
+    let run_id = match resolve_run(&j, run_id) {
+        Ok(r) => r,
+        Err(c) => return c,
+    };
+    let (row, rows) = match (j.run(&run_id), j.audit(&run_id)) {
+        (Ok(r), Ok(a)) => (r, a),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match audit::verify(&run_id, &rows, &row.audit_head, row.audit_count) {
+        Ok(n) => {
+            println!(
+                "audit log of run {run_id}: {n} records, hash chain intact, head {}",
+                &row.audit_head[..16]
+            );
+            ExitCode::SUCCESS
+        }
+        Err(f) => {
+            eprintln!("audit log of run {run_id} FAILED verification: {f}");
+            ExitCode::FAILURE
+        }
+    }
+}

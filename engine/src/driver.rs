@@ -1,0 +1,897 @@
+//! The tokio driver: performs what the scheduler decides, journaling every transition before acting
+//! on it. It holds no scheduling rule of its own.
+//!
+//! Loop: an event arrives (a step finished, a timer fired, an approval was recorded, Ctrl-C) →
+//! the scheduler turns it into actions → the event, the actions and their audit records are
+//! committed to the journal in one transaction (fenced by the lease) → the actions are performed.
+//! On resume the journaled events are replayed into a fresh scheduler; steps caught mid-flight are
+//! observed (did the effect happen?) and reconciled before anything is retried.
+
+use crate::audit::AuditRecord;
+use crate::clock::Clock;
+use crate::inputs::{redact, resolve};
+use crate::journal::{Journal, JournalError, Lease, RunRow};
+use crate::run_record::{RunRecord, build, rfc3339};
+use crate::scheduler::{Action, Config, Event, RunOutcome, Scheduler, TimerKind};
+use drover_dsl::{Mode, Plan, PlanNode, PlanStep};
+use drover_schema::{Adapter, AdapterError, Observation, Outputs, StepContext};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+/// How long a lease lasts without renewal.
+pub const LEASE_TTL_MS: u64 = 30_000;
+
+/// Why a run could not be driven.
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    /// The journal failed or the lease was lost.
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    /// The stored plan does not parse.
+    #[error("the run's plan does not parse: {0}")]
+    Plan(String),
+    /// The run is already over.
+    #[error("run {0} is already finished ({1})")]
+    Finished(String, String),
+}
+
+/// The adapters, by action name.
+#[derive(Clone, Default)]
+pub struct Adapters {
+    by_action: BTreeMap<String, Arc<dyn Adapter>>,
+    resources: BTreeMap<String, Vec<String>>,
+}
+
+impl Adapters {
+    /// Registers an adapter for every action its schemas name.
+    #[must_use]
+    pub fn with(mut self, adapter: Arc<dyn Adapter>) -> Self {
+        for s in adapter.schemas() {
+            let res: Vec<String> = s
+                .inputs
+                .iter()
+                .filter(|i| i.resource)
+                .map(|i| i.name.clone())
+                .collect();
+            self.resources.insert(s.name.clone(), res);
+            self.by_action.insert(s.name.clone(), Arc::clone(&adapter));
+        }
+        self
+    }
+
+    fn get(&self, action: &str) -> Option<&Arc<dyn Adapter>> {
+        self.by_action.get(action)
+    }
+}
+
+/// What the driver reports as the run goes (the CLI prints it).
+pub trait Observer: Send + Sync {
+    /// Something worth a line.
+    fn line(&self, text: &str);
+}
+
+/// Everything that identifies a run.
+#[derive(Debug, Clone)]
+pub struct RunSpec {
+    /// Run id.
+    pub run_id: String,
+    /// The mode.
+    pub mode: Mode,
+    /// Who started it.
+    pub initiator: String,
+    /// State directory.
+    pub state_dir: PathBuf,
+    /// When the incident or drill was declared (ms).
+    pub declared_at: u64,
+}
+
+enum Done {
+    Step {
+        step: String,
+        attempt: u32,
+        result: Result<Outputs, AdapterError>,
+    },
+    Compensation {
+        step: String,
+        result: Result<(), String>,
+    },
+}
+
+/// Drives one run.
+pub struct Driver {
+    spec: RunSpec,
+    plan: Arc<Plan>,
+    journal: Box<dyn Journal>,
+    lease: Lease,
+    sched: Scheduler,
+    clock: Arc<dyn Clock>,
+    adapters: Adapters,
+    observer: Arc<dyn Observer>,
+    timers: BTreeSet<(u64, String, u32, TimerKind)>,
+    running: HashMap<String, JoinHandle<()>>,
+    tx: mpsc::UnboundedSender<Done>,
+    rx: mpsc::UnboundedReceiver<Done>,
+    approvals_seen: i64,
+    secrets: Vec<String>,
+    milestones: BTreeMap<String, u64>,
+}
+
+fn seed_of(run_id: &str) -> u64 {
+    run_id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+fn holder(initiator: &str) -> String {
+    format!(
+        "{initiator}@{} pid {}",
+        crate::journal::hostname(),
+        std::process::id()
+    )
+}
+
+impl Driver {
+    fn new(
+        spec: RunSpec,
+        plan: Arc<Plan>,
+        journal: Box<dyn Journal>,
+        lease: Lease,
+        clock: Arc<dyn Clock>,
+        adapters: Adapters,
+        observer: Arc<dyn Observer>,
+    ) -> Self {
+        let sched = Scheduler::new(
+            &plan,
+            Config::new(spec.mode, spec.initiator.clone(), seed_of(&spec.run_id)),
+        );
+        let (tx, rx) = mpsc::unbounded_channel();
+        Self {
+            spec,
+            plan,
+            journal,
+            lease,
+            sched,
+            clock,
+            adapters,
+            observer,
+            timers: BTreeSet::new(),
+            running: HashMap::new(),
+            tx,
+            rx,
+            approvals_seen: 0,
+            secrets: Vec::new(),
+            milestones: BTreeMap::new(),
+        }
+    }
+
+    /// Creates a run and takes its lease.
+    ///
+    /// # Errors
+    /// Journal errors.
+    pub fn start(
+        spec: RunSpec,
+        plan: Arc<Plan>,
+        mut journal: Box<dyn Journal>,
+        clock: Arc<dyn Clock>,
+        adapters: Adapters,
+        observer: Arc<dyn Observer>,
+    ) -> Result<Self, DriverError> {
+        let now = clock.now_ms();
+        journal.create_run(&RunRow {
+            run_id: spec.run_id.clone(),
+            runbook: plan.runbook.name.clone(),
+            plan: serde_json::to_string(&*plan).map_err(|e| DriverError::Plan(e.to_string()))?,
+            mode: spec.mode.as_str().into(),
+            initiator: spec.initiator.clone(),
+            declared_at: spec.declared_at,
+            created_at: now,
+            status: "running".into(),
+            record: None,
+            audit_head: crate::audit::GENESIS.into(),
+            audit_count: 0,
+        })?;
+        let lease = journal.acquire(&spec.run_id, &holder(&spec.initiator), now, LEASE_TTL_MS)?;
+        Ok(Self::new(
+            spec, plan, journal, lease, clock, adapters, observer,
+        ))
+    }
+
+    /// Reopens a run after an interruption or a crash: takes the lease (refused if another live
+    /// process holds it), replays the journal, and reconciles steps caught mid-flight.
+    ///
+    /// # Errors
+    /// Journal errors, a held lease, or a finished run.
+    pub async fn resume(
+        run_id: &str,
+        state_dir: PathBuf,
+        operator: &str,
+        mut journal: Box<dyn Journal>,
+        clock: Arc<dyn Clock>,
+        adapters: Adapters,
+        observer: Arc<dyn Observer>,
+    ) -> Result<Self, DriverError> {
+        let row = journal.run(run_id)?;
+        let plan: Plan =
+            serde_json::from_str(&row.plan).map_err(|e| DriverError::Plan(e.to_string()))?;
+        let mode = Mode::parse(&row.mode)
+            .ok_or_else(|| DriverError::Plan(format!("unknown mode {}", row.mode)))?;
+        let now = clock.now_ms();
+        let lease = journal.acquire(run_id, &holder(operator), now, LEASE_TTL_MS)?;
+        let spec = RunSpec {
+            run_id: run_id.to_owned(),
+            mode,
+            initiator: row.initiator.clone(),
+            state_dir,
+            declared_at: row.declared_at,
+        };
+        let mut d = Self::new(
+            spec,
+            Arc::new(plan),
+            journal,
+            lease,
+            clock,
+            adapters,
+            observer,
+        );
+        let events = d.journal.events(run_id)?;
+        for (at, e) in &events {
+            for a in d.sched.on_event(e, *at) {
+                if let Action::MilestoneReached { milestone, at_ms } = a {
+                    d.milestones.insert(milestone, at_ms);
+                }
+            }
+        }
+        d.approvals_seen = d.max_fed_approval(&events)?;
+        if let Some(o) = d.sched.outcome()
+            && o != RunOutcome::Interrupted
+        {
+            let _ = d.journal.release(&d.lease);
+            return Err(DriverError::Finished(run_id.to_owned(), format!("{o:?}")));
+        }
+        d.observer.line(&format!(
+            "resuming run {run_id}: {} events replayed",
+            events.len()
+        ));
+        Ok(d)
+    }
+
+    /// The highest approval id already fed to the scheduler (approvals are fed in id order, and
+    /// each `Approved` event is journaled before it is acted on).
+    fn max_fed_approval(&self, events: &[(u64, Event)]) -> Result<i64, DriverError> {
+        let fed = events
+            .iter()
+            .filter(|(_, e)| matches!(e, Event::Approved { .. }))
+            .count();
+        if fed == 0 {
+            return Ok(0);
+        }
+        let rows = self.journal.approvals_after(&self.spec.run_id, 0)?;
+        Ok(rows.get(fed - 1).map_or(0, |r| r.id))
+    }
+
+    /// The run's id.
+    #[must_use]
+    pub fn run_id(&self) -> &str {
+        &self.spec.run_id
+    }
+
+    fn step(&self, id: &str) -> Option<&PlanStep> {
+        self.plan.graph.node_weights().find_map(|n| match n {
+            PlanNode::Step(s) if s.id == id => Some(s.as_ref()),
+            _ => None,
+        })
+    }
+
+    fn audit_for(&self, event: &Event, actions: &[Action], now: u64) -> Vec<AuditRecord> {
+        let ts = rfc3339(now);
+        let rec = |operator: &str,
+                   step: Option<&str>,
+                   action: &str,
+                   outcome: &str,
+                   error: Option<String>| {
+            let outputs = step.and_then(|s| self.sched.outputs(s));
+            let field = |k: &str| {
+                outputs
+                    .and_then(|o| o.get(k))
+                    .and_then(|v| v.as_str())
+                    .map(str::to_owned)
+            };
+            AuditRecord {
+                seq: 0,
+                ts: ts.clone(),
+                run_id: self.spec.run_id.clone(),
+                operator: operator.to_owned(),
+                step: step.map(str::to_owned),
+                action: action.to_owned(),
+                backup_id: field("backup_id"),
+                key_id: field("key_id"),
+                outcome: outcome.to_owned(),
+                error: error.map(|e| redact(&e, &self.secrets)),
+                prev: String::new(),
+            }
+        };
+        let me = self.spec.initiator.as_str();
+        let mut out = Vec::new();
+        match event {
+            Event::Started => out.push(rec(
+                me,
+                None,
+                "run.start",
+                &format!("ok ({} mode)", self.spec.mode.as_str()),
+                None,
+            )),
+            Event::Resumed => out.push(rec(me, None, "run.resume", "ok", None)),
+            Event::Interrupted => out.push(rec(me, None, "run.interrupt", "ok", None)),
+            Event::StepFailed {
+                step,
+                error,
+                transient: true,
+                ..
+            } if actions.iter().any(|a| {
+                matches!(
+                    a,
+                    Action::SetTimer {
+                        timer: TimerKind::Retry,
+                        ..
+                    }
+                )
+            }) =>
+            {
+                let action = self.step(step).map_or("step", |s| s.action.as_str());
+                out.push(rec(me, Some(step), action, "retrying", Some(error.clone())));
+            }
+            Event::CompensationFinished { step, error } => {
+                out.push(rec(
+                    me,
+                    Some(step),
+                    "compensate",
+                    if error.is_some() { "failed" } else { "ok" },
+                    error.clone(),
+                ));
+            }
+            _ => {}
+        }
+        for a in actions {
+            match a {
+                Action::StepDone { step } => {
+                    let s = self.step(step);
+                    let action = s.map_or("step", |s| s.action.as_str());
+                    if action == "approval" {
+                        continue;
+                    }
+                    out.push(rec(me, Some(step), action, "ok", None));
+                }
+                Action::StepGaveUp { step, error } => {
+                    let action = self.step(step).map_or("step", |s| s.action.as_str());
+                    out.push(rec(me, Some(step), action, "failed", Some(error.clone())));
+                }
+                Action::ApprovalAccepted {
+                    step,
+                    operator,
+                    remaining,
+                } => {
+                    out.push(rec(
+                        operator,
+                        Some(step),
+                        "approval",
+                        &format!("approved ({remaining} more needed)"),
+                        None,
+                    ));
+                }
+                Action::ApprovalRefused {
+                    step,
+                    operator,
+                    reason,
+                } => {
+                    out.push(rec(
+                        operator,
+                        Some(step),
+                        "approval",
+                        "refused",
+                        Some(reason.clone()),
+                    ));
+                }
+                Action::Skip { step, reason } => {
+                    out.push(rec(me, Some(step), "skip", "skipped", Some(reason.clone())))
+                }
+                Action::MilestoneReached { milestone, .. } => {
+                    out.push(rec(me, Some(milestone), "milestone", "reached", None))
+                }
+                Action::Finished { outcome } => {
+                    out.push(rec(
+                        me,
+                        None,
+                        "run.finish",
+                        &serde_json::to_string(outcome)
+                            .unwrap_or_default()
+                            .replace('"', ""),
+                        None,
+                    ));
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+
+    /// Feeds an event: scheduler → journal → actions.
+    fn handle(&mut self, event: Event) -> Result<(), DriverError> {
+        let now = self.clock.now_ms();
+        let event = match event {
+            Event::StepFailed {
+                step,
+                attempt,
+                error,
+                transient,
+            } => Event::StepFailed {
+                step,
+                attempt,
+                error: redact(&error, &self.secrets),
+                transient,
+            },
+            e => e,
+        };
+        let actions = self.sched.on_event(&event, now);
+        let audit = self.audit_for(&event, &actions, now);
+        self.journal
+            .append(&self.lease, now, LEASE_TTL_MS, &event, &actions, &audit)?;
+        for a in actions {
+            self.perform(a, now);
+        }
+        Ok(())
+    }
+
+    fn ctx(&self, step: &PlanStep, attempt: u32) -> StepContext {
+        StepContext {
+            run_id: self.spec.run_id.clone(),
+            step_id: step.id.clone(),
+            action: step.action.clone(),
+            idempotency_key: format!("{}/{}", self.spec.run_id, step.id),
+            attempt,
+            mode: self.spec.mode.as_str().into(),
+            state_dir: self.spec.state_dir.clone(),
+            production: self.plan.production.resources.clone(),
+        }
+    }
+
+    /// Resolves inputs, applies the drill guard, and starts the adapter call.
+    fn execute(&mut self, id: &str, attempt: u32, observe_first: bool) {
+        let tx = self.tx.clone();
+        let fail = |tx: &mpsc::UnboundedSender<Done>, e: AdapterError| {
+            let _ = tx.send(Done::Step {
+                step: id.to_owned(),
+                attempt,
+                result: Err(e),
+            });
+        };
+        let Some(step) = self.step(id).cloned() else {
+            return fail(
+                &tx,
+                AdapterError::Permanent("the step is not in the plan".into()),
+            );
+        };
+        let Some(adapter) = self.adapters.get(&step.action).cloned() else {
+            return fail(
+                &tx,
+                AdapterError::Permanent(format!("no adapter in this build runs `{}`", step.action)),
+            );
+        };
+        let outputs = self.sched.all_outputs();
+        let resolved = match resolve(
+            &self.plan,
+            &step,
+            &step.inputs,
+            self.spec.mode,
+            &outputs,
+            &|v| std::env::var(v).ok(),
+        ) {
+            Ok(r) => r,
+            Err(e) => return fail(&tx, AdapterError::Permanent(e)),
+        };
+        self.secrets.extend(resolved.secrets.iter().cloned());
+        if self.spec.mode == Mode::Drill {
+            let prod = &self.plan.production.resources;
+            for name in self
+                .adapters
+                .resources
+                .get(&step.action)
+                .into_iter()
+                .flatten()
+            {
+                let vals: Vec<&str> = match resolved.inputs.get(name) {
+                    Some(serde_json::Value::String(s)) => vec![s.as_str()],
+                    Some(serde_json::Value::Array(a)) => {
+                        a.iter().filter_map(|v| v.as_str()).collect()
+                    }
+                    _ => Vec::new(),
+                };
+                if let Some(v) = vals.iter().find(|v| prod.iter().any(|p| p == *v)) {
+                    return fail(
+                        &tx,
+                        AdapterError::Permanent(format!(
+                            "refused before any call: a drill must not touch production resource {v}"
+                        )),
+                    );
+                }
+            }
+        }
+        let ctx = self.ctx(&step, attempt);
+        let action = step.action.clone();
+        let inputs = resolved.inputs;
+        let step_id = id.to_owned();
+        self.observer
+            .line(&format!("start   {id} ({action}, attempt {attempt})"));
+        let handle = tokio::spawn(async move {
+            if observe_first {
+                match adapter.observe(&action, &inputs, &ctx).await {
+                    Ok(Observation::Done(o)) => {
+                        let _ = tx.send(Done::Step {
+                            step: step_id,
+                            attempt,
+                            result: Ok(o),
+                        });
+                        return;
+                    }
+                    Ok(Observation::NotDone) => {}
+                    Err(e) => {
+                        let _ = tx.send(Done::Step {
+                            step: step_id,
+                            attempt,
+                            result: Err(e),
+                        });
+                        return;
+                    }
+                }
+            }
+            let result = adapter.execute(&action, &inputs, &ctx).await;
+            let _ = tx.send(Done::Step {
+                step: step_id,
+                attempt,
+                result,
+            });
+        });
+        self.running.insert(id.to_owned(), handle);
+    }
+
+    fn compensate(&mut self, id: &str) {
+        let tx = self.tx.clone();
+        let step_id = id.to_owned();
+        let fail = |e: String| {
+            let _ = tx.send(Done::Compensation {
+                step: step_id.clone(),
+                result: Err(e),
+            });
+        };
+        let Some(step) = self.step(id).cloned() else {
+            return fail("not in the plan".into());
+        };
+        let Some(comp) = step.compensate.clone() else {
+            return fail("no compensation".into());
+        };
+        let Some(adapter) = self.adapters.get(&comp.action).cloned() else {
+            return fail(format!("no adapter in this build runs `{}`", comp.action));
+        };
+        let outputs = self.sched.all_outputs();
+        let resolved = match resolve(
+            &self.plan,
+            &step,
+            &comp.inputs,
+            self.spec.mode,
+            &outputs,
+            &|v| std::env::var(v).ok(),
+        ) {
+            Ok(r) => r,
+            Err(e) => return fail(e),
+        };
+        self.secrets.extend(resolved.secrets.iter().cloned());
+        let mut ctx = self.ctx(&step, 1);
+        ctx.action = comp.action.clone();
+        ctx.idempotency_key = format!("{}/{}/compensate", self.spec.run_id, step.id);
+        self.observer
+            .line(&format!("undo    {id} ({})", comp.action));
+        let handle = tokio::spawn(async move {
+            let r = adapter
+                .execute(&comp.action, &resolved.inputs, &ctx)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string());
+            let _ = tx.send(Done::Compensation {
+                step: step_id,
+                result: r,
+            });
+        });
+        self.running.insert(format!("{id}/compensate"), handle);
+    }
+
+    fn perform(&mut self, a: Action, now: u64) {
+        let declared = self.spec.declared_at;
+        match a {
+            Action::Execute { step, attempt } => self.execute(&step, attempt, false),
+            Action::Abandon { step, attempt } => {
+                if let Some(h) = self.running.remove(&step) {
+                    h.abort();
+                }
+                self.observer
+                    .line(&format!("timeout {step} (attempt {attempt} abandoned)"));
+            }
+            Action::SetTimer {
+                step,
+                attempt,
+                timer,
+                at_ms,
+            } => {
+                if timer == TimerKind::Retry {
+                    let err = self.sched.error(&step).unwrap_or("").to_owned();
+                    self.observer.line(&format!(
+                        "retry   {step} in {} after: {err}",
+                        drover_dsl::format_duration(at_ms.saturating_sub(now))
+                    ));
+                }
+                self.timers.insert((at_ms, step, attempt, timer));
+            }
+            Action::AwaitApproval { step, required } => self.observer.line(&format!(
+                "WAITING {step}: needs {required} approval(s): drover approve {} {step} --as NAME",
+                self.spec.run_id
+            )),
+            Action::ApprovalAccepted {
+                step,
+                operator,
+                remaining,
+            } => {
+                self.observer.line(&format!(
+                    "approve {step}: {operator} approved ({remaining} more needed)"
+                ));
+            }
+            Action::ApprovalRefused {
+                step,
+                operator,
+                reason,
+            } => self.observer.line(&format!(
+                "REFUSED approval of {step} by {operator}: {reason}"
+            )),
+            Action::StepDone { step } => {
+                self.running.remove(&step);
+                self.observer.line(&format!("done    {step}"));
+            }
+            Action::StepGaveUp { step, error } => {
+                self.running.remove(&step);
+                self.observer.line(&format!("FAILED  {step}: {error}"));
+            }
+            Action::Skip { step, reason } => {
+                self.observer.line(&format!("skip    {step}: {reason}"))
+            }
+            Action::Compensate { step } => self.compensate(&step),
+            Action::MilestoneReached { milestone, at_ms } => {
+                self.milestones.insert(milestone.clone(), at_ms);
+                self.observer.line(&format!(
+                    "MILESTONE {milestone} reached {} after the declaration",
+                    drover_dsl::format_duration(at_ms.saturating_sub(declared))
+                ));
+            }
+            Action::Finished { outcome } => self.observer.line(&format!("finished: {outcome:?}")),
+        }
+    }
+
+    /// Runs the loop until the run finishes or is interrupted; returns the run record.
+    ///
+    /// # Errors
+    /// Journal errors (including a lost lease).
+    pub async fn drive(mut self, fresh: bool) -> Result<RunRecord, DriverError> {
+        if fresh {
+            self.handle(Event::Started)?;
+        } else {
+            self.handle(Event::Resumed)?;
+            for (step, attempt) in self.sched.in_flight() {
+                self.observer.line(&format!(
+                    "observe {step}: outcome unknown after the interruption; reading back"
+                ));
+                self.execute(&step, attempt, true);
+            }
+            for step in self.sched.compensating() {
+                self.compensate(&step);
+            }
+            for (step, attempt, kind, at) in self.sched.pending_timers() {
+                self.timers.insert((at, step, attempt, kind));
+            }
+        }
+        let mut poll = tokio::time::interval(std::time::Duration::from_millis(500));
+        let mut ctrl_c = Box::pin(tokio::signal::ctrl_c());
+        let mut interrupted = false;
+        while self.sched.outcome().is_none() {
+            let now = self.clock.now_ms();
+            let next = self.timers.iter().next().map(|t| t.0);
+            let wait = next.map_or(3_600_000, |at| at.saturating_sub(now));
+            #[allow(clippy::disallowed_methods)] // The live driver waits on real time.
+            let sleep = tokio::time::sleep(std::time::Duration::from_millis(wait));
+            tokio::select! {
+                Some(done) = self.rx.recv() => {
+                    let event = match done {
+                        Done::Step { step, attempt, result: Ok(outputs) } => Event::StepSucceeded { step, attempt, outputs },
+                        Done::Step { step, attempt, result: Err(e) } => Event::StepFailed { step, attempt, transient: e.is_transient(), error: e.to_string() },
+                        Done::Compensation { step, result } => {
+                            self.running.remove(&format!("{step}/compensate"));
+                            Event::CompensationFinished { step, error: result.err() }
+                        }
+                    };
+                    self.handle(event)?;
+                }
+                () = sleep => {
+                    let now = self.clock.now_ms();
+                    let due: Vec<_> = self.timers.iter().take_while(|t| t.0 <= now).cloned().collect();
+                    for t in due {
+                        self.timers.remove(&t);
+                        let (_, step, attempt, timer) = t;
+                        self.handle(Event::TimerFired { step, attempt, timer })?;
+                    }
+                }
+                _ = poll.tick() => {
+                    let rows = self.journal.approvals_after(&self.spec.run_id, self.approvals_seen)?;
+                    for r in rows {
+                        self.approvals_seen = r.id;
+                        self.handle(Event::Approved { step: r.step, operator: r.operator, roles: r.roles })?;
+                    }
+                    let waiting = !self.sched.awaiting_approval().is_empty();
+                    self.journal.set_status(&self.lease, if waiting { "waiting" } else { "running" }, None)?;
+                    // Keeps the lease while nothing is journaled (waiting for approvers, long steps).
+                    self.journal.renew(&self.lease, self.clock.now_ms(), LEASE_TTL_MS)?;
+                }
+                r = &mut ctrl_c, if !interrupted => {
+                    if r.is_ok() {
+                        interrupted = true;
+                        self.observer.line("interrupt: no new steps; waiting for running steps to finish (Ctrl-C again to force)");
+                        self.handle(Event::Interrupted)?;
+                    }
+                }
+            }
+        }
+        let record = build(
+            &self.spec.run_id,
+            &self.plan,
+            self.spec.mode.as_str(),
+            &self.spec.initiator,
+            self.spec.declared_at,
+            &self.sched,
+            &self.milestones,
+        );
+        let status = match self.sched.outcome() {
+            Some(RunOutcome::Interrupted) => "interrupted".to_owned(),
+            Some(o) => serde_json::to_string(&o)
+                .unwrap_or_default()
+                .replace('"', ""),
+            None => "running".into(),
+        };
+        let json =
+            serde_json::to_string_pretty(&record).map_err(|e| DriverError::Plan(e.to_string()))?;
+        self.journal.set_status(&self.lease, &status, Some(&json))?;
+        self.journal.release(&self.lease)?;
+        Ok(record)
+    }
+}
+
+/// The current record of a run from the journal alone (for `drover status` while it runs or after).
+///
+/// # Errors
+/// Journal or plan errors.
+pub fn status(journal: &dyn Journal, run_id: &str) -> Result<(RunRow, RunRecord), DriverError> {
+    let row = journal.run(run_id)?;
+    let finished = row.status != "running" && row.status != "waiting";
+    if let Some(rec) = row
+        .record
+        .as_deref()
+        .and_then(|r| serde_json::from_str::<RunRecord>(r).ok())
+        && finished
+    {
+        return Ok((row, rec));
+    }
+    let plan: Plan =
+        serde_json::from_str(&row.plan).map_err(|e| DriverError::Plan(e.to_string()))?;
+    let mode = Mode::parse(&row.mode).ok_or_else(|| DriverError::Plan(row.mode.clone()))?;
+    let mut sched = Scheduler::new(
+        &plan,
+        Config::new(mode, row.initiator.clone(), seed_of(run_id)),
+    );
+    let mut milestones = BTreeMap::new();
+    for (at, e) in journal.events(run_id)? {
+        for a in sched.on_event(&e, at) {
+            if let Action::MilestoneReached { milestone, at_ms } = a {
+                milestones.insert(milestone, at_ms);
+            }
+        }
+    }
+    let rec = build(
+        run_id,
+        &plan,
+        &row.mode,
+        &row.initiator,
+        row.declared_at,
+        &sched,
+        &milestones,
+    );
+    Ok((row, rec))
+}
+
+/// One line of a dry run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DryRunLine {
+    /// Step id.
+    pub step: String,
+    /// Action.
+    pub action: String,
+    /// What it would do.
+    pub note: String,
+    /// Why it would fail, if preflight says so.
+    pub problem: Option<String>,
+}
+
+/// Validates and preflights every step that runs in `mode`, without changing anything. Steps whose
+/// inputs read other steps' outputs are validated as far as possible and noted.
+pub async fn dry_run(
+    plan: &Plan,
+    mode: Mode,
+    adapters: &Adapters,
+    state_dir: &std::path::Path,
+) -> Vec<DryRunLine> {
+    let mut out = Vec::new();
+    let order = petgraph::algo::toposort(&plan.graph, None).unwrap_or_default();
+    for i in order {
+        let PlanNode::Step(step) = &plan.graph[i] else {
+            continue;
+        };
+        if !step.modes.contains(&mode) {
+            continue;
+        }
+        let effect = match step.effect {
+            drover_schema::Effect::Destructive => "WOULD CHANGE production-facing state",
+            drover_schema::Effect::Mutating => "would change state",
+            drover_schema::Effect::ReadOnly => "read-only",
+        };
+        let mut line = DryRunLine {
+            step: step.id.clone(),
+            action: step.action.clone(),
+            note: effect.to_owned(),
+            problem: None,
+        };
+        if step.role == drover_schema::Role::Approval {
+            line.note = "waits for approval".into();
+            out.push(line);
+            continue;
+        }
+        let Some(adapter) = adapters.get(&step.action) else {
+            line.problem = Some(format!("no adapter in this build runs `{}`", step.action));
+            out.push(line);
+            continue;
+        };
+        let resolved = resolve(plan, step, &step.inputs, mode, &BTreeMap::new(), &|v| {
+            std::env::var(v).ok()
+        });
+        match resolved {
+            Err(e) if e.contains("produced no output") || e.contains("template") => {
+                line.note =
+                    format!("{effect}; inputs read other steps' outputs (resolved at run time)");
+            }
+            Err(e) => line.problem = Some(e),
+            Ok(r) => {
+                let ctx = StepContext {
+                    run_id: "dry-run".into(),
+                    step_id: step.id.clone(),
+                    action: step.action.clone(),
+                    idempotency_key: format!("dry-run/{}", step.id),
+                    attempt: 1,
+                    mode: mode.as_str().into(),
+                    state_dir: state_dir.to_path_buf(),
+                    production: plan.production.resources.clone(),
+                };
+                if let Err(e) = adapter.validate(&step.action, &r.inputs) {
+                    line.problem = Some(redact(&e.to_string(), &r.secrets));
+                } else if let Err(e) = adapter.preflight(&step.action, &r.inputs, &ctx).await {
+                    line.problem = Some(redact(&e.to_string(), &r.secrets));
+                }
+            }
+        }
+        out.push(line);
+    }
+    out
+}

@@ -1,0 +1,99 @@
+//! Resolving a step's inputs at the moment it runs: run-time templates rendered, step outputs
+//! substituted, secrets read from the environment. Durations become whole milliseconds.
+
+use crate::template_context::context;
+use drover_dsl::{Mode, Plan, PlanStep, PlanValue};
+use drover_schema::{Inputs, Outputs};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+
+/// Inputs ready for an adapter, and the secret values they hold (for redaction).
+#[derive(Debug, Default)]
+pub struct Resolved {
+    /// The inputs.
+    pub inputs: Inputs,
+    /// Secret values substituted (never write these anywhere).
+    pub secrets: Vec<String>,
+}
+
+/// Reads a secret's environment variable.
+pub type SecretSource<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// Resolves `values` (a step's inputs or its compensation's) for `step`.
+///
+/// # Errors
+/// A message naming the input that could not be resolved (never a secret's value).
+pub fn resolve(
+    plan: &Plan,
+    step: &PlanStep,
+    values: &BTreeMap<String, PlanValue>,
+    mode: Mode,
+    outputs: &BTreeMap<String, Outputs>,
+    secret: SecretSource<'_>,
+) -> Result<Resolved, String> {
+    let ctx = context(&plan.params, mode, &step.context, &step.bindings, outputs);
+    let env = minijinja::Environment::new();
+    let mut out = Resolved::default();
+    for (name, v) in values {
+        let value = one(v, &ctx, &env, outputs, secret, &mut out.secrets)
+            .map_err(|e| format!("input `{name}`: {e}"))?;
+        out.inputs.insert(name.clone(), value);
+    }
+    Ok(out)
+}
+
+fn one(
+    v: &PlanValue,
+    ctx: &serde_json::Map<String, Value>,
+    env: &minijinja::Environment<'_>,
+    outputs: &BTreeMap<String, Outputs>,
+    secret: SecretSource<'_>,
+    secrets: &mut Vec<String>,
+) -> Result<Value, String> {
+    Ok(match v {
+        PlanValue::String(s) => json!(s),
+        PlanValue::Int(i) => json!(i),
+        PlanValue::Float(f) => json!(f),
+        PlanValue::Bool(b) => json!(b),
+        PlanValue::Duration(ms) => json!(ms),
+        PlanValue::List(items) => Value::Array(
+            items
+                .iter()
+                .map(|i| one(i, ctx, env, outputs, secret, secrets))
+                .collect::<Result<_, _>>()?,
+        ),
+        PlanValue::Map(m) => Value::Object(
+            m.iter()
+                .map(|(k, i)| one(i, ctx, env, outputs, secret, secrets).map(|v| (k.clone(), v)))
+                .collect::<Result<_, _>>()?,
+        ),
+        PlanValue::Template(t) => {
+            let tmpl = env
+                .template_from_str(t)
+                .map_err(|e| format!("template: {e}"))?;
+            json!(tmpl.render(ctx).map_err(|e| format!("template: {e}"))?)
+        }
+        PlanValue::StepOutput(r) => outputs
+            .get(&r.step)
+            .and_then(|o| o.get(&r.output))
+            .cloned()
+            .ok_or_else(|| format!("step `{}` produced no output `{}`", r.step, r.output))?,
+        PlanValue::Secret { param, env: var } => {
+            let value = secret(var).ok_or_else(|| {
+                format!("secret `{param}`: environment variable {var} is not set")
+            })?;
+            secrets.push(value.clone());
+            json!(value)
+        }
+    })
+}
+
+/// Replaces every secret value in `text` with `<redacted>`.
+#[must_use]
+pub fn redact(text: &str, secrets: &[String]) -> String {
+    let mut out = text.to_owned();
+    for s in secrets.iter().filter(|s| s.len() >= 4) {
+        out = out.replace(s.as_str(), "<redacted>");
+    }
+    out
+}

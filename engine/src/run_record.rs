@@ -1,0 +1,200 @@
+//! The run record: what happened, and the achieved RTO and RPO against the runbook's targets.
+
+use crate::scheduler::{RunOutcome, Scheduler, Status};
+use drover_dsl::{Plan, PlanNode};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+/// A target and what was achieved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Objective {
+    /// The runbook's target (ms).
+    pub target_ms: u64,
+    /// What was achieved (ms), if measurable.
+    pub achieved_ms: Option<u64>,
+    /// Whether the target was met, if measurable.
+    pub met: Option<bool>,
+    /// How it was measured.
+    pub basis: String,
+}
+
+/// One step's line in the record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepLine {
+    /// Step or milestone id.
+    pub id: String,
+    /// Final state.
+    pub state: String,
+    /// The last error, if any.
+    pub error: Option<String>,
+}
+
+/// A restored or verified backup.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupLine {
+    /// The step.
+    pub step: String,
+    /// Backup id.
+    pub backup_id: String,
+    /// Data set.
+    pub dataset: String,
+    /// Recovery point.
+    pub recovery_point: String,
+    /// Key id.
+    pub key_id: String,
+    /// Verified plaintext SHA-256.
+    pub sha256: String,
+}
+
+/// The JSON run record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunRecord {
+    /// Run id.
+    pub run_id: String,
+    /// Runbook name.
+    pub runbook: String,
+    /// SHA-256 of the runbook's sources.
+    pub source_sha256: String,
+    /// Mode.
+    pub mode: String,
+    /// Who started it.
+    pub initiator: String,
+    /// When the incident or drill was declared (RFC 3339).
+    pub declared_at: String,
+    /// How it ended (absent while running).
+    pub outcome: Option<RunOutcome>,
+    /// Recovery time.
+    pub rto: Objective,
+    /// Recovery point.
+    pub rpo: Objective,
+    /// Milestones reached, with when (RFC 3339).
+    pub milestones: BTreeMap<String, String>,
+    /// Every node's final state.
+    pub steps: Vec<StepLine>,
+    /// Backups restored or verified.
+    pub backups: Vec<BackupLine>,
+}
+
+impl RunRecord {
+    /// Whether a target was missed.
+    #[must_use]
+    pub fn missed_target(&self) -> bool {
+        self.rto.met == Some(false) || self.rpo.met == Some(false)
+    }
+}
+
+/// RFC 3339 of milliseconds since the epoch.
+#[must_use]
+pub fn rfc3339(ms: u64) -> String {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_default()
+}
+
+/// Milliseconds since the epoch of an RFC 3339 time.
+#[must_use]
+pub fn parse_rfc3339(s: &str) -> Option<u64> {
+    let t = OffsetDateTime::parse(s, &Rfc3339).ok()?;
+    u64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok()
+}
+
+/// Builds the record from the plan, the scheduler's state and the milestone times.
+#[must_use]
+pub fn build(
+    run_id: &str,
+    plan: &Plan,
+    mode: &str,
+    initiator: &str,
+    declared_at: u64,
+    sched: &Scheduler,
+    milestones: &BTreeMap<String, u64>,
+) -> RunRecord {
+    let g = &plan.graph;
+    let rto_node = g.node_indices().find_map(|i| match &g[i] {
+        PlanNode::Milestone(m) if m.stops_rto => Some(m),
+        _ => None,
+    });
+    let rto_at = rto_node.and_then(|m| milestones.get(&m.id)).copied();
+    let rto_achieved = rto_at.map(|at| at.saturating_sub(declared_at));
+    let rto = Objective {
+        target_ms: plan.runbook.rto_ms,
+        achieved_ms: rto_achieved,
+        met: rto_achieved.map(|a| a <= plan.runbook.rto_ms),
+        basis: match rto_node {
+            Some(m) => format!("from declaration to milestone `{}`", m.id),
+            None => "no milestone stops the RTO clock".into(),
+        },
+    };
+    let outputs = sched.all_outputs();
+    let rpo_from: Vec<String> = rto_node.map(|m| m.rpo_from.clone()).unwrap_or_default();
+    let points: Vec<u64> = rpo_from
+        .iter()
+        .filter_map(|s| outputs.get(s))
+        .filter_map(|o| o.get("recovery_point").and_then(|v| v.as_str()))
+        .filter_map(parse_rfc3339)
+        .collect();
+    let rpo_achieved = points
+        .iter()
+        .min()
+        .map(|oldest| declared_at.saturating_sub(*oldest));
+    let rpo = Objective {
+        target_ms: plan.runbook.rpo_ms,
+        achieved_ms: rpo_achieved,
+        met: rpo_achieved.map(|a| a <= plan.runbook.rpo_ms),
+        basis: if rpo_from.is_empty() {
+            "no data sets count for RPO (`rpo_from`)".into()
+        } else {
+            format!(
+                "from the oldest recovery point of {} to the declaration",
+                rpo_from.join(", ")
+            )
+        },
+    };
+    let steps = sched
+        .snapshot()
+        .into_iter()
+        .map(|(id, s)| StepLine {
+            error: matches!(s, Status::Failed | Status::CompensationFailed)
+                .then(|| sched.error(&id).unwrap_or("").to_owned()),
+            state: serde_json::to_value(&s)
+                .ok()
+                .and_then(|v| v.get("state").and_then(|x| x.as_str()).map(str::to_owned))
+                .unwrap_or_default(),
+            id,
+        })
+        .collect();
+    let backups = outputs
+        .iter()
+        .filter_map(|(step, o)| {
+            let s = |k: &str| o.get(k).and_then(|v| v.as_str()).map(str::to_owned);
+            Some(BackupLine {
+                step: step.clone(),
+                backup_id: s("backup_id")?,
+                dataset: s("dataset")?,
+                recovery_point: s("recovery_point")?,
+                key_id: s("key_id")?,
+                sha256: s("sha256")?,
+            })
+        })
+        .collect();
+    RunRecord {
+        run_id: run_id.to_owned(),
+        runbook: plan.runbook.name.clone(),
+        source_sha256: plan.runbook.source_sha256.clone(),
+        mode: mode.to_owned(),
+        initiator: initiator.to_owned(),
+        declared_at: rfc3339(declared_at),
+        outcome: sched.outcome(),
+        rto,
+        rpo,
+        milestones: milestones
+            .iter()
+            .map(|(k, v)| (k.clone(), rfc3339(*v)))
+            .collect(),
+        steps,
+        backups,
+    }
+}
