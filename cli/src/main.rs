@@ -150,6 +150,15 @@ enum Command {
 
 #[derive(Subcommand)]
 enum AuditCommand {
+    /// Print a run's audit records, one JSON object per line.
+    Show {
+        /// Run id, or `latest`.
+        #[arg(default_value = "latest")]
+        run_id: String,
+        /// State directory.
+        #[arg(long, default_value = ".drover")]
+        state: String,
+    },
     /// Check a run's hash-chained audit log against the chain head kept in the run record.
     Verify {
         /// Run id, or `latest`.
@@ -362,6 +371,9 @@ fn main() -> ExitCode {
         } => run_cli::status(&run_id, state.into(), matches!(format, CheckFormat::Json)),
         Command::Audit(AuditCommand::Verify { run_id, state }) => {
             run_cli::audit_verify(&run_id, state.into())
+        }
+        Command::Audit(AuditCommand::Show { run_id, state }) => {
+            run_cli::audit_show(&run_id, state.into())
         }
     }
 }

@@ -441,3 +441,27 @@ pub fn audit_verify(run_id: &str, state: PathBuf) -> ExitCode {
         }
     }
 }
+
+/// `drover audit show`.
+pub fn audit_show(run_id: &str, state: PathBuf) -> ExitCode {
+    let j = match journal(&state) {
+        Ok(j) => j,
+        Err(c) => return c,
+    };
+    let run_id = match resolve_run(&j, run_id) {
+        Ok(r) => r,
+        Err(c) => return c,
+    };
+    match j.audit(&run_id) {
+        Ok(rows) => {
+            for (_, record, _) in rows {
+                println!("{record}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

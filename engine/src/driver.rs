@@ -117,7 +117,13 @@ pub struct Driver {
     approvals_seen: i64,
     secrets: Vec<String>,
     milestones: BTreeMap<String, u64>,
+    commits: u64,
+    crash_after: Option<u64>,
 }
+
+/// Test hook for the crash-resume tests: with `DROVER_CRASH_AFTER_COMMITS=N` the process aborts
+/// (no cleanup, like SIGKILL) right after its Nth journal commit, before acting on it.
+const CRASH_HOOK: &str = "DROVER_CRASH_AFTER_COMMITS";
 
 fn seed_of(run_id: &str) -> u64 {
     run_id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
@@ -164,6 +170,8 @@ impl Driver {
             approvals_seen: 0,
             secrets: Vec::new(),
             milestones: BTreeMap::new(),
+            commits: 0,
+            crash_after: std::env::var(CRASH_HOOK).ok().and_then(|v| v.parse().ok()),
         }
     }
 
@@ -438,6 +446,10 @@ impl Driver {
         let audit = self.audit_for(&event, &actions, now);
         self.journal
             .append(&self.lease, now, LEASE_TTL_MS, &event, &actions, &audit)?;
+        self.commits += 1;
+        if self.crash_after == Some(self.commits) {
+            std::process::abort();
+        }
         for a in actions {
             self.perform(a, now);
         }

@@ -1,9 +1,11 @@
 //! The `drover` binary, run for real: exit codes, stdout and stderr.
 
+mod run;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-fn root() -> PathBuf {
+pub(crate) fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
