@@ -119,6 +119,7 @@ pub struct Driver {
     milestones: BTreeMap<String, u64>,
     commits: u64,
     crash_after: Option<u64>,
+    steps: HashMap<String, petgraph::graph::NodeIndex>,
 }
 
 /// Test hook for the crash-resume tests: with `DROVER_CRASH_AFTER_COMMITS=N` the process aborts
@@ -154,6 +155,11 @@ impl Driver {
             Config::new(spec.mode, spec.initiator.clone(), seed_of(&spec.run_id)),
         );
         let (tx, rx) = mpsc::unbounded_channel();
+        let steps = plan
+            .graph
+            .node_indices()
+            .map(|i| (plan.graph[i].id().to_owned(), i))
+            .collect();
         Self {
             spec,
             plan,
@@ -172,6 +178,7 @@ impl Driver {
             milestones: BTreeMap::new(),
             commits: 0,
             crash_after: std::env::var(CRASH_HOOK).ok().and_then(|v| v.parse().ok()),
+            steps,
         }
     }
 
@@ -287,10 +294,9 @@ impl Driver {
     }
 
     fn step(&self, id: &str) -> Option<&PlanStep> {
-        self.plan.graph.node_weights().find_map(|n| match n {
-            PlanNode::Step(s) if s.id == id => Some(s.as_ref()),
-            _ => None,
-        })
+        self.steps
+            .get(id)
+            .and_then(|&i| self.plan.graph[i].as_step())
     }
 
     fn audit_for(&self, event: &Event, actions: &[Action], now: u64) -> Vec<AuditRecord> {
@@ -491,7 +497,9 @@ impl Driver {
                 AdapterError::Permanent(format!("no adapter in this build runs `{}`", step.action)),
             );
         };
-        let outputs = self.sched.all_outputs();
+        let outputs = self
+            .sched
+            .outputs_of(crate::inputs::referenced_steps(&step, &step.inputs));
         let resolved = match resolve(
             &self.plan,
             &step,
@@ -586,7 +594,12 @@ impl Driver {
         let Some(adapter) = self.adapters.get(&comp.action).cloned() else {
             return fail(format!("no adapter in this build runs `{}`", comp.action));
         };
-        let outputs = self.sched.all_outputs();
+        let mut outputs = self
+            .sched
+            .outputs_of(crate::inputs::referenced_steps(&step, &comp.inputs));
+        if let Some(own) = self.sched.outputs(&step.id) {
+            outputs.insert(step.id.clone(), own.clone());
+        }
         let resolved = match resolve(
             &self.plan,
             &step,

@@ -97,3 +97,24 @@ pub fn redact(text: &str, secrets: &[String]) -> String {
     }
     out
 }
+
+/// The steps whose outputs a step's values read (output references and run-time template bindings).
+#[must_use]
+pub fn referenced_steps<'a>(
+    step: &'a PlanStep,
+    values: &'a BTreeMap<String, PlanValue>,
+) -> Vec<&'a str> {
+    fn walk<'a>(v: &'a PlanValue, out: &mut Vec<&'a str>) {
+        match v {
+            PlanValue::StepOutput(r) => out.push(&r.step),
+            PlanValue::List(l) => l.iter().for_each(|x| walk(x, out)),
+            PlanValue::Map(m) => m.values().for_each(|x| walk(x, out)),
+            _ => {}
+        }
+    }
+    let mut out: Vec<&str> = step.bindings.values().map(|r| r.step.as_str()).collect();
+    values.values().for_each(|v| walk(v, &mut out));
+    out.sort_unstable();
+    out.dedup();
+    out
+}

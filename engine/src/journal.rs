@@ -191,10 +191,13 @@ pub struct SqliteJournal {
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS runs (
-  run_id TEXT PRIMARY KEY, runbook TEXT NOT NULL, plan TEXT NOT NULL, mode TEXT NOT NULL,
+  run_id TEXT PRIMARY KEY, runbook TEXT NOT NULL, mode TEXT NOT NULL,
   initiator TEXT NOT NULL, declared_at INTEGER NOT NULL, created_at INTEGER NOT NULL,
   status TEXT NOT NULL, record TEXT, audit_head TEXT NOT NULL, audit_count INTEGER NOT NULL,
   lease_holder TEXT, lease_token INTEGER NOT NULL DEFAULT 0, lease_until INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS plans (
+  run_id TEXT PRIMARY KEY, plan TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS events (
   run_id TEXT NOT NULL, seq INTEGER NOT NULL, at INTEGER NOT NULL, event TEXT NOT NULL, actions TEXT NOT NULL,
@@ -253,18 +256,27 @@ pub fn hostname() -> String {
 
 impl Journal for SqliteJournal {
     fn create_run(&mut self, r: &RunRow) -> Result<(), JournalError> {
-        self.conn.execute(
-            "INSERT INTO runs (run_id, runbook, plan, mode, initiator, declared_at, created_at, status, record, audit_head, audit_count)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-            params![r.run_id, r.runbook, r.plan, r.mode, r.initiator, r.declared_at as i64, r.created_at as i64, r.status, r.record, r.audit_head, r.audit_count as i64],
+        // The plan lives in its own table: the run's row is rewritten on every commit (lease,
+        // audit head), and must stay small whatever the plan's size.
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "INSERT INTO runs (run_id, runbook, mode, initiator, declared_at, created_at, status, record, audit_head, audit_count)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            params![r.run_id, r.runbook, r.mode, r.initiator, r.declared_at as i64, r.created_at as i64, r.status, r.record, r.audit_head, r.audit_count as i64],
         )?;
+        tx.execute(
+            "INSERT INTO plans (run_id, plan) VALUES (?1, ?2)",
+            params![r.run_id, r.plan],
+        )?;
+        tx.commit()?;
         Ok(())
     }
 
     fn run(&self, run_id: &str) -> Result<RunRow, JournalError> {
         self.conn
             .query_row(
-                "SELECT run_id, runbook, plan, mode, initiator, declared_at, created_at, status, record, audit_head, audit_count FROM runs WHERE run_id = ?1",
+                "SELECT r.run_id, r.runbook, p.plan, r.mode, r.initiator, r.declared_at, r.created_at, r.status, r.record, r.audit_head, r.audit_count
+                 FROM runs r JOIN plans p ON p.run_id = r.run_id WHERE r.run_id = ?1",
                 [run_id],
                 |row| {
                     Ok(RunRow {

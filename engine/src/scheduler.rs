@@ -292,6 +292,7 @@ struct Node {
     context: BTreeMap<String, PlanValue>,
     bindings: BTreeMap<String, drover_dsl::OutputRef>,
     preds: Vec<usize>,
+    succs: Vec<usize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -317,6 +318,16 @@ pub struct Scheduler {
     config: Config,
     phase: Phase,
     started: bool,
+    /// Pending nodes whose readiness must be re-evaluated (their predecessors changed).
+    candidates: std::collections::BTreeSet<usize>,
+    /// Nodes queued for an attempt, waiting for capacity.
+    queued: std::collections::BTreeSet<usize>,
+    /// Attempts in flight, in total and per provider.
+    running_total: usize,
+    running_per: BTreeMap<String, usize>,
+    /// Nodes not yet in a final state, and compensations in flight.
+    open: usize,
+    compensating_count: usize,
 }
 
 fn input_u64(step: &drover_dsl::PlanStep, name: &str) -> Option<i64> {
@@ -342,6 +353,12 @@ impl Scheduler {
                 .collect();
             preds.sort_unstable();
             preds.dedup();
+            let mut succs: Vec<usize> = g
+                .neighbors_directed(i, Direction::Outgoing)
+                .map(|p| p.index())
+                .collect();
+            succs.sort_unstable();
+            succs.dedup();
             let node = match &g[i] {
                 PlanNode::Milestone(m) => Node {
                     id: m.id.clone(),
@@ -359,6 +376,7 @@ impl Scheduler {
                     context: BTreeMap::new(),
                     bindings: BTreeMap::new(),
                     preds,
+                    succs,
                 },
                 PlanNode::Step(s) => Node {
                     id: s.id.clone(),
@@ -395,6 +413,7 @@ impl Scheduler {
                     context: s.context.clone(),
                     bindings: s.bindings.clone(),
                     preds,
+                    succs,
                 },
             };
             nodes.push(node);
@@ -422,6 +441,61 @@ impl Scheduler {
             config,
             phase: Phase::Running,
             started: false,
+            candidates: std::collections::BTreeSet::new(),
+            queued: std::collections::BTreeSet::new(),
+            running_total: 0,
+            running_per: BTreeMap::new(),
+            open: n,
+            compensating_count: 0,
+        }
+    }
+
+    /// Changes a node's state, keeping the counters and work sets in step. Every state change goes
+    /// through here, so each event costs work proportional to the nodes it touches, not the plan.
+    fn set(&mut self, i: usize, new: Status) {
+        let old = std::mem::replace(&mut self.status[i], new.clone());
+        let open = |s: &Status| {
+            matches!(
+                s,
+                Status::Pending
+                    | Status::Queued { .. }
+                    | Status::Running { .. }
+                    | Status::Backoff { .. }
+                    | Status::AwaitingApproval
+            )
+        };
+        if let Status::Running { .. } = old {
+            self.running_total -= 1;
+            if let Some(c) = self.running_per.get_mut(&self.nodes[i].provider) {
+                *c -= 1;
+            }
+        }
+        if let Status::Running { .. } = new {
+            self.running_total += 1;
+            *self
+                .running_per
+                .entry(self.nodes[i].provider.clone())
+                .or_default() += 1;
+        }
+        if let Status::Queued { .. } = old {
+            self.queued.remove(&i);
+        }
+        if let Status::Queued { .. } = new {
+            self.queued.insert(i);
+        }
+        if old == Status::Compensating {
+            self.compensating_count -= 1;
+        }
+        if new == Status::Compensating {
+            self.compensating_count += 1;
+        }
+        match (open(&old), open(&new)) {
+            (true, false) => self.open -= 1,
+            (false, true) => self.open += 1,
+            _ => {}
+        }
+        if new.is_done_ok() || matches!(new, Status::Failed | Status::CompensationFailed) {
+            self.candidates.extend(self.nodes[i].succs.iter().copied());
         }
     }
 
@@ -454,6 +528,17 @@ impl Scheduler {
             .iter()
             .zip(&self.outputs)
             .filter_map(|(n, o)| o.as_ref().map(|o| (n.id.clone(), o.clone())))
+            .collect()
+    }
+
+    /// The outputs of the named steps that have any (cheaper than [`Scheduler::all_outputs`]).
+    #[must_use]
+    pub fn outputs_of<'a>(
+        &self,
+        ids: impl IntoIterator<Item = &'a str>,
+    ) -> BTreeMap<String, Outputs> {
+        ids.into_iter()
+            .filter_map(|id| self.outputs(id).map(|o| (id.to_owned(), o.clone())))
             .collect()
     }
 
@@ -539,11 +624,17 @@ impl Scheduler {
                 {
                     self.phase = Phase::Running;
                 }
+                // Every pending node is re-evaluated at start and on resume.
+                for i in 0..self.nodes.len() {
+                    if self.status[i] == Status::Pending {
+                        self.candidates.insert(i);
+                    }
+                }
                 if !self.started {
                     self.started = true;
                     for i in 0..self.nodes.len() {
                         if !self.nodes[i].in_mode {
-                            self.status[i] = Status::Skipped;
+                            self.set(i, Status::Skipped);
                             out.push(Action::Skip {
                                 step: self.nodes[i].id.clone(),
                                 reason: format!("not in {} mode", mode_name(self.config.mode)),
@@ -561,7 +652,7 @@ impl Scheduler {
                     && self.status[i] == (Status::Running { attempt: *attempt })
                 {
                     self.timers.remove(&(i, TimerKind::Timeout));
-                    self.status[i] = Status::Succeeded;
+                    self.set(i, Status::Succeeded);
                     self.outputs[i] = Some(outputs.clone());
                     out.push(Action::StepDone { step: step.clone() });
                 }
@@ -592,9 +683,12 @@ impl Scheduler {
                             TimerKind::Retry
                                 if self.status[i] == (Status::Backoff { attempt: *attempt }) =>
                             {
-                                self.status[i] = Status::Queued {
-                                    attempt: attempt + 1,
-                                };
+                                self.set(
+                                    i,
+                                    Status::Queued {
+                                        attempt: attempt + 1,
+                                    },
+                                );
                             }
                             TimerKind::Timeout
                                 if self.status[i] == (Status::Running { attempt: *attempt }) =>
@@ -625,11 +719,12 @@ impl Scheduler {
                 if let Some(i) = self.idx(step)
                     && self.status[i] == Status::Compensating
                 {
-                    self.status[i] = if error.is_some() {
+                    let new = if error.is_some() {
                         Status::CompensationFailed
                     } else {
                         Status::Compensated
                     };
+                    self.set(i, new);
                     if let Some(e) = error {
                         self.errors[i] = Some(e.clone());
                     }
@@ -661,26 +756,30 @@ impl Scheduler {
         out: &mut Vec<Action>,
     ) {
         self.errors[i] = Some(error.to_owned());
-        let node = &self.nodes[i];
-        if transient && attempt < node.attempts && self.phase == Phase::Running {
+        let (id, attempts, on_failure) = (
+            self.nodes[i].id.clone(),
+            self.nodes[i].attempts,
+            self.nodes[i].on_failure,
+        );
+        if transient && attempt < attempts && self.phase == Phase::Running {
             let delay = self.backoff(i, attempt);
-            self.status[i] = Status::Backoff { attempt };
+            self.set(i, Status::Backoff { attempt });
             let at = now.saturating_add(delay);
             self.timers.insert((i, TimerKind::Retry), (attempt, at));
             out.push(Action::SetTimer {
-                step: node.id.clone(),
+                step: id,
                 attempt,
                 timer: TimerKind::Retry,
                 at_ms: at,
             });
             return;
         }
-        self.status[i] = Status::Failed;
+        self.set(i, Status::Failed);
         out.push(Action::StepGaveUp {
-            step: node.id.clone(),
+            step: id,
             error: error.to_owned(),
         });
-        match node.on_failure {
+        match on_failure {
             OnFailure::Continue => {}
             OnFailure::Abort => self.begin_drain(RunOutcome::Failed),
             OnFailure::Rollback => self.begin_drain(RunOutcome::RolledBack),
@@ -764,7 +863,7 @@ impl Scheduler {
             remaining,
         });
         if remaining == 0 {
-            self.status[i] = Status::Succeeded;
+            self.set(i, Status::Succeeded);
             let mut o = Outputs::new();
             o.insert("approved_by".into(), serde_json::json!(self.approvers[i]));
             self.outputs[i] = Some(o);
@@ -772,18 +871,6 @@ impl Scheduler {
                 step: step.to_owned(),
             });
         }
-    }
-
-    fn running(&self) -> (usize, BTreeMap<&str, usize>) {
-        let mut total = 0;
-        let mut per: BTreeMap<&str, usize> = BTreeMap::new();
-        for (i, s) in self.status.iter().enumerate() {
-            if matches!(s, Status::Running { .. }) {
-                total += 1;
-                *per.entry(self.nodes[i].provider.as_str()).or_default() += 1;
-            }
-        }
-        (total, per)
     }
 
     fn when_holds(&self, i: usize) -> Result<bool, String> {
@@ -795,12 +882,13 @@ impl Scheduler {
             .compile_expression(expr)
             .map_err(|e| format!("`when` does not parse: {e}"))?;
         let n = &self.nodes[i];
+        let outputs = self.outputs_of(n.bindings.values().map(|r| r.step.as_str()));
         let ctx = crate::template_context::context(
             &self.params,
             self.config.mode,
             &n.context,
             &n.bindings,
-            &self.all_outputs(),
+            &outputs,
         );
         e.eval(&ctx)
             .map(|v| v.is_true())
@@ -808,11 +896,8 @@ impl Scheduler {
     }
 
     fn advance(&mut self, now: u64, out: &mut Vec<Action>) {
-        let mut changed = true;
-        while changed {
-            changed = false;
-            for k in 0..self.topo.len() {
-                let i = self.topo[k];
+        loop {
+            while let Some(i) = self.candidates.pop_first() {
                 if self.status[i] != Status::Pending {
                     continue;
                 }
@@ -821,12 +906,11 @@ impl Scheduler {
                     matches!(self.status[p], Status::Failed | Status::CompensationFailed)
                 }) {
                     if self.phase == Phase::Running || self.nodes[i].milestone {
-                        self.status[i] = Status::Skipped;
+                        self.set(i, Status::Skipped);
                         out.push(Action::Skip {
                             step: self.nodes[i].id.clone(),
                             reason: format!("`{}` failed", self.nodes[f].id),
                         });
-                        changed = true;
                     }
                     continue;
                 }
@@ -834,12 +918,11 @@ impl Scheduler {
                     continue;
                 }
                 if self.nodes[i].milestone {
-                    self.status[i] = Status::Succeeded;
+                    self.set(i, Status::Succeeded);
                     out.push(Action::MilestoneReached {
                         milestone: self.nodes[i].id.clone(),
                         at_ms: now,
                     });
-                    changed = true;
                     continue;
                 }
                 if self.phase != Phase::Running {
@@ -848,68 +931,64 @@ impl Scheduler {
                 match self.when_holds(i) {
                     Ok(true) => {}
                     Ok(false) => {
-                        self.status[i] = Status::Skipped;
+                        self.set(i, Status::Skipped);
                         out.push(Action::Skip {
                             step: self.nodes[i].id.clone(),
                             reason: "`when` is false".into(),
                         });
-                        changed = true;
                         continue;
                     }
                     Err(e) => {
-                        self.status[i] = Status::Running { attempt: 1 };
+                        self.set(i, Status::Running { attempt: 1 });
                         self.fail_attempt(i, 1, &e, false, now, out);
-                        changed = true;
                         continue;
                     }
                 }
-                if let Some(policy) = &self.nodes[i].approval {
-                    self.status[i] = Status::AwaitingApproval;
+                if let Some(required) = self.nodes[i].approval.as_ref().map(|p| p.required) {
+                    self.set(i, Status::AwaitingApproval);
                     out.push(Action::AwaitApproval {
                         step: self.nodes[i].id.clone(),
-                        required: policy.required,
+                        required,
                     });
                     continue;
                 }
-                self.status[i] = Status::Queued { attempt: 1 };
+                self.set(i, Status::Queued { attempt: 1 });
             }
-            if self.phase == Phase::Running {
-                changed |= self.start_queued(now, out);
+            if self.phase != Phase::Running
+                || !self.start_queued(now, out)
+                || self.candidates.is_empty()
+            {
+                break;
             }
         }
         self.settle(now, out);
     }
 
     fn start_queued(&mut self, now: u64, out: &mut Vec<Action>) -> bool {
-        let (mut total, per) = self.running();
-        let mut per: BTreeMap<String, usize> =
-            per.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
         let mut started = false;
         // Ready steps start in the order the runbook lists them.
-        for i in 0..self.nodes.len() {
+        let queued: Vec<usize> = self.queued.iter().copied().collect();
+        for i in queued {
+            if self.running_total >= self.config.max_parallel {
+                break;
+            }
             let Status::Queued { attempt } = self.status[i] else {
                 continue;
             };
-            if total >= self.config.max_parallel {
-                break;
-            }
-            let provider = self.nodes[i].provider.clone();
+            let provider = &self.nodes[i].provider;
             let limit = if provider == "core" {
                 usize::MAX
             } else {
                 self.config
                     .provider_limits
-                    .get(&provider)
+                    .get(provider)
                     .copied()
                     .unwrap_or(self.config.default_provider_limit)
             };
-            let used = per.get(&provider).copied().unwrap_or(0);
-            if used >= limit {
+            if self.running_per.get(provider).copied().unwrap_or(0) >= limit {
                 continue;
             }
-            *per.entry(provider).or_default() += 1;
-            total += 1;
-            self.status[i] = Status::Running { attempt };
+            self.set(i, Status::Running { attempt });
             out.push(Action::Execute {
                 step: self.nodes[i].id.clone(),
                 attempt,
@@ -931,33 +1010,16 @@ impl Scheduler {
 
     /// Ends draining, runs compensations in reverse dependency order, and finishes the run.
     fn settle(&mut self, _now: u64, out: &mut Vec<Action>) {
-        let busy = self
-            .status
-            .iter()
-            .any(|s| matches!(s, Status::Running { .. } | Status::Compensating));
+        let busy = self.running_total > 0 || self.compensating_count > 0;
         match self.phase {
-            Phase::Running => {
-                let waiting = self.status.iter().any(|s| {
-                    matches!(
-                        s,
-                        Status::Pending
-                            | Status::Queued { .. }
-                            | Status::Running { .. }
-                            | Status::Backoff { .. }
-                            | Status::AwaitingApproval
-                    )
-                });
-                if !waiting {
-                    let failed = self.status.contains(&Status::Failed);
-                    self.finish(
-                        if failed {
-                            RunOutcome::SucceededWithFailures
-                        } else {
-                            RunOutcome::Succeeded
-                        },
-                        out,
-                    );
-                }
+            Phase::Running if self.open == 0 => {
+                let failed = self.status.contains(&Status::Failed);
+                let outcome = if failed {
+                    RunOutcome::SucceededWithFailures
+                } else {
+                    RunOutcome::Succeeded
+                };
+                self.finish(outcome, out);
             }
             Phase::Draining(RunOutcome::Interrupted) if !busy => {
                 // Queued and backing-off steps stay as they are: resume picks them up.
@@ -965,9 +1027,9 @@ impl Scheduler {
             }
             Phase::Draining(why) if !busy => {
                 self.timers.clear();
-                for s in &mut self.status {
-                    if matches!(s, Status::Backoff { .. }) {
-                        *s = Status::Failed;
+                for i in 0..self.status.len() {
+                    if matches!(self.status[i], Status::Backoff { .. }) {
+                        self.set(i, Status::Failed);
                     }
                 }
                 if why == RunOutcome::RolledBack {
@@ -991,7 +1053,7 @@ impl Scheduler {
         });
         match next {
             Some(i) => {
-                self.status[i] = Status::Compensating;
+                self.set(i, Status::Compensating);
                 out.push(Action::Compensate {
                     step: self.nodes[i].id.clone(),
                 });
