@@ -4,6 +4,7 @@
 
 mod backup_cli;
 mod run_cli;
+mod telemetry;
 
 use backup_cli::{backup_command, key_generate};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -18,6 +19,10 @@ use std::process::ExitCode;
     about = "Disaster-recovery runbooks: compile, check, plan and run them"
 )]
 struct Cli {
+    /// Export a span per run and per step over OTLP/HTTP to this endpoint (also
+    /// OTEL_EXPORTER_OTLP_ENDPOINT).
+    #[arg(long, global = true, value_name = "ENDPOINT")]
+    otlp: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -311,6 +316,13 @@ fn parse_var(s: &str) -> Result<(String, String), String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let telemetry = telemetry::init(cli.otlp.clone());
+    let code = dispatch(cli);
+    telemetry.shutdown();
+    code
+}
+
+fn dispatch(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Check {
             files,

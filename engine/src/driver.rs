@@ -20,6 +20,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 /// How long a lease lasts without renewal.
 pub const LEASE_TTL_MS: u64 = 30_000;
@@ -120,6 +121,7 @@ pub struct Driver {
     commits: u64,
     crash_after: Option<u64>,
     steps: HashMap<String, petgraph::graph::NodeIndex>,
+    span: tracing::Span,
 }
 
 /// Test hook for the crash-resume tests: with `DROVER_CRASH_AFTER_COMMITS=N` the process aborts
@@ -160,6 +162,13 @@ impl Driver {
             .node_indices()
             .map(|i| (plan.graph[i].id().to_owned(), i))
             .collect();
+        let span = tracing::info_span!(
+            "run",
+            run_id = %spec.run_id,
+            runbook = %plan.runbook.name,
+            mode = %spec.mode.as_str(),
+            operator = %spec.initiator
+        );
         Self {
             spec,
             plan,
@@ -179,6 +188,7 @@ impl Driver {
             commits: 0,
             crash_after: std::env::var(CRASH_HOOK).ok().and_then(|v| v.parse().ok()),
             steps,
+            span,
         }
     }
 
@@ -544,35 +554,49 @@ impl Driver {
         let step_id = id.to_owned();
         self.observer
             .line(&format!("start   {id} ({action}, attempt {attempt})"));
-        let handle = tokio::spawn(async move {
-            if observe_first {
-                match adapter.observe(&action, &inputs, &ctx).await {
-                    Ok(Observation::Done(o)) => {
-                        let _ = tx.send(Done::Step {
-                            step: step_id,
-                            attempt,
-                            result: Ok(o),
-                        });
-                        return;
-                    }
-                    Ok(Observation::NotDone) => {}
-                    Err(e) => {
-                        let _ = tx.send(Done::Step {
-                            step: step_id,
-                            attempt,
-                            result: Err(e),
-                        });
-                        return;
+        let span =
+            tracing::info_span!(parent: &self.span, "step", step = %id, action = %action, attempt);
+        let handle = tokio::spawn(
+            async move {
+                if observe_first {
+                    match adapter.observe(&action, &inputs, &ctx).await {
+                        Ok(Observation::Done(o)) => {
+                            let _ = tx.send(Done::Step {
+                                step: step_id,
+                                attempt,
+                                result: Ok(o),
+                            });
+                            return;
+                        }
+                        Ok(Observation::NotDone) => {}
+                        Err(e) => {
+                            let _ = tx.send(Done::Step {
+                                step: step_id,
+                                attempt,
+                                result: Err(e),
+                            });
+                            return;
+                        }
                     }
                 }
+                let result = adapter.execute(&action, &inputs, &ctx).await;
+                // Errors are not logged here: they may quote inputs; the journal gets them redacted.
+                match &result {
+                    Ok(_) => tracing::info!(outcome = "ok", "step attempt finished"),
+                    Err(e) => tracing::warn!(
+                        outcome = "failed",
+                        transient = e.is_transient(),
+                        "step attempt failed"
+                    ),
+                }
+                let _ = tx.send(Done::Step {
+                    step: step_id,
+                    attempt,
+                    result,
+                });
             }
-            let result = adapter.execute(&action, &inputs, &ctx).await;
-            let _ = tx.send(Done::Step {
-                step: step_id,
-                attempt,
-                result,
-            });
-        });
+            .instrument(span),
+        );
         self.running.insert(id.to_owned(), handle);
     }
 
@@ -617,17 +641,25 @@ impl Driver {
         ctx.idempotency_key = format!("{}/{}/compensate", self.spec.run_id, step.id);
         self.observer
             .line(&format!("undo    {id} ({})", comp.action));
-        let handle = tokio::spawn(async move {
-            let r = adapter
-                .execute(&comp.action, &resolved.inputs, &ctx)
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string());
-            let _ = tx.send(Done::Compensation {
-                step: step_id,
-                result: r,
-            });
-        });
+        let span = tracing::info_span!(parent: &self.span, "compensate", step = %id, action = %comp.action);
+        let handle = tokio::spawn(
+            async move {
+                let r = adapter
+                    .execute(&comp.action, &resolved.inputs, &ctx)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string());
+                tracing::info!(
+                    outcome = if r.is_ok() { "ok" } else { "failed" },
+                    "compensation finished"
+                );
+                let _ = tx.send(Done::Compensation {
+                    step: step_id,
+                    result: r,
+                });
+            }
+            .instrument(span),
+        );
         self.running.insert(format!("{id}/compensate"), handle);
     }
 
@@ -690,13 +722,17 @@ impl Driver {
             }
             Action::Compensate { step } => self.compensate(&step),
             Action::MilestoneReached { milestone, at_ms } => {
+                tracing::info!(milestone = %milestone, since_declared_ms = at_ms.saturating_sub(declared), "milestone reached");
                 self.milestones.insert(milestone.clone(), at_ms);
                 self.observer.line(&format!(
                     "MILESTONE {milestone} reached {} after the declaration",
                     drover_dsl::format_duration(at_ms.saturating_sub(declared))
                 ));
             }
-            Action::Finished { outcome } => self.observer.line(&format!("finished: {outcome:?}")),
+            Action::Finished { outcome } => {
+                tracing::info!(outcome = ?outcome, "run finished");
+                self.observer.line(&format!("finished: {outcome:?}"));
+            }
         }
     }
 
@@ -704,7 +740,12 @@ impl Driver {
     ///
     /// # Errors
     /// Journal errors (including a lost lease).
-    pub async fn drive(mut self, fresh: bool) -> Result<RunRecord, DriverError> {
+    pub async fn drive(self, fresh: bool) -> Result<RunRecord, DriverError> {
+        let span = self.span.clone();
+        self.drive_in_span(fresh).instrument(span).await
+    }
+
+    async fn drive_in_span(mut self, fresh: bool) -> Result<RunRecord, DriverError> {
         if fresh {
             self.handle(Event::Started)?;
         } else {

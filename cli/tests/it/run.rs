@@ -374,3 +374,72 @@ fn audit_verify_detects_tampering_through_the_binary() {
         );
     }
 }
+
+/// A one-endpoint HTTP server that records each request's path and body and answers 200.
+fn collector() -> (String, std::sync::mpsc::Receiver<(String, Vec<u8>)>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let mut reader = BufReader::new(conn);
+            let mut line = String::new();
+            if reader.read_line(&mut line).is_err() {
+                continue;
+            }
+            let path = line.split_whitespace().nth(1).unwrap_or("").to_owned();
+            let mut len = 0usize;
+            loop {
+                let mut h = String::new();
+                if reader.read_line(&mut h).is_err() || h.trim().is_empty() {
+                    break;
+                }
+                if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0u8; len];
+            let _ = reader.read_exact(&mut body);
+            let _ = reader.get_mut().write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\ncontent-type: application/x-protobuf\r\n\r\n");
+            let _ = tx.send((path, body));
+        }
+    });
+    (format!("http://{addr}"), rx)
+}
+
+#[test]
+fn spans_for_the_run_and_each_step_are_exported_over_otlp() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let d = dir.path();
+    let log = d.join("effects.log");
+    std::fs::write(d.join("r.drover"), chain_runbook(3, &log)).expect("write");
+    let (endpoint, rx) = collector();
+    let out = drover(
+        d,
+        &[
+            "--otlp", &endpoint, "run", "r.drover", "--mode", "drill", "--run-id", "otel",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let (path, body) = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("an export arrived");
+    assert_eq!(path, "/v1/traces");
+    let has = |needle: &[u8]| body.windows(needle.len()).any(|w| w == needle);
+    for needle in [
+        &b"drover"[..],
+        b"run",
+        b"step",
+        b"s0",
+        b"s2",
+        b"shell",
+        b"otel",
+    ] {
+        assert!(
+            has(needle),
+            "the export lacks {:?}",
+            String::from_utf8_lossy(needle)
+        );
+    }
+}
