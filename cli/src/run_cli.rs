@@ -27,16 +27,72 @@ pub struct RunArgs {
     pub dry_run: bool,
 }
 
-/// Prints progress lines with the time since the run started.
+/// Prints progress lines with the time since the run started; on a terminal, also a live status
+/// line: steps done, running and waiting for approval, and the RTO clock against the target.
 struct Lines {
     clock: Arc<dyn Clock>,
     start: u64,
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl Lines {
+    fn new(clock: Arc<dyn Clock>, start: u64) -> Self {
+        use std::io::IsTerminal;
+        let bar = std::io::stdout().is_terminal().then(|| {
+            let b = indicatif::ProgressBar::new_spinner();
+            if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {msg}") {
+                b.set_style(style);
+            }
+            b.enable_steady_tick(std::time::Duration::from_millis(250));
+            b
+        });
+        Self { clock, start, bar }
+    }
 }
 
 impl Observer for Lines {
     fn line(&self, text: &str) {
         let s = self.clock.now_ms().saturating_sub(self.start) / 1000;
-        println!("[{:02}:{:02}] {text}", s / 60, s % 60);
+        let line = format!("[{:02}:{:02}] {text}", s / 60, s % 60);
+        match &self.bar {
+            Some(b) => b.println(line),
+            None => println!("{line}"),
+        }
+    }
+
+    fn wants_status(&self) -> bool {
+        self.bar.is_some()
+    }
+
+    fn status(&self, st: &drover_engine::driver::LiveStatus) {
+        if let Some(b) = &self.bar {
+            let clock = if st.rto_reached {
+                "RTO clock stopped".to_owned()
+            } else {
+                let over = if st.since_declared_ms > st.rto_target_ms {
+                    " OVER TARGET"
+                } else {
+                    ""
+                };
+                format!(
+                    "RTO clock {} of {}{over}",
+                    format_duration(st.since_declared_ms / 1000 * 1000),
+                    format_duration(st.rto_target_ms)
+                )
+            };
+            b.set_message(format!(
+                "{}/{} done, {} running, {} awaiting approval, {} failed | {clock}",
+                st.done, st.total, st.running, st.awaiting_approval, st.failed
+            ));
+        }
+    }
+}
+
+impl Drop for Lines {
+    fn drop(&mut self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
     }
 }
 
@@ -213,10 +269,7 @@ pub fn run(a: RunArgs) -> ExitCode {
         a.mode.as_str(),
         a.state.display()
     );
-    let observer = Arc::new(Lines {
-        clock: Arc::clone(&clock),
-        start: now,
-    });
+    let observer = Arc::new(Lines::new(Arc::clone(&clock), now));
     let plan = Arc::new(a.plan);
     let result = rt.block_on(async move {
         let d = Driver::start(spec, plan, Box::new(j), clock, adapters(), observer)?;
@@ -273,10 +326,7 @@ pub fn resume(run_id: &str, state: PathBuf, operator: Option<String>) -> ExitCod
         Err(c) => return c,
     };
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let observer = Arc::new(Lines {
-        clock: Arc::clone(&clock),
-        start: clock.now_ms(),
-    });
+    let observer = Arc::new(Lines::new(Arc::clone(&clock), clock.now_ms()));
     let op = operator.unwrap_or_else(os_user);
     let st = state.clone();
     let result = rt.block_on(async move {

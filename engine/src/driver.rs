@@ -72,6 +72,35 @@ impl Adapters {
 pub trait Observer: Send + Sync {
     /// Something worth a line.
     fn line(&self, text: &str);
+
+    /// Whether [`Observer::status`] is wanted (computing it costs a pass over the plan).
+    fn wants_status(&self) -> bool {
+        false
+    }
+
+    /// The run's state after each transition (a live view redraws from it).
+    fn status(&self, _status: &LiveStatus) {}
+}
+
+/// A summary of a run in progress, for live views.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveStatus {
+    /// Steps done (succeeded or skipped).
+    pub done: usize,
+    /// Steps running.
+    pub running: usize,
+    /// Steps waiting for approval.
+    pub awaiting_approval: usize,
+    /// Steps failed.
+    pub failed: usize,
+    /// All nodes.
+    pub total: usize,
+    /// Time since the declaration (ms).
+    pub since_declared_ms: u64,
+    /// The RTO target (ms).
+    pub rto_target_ms: u64,
+    /// Whether the RTO milestone was reached.
+    pub rto_reached: bool,
 }
 
 /// Everything that identifies a run.
@@ -469,7 +498,27 @@ impl Driver {
         for a in actions {
             self.perform(a, now);
         }
+        if self.observer.wants_status() {
+            self.observer.status(&self.live(now));
+        }
         Ok(())
+    }
+
+    fn live(&self, now: u64) -> LiveStatus {
+        use crate::scheduler::Status;
+        let snap = self.sched.snapshot();
+        let count = |f: fn(&Status) -> bool| snap.iter().filter(|(_, s)| f(s)).count();
+        let rto_reached = self.plan.graph.node_weights().any(|n| matches!(n, PlanNode::Milestone(m) if m.stops_rto && self.milestones.contains_key(&m.id)));
+        LiveStatus {
+            done: count(|s| matches!(s, Status::Succeeded | Status::Skipped)),
+            running: count(|s| matches!(s, Status::Running { .. })),
+            awaiting_approval: count(|s| matches!(s, Status::AwaitingApproval)),
+            failed: count(|s| matches!(s, Status::Failed)),
+            total: snap.len(),
+            since_declared_ms: now.saturating_sub(self.spec.declared_at),
+            rto_target_ms: self.plan.runbook.rto_ms,
+            rto_reached,
+        }
     }
 
     fn ctx(&self, step: &PlanStep, attempt: u32) -> StepContext {

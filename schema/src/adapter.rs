@@ -99,6 +99,24 @@ pub trait Adapter: Send + Sync {
         ctx: &StepContext,
     ) -> Result<Outputs, AdapterError>;
 
+    /// Undoes a completed step using what it produced (for example the record set captured before
+    /// a DNS change). Used by rollback when the runbook gives the step no `compensate` block. The
+    /// default says there is no built-in undo.
+    ///
+    /// # Errors
+    /// If the undo failed or the action has none.
+    async fn compensate(
+        &self,
+        action: &str,
+        _inputs: &Inputs,
+        _outputs: &Outputs,
+        _ctx: &StepContext,
+    ) -> Result<(), AdapterError> {
+        Err(AdapterError::Permanent(format!(
+            "`{action}` has no built-in undo; give the step a `compensate` block"
+        )))
+    }
+
     /// Reads back whether a step whose outcome is unknown took effect, so that resume reconciles
     /// before it retries. The default says "not done": right for actions that are safe to repeat.
     ///
