@@ -159,6 +159,13 @@ fn resolve_run(j: &dyn Journal, run_id: &str) -> Result<String, ExitCode> {
     }
 }
 
+/// Opens the journal and resolves `latest`.
+fn open_run(state: &std::path::Path, run_id: &str) -> Result<(SqliteJournal, String), ExitCode> {
+    let j = journal(state)?;
+    let run_id = resolve_run(&j, run_id)?;
+    Ok((j, run_id))
+}
+
 fn objective(name: &str, o: &Objective) -> String {
     match (o.achieved_ms, o.met) {
         (Some(a), Some(met)) => format!(
@@ -313,12 +320,8 @@ fn dry_run(rt: &tokio::runtime::Runtime, a: &RunArgs) -> ExitCode {
 
 /// `drover resume`.
 pub fn resume(run_id: &str, state: PathBuf, operator: Option<String>) -> ExitCode {
-    let j = match journal(&state) {
-        Ok(j) => j,
-        Err(c) => return c,
-    };
-    let run_id = match resolve_run(&j, run_id) {
-        Ok(r) => r,
+    let (j, run_id) = match open_run(&state, run_id) {
+        Ok(x) => x,
         Err(c) => return c,
     };
     let rt = match runtime() {
@@ -351,12 +354,8 @@ pub fn approve(
     roles: Vec<String>,
     state: PathBuf,
 ) -> ExitCode {
-    let mut j = match journal(&state) {
-        Ok(j) => j,
-        Err(c) => return c,
-    };
-    let run_id = match resolve_run(&j, run_id) {
-        Ok(r) => r,
+    let (mut j, run_id) = match open_run(&state, run_id) {
+        Ok(x) => x,
         Err(c) => return c,
     };
     let check = || -> Result<Vec<drover_engine::scheduler::Action>, String> {
@@ -428,12 +427,8 @@ pub fn approve(
 
 /// `drover status`.
 pub fn status(run_id: &str, state: PathBuf, json: bool) -> ExitCode {
-    let j = match journal(&state) {
-        Ok(j) => j,
-        Err(c) => return c,
-    };
-    let run_id = match resolve_run(&j, run_id) {
-        Ok(r) => r,
+    let (j, run_id) = match open_run(&state, run_id) {
+        Ok(x) => x,
         Err(c) => return c,
     };
     match drover_engine::driver::status(&j, &run_id) {
@@ -462,12 +457,8 @@ pub fn status(run_id: &str, state: PathBuf, json: bool) -> ExitCode {
 
 /// `drover audit verify`.
 pub fn audit_verify(run_id: &str, state: PathBuf) -> ExitCode {
-    let j = match journal(&state) {
-        Ok(j) => j,
-        Err(c) => return c,
-    };
-    let run_id = match resolve_run(&j, run_id) {
-        Ok(r) => r,
+    let (j, run_id) = match open_run(&state, run_id) {
+        Ok(x) => x,
         Err(c) => return c,
     };
     let (row, rows) = match (j.run(&run_id), j.audit(&run_id)) {
@@ -494,12 +485,8 @@ pub fn audit_verify(run_id: &str, state: PathBuf) -> ExitCode {
 
 /// `drover audit show`.
 pub fn audit_show(run_id: &str, state: PathBuf) -> ExitCode {
-    let j = match journal(&state) {
-        Ok(j) => j,
-        Err(c) => return c,
-    };
-    let run_id = match resolve_run(&j, run_id) {
-        Ok(r) => r,
+    let (j, run_id) = match open_run(&state, run_id) {
+        Ok(x) => x,
         Err(c) => return c,
     };
     match j.audit(&run_id) {
