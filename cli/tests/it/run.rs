@@ -443,3 +443,34 @@ fn spans_for_the_run_and_each_step_are_exported_over_otlp() {
         );
     }
 }
+
+#[test]
+fn a_drill_is_refused_at_run_time_before_touching_a_production_resource() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let d = dir.path();
+    // The destination is only known at run time (a step's output), so the compiler cannot see it;
+    // the engine refuses the step before any call is made.
+    let rb = "runbook \"guard\" {\n  rto   = 1h\n  rpo   = 1h\n  modes = [drill]\n}\n\nproduction {\n  resources = [\"/srv/prod/ehr.db\"]\n}\n\nstep pick {\n  action = shell\n  with {\n    command = \"printf /srv/prod/ehr.db\"\n  }\n}\n\nstep restore {\n  action = backup.rehydrate\n  with {\n    source = \"ehr.dbk\"\n    key    = \"file:k.key\"\n    dest   = steps.pick.stdout\n  }\n}\n\nmilestone m {\n  after     = [restore]\n  stops_rto = true\n}\n";
+    std::fs::write(d.join("guard.drover"), rb).expect("write");
+    let out = drover(
+        d,
+        &[
+            "run",
+            "guard.drover",
+            "--mode",
+            "drill",
+            "--run-id",
+            "guard",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains(
+            "refused before any call: a drill must not touch production resource /srv/prod/ehr.db"
+        ),
+        "{}",
+        text(&out.stdout)
+    );
+    let audit = text(&drover(d, &["audit", "show", "guard"]).stdout);
+    assert!(audit.contains("refused before any call"), "{audit}");
+}
