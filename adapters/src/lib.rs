@@ -9,6 +9,10 @@
 //! The remaining providers (`local_*`, `aws_route53`, `aws_ec2`, `aws_s3`, `aws_kms`,
 //! `azure_network`) follow, each behind the engine's adapter trait.
 
+#[cfg(feature = "aws")]
+pub mod aws_kms;
+#[cfg(feature = "aws")]
+pub mod aws_s3;
 pub mod backup;
 mod catalogue;
 pub mod local;

@@ -33,7 +33,9 @@ pub struct Envelope {
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
     /// The key URI's scheme is not known or not built in.
-    #[error("unsupported key URI `{0}`: use file:PATH (aws-kms:KEY comes with the AWS adapters)")]
+    #[error(
+        "unsupported key URI `{0}`: use file:PATH or aws-kms:KEY (the latter in builds with the `aws` feature)"
+    )]
     UnsupportedUri(String),
     /// The key could not be read.
     #[error("cannot read key {uri}: {reason}")]
@@ -75,6 +77,12 @@ pub enum KeyError {
 pub trait KeyProvider: Send + Sync {
     /// The URI it was opened from (no secrets in it).
     fn uri(&self) -> String;
+
+    /// The KMS key this provider uses, if it is a KMS provider (so a KMS-to-KMS rewrap can use
+    /// ReEncrypt and keep the data key inside KMS).
+    fn kms_key(&self) -> Option<&str> {
+        None
+    }
 
     /// The key's id, as recorded in backups and the audit log.
     ///
@@ -148,6 +156,10 @@ pub(crate) fn strict_hex(s: &str, out: &mut [u8]) -> Option<()> {
 pub fn key_provider_from_uri(uri: &str) -> Result<Box<dyn KeyProvider>, KeyError> {
     match uri.split_once(':') {
         Some(("file", path)) if !path.is_empty() => Ok(Box::new(FileKeyProvider::new(path))),
+        #[cfg(feature = "aws")]
+        Some(("aws-kms", key)) if !key.is_empty() => {
+            Ok(Box::new(crate::aws_kms::KmsKeyProvider::new(key)))
+        }
         _ => Err(KeyError::UnsupportedUri(uri.to_owned())),
     }
 }

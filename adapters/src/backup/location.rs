@@ -44,8 +44,11 @@ pub trait Location: Send + Sync {
 /// For schemes this build does not support.
 pub fn location_from_uri(uri: &str) -> Result<Box<dyn Location>, BackupError> {
     if uri.starts_with("s3://") {
+        #[cfg(feature = "aws")]
+        return Ok(Box::new(crate::aws_s3::S3Location::parse(uri)?));
+        #[cfg(not(feature = "aws"))]
         return Err(BackupError::Invalid(format!(
-            "{uri}: s3:// locations come with the AWS adapters; use a local path"
+            "{uri}: s3:// locations need a build with the `aws` feature"
         )));
     }
     Ok(Box::new(LocalLocation::new(uri)))

@@ -1,6 +1,8 @@
 //! Integration tests of the backup library: exhaustive tampering, round trips over sizes, key
 //! rotation, sampled verification.
 
+#[cfg(feature = "aws")]
+mod aws;
 mod rewrap;
 mod roundtrip;
 mod sample;

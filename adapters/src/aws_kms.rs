@@ -1,0 +1,205 @@
+//! `aws-kms:KEY_ID_OR_ALIAS` key providers: the data key comes from AWS KMS (GenerateDataKey), is
+//! opened with Decrypt and rotated with ReEncrypt (the data key never leaves KMS then). The backup
+//! id is bound as the encryption context `drover:backup_id`. Configuration is the AWS SDK's own:
+//! the standard credential chain and profiles, `AWS_REGION`, and `AWS_ENDPOINT_URL` for VPC
+//! endpoints and tests.
+
+use crate::backup::{DataKey, Envelope, KeyError, KeyProvider, WrapContext};
+use aws_sdk_kms::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_kms::primitives::Blob;
+use std::collections::HashMap;
+
+/// A KMS key named by id, ARN or alias.
+#[derive(Debug, Clone)]
+pub struct KmsKeyProvider {
+    key: String,
+}
+
+impl KmsKeyProvider {
+    /// A provider for `key` (`alias/ehr-backup`, a key id or an ARN).
+    pub fn new(key: impl Into<String>) -> Self {
+        Self { key: key.into() }
+    }
+
+    async fn client() -> aws_sdk_kms::Client {
+        let conf = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        aws_sdk_kms::Client::new(&conf)
+    }
+
+    fn context(ctx: &WrapContext) -> HashMap<String, String> {
+        HashMap::from([("drover:backup_id".to_owned(), hex::encode(ctx.backup_id))])
+    }
+
+    fn error<E: ProvideErrorMetadata + std::error::Error + 'static>(
+        &self,
+        call: &str,
+        e: aws_sdk_kms::error::SdkError<E>,
+    ) -> KeyError {
+        let code = e
+            .as_service_error()
+            .and_then(ProvideErrorMetadata::code)
+            .unwrap_or("")
+            .to_owned();
+        let msg = format!("KMS {call} on {}: {}", self.key, DisplayErrorContext(&e));
+        match code.as_str() {
+            "InvalidCiphertextException" | "IncorrectKeyException" => {
+                KeyError::Unwrap(format!("aws-kms:{}", self.key))
+            }
+            "NotFoundException"
+            | "DisabledException"
+            | "KMSInvalidStateException"
+            | "AccessDeniedException" => KeyError::BadKey {
+                uri: self.uri(),
+                reason: msg,
+            },
+            _ => KeyError::Transient(msg),
+        }
+    }
+}
+
+fn key_bytes(b: &[u8], uri: &str) -> Result<DataKey, KeyError> {
+    let bytes: [u8; 32] = b.try_into().map_err(|_| KeyError::BadKey {
+        uri: uri.to_owned(),
+        reason: "KMS returned a data key that is not 256 bits".into(),
+    })?;
+    Ok(DataKey::from_bytes(bytes))
+}
+
+#[async_trait::async_trait]
+impl KeyProvider for KmsKeyProvider {
+    fn uri(&self) -> String {
+        format!("aws-kms:{}", self.key)
+    }
+
+    fn kms_key(&self) -> Option<&str> {
+        Some(&self.key)
+    }
+
+    async fn key_id(&self) -> Result<String, KeyError> {
+        let out = Self::client()
+            .await
+            .describe_key()
+            .key_id(&self.key)
+            .send()
+            .await
+            .map_err(|e| self.error("DescribeKey", e))?;
+        Ok(out
+            .key_metadata()
+            .and_then(|m| m.arn())
+            .unwrap_or(&self.key)
+            .to_owned())
+    }
+
+    async fn preflight(&self) -> Result<(), KeyError> {
+        let out = Self::client()
+            .await
+            .describe_key()
+            .key_id(&self.key)
+            .send()
+            .await
+            .map_err(|e| self.error("DescribeKey", e))?;
+        match out.key_metadata().and_then(|m| m.key_state()) {
+            Some(aws_sdk_kms::types::KeyState::Enabled) => Ok(()),
+            other => Err(KeyError::BadKey {
+                uri: self.uri(),
+                reason: format!("the key is not enabled (state {other:?})"),
+            }),
+        }
+    }
+
+    async fn generate(&self, ctx: &WrapContext) -> Result<(DataKey, Envelope), KeyError> {
+        let out = Self::client()
+            .await
+            .generate_data_key()
+            .key_id(&self.key)
+            .key_spec(aws_sdk_kms::types::DataKeySpec::Aes256)
+            .set_encryption_context(Some(Self::context(ctx)))
+            .send()
+            .await
+            .map_err(|e| self.error("GenerateDataKey", e))?;
+        let plain = out.plaintext().map(Blob::as_ref).unwrap_or_default();
+        let key = key_bytes(plain, &self.uri())?;
+        Ok((
+            key,
+            Envelope {
+                provider: "aws-kms".into(),
+                key_id: out.key_id().unwrap_or(&self.key).to_owned(),
+                wrapped_key: hex::encode(
+                    out.ciphertext_blob().map(Blob::as_ref).unwrap_or_default(),
+                ),
+                nonce: None,
+            },
+        ))
+    }
+
+    async fn wrap(&self, key: &DataKey, ctx: &WrapContext) -> Result<Envelope, KeyError> {
+        let out = Self::client()
+            .await
+            .encrypt()
+            .key_id(&self.key)
+            .plaintext(Blob::new(key.as_bytes().to_vec()))
+            .set_encryption_context(Some(Self::context(ctx)))
+            .send()
+            .await
+            .map_err(|e| self.error("Encrypt", e))?;
+        Ok(Envelope {
+            provider: "aws-kms".into(),
+            key_id: out.key_id().unwrap_or(&self.key).to_owned(),
+            wrapped_key: hex::encode(out.ciphertext_blob().map(Blob::as_ref).unwrap_or_default()),
+            nonce: None,
+        })
+    }
+
+    async fn unwrap(&self, env: &Envelope, ctx: &WrapContext) -> Result<DataKey, KeyError> {
+        if env.provider != "aws-kms" {
+            return Err(KeyError::WrongProvider {
+                expected: "aws-kms".into(),
+                found: env.provider.clone(),
+            });
+        }
+        let blob = hex::decode(&env.wrapped_key).map_err(|_| KeyError::Unwrap(self.uri()))?;
+        let out = Self::client()
+            .await
+            .decrypt()
+            .key_id(&self.key)
+            .ciphertext_blob(Blob::new(blob))
+            .set_encryption_context(Some(Self::context(ctx)))
+            .send()
+            .await
+            .map_err(|e| self.error("Decrypt", e))?;
+        key_bytes(
+            out.plaintext().map(Blob::as_ref).unwrap_or_default(),
+            &self.uri(),
+        )
+    }
+
+    async fn rewrap(
+        &self,
+        env: &Envelope,
+        ctx: &WrapContext,
+        to: &dyn KeyProvider,
+    ) -> Result<Envelope, KeyError> {
+        let Some(dest) = to.kms_key() else {
+            let key = self.unwrap(env, ctx).await?;
+            return to.wrap(&key, ctx).await;
+        };
+        let blob = hex::decode(&env.wrapped_key).map_err(|_| KeyError::Unwrap(self.uri()))?;
+        let out = Self::client()
+            .await
+            .re_encrypt()
+            .ciphertext_blob(Blob::new(blob))
+            .source_key_id(&self.key)
+            .set_source_encryption_context(Some(Self::context(ctx)))
+            .destination_key_id(dest)
+            .set_destination_encryption_context(Some(Self::context(ctx)))
+            .send()
+            .await
+            .map_err(|e| self.error("ReEncrypt", e))?;
+        Ok(Envelope {
+            provider: "aws-kms".into(),
+            key_id: out.key_id().unwrap_or(dest).to_owned(),
+            wrapped_key: hex::encode(out.ciphertext_blob().map(Blob::as_ref).unwrap_or_default()),
+            nonce: None,
+        })
+    }
+}

@@ -1,0 +1,400 @@
+//! `s3://bucket/key` backup locations: streaming reads (GetObject, consumed chunk by chunk),
+//! multipart writes (8 MiB parts, aborted unless committed), listing under a prefix.
+//!
+//! Each read or write runs its AWS calls on a thread of its own with its own small runtime, so a
+//! location works the same from synchronous code, from `spawn_blocking`, or under any runtime.
+//! Configuration is the AWS SDK's: credential chain, profiles, `AWS_REGION`, `AWS_ENDPOINT_URL`
+//! (path-style addressing is used when an endpoint is set, as S3-compatible servers expect).
+
+use crate::backup::{BackupError, Location, PendingWrite};
+use aws_sdk_s3::error::DisplayErrorContext;
+use std::io::{Read, Write};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+
+const PART: usize = 8 << 20;
+
+/// An object (or, for listing, a prefix) in S3.
+#[derive(Debug, Clone)]
+pub struct S3Location {
+    bucket: String,
+    key: String,
+}
+
+impl S3Location {
+    /// Parses `s3://bucket/key`.
+    ///
+    /// # Errors
+    /// If the URI has no bucket.
+    pub fn parse(uri: &str) -> Result<Self, BackupError> {
+        let rest = uri
+            .strip_prefix("s3://")
+            .ok_or_else(|| BackupError::Invalid(format!("{uri} is not an s3:// URI")))?;
+        let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err(BackupError::Invalid(format!("{uri}: no bucket")));
+        }
+        Ok(Self {
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+        })
+    }
+
+    /// The bucket.
+    #[must_use]
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    /// The object key.
+    #[must_use]
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+}
+
+/// An S3 client configured the AWS way.
+pub async fn client() -> aws_sdk_s3::Client {
+    let conf = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let mut b = aws_sdk_s3::config::Builder::from(&conf);
+    if std::env::var_os("AWS_ENDPOINT_URL").is_some()
+        || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some()
+    {
+        b = b.force_path_style(true);
+    }
+    aws_sdk_s3::Client::from_conf(b.build())
+}
+
+/// Runs `f` on a thread with its own runtime and waits for it.
+fn on_own_runtime<T: Send + 'static>(
+    f: impl FnOnce(tokio::runtime::Runtime) -> T + Send + 'static,
+) -> Result<T, BackupError> {
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| BackupError::Invalid(e.to_string()))?;
+        Ok(f(rt))
+    })
+    .join()
+    .map_err(|_| BackupError::Invalid("the S3 thread panicked".into()))?
+}
+
+fn s3_err<E: std::error::Error + 'static>(
+    call: &str,
+    what: &str,
+    e: &aws_sdk_s3::error::SdkError<E>,
+) -> BackupError {
+    BackupError::Io {
+        context: format!("S3 {call} {what}"),
+        source: std::io::Error::other(DisplayErrorContext(e).to_string()),
+    }
+}
+
+struct S3Reader {
+    rx: Receiver<std::io::Result<Vec<u8>>>,
+    buf: Vec<u8>,
+    pos: usize,
+}
+
+impl Read for S3Reader {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        while self.pos >= self.buf.len() {
+            match self.rx.recv() {
+                Ok(Ok(chunk)) => {
+                    self.buf = chunk;
+                    self.pos = 0;
+                }
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = out.len().min(self.buf.len() - self.pos);
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+enum Msg {
+    Part(Vec<u8>),
+    Commit(SyncSender<Result<(), String>>),
+}
+
+struct S3Writer {
+    tx: SyncSender<Msg>,
+    buf: Vec<u8>,
+}
+
+impl Write for S3Writer {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= PART {
+            let part = std::mem::replace(&mut self.buf, Vec::with_capacity(PART));
+            self.tx
+                .send(Msg::Part(part))
+                .map_err(|_| std::io::Error::other("the S3 upload stopped"))?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl PendingWrite for S3Writer {
+    fn commit(mut self: Box<Self>) -> Result<(), BackupError> {
+        let last = std::mem::take(&mut self.buf);
+        let (done_tx, done_rx) = sync_channel(1);
+        let send = |m| {
+            self.tx
+                .send(m)
+                .map_err(|_| BackupError::Invalid("the S3 upload stopped".into()))
+        };
+        send(Msg::Part(last))?;
+        send(Msg::Commit(done_tx))?;
+        match done_rx.recv() {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(BackupError::Io {
+                context: "S3 multipart upload".into(),
+                source: std::io::Error::other(e),
+            }),
+            Err(_) => Err(BackupError::Invalid("the S3 upload stopped".into())),
+        }
+    }
+}
+
+impl Location for S3Location {
+    fn describe(&self) -> String {
+        format!("s3://{}/{}", self.bucket, self.key)
+    }
+
+    fn open(&self) -> Result<Box<dyn Read + Send>, BackupError> {
+        let (tx, rx) = sync_channel::<std::io::Result<Vec<u8>>>(4);
+        let (bucket, key) = (self.bucket.clone(), self.key.clone());
+        std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async move {
+                let c = client().await;
+                match c.get_object().bucket(&bucket).key(&key).send().await {
+                    Ok(out) => {
+                        let mut body = out.body;
+                        loop {
+                            match body.try_next().await {
+                                Ok(Some(chunk)) => {
+                                    if tx.send(Ok(chunk.to_vec())).is_err() {
+                                        return;
+                                    }
+                                }
+                                Ok(None) => return,
+                                Err(e) => {
+                                    let _ = tx.send(Err(std::io::Error::other(e.to_string())));
+                                    return;
+                                }
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(std::io::Error::other(format!(
+                            "GetObject s3://{bucket}/{key}: {}",
+                            DisplayErrorContext(&e)
+                        ))));
+                    }
+                }
+            });
+        });
+        Ok(Box::new(S3Reader {
+            rx,
+            buf: Vec::new(),
+            pos: 0,
+        }))
+    }
+
+    fn create(&self, replace: bool) -> Result<Box<dyn PendingWrite>, BackupError> {
+        let (bucket, key) = (self.bucket.clone(), self.key.clone());
+        if !replace {
+            let exists = on_own_runtime({
+                let (bucket, key) = (bucket.clone(), key.clone());
+                move |rt| {
+                    rt.block_on(async move {
+                        client()
+                            .await
+                            .head_object()
+                            .bucket(&bucket)
+                            .key(&key)
+                            .send()
+                            .await
+                            .is_ok()
+                    })
+                }
+            })?;
+            if exists {
+                return Err(BackupError::Invalid(format!(
+                    "s3://{bucket}/{key} exists; refusing to overwrite it"
+                )));
+            }
+        }
+        let (tx, rx) = sync_channel::<Msg>(2);
+        std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async move {
+                let c = client().await;
+                let upload = match c
+                    .create_multipart_upload()
+                    .bucket(&bucket)
+                    .key(&key)
+                    .send()
+                    .await
+                {
+                    Ok(u) => u.upload_id().unwrap_or_default().to_owned(),
+                    Err(e) => {
+                        // Report on commit.
+                        let msg = format!("CreateMultipartUpload: {}", DisplayErrorContext(&e));
+                        while let Ok(m) = rx.recv() {
+                            if let Msg::Commit(done) = m {
+                                let _ = done.send(Err(msg));
+                                return;
+                            }
+                        }
+                        return;
+                    }
+                };
+                let mut parts = Vec::new();
+                let mut failed: Option<String> = None;
+                let abort = |c: &aws_sdk_s3::Client| {
+                    let (c, b, k, u) = (c.clone(), bucket.clone(), key.clone(), upload.clone());
+                    async move {
+                        let _ = c
+                            .abort_multipart_upload()
+                            .bucket(&b)
+                            .key(&k)
+                            .upload_id(&u)
+                            .send()
+                            .await;
+                    }
+                };
+                while let Ok(m) = rx.recv() {
+                    match m {
+                        Msg::Part(data) if failed.is_none() => {
+                            let n = i32::try_from(parts.len() + 1).unwrap_or(i32::MAX);
+                            match c
+                                .upload_part()
+                                .bucket(&bucket)
+                                .key(&key)
+                                .upload_id(&upload)
+                                .part_number(n)
+                                .body(data.into())
+                                .send()
+                                .await
+                            {
+                                Ok(p) => parts.push(
+                                    aws_sdk_s3::types::CompletedPart::builder()
+                                        .part_number(n)
+                                        .set_e_tag(p.e_tag().map(str::to_owned))
+                                        .build(),
+                                ),
+                                Err(e) => {
+                                    failed =
+                                        Some(format!("UploadPart {n}: {}", DisplayErrorContext(&e)))
+                                }
+                            }
+                        }
+                        Msg::Part(_) => {}
+                        Msg::Commit(done) => {
+                            if let Some(f) = failed {
+                                abort(&c).await;
+                                let _ = done.send(Err(f));
+                                return;
+                            }
+                            let r = c
+                                .complete_multipart_upload()
+                                .bucket(&bucket)
+                                .key(&key)
+                                .upload_id(&upload)
+                                .multipart_upload(
+                                    aws_sdk_s3::types::CompletedMultipartUpload::builder()
+                                        .set_parts(Some(parts))
+                                        .build(),
+                                )
+                                .send()
+                                .await;
+                            let _ = done.send(r.map(|_| ()).map_err(|e| {
+                                format!("CompleteMultipartUpload: {}", DisplayErrorContext(&e))
+                            }));
+                            return;
+                        }
+                    }
+                }
+                // Dropped without commit: nothing may appear at the key.
+                abort(&c).await;
+            });
+        });
+        Ok(Box::new(S3Writer {
+            tx,
+            buf: Vec::with_capacity(PART),
+        }))
+    }
+
+    fn list(&self) -> Result<Vec<Box<dyn Location>>, BackupError> {
+        let (bucket, prefix) = (self.bucket.clone(), self.key.clone());
+        let keys = on_own_runtime(move |rt| {
+            rt.block_on(async move {
+                let c = client().await;
+                let mut keys = Vec::new();
+                let mut pages = c
+                    .list_objects_v2()
+                    .bucket(&bucket)
+                    .prefix(&prefix)
+                    .into_paginator()
+                    .send();
+                while let Some(page) = pages.next().await {
+                    let page = page.map_err(|e| {
+                        s3_err("ListObjectsV2", &format!("s3://{bucket}/{prefix}"), &e)
+                    })?;
+                    for o in page.contents() {
+                        if let Some(k) = o.key() {
+                            let head = c
+                                .get_object()
+                                .bucket(&bucket)
+                                .key(k)
+                                .range("bytes=0-7")
+                                .send()
+                                .await;
+                            if let Ok(out) = head {
+                                let b = out
+                                    .body
+                                    .collect()
+                                    .await
+                                    .map(|b| b.into_bytes().to_vec())
+                                    .unwrap_or_default();
+                                if b.as_slice() == crate::backup::MAGIC {
+                                    keys.push(k.to_owned());
+                                }
+                            }
+                        }
+                    }
+                }
+                Ok::<_, BackupError>(keys)
+            })
+        })??;
+        Ok(keys
+            .into_iter()
+            .map(|k| {
+                Box::new(S3Location {
+                    bucket: self.bucket.clone(),
+                    key: k,
+                }) as Box<dyn Location>
+            })
+            .collect())
+    }
+}

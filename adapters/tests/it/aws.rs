@@ -1,0 +1,179 @@
+//! The AWS backup path against a real AWS-compatible server (moto, started by `.ci/test` on
+//! 127.0.0.1 with `AWS_ENDPOINT_URL` and static test credentials exported): backups created in and
+//! restored from `s3://`, data keys from `aws-kms:`, rotation with ReEncrypt.
+
+use super::support::rt;
+use drover_adapters::aws_kms::KmsKeyProvider;
+use drover_adapters::backup::{self, CreateOptions, KeyProvider, NoProgress, location_from_uri};
+use time::macros::datetime;
+
+fn endpoint() -> String {
+    std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| {
+        panic!("AWS_ENDPOINT_URL is not set: run the AWS suite through .ci/test, which starts moto on 127.0.0.1")
+    })
+}
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}-{:08x}", rand::random::<u32>())
+}
+
+async fn world() -> (String, String, String) {
+    let _ = endpoint();
+    let conf = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&conf)
+            .force_path_style(true)
+            .build(),
+    );
+    let kms = aws_sdk_kms::Client::new(&conf);
+    let bucket = unique("drover-backups");
+    s3.create_bucket()
+        .bucket(&bucket)
+        .send()
+        .await
+        .expect("bucket");
+    let mut keys = Vec::new();
+    for _ in 0..2 {
+        let k = kms.create_key().send().await.expect("key");
+        let id = k
+            .key_metadata()
+            .map(|m| m.key_id().to_owned())
+            .expect("key id");
+        let alias = format!("alias/{}", unique("drover"));
+        kms.create_alias()
+            .alias_name(&alias)
+            .target_key_id(&id)
+            .send()
+            .await
+            .expect("alias");
+        keys.push(alias);
+    }
+    (bucket, keys[0].clone(), keys[1].clone())
+}
+
+#[test]
+fn backups_round_trip_through_s3_under_kms_keys_and_rotate_with_reencrypt() {
+    let rt = rt();
+    let (bucket, alias, alias2) = rt.block_on(world());
+    let key = KmsKeyProvider::new(alias.clone());
+    let plain: Vec<u8> = (0..(20u32 << 20)).map(|i| (i % 251) as u8).collect();
+    let uri = format!("s3://{bucket}/ehr/ehr.dbk");
+    let loc = location_from_uri(&uri).expect("s3 location");
+    let mut opts = CreateOptions::new("ehr", datetime!(2026-11-23 03:00 UTC));
+    opts.recovery_point = Some(datetime!(2026-11-23 02:45 UTC));
+    let mut input: &[u8] = &plain;
+    let created = rt
+        .block_on(backup::create(
+            &mut input,
+            loc.as_ref(),
+            &key,
+            &opts,
+            &NoProgress,
+        ))
+        .expect("create in s3");
+    assert!(created.key_id.contains("arn:aws:kms"), "{}", created.key_id);
+    assert!(created.chunks >= 20);
+
+    let keyless = rt
+        .block_on(backup::verify(loc.as_ref(), None, None, &NoProgress))
+        .expect("keyless verify");
+    assert_eq!(keyless.ciphertext_sha256, created.ciphertext_sha256);
+    let full = rt
+        .block_on(backup::verify(loc.as_ref(), Some(&key), None, &NoProgress))
+        .expect("keyed verify");
+    assert_eq!(full.sha256, created.sha256);
+
+    let dir = tempfile::tempdir().expect("tmp");
+    let dest = dir.path().join("ehr.bin");
+    rt.block_on(backup::restore(
+        loc.as_ref(),
+        &dest,
+        &key,
+        Some(&created.sha256),
+        false,
+        &NoProgress,
+    ))
+    .expect("restore from s3");
+    assert!(std::fs::read(&dest).expect("read") == plain);
+
+    // A second create at the same key is refused: backups are never overwritten.
+    let mut again: &[u8] = b"other";
+    assert!(
+        rt.block_on(backup::create(
+            &mut again,
+            loc.as_ref(),
+            &key,
+            &opts,
+            &NoProgress
+        ))
+        .is_err()
+    );
+
+    // Rotation: ReEncrypt to the second key; chunks unchanged; the new key restores.
+    let key2 = KmsKeyProvider::new(alias2.clone());
+    let rewrapped = rt
+        .block_on(backup::rewrap(loc.as_ref(), &key, &key2))
+        .expect("rewrap");
+    assert_eq!(
+        rewrapped.ciphertext_sha256, created.ciphertext_sha256,
+        "data chunks unchanged"
+    );
+    assert_ne!(rewrapped.key_id, created.key_id);
+    let dest2 = dir.path().join("ehr2.bin");
+    rt.block_on(backup::restore(
+        loc.as_ref(),
+        &dest2,
+        &key2,
+        None,
+        false,
+        &NoProgress,
+    ))
+    .expect("the new key restores");
+    assert!(std::fs::read(&dest2).expect("read") == plain);
+}
+
+#[test]
+fn a_missing_object_and_a_disabled_key_fail_cleanly() {
+    let rt = rt();
+    let (bucket, alias, _) = rt.block_on(world());
+    let key = KmsKeyProvider::new(alias);
+    let loc = location_from_uri(&format!("s3://{bucket}/nope.dbk")).expect("location");
+    let err = rt
+        .block_on(backup::verify(loc.as_ref(), Some(&key), None, &NoProgress))
+        .expect_err("missing object");
+    assert!(
+        err.to_string().contains("NoSuchKey")
+            || err.to_string().contains("not found")
+            || err.to_string().contains("GetObject"),
+        "{err}"
+    );
+    let bad = KmsKeyProvider::new("alias/does-not-exist");
+    let e = rt.block_on(bad.preflight()).expect_err("unknown key");
+    assert!(e.to_string().contains("does-not-exist"), "{e}");
+}
+
+#[test]
+fn sampled_verification_works_under_an_s3_prefix() {
+    let rt = rt();
+    let (bucket, alias, _) = rt.block_on(world());
+    let key = KmsKeyProvider::new(alias);
+    for i in 0..3 {
+        let loc = location_from_uri(&format!("s3://{bucket}/vault/b{i}.dbk")).expect("location");
+        let mut input: &[u8] = b"some clinical data";
+        rt.block_on(backup::create(
+            &mut input,
+            loc.as_ref(),
+            &key,
+            &CreateOptions::new("d", datetime!(2026-11-23 03:00 UTC)),
+            &NoProgress,
+        ))
+        .expect("create");
+    }
+    let prefix = location_from_uri(&format!("s3://{bucket}/vault/")).expect("prefix");
+    let r = rt
+        .block_on(backup::verify_sample(prefix.as_ref(), 2, 1, &key))
+        .expect("sample");
+    assert_eq!(r.backups.len(), 3);
+    assert_eq!(r.sampled(), 2);
+    assert_eq!(r.errors(), 0);
+}
