@@ -345,6 +345,11 @@ impl Location for S3Location {
         }))
     }
 
+    fn retention(&self) -> Result<Option<crate::backup::Retention>, BackupError> {
+        let me = self.clone();
+        on_own_runtime(move |rt| rt.block_on(async move { me.head_retention().await }))?
+    }
+
     fn list(&self) -> Result<Vec<Box<dyn Location>>, BackupError> {
         let (bucket, prefix) = (self.bucket.clone(), self.key.clone());
         let keys = on_own_runtime(move |rt| {
@@ -396,5 +401,108 @@ impl Location for S3Location {
                 }) as Box<dyn Location>
             })
             .collect())
+    }
+}
+
+impl S3Location {
+    async fn head_retention(&self) -> Result<Option<crate::backup::Retention>, BackupError> {
+        let out = client()
+            .await
+            .head_object()
+            .bucket(&self.bucket)
+            .key(&self.key)
+            .send()
+            .await
+            .map_err(|e| s3_err("HeadObject", &self.describe(), &e))?;
+        Ok(
+            match (out.object_lock_mode(), out.object_lock_retain_until_date()) {
+                (Some(mode), Some(until)) => Some(crate::backup::Retention {
+                    mode: mode.as_str().to_owned(),
+                    retain_until: until
+                        .fmt(aws_sdk_s3::primitives::DateTimeFormat::DateTime)
+                        .unwrap_or_default(),
+                }),
+                _ => None,
+            },
+        )
+    }
+}
+
+/// The `aws_s3.*` actions: `aws_s3.check_object_lock` checks that the immutable copy of a backup
+/// exists and is locked (HeadObject: lock mode and retain-until date), long enough.
+#[derive(Debug, Default)]
+pub struct AwsS3Adapter;
+
+#[async_trait::async_trait]
+impl drover_schema::Adapter for AwsS3Adapter {
+    fn schemas(&self) -> Vec<drover_schema::ActionSchema> {
+        crate::builtin_catalogue()
+            .actions()
+            .iter()
+            .filter(|a| a.provider() == "aws_s3")
+            .cloned()
+            .collect()
+    }
+
+    async fn execute(
+        &self,
+        action: &str,
+        inputs: &drover_schema::Inputs,
+        _ctx: &drover_schema::StepContext,
+    ) -> Result<drover_schema::Outputs, drover_schema::AdapterError> {
+        use drover_schema::AdapterError;
+        if action != "aws_s3.check_object_lock" {
+            return Err(AdapterError::Permanent(format!(
+                "the S3 adapter has no action `{action}`"
+            )));
+        }
+        let s = |k: &str| inputs.get(k).and_then(|v| v.as_str()).map(str::to_owned);
+        let (Some(bucket), Some(key)) = (s("bucket"), s("key")) else {
+            return Err(AdapterError::Permanent(
+                "`bucket` and `key` are required".into(),
+            ));
+        };
+        let loc = S3Location { bucket, key };
+        let r = loc
+            .head_retention()
+            .await
+            .map_err(|e| AdapterError::Transient(format!("aws_s3.check_object_lock: {e}")))?;
+        let Some(r) = r else {
+            return Err(AdapterError::Permanent(format!(
+                "{} is not under S3 Object Lock",
+                loc.describe()
+            )));
+        };
+        if let Some(want) = s("mode").filter(|m| *m != r.mode) {
+            return Err(AdapterError::Permanent(format!(
+                "{} is locked in {} mode, not {want}",
+                loc.describe(),
+                r.mode
+            )));
+        }
+        if let Some(min) = inputs
+            .get("min_retention")
+            .and_then(serde_json::Value::as_u64)
+        {
+            let until = time::OffsetDateTime::parse(
+                &r.retain_until,
+                &time::format_description::well_known::Rfc3339,
+            )
+            .map_err(|_| {
+                AdapterError::Permanent(format!("unreadable retain-until date {}", r.retain_until))
+            })?;
+            let left = (until - time::OffsetDateTime::now_utc()).whole_milliseconds();
+            if left < i128::from(min) {
+                return Err(AdapterError::Permanent(format!(
+                    "{} is locked only until {}",
+                    loc.describe(),
+                    r.retain_until
+                )));
+            }
+        }
+        let mut o = drover_schema::Outputs::new();
+        o.insert("mode".into(), serde_json::json!(r.mode));
+        o.insert("retain_until".into(), serde_json::json!(r.retain_until));
+        Ok(o)
     }
 }

@@ -38,5 +38,5 @@ pub use key_provider::{Envelope, KeyError, KeyProvider, WrapContext, key_provide
 pub use location::{LocalLocation, Location, PendingWrite, location_from_uri};
 pub use operations::{CreateOptions, create, inspect, restore, rewrap, verify};
 pub use progress::{NoProgress, Progress};
-pub use report::{BackupReport, Inspection, VerifyLevel};
+pub use report::{BackupReport, Inspection, Retention, VerifyLevel};
 pub use sample::{SampleOutcome, SampleReport, verify_sample};

@@ -84,6 +84,12 @@ fn human_bytes(n: u64) -> String {
 }
 
 fn print_report(verb: &str, r: &BackupReport, format: CheckFormat) {
+    if let (CheckFormat::Text, Some(lock)) = (format, &r.retention) {
+        println!(
+            "{}: under S3 Object Lock, {} mode, retained until {}",
+            r.location, lock.mode, lock.retain_until
+        );
+    }
     match format {
         CheckFormat::Json => println!("{}", serde_json::to_string_pretty(r).unwrap_or_default()),
         CheckFormat::Text => println!(

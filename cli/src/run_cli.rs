@@ -121,7 +121,10 @@ fn os_user() -> String {
 fn adapters() -> Adapters {
     let sink: drover_adapters::local::NotifySink =
         Arc::new(|m: &str| println!("        notify: {m}"));
-    Adapters::default().with(Arc::new(LocalAdapter::new(sink)))
+    let adapters = Adapters::default().with(Arc::new(LocalAdapter::new(sink)));
+    #[cfg(feature = "aws")]
+    let adapters = adapters.with(Arc::new(drover_adapters::aws_s3::AwsS3Adapter));
+    adapters
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {

@@ -31,6 +31,14 @@ pub trait Location: Send + Sync {
     /// If it cannot be created.
     fn create(&self, replace: bool) -> Result<Box<dyn PendingWrite>, BackupError>;
 
+    /// The object's write-once retention (S3 Object Lock), if the store has such a thing.
+    ///
+    /// # Errors
+    /// If it cannot be read.
+    fn retention(&self) -> Result<Option<crate::backup::Retention>, BackupError> {
+        Ok(None)
+    }
+
     /// Every backup under this location, if it is a directory or prefix.
     ///
     /// # Errors

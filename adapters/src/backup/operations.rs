@@ -390,13 +390,14 @@ pub async fn verify(
     let Some(key) = key else {
         let (parsed, manifest) = scan(&mut r)?;
         progress.finish();
-        return Ok(BackupReport::new(
+        let report = BackupReport::new(
             loc.describe(),
             &parsed.header,
             parsed.envelope.key_id,
             &manifest,
             VerifyLevel::Structure,
-        ));
+        );
+        return with_retention(loc, report);
     };
     let parsed = read_header(&mut r)?;
     let cipher = open_key(&parsed, key).await?;
@@ -404,13 +405,23 @@ pub async fn verify(
     progress.finish();
     check_expected(&d, expect_sha256)?;
     let _ = d.bytes;
-    Ok(BackupReport::new(
+    let report = BackupReport::new(
         loc.describe(),
         &parsed.header,
         parsed.envelope.key_id.clone(),
         &d.manifest,
         VerifyLevel::Full,
-    ))
+    );
+    with_retention(loc, report)
+}
+
+/// Adds the location's write-once retention to a verification report.
+fn with_retention(
+    loc: &dyn Location,
+    mut report: BackupReport,
+) -> Result<BackupReport, BackupError> {
+    report.retention = loc.retention()?;
+    Ok(report)
 }
 
 /// Restores a backup to `dest`: decrypts into a temporary file beside it, syncs, and renames it

@@ -14,6 +14,15 @@ pub enum VerifyLevel {
     Full,
 }
 
+/// Write-once retention of a stored backup (S3 Object Lock).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Retention {
+    /// `COMPLIANCE` or `GOVERNANCE`.
+    pub mode: String,
+    /// Until when (RFC 3339).
+    pub retain_until: String,
+}
+
 /// The outcome of creating, verifying, restoring or rewrapping a backup.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct BackupReport {
@@ -39,6 +48,9 @@ pub struct BackupReport {
     pub chunks: u64,
     /// How thoroughly it was checked.
     pub level: VerifyLevel,
+    /// Write-once retention, where the location reports it (`verify` fills it in).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retention: Option<Retention>,
 }
 
 impl BackupReport {
@@ -61,6 +73,7 @@ impl BackupReport {
             bytes: m.plaintext_bytes,
             chunks: m.chunks,
             level,
+            retention: None,
         }
     }
 }

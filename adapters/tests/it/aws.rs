@@ -177,3 +177,110 @@ fn sampled_verification_works_under_an_s3_prefix() {
     assert_eq!(r.sampled(), 2);
     assert_eq!(r.errors(), 0);
 }
+
+#[test]
+fn object_lock_is_reported_checked_and_a_locked_backup_cannot_be_deleted() {
+    use drover_schema::Adapter;
+    let rt = rt();
+    let (_, alias, _) = rt.block_on(world());
+    let key = KmsKeyProvider::new(alias);
+    let bucket = unique("drover-locked");
+    let conf = rt.block_on(aws_config::load_defaults(
+        aws_config::BehaviorVersion::latest(),
+    ));
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&conf)
+            .force_path_style(true)
+            .build(),
+    );
+    rt.block_on(
+        s3.create_bucket()
+            .bucket(&bucket)
+            .object_lock_enabled_for_bucket(true)
+            .send(),
+    )
+    .expect("locked bucket");
+    let loc = location_from_uri(&format!("s3://{bucket}/ehr.dbk")).expect("location");
+    let mut input: &[u8] = b"immutable copy";
+    rt.block_on(backup::create(
+        &mut input,
+        loc.as_ref(),
+        &key,
+        &CreateOptions::new("ehr", datetime!(2026-11-23 03:00 UTC)),
+        &NoProgress,
+    ))
+    .expect("create");
+    let until = aws_sdk_s3::primitives::DateTime::from_secs(4_102_444_800); // 2100-01-01
+    rt.block_on(
+        s3.put_object_retention()
+            .bucket(&bucket)
+            .key("ehr.dbk")
+            .retention(
+                aws_sdk_s3::types::ObjectLockRetention::builder()
+                    .mode(aws_sdk_s3::types::ObjectLockRetentionMode::Compliance)
+                    .retain_until_date(until)
+                    .build(),
+            )
+            .send(),
+    )
+    .expect("retention");
+
+    let report = rt
+        .block_on(backup::verify(loc.as_ref(), None, None, &NoProgress))
+        .expect("verify");
+    let lock = report.retention.expect("object lock reported");
+    assert_eq!(lock.mode, "COMPLIANCE");
+    assert!(
+        lock.retain_until.starts_with("2100-01-01"),
+        "{}",
+        lock.retain_until
+    );
+
+    let ctx = drover_schema::StepContext {
+        run_id: "r".into(),
+        step_id: "check".into(),
+        action: "aws_s3.check_object_lock".into(),
+        idempotency_key: "r/check".into(),
+        attempt: 1,
+        mode: "drill".into(),
+        state_dir: ".".into(),
+        production: Vec::new(),
+    };
+    let mut inputs = drover_schema::Inputs::new();
+    inputs.insert("bucket".into(), serde_json::json!(bucket));
+    inputs.insert("key".into(), serde_json::json!("ehr.dbk"));
+    inputs.insert("mode".into(), serde_json::json!("COMPLIANCE"));
+    inputs.insert(
+        "min_retention".into(),
+        serde_json::json!(189_216_000_000u64),
+    ); // 6 years
+    let adapter = drover_adapters::aws_s3::AwsS3Adapter;
+    let out = rt
+        .block_on(adapter.execute("aws_s3.check_object_lock", &inputs, &ctx))
+        .expect("locked long enough");
+    assert_eq!(out["mode"], "COMPLIANCE");
+    inputs.insert("key".into(), serde_json::json!("nope.dbk"));
+    assert!(
+        rt.block_on(adapter.execute("aws_s3.check_object_lock", &inputs, &ctx))
+            .is_err()
+    );
+
+    // The store itself refuses to delete the locked version.
+    let versions = rt
+        .block_on(s3.list_object_versions().bucket(&bucket).send())
+        .expect("versions");
+    let version = versions
+        .versions()
+        .first()
+        .and_then(|v| v.version_id())
+        .expect("a version")
+        .to_owned();
+    let deleted = rt.block_on(
+        s3.delete_object()
+            .bucket(&bucket)
+            .key("ehr.dbk")
+            .version_id(&version)
+            .send(),
+    );
+    assert!(deleted.is_err(), "deleting a locked object must be refused");
+}
