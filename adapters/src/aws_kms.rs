@@ -16,6 +16,17 @@ pub struct KmsKeyProvider {
 }
 
 impl KmsKeyProvider {
+    async fn describe(&self) -> Result<Option<aws_sdk_kms::types::KeyMetadata>, KeyError> {
+        let out = Self::client()
+            .await
+            .describe_key()
+            .key_id(&self.key)
+            .send()
+            .await
+            .map_err(|e| self.error("DescribeKey", e))?;
+        Ok(out.key_metadata)
+    }
+
     /// A provider for `key` (`alias/ehr-backup`, a key id or an ARN).
     pub fn new(key: impl Into<String>) -> Self {
         Self { key: key.into() }
@@ -76,29 +87,12 @@ impl KeyProvider for KmsKeyProvider {
     }
 
     async fn key_id(&self) -> Result<String, KeyError> {
-        let out = Self::client()
-            .await
-            .describe_key()
-            .key_id(&self.key)
-            .send()
-            .await
-            .map_err(|e| self.error("DescribeKey", e))?;
-        Ok(out
-            .key_metadata()
-            .and_then(|m| m.arn())
-            .unwrap_or(&self.key)
-            .to_owned())
+        let meta = self.describe().await?;
+        Ok(meta.and_then(|m| m.arn).unwrap_or_else(|| self.key.clone()))
     }
 
     async fn preflight(&self) -> Result<(), KeyError> {
-        let out = Self::client()
-            .await
-            .describe_key()
-            .key_id(&self.key)
-            .send()
-            .await
-            .map_err(|e| self.error("DescribeKey", e))?;
-        match out.key_metadata().and_then(|m| m.key_state()) {
+        match self.describe().await?.and_then(|m| m.key_state) {
             Some(aws_sdk_kms::types::KeyState::Enabled) => Ok(()),
             other => Err(KeyError::BadKey {
                 uri: self.uri(),
@@ -180,8 +174,7 @@ impl KeyProvider for KmsKeyProvider {
         to: &dyn KeyProvider,
     ) -> Result<Envelope, KeyError> {
         let Some(dest) = to.kms_key() else {
-            let key = self.unwrap(env, ctx).await?;
-            return to.wrap(&key, ctx).await;
+            return crate::backup::rewrap_via_data_key(self, env, ctx, to).await;
         };
         let blob = hex::decode(&env.wrapped_key).map_err(|_| KeyError::Unwrap(self.uri()))?;
         let out = Self::client()

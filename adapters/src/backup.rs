@@ -34,7 +34,9 @@ pub use format::{
     BackupHeader, DEFAULT_CHUNK_SIZE, FORMAT_VERSION, MAGIC, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE,
     Manifest, ParsedHeader, read_header, scan,
 };
-pub use key_provider::{Envelope, KeyError, KeyProvider, WrapContext, key_provider_from_uri};
+pub use key_provider::{
+    Envelope, KeyError, KeyProvider, WrapContext, key_provider_from_uri, rewrap_via_data_key,
+};
 pub use location::{LocalLocation, Location, PendingWrite, location_from_uri};
 pub use operations::{CreateOptions, create, inspect, restore, rewrap, verify};
 pub use progress::{NoProgress, Progress};

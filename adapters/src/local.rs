@@ -84,6 +84,29 @@ fn report_outputs(r: &backup::BackupReport) -> Outputs {
     o
 }
 
+/// A backup's location and the key that opens it.
+type OpenBackup = (Box<dyn backup::Location>, Box<dyn backup::KeyProvider>);
+
+/// Opens the backup location and key a step names.
+fn open_backup(source: &str, key: &str) -> Result<OpenBackup, AdapterError> {
+    let loc = backup::location_from_uri(source).map_err(|e| backup_err(&e))?;
+    let key =
+        backup::key_provider_from_uri(key).map_err(|e| AdapterError::Permanent(e.to_string()))?;
+    Ok((loc, key))
+}
+
+/// Keyed verification of a backup (blocking: call from a blocking thread).
+fn verify_blocking(
+    handle: &tokio::runtime::Handle,
+    loc: &dyn backup::Location,
+    key: &dyn backup::KeyProvider,
+    expect: Option<&str>,
+) -> Result<backup::BackupReport, AdapterError> {
+    handle
+        .block_on(backup::verify(loc, Some(key), expect, &NoProgress))
+        .map_err(|e| backup_err(&e))
+}
+
 fn backup_err(e: &backup::BackupError) -> AdapterError {
     match e {
         backup::BackupError::Io { .. } => AdapterError::Transient(e.to_string()),
@@ -304,22 +327,14 @@ impl LocalAdapter {
         let expect = str_in(inputs, "expect_sha256").map(str::to_owned);
         let handle = tokio::runtime::Handle::current();
         tokio::task::spawn_blocking(move || -> Result<Outputs, AdapterError> {
-            let loc = backup::location_from_uri(&source).map_err(|e| backup_err(&e))?;
-            let key = backup::key_provider_from_uri(&key)
-                .map_err(|e| AdapterError::Permanent(e.to_string()))?;
+            let (loc, key) = open_backup(&source, &key)?;
             // Idempotent: a destination that already holds exactly this backup's plaintext is done.
             if verify_existing && dest.exists() {
                 let i = backup::inspect(loc.as_ref()).map_err(|e| backup_err(&e))?;
                 if file_sha256(&dest).ok().as_deref() == Some(i.manifest.plaintext_sha256.as_str())
                 {
-                    let r = handle
-                        .block_on(backup::verify(
-                            loc.as_ref(),
-                            Some(key.as_ref()),
-                            expect.as_deref(),
-                            &NoProgress,
-                        ))
-                        .map_err(|e| backup_err(&e))?;
+                    let r =
+                        verify_blocking(&handle, loc.as_ref(), key.as_ref(), expect.as_deref())?;
                     let mut o = report_outputs(&r);
                     o.insert("path".into(), json!(dest.display().to_string()));
                     return Ok(o);
@@ -349,17 +364,8 @@ impl LocalAdapter {
         let expect = str_in(inputs, "expect_sha256").map(str::to_owned);
         let handle = tokio::runtime::Handle::current();
         tokio::task::spawn_blocking(move || -> Result<Outputs, AdapterError> {
-            let loc = backup::location_from_uri(&source).map_err(|e| backup_err(&e))?;
-            let key = backup::key_provider_from_uri(&key)
-                .map_err(|e| AdapterError::Permanent(e.to_string()))?;
-            let r = handle
-                .block_on(backup::verify(
-                    loc.as_ref(),
-                    Some(key.as_ref()),
-                    expect.as_deref(),
-                    &NoProgress,
-                ))
-                .map_err(|e| backup_err(&e))?;
+            let (loc, key) = open_backup(&source, &key)?;
+            let r = verify_blocking(&handle, loc.as_ref(), key.as_ref(), expect.as_deref())?;
             Ok(report_outputs(&r))
         })
         .await

@@ -131,9 +131,23 @@ pub trait KeyProvider: Send + Sync {
         ctx: &WrapContext,
         to: &dyn KeyProvider,
     ) -> Result<Envelope, KeyError> {
-        let key = self.unwrap(env, ctx).await?;
-        to.wrap(&key, ctx).await
+        rewrap_via_data_key(self, env, ctx, to).await
     }
+}
+
+/// Re-wraps by unwrapping the data key with `from` and wrapping it with `to` (the data key is in
+/// this process's memory briefly, and wiped on drop).
+///
+/// # Errors
+/// If either key fails.
+pub async fn rewrap_via_data_key<F: KeyProvider + ?Sized>(
+    from: &F,
+    env: &Envelope,
+    ctx: &WrapContext,
+    to: &dyn KeyProvider,
+) -> Result<Envelope, KeyError> {
+    let key = from.unwrap(env, ctx).await?;
+    to.wrap(&key, ctx).await
 }
 
 /// Decodes lowercase hex exactly. Upper-case digits are refused so that every stored byte has one
