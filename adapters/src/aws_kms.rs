@@ -68,6 +68,16 @@ impl KmsKeyProvider {
     }
 }
 
+/// An envelope holding a KMS ciphertext blob.
+fn envelope(key_id: Option<&str>, default_key: &str, blob: Option<&Blob>) -> Envelope {
+    Envelope {
+        provider: "aws-kms".into(),
+        key_id: key_id.unwrap_or(default_key).to_owned(),
+        wrapped_key: hex::encode(blob.map(Blob::as_ref).unwrap_or_default()),
+        nonce: None,
+    }
+}
+
 fn key_bytes(b: &[u8], uri: &str) -> Result<DataKey, KeyError> {
     let bytes: [u8; 32] = b.try_into().map_err(|_| KeyError::BadKey {
         uri: uri.to_owned(),
@@ -115,14 +125,7 @@ impl KeyProvider for KmsKeyProvider {
         let key = key_bytes(plain, &self.uri())?;
         Ok((
             key,
-            Envelope {
-                provider: "aws-kms".into(),
-                key_id: out.key_id().unwrap_or(&self.key).to_owned(),
-                wrapped_key: hex::encode(
-                    out.ciphertext_blob().map(Blob::as_ref).unwrap_or_default(),
-                ),
-                nonce: None,
-            },
+            envelope(out.key_id(), &self.key, out.ciphertext_blob()),
         ))
     }
 
@@ -136,12 +139,7 @@ impl KeyProvider for KmsKeyProvider {
             .send()
             .await
             .map_err(|e| self.error("Encrypt", e))?;
-        Ok(Envelope {
-            provider: "aws-kms".into(),
-            key_id: out.key_id().unwrap_or(&self.key).to_owned(),
-            wrapped_key: hex::encode(out.ciphertext_blob().map(Blob::as_ref).unwrap_or_default()),
-            nonce: None,
-        })
+        Ok(envelope(out.key_id(), &self.key, out.ciphertext_blob()))
     }
 
     async fn unwrap(&self, env: &Envelope, ctx: &WrapContext) -> Result<DataKey, KeyError> {
@@ -188,11 +186,6 @@ impl KeyProvider for KmsKeyProvider {
             .send()
             .await
             .map_err(|e| self.error("ReEncrypt", e))?;
-        Ok(Envelope {
-            provider: "aws-kms".into(),
-            key_id: out.key_id().unwrap_or(dest).to_owned(),
-            wrapped_key: hex::encode(out.ciphertext_blob().map(Blob::as_ref).unwrap_or_default()),
-            nonce: None,
-        })
+        Ok(envelope(out.key_id(), dest, out.ciphertext_blob()))
     }
 }

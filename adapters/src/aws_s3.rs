@@ -64,6 +64,18 @@ pub async fn client() -> aws_sdk_s3::Client {
     aws_sdk_s3::Client::from_conf(b.build())
 }
 
+/// Runs `fut` to completion on a thread of its own with its own runtime, without waiting.
+fn in_background(fut: impl std::future::Future<Output = ()> + Send + 'static) {
+    std::thread::spawn(move || {
+        if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            rt.block_on(fut);
+        }
+    });
+}
+
 /// Runs `f` on a thread with its own runtime and waits for it.
 fn on_own_runtime<T: Send + 'static>(
     f: impl FnOnce(tokio::runtime::Runtime) -> T + Send + 'static,
@@ -172,41 +184,33 @@ impl Location for S3Location {
     fn open(&self) -> Result<Box<dyn Read + Send>, BackupError> {
         let (tx, rx) = sync_channel::<std::io::Result<Vec<u8>>>(4);
         let (bucket, key) = (self.bucket.clone(), self.key.clone());
-        std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            rt.block_on(async move {
-                let c = client().await;
-                match c.get_object().bucket(&bucket).key(&key).send().await {
-                    Ok(out) => {
-                        let mut body = out.body;
-                        loop {
-                            match body.try_next().await {
-                                Ok(Some(chunk)) => {
-                                    if tx.send(Ok(chunk.to_vec())).is_err() {
-                                        return;
-                                    }
-                                }
-                                Ok(None) => return,
-                                Err(e) => {
-                                    let _ = tx.send(Err(std::io::Error::other(e.to_string())));
+        in_background(async move {
+            let c = client().await;
+            match c.get_object().bucket(&bucket).key(&key).send().await {
+                Ok(out) => {
+                    let mut body = out.body;
+                    loop {
+                        match body.try_next().await {
+                            Ok(Some(chunk)) => {
+                                if tx.send(Ok(chunk.to_vec())).is_err() {
                                     return;
                                 }
                             }
+                            Ok(None) => return,
+                            Err(e) => {
+                                let _ = tx.send(Err(std::io::Error::other(e.to_string())));
+                                return;
+                            }
                         }
                     }
-                    Err(e) => {
-                        let _ = tx.send(Err(std::io::Error::other(format!(
-                            "GetObject s3://{bucket}/{key}: {}",
-                            DisplayErrorContext(&e)
-                        ))));
-                    }
                 }
-            });
+                Err(e) => {
+                    let _ = tx.send(Err(std::io::Error::other(format!(
+                        "GetObject s3://{bucket}/{key}: {}",
+                        DisplayErrorContext(&e)
+                    ))));
+                }
+            }
         });
         Ok(Box::new(S3Reader {
             rx,
@@ -240,104 +244,96 @@ impl Location for S3Location {
             }
         }
         let (tx, rx) = sync_channel::<Msg>(2);
-        std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            rt.block_on(async move {
-                let c = client().await;
-                let upload = match c
-                    .create_multipart_upload()
-                    .bucket(&bucket)
-                    .key(&key)
-                    .send()
-                    .await
-                {
-                    Ok(u) => u.upload_id().unwrap_or_default().to_owned(),
-                    Err(e) => {
-                        // Report on commit.
-                        let msg = format!("CreateMultipartUpload: {}", DisplayErrorContext(&e));
-                        while let Ok(m) = rx.recv() {
-                            if let Msg::Commit(done) = m {
-                                let _ = done.send(Err(msg));
-                                return;
-                            }
-                        }
-                        return;
-                    }
-                };
-                let mut parts = Vec::new();
-                let mut failed: Option<String> = None;
-                let abort = |c: &aws_sdk_s3::Client| {
-                    let (c, b, k, u) = (c.clone(), bucket.clone(), key.clone(), upload.clone());
-                    async move {
-                        let _ = c
-                            .abort_multipart_upload()
-                            .bucket(&b)
-                            .key(&k)
-                            .upload_id(&u)
-                            .send()
-                            .await;
-                    }
-                };
-                while let Ok(m) = rx.recv() {
-                    match m {
-                        Msg::Part(data) if failed.is_none() => {
-                            let n = i32::try_from(parts.len() + 1).unwrap_or(i32::MAX);
-                            match c
-                                .upload_part()
-                                .bucket(&bucket)
-                                .key(&key)
-                                .upload_id(&upload)
-                                .part_number(n)
-                                .body(data.into())
-                                .send()
-                                .await
-                            {
-                                Ok(p) => parts.push(
-                                    aws_sdk_s3::types::CompletedPart::builder()
-                                        .part_number(n)
-                                        .set_e_tag(p.e_tag().map(str::to_owned))
-                                        .build(),
-                                ),
-                                Err(e) => {
-                                    failed =
-                                        Some(format!("UploadPart {n}: {}", DisplayErrorContext(&e)))
-                                }
-                            }
-                        }
-                        Msg::Part(_) => {}
-                        Msg::Commit(done) => {
-                            if let Some(f) = failed {
-                                abort(&c).await;
-                                let _ = done.send(Err(f));
-                                return;
-                            }
-                            let r = c
-                                .complete_multipart_upload()
-                                .bucket(&bucket)
-                                .key(&key)
-                                .upload_id(&upload)
-                                .multipart_upload(
-                                    aws_sdk_s3::types::CompletedMultipartUpload::builder()
-                                        .set_parts(Some(parts))
-                                        .build(),
-                                )
-                                .send()
-                                .await;
-                            let _ = done.send(r.map(|_| ()).map_err(|e| {
-                                format!("CompleteMultipartUpload: {}", DisplayErrorContext(&e))
-                            }));
+        in_background(async move {
+            let c = client().await;
+            let upload = match c
+                .create_multipart_upload()
+                .bucket(&bucket)
+                .key(&key)
+                .send()
+                .await
+            {
+                Ok(u) => u.upload_id().unwrap_or_default().to_owned(),
+                Err(e) => {
+                    // Report on commit.
+                    let msg = format!("CreateMultipartUpload: {}", DisplayErrorContext(&e));
+                    while let Ok(m) = rx.recv() {
+                        if let Msg::Commit(done) = m {
+                            let _ = done.send(Err(msg));
                             return;
                         }
                     }
+                    return;
                 }
-                // Dropped without commit: nothing may appear at the key.
-                abort(&c).await;
-            });
+            };
+            let mut parts = Vec::new();
+            let mut failed: Option<String> = None;
+            let abort = |c: &aws_sdk_s3::Client| {
+                let (c, b, k, u) = (c.clone(), bucket.clone(), key.clone(), upload.clone());
+                async move {
+                    let _ = c
+                        .abort_multipart_upload()
+                        .bucket(&b)
+                        .key(&k)
+                        .upload_id(&u)
+                        .send()
+                        .await;
+                }
+            };
+            while let Ok(m) = rx.recv() {
+                match m {
+                    Msg::Part(data) if failed.is_none() => {
+                        let n = i32::try_from(parts.len() + 1).unwrap_or(i32::MAX);
+                        match c
+                            .upload_part()
+                            .bucket(&bucket)
+                            .key(&key)
+                            .upload_id(&upload)
+                            .part_number(n)
+                            .body(data.into())
+                            .send()
+                            .await
+                        {
+                            Ok(p) => parts.push(
+                                aws_sdk_s3::types::CompletedPart::builder()
+                                    .part_number(n)
+                                    .set_e_tag(p.e_tag().map(str::to_owned))
+                                    .build(),
+                            ),
+                            Err(e) => {
+                                failed =
+                                    Some(format!("UploadPart {n}: {}", DisplayErrorContext(&e)))
+                            }
+                        }
+                    }
+                    Msg::Part(_) => {}
+                    Msg::Commit(done) => {
+                        if let Some(f) = failed {
+                            abort(&c).await;
+                            let _ = done.send(Err(f));
+                            return;
+                        }
+                        let r = c
+                            .complete_multipart_upload()
+                            .bucket(&bucket)
+                            .key(&key)
+                            .upload_id(&upload)
+                            .multipart_upload(
+                                aws_sdk_s3::types::CompletedMultipartUpload::builder()
+                                    .set_parts(Some(parts))
+                                    .build(),
+                            )
+                            .send()
+                            .await;
+                        let _ = done.send(r.map(|_| ()).map_err(|e| {
+                            format!("CompleteMultipartUpload: {}", DisplayErrorContext(&e))
+                        }));
+                        return;
+                    }
+                }
+            }
+            // Dropped without commit: nothing may appear at the key.
+            abort(&c).await;
         });
         Ok(Box::new(S3Writer {
             tx,

@@ -11,7 +11,7 @@ use drover_engine::clock::{Clock, SystemClock};
 use drover_engine::driver::{Adapters, Driver, DriverError, Observer, RunSpec};
 use drover_engine::journal::{Journal, SqliteJournal};
 use drover_engine::run_record::{Objective, RunRecord, parse_rfc3339};
-use drover_engine::scheduler::{Config, Event, RunOutcome, Scheduler};
+use drover_engine::scheduler::RunOutcome;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -361,57 +361,13 @@ pub fn approve(
         Ok(x) => x,
         Err(c) => return c,
     };
-    let check = || -> Result<Vec<drover_engine::scheduler::Action>, String> {
-        let row = j.run(&run_id).map_err(|e| e.to_string())?;
-        let plan: Plan = serde_json::from_str(&row.plan).map_err(|e| e.to_string())?;
-        let mode = Mode::parse(&row.mode).ok_or("bad mode")?;
-        let mut s = Scheduler::new(&plan, Config::new(mode, row.initiator.clone(), 0));
-        for (at, e) in j.events(&run_id).map_err(|e| e.to_string())? {
-            s.on_event(&e, at);
-        }
-        // Approvals recorded but not yet picked up by the driver count too.
-        let fed = j
-            .events(&run_id)
-            .map_err(|e| e.to_string())?
-            .iter()
-            .filter(|(_, e)| matches!(e, Event::Approved { .. }))
-            .count();
-        for r in j
-            .approvals_after(&run_id, 0)
-            .map_err(|e| e.to_string())?
-            .into_iter()
-            .skip(fed)
-        {
-            s.on_event(
-                &Event::Approved {
-                    step: r.step,
-                    operator: r.operator,
-                    roles: r.roles,
-                },
-                r.at,
-            );
-        }
-        Ok(s.on_event(
-            &Event::Approved {
-                step: step.to_owned(),
-                operator: operator.to_owned(),
-                roles: roles.clone(),
-            },
-            0,
-        ))
-    };
-    let verdict = match check() {
-        Ok(v) => v,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    for a in &verdict {
-        if let drover_engine::scheduler::Action::ApprovalRefused { reason, .. } = a {
+    match drover_engine::driver::check_approval(&j, &run_id, step, operator, &roles) {
+        Ok(Ok(())) => {}
+        Ok(Err(reason)) => {
             eprintln!("refused: {operator} cannot approve `{step}` of run {run_id}: {reason}");
             return ExitCode::FAILURE;
         }
+        Err(e) => return driver_error(&e),
     }
     let now = SystemClock.now_ms();
     match j.add_approval(&run_id, step, operator, &roles, now) {

@@ -267,63 +267,43 @@ impl Driver {
         adapters: Adapters,
         observer: Arc<dyn Observer>,
     ) -> Result<Self, DriverError> {
-        let row = journal.run(run_id)?;
-        let plan: Plan =
-            serde_json::from_str(&row.plan).map_err(|e| DriverError::Plan(e.to_string()))?;
-        let mode = Mode::parse(&row.mode)
-            .ok_or_else(|| DriverError::Plan(format!("unknown mode {}", row.mode)))?;
+        // The lease first: the journal cannot change under the replay.
         let now = clock.now_ms();
         let lease = journal.acquire(run_id, &holder(operator), now, LEASE_TTL_MS)?;
+        let rep = replay(journal.as_ref(), run_id)?;
+        if let Some(o) = rep.sched.outcome()
+            && o != RunOutcome::Interrupted
+        {
+            let _ = journal.release(&lease);
+            return Err(DriverError::Finished(run_id.to_owned(), format!("{o:?}")));
+        }
         let spec = RunSpec {
             run_id: run_id.to_owned(),
-            mode,
-            initiator: row.initiator.clone(),
+            mode: rep.mode,
+            initiator: rep.row.initiator.clone(),
             state_dir,
-            declared_at: row.declared_at,
+            declared_at: rep.row.declared_at,
         };
         let mut d = Self::new(
             spec,
-            Arc::new(plan),
+            Arc::new(rep.plan),
             journal,
             lease,
             clock,
             adapters,
             observer,
         );
-        let events = d.journal.events(run_id)?;
-        for (at, e) in &events {
-            for a in d.sched.on_event(e, *at) {
-                if let Action::MilestoneReached { milestone, at_ms } = a {
-                    d.milestones.insert(milestone, at_ms);
-                }
-            }
-        }
-        d.approvals_seen = d.max_fed_approval(&events)?;
-        if let Some(o) = d.sched.outcome()
-            && o != RunOutcome::Interrupted
-        {
-            let _ = d.journal.release(&d.lease);
-            return Err(DriverError::Finished(run_id.to_owned(), format!("{o:?}")));
-        }
+        d.sched = rep.sched;
+        d.milestones = rep.milestones;
+        d.approvals_seen = rep
+            .approvals
+            .get(rep.fed_approvals.wrapping_sub(1))
+            .map_or(0, |r| r.id);
         d.observer.line(&format!(
             "resuming run {run_id}: {} events replayed",
-            events.len()
+            rep.events
         ));
         Ok(d)
-    }
-
-    /// The highest approval id already fed to the scheduler (approvals are fed in id order, and
-    /// each `Approved` event is journaled before it is acted on).
-    fn max_fed_approval(&self, events: &[(u64, Event)]) -> Result<i64, DriverError> {
-        let fed = events
-            .iter()
-            .filter(|(_, e)| matches!(e, Event::Approved { .. }))
-            .count();
-        if fed == 0 {
-            return Ok(0);
-        }
-        let rows = self.journal.approvals_after(&self.spec.run_id, 0)?;
-        Ok(rows.get(fed - 1).map_or(0, |r| r.id))
     }
 
     /// The run's id.
@@ -901,31 +881,99 @@ pub fn status(journal: &dyn Journal, run_id: &str) -> Result<(RunRow, RunRecord)
     {
         return Ok((row, rec));
     }
+    let rep = replay(journal, run_id)?;
+    let rec = build(
+        run_id,
+        &rep.plan,
+        &rep.row.mode,
+        &rep.row.initiator,
+        rep.row.declared_at,
+        &rep.sched,
+        &rep.milestones,
+    );
+    Ok((row, rec))
+}
+
+/// A run rebuilt from its journal alone: the scheduler replayed with the driver's own
+/// configuration (the scheduler is deterministic, so this is the state the run had).
+struct Replay {
+    row: RunRow,
+    plan: Plan,
+    mode: Mode,
+    sched: Scheduler,
+    milestones: BTreeMap<String, u64>,
+    events: usize,
+    approvals: Vec<crate::journal::ApprovalRow>,
+    /// How many of `approvals` (in id order) the scheduler has already been fed.
+    fed_approvals: usize,
+}
+
+fn replay(journal: &dyn Journal, run_id: &str) -> Result<Replay, DriverError> {
+    let row = journal.run(run_id)?;
     let plan: Plan =
         serde_json::from_str(&row.plan).map_err(|e| DriverError::Plan(e.to_string()))?;
-    let mode = Mode::parse(&row.mode).ok_or_else(|| DriverError::Plan(row.mode.clone()))?;
+    let mode = Mode::parse(&row.mode)
+        .ok_or_else(|| DriverError::Plan(format!("unknown mode {}", row.mode)))?;
     let mut sched = Scheduler::new(
         &plan,
         Config::new(mode, row.initiator.clone(), seed_of(run_id)),
     );
     let mut milestones = BTreeMap::new();
-    for (at, e) in journal.events(run_id)? {
-        for a in sched.on_event(&e, at) {
+    let events = journal.events(run_id)?;
+    let mut fed_approvals = 0;
+    for (at, e) in &events {
+        fed_approvals += usize::from(matches!(e, Event::Approved { .. }));
+        for a in sched.on_event(e, *at) {
             if let Action::MilestoneReached { milestone, at_ms } = a {
                 milestones.insert(milestone, at_ms);
             }
         }
     }
-    let rec = build(
-        run_id,
-        &plan,
-        &row.mode,
-        &row.initiator,
-        row.declared_at,
-        &sched,
-        &milestones,
-    );
-    Ok((row, rec))
+    let approvals = journal.approvals_after(run_id, 0)?;
+    Ok(Replay {
+        row,
+        plan,
+        mode,
+        sched,
+        milestones,
+        events: events.len(),
+        approvals,
+        fed_approvals,
+    })
+}
+
+/// Whether an approval would be accepted now, by the same rules the running driver applies: the
+/// run is replayed, approvals recorded but not yet picked up are applied, then this one.
+/// `Ok(Err(reason))` is a refusal.
+///
+/// # Errors
+/// Journal or plan errors.
+pub fn check_approval(
+    journal: &dyn Journal,
+    run_id: &str,
+    step: &str,
+    operator: &str,
+    roles: &[String],
+) -> Result<Result<(), String>, DriverError> {
+    let mut rep = replay(journal, run_id)?;
+    for r in rep.approvals.iter().skip(rep.fed_approvals) {
+        let e = Event::Approved {
+            step: r.step.clone(),
+            operator: r.operator.clone(),
+            roles: r.roles.clone(),
+        };
+        rep.sched.on_event(&e, r.at);
+    }
+    let e = Event::Approved {
+        step: step.to_owned(),
+        operator: operator.to_owned(),
+        roles: roles.to_vec(),
+    };
+    let refusal = rep.sched.on_event(&e, 0).into_iter().find_map(|a| match a {
+        Action::ApprovalRefused { reason, .. } => Some(reason),
+        _ => None,
+    });
+    Ok(refusal.map_or(Ok(()), Err))
 }
 
 /// One line of a dry run.
