@@ -250,8 +250,21 @@ fn aws_common(schema: ActionSchema) -> ActionSchema {
 
 fn aws_route53_actions() -> Vec<ActionSchema> {
     let record_type = || enumeration(&["A", "AAAA", "CNAME", "TXT"]);
+    let previous = |s: ActionSchema| {
+        s.output(
+            "change_id",
+            ValueType::String,
+            "the Route 53 change id (empty when nothing had to change)",
+        )
+        .output(
+            "previous",
+            ValueType::Any,
+            "the record sets before the change (restored by undo)",
+        )
+        .with_builtin_undo()
+    };
     vec![
-        aws_common(
+        previous(aws_common(
             ActionSchema::new(
                 "aws_route53.upsert_record",
                 "Creates or replaces a record set (values or alias), capturing the old one for undo",
@@ -262,15 +275,14 @@ fn aws_route53_actions() -> Vec<ActionSchema> {
             .required("name", ValueType::String, "record name")
             .required("type", record_type(), "record type")
             .optional("values", list_of_strings(), "record values")
-            .optional("ttl", ValueType::Int, "TTL in seconds")
-            .optional("alias_target", ValueType::Map(Box::new(ValueType::String)), "alias target")
+            .optional("ttl", ValueType::Int, "TTL in seconds (default 300)")
+            .optional("alias_target", ValueType::Map(Box::new(ValueType::String)), "alias target: hosted_zone_id, dns_name, evaluate_target_health")
             .optional("set_identifier", ValueType::String, "set identifier for routing policies"),
-        )
-        .output("change_id", ValueType::String, "the Route 53 change id"),
-        aws_common(
+        )),
+        previous(aws_common(
             ActionSchema::new(
                 "aws_route53.set_failover",
-                "Makes one record set of a failover or weighted pair the active one",
+                "Makes one record set of a failover pair PRIMARY (or sets weights), in one all-or-nothing batch",
                 Effect::Destructive,
                 Role::Cutover,
             )
@@ -279,8 +291,8 @@ fn aws_route53_actions() -> Vec<ActionSchema> {
             .required("type", record_type(), "record type")
             .optional("active", ValueType::String, "set identifier to make PRIMARY")
             .optional("weights", ValueType::Map(Box::new(ValueType::Int)), "set identifier → weight"),
-        )
-        .output("change_id", ValueType::String, "the Route 53 change id"),
+        ))
+        .output("active", ValueType::String, "the set identifier now PRIMARY"),
         aws_common(
             ActionSchema::new(
                 "aws_route53.wait_insync",
@@ -288,8 +300,10 @@ fn aws_route53_actions() -> Vec<ActionSchema> {
                 Effect::ReadOnly,
                 Role::Plain,
             )
-            .required("change_id", ValueType::String, "the change to wait for"),
-        ),
+            .required("change_id", ValueType::String, "the change to wait for")
+            .optional("interval", ValueType::Duration, "time between polls (default 5s)"),
+        )
+        .output("status", ValueType::String, "INSYNC"),
         aws_common(
             ActionSchema::new(
                 "aws_route53.create_health_check",
@@ -298,11 +312,24 @@ fn aws_route53_actions() -> Vec<ActionSchema> {
                 Role::Plain,
             )
             .required("fqdn", ValueType::String, "the endpoint's name")
-            .optional("port", ValueType::Int, "port (default 443)")
+            .optional("port", ValueType::Int, "port (default 443, 80 for HTTP)")
             .optional("path", ValueType::String, "resource path (default /)")
             .optional("protocol", enumeration(&["HTTP", "HTTPS", "TCP"]), "protocol (default HTTPS)"),
         )
-        .output("health_check_id", ValueType::String, "the health check id"),
+        .output("health_check_id", ValueType::String, "the health check id")
+        .with_builtin_undo(),
+        aws_common(
+            ActionSchema::new(
+                "aws_route53.wait_healthy",
+                "Polls a health check until most Route 53 checkers report it healthy",
+                Effect::ReadOnly,
+                Role::Plain,
+            )
+            .required("health_check_id", ValueType::String, "the health check")
+            .optional("interval", ValueType::Duration, "time between polls (default 10s)"),
+        )
+        .output("healthy_checkers", ValueType::Int, "checkers reporting success")
+        .output("checkers", ValueType::Int, "checkers reporting"),
     ]
 }
 
@@ -319,7 +346,17 @@ fn aws_ec2_actions() -> Vec<ActionSchema> {
                 .required("port", ValueType::Int, "port (from and to)")
                 .required("cidr", ValueType::String, "source CIDR"),
         )
+        .output("changed", ValueType::Bool, "whether the rule had to change")
+        .with_builtin_undo()
     };
+    let interval = |s: ActionSchema| {
+        s.optional(
+            "interval",
+            ValueType::Duration,
+            "time between state polls (default 5s)",
+        )
+    };
+    let previous = "the state before the change (restored by undo)";
     vec![
         aws_common(
             ActionSchema::new(
@@ -345,11 +382,13 @@ fn aws_ec2_actions() -> Vec<ActionSchema> {
             "association_id",
             ValueType::String,
             "the new association id",
-        ),
+        )
+        .output("previous", ValueType::Any, previous)
+        .with_builtin_undo(),
         aws_common(
             ActionSchema::new(
                 "aws_ec2.replace_route",
-                "Points a route in a route table at a new target",
+                "Points an existing route in a route table at a new target",
                 Effect::Destructive,
                 Role::Cutover,
             )
@@ -371,8 +410,15 @@ fn aws_ec2_actions() -> Vec<ActionSchema> {
                 ValueType::String,
                 "network interface",
             )
-            .optional("transit_gateway_id", ValueType::String, "transit gateway"),
-        ),
+            .optional("transit_gateway_id", ValueType::String, "transit gateway")
+            .optional(
+                "vpc_peering_connection_id",
+                ValueType::String,
+                "VPC peering connection",
+            ),
+        )
+        .output("previous", ValueType::Any, previous)
+        .with_builtin_undo(),
         ingress(
             "aws_ec2.authorize_ingress",
             "Adds an ingress rule to a security group",
@@ -383,7 +429,7 @@ fn aws_ec2_actions() -> Vec<ActionSchema> {
             "Removes an ingress rule from a security group",
             Effect::Destructive,
         ),
-        aws_common(
+        aws_common(interval(
             ActionSchema::new(
                 "aws_ec2.start_instances",
                 "Starts instances and waits until they run",
@@ -391,8 +437,10 @@ fn aws_ec2_actions() -> Vec<ActionSchema> {
                 Role::Plain,
             )
             .resources("instance_ids", "instances to start"),
-        ),
-        aws_common(
+        ))
+        .output("previous", ValueType::Any, previous)
+        .with_builtin_undo(),
+        aws_common(interval(
             ActionSchema::new(
                 "aws_ec2.stop_instances",
                 "Stops instances and waits until they stop",
@@ -400,8 +448,10 @@ fn aws_ec2_actions() -> Vec<ActionSchema> {
                 Role::Plain,
             )
             .resources("instance_ids", "instances to stop"),
-        ),
-        aws_common(
+        ))
+        .output("previous", ValueType::Any, previous)
+        .with_builtin_undo(),
+        aws_common(interval(
             ActionSchema::new(
                 "aws_ec2.create_volume_from_snapshot",
                 "Creates a volume from a snapshot and waits until it is available",
@@ -419,8 +469,9 @@ fn aws_ec2_actions() -> Vec<ActionSchema> {
                 ValueType::String,
                 "volume type (default gp3)",
             ),
-        )
-        .output("volume_id", ValueType::String, "the new volume's id"),
+        ))
+        .output("volume_id", ValueType::String, "the new volume's id")
+        .with_builtin_undo(),
         aws_common(
             ActionSchema::new(
                 "aws_ec2.run_instances",
@@ -443,7 +494,8 @@ fn aws_ec2_actions() -> Vec<ActionSchema> {
                 "tags to apply",
             ),
         )
-        .output("instance_ids", list_of_strings(), "the launched instances"),
+        .output("instance_ids", list_of_strings(), "the launched instances")
+        .with_builtin_undo(),
     ]
 }
 

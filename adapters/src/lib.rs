@@ -10,10 +10,18 @@
 //! `azure_network`) follow, each behind the engine's adapter trait.
 
 #[cfg(feature = "aws")]
+mod aws_common;
+#[cfg(feature = "aws")]
+pub mod aws_ec2;
+#[cfg(feature = "aws")]
 pub mod aws_kms;
+#[cfg(feature = "aws")]
+pub mod aws_route53;
 #[cfg(feature = "aws")]
 pub mod aws_s3;
 pub mod backup;
+#[cfg(feature = "aws")]
+mod capture;
 mod catalogue;
 pub mod local;
 

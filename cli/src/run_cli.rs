@@ -123,7 +123,10 @@ fn adapters() -> Adapters {
         Arc::new(|m: &str| println!("        notify: {m}"));
     let adapters = Adapters::default().with(Arc::new(LocalAdapter::new(sink)));
     #[cfg(feature = "aws")]
-    let adapters = adapters.with(Arc::new(drover_adapters::aws_s3::AwsS3Adapter));
+    let adapters = adapters
+        .with(Arc::new(drover_adapters::aws_s3::AwsS3Adapter))
+        .with(Arc::new(drover_adapters::aws_route53::AwsRoute53Adapter))
+        .with(Arc::new(drover_adapters::aws_ec2::AwsEc2Adapter));
     adapters
 }
 

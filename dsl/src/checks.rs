@@ -451,6 +451,7 @@ fn missing_compensate(graph: &Graph, ctx: &Context<'_>, diags: &mut Vec<Diagnost
         };
         if step.effect == Effect::ReadOnly
             || step.compensate.is_some()
+            || step.builtin_undo
             || waived(graph, i, Lint::NoCompensate)
         {
             continue;

@@ -1097,6 +1097,7 @@ impl Compiler<'_> {
             timeout_ms: s.timeout.as_ref().map(|t| t.value),
             on_failure: s.on_failure,
             compensate,
+            builtin_undo: schema.as_ref().is_some_and(|a| a.builtin_undo),
             when: s.when.as_ref().map(|w| w.value.clone()),
             estimate: s.estimate.as_ref().map(|e| e.value),
             waivers: s

@@ -157,6 +157,10 @@ pub struct PlanStep {
     pub on_failure: OnFailure,
     /// The undo.
     pub compensate: Option<PlanCompensate>,
+    /// Whether the action's adapter undoes it from the state it captured (used by rollback
+    /// when the step has no `compensate` block).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub builtin_undo: bool,
     /// Run-time condition.
     pub when: Option<String>,
     /// Expected duration.

@@ -157,6 +157,11 @@ pub struct Driver {
 /// (no cleanup, like SIGKILL) right after its Nth journal commit, before acting on it.
 const CRASH_HOOK: &str = "DROVER_CRASH_AFTER_COMMITS";
 
+/// Test hook for the crash-resume tests: with `DROVER_CRASH_AFTER_EFFECT=STEP` the process aborts
+/// right after the adapter call of STEP succeeded, before its outcome is journaled: the worst
+/// moment to die, when only `observe` can tell that the effect happened.
+const CRASH_EFFECT_HOOK: &str = "DROVER_CRASH_AFTER_EFFECT";
+
 fn seed_of(run_id: &str) -> u64 {
     run_id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
@@ -511,6 +516,7 @@ impl Driver {
             mode: self.spec.mode.as_str().into(),
             state_dir: self.spec.state_dir.clone(),
             production: self.plan.production.resources.clone(),
+            production_tags: self.plan.production.tags.clone(),
         }
     }
 
@@ -609,6 +615,10 @@ impl Driver {
                     }
                 }
                 let result = adapter.execute(&action, &inputs, &ctx).await;
+                if result.is_ok() && std::env::var(CRASH_EFFECT_HOOK).is_ok_and(|s| s == step_id) {
+                    // The effect is in the world; the journal does not know yet.
+                    std::process::abort();
+                }
                 // Errors are not logged here: they may quote inputs; the journal gets them redacted.
                 match &result {
                     Ok(_) => tracing::info!(outcome = "ok", "step attempt finished"),
@@ -642,6 +652,9 @@ impl Driver {
             return fail("not in the plan".into());
         };
         let Some(comp) = step.compensate.clone() else {
+            if step.builtin_undo {
+                return self.builtin_undo(step);
+            }
             return fail("no compensation".into());
         };
         let Some(adapter) = self.adapters.get(&comp.action).cloned() else {
@@ -677,6 +690,65 @@ impl Driver {
                     .execute(&comp.action, &resolved.inputs, &ctx)
                     .await
                     .map(|_| ())
+                    .map_err(|e| e.to_string());
+                tracing::info!(
+                    outcome = if r.is_ok() { "ok" } else { "failed" },
+                    "compensation finished"
+                );
+                let _ = tx.send(Done::Compensation {
+                    step: step_id,
+                    result: r,
+                });
+            }
+            .instrument(span),
+        );
+        self.running.insert(format!("{id}/compensate"), handle);
+    }
+
+    /// Rollback of a step with no `compensate` block whose adapter undoes the action itself, from
+    /// the state it captured before the change (same step context, so it finds that capture).
+    fn builtin_undo(&mut self, step: PlanStep) {
+        let tx = self.tx.clone();
+        let id = step.id.clone();
+        let fail = |e: String| {
+            let _ = tx.send(Done::Compensation {
+                step: id.clone(),
+                result: Err(e),
+            });
+        };
+        let Some(adapter) = self.adapters.get(&step.action).cloned() else {
+            return fail(format!("no adapter in this build runs `{}`", step.action));
+        };
+        let mut outputs = self
+            .sched
+            .outputs_of(crate::inputs::referenced_steps(&step, &step.inputs));
+        let own = self.sched.outputs(&step.id).cloned().unwrap_or_default();
+        outputs.insert(step.id.clone(), own.clone());
+        let resolved = match resolve(
+            &self.plan,
+            &step,
+            &step.inputs,
+            self.spec.mode,
+            &outputs,
+            &|v| std::env::var(v).ok(),
+        ) {
+            Ok(r) => r,
+            Err(e) => return fail(e),
+        };
+        self.secrets.extend(resolved.secrets.iter().cloned());
+        let ctx = self.ctx(&step, 1);
+        let action = step.action.clone();
+        self.observer.line(&format!(
+            "undo    {id} ({action}, built-in: restores the captured state)"
+        ));
+        let span =
+            tracing::info_span!(parent: &self.span, "compensate", step = %id, action = %action);
+        let step_id = id.clone();
+        let handle = tokio::spawn(
+            async move {
+                let r = adapter
+                    .compensate(&action, &resolved.inputs, &own, &ctx)
+                    .await
                     .map_err(|e| e.to_string());
                 tracing::info!(
                     outcome = if r.is_ok() { "ok" } else { "failed" },
@@ -1046,6 +1118,7 @@ pub async fn dry_run(
                     mode: mode.as_str().into(),
                     state_dir: state_dir.to_path_buf(),
                     production: plan.production.resources.clone(),
+                    production_tags: plan.production.tags.clone(),
                 };
                 if let Err(e) = adapter.validate(&step.action, &r.inputs) {
                     line.problem = Some(redact(&e.to_string(), &r.secrets));

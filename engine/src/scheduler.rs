@@ -409,7 +409,7 @@ impl Scheduler {
                             Some(PlanValue::Bool(true))
                         ),
                     }),
-                    has_compensate: s.compensate.is_some(),
+                    has_compensate: s.compensate.is_some() || s.builtin_undo,
                     context: s.context.clone(),
                     bindings: s.bindings.clone(),
                     preds,

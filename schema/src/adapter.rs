@@ -30,6 +30,9 @@ pub struct StepContext {
     pub state_dir: PathBuf,
     /// Resources the runbook marks as production.
     pub production: Vec<String>,
+    /// Tags that mark a resource as production (`environment = "production"`): in a drill,
+    /// adapters read a resource's tags and refuse to change it when one matches.
+    pub production_tags: BTreeMap<String, String>,
 }
 
 /// Why an adapter call failed, and whether trying again can help.

@@ -132,6 +132,9 @@ pub struct ActionSchema {
     pub effect: Effect,
     /// The part it plays in a recovery.
     pub role: Role,
+    /// Whether the adapter undoes the action itself, from the state it captured before the
+    /// change: a step needs no `compensate` block for rollback then.
+    pub builtin_undo: bool,
 }
 
 impl ActionSchema {
@@ -145,7 +148,15 @@ impl ActionSchema {
             outputs: Vec::new(),
             effect,
             role,
+            builtin_undo: false,
         }
+    }
+
+    /// Marks the action as undone by its adapter (see [`Adapter::compensate`]).
+    #[must_use]
+    pub fn with_builtin_undo(mut self) -> Self {
+        self.builtin_undo = true;
+        self
     }
 
     /// Adds a required input.

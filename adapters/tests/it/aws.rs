@@ -245,6 +245,7 @@ fn object_lock_is_reported_checked_and_a_locked_backup_cannot_be_deleted() {
         mode: "drill".into(),
         state_dir: ".".into(),
         production: Vec::new(),
+        production_tags: Default::default(),
     };
     let mut inputs = drover_schema::Inputs::new();
     inputs.insert("bucket".into(), serde_json::json!(bucket));

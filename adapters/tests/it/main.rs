@@ -3,6 +3,8 @@
 
 #[cfg(feature = "aws")]
 mod aws;
+#[cfg(feature = "aws")]
+mod aws_network;
 mod rewrap;
 mod roundtrip;
 mod sample;

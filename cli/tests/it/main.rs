@@ -1,5 +1,7 @@
 //! The `drover` binary, run for real: exit codes, stdout and stderr.
 
+#[cfg(feature = "aws")]
+mod aws_failover;
 mod run;
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,274 @@
+//! What every AWS action shares: configuration the AWS way (credential chain, profiles, region and
+//! endpoint per step), error messages that name the step, the resource, the region and the API
+//! call, classified transient or permanent, polling, and the drill guard by tag.
+
+use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use drover_schema::{AdapterError, Inputs, StepContext};
+use std::time::Duration;
+
+/// Where a step's AWS calls go: the `region`, `profile` and `endpoint_url` inputs, each falling
+/// back to the SDK's own configuration (environment, shared config files, instance role).
+#[derive(Debug, Clone)]
+pub(crate) struct AwsTarget {
+    /// The loaded SDK configuration.
+    pub conf: aws_config::SdkConfig,
+    /// The region calls go to, for messages.
+    pub region: String,
+}
+
+impl AwsTarget {
+    /// Loads the configuration for a step's inputs.
+    pub async fn load(inputs: &Inputs) -> Self {
+        let s = |k: &str| {
+            inputs
+                .get(k)
+                .and_then(|v| v.as_str())
+                .filter(|v| !v.is_empty())
+        };
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+        if let Some(r) = s("region") {
+            loader = loader.region(aws_config::Region::new(r.to_owned()));
+        }
+        if let Some(p) = s("profile") {
+            loader = loader.profile_name(p);
+        }
+        if let Some(e) = s("endpoint_url") {
+            loader = loader.endpoint_url(e);
+        }
+        let conf = loader.load().await;
+        let region = conf
+            .region()
+            .map_or_else(|| "(no region configured)".to_owned(), ToString::to_string);
+        Self { conf, region }
+    }
+}
+
+/// One failed AWS call, described for the operator: `step move_eip: EC2 AssociateAddress on
+/// eipalloc-1 in us-west-2: InvalidAllocationID.NotFound: ... (not found: check the id and region)`.
+pub(crate) fn call_error<E, R>(
+    ctx: &StepContext,
+    service: &str,
+    call: &str,
+    resource: &str,
+    region: &str,
+    e: &SdkError<E, R>,
+) -> AdapterError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    let (code, message) = match e {
+        SdkError::ServiceError(s) => (
+            s.err().code().unwrap_or("Unknown").to_owned(),
+            s.err().message().unwrap_or("").to_owned(),
+        ),
+        SdkError::TimeoutError(_) => ("Timeout".to_owned(), "the call timed out".to_owned()),
+        SdkError::DispatchFailure(d) => (
+            "DispatchFailure".to_owned(),
+            format!(
+                "could not reach the endpoint{}",
+                if d.is_io() {
+                    " (connection failed)"
+                } else {
+                    ""
+                }
+            ),
+        ),
+        SdkError::ResponseError(_) => (
+            "ResponseError".to_owned(),
+            "the response could not be read".to_owned(),
+        ),
+        _ => ("Error".to_owned(), DisplayErrorContext(e).to_string()),
+    };
+    let (transient, hint) = classify(&code);
+    let mut msg = format!(
+        "step {}: {service} {call} on {resource} in {region} failed: {code}",
+        ctx.step_id
+    );
+    if !message.is_empty() {
+        msg.push_str(": ");
+        msg.push_str(&message);
+    }
+    if !hint.is_empty() {
+        msg.push_str(&format!(" ({hint})"));
+    }
+    if transient {
+        AdapterError::Transient(msg)
+    } else {
+        AdapterError::Permanent(msg)
+    }
+}
+
+/// Whether an AWS error code is worth retrying, and a hint for the operator.
+fn classify(code: &str) -> (bool, &'static str) {
+    let lower = code.to_ascii_lowercase();
+    if matches!(
+        code,
+        "Throttling"
+            | "ThrottlingException"
+            | "RequestLimitExceeded"
+            | "TooManyRequestsException"
+            | "PriorRequestNotComplete"
+            | "SlowDown"
+            | "RequestThrottled"
+    ) {
+        return (true, "throttled: retrying with backoff");
+    }
+    if matches!(
+        code,
+        "ServiceUnavailable"
+            | "InternalError"
+            | "InternalFailure"
+            | "Unavailable"
+            | "Timeout"
+            | "DispatchFailure"
+            | "ResponseError"
+            | "RequestTimeout"
+    ) {
+        return (true, "the service or network is unavailable: retrying");
+    }
+    if lower.contains("accessdenied")
+        || lower.contains("unauthorized")
+        || code == "AuthFailure"
+        || code == "InvalidClientTokenId"
+        || code == "SignatureDoesNotMatch"
+    {
+        return (
+            false,
+            "access denied: check the credentials, the profile and the IAM policy",
+        );
+    }
+    if lower.contains("notfound") || lower.starts_with("nosuch") || lower.contains("malformed") {
+        return (false, "not found: check the id and the region");
+    }
+    if lower.contains("incorrectstate")
+        || lower.contains("invalidstate")
+        || lower.contains("incorrectinstancestate")
+        || code == "InvalidChangeBatch"
+    {
+        return (
+            false,
+            "the resource is not in a state that allows this change",
+        );
+    }
+    (false, "")
+}
+
+/// A string input, if set.
+pub(crate) fn input_str<'a>(inputs: &'a Inputs, key: &str) -> Option<&'a str> {
+    inputs
+        .get(key)
+        .and_then(|v| v.as_str())
+        .filter(|s| !s.is_empty())
+}
+
+/// A required string input, or a permanent error naming it.
+pub(crate) fn require_str<'a>(
+    inputs: &'a Inputs,
+    key: &str,
+    action: &str,
+) -> Result<&'a str, AdapterError> {
+    input_str(inputs, key)
+        .ok_or_else(|| AdapterError::Permanent(format!("`{action}` needs the `{key}` input")))
+}
+
+/// A list-of-strings input (a single string counts as a list of one).
+pub(crate) fn input_list(inputs: &Inputs, key: &str) -> Vec<String> {
+    match inputs.get(key) {
+        Some(serde_json::Value::Array(a)) => a
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect(),
+        Some(serde_json::Value::String(s)) if !s.is_empty() => vec![s.clone()],
+        _ => Vec::new(),
+    }
+}
+
+/// The polling interval: the `interval` input (ms), or `default_ms`.
+pub(crate) fn interval(inputs: &Inputs, default_ms: u64) -> Duration {
+    Duration::from_millis(
+        inputs
+            .get("interval")
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(default_ms)
+            .max(1),
+    )
+}
+
+/// Waits between two polls of a resource's state. The step's timeout bounds the whole wait.
+pub(crate) async fn pause(d: Duration) {
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "a poll interval against a live service, bounded by the step's timeout"
+    )]
+    tokio::time::sleep(d).await;
+}
+
+/// A token AWS accepts as a client/caller reference (at most 64 ASCII characters), stable for a
+/// step across retries and resumes.
+pub(crate) fn client_token(ctx: &StepContext) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(ctx.idempotency_key.as_bytes());
+    format!("drover-{}", &hex::encode(digest)[..40])
+}
+
+/// The tag Drover puts on what it creates, holding the step's idempotency key, so that `observe`
+/// finds it again after a crash.
+pub(crate) const IDEMPOTENCY_TAG: &str = "drover:idempotency-key";
+
+/// In a drill, refuses when any of `tags` (resource id, key, value) marks a resource production.
+pub(crate) fn refuse_production_tags<'a>(
+    ctx: &StepContext,
+    tags: impl IntoIterator<Item = (&'a str, &'a str, &'a str)>,
+) -> Result<(), AdapterError> {
+    if ctx.mode != "drill" || ctx.production_tags.is_empty() {
+        return Ok(());
+    }
+    for (resource, k, v) in tags {
+        if ctx.production_tags.get(k).is_some_and(|want| want == v) {
+            return Err(AdapterError::Permanent(format!(
+                "step {}: refused before any change: a drill must not touch {resource}, tagged {k}={v} (production)",
+                ctx.step_id
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::classify;
+
+    #[test]
+    fn throttling_and_outages_are_transient_the_rest_permanent() {
+        for c in [
+            "Throttling",
+            "RequestLimitExceeded",
+            "ServiceUnavailable",
+            "PriorRequestNotComplete",
+        ] {
+            assert!(classify(c).0, "{c}");
+        }
+        for c in [
+            "AccessDenied",
+            "InvalidAllocationID.NotFound",
+            "NoSuchHostedZone",
+            "IncorrectInstanceState",
+            "InvalidChangeBatch",
+            "Whatever",
+        ] {
+            assert!(!classify(c).0, "{c}");
+        }
+        assert!(
+            classify("UnauthorizedOperation")
+                .1
+                .contains("access denied")
+        );
+        assert!(
+            classify("InvalidRouteTableID.NotFound")
+                .1
+                .contains("not found")
+        );
+        assert!(classify("IncorrectInstanceState").1.contains("state"));
+    }
+}

@@ -1,0 +1,702 @@
+//! The EHR failover and failback example runbooks, end to end through the `drover` binary against
+//! a real AWS-compatible server (moto on 127.0.0.1, started by `.ci/test`).
+//!
+//! The test builds the world with the AWS SDK — a hosted zone with a PRIMARY/SECONDARY failover
+//! pair, a VPC with a route table whose application route goes to the link to the primary region,
+//! a maintenance host holding the recovery region's Elastic IP, a stopped standby, a KMS key and an
+//! Object Lock bucket holding an encrypted backup made by `drover backup create` — runs the
+//! runbook, reads the world back and checks every change; then the failback runbook puts it all
+//! back. The process is killed right after the Elastic IP moved (before the journal knew) and
+//! `drover resume` must not move it a second time.
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const REGION: &str = "us-west-2";
+
+fn unique(prefix: &str) -> String {
+    let n = std::time::SystemTime::UNIX_EPOCH
+        .elapsed()
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("{prefix}-{:08x}{:04x}", n, std::process::id() & 0xffff)
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+async fn conf(region: &str) -> aws_config::SdkConfig {
+    assert!(
+        std::env::var_os("AWS_ENDPOINT_URL").is_some(),
+        "AWS_ENDPOINT_URL is not set: run the AWS suite through .ci/test, which starts moto"
+    );
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(region.to_owned()))
+        .load()
+        .await
+}
+
+/// A tiny HTTP server for the health checks and the pager webhook: answers 200 to everything and
+/// keeps each request's head.
+fn http_server() -> (String, Arc<Mutex<Vec<String>>>) {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", l.local_addr().expect("addr"));
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            let mut buf = vec![0u8; 65536];
+            let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+            let n = s.read(&mut buf).unwrap_or(0);
+            if let Ok(mut l) = log.lock() {
+                l.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+            }
+            let _ =
+                s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
+        }
+    });
+    (url, seen)
+}
+
+struct World {
+    r53: aws_sdk_route53::Client,
+    ec2: aws_sdk_ec2::Client,
+    zone_id: String,
+    record: String,
+    allocation: String,
+    maintenance: String,
+    maintenance_eni: String,
+    standby: String,
+    standby_eni: String,
+    route_table: String,
+    vgw: String,
+    bucket: String,
+    kms_alias: String,
+}
+
+async fn instance(
+    ec2: &aws_sdk_ec2::Client,
+    subnet: &str,
+    name: &str,
+    production: bool,
+) -> (String, String) {
+    use aws_sdk_ec2::types::*;
+    let mut tags = TagSpecification::builder()
+        .resource_type(ResourceType::Instance)
+        .tags(Tag::builder().key("Name").value(name).build());
+    if production {
+        tags = tags.tags(
+            Tag::builder()
+                .key("environment")
+                .value("production")
+                .build(),
+        );
+    }
+    let r = ec2
+        .run_instances()
+        .image_id("ami-12c6146b")
+        .instance_type(InstanceType::T3Micro)
+        .min_count(1)
+        .max_count(1)
+        .subnet_id(subnet)
+        .tag_specifications(tags.build())
+        .send()
+        .await
+        .expect("instance");
+    let i = r.instances().first().expect("one instance");
+    (
+        i.instance_id().expect("id").to_owned(),
+        i.network_interfaces()
+            .first()
+            .and_then(|n| n.network_interface_id())
+            .expect("eni")
+            .to_owned(),
+    )
+}
+
+/// Builds the world; `standby_is_production` tags the standby `environment=production`.
+async fn world(dir: &Path, standby_is_production: bool) -> World {
+    use aws_sdk_ec2::types::*;
+    use aws_sdk_route53::types::*;
+    let west = conf(REGION).await;
+    let r53 = aws_sdk_route53::Client::new(&west);
+    let ec2 = aws_sdk_ec2::Client::new(&west);
+
+    let zone_name = format!("{}.example.org", unique("ehr"));
+    let z = r53
+        .create_hosted_zone()
+        .name(&zone_name)
+        .caller_reference(unique("ref"))
+        .send()
+        .await
+        .expect("zone");
+    let zone_id = z
+        .hosted_zone()
+        .expect("zone")
+        .id()
+        .trim_start_matches("/hostedzone/")
+        .to_owned();
+    r53.change_tags_for_resource()
+        .resource_type(TagResourceType::Hostedzone)
+        .resource_id(&zone_id)
+        .add_tags(
+            aws_sdk_route53::types::Tag::builder()
+                .key("environment")
+                .value("production")
+                .build(),
+        )
+        .send()
+        .await
+        .expect("tag zone");
+    let record = format!("app.{zone_name}");
+
+    let vpc = ec2
+        .create_vpc()
+        .cidr_block("10.40.0.0/16")
+        .send()
+        .await
+        .expect("vpc");
+    let vpc = vpc.vpc().and_then(|v| v.vpc_id()).expect("vpc").to_owned();
+    let subnet = ec2
+        .create_subnet()
+        .vpc_id(&vpc)
+        .cidr_block("10.40.1.0/24")
+        .availability_zone(format!("{REGION}a"))
+        .send()
+        .await
+        .expect("subnet");
+    let subnet = subnet
+        .subnet()
+        .and_then(|s| s.subnet_id())
+        .expect("subnet")
+        .to_owned();
+    let (maintenance, maintenance_eni) = instance(&ec2, &subnet, "ehr-maintenance", true).await;
+    let (standby, standby_eni) =
+        instance(&ec2, &subnet, "ehr-standby", standby_is_production).await;
+    ec2.stop_instances()
+        .instance_ids(&standby)
+        .send()
+        .await
+        .expect("stop standby");
+    let eip = ec2
+        .allocate_address()
+        .domain(DomainType::Vpc)
+        .send()
+        .await
+        .expect("eip");
+    let allocation = eip.allocation_id().expect("allocation").to_owned();
+    let dr_ip = eip.public_ip().expect("ip").to_owned();
+    ec2.associate_address()
+        .allocation_id(&allocation)
+        .instance_id(&maintenance)
+        .send()
+        .await
+        .expect("park eip");
+    let vgw = ec2
+        .create_vpn_gateway()
+        .r#type(GatewayType::Ipsec1)
+        .send()
+        .await
+        .expect("vgw");
+    let vgw = vgw
+        .vpn_gateway()
+        .and_then(|g| g.vpn_gateway_id())
+        .expect("vgw")
+        .to_owned();
+    ec2.attach_vpn_gateway()
+        .vpc_id(&vpc)
+        .vpn_gateway_id(&vgw)
+        .send()
+        .await
+        .expect("attach");
+    let rtb = ec2
+        .create_route_table()
+        .vpc_id(&vpc)
+        .send()
+        .await
+        .expect("rtb");
+    let route_table = rtb
+        .route_table()
+        .and_then(|r| r.route_table_id())
+        .expect("rtb")
+        .to_owned();
+    ec2.create_route()
+        .route_table_id(&route_table)
+        .destination_cidr_block("10.20.0.0/16")
+        .gateway_id(&vgw)
+        .send()
+        .await
+        .expect("route");
+
+    let mut batch = ChangeBatch::builder();
+    for (set, role, ip) in [
+        (
+            "ehr-us-east-1",
+            ResourceRecordSetFailover::Primary,
+            "192.0.2.10",
+        ),
+        (
+            "ehr-us-west-2",
+            ResourceRecordSetFailover::Secondary,
+            dr_ip.as_str(),
+        ),
+    ] {
+        batch = batch.changes(
+            Change::builder()
+                .action(ChangeAction::Create)
+                .resource_record_set(
+                    ResourceRecordSet::builder()
+                        .name(&record)
+                        .r#type(RrType::A)
+                        .set_identifier(set)
+                        .failover(role)
+                        .ttl(60)
+                        .resource_records(ResourceRecord::builder().value(ip).build().expect("rr"))
+                        .build()
+                        .expect("rrs"),
+                )
+                .build()
+                .expect("change"),
+        );
+    }
+    r53.change_resource_record_sets()
+        .hosted_zone_id(&zone_id)
+        .change_batch(batch.build().expect("batch"))
+        .send()
+        .await
+        .expect("records");
+
+    // KMS key and Object Lock bucket in the default region (the backups' home).
+    let home = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let kms = aws_sdk_kms::Client::new(&home);
+    let key = kms.create_key().send().await.expect("kms key");
+    let kms_alias = format!("alias/{}", unique("ehr-backup"));
+    kms.create_alias()
+        .alias_name(&kms_alias)
+        .target_key_id(key.key_metadata().expect("meta").key_id())
+        .send()
+        .await
+        .expect("alias");
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&home)
+            .force_path_style(true)
+            .build(),
+    );
+    let bucket = unique("ehr-immutable");
+    s3.create_bucket()
+        .bucket(&bucket)
+        .object_lock_enabled_for_bucket(true)
+        .send()
+        .await
+        .expect("bucket");
+    let dump = dir.join("ehr.dump");
+    std::fs::write(
+        &dump,
+        (0..50_000)
+            .map(|i| format!("patient-{i}\n"))
+            .collect::<String>(),
+    )
+    .expect("dump");
+    let made = drover(
+        dir,
+        &[
+            "backup",
+            "create",
+            dump.to_str().expect("utf-8"),
+            &format!("s3://{bucket}/ehr/ehr-latest.dbk"),
+            "--key",
+            &format!("aws-kms:{kms_alias}"),
+            "--dataset",
+            "ehr",
+        ],
+    );
+    assert_eq!(made.status.code(), Some(0), "{}", text(&made.stderr));
+    s3.put_object_retention()
+        .bucket(&bucket)
+        .key("ehr/ehr-latest.dbk")
+        .retention(
+            aws_sdk_s3::types::ObjectLockRetention::builder()
+                .mode(aws_sdk_s3::types::ObjectLockRetentionMode::Compliance)
+                .retain_until_date(aws_sdk_s3::primitives::DateTime::from_secs(4_102_444_800))
+                .build(),
+        )
+        .send()
+        .await
+        .expect("retention");
+
+    World {
+        r53,
+        ec2,
+        zone_id,
+        record,
+        allocation,
+        maintenance,
+        maintenance_eni,
+        standby,
+        standby_eni,
+        route_table,
+        vgw,
+        bucket,
+        kms_alias,
+    }
+}
+
+/// What the test reads back from the server after each run.
+#[derive(Debug, PartialEq, Eq)]
+struct Seen {
+    /// Set identifier of the PRIMARY record, and how many records the name has.
+    dns_primary: Vec<String>,
+    dns_records: usize,
+    /// (network interface, association id) of the Elastic IP.
+    eip: (String, String),
+    /// (gateway, network interface) the application route points at.
+    route: (String, String),
+    standby_state: String,
+}
+
+impl World {
+    async fn read(&self) -> Seen {
+        let rrs = self
+            .r53
+            .list_resource_record_sets()
+            .hosted_zone_id(&self.zone_id)
+            .send()
+            .await
+            .expect("records");
+        let mine: Vec<_> = rrs
+            .resource_record_sets()
+            .iter()
+            .filter(|r| r.name().trim_end_matches('.') == self.record)
+            .collect();
+        let dns_primary = mine
+            .iter()
+            .filter(|r| {
+                r.failover() == Some(&aws_sdk_route53::types::ResourceRecordSetFailover::Primary)
+            })
+            .filter_map(|r| r.set_identifier().map(str::to_owned))
+            .collect();
+        let a = self
+            .ec2
+            .describe_addresses()
+            .allocation_ids(&self.allocation)
+            .send()
+            .await
+            .expect("address");
+        let a = &a.addresses()[0];
+        let rt = self
+            .ec2
+            .describe_route_tables()
+            .route_table_ids(&self.route_table)
+            .send()
+            .await
+            .expect("rtb");
+        let r = rt.route_tables()[0]
+            .routes()
+            .iter()
+            .find(|r| r.destination_cidr_block() == Some("10.20.0.0/16"))
+            .expect("route")
+            .clone();
+        let i = self
+            .ec2
+            .describe_instances()
+            .instance_ids(&self.standby)
+            .send()
+            .await
+            .expect("instances");
+        let s = |v: Option<&str>| v.unwrap_or("").to_owned();
+        Seen {
+            dns_primary,
+            dns_records: mine.len(),
+            eip: (s(a.network_interface_id()), s(a.association_id())),
+            route: (s(r.gateway_id()), s(r.network_interface_id())),
+            standby_state: i.reservations()[0].instances()[0]
+                .state()
+                .and_then(|s| s.name())
+                .map(|n| n.as_str().to_owned())
+                .unwrap_or_default(),
+        }
+    }
+
+    fn vars(&self, http: &str, dir: &Path) -> Vec<String> {
+        [
+            format!("zone_id={}", self.zone_id),
+            format!("record={}", self.record),
+            format!("eip_allocation={}", self.allocation),
+            format!("standby_instance={}", self.standby),
+            format!("route_table={}", self.route_table),
+            format!("kms_key=aws-kms:{}", self.kms_alias),
+            format!("restore_dir={}", dir.join("restore").display()),
+            format!("public_url={http}/public"),
+        ]
+        .into_iter()
+        .collect()
+    }
+
+    fn failover_vars(&self, http: &str, dir: &Path) -> Vec<String> {
+        let mut v = self.vars(http, dir);
+        v.extend([
+            format!("standby_eni={}", self.standby_eni),
+            format!("backup_bucket={}", self.bucket),
+            "restore_command=test -s".to_owned(),
+            format!("standby_url={http}/standby"),
+            format!("pager_url={http}/pager"),
+        ]);
+        v
+    }
+
+    fn failback_vars(&self, http: &str, dir: &Path) -> Vec<String> {
+        let mut v = self.vars(http, dir);
+        v.extend([
+            format!("maintenance_instance={}", self.maintenance),
+            format!("primary_link={}", self.vgw),
+            format!("staging=s3://{}/failback/ehr-dr.dbk", self.bucket),
+            "freeze_command=true".to_owned(),
+            "unfreeze_command=true".to_owned(),
+            format!("dump_command=cat {}", dir.join("ehr.dump").display()),
+            "load_command=test -s".to_owned(),
+            format!("primary_url={http}/primary"),
+        ]);
+        v
+    }
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn drover(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_drover"))
+        .args(args)
+        .current_dir(dir)
+        .env("USER", "alice")
+        .env("DROVER_PAGER_TOKEN", "pager-secret-0123456789")
+        .output()
+        .expect("drover runs")
+}
+
+fn spawn(dir: &Path, args: &[String], crash_after_effect: Option<&str>) -> std::process::Child {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_drover"));
+    c.args(args)
+        .current_dir(dir)
+        .env("USER", "alice")
+        .env("DROVER_PAGER_TOKEN", "pager-secret-0123456789")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(step) = crash_after_effect {
+        c.env("DROVER_CRASH_AFTER_EFFECT", step);
+    }
+    c.spawn().expect("drover starts")
+}
+
+fn run_args(runbook: &str, mode: &str, run_id: &str, vars: &[String]) -> Vec<String> {
+    let mut a: Vec<String> = [
+        "run",
+        &format!("{}/runbooks/{runbook}", super::root().display()),
+        "--mode",
+        mode,
+        "--run-id",
+        run_id,
+        "--as",
+        "alice",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    for v in vars {
+        a.push("--var".into());
+        a.push(v.clone());
+    }
+    a
+}
+
+fn step_states(dir: &Path, run: &str) -> Vec<(String, String)> {
+    let out = drover(dir, &["status", run, "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    v["steps"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|s| {
+                    (
+                        s["id"].as_str().unwrap_or("").to_owned(),
+                        s["state"].as_str().unwrap_or("").to_owned(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    for _ in 0..1200 {
+        if f() {
+            return;
+        }
+        #[allow(clippy::disallowed_methods, reason = "polling real processes")]
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// Waits for `gate` to wait for approval, then approves it as the incident commander and the DBA
+/// lead (never the initiator, alice).
+fn approve(dir: &Path, run: &str, gate: &str) {
+    wait_until(&format!("{gate} to wait for approval"), || {
+        step_states(dir, run)
+            .iter()
+            .any(|(id, s)| id == gate && s == "awaiting_approval")
+    });
+    for (who, role) in [("bob", "incident-commander"), ("carol", "dba-lead")] {
+        let out = drover(dir, &["approve", run, gate, "--as", who, "--role", role]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    }
+}
+
+fn finish(child: std::process::Child) -> (Option<i32>, String) {
+    let out = child.wait_with_output().expect("wait");
+    (
+        out.status.code(),
+        format!("{}\n{}", text(&out.stdout), text(&out.stderr)),
+    )
+}
+
+#[test]
+fn ehr_failover_then_failback_against_moto_with_a_crash_and_resume_in_between() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let d = dir.path();
+    let rt = rt();
+    let w = rt.block_on(world(d, false));
+    let (http, requests) = http_server();
+    let before = rt.block_on(w.read());
+    assert_eq!(before.dns_primary, ["ehr-us-east-1"]);
+    assert_eq!(before.eip.0, w.maintenance_eni);
+    assert_eq!(before.route.0, w.vgw);
+    assert_eq!(before.standby_state, "stopped");
+
+    // Failover, killed right after the Elastic IP moved and before the journal recorded it.
+    let child = spawn(
+        d,
+        &run_args(
+            "ehr-failover.drover",
+            "failover",
+            "f1",
+            &w.failover_vars(&http, d),
+        ),
+        Some("move_eip"),
+    );
+    approve(d, "f1", "approve_cutover");
+    let (code, log) = finish(child);
+    assert_ne!(
+        code,
+        Some(0),
+        "the process was to die after move_eip:\n{log}"
+    );
+    let crashed = rt.block_on(w.read());
+    assert_eq!(
+        crashed.eip.0, w.standby_eni,
+        "the EIP moved before the crash"
+    );
+    assert!(
+        step_states(d, "f1")
+            .iter()
+            .any(|(id, s)| id == "move_eip" && s == "running"),
+        "the journal still thinks move_eip is in flight: {:?}",
+        step_states(d, "f1")
+    );
+
+    let resumed = drover(d, &["resume", "f1", "--as", "alice"]);
+    let log = format!("{}\n{}", text(&resumed.stdout), text(&resumed.stderr));
+    assert_eq!(resumed.status.code(), Some(0), "{log}");
+    assert!(log.contains("outcome: Succeeded"), "{log}");
+    let after = rt.block_on(w.read());
+    assert_eq!(
+        after.eip, crashed.eip,
+        "resume observed the association instead of making a second one"
+    );
+    assert_eq!(after.dns_primary, ["ehr-us-west-2"]);
+    assert_eq!(after.dns_records, 2, "no duplicate record");
+    assert_eq!(after.route.1, w.standby_eni);
+    assert_eq!(after.standby_state, "running");
+    let restored = std::fs::read_to_string(d.join("restore/ehr.dump")).expect("restored dump");
+    assert!(restored.ends_with("patient-49999\n"));
+    let pager: Vec<String> = requests
+        .lock()
+        .map(|r| r.iter().filter(|r| r.contains("/pager")).cloned().collect())
+        .unwrap_or_default();
+    assert_eq!(pager.len(), 1, "one all-clear page");
+    assert!(
+        pager[0]
+            .to_ascii_lowercase()
+            .contains("authorization: bearer pager-secret-0123456789")
+    );
+    let audit = drover(d, &["audit", "verify", "f1"]);
+    assert_eq!(audit.status.code(), Some(0), "{}", text(&audit.stderr));
+    let status = text(&drover(d, &["status", "f1", "--format", "json"]).stdout);
+    assert!(
+        !status.contains("pager-secret"),
+        "the secret is not in the record"
+    );
+
+    // Failback puts everything back where it was.
+    let child = spawn(
+        d,
+        &run_args(
+            "ehr-failback.drover",
+            "failback",
+            "b1",
+            &w.failback_vars(&http, d),
+        ),
+        None,
+    );
+    approve(d, "b1", "approve_start");
+    approve(d, "b1", "approve_cutback");
+    let (code, log) = finish(child);
+    assert_eq!(code, Some(0), "{log}");
+    let back = rt.block_on(w.read());
+    assert_eq!(back.dns_primary, before.dns_primary);
+    assert_eq!(back.dns_records, 2);
+    assert_eq!(
+        back.eip.0, before.eip.0,
+        "the EIP is back on the maintenance host"
+    );
+    assert_eq!(back.route, before.route);
+    assert_eq!(back.standby_state, "stopped");
+}
+
+#[test]
+fn a_drill_is_refused_on_a_production_tagged_standby_before_it_is_started() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let d = dir.path();
+    let rt = rt();
+    let w = rt.block_on(world(d, true));
+    let (http, _) = http_server();
+    let child = spawn(
+        d,
+        &run_args(
+            "ehr-failover.drover",
+            "drill",
+            "d1",
+            &w.failover_vars(&http, d),
+        ),
+        None,
+    );
+    let (code, log) = finish(child);
+    assert_eq!(code, Some(1), "{log}");
+    assert!(
+        log.contains(&format!("must not touch {}", w.standby))
+            && log.contains("environment=production"),
+        "{log}"
+    );
+    let seen = rt.block_on(w.read());
+    assert_eq!(seen.standby_state, "stopped", "never started");
+    assert_eq!(seen.dns_primary, ["ehr-us-east-1"]);
+    assert_eq!(seen.eip.0, w.maintenance_eni);
+}
