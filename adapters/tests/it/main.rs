@@ -4,6 +4,8 @@
 #[cfg(feature = "aws")]
 mod aws;
 #[cfg(feature = "aws")]
+mod aws_faults;
+#[cfg(feature = "aws")]
 mod aws_network;
 mod rewrap;
 mod roundtrip;

@@ -700,3 +700,117 @@ fn a_drill_is_refused_on_a_production_tagged_standby_before_it_is_started() {
     assert_eq!(seen.dns_primary, ["ehr-us-east-1"]);
     assert_eq!(seen.eip.0, w.maintenance_eni);
 }
+
+#[test]
+fn a_failed_cutover_rolls_back_through_the_adapters_built_in_undo() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let d = dir.path();
+    let rt = rt();
+    let w = rt.block_on(world(d, false));
+    let before = rt.block_on(w.read());
+    let runbook = format!(
+        r#"runbook "cutover with rollback" {{
+  rto   = 1h
+  rpo   = 1h
+  modes = [failover]
+}}
+
+step go {{
+  action = approval
+  with {{
+    prompt = "cut over?"
+  }}
+}}
+
+step move_eip {{
+  action = aws_ec2.associate_address
+  after  = [go]
+  with {{
+    allocation_id = "{alloc}"
+    instance_id   = "{standby}"
+    region        = "{REGION}"
+  }}
+}}
+
+step reroute {{
+  action = aws_ec2.replace_route
+  after  = [go]
+  with {{
+    route_table_id       = "{rtb}"
+    destination_cidr     = "10.20.0.0/16"
+    network_interface_id = "{eni}"
+    region               = "{REGION}"
+  }}
+}}
+
+step dns {{
+  action = aws_route53.set_failover
+  after  = [go]
+  with {{
+    zone_id = "{zone}"
+    name    = "{record}"
+    type    = A
+    active  = "ehr-us-west-2"
+  }}
+}}
+
+step smoke_test {{
+  action     = shell
+  after      = [move_eip, reroute, dns]
+  on_failure = rollback
+  with {{
+    command = "echo 'smoke test failed' >&2; exit 3"
+  }}
+}}
+
+milestone done {{
+  after     = [smoke_test]
+  stops_rto = true
+}}
+"#,
+        alloc = w.allocation,
+        standby = w.standby,
+        rtb = w.route_table,
+        eni = w.standby_eni,
+        zone = w.zone_id,
+        record = w.record,
+    );
+    std::fs::write(d.join("cutover.drover"), runbook).expect("write");
+    let args: Vec<String> = [
+        "run",
+        "cutover.drover",
+        "--mode",
+        "failover",
+        "--run-id",
+        "r1",
+        "--as",
+        "alice",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    let child = spawn(d, &args, None);
+    wait_until("the gate", || {
+        step_states(d, "r1")
+            .iter()
+            .any(|(id, s)| id == "go" && s == "awaiting_approval")
+    });
+    let ok = drover(d, &["approve", "r1", "go", "--as", "bob"]);
+    assert_eq!(ok.status.code(), Some(0), "{}", text(&ok.stderr));
+    let (code, log) = finish(child);
+    assert_eq!(code, Some(1), "{log}");
+    for step in ["move_eip", "reroute", "dns"] {
+        assert!(
+            log.contains(&format!("undo    {step} (")),
+            "{step} undone:\n{log}"
+        );
+    }
+    let after = rt.block_on(w.read());
+    assert_eq!(after.dns_primary, before.dns_primary, "{log}");
+    assert_eq!(after.dns_records, 2);
+    assert_eq!(
+        after.eip.0, before.eip.0,
+        "the EIP is back on the maintenance host"
+    );
+    assert_eq!(after.route, before.route);
+}
