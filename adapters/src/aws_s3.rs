@@ -343,7 +343,9 @@ impl Location for S3Location {
 
     fn retention(&self) -> Result<Option<crate::backup::Retention>, BackupError> {
         let me = self.clone();
-        on_own_runtime(move |rt| rt.block_on(async move { me.head_retention().await }))?
+        on_own_runtime(move |rt| {
+            rt.block_on(async move { me.head_retention(&client().await).await })
+        })?
     }
 
     fn list(&self) -> Result<Vec<Box<dyn Location>>, BackupError> {
@@ -401,9 +403,11 @@ impl Location for S3Location {
 }
 
 impl S3Location {
-    async fn head_retention(&self) -> Result<Option<crate::backup::Retention>, BackupError> {
-        let out = client()
-            .await
+    async fn head_retention(
+        &self,
+        client: &aws_sdk_s3::Client,
+    ) -> Result<Option<crate::backup::Retention>, BackupError> {
+        let out = client
             .head_object()
             .bucket(&self.bucket)
             .key(&self.key)
@@ -444,7 +448,7 @@ impl drover_schema::Adapter for AwsS3Adapter {
         &self,
         action: &str,
         inputs: &drover_schema::Inputs,
-        _ctx: &drover_schema::StepContext,
+        ctx: &drover_schema::StepContext,
     ) -> Result<drover_schema::Outputs, drover_schema::AdapterError> {
         use drover_schema::AdapterError;
         if action != "aws_s3.check_object_lock" {
@@ -459,10 +463,36 @@ impl drover_schema::Adapter for AwsS3Adapter {
             ));
         };
         let loc = S3Location { bucket, key };
-        let r = loc
-            .head_retention()
-            .await
-            .map_err(|e| AdapterError::Transient(format!("aws_s3.check_object_lock: {e}")))?;
+        // The step's own region, profile and endpoint (path-style addressing with an endpoint).
+        let target = crate::aws_common::AwsTarget::load(inputs).await;
+        let mut conf = aws_sdk_s3::config::Builder::from(&target.conf);
+        if inputs.contains_key("endpoint_url")
+            || std::env::var_os("AWS_ENDPOINT_URL").is_some()
+            || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some()
+        {
+            conf = conf.force_path_style(true);
+        }
+        let client = aws_sdk_s3::Client::from_conf(conf.build());
+        let r = loc.head_retention(&client).await.map_err(|e| {
+            let msg = format!(
+                "step {}: aws_s3.check_object_lock in {}: {e}",
+                ctx.step_id, target.region
+            );
+            if [
+                "NotFound",
+                "NoSuchKey",
+                "NoSuchBucket",
+                "AccessDenied",
+                "Forbidden",
+            ]
+            .iter()
+            .any(|c| msg.contains(c))
+            {
+                AdapterError::Permanent(msg)
+            } else {
+                AdapterError::Transient(msg)
+            }
+        })?;
         let Some(r) = r else {
             return Err(AdapterError::Permanent(format!(
                 "{} is not under S3 Object Lock",
