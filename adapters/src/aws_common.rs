@@ -17,8 +17,32 @@ pub(crate) struct AwsTarget {
 }
 
 impl AwsTarget {
-    /// Loads the configuration for a step's inputs.
+    /// Loads the configuration for a step's inputs. Loaded once per (region, profile, endpoint)
+    /// per process: the shared config files are read and the credential provider built (with its
+    /// own cache) once, not on every step.
     pub async fn load(inputs: &Inputs) -> Self {
+        static CACHE: std::sync::OnceLock<
+            std::sync::Mutex<std::collections::HashMap<[Option<String>; 3], AwsTarget>>,
+        > = std::sync::OnceLock::new();
+        let key = ["region", "profile", "endpoint_url"].map(|k| {
+            inputs
+                .get(k)
+                .and_then(|v| v.as_str())
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned)
+        });
+        let cache = CACHE.get_or_init(Default::default);
+        if let Some(t) = cache.lock().ok().and_then(|c| c.get(&key).cloned()) {
+            return t;
+        }
+        let t = Self::load_uncached(inputs).await;
+        if let Ok(mut c) = cache.lock() {
+            c.insert(key, t.clone());
+        }
+        t
+    }
+
+    async fn load_uncached(inputs: &Inputs) -> Self {
         let s = |k: &str| {
             inputs
                 .get(k)

@@ -566,7 +566,12 @@ fn fmt(files: &[String], check: bool) -> ExitCode {
 fn actions() -> ExitCode {
     let catalogue = drover_adapters::builtin_catalogue();
     for a in catalogue.actions() {
-        println!("{}  ({:?}) {}", a.name, a.effect, a.summary);
+        let undo = if a.builtin_undo {
+            ", built-in undo"
+        } else {
+            ""
+        };
+        println!("{}  ({:?}{undo}) {}", a.name, a.effect, a.summary);
         for i in &a.inputs {
             let req = if i.required { "required" } else { "optional" };
             println!(
