@@ -4,6 +4,7 @@
 
 mod backup_cli;
 mod run_cli;
+mod sim_cli;
 mod telemetry;
 
 use backup_cli::{backup_command, key_generate};
@@ -54,6 +55,36 @@ enum Command {
         /// Output format: text for people, json for the compiled plan.
         #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
         format: PlanFormat,
+    },
+    /// Monte Carlo simulation of a runbook on a virtual clock: RTO/RPO distributions, the chance
+    /// of meeting the targets, critical steps. Simulated: never a verified recovery.
+    Simulate {
+        /// Runbook file.
+        file: String,
+        /// Set a parameter.
+        #[arg(long = "var", value_name = "KEY=VALUE", value_parser = parse_var)]
+        vars: Vec<(String, String)>,
+        /// The mode to simulate (default: the runbook's first mode).
+        #[arg(long, value_enum)]
+        mode: Option<ModeArg>,
+        /// A what-if scenario (TOML; see docs/simulator.md).
+        #[arg(long)]
+        scenario: Option<String>,
+        /// Number of trials.
+        #[arg(long, default_value_t = 10_000)]
+        trials: u64,
+        /// Seed: the same seed gives the same result, whatever the thread count.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Worker threads (default: the machine's cores).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
+        format: PlanFormat,
+        /// Exit 3 when the simulated p95 RTO (or RPO) exceeds the runbook's target (for CI).
+        #[arg(long)]
+        fail_if_p95_exceeds_target: bool,
     },
     /// Draw a runbook's dependency graph.
     Graph {
@@ -336,6 +367,35 @@ fn dispatch(cli: Cli) -> ExitCode {
             format,
         } => plan(&file, vars, mode, format),
         Command::Graph { file, vars, format } => graph(&file, vars, format),
+        Command::Simulate {
+            file,
+            vars,
+            mode,
+            scenario,
+            trials,
+            seed,
+            threads,
+            format,
+            fail_if_p95_exceeds_target,
+        } => {
+            let plan = match compiled(&file, vars) {
+                Ok(p) => p,
+                Err(code) => return code,
+            };
+            sim_cli::simulate(
+                &plan,
+                &sim_cli::SimArgs {
+                    file: &file,
+                    mode: mode.map(Mode::from),
+                    scenario: scenario.as_deref(),
+                    trials,
+                    seed,
+                    threads,
+                    json: matches!(format, PlanFormat::Json),
+                    fail_if_p95_exceeds_target,
+                },
+            )
+        }
         Command::Fmt { files, check } => fmt(&files, check),
         Command::Actions => actions(),
         Command::Backup(b) => backup_command(b),

@@ -3,6 +3,7 @@
 #[cfg(feature = "aws")]
 mod aws_failover;
 mod run;
+mod simulate;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -1,0 +1,110 @@
+//! `drover simulate`: reproducible Monte Carlo through the binary.
+
+use super::{drover, root, text};
+
+#[test]
+fn the_same_seed_gives_byte_identical_json_with_one_and_two_threads() {
+    let run = |threads: &str, seed: &str| {
+        let out = drover(&[
+            "simulate",
+            "runbooks/ehr-failover.drover",
+            "--mode",
+            "failover",
+            "--trials",
+            "3000",
+            "--seed",
+            seed,
+            "--threads",
+            threads,
+            "--format",
+            "json",
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        out.stdout
+    };
+    let one = run("1", "42");
+    assert_eq!(one, run("2", "42"));
+    assert_ne!(one, run("2", "43"), "another seed, another sample");
+    let v: serde_json::Value = serde_json::from_slice(&one).expect("json");
+    assert_eq!(v["simulated"], true);
+    assert_eq!(v["trials"], 3000);
+    assert!(v["rto"]["p50_ms"].as_u64().is_some_and(|p| p > 0));
+    let crit = v["median_critical_path"].as_array().expect("path");
+    assert_eq!(crit.last().and_then(|s| s.as_str()), Some("ehr_restored"));
+}
+
+#[test]
+fn every_example_runbook_simulates() {
+    for entry in std::fs::read_dir(root().join("runbooks")).expect("runbooks") {
+        let p = entry.expect("entry").path();
+        if p.extension().and_then(|e| e.to_str()) != Some("drover") {
+            continue;
+        }
+        let f = p.to_string_lossy().into_owned();
+        let out = drover(&["simulate", &f, "--trials", "200"]);
+        assert_eq!(out.status.code(), Some(0), "{f}: {}", text(&out.stderr));
+        let s = text(&out.stdout);
+        assert!(s.starts_with("SIMULATED"), "{s}");
+        assert!(s.contains("RTO  p50"), "{f}: {s}");
+    }
+}
+
+#[test]
+fn a_scenario_changes_the_prediction_and_can_fail_ci() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let slow = dir.path().join("slow-dns.toml");
+    std::fs::write(
+        &slow,
+        "name = \"approvers asleep\"\n[[fault]]\nkind = \"approver_unavailable\"\nstep = \"approve_cutover\"\ndelay = \"5h\"\n",
+    )
+    .expect("write");
+    let base = drover(&[
+        "simulate",
+        "runbooks/ehr-failover.drover",
+        "--mode",
+        "failover",
+        "--trials",
+        "500",
+        "--format",
+        "json",
+        "--fail-if-p95-exceeds-target",
+    ]);
+    assert_eq!(base.status.code(), Some(0), "{}", text(&base.stderr));
+    let out = drover(&[
+        "simulate",
+        "runbooks/ehr-failover.drover",
+        "--mode",
+        "failover",
+        "--trials",
+        "500",
+        "--format",
+        "json",
+        "--scenario",
+        slow.to_str().expect("utf-8"),
+        "--fail-if-p95-exceeds-target",
+    ]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    let b: serde_json::Value = serde_json::from_slice(&base.stdout).expect("json");
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(s["scenario"], "approvers asleep");
+    let p50 = |v: &serde_json::Value| v["rto"]["p50_ms"].as_u64().unwrap_or(0);
+    assert!(
+        p50(&s) >= p50(&b) + 5 * 3_600_000,
+        "a 5h approval delay moves the median by 5h"
+    );
+    assert_eq!(s["rto"]["p_meet_target"], 0.0);
+
+    std::fs::write(&slow, "[[fault]]\nkind = \"meteor\"\n").expect("write");
+    let bad = drover(&[
+        "simulate",
+        "runbooks/ehr-failover.drover",
+        "--scenario",
+        slow.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(
+        text(&bad.stderr).contains("unknown kind `meteor`"),
+        "{}",
+        text(&bad.stderr)
+    );
+}
