@@ -5,6 +5,7 @@
 mod backup_cli;
 mod run_cli;
 mod sim_cli;
+mod tabletop_cli;
 mod telemetry;
 
 use backup_cli::{backup_command, key_generate};
@@ -85,6 +86,30 @@ enum Command {
         /// Exit 3 when the simulated p95 RTO (or RPO) exceeds the runbook's target (for CI).
         #[arg(long)]
         fail_if_p95_exceeds_target: bool,
+    },
+    /// A tabletop exercise: one simulated run narrated at accelerated virtual time, the team
+    /// typing the approvals; ends with a report. Simulated: never a verified recovery.
+    Tabletop {
+        /// Runbook file.
+        file: String,
+        /// Set a parameter.
+        #[arg(long = "var", value_name = "KEY=VALUE", value_parser = parse_var)]
+        vars: Vec<(String, String)>,
+        /// The mode to rehearse (default: the runbook's first mode).
+        #[arg(long, value_enum)]
+        mode: Option<ModeArg>,
+        /// A scenario with injects (TOML; see docs/simulator.md).
+        #[arg(long)]
+        scenario: Option<String>,
+        /// Seed for the step durations.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Virtual seconds per real second (0: no pauses).
+        #[arg(long, default_value_t = 600.0)]
+        speed: f64,
+        /// Write the report (timeline, decisions, simulated RTO/RPO) as JSON here.
+        #[arg(long)]
+        report: Option<String>,
     },
     /// Draw a runbook's dependency graph.
     Graph {
@@ -367,6 +392,35 @@ fn dispatch(cli: Cli) -> ExitCode {
             format,
         } => plan(&file, vars, mode, format),
         Command::Graph { file, vars, format } => graph(&file, vars, format),
+        Command::Tabletop {
+            file,
+            vars,
+            mode,
+            scenario,
+            seed,
+            speed,
+            report,
+        } => {
+            let plan = match compiled(&file, vars) {
+                Ok(p) => p,
+                Err(code) => return code,
+            };
+            tabletop_cli::tabletop(
+                &plan,
+                &tabletop_cli::TabletopArgs {
+                    file: &file,
+                    mode: mode.map(Mode::from),
+                    scenario: scenario.as_deref(),
+                    seed,
+                    speed: if speed.is_finite() {
+                        speed.max(0.0)
+                    } else {
+                        0.0
+                    },
+                    report: report.as_deref(),
+                },
+            )
+        }
         Command::Simulate {
             file,
             vars,

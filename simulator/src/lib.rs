@@ -19,7 +19,7 @@ pub mod sim;
 pub use drover_dsl::analysis::{Analysis, analyze};
 pub use monte_carlo::{Settings, Summary, run};
 pub use scenario::{Scenario, ScenarioError};
-pub use sim::{Prepared, Trial};
+pub use sim::{Automatic, Participants, Prepared, Trial};
 
 use drover_dsl::format_duration;
 

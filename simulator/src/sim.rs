@@ -18,6 +18,49 @@ const KEY_REFUSED_MS: u64 = 1_000;
 /// A trial that needs more events than this is stopped (a runaway retry loop).
 const MAX_EVENTS: usize = 1_000_000;
 
+/// Who decides during a trial: automatic for Monte Carlo, people at a terminal for a tabletop.
+pub trait Participants {
+    /// An approval step is waiting at virtual time `now`; `default_delay_ms` is the scenario's or
+    /// the estimate's. Returns after how long (ms) it is approved, and by whom; `None` stops the
+    /// exercise.
+    fn approve(
+        &mut self,
+        step: &str,
+        required: u32,
+        now: u64,
+        default_delay_ms: u64,
+    ) -> Option<(u64, Vec<String>)>;
+
+    /// Whether [`Participants::narrate`] wants lines (formatting them costs time).
+    fn narrating(&self) -> bool {
+        false
+    }
+
+    /// Something happened at virtual time `now`.
+    fn narrate(&mut self, _now: u64, _line: &str) {}
+}
+
+/// Approvals granted at once (or after the scenario's delay) by simulated approvers.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Automatic;
+
+impl Participants for Automatic {
+    fn approve(
+        &mut self,
+        _: &str,
+        required: u32,
+        _: u64,
+        delay: u64,
+    ) -> Option<(u64, Vec<String>)> {
+        Some((
+            delay,
+            (0..required)
+                .map(|a| format!("simulated-approver-{a}"))
+                .collect(),
+        ))
+    }
+}
+
 /// What the scenario does to one step, worked out once per simulation.
 #[derive(Debug, Clone, Default)]
 struct StepFaults {
@@ -42,6 +85,7 @@ pub struct Prepared<'p> {
     rto_milestone: Option<usize>,
     rpo_lag: Option<Span>,
     max_parallel: usize,
+    injects: Vec<(u64, String)>,
 }
 
 /// One trial's result.
@@ -57,6 +101,33 @@ pub struct Trial {
     pub critical: Vec<usize>,
     /// Per node: (start, end) in ms, for nodes that ran.
     pub spans: Vec<Option<(u64, u64)>>,
+}
+
+/// When each fault begins, for the narration of a tabletop.
+fn injects(s: &Scenario) -> Vec<(u64, String)> {
+    let mut v: Vec<(u64, String)> = s
+        .faults
+        .iter()
+        .map(|f| match f {
+            Fault::RegionDown {
+                region, from_ms, ..
+            } => (*from_ms, format!("region {region} is down")),
+            Fault::ProviderUnavailable {
+                provider, from_ms, ..
+            } => (*from_ms, format!("{provider} control plane unavailable")),
+            Fault::KeyDisabled { key } => (0, format!("key {key} is disabled")),
+            Fault::BackupCorrupted { source } => (0, format!("backup {source} is corrupted")),
+            Fault::StepFails {
+                step, probability, ..
+            } => (0, format!("{step} fails with probability {probability}")),
+            Fault::Slow { step, .. } => (0, format!("{step} is slow")),
+            Fault::ApproverUnavailable { step, .. } => {
+                (0, format!("approvers of {step} are unavailable"))
+            }
+        })
+        .collect();
+    v.sort();
+    v
 }
 
 fn sample_span(s: Span, rng: &mut ChaCha8Rng) -> u64 {
@@ -183,6 +254,7 @@ impl<'p> Prepared<'p> {
             approver_roles: roles.into_iter().collect(),
             rto_milestone,
             rpo_lag: scenario.recovery_point_lag,
+            injects: injects(scenario),
             max_parallel: plan
                 .runbook
                 .max_parallel
@@ -212,7 +284,14 @@ impl<'p> Prepared<'p> {
     /// Runs one trial.
     #[must_use]
     pub fn trial(&self, seed: u64, trial: u64) -> Trial {
+        self.trial_with(seed, trial, &mut Automatic)
+    }
+
+    /// Runs one trial with `who` deciding approvals and hearing what happens.
+    pub fn trial_with(&self, seed: u64, trial: u64, who: &mut dyn Participants) -> Trial {
         let mut rng = Self::rng(seed, trial);
+        let narrating = who.narrating();
+        let mut next_inject = 0usize;
         let mut cfg = Config::new(self.mode, "simulated-initiator", seed.wrapping_add(trial));
         cfg.max_parallel = self.max_parallel;
         let mut sched = Scheduler::new(self.plan, cfg);
@@ -244,6 +323,23 @@ impl<'p> Prepared<'p> {
             else {
                 continue;
             };
+            if narrating {
+                while let Some((at, what)) =
+                    self.injects.get(next_inject).filter(|(at, _)| *at <= now)
+                {
+                    who.narrate(*at, &format!("INJECT  {what}"));
+                    next_inject += 1;
+                }
+                match &event {
+                    Event::StepSucceeded { step, .. } => {
+                        who.narrate(now, &format!("done    {step}"));
+                    }
+                    Event::StepFailed { step, error, .. } => {
+                        who.narrate(now, &format!("failed  {step}: {error}"));
+                    }
+                    _ => {}
+                }
+            }
             for action in sched.on_event(&event, now) {
                 match action {
                     Action::Execute { step, attempt } => {
@@ -251,6 +347,9 @@ impl<'p> Prepared<'p> {
                             continue;
                         };
                         starts[k].get_or_insert(now);
+                        if narrating {
+                            who.narrate(now, &format!("start   {step} (attempt {attempt})"));
+                        }
                         let (after, result) = self.attempt(k, now, &mut rng);
                         let e = match result {
                             Ok(()) => Event::StepSucceeded {
@@ -293,14 +392,19 @@ impl<'p> Prepared<'p> {
                             Some(s) => sample_span(s, &mut rng),
                             None => self.models[k].sample(&mut rng),
                         };
-                        for a in 0..required {
+                        let Some((delay, approvers)) = who.approve(&step, required, now, delay)
+                        else {
+                            outcome = RunOutcome::Interrupted;
+                            break 'run;
+                        };
+                        for operator in approvers {
                             push(
                                 &mut queue,
                                 &mut events,
                                 now + delay,
                                 Event::Approved {
                                     step: step.clone(),
-                                    operator: format!("simulated-approver-{a}"),
+                                    operator,
                                     roles: self.approver_roles.clone(),
                                 },
                             );
@@ -326,6 +430,9 @@ impl<'p> Prepared<'p> {
                         );
                     }
                     Action::MilestoneReached { milestone, at_ms } => {
+                        if narrating {
+                            who.narrate(at_ms, &format!("MILESTONE {milestone}"));
+                        }
                         if let Some(&k) = self.index.get(&milestone) {
                             spans[k] = Some((at_ms, at_ms));
                             if Some(k) == self.rto_milestone {

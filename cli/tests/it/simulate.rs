@@ -108,3 +108,59 @@ fn a_scenario_changes_the_prediction_and_can_fail_ci() {
         text(&bad.stderr)
     );
 }
+
+#[test]
+fn a_tabletop_is_driven_through_a_real_terminal_and_records_the_typed_approval() {
+    use expectrl::{Eof, Session};
+    let dir = tempfile::tempdir().expect("tmp");
+    let report = dir.path().join("tabletop.json");
+    let scenario = dir.path().join("dns.toml");
+    std::fs::write(
+        &scenario,
+        "name = \"control plane outage\"\n[[fault]]\nkind = \"provider_unavailable\"\nprovider = \"aws_route53\"\nfrom = \"10m\"\nuntil = \"20m\"\n",
+    )
+    .expect("write");
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_drover"));
+    cmd.current_dir(root()).args([
+        "tabletop",
+        "runbooks/ehr-failover.drover",
+        "--mode",
+        "failover",
+        "--speed",
+        "0",
+        "--scenario",
+        scenario.to_str().expect("utf-8"),
+        "--report",
+        report.to_str().expect("utf-8"),
+    ]);
+    let mut s = Session::spawn(cmd).expect("a pty");
+    s.set_expect_timeout(Some(std::time::Duration::from_secs(60)));
+    s.expect("INJECT  aws_route53 control plane unavailable")
+        .expect("the inject appears");
+    s.expect("APPROVAL approve_cutover")
+        .expect("the approval is asked");
+    s.expect("> ").expect("a prompt");
+    s.send_line("bob").expect("type");
+    s.expect("1 more approver(s) needed")
+        .expect("asks for the second");
+    s.send_line("bob carol").expect("type");
+    s.expect("approved by bob, carol").expect("approved");
+    s.expect("TABLETOP REPORT (simulated)").expect("report");
+    s.expect(Eof).expect("ends");
+    let r: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&report).expect("report file")).expect("json");
+    assert_eq!(r["simulated"], true);
+    assert_eq!(r["scenario"], "control plane outage");
+    assert_eq!(r["decisions"][0]["step"], "approve_cutover");
+    assert_eq!(
+        r["decisions"][0]["approvers"],
+        serde_json::json!(["bob", "carol"])
+    );
+    assert!(r["rto_ms"].as_u64().is_some(), "{r}");
+    assert!(
+        r["timeline"]
+            .as_array()
+            .is_some_and(|t| t.iter().any(|e| e[1] == "MILESTONE ehr_restored")),
+        "{r}"
+    );
+}
