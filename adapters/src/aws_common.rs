@@ -67,6 +67,45 @@ impl AwsTarget {
     }
 }
 
+/// One step's calls to one AWS service: the client for the step's region/profile/endpoint, the
+/// region and step for messages, and the service's name.
+pub(crate) struct Call<'a, C> {
+    /// The service client.
+    pub client: C,
+    /// The region calls go to.
+    pub region: String,
+    /// The step making them.
+    pub ctx: &'a StepContext,
+    service: &'static str,
+}
+
+impl<'a, C> Call<'a, C> {
+    /// A client for the step's inputs, built by `make` from the loaded configuration.
+    pub async fn new(
+        service: &'static str,
+        inputs: &Inputs,
+        ctx: &'a StepContext,
+        make: impl FnOnce(&aws_config::SdkConfig) -> C,
+    ) -> Self {
+        let t = AwsTarget::load(inputs).await;
+        Self {
+            client: make(&t.conf),
+            region: t.region,
+            ctx,
+            service,
+        }
+    }
+
+    /// A failed call of `api` on `resource`, described and classified (see [`call_error`]).
+    pub fn err<E, R>(&self, api: &str, resource: &str, e: &SdkError<E, R>) -> AdapterError
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug,
+    {
+        call_error(self.ctx, self.service, api, resource, &self.region, e)
+    }
+}
+
 /// One failed AWS call, described for the operator: `step move_eip: EC2 AssociateAddress on
 /// eipalloc-1 in us-west-2: InvalidAllocationID.NotFound: ... (not found: check the id and region)`.
 pub(crate) fn call_error<E, R>(

@@ -8,8 +8,8 @@
 //! call returns the same volume or instances instead of making new ones.
 
 use crate::aws_common::{
-    AwsTarget, IDEMPOTENCY_TAG, call_error, client_token, input_list, input_str, interval, pause,
-    refuse_production_tags, require_str,
+    IDEMPOTENCY_TAG, client_token, input_list, input_str, interval, pause, refuse_production_tags,
+    require_str,
 };
 use crate::capture;
 use aws_sdk_ec2::Client;
@@ -25,26 +25,9 @@ use serde_json::json;
 #[derive(Debug, Default)]
 pub struct AwsEc2Adapter;
 
-struct Call<'a> {
-    client: Client,
-    region: String,
-    ctx: &'a StepContext,
-}
+type Call<'a> = crate::aws_common::Call<'a, Client>;
 
 impl Call<'_> {
-    fn err<E, R>(
-        &self,
-        api: &str,
-        resource: &str,
-        e: &aws_sdk_ec2::error::SdkError<E, R>,
-    ) -> AdapterError
-    where
-        E: aws_sdk_ec2::error::ProvideErrorMetadata + std::error::Error + 'static,
-        R: std::fmt::Debug,
-    {
-        call_error(self.ctx, "EC2", api, resource, &self.region, e)
-    }
-
     /// In a drill, reads the tags of `ids` and refuses when one marks production.
     async fn drill_guard(&self, ids: &[String]) -> Result<(), AdapterError> {
         if self.ctx.mode != "drill" || self.ctx.production_tags.is_empty() || ids.is_empty() {
@@ -883,12 +866,7 @@ async fn run_instances(c: &Call<'_>, inputs: &Inputs) -> Result<Outputs, Adapter
 
 impl AwsEc2Adapter {
     async fn call<'a>(inputs: &Inputs, ctx: &'a StepContext) -> Call<'a> {
-        let t = AwsTarget::load(inputs).await;
-        Call {
-            client: Client::new(&t.conf),
-            region: t.region,
-            ctx,
-        }
+        Call::new("EC2", inputs, ctx, Client::new).await
     }
 }
 

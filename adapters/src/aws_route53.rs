@@ -7,8 +7,7 @@
 //! (which changes nothing when it already took effect) without losing the original state.
 
 use crate::aws_common::{
-    AwsTarget, call_error, input_list, input_str, interval, pause, refuse_production_tags,
-    require_str,
+    input_list, input_str, interval, pause, refuse_production_tags, require_str,
 };
 use crate::capture;
 use aws_sdk_route53::Client;
@@ -156,26 +155,9 @@ fn zone_id(raw: &str) -> &str {
 #[derive(Debug, Default)]
 pub struct AwsRoute53Adapter;
 
-struct Call<'a> {
-    client: Client,
-    region: String,
-    ctx: &'a StepContext,
-}
+type Call<'a> = crate::aws_common::Call<'a, Client>;
 
 impl Call<'_> {
-    fn err<E, R>(
-        &self,
-        api: &str,
-        resource: &str,
-        e: &aws_sdk_route53::error::SdkError<E, R>,
-    ) -> AdapterError
-    where
-        E: aws_sdk_route53::error::ProvideErrorMetadata + std::error::Error + 'static,
-        R: std::fmt::Debug,
-    {
-        call_error(self.ctx, "Route 53", api, resource, &self.region, e)
-    }
-
     /// Every record set named `name` of type `rtype` in the zone.
     async fn records(
         &self,
@@ -469,12 +451,7 @@ fn changed(want: &[Record], current: &[Record]) -> Vec<Record> {
 
 impl AwsRoute53Adapter {
     async fn call<'a>(inputs: &Inputs, ctx: &'a StepContext) -> Call<'a> {
-        let t = AwsTarget::load(inputs).await;
-        Call {
-            client: Client::new(&t.conf),
-            region: t.region,
-            ctx,
-        }
+        Call::new("Route 53", inputs, ctx, Client::new).await
     }
 
     async fn upsert(&self, c: &Call<'_>, inputs: &Inputs) -> Result<Outputs, AdapterError> {

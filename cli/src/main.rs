@@ -600,14 +600,13 @@ fn plan(
             }
         },
         PlanFormat::Text => {
-            let mode = mode
-                .map(Mode::from)
-                .or_else(|| plan.runbook.modes.first().copied())
-                .unwrap_or(Mode::Drill);
-            if !plan.runbook.modes.contains(&mode) {
-                eprintln!("{file} does not support mode {}", mode.as_str());
-                return ExitCode::FAILURE;
-            }
+            let mode = match plan.mode_or_first(mode.map(Mode::from)) {
+                Ok(m) => m,
+                Err(m) => {
+                    eprintln!("{file} does not support mode {}", m.as_str());
+                    return ExitCode::FAILURE;
+                }
+            };
             let a = drover_dsl::analysis::analyze(&plan, mode);
             print!("{}", drover_dsl::analysis::render_text(&plan, &a));
         }

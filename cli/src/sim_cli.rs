@@ -18,26 +18,19 @@ pub struct SimArgs<'a> {
 
 /// Runs the simulation and prints it. Exit 0, 1 (bad input), 3 (p95 over a target, when asked).
 pub fn simulate(plan: &Plan, a: &SimArgs<'_>) -> ExitCode {
-    let mode = a
-        .mode
-        .or_else(|| plan.runbook.modes.first().copied())
-        .unwrap_or(Mode::Drill);
-    if !plan.runbook.modes.contains(&mode) {
-        eprintln!("{} does not support mode {}", a.file, mode.as_str());
-        return ExitCode::FAILURE;
-    }
-    let scenario = match a.scenario {
-        None => Scenario::default(),
-        Some(path) => match std::fs::read_to_string(path)
-            .map_err(|e| e.to_string())
-            .and_then(|t| Scenario::parse(&t).map_err(|e| e.to_string()))
-        {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!("error: scenario {path}: {e}");
-                return ExitCode::FAILURE;
-            }
-        },
+    let mode = match plan.mode_or_first(a.mode) {
+        Ok(m) => m,
+        Err(m) => {
+            eprintln!("{} does not support mode {}", a.file, m.as_str());
+            return ExitCode::FAILURE;
+        }
+    };
+    let scenario = match Scenario::load(a.scenario) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: scenario {}: {e}", a.scenario.unwrap_or(""));
+            return ExitCode::FAILURE;
+        }
     };
     if a.trials == 0 {
         eprintln!("error: --trials must be at least 1");

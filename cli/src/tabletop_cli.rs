@@ -182,26 +182,19 @@ impl Participants for Room<'_> {
 
 /// Runs the exercise. Exit 0 when it ran to the end, 4 when the team stopped it, 1 on bad input.
 pub fn tabletop(plan: &Plan, a: &TabletopArgs<'_>) -> ExitCode {
-    let mode = a
-        .mode
-        .or_else(|| plan.runbook.modes.first().copied())
-        .unwrap_or(Mode::Drill);
-    if !plan.runbook.modes.contains(&mode) {
-        eprintln!("{} does not support mode {}", a.file, mode.as_str());
-        return ExitCode::FAILURE;
-    }
-    let scenario = match a.scenario {
-        None => Scenario::default(),
-        Some(path) => match std::fs::read_to_string(path)
-            .map_err(|e| e.to_string())
-            .and_then(|t| Scenario::parse(&t).map_err(|e| e.to_string()))
-        {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!("error: scenario {path}: {e}");
-                return ExitCode::FAILURE;
-            }
-        },
+    let mode = match plan.mode_or_first(a.mode) {
+        Ok(m) => m,
+        Err(m) => {
+            eprintln!("{} does not support mode {}", a.file, m.as_str());
+            return ExitCode::FAILURE;
+        }
+    };
+    let scenario = match Scenario::load(a.scenario) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: scenario {}: {e}", a.scenario.unwrap_or(""));
+            return ExitCode::FAILURE;
+        }
     };
     println!(
         "TABLETOP EXERCISE (simulated — nothing is changed, nothing counts as a verified recovery)"

@@ -298,6 +298,22 @@ impl PlanValue {
 }
 
 impl Plan {
+    /// The mode a command works in: the one asked for, else the runbook's first (else drill);
+    /// `Err` names it when the runbook does not support it.
+    ///
+    /// # Errors
+    /// The mode, when the runbook does not list it.
+    pub fn mode_or_first(&self, asked: Option<Mode>) -> Result<Mode, Mode> {
+        let mode = asked
+            .or_else(|| self.runbook.modes.first().copied())
+            .unwrap_or(Mode::Drill);
+        if self.runbook.modes.contains(&mode) {
+            Ok(mode)
+        } else {
+            Err(mode)
+        }
+    }
+
     /// The node with this id.
     #[must_use]
     pub fn find(&self, id: &str) -> Option<NodeIndex> {

@@ -639,6 +639,9 @@ impl Driver {
         self.running.insert(id.to_owned(), handle);
     }
 
+    /// Undoes a completed step: its `compensate` block's action, or — without one — the built-in
+    /// undo of the step's own adapter, which restores the state it captured before the change
+    /// (same step context, so it finds that capture).
     fn compensate(&mut self, id: &str) {
         let tx = self.tx.clone();
         let step_id = id.to_owned();
@@ -651,105 +654,54 @@ impl Driver {
         let Some(step) = self.step(id).cloned() else {
             return fail("not in the plan".into());
         };
-        let Some(comp) = step.compensate.clone() else {
-            if step.builtin_undo {
-                return self.builtin_undo(step);
-            }
-            return fail("no compensation".into());
+        let (action, inputs, builtin) = match (&step.compensate, step.builtin_undo) {
+            (Some(c), _) => (c.action.clone(), c.inputs.clone(), false),
+            (None, true) => (step.action.clone(), step.inputs.clone(), true),
+            (None, false) => return fail("no compensation".into()),
         };
-        let Some(adapter) = self.adapters.get(&comp.action).cloned() else {
-            return fail(format!("no adapter in this build runs `{}`", comp.action));
+        let Some(adapter) = self.adapters.get(&action).cloned() else {
+            return fail(format!("no adapter in this build runs `{action}`"));
         };
         let mut outputs = self
             .sched
-            .outputs_of(crate::inputs::referenced_steps(&step, &comp.inputs));
-        if let Some(own) = self.sched.outputs(&step.id) {
-            outputs.insert(step.id.clone(), own.clone());
+            .outputs_of(crate::inputs::referenced_steps(&step, &inputs));
+        let own = self.sched.outputs(&step.id).cloned();
+        if let Some(o) = &own {
+            outputs.insert(step.id.clone(), o.clone());
         }
-        let resolved = match resolve(
-            &self.plan,
-            &step,
-            &comp.inputs,
-            self.spec.mode,
-            &outputs,
-            &|v| std::env::var(v).ok(),
-        ) {
+        let resolved = match resolve(&self.plan, &step, &inputs, self.spec.mode, &outputs, &|v| {
+            std::env::var(v).ok()
+        }) {
             Ok(r) => r,
             Err(e) => return fail(e),
         };
         self.secrets.extend(resolved.secrets.iter().cloned());
         let mut ctx = self.ctx(&step, 1);
-        ctx.action = comp.action.clone();
-        ctx.idempotency_key = format!("{}/{}/compensate", self.spec.run_id, step.id);
-        self.observer
-            .line(&format!("undo    {id} ({})", comp.action));
-        let span = tracing::info_span!(parent: &self.span, "compensate", step = %id, action = %comp.action);
-        let handle = tokio::spawn(
-            async move {
-                let r = adapter
-                    .execute(&comp.action, &resolved.inputs, &ctx)
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| e.to_string());
-                tracing::info!(
-                    outcome = if r.is_ok() { "ok" } else { "failed" },
-                    "compensation finished"
-                );
-                let _ = tx.send(Done::Compensation {
-                    step: step_id,
-                    result: r,
-                });
-            }
-            .instrument(span),
-        );
-        self.running.insert(format!("{id}/compensate"), handle);
-    }
-
-    /// Rollback of a step with no `compensate` block whose adapter undoes the action itself, from
-    /// the state it captured before the change (same step context, so it finds that capture).
-    fn builtin_undo(&mut self, step: PlanStep) {
-        let tx = self.tx.clone();
-        let id = step.id.clone();
-        let fail = |e: String| {
-            let _ = tx.send(Done::Compensation {
-                step: id.clone(),
-                result: Err(e),
-            });
-        };
-        let Some(adapter) = self.adapters.get(&step.action).cloned() else {
-            return fail(format!("no adapter in this build runs `{}`", step.action));
-        };
-        let mut outputs = self
-            .sched
-            .outputs_of(crate::inputs::referenced_steps(&step, &step.inputs));
-        let own = self.sched.outputs(&step.id).cloned().unwrap_or_default();
-        outputs.insert(step.id.clone(), own.clone());
-        let resolved = match resolve(
-            &self.plan,
-            &step,
-            &step.inputs,
-            self.spec.mode,
-            &outputs,
-            &|v| std::env::var(v).ok(),
-        ) {
-            Ok(r) => r,
-            Err(e) => return fail(e),
-        };
-        self.secrets.extend(resolved.secrets.iter().cloned());
-        let ctx = self.ctx(&step, 1);
-        let action = step.action.clone();
-        self.observer.line(&format!(
-            "undo    {id} ({action}, built-in: restores the captured state)"
-        ));
+        if builtin {
+            self.observer.line(&format!(
+                "undo    {id} ({action}, built-in: restores the captured state)"
+            ));
+        } else {
+            ctx.action = action.clone();
+            ctx.idempotency_key = format!("{}/{}/compensate", self.spec.run_id, step.id);
+            self.observer.line(&format!("undo    {id} ({action})"));
+        }
+        let own = own.unwrap_or_default();
         let span =
             tracing::info_span!(parent: &self.span, "compensate", step = %id, action = %action);
-        let step_id = id.clone();
         let handle = tokio::spawn(
             async move {
-                let r = adapter
-                    .compensate(&action, &resolved.inputs, &own, &ctx)
-                    .await
-                    .map_err(|e| e.to_string());
+                let r = if builtin {
+                    adapter
+                        .compensate(&action, &resolved.inputs, &own, &ctx)
+                        .await
+                } else {
+                    adapter
+                        .execute(&action, &resolved.inputs, &ctx)
+                        .await
+                        .map(|_| ())
+                }
+                .map_err(|e| e.to_string());
                 tracing::info!(
                     outcome = if r.is_ok() { "ok" } else { "failed" },
                     "compensation finished"

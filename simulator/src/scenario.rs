@@ -101,6 +101,9 @@ pub enum Fault {
 /// Why a scenario file was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ScenarioError {
+    /// The file could not be read.
+    #[error("cannot read it: {0}")]
+    Read(String),
     /// Not valid TOML, or not the expected shape.
     #[error("{0}")]
     Syntax(String),
@@ -169,6 +172,21 @@ fn span(text: &str) -> Result<Span, String> {
 }
 
 impl Scenario {
+    /// Reads and parses a scenario file; no path, no scenario (nothing injected).
+    ///
+    /// # Errors
+    /// The file cannot be read, or [`Scenario::parse`] refuses it.
+    pub fn load(path: Option<&str>) -> Result<Self, ScenarioError> {
+        match path {
+            None => Ok(Self::default()),
+            Some(p) => {
+                let text =
+                    std::fs::read_to_string(p).map_err(|e| ScenarioError::Read(e.to_string()))?;
+                Self::parse(&text)
+            }
+        }
+    }
+
     /// Parses a scenario file's text.
     ///
     /// # Errors
