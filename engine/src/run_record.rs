@@ -159,7 +159,7 @@ pub fn build(
         .map(|(id, s)| StepLine {
             error: matches!(s, Status::Failed | Status::CompensationFailed)
                 .then(|| sched.error(&id).unwrap_or("").to_owned()),
-            state: serde_json::to_value(&s)
+            state: serde_json::to_value(s)
                 .ok()
                 .and_then(|v| v.get("state").and_then(|x| x.as_str()).map(str::to_owned))
                 .unwrap_or_default(),

@@ -190,8 +190,180 @@ pub enum Action {
     },
 }
 
+/// An event about a node named by its index in plan order: the allocation-free form of [`Event`]
+/// that [`Scheduler::on_node_event`] takes. The simulator feeds these; live runs feed [`Event`]s,
+/// which are translated into these, so both go through the same rules.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum NodeEvent<'a> {
+    /// The run starts.
+    Started,
+    /// The run continues after an interruption or a crash.
+    Resumed,
+    /// An attempt succeeded.
+    Succeeded {
+        /// Node index.
+        node: usize,
+        /// Attempt number.
+        attempt: u32,
+        /// Its outputs (`None`: none).
+        outputs: Option<&'a Outputs>,
+    },
+    /// An attempt failed.
+    Failed {
+        /// Node index.
+        node: usize,
+        /// Attempt number.
+        attempt: u32,
+        /// What went wrong.
+        error: &'a str,
+        /// Whether a retry can help.
+        transient: bool,
+    },
+    /// A timer fired.
+    TimerFired {
+        /// Node index.
+        node: usize,
+        /// The attempt it was set for.
+        attempt: u32,
+        /// Which timer.
+        timer: TimerKind,
+    },
+    /// An operator approved an approval step.
+    Approved {
+        /// Node index.
+        node: usize,
+        /// Who.
+        operator: &'a str,
+        /// The roles they act in.
+        roles: &'a [String],
+    },
+    /// A compensation finished.
+    CompensationFinished {
+        /// Node index.
+        node: usize,
+        /// Why it failed, if it did.
+        error: Option<&'a str>,
+    },
+    /// Stop scheduling.
+    Interrupted,
+}
+
+/// Why a node will not run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SkipReason {
+    /// It is not part of the run's mode.
+    NotInMode,
+    /// Its `when` is false.
+    WhenFalse,
+    /// The node with this index, which it depends on, failed.
+    Failed(usize),
+}
+
+/// Why an approval was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The run is over.
+    RunOver,
+    /// The step is not an approval step.
+    NotApproval,
+    /// The step is not waiting for approval.
+    NotWaiting,
+    /// The initiator may not approve their own run.
+    FourEyes,
+    /// The operator acts in none of the required roles.
+    Role,
+    /// The operator approved already.
+    Duplicate,
+}
+
+/// What to do, with nodes named by index: the form of [`Action`] that
+/// [`Scheduler::on_node_event`] produces. Small and `Copy`: no strings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeAction {
+    /// Run an attempt of a step.
+    Execute {
+        /// Node index.
+        node: usize,
+        /// Attempt number (1-based).
+        attempt: u32,
+    },
+    /// An attempt timed out: stop waiting for it.
+    Abandon {
+        /// Node index.
+        node: usize,
+        /// Attempt number.
+        attempt: u32,
+    },
+    /// Fire a timer at `at_ms`.
+    SetTimer {
+        /// Node index.
+        node: usize,
+        /// Attempt number.
+        attempt: u32,
+        /// Which timer.
+        timer: TimerKind,
+        /// When.
+        at_ms: u64,
+    },
+    /// An approval step waits for operators.
+    AwaitApproval {
+        /// Node index.
+        node: usize,
+        /// Approvals needed.
+        required: u32,
+    },
+    /// An approval was counted (the operator is the event's).
+    ApprovalAccepted {
+        /// Node index.
+        node: usize,
+        /// Approvals still needed.
+        remaining: u32,
+    },
+    /// An approval was refused (the operator is the event's).
+    ApprovalRefused {
+        /// Node index.
+        node: usize,
+        /// Why.
+        reason: Refusal,
+    },
+    /// A step succeeded.
+    StepDone {
+        /// Node index.
+        node: usize,
+    },
+    /// A step failed for good; [`Scheduler::error_of`] has the last error.
+    StepGaveUp {
+        /// Node index.
+        node: usize,
+    },
+    /// A node will not run.
+    Skip {
+        /// Node index.
+        node: usize,
+        /// Why.
+        reason: SkipReason,
+    },
+    /// Run a step's compensation.
+    Compensate {
+        /// Node index.
+        node: usize,
+    },
+    /// A milestone was reached.
+    MilestoneReached {
+        /// Node index.
+        node: usize,
+        /// When.
+        at_ms: u64,
+    },
+    /// The run is over.
+    Finished {
+        /// How it ended.
+        outcome: RunOutcome,
+    },
+}
+
 /// A node's state.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum Status {
     /// Waiting for dependencies.
@@ -228,10 +400,21 @@ pub enum Status {
 }
 
 impl Status {
-    fn is_done_ok(&self) -> bool {
+    fn is_done_ok(self) -> bool {
         matches!(
             self,
             Status::Succeeded | Status::Skipped | Status::Compensated
+        )
+    }
+
+    fn is_open(self) -> bool {
+        matches!(
+            self,
+            Status::Pending
+                | Status::Queued { .. }
+                | Status::Running { .. }
+                | Status::Backoff { .. }
+                | Status::AwaitingApproval
         )
     }
 }
@@ -279,7 +462,8 @@ struct Approval {
 struct Node {
     id: String,
     milestone: bool,
-    provider: String,
+    /// Index into the scheduler's providers.
+    provider: usize,
     in_mode: bool,
     attempts: u32,
     backoff_ms: u64,
@@ -295,6 +479,18 @@ struct Node {
     succs: Vec<usize>,
 }
 
+/// The fields of a node read on every event.
+#[derive(Debug, Clone, Copy)]
+struct Hot {
+    /// Index into the scheduler's providers.
+    provider: usize,
+    timeout_ms: Option<u64>,
+    /// Approvals needed (0: not an approval step).
+    approvals: u32,
+    milestone: bool,
+    has_when: bool,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     Running,
@@ -303,31 +499,106 @@ enum Phase {
     Done(RunOutcome),
 }
 
+fn timer_slot(kind: TimerKind) -> usize {
+    match kind {
+        TimerKind::Retry => 0,
+        TimerKind::Timeout => 1,
+    }
+}
+
+/// Node indices taken smallest first: a sorted vector read from a cursor. Nodes mostly arrive
+/// after the ones being taken (successors have later indices in a typical plan), so inserting is
+/// a push at the end and taking is O(1).
+#[derive(Debug, Clone, Default)]
+struct IndexQueue {
+    sorted: Vec<usize>,
+    head: usize,
+}
+
+impl IndexQueue {
+    #[inline(always)]
+    fn insert(&mut self, i: usize) {
+        // Taking the last element clears the vector, so `last` is never a taken one.
+        if self.sorted.last().is_none_or(|&l| l < i) {
+            self.sorted.push(i);
+            return;
+        }
+        let rest = &self.sorted[self.head..];
+        let at = self.head + rest.partition_point(|&x| x < i);
+        self.sorted.insert(at, i);
+    }
+
+    fn first(&self) -> Option<usize> {
+        self.sorted.get(self.head).copied()
+    }
+
+    fn pop_first(&mut self) -> Option<usize> {
+        let i = self.sorted.get(self.head).copied();
+        if i.is_some() {
+            self.head += 1;
+            if self.head == self.sorted.len() {
+                self.clear();
+            }
+        }
+        i
+    }
+
+    fn is_empty(&self) -> bool {
+        self.head == self.sorted.len()
+    }
+
+    fn clear(&mut self) {
+        self.sorted.clear();
+        self.head = 0;
+    }
+}
+
 /// The scheduler of one run.
+///
+/// Nodes are kept by index (plan order) and every per-event structure is indexed, so an event
+/// costs work proportional to the nodes it touches and allocates nothing on the common path: the
+/// simulator runs millions of steps a second through it. [`Scheduler::reset`] makes a used
+/// scheduler fresh again without rebuilding it.
 #[derive(Debug, Clone)]
 pub struct Scheduler {
     nodes: Vec<Node>,
+    /// What every event reads about a node, packed together (`nodes` holds the rest).
+    hot: Vec<Hot>,
+    /// Predecessors of node `i`: `edges[pred_at[i]..pred_at[i + 1]]`; successors likewise.
+    pred_at: Vec<usize>,
+    succ_at: Vec<usize>,
+    edges: Vec<usize>,
     topo: Vec<usize>,
     index: BTreeMap<String, usize>,
+    /// Per provider (by index): the limit on its attempts in flight.
+    provider_limit: Vec<usize>,
     status: Vec<Status>,
-    outputs: Vec<Option<Outputs>>,
+    /// Per node: its outputs, meaningful where `has_outputs` (kept allocated across resets).
+    outputs: Vec<Outputs>,
+    has_outputs: Vec<bool>,
     errors: Vec<Option<String>>,
     approvers: Vec<Vec<String>>,
-    timers: BTreeMap<(usize, TimerKind), (u32, u64)>,
+    /// Per node: the armed retry and timeout timers, as (attempt, when).
+    timers: Vec<[Option<(u32, u64)>; 2]>,
     params: BTreeMap<String, PlanValue>,
     config: Config,
     phase: Phase,
     started: bool,
-    /// Pending nodes whose readiness must be re-evaluated (their predecessors changed).
-    candidates: std::collections::BTreeSet<usize>,
-    /// Nodes queued for an attempt, waiting for capacity.
-    queued: std::collections::BTreeSet<usize>,
+    /// Pending nodes whose readiness must be re-evaluated (their predecessors changed), smallest
+    /// index first; `is_candidate` keeps each in the set once.
+    candidates: IndexQueue,
+    is_candidate: Vec<bool>,
+    /// Per provider: nodes queued for an attempt, waiting for capacity, smallest index first.
+    /// Entries are checked when they reach the top (a node no longer queued is dropped then).
+    queued: Vec<IndexQueue>,
     /// Attempts in flight, in total and per provider.
     running_total: usize,
-    running_per: BTreeMap<String, usize>,
+    running_per: Vec<usize>,
     /// Nodes not yet in a final state, and compensations in flight.
     open: usize,
     compensating_count: usize,
+    /// Reused for translating between [`Event`]/[`Action`] and their node forms.
+    scratch: Vec<NodeAction>,
 }
 
 fn input_u64(step: &drover_dsl::PlanStep, name: &str) -> Option<i64> {
@@ -345,6 +616,13 @@ impl Scheduler {
         let topo: Vec<usize> = petgraph::algo::toposort(g, None)
             .map(|o| o.into_iter().map(|i| i.index()).collect())
             .unwrap_or_else(|_| (0..g.node_count()).collect());
+        let mut providers: Vec<String> = vec![String::new()];
+        let mut provider_ix = |name: &str| {
+            providers.iter().position(|p| p == name).unwrap_or_else(|| {
+                providers.push(name.to_owned());
+                providers.len() - 1
+            })
+        };
         let mut nodes = Vec::with_capacity(g.node_count());
         for i in g.node_indices() {
             let mut preds: Vec<usize> = g
@@ -363,7 +641,7 @@ impl Scheduler {
                 PlanNode::Milestone(m) => Node {
                     id: m.id.clone(),
                     milestone: true,
-                    provider: String::new(),
+                    provider: 0,
                     in_mode: m.modes.contains(&config.mode),
                     attempts: 1,
                     backoff_ms: 0,
@@ -381,7 +659,7 @@ impl Scheduler {
                 PlanNode::Step(s) => Node {
                     id: s.id.clone(),
                     milestone: false,
-                    provider: s.provider.clone(),
+                    provider: provider_ix(&s.provider),
                     in_mode: s.modes.contains(&config.mode),
                     attempts: s.retry.map_or(1, |r| r.attempts.max(1)),
                     backoff_ms: s.retry.map_or(0, |r| r.backoff_ms),
@@ -424,64 +702,147 @@ impl Scheduler {
             .map(|(i, n)| (n.id.clone(), i))
             .collect();
         let n = nodes.len();
+        let hot = nodes
+            .iter()
+            .map(|nd| Hot {
+                provider: nd.provider,
+                timeout_ms: nd.timeout_ms,
+                approvals: nd.approval.as_ref().map_or(0, |a| a.required),
+                milestone: nd.milestone,
+                has_when: nd.when.is_some(),
+            })
+            .collect();
+        let mut edges = Vec::new();
+        let mut pred_at = Vec::with_capacity(n + 1);
+        let mut succ_at = Vec::with_capacity(n + 1);
+        for nd in &mut nodes {
+            pred_at.push(edges.len());
+            edges.append(&mut nd.preds);
+        }
+        pred_at.push(edges.len());
+        for nd in &mut nodes {
+            succ_at.push(edges.len());
+            edges.append(&mut nd.succs);
+        }
+        succ_at.push(edges.len());
         let mut config = config;
         if let Some(mp) = plan.runbook.max_parallel {
             config.max_parallel = config.max_parallel.min(mp.max(1) as usize);
         }
+        // Milestones (provider "") and `core` steps are never limited.
+        let provider_limit = providers
+            .iter()
+            .map(|p| match p.as_str() {
+                "" | "core" => usize::MAX,
+                p => config
+                    .provider_limits
+                    .get(p)
+                    .copied()
+                    .unwrap_or(config.default_provider_limit),
+            })
+            .collect();
+        let np = providers.len();
         Self {
             nodes,
+            hot,
+            pred_at,
+            succ_at,
+            edges,
             topo,
             index,
+            provider_limit,
             status: vec![Status::Pending; n],
-            outputs: vec![None; n],
+            outputs: vec![Outputs::new(); n],
+            has_outputs: vec![false; n],
             errors: vec![None; n],
             approvers: vec![Vec::new(); n],
-            timers: BTreeMap::new(),
+            timers: vec![[None; 2]; n],
             params: plan.params.clone(),
             config,
             phase: Phase::Running,
             started: false,
-            candidates: std::collections::BTreeSet::new(),
-            queued: std::collections::BTreeSet::new(),
+            candidates: IndexQueue::default(),
+            is_candidate: vec![false; n],
+            queued: vec![IndexQueue::default(); np],
             running_total: 0,
-            running_per: BTreeMap::new(),
+            running_per: vec![0; np],
             open: n,
             compensating_count: 0,
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Forgets the run: every node pending again and no timer set, exactly as if freshly built
+    /// from the same plan, with a new jitter `seed`. Allocates nothing.
+    pub fn reset(&mut self, seed: u64) {
+        self.config.seed = seed;
+        self.status.fill(Status::Pending);
+        self.has_outputs.fill(false);
+        for o in &mut self.outputs {
+            if !o.is_empty() {
+                o.clear();
+            }
+        }
+        self.errors.fill(None);
+        for a in &mut self.approvers {
+            a.clear();
+        }
+        self.timers.fill([None; 2]);
+        self.phase = Phase::Running;
+        self.started = false;
+        self.candidates.clear();
+        self.is_candidate.fill(false);
+        for q in &mut self.queued {
+            q.clear();
+        }
+        self.running_total = 0;
+        self.running_per.fill(0);
+        self.open = self.nodes.len();
+        self.compensating_count = 0;
+    }
+
+    /// Number of nodes (indices run from 0 to this, in plan order).
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Whether the plan has no nodes.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// The id of node `i`.
+    #[must_use]
+    pub fn id(&self, i: usize) -> &str {
+        &self.nodes[i].id
+    }
+
+    #[inline(always)]
+    fn candidate(&mut self, i: usize) {
+        if !self.is_candidate[i] {
+            self.is_candidate[i] = true;
+            self.candidates.insert(i);
         }
     }
 
     /// Changes a node's state, keeping the counters and work sets in step. Every state change goes
     /// through here, so each event costs work proportional to the nodes it touches, not the plan.
+    #[inline(always)]
     fn set(&mut self, i: usize, new: Status) {
-        let old = std::mem::replace(&mut self.status[i], new.clone());
-        let open = |s: &Status| {
-            matches!(
-                s,
-                Status::Pending
-                    | Status::Queued { .. }
-                    | Status::Running { .. }
-                    | Status::Backoff { .. }
-                    | Status::AwaitingApproval
-            )
-        };
+        let old = std::mem::replace(&mut self.status[i], new);
+        let p = self.hot[i].provider;
         if let Status::Running { .. } = old {
             self.running_total -= 1;
-            if let Some(c) = self.running_per.get_mut(&self.nodes[i].provider) {
-                *c -= 1;
-            }
+            self.running_per[p] -= 1;
         }
         if let Status::Running { .. } = new {
             self.running_total += 1;
-            *self
-                .running_per
-                .entry(self.nodes[i].provider.clone())
-                .or_default() += 1;
+            self.running_per[p] += 1;
         }
-        if let Status::Queued { .. } = old {
-            self.queued.remove(&i);
-        }
-        if let Status::Queued { .. } = new {
-            self.queued.insert(i);
+        if let (Status::Queued { .. }, false) = (new, matches!(old, Status::Queued { .. })) {
+            self.queued[p].insert(i);
         }
         if old == Status::Compensating {
             self.compensating_count -= 1;
@@ -489,13 +850,16 @@ impl Scheduler {
         if new == Status::Compensating {
             self.compensating_count += 1;
         }
-        match (open(&old), open(&new)) {
+        match (old.is_open(), new.is_open()) {
             (true, false) => self.open -= 1,
             (false, true) => self.open += 1,
             _ => {}
         }
         if new.is_done_ok() || matches!(new, Status::Failed | Status::CompensationFailed) {
-            self.candidates.extend(self.nodes[i].succs.iter().copied());
+            for k in self.succ_at[i]..self.succ_at[i + 1] {
+                let s = self.edges[k];
+                self.candidate(s);
+            }
         }
     }
 
@@ -505,7 +869,7 @@ impl Scheduler {
         self.nodes
             .iter()
             .zip(&self.status)
-            .map(|(n, s)| (n.id.clone(), s.clone()))
+            .map(|(n, s)| (n.id.clone(), *s))
             .collect()
     }
 
@@ -518,7 +882,9 @@ impl Scheduler {
     /// A succeeded step's outputs.
     #[must_use]
     pub fn outputs(&self, id: &str) -> Option<&Outputs> {
-        self.index.get(id).and_then(|&i| self.outputs[i].as_ref())
+        self.index
+            .get(id)
+            .and_then(|&i| self.has_outputs[i].then(|| &self.outputs[i]))
     }
 
     /// Every succeeded step's outputs, by id.
@@ -526,8 +892,9 @@ impl Scheduler {
     pub fn all_outputs(&self) -> BTreeMap<String, Outputs> {
         self.nodes
             .iter()
-            .zip(&self.outputs)
-            .filter_map(|(n, o)| o.as_ref().map(|o| (n.id.clone(), o.clone())))
+            .zip(self.outputs.iter().zip(&self.has_outputs))
+            .filter(|(_, (_, has))| **has)
+            .map(|(n, (o, _))| (n.id.clone(), o.clone()))
             .collect()
     }
 
@@ -551,10 +918,15 @@ impl Scheduler {
     /// Timers that are set: (step, attempt, kind, when). Resume re-arms them.
     #[must_use]
     pub fn pending_timers(&self) -> Vec<(String, u32, TimerKind, u64)> {
-        self.timers
-            .iter()
-            .map(|(&(i, kind), &(attempt, at))| (self.nodes[i].id.clone(), attempt, kind, at))
-            .collect()
+        let mut v = Vec::new();
+        for (i, slots) in self.timers.iter().enumerate() {
+            for kind in [TimerKind::Retry, TimerKind::Timeout] {
+                if let Some((attempt, at)) = slots[timer_slot(kind)] {
+                    v.push((self.nodes[i].id.clone(), attempt, kind, at));
+                }
+            }
+        }
+        v
     }
 
     /// Steps with an attempt in flight: after a crash their outcome is unknown.
@@ -601,25 +973,209 @@ impl Scheduler {
         }
     }
 
-    /// Feeds one event; returns what to do.
+    /// Feeds one event; returns what to do. Steps are named by id: this is the journaled form,
+    /// translated to and from [`Scheduler::on_node_event`], which holds the rules.
     pub fn on_event(&mut self, event: &Event, now: u64) -> Vec<Action> {
-        let mut out = Vec::new();
-        if matches!(self.phase, Phase::Done(RunOutcome::Interrupted)) && *event == Event::Resumed {
+        let idx = |s: &Self, id: &str| s.index.get(id).copied();
+        let ev = match event {
+            Event::Started => NodeEvent::Started,
+            Event::Resumed => NodeEvent::Resumed,
+            Event::Interrupted => NodeEvent::Interrupted,
+            Event::StepSucceeded {
+                step,
+                attempt,
+                outputs,
+            } => match idx(self, step) {
+                Some(node) => NodeEvent::Succeeded {
+                    node,
+                    attempt: *attempt,
+                    outputs: Some(outputs),
+                },
+                None => return Vec::new(),
+            },
+            Event::StepFailed {
+                step,
+                attempt,
+                error,
+                transient,
+            } => match idx(self, step) {
+                Some(node) => NodeEvent::Failed {
+                    node,
+                    attempt: *attempt,
+                    error,
+                    transient: *transient,
+                },
+                None => return Vec::new(),
+            },
+            Event::TimerFired {
+                step,
+                attempt,
+                timer,
+            } => match idx(self, step) {
+                Some(node) => NodeEvent::TimerFired {
+                    node,
+                    attempt: *attempt,
+                    timer: *timer,
+                },
+                None => return Vec::new(),
+            },
+            Event::Approved {
+                step,
+                operator,
+                roles,
+            } => match idx(self, step) {
+                Some(node) => NodeEvent::Approved {
+                    node,
+                    operator,
+                    roles,
+                },
+                None => {
+                    let reason = if matches!(self.phase, Phase::Done(_)) {
+                        "the run is over"
+                    } else {
+                        "no such step"
+                    };
+                    return vec![Action::ApprovalRefused {
+                        step: step.clone(),
+                        operator: operator.clone(),
+                        reason: reason.into(),
+                    }];
+                }
+            },
+            Event::CompensationFinished { step, error } => match idx(self, step) {
+                Some(node) => NodeEvent::CompensationFinished {
+                    node,
+                    error: error.as_deref(),
+                },
+                None => return Vec::new(),
+            },
+        };
+        let operator = match event {
+            Event::Approved { operator, .. } => operator.as_str(),
+            _ => "",
+        };
+        let mut acts = std::mem::take(&mut self.scratch);
+        acts.clear();
+        self.on_node_event(ev, now, &mut acts);
+        let out = acts.drain(..).map(|a| self.action(a, operator)).collect();
+        self.scratch = acts;
+        out
+    }
+
+    /// A node's last error (a failed step's, or a failed compensation's).
+    #[must_use]
+    pub fn error_of(&self, i: usize) -> Option<&str> {
+        self.errors.get(i).and_then(|e| e.as_deref())
+    }
+
+    /// Why an approval of node `i` was refused, in words.
+    #[must_use]
+    pub fn refusal(&self, i: usize, reason: Refusal) -> String {
+        match reason {
+            Refusal::RunOver => "the run is over".into(),
+            Refusal::NotApproval => "not an approval step".into(),
+            Refusal::NotWaiting => "the step is not waiting for approval".into(),
+            Refusal::FourEyes => {
+                "four eyes: the operator who started the run may not approve it".into()
+            }
+            Refusal::Role => format!(
+                "approving needs one of the roles {}",
+                self.nodes[i]
+                    .approval
+                    .as_ref()
+                    .map(|p| p.roles.join(", "))
+                    .unwrap_or_default()
+            ),
+            Refusal::Duplicate => {
+                "already approved by this operator; approvers must be distinct".into()
+            }
+        }
+    }
+
+    /// The id-named form of a node action; `operator` is the approving event's.
+    fn action(&self, a: NodeAction, operator: &str) -> Action {
+        let id = |i: usize| self.nodes[i].id.clone();
+        match a {
+            NodeAction::Execute { node, attempt } => Action::Execute {
+                step: id(node),
+                attempt,
+            },
+            NodeAction::Abandon { node, attempt } => Action::Abandon {
+                step: id(node),
+                attempt,
+            },
+            NodeAction::SetTimer {
+                node,
+                attempt,
+                timer,
+                at_ms,
+            } => Action::SetTimer {
+                step: id(node),
+                attempt,
+                timer,
+                at_ms,
+            },
+            NodeAction::AwaitApproval { node, required } => Action::AwaitApproval {
+                step: id(node),
+                required,
+            },
+            NodeAction::ApprovalAccepted { node, remaining } => Action::ApprovalAccepted {
+                step: id(node),
+                operator: operator.to_owned(),
+                remaining,
+            },
+            NodeAction::ApprovalRefused { node, reason } => Action::ApprovalRefused {
+                step: id(node),
+                operator: operator.to_owned(),
+                reason: self.refusal(node, reason),
+            },
+            NodeAction::StepDone { node } => Action::StepDone { step: id(node) },
+            NodeAction::StepGaveUp { node } => Action::StepGaveUp {
+                step: id(node),
+                error: self.error_of(node).unwrap_or_default().to_owned(),
+            },
+            NodeAction::Skip { node, reason } => Action::Skip {
+                step: id(node),
+                reason: self.skip_reason(reason),
+            },
+            NodeAction::Compensate { node } => Action::Compensate { step: id(node) },
+            NodeAction::MilestoneReached { node, at_ms } => Action::MilestoneReached {
+                milestone: id(node),
+                at_ms,
+            },
+            NodeAction::Finished { outcome } => Action::Finished { outcome },
+        }
+    }
+
+    /// Why a node was skipped, in words.
+    #[must_use]
+    pub fn skip_reason(&self, reason: SkipReason) -> String {
+        match reason {
+            SkipReason::NotInMode => format!("not in {} mode", mode_name(self.config.mode)),
+            SkipReason::WhenFalse => "`when` is false".into(),
+            SkipReason::Failed(f) => format!("`{}` failed", self.nodes[f].id),
+        }
+    }
+
+    /// Feeds one event about nodes named by index; appends what to do to `out`. Every
+    /// scheduling rule is applied here.
+    pub fn on_node_event(&mut self, event: NodeEvent<'_>, now: u64, out: &mut Vec<NodeAction>) {
+        if matches!(self.phase, Phase::Done(RunOutcome::Interrupted)) && event == NodeEvent::Resumed
+        {
             self.phase = Phase::Running;
         }
         if matches!(self.phase, Phase::Done(_)) {
-            if let Event::Approved { step, operator, .. } = event {
-                out.push(Action::ApprovalRefused {
-                    step: step.clone(),
-                    operator: operator.clone(),
-                    reason: "the run is over".into(),
+            if let NodeEvent::Approved { node, .. } = event {
+                out.push(NodeAction::ApprovalRefused {
+                    node,
+                    reason: Refusal::RunOver,
                 });
             }
-            return out;
+            return;
         }
         match event {
-            Event::Started | Event::Resumed => {
-                if *event == Event::Resumed
+            NodeEvent::Started | NodeEvent::Resumed => {
+                if event == NodeEvent::Resumed
                     && matches!(self.phase, Phase::Draining(RunOutcome::Interrupted))
                 {
                     self.phase = Phase::Running;
@@ -627,7 +1183,7 @@ impl Scheduler {
                 // Every pending node is re-evaluated at start and on resume.
                 for i in 0..self.nodes.len() {
                     if self.status[i] == Status::Pending {
-                        self.candidates.insert(i);
+                        self.candidate(i);
                     }
                 }
                 if !self.started {
@@ -635,90 +1191,79 @@ impl Scheduler {
                     for i in 0..self.nodes.len() {
                         if !self.nodes[i].in_mode {
                             self.set(i, Status::Skipped);
-                            out.push(Action::Skip {
-                                step: self.nodes[i].id.clone(),
-                                reason: format!("not in {} mode", mode_name(self.config.mode)),
+                            out.push(NodeAction::Skip {
+                                node: i,
+                                reason: SkipReason::NotInMode,
                             });
                         }
                     }
                 }
             }
-            Event::StepSucceeded {
-                step,
+            NodeEvent::Succeeded {
+                node: i,
                 attempt,
                 outputs,
             } => {
-                if let Some(i) = self.idx(step)
-                    && self.status[i] == (Status::Running { attempt: *attempt })
-                {
-                    self.timers.remove(&(i, TimerKind::Timeout));
+                if i < self.nodes.len() && self.status[i] == (Status::Running { attempt }) {
+                    self.timers[i][timer_slot(TimerKind::Timeout)] = None;
                     self.set(i, Status::Succeeded);
-                    self.outputs[i] = Some(outputs.clone());
-                    out.push(Action::StepDone { step: step.clone() });
+                    match outputs {
+                        Some(o) => self.outputs[i].clone_from(o),
+                        None if !self.outputs[i].is_empty() => self.outputs[i].clear(),
+                        None => {}
+                    }
+                    self.has_outputs[i] = true;
+                    out.push(NodeAction::StepDone { node: i });
                 }
             }
-            Event::StepFailed {
-                step,
+            NodeEvent::Failed {
+                node: i,
                 attempt,
                 error,
                 transient,
             } => {
-                if let Some(i) = self.idx(step)
-                    && self.status[i] == (Status::Running { attempt: *attempt })
-                {
-                    self.timers.remove(&(i, TimerKind::Timeout));
-                    self.fail_attempt(i, *attempt, error, *transient, now, &mut out);
+                if i < self.nodes.len() && self.status[i] == (Status::Running { attempt }) {
+                    self.timers[i][timer_slot(TimerKind::Timeout)] = None;
+                    self.fail_attempt(i, attempt, error, transient, now, out);
                 }
             }
-            Event::TimerFired {
-                step,
+            NodeEvent::TimerFired {
+                node: i,
                 attempt,
                 timer,
             } => {
-                if let Some(i) = self.idx(step) {
-                    let armed = self.timers.get(&(i, *timer)).map(|(a, _)| *a);
-                    if armed == Some(*attempt) {
-                        self.timers.remove(&(i, *timer));
-                        match timer {
-                            TimerKind::Retry
-                                if self.status[i] == (Status::Backoff { attempt: *attempt }) =>
-                            {
-                                self.set(
-                                    i,
-                                    Status::Queued {
-                                        attempt: attempt + 1,
-                                    },
-                                );
-                            }
-                            TimerKind::Timeout
-                                if self.status[i] == (Status::Running { attempt: *attempt }) =>
-                            {
-                                out.push(Action::Abandon {
-                                    step: step.clone(),
-                                    attempt: *attempt,
-                                });
-                                let msg = format!(
-                                    "attempt {attempt} timed out after {}",
-                                    drover_dsl::format_duration(
-                                        self.nodes[i].timeout_ms.unwrap_or(0)
-                                    )
-                                );
-                                self.fail_attempt(i, *attempt, &msg, true, now, &mut out);
-                            }
-                            _ => {}
+                let slot = timer_slot(timer);
+                let armed = self.timers.get(i).and_then(|t| t[slot]).map(|(a, _)| a);
+                if armed == Some(attempt) {
+                    self.timers[i][slot] = None;
+                    match timer {
+                        TimerKind::Retry if self.status[i] == (Status::Backoff { attempt }) => {
+                            self.set(
+                                i,
+                                Status::Queued {
+                                    attempt: attempt + 1,
+                                },
+                            );
                         }
+                        TimerKind::Timeout if self.status[i] == (Status::Running { attempt }) => {
+                            out.push(NodeAction::Abandon { node: i, attempt });
+                            let msg = format!(
+                                "attempt {attempt} timed out after {}",
+                                drover_dsl::format_duration(self.nodes[i].timeout_ms.unwrap_or(0))
+                            );
+                            self.fail_attempt(i, attempt, &msg, true, now, out);
+                        }
+                        _ => {}
                     }
                 }
             }
-            Event::Approved {
-                step,
+            NodeEvent::Approved {
+                node,
                 operator,
                 roles,
-            } => self.approve(step, operator, roles, &mut out),
-            Event::CompensationFinished { step, error } => {
-                if let Some(i) = self.idx(step)
-                    && self.status[i] == Status::Compensating
-                {
+            } => self.approve(node, operator, roles, out),
+            NodeEvent::CompensationFinished { node: i, error } => {
+                if i < self.nodes.len() && self.status[i] == Status::Compensating {
                     let new = if error.is_some() {
                         Status::CompensationFailed
                     } else {
@@ -726,24 +1271,19 @@ impl Scheduler {
                     };
                     self.set(i, new);
                     if let Some(e) = error {
-                        self.errors[i] = Some(e.clone());
+                        self.errors[i] = Some(e.to_owned());
                     }
                 }
             }
-            Event::Interrupted => {
+            NodeEvent::Interrupted => {
                 if self.phase == Phase::Running {
                     self.phase = Phase::Draining(RunOutcome::Interrupted);
                 }
             }
         }
         if self.started {
-            self.advance(now, &mut out);
+            self.advance(now, out);
         }
-        out
-    }
-
-    fn idx(&self, id: &str) -> Option<usize> {
-        self.index.get(id).copied()
     }
 
     fn fail_attempt(
@@ -753,21 +1293,17 @@ impl Scheduler {
         error: &str,
         transient: bool,
         now: u64,
-        out: &mut Vec<Action>,
+        out: &mut Vec<NodeAction>,
     ) {
         self.errors[i] = Some(error.to_owned());
-        let (id, attempts, on_failure) = (
-            self.nodes[i].id.clone(),
-            self.nodes[i].attempts,
-            self.nodes[i].on_failure,
-        );
+        let (attempts, on_failure) = (self.nodes[i].attempts, self.nodes[i].on_failure);
         if transient && attempt < attempts && self.phase == Phase::Running {
             let delay = self.backoff(i, attempt);
             self.set(i, Status::Backoff { attempt });
             let at = now.saturating_add(delay);
-            self.timers.insert((i, TimerKind::Retry), (attempt, at));
-            out.push(Action::SetTimer {
-                step: id,
+            self.timers[i][timer_slot(TimerKind::Retry)] = Some((attempt, at));
+            out.push(NodeAction::SetTimer {
+                node: i,
                 attempt,
                 timer: TimerKind::Retry,
                 at_ms: at,
@@ -775,10 +1311,7 @@ impl Scheduler {
             return;
         }
         self.set(i, Status::Failed);
-        out.push(Action::StepGaveUp {
-            step: id,
-            error: error.to_owned(),
-        });
+        out.push(NodeAction::StepGaveUp { node: i });
         match on_failure {
             OnFailure::Continue => {}
             OnFailure::Abort => self.begin_drain(RunOutcome::Failed),
@@ -816,64 +1349,45 @@ impl Scheduler {
         base / 2 + base / 2 * frac / 1000
     }
 
-    fn approve(&mut self, step: &str, operator: &str, roles: &[String], out: &mut Vec<Action>) {
-        let refuse = |out: &mut Vec<Action>, reason: &str| {
-            out.push(Action::ApprovalRefused {
-                step: step.to_owned(),
-                operator: operator.to_owned(),
-                reason: reason.to_owned(),
-            });
+    fn approve(&mut self, i: usize, operator: &str, roles: &[String], out: &mut Vec<NodeAction>) {
+        if i >= self.nodes.len() {
+            return;
+        }
+        let refused = match self.nodes[i].approval.as_ref() {
+            None => Some(Refusal::NotApproval),
+            Some(_) if self.status[i] != Status::AwaitingApproval => Some(Refusal::NotWaiting),
+            Some(p) if operator == self.config.initiator && !p.initiator_may_approve => {
+                Some(Refusal::FourEyes)
+            }
+            Some(p) if !p.roles.is_empty() && !roles.iter().any(|r| p.roles.contains(r)) => {
+                Some(Refusal::Role)
+            }
+            Some(_) if self.approvers[i].iter().any(|a| a == operator) => Some(Refusal::Duplicate),
+            Some(_) => None,
         };
-        let Some(i) = self.idx(step) else {
-            return refuse(out, "no such step");
-        };
-        let Some(policy) = self.nodes[i].approval.clone() else {
-            return refuse(out, "not an approval step");
-        };
-        if self.status[i] != Status::AwaitingApproval {
-            return refuse(out, "the step is not waiting for approval");
+        if let Some(reason) = refused {
+            out.push(NodeAction::ApprovalRefused { node: i, reason });
+            return;
         }
-        if operator == self.config.initiator && !policy.initiator_may_approve {
-            return refuse(
-                out,
-                "four eyes: the operator who started the run may not approve it",
-            );
-        }
-        if !policy.roles.is_empty() && !roles.iter().any(|r| policy.roles.contains(r)) {
-            return refuse(
-                out,
-                &format!(
-                    "approving needs one of the roles {}",
-                    policy.roles.join(", ")
-                ),
-            );
-        }
-        if self.approvers[i].iter().any(|a| a == operator) {
-            return refuse(
-                out,
-                "already approved by this operator; approvers must be distinct",
-            );
-        }
+        let required = self.hot[i].approvals;
         self.approvers[i].push(operator.to_owned());
         let have = u32::try_from(self.approvers[i].len()).unwrap_or(u32::MAX);
-        let remaining = policy.required.saturating_sub(have);
-        out.push(Action::ApprovalAccepted {
-            step: step.to_owned(),
-            operator: operator.to_owned(),
-            remaining,
-        });
+        let remaining = required.saturating_sub(have);
+        out.push(NodeAction::ApprovalAccepted { node: i, remaining });
         if remaining == 0 {
             self.set(i, Status::Succeeded);
             let mut o = Outputs::new();
             o.insert("approved_by".into(), serde_json::json!(self.approvers[i]));
-            self.outputs[i] = Some(o);
-            out.push(Action::StepDone {
-                step: step.to_owned(),
-            });
+            self.outputs[i] = o;
+            self.has_outputs[i] = true;
+            out.push(NodeAction::StepDone { node: i });
         }
     }
 
     fn when_holds(&self, i: usize) -> Result<bool, String> {
+        if !self.hot[i].has_when {
+            return Ok(true);
+        }
         let Some(expr) = &self.nodes[i].when else {
             return Ok(true);
         };
@@ -895,32 +1409,43 @@ impl Scheduler {
             .map_err(|e| format!("`when` failed: {e}"))
     }
 
-    fn advance(&mut self, now: u64, out: &mut Vec<Action>) {
+    fn advance(&mut self, now: u64, out: &mut Vec<NodeAction>) {
         loop {
             while let Some(i) = self.candidates.pop_first() {
+                self.is_candidate[i] = false;
                 if self.status[i] != Status::Pending {
                     continue;
                 }
-                let preds = &self.nodes[i].preds;
-                if let Some(&f) = preds.iter().find(|&&p| {
-                    matches!(self.status[p], Status::Failed | Status::CompensationFailed)
-                }) {
-                    if self.phase == Phase::Running || self.nodes[i].milestone {
+                // One pass over the predecessors: the first that failed, and whether all are done.
+                let mut failed = None;
+                let mut ready = true;
+                for &p in &self.edges[self.pred_at[i]..self.pred_at[i + 1]] {
+                    match self.status[p] {
+                        Status::Failed | Status::CompensationFailed => {
+                            failed = Some(p);
+                            break;
+                        }
+                        s if !s.is_done_ok() => ready = false,
+                        _ => {}
+                    }
+                }
+                if let Some(f) = failed {
+                    if self.phase == Phase::Running || self.hot[i].milestone {
                         self.set(i, Status::Skipped);
-                        out.push(Action::Skip {
-                            step: self.nodes[i].id.clone(),
-                            reason: format!("`{}` failed", self.nodes[f].id),
+                        out.push(NodeAction::Skip {
+                            node: i,
+                            reason: SkipReason::Failed(f),
                         });
                     }
                     continue;
                 }
-                if !preds.iter().all(|&p| self.status[p].is_done_ok()) {
+                if !ready {
                     continue;
                 }
-                if self.nodes[i].milestone {
+                if self.hot[i].milestone {
                     self.set(i, Status::Succeeded);
-                    out.push(Action::MilestoneReached {
-                        milestone: self.nodes[i].id.clone(),
+                    out.push(NodeAction::MilestoneReached {
+                        node: i,
                         at_ms: now,
                     });
                     continue;
@@ -932,9 +1457,9 @@ impl Scheduler {
                     Ok(true) => {}
                     Ok(false) => {
                         self.set(i, Status::Skipped);
-                        out.push(Action::Skip {
-                            step: self.nodes[i].id.clone(),
-                            reason: "`when` is false".into(),
+                        out.push(NodeAction::Skip {
+                            node: i,
+                            reason: SkipReason::WhenFalse,
                         });
                         continue;
                     }
@@ -944,12 +1469,9 @@ impl Scheduler {
                         continue;
                     }
                 }
-                if let Some(required) = self.nodes[i].approval.as_ref().map(|p| p.required) {
+                if let required @ 1.. = self.hot[i].approvals {
                     self.set(i, Status::AwaitingApproval);
-                    out.push(Action::AwaitApproval {
-                        step: self.nodes[i].id.clone(),
-                        required,
-                    });
+                    out.push(NodeAction::AwaitApproval { node: i, required });
                     continue;
                 }
                 self.set(i, Status::Queued { attempt: 1 });
@@ -961,43 +1483,46 @@ impl Scheduler {
                 break;
             }
         }
-        self.settle(now, out);
+        self.settle(out);
     }
 
-    fn start_queued(&mut self, now: u64, out: &mut Vec<Action>) -> bool {
+    fn start_queued(&mut self, now: u64, out: &mut Vec<NodeAction>) -> bool {
         let mut started = false;
-        // Ready steps start in the order the runbook lists them.
-        let queued: Vec<usize> = self.queued.iter().copied().collect();
-        for i in queued {
-            if self.running_total >= self.config.max_parallel {
-                break;
+        // Ready steps start in the order the runbook lists them: the smallest queued index among
+        // the providers that have capacity left.
+        while self.running_total < self.config.max_parallel {
+            let mut best: Option<(usize, usize)> = None;
+            for p in 0..self.queued.len() {
+                // Drop entries no longer queued (none today: only starting takes a node out).
+                let i = loop {
+                    match self.queued[p].first() {
+                        Some(i) if !matches!(self.status[i], Status::Queued { .. }) => {
+                            self.queued[p].pop_first();
+                        }
+                        first => break first,
+                    }
+                };
+                if let Some(i) = i
+                    && self.running_per[p] < self.provider_limit[p]
+                    && best.is_none_or(|(b, _)| i < b)
+                {
+                    best = Some((i, p));
+                }
             }
+            let Some((i, p)) = best else {
+                break;
+            };
+            self.queued[p].pop_first();
             let Status::Queued { attempt } = self.status[i] else {
                 continue;
             };
-            let provider = &self.nodes[i].provider;
-            let limit = if provider == "core" {
-                usize::MAX
-            } else {
-                self.config
-                    .provider_limits
-                    .get(provider)
-                    .copied()
-                    .unwrap_or(self.config.default_provider_limit)
-            };
-            if self.running_per.get(provider).copied().unwrap_or(0) >= limit {
-                continue;
-            }
             self.set(i, Status::Running { attempt });
-            out.push(Action::Execute {
-                step: self.nodes[i].id.clone(),
-                attempt,
-            });
-            if let Some(t) = self.nodes[i].timeout_ms {
+            out.push(NodeAction::Execute { node: i, attempt });
+            if let Some(t) = self.hot[i].timeout_ms {
                 let at = now.saturating_add(t);
-                self.timers.insert((i, TimerKind::Timeout), (attempt, at));
-                out.push(Action::SetTimer {
-                    step: self.nodes[i].id.clone(),
+                self.timers[i][timer_slot(TimerKind::Timeout)] = Some((attempt, at));
+                out.push(NodeAction::SetTimer {
+                    node: i,
                     attempt,
                     timer: TimerKind::Timeout,
                     at_ms: at,
@@ -1009,7 +1534,7 @@ impl Scheduler {
     }
 
     /// Ends draining, runs compensations in reverse dependency order, and finishes the run.
-    fn settle(&mut self, _now: u64, out: &mut Vec<Action>) {
+    fn settle(&mut self, out: &mut Vec<NodeAction>) {
         let busy = self.running_total > 0 || self.compensating_count > 0;
         match self.phase {
             Phase::Running if self.open == 0 => {
@@ -1026,7 +1551,7 @@ impl Scheduler {
                 self.finish(RunOutcome::Interrupted, out);
             }
             Phase::Draining(why) if !busy => {
-                self.timers.clear();
+                self.timers.fill([None; 2]);
                 for i in 0..self.status.len() {
                     if matches!(self.status[i], Status::Backoff { .. }) {
                         self.set(i, Status::Failed);
@@ -1044,7 +1569,7 @@ impl Scheduler {
         }
     }
 
-    fn next_compensation(&mut self, out: &mut Vec<Action>) {
+    fn next_compensation(&mut self, out: &mut Vec<NodeAction>) {
         // The latest succeeded step (in dependency order) with an undo goes first.
         let next = self.topo.iter().rev().copied().find(|&i| {
             self.status[i] == Status::Succeeded
@@ -1054,9 +1579,7 @@ impl Scheduler {
         match next {
             Some(i) => {
                 self.set(i, Status::Compensating);
-                out.push(Action::Compensate {
-                    step: self.nodes[i].id.clone(),
-                });
+                out.push(NodeAction::Compensate { node: i });
             }
             None => {
                 let failed = self.status.contains(&Status::CompensationFailed);
@@ -1072,12 +1595,12 @@ impl Scheduler {
         }
     }
 
-    fn finish(&mut self, outcome: RunOutcome, out: &mut Vec<Action>) {
+    fn finish(&mut self, outcome: RunOutcome, out: &mut Vec<NodeAction>) {
         self.phase = Phase::Done(outcome);
         if outcome != RunOutcome::Interrupted {
-            self.timers.clear();
+            self.timers.fill([None; 2]);
         }
-        out.push(Action::Finished { outcome });
+        out.push(NodeAction::Finished { outcome });
     }
 }
 
@@ -1545,5 +2068,62 @@ mod tests {
         assert_eq!(log, again);
         assert_eq!(live.snapshot(), replay.snapshot());
         assert_eq!(live.pending_timers(), replay.pending_timers());
+    }
+
+    #[test]
+    fn a_reset_scheduler_behaves_exactly_like_a_fresh_one() {
+        let body = format!(
+            "{}{}{}{DONE}",
+            step("a", "retry {\n    attempts = 3\n  }\n  timeout = 1m"),
+            step("b", ""),
+            step("c", "after = [a, b]")
+        );
+        let events = [
+            (Event::Started, 0),
+            (fail("a", 1, true), 5),
+            (ok("b", 1), 6),
+        ];
+        let mut used = Scheduler::new(&plan(&body), Config::new(Mode::Drill, "alice", 99));
+        for (e, t) in &events {
+            used.on_event(e, *t);
+        }
+        assert!(!used.pending_timers().is_empty());
+        used.reset(7);
+        let mut fresh = sched(&body);
+        for (e, t) in &events {
+            assert_eq!(used.on_event(e, *t), fresh.on_event(e, *t));
+        }
+        assert_eq!(used.snapshot(), fresh.snapshot());
+        assert_eq!(used.pending_timers(), fresh.pending_timers());
+        assert_eq!(used.all_outputs(), fresh.all_outputs());
+    }
+
+    #[test]
+    fn node_events_and_id_events_are_the_same_rules() {
+        let body = format!("{}{}{DONE}", step("a", ""), step("c", "after = [a]"));
+        let mut by_id = sched(&body);
+        let mut by_node = sched(&body);
+        let a = by_id.index.get("a").copied().expect("a");
+        let mut acts = Vec::new();
+        by_node.on_node_event(NodeEvent::Started, 0, &mut acts);
+        let started: Vec<Action> = acts.drain(..).map(|x| by_node.action(x, "")).collect();
+        assert_eq!(by_id.on_event(&Event::Started, 0), started);
+        by_node.on_node_event(
+            NodeEvent::Failed {
+                node: a,
+                attempt: 1,
+                error: "boom",
+                transient: false,
+            },
+            3,
+            &mut acts,
+        );
+        let failed: Vec<Action> = acts.drain(..).map(|x| by_node.action(x, "")).collect();
+        assert_eq!(by_id.on_event(&fail("a", 1, false), 3), failed);
+        assert!(failed.contains(&Action::StepGaveUp {
+            step: "a".into(),
+            error: "boom".into()
+        }));
+        assert_eq!(by_id.snapshot(), by_node.snapshot());
     }
 }

@@ -9,7 +9,7 @@ use petgraph::Direction;
 use std::hint::black_box;
 
 const STEPS: usize = 1_000;
-const TRIALS: u64 = 200;
+const TRIALS: u64 = 256;
 
 fn montecarlo(c: &mut Criterion) {
     let source = synthetic_runbook(STEPS);
@@ -21,28 +21,31 @@ fn montecarlo(c: &mut Criterion) {
     let plan = compile_str("synthetic.drover", &source, &opts)
         .plan
         .expect("the synthetic runbook compiles");
-    let prep = Prepared::new(&plan, Mode::Drill, &Scenario::default());
+    // Failover mode: every step of the synthetic plan runs (drill skips the DNS steps).
+    let prep = Prepared::new(&plan, Mode::Failover, &Scenario::default());
     let nodes = plan.graph.node_count() as u64;
     let order = petgraph::algo::toposort(&plan.graph, None).expect("a DAG");
 
     let mut g = c.benchmark_group("simulate_1k_steps");
     g.throughput(Throughput::Elements(nodes * TRIALS));
     g.sample_size(10);
-    g.bench_function("monte_carlo_1_thread", |b| {
-        b.iter(|| {
-            drover_simulator::run(
-                &prep,
-                &plan,
-                "",
-                "drill",
-                Settings {
-                    trials: TRIALS,
-                    seed: 1,
-                    threads: 1,
-                },
-            )
+    for threads in [1, 2] {
+        g.bench_function(format!("monte_carlo_{threads}_thread"), |b| {
+            b.iter(|| {
+                drover_simulator::run(
+                    &prep,
+                    &plan,
+                    "",
+                    "failover",
+                    Settings {
+                        trials: TRIALS,
+                        seed: 1,
+                        threads,
+                    },
+                )
+            });
         });
-    });
+    }
     g.bench_function("baseline_longest_path", |b| {
         b.iter(|| {
             let mut total = 0u64;

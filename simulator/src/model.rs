@@ -55,6 +55,7 @@ impl DurationModel {
     }
 
     /// Draws one duration (ms).
+    #[inline]
     pub fn sample<R: Rng + ?Sized>(&self, rng: &mut R) -> u64 {
         #[allow(
             clippy::cast_possible_truncation,

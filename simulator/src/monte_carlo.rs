@@ -2,7 +2,7 @@
 //! depends only on the seed and `i`, and every aggregate is an integer sum or a list kept in trial
 //! order, so the summary is byte-identical whatever the thread count.
 
-use crate::sim::{Prepared, Trial};
+use crate::sim::{Automatic, Outcome, Prepared};
 use drover_engine::scheduler::RunOutcome;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -121,17 +121,19 @@ impl Chunk {
         }
     }
 
-    fn add(&mut self, t: &Trial) {
+    fn add(&mut self, t: Outcome, spans: &[Option<(u64, u64)>], critical: &[usize]) {
         self.rto.push(t.rto_ms);
         self.rpo.push(t.rpo_ms);
-        *self
-            .outcomes
-            .entry(outcome_name(t.outcome).to_owned())
-            .or_default() += 1;
-        for &k in &t.critical {
+        match self.outcomes.get_mut(outcome_name(t.outcome)) {
+            Some(c) => *c += 1,
+            None => {
+                self.outcomes.insert(outcome_name(t.outcome).to_owned(), 1);
+            }
+        }
+        for &k in critical {
             self.critical[k] += 1;
         }
-        for (k, span) in t.spans.iter().enumerate() {
+        for (k, span) in spans.iter().enumerate() {
             let Some((s, e)) = span else { continue };
             let x = i128::from(e - s);
             self.ran[k] += 1;
@@ -225,7 +227,7 @@ fn distribution(values: &[Option<u64>], target_ms: Option<u64>) -> Distribution 
 /// Runs the simulation.
 #[must_use]
 pub fn run(
-    prep: &Prepared<'_>,
+    prep: &Prepared,
     plan: &drover_dsl::Plan,
     scenario_name: &str,
     mode: &str,
@@ -239,6 +241,7 @@ pub fn run(
     std::thread::scope(|scope| {
         for _ in 0..s.threads.max(1).min(chunks.max(1)) {
             scope.spawn(|| {
+                let mut ws = prep.workspace();
                 loop {
                     let c = next.fetch_add(1, Ordering::Relaxed);
                     if c >= chunks {
@@ -246,7 +249,8 @@ pub fn run(
                     }
                     let mut agg = Chunk::new(n);
                     for t in (c * CHUNK)..((c + 1) * CHUNK).min(trials) {
-                        agg.add(&prep.trial(s.seed, t as u64));
+                        let o = prep.run_trial(s.seed, t as u64, &mut Automatic, &mut ws);
+                        agg.add(o, ws.spans(), ws.critical());
                     }
                     if let Ok(mut d) = done.lock() {
                         d.push((c, agg));

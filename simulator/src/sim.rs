@@ -4,12 +4,12 @@
 use crate::model::DurationModel;
 use crate::scenario::{Fault, Scenario, Span, mentions};
 use drover_dsl::{Mode, Plan, PlanNode, PlanValue};
-use drover_engine::scheduler::{Action, Config, Event, RunOutcome, Scheduler};
+use drover_engine::scheduler::{Config, NodeAction, NodeEvent, RunOutcome, Scheduler, TimerKind};
 use petgraph::Direction;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::cmp::Reverse;
-use std::collections::{BTreeSet, BinaryHeap, HashMap};
+use std::collections::{BTreeSet, BinaryHeap};
 
 /// How long a call into an unavailable region or control plane takes to fail.
 const UNAVAILABLE_FAIL_MS: u64 = 5_000;
@@ -62,7 +62,7 @@ impl Participants for Automatic {
 }
 
 /// What the scenario does to one step, worked out once per simulation.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 struct StepFaults {
     permanent: Option<(String, bool)>,
     windows: Vec<(u64, u64, String)>,
@@ -73,19 +73,90 @@ struct StepFaults {
 
 /// A plan prepared for many trials: indices, models, faults.
 #[derive(Debug)]
-pub struct Prepared<'p> {
-    plan: &'p Plan,
-    mode: Mode,
+pub struct Prepared {
     ids: Vec<String>,
-    index: HashMap<String, usize>,
     preds: Vec<Vec<usize>>,
     models: Vec<DurationModel>,
-    faults: Vec<StepFaults>,
+    /// Per node: what the scenario does to it (`None` for most: nothing).
+    faults: Vec<Option<Box<StepFaults>>>,
     approver_roles: Vec<String>,
+    /// A scheduler for the plan, cloned into each workspace.
+    template: Scheduler,
     rto_milestone: Option<usize>,
     rpo_lag: Option<Span>,
-    max_parallel: usize,
     injects: Vec<(u64, String)>,
+}
+
+/// A simulated event waiting in the virtual clock's queue.
+#[derive(Debug, Clone, Copy)]
+enum SimEvent<'p> {
+    Started,
+    Succeeded {
+        node: usize,
+        attempt: u32,
+    },
+    Failed {
+        node: usize,
+        attempt: u32,
+        error: &'p str,
+        transient: bool,
+    },
+    Timer {
+        node: usize,
+        attempt: u32,
+        timer: TimerKind,
+    },
+    Approved {
+        node: usize,
+        approver: usize,
+    },
+    Compensated {
+        node: usize,
+    },
+}
+
+/// Buffers reused from trial to trial (one per thread): a scheduler, the event queue, the
+/// per-node spans of the last trial and its critical path.
+#[derive(Debug)]
+pub struct Workspace<'p> {
+    sched: Scheduler,
+    /// Events due, as (when, index into `slab`): the index also keeps events due at the same
+    /// time in the order they were made.
+    queue: BinaryHeap<Reverse<(u64, u32)>>,
+    slab: Vec<SimEvent<'p>>,
+    acts: Vec<NodeAction>,
+    spans: Vec<Option<(u64, u64)>>,
+    starts: Vec<Option<u64>>,
+    /// Per node: when its attempt in flight ends.
+    ends: Vec<u64>,
+    critical: Vec<usize>,
+    /// Approvers' names, referred to by index from queued events.
+    names: Vec<String>,
+}
+
+impl Workspace<'_> {
+    /// Per node of the last trial: (start, end) in ms, for nodes that ran.
+    #[must_use]
+    pub fn spans(&self) -> &[Option<(u64, u64)>] {
+        &self.spans
+    }
+
+    /// The last trial's critical path to the RTO milestone (node indices, in order).
+    #[must_use]
+    pub fn critical(&self) -> &[usize] {
+        &self.critical
+    }
+}
+
+/// How one trial ended (its spans and critical path stay in the [`Workspace`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outcome {
+    /// RTO (ms after declaration) when the RTO milestone was reached.
+    pub rto_ms: Option<u64>,
+    /// RPO (ms) when the scenario models the recovery point.
+    pub rpo_ms: Option<u64>,
+    /// How the run ended.
+    pub outcome: RunOutcome,
 }
 
 /// One trial's result.
@@ -151,14 +222,13 @@ fn roles_of(v: Option<&PlanValue>) -> Vec<String> {
     }
 }
 
-impl<'p> Prepared<'p> {
+impl Prepared {
     /// Prepares `plan` in `mode` under `scenario`.
     #[must_use]
-    pub fn new(plan: &'p Plan, mode: Mode, scenario: &Scenario) -> Self {
+    pub fn new(plan: &Plan, mode: Mode, scenario: &Scenario) -> Self {
         let g = &plan.graph;
         let n = g.node_count();
         let mut ids = Vec::with_capacity(n);
-        let mut index = HashMap::with_capacity(n);
         let mut preds = vec![Vec::new(); n];
         let mut models = Vec::with_capacity(n);
         let mut faults = vec![StepFaults::default(); n];
@@ -167,7 +237,6 @@ impl<'p> Prepared<'p> {
         for i in g.node_indices() {
             let k = i.index();
             ids.push(g[i].id().to_owned());
-            index.insert(g[i].id().to_owned(), k);
             preds[k] = g
                 .neighbors_directed(i, Direction::Incoming)
                 .map(|p| p.index())
@@ -243,22 +312,27 @@ impl<'p> Prepared<'p> {
                 }
             }
         }
+        let max_parallel = plan
+            .runbook
+            .max_parallel
+            .map_or(8, |m| usize::try_from(m).unwrap_or(8));
         Self {
-            plan,
-            mode,
             ids,
-            index,
             preds,
             models,
-            faults,
+            faults: faults
+                .into_iter()
+                .map(|f| (f != StepFaults::default()).then(|| Box::new(f)))
+                .collect(),
             approver_roles: roles.into_iter().collect(),
+            template: {
+                let mut cfg = Config::new(mode, "simulated-initiator", 0);
+                cfg.max_parallel = max_parallel;
+                Scheduler::new(plan, cfg)
+            },
             rto_milestone,
             rpo_lag: scenario.recovery_point_lag,
             injects: injects(scenario),
-            max_parallel: plan
-                .runbook
-                .max_parallel
-                .map_or(8, |m| usize::try_from(m).unwrap_or(8)),
         }
     }
 
@@ -289,40 +363,82 @@ impl<'p> Prepared<'p> {
 
     /// Runs one trial with `who` deciding approvals and hearing what happens.
     pub fn trial_with(&self, seed: u64, trial: u64, who: &mut dyn Participants) -> Trial {
+        let mut ws = self.workspace();
+        let r = self.run_trial(seed, trial, who, &mut ws);
+        Trial {
+            rto_ms: r.rto_ms,
+            rpo_ms: r.rpo_ms,
+            outcome: r.outcome,
+            critical: ws.critical.clone(),
+            spans: ws.spans.clone(),
+        }
+    }
+
+    /// Buffers for running many trials one after another without allocating: one per thread.
+    #[must_use]
+    pub fn workspace(&self) -> Workspace<'_> {
+        let n = self.ids.len();
+        Workspace {
+            sched: self.template.clone(),
+            queue: BinaryHeap::with_capacity(64),
+            slab: Vec::with_capacity(2 * n + 16),
+            acts: Vec::with_capacity(64),
+            spans: vec![None; n],
+            starts: vec![None; n],
+            ends: vec![0; n],
+            critical: Vec::new(),
+            names: Vec::new(),
+        }
+    }
+
+    /// Runs one trial in `ws`: afterwards `ws.spans()` and `ws.critical()` describe it.
+    pub fn run_trial<'s>(
+        &'s self,
+        seed: u64,
+        trial: u64,
+        who: &mut dyn Participants,
+        ws: &mut Workspace<'s>,
+    ) -> Outcome {
         let mut rng = Self::rng(seed, trial);
         let narrating = who.narrating();
         let mut next_inject = 0usize;
-        let mut cfg = Config::new(self.mode, "simulated-initiator", seed.wrapping_add(trial));
-        cfg.max_parallel = self.max_parallel;
-        let mut sched = Scheduler::new(self.plan, cfg);
-        let n = self.ids.len();
-        let mut spans: Vec<Option<(u64, u64)>> = vec![None; n];
-        let mut starts: Vec<Option<u64>> = vec![None; n];
-        let mut queue: BinaryHeap<Reverse<(u64, u64)>> = BinaryHeap::new();
-        let mut events: Vec<Option<Event>> = Vec::new();
-        let push = |queue: &mut BinaryHeap<Reverse<(u64, u64)>>,
-                    events: &mut Vec<Option<Event>>,
+        let Workspace {
+            sched,
+            queue,
+            slab,
+            acts,
+            spans,
+            starts,
+            ends,
+            critical,
+            names,
+        } = ws;
+        sched.reset(seed.wrapping_add(trial));
+        queue.clear();
+        slab.clear();
+        spans.fill(None);
+        starts.fill(None);
+        critical.clear();
+        let push = |queue: &mut BinaryHeap<Reverse<(u64, u32)>>,
+                    slab: &mut Vec<SimEvent<'s>>,
                     at: u64,
-                    e: Event| {
-            let seq = events.len() as u64;
-            events.push(Some(e));
+                    ev: SimEvent<'s>| {
+            let seq = u32::try_from(slab.len()).unwrap_or(u32::MAX);
+            slab.push(ev);
             queue.push(Reverse((at, seq)));
         };
-        push(&mut queue, &mut events, 0, Event::Started);
+        push(queue, slab, 0, SimEvent::Started);
         let mut rto_ms = None;
         let mut outcome = RunOutcome::Interrupted;
         let mut handled = 0usize;
         'run: while let Some(Reverse((now, seq))) = queue.pop() {
+            let Some(&ev) = slab.get(seq as usize) else {
+                break;
+            };
             handled += 1;
             if handled > MAX_EVENTS {
                 break;
             }
-            let Some(event) = events
-                .get_mut(usize::try_from(seq).unwrap_or(usize::MAX))
-                .and_then(Option::take)
-            else {
-                continue;
-            };
             if narrating {
                 while let Some((at, what)) =
                     self.injects.get(next_inject).filter(|(at, _)| *at <= now)
@@ -330,144 +446,169 @@ impl<'p> Prepared<'p> {
                     who.narrate(*at, &format!("INJECT  {what}"));
                     next_inject += 1;
                 }
-                match &event {
-                    Event::StepSucceeded { step, .. } => {
-                        who.narrate(now, &format!("done    {step}"));
+                match ev {
+                    SimEvent::Succeeded { node, .. } => {
+                        who.narrate(now, &format!("done    {}", self.ids[node]));
                     }
-                    Event::StepFailed { step, error, .. } => {
-                        who.narrate(now, &format!("failed  {step}: {error}"));
+                    SimEvent::Failed { node, error, .. } => {
+                        who.narrate(now, &format!("failed  {}: {error}", self.ids[node]));
                     }
                     _ => {}
                 }
             }
-            for action in sched.on_event(&event, now) {
+            let event = match ev {
+                SimEvent::Started => NodeEvent::Started,
+                SimEvent::Succeeded { node, attempt } => NodeEvent::Succeeded {
+                    node,
+                    attempt,
+                    outputs: None,
+                },
+                SimEvent::Failed {
+                    node,
+                    attempt,
+                    error,
+                    transient,
+                } => NodeEvent::Failed {
+                    node,
+                    attempt,
+                    error,
+                    transient,
+                },
+                SimEvent::Timer {
+                    node,
+                    attempt,
+                    timer,
+                } => NodeEvent::TimerFired {
+                    node,
+                    attempt,
+                    timer,
+                },
+                SimEvent::Approved { node, approver } => NodeEvent::Approved {
+                    node,
+                    operator: &names[approver],
+                    roles: &self.approver_roles,
+                },
+                SimEvent::Compensated { node } => {
+                    NodeEvent::CompensationFinished { node, error: None }
+                }
+            };
+            acts.clear();
+            sched.on_node_event(event, now, acts);
+            for action in acts.drain(..) {
                 match action {
-                    Action::Execute { step, attempt } => {
-                        let Some(&k) = self.index.get(&step) else {
-                            continue;
-                        };
+                    NodeAction::Execute { node: k, attempt } => {
                         starts[k].get_or_insert(now);
                         if narrating {
-                            who.narrate(now, &format!("start   {step} (attempt {attempt})"));
+                            who.narrate(
+                                now,
+                                &format!("start   {} (attempt {attempt})", self.ids[k]),
+                            );
                         }
                         let (after, result) = self.attempt(k, now, &mut rng);
-                        let e = match result {
-                            Ok(()) => Event::StepSucceeded {
-                                step,
-                                attempt,
-                                outputs: Default::default(),
-                            },
-                            Err((error, transient)) => Event::StepFailed {
-                                step,
+                        let ev = match result {
+                            Ok(()) => SimEvent::Succeeded { node: k, attempt },
+                            Err((error, transient)) => SimEvent::Failed {
+                                node: k,
                                 attempt,
                                 error,
                                 transient,
                             },
                         };
-                        push(&mut queue, &mut events, now + after, e);
+                        ends[k] = now + after;
+                        push(queue, slab, now + after, ev);
                     }
-                    Action::SetTimer {
-                        step,
+                    // A timeout due no earlier than the attempt's result cannot fire: the result,
+                    // queued first, clears it. Not queueing it changes nothing but the cost.
+                    NodeAction::SetTimer {
+                        node,
+                        timer: TimerKind::Timeout,
+                        at_ms,
+                        ..
+                    } if at_ms >= ends[node] => {}
+                    NodeAction::SetTimer {
+                        node,
                         attempt,
                         timer,
                         at_ms,
-                    } => {
-                        push(
-                            &mut queue,
-                            &mut events,
-                            at_ms,
-                            Event::TimerFired {
-                                step,
-                                attempt,
-                                timer,
-                            },
-                        );
-                    }
-                    Action::AwaitApproval { step, required } => {
-                        let Some(&k) = self.index.get(&step) else {
-                            continue;
-                        };
+                    } => push(
+                        queue,
+                        slab,
+                        at_ms,
+                        SimEvent::Timer {
+                            node,
+                            attempt,
+                            timer,
+                        },
+                    ),
+                    NodeAction::AwaitApproval { node: k, required } => {
                         starts[k].get_or_insert(now);
-                        let delay = match self.faults[k].approver_delay {
+                        let delay = match self.faults[k].as_ref().and_then(|f| f.approver_delay) {
                             Some(s) => sample_span(s, &mut rng),
                             None => self.models[k].sample(&mut rng),
                         };
-                        let Some((delay, approvers)) = who.approve(&step, required, now, delay)
+                        let Some((delay, approvers)) =
+                            who.approve(&self.ids[k], required, now, delay)
                         else {
                             outcome = RunOutcome::Interrupted;
                             break 'run;
                         };
-                        for operator in approvers {
+                        for name in approvers {
+                            let approver =
+                                names.iter().position(|a| *a == name).unwrap_or_else(|| {
+                                    names.push(name);
+                                    names.len() - 1
+                                });
                             push(
-                                &mut queue,
-                                &mut events,
+                                queue,
+                                slab,
                                 now + delay,
-                                Event::Approved {
-                                    step: step.clone(),
-                                    operator,
-                                    roles: self.approver_roles.clone(),
-                                },
+                                SimEvent::Approved { node: k, approver },
                             );
                         }
                     }
-                    Action::StepDone { step }
-                    | Action::Skip { step, .. }
-                    | Action::StepGaveUp { step, .. } => {
-                        if let Some(&k) = self.index.get(&step) {
-                            spans[k] = Some((starts[k].unwrap_or(now), now));
-                        }
+                    NodeAction::StepDone { node: k }
+                    | NodeAction::Skip { node: k, .. }
+                    | NodeAction::StepGaveUp { node: k, .. } => {
+                        spans[k] = Some((starts[k].unwrap_or(now), now));
                     }
-                    Action::Compensate { step } => {
-                        let undo = self
-                            .index
-                            .get(&step)
-                            .map_or(0, |&k| self.models[k].sample(&mut rng));
-                        push(
-                            &mut queue,
-                            &mut events,
-                            now + undo,
-                            Event::CompensationFinished { step, error: None },
-                        );
+                    NodeAction::Compensate { node: k } => {
+                        let undo = self.models[k].sample(&mut rng);
+                        push(queue, slab, now + undo, SimEvent::Compensated { node: k });
                     }
-                    Action::MilestoneReached { milestone, at_ms } => {
+                    NodeAction::MilestoneReached { node: k, at_ms } => {
                         if narrating {
-                            who.narrate(at_ms, &format!("MILESTONE {milestone}"));
+                            who.narrate(at_ms, &format!("MILESTONE {}", self.ids[k]));
                         }
-                        if let Some(&k) = self.index.get(&milestone) {
-                            spans[k] = Some((at_ms, at_ms));
-                            if Some(k) == self.rto_milestone {
-                                rto_ms = Some(at_ms);
-                            }
+                        spans[k] = Some((at_ms, at_ms));
+                        if Some(k) == self.rto_milestone {
+                            rto_ms = Some(at_ms);
                         }
                     }
-                    Action::Finished { outcome: o } => {
+                    NodeAction::Finished { outcome: o } => {
                         outcome = o;
                         break 'run;
                     }
-                    Action::Abandon { .. }
-                    | Action::ApprovalAccepted { .. }
-                    | Action::ApprovalRefused { .. } => {}
+                    NodeAction::Abandon { .. }
+                    | NodeAction::ApprovalAccepted { .. }
+                    | NodeAction::ApprovalRefused { .. } => {}
                 }
             }
         }
-        let critical = rto_ms.map_or_else(Vec::new, |_| self.critical_path(&spans));
-        Trial {
+        if rto_ms.is_some() {
+            self.critical_path(spans, critical);
+        }
+        Outcome {
             rto_ms,
             rpo_ms: self.rpo_lag.map(|s| sample_span(s, &mut rng)),
             outcome,
-            critical,
-            spans,
         }
     }
 
     /// One attempt of node `k` started at `now`: how long it takes, and whether it fails.
-    fn attempt(
-        &self,
-        k: usize,
-        now: u64,
-        rng: &mut ChaCha8Rng,
-    ) -> (u64, Result<(), (String, bool)>) {
-        let f = &self.faults[k];
+    fn attempt(&self, k: usize, now: u64, rng: &mut ChaCha8Rng) -> (u64, Result<(), (&str, bool)>) {
+        let Some(f) = self.faults[k].as_deref() else {
+            return (self.models[k].sample(rng), Ok(()));
+        };
         let duration = match f.slow {
             Some(s) => sample_span(s, rng),
             None => self.models[k].sample(rng),
@@ -475,7 +616,7 @@ impl<'p> Prepared<'p> {
         if let Some((why, reads_all)) = &f.permanent {
             return (
                 if *reads_all { duration } else { KEY_REFUSED_MS },
-                Err((why.clone(), false)),
+                Err((why.as_str(), false)),
             );
         }
         if let Some((_, _, why)) = f
@@ -485,23 +626,23 @@ impl<'p> Prepared<'p> {
         {
             return (
                 UNAVAILABLE_FAIL_MS.min(duration.max(1)),
-                Err((why.clone(), true)),
+                Err((why.as_str(), true)),
             );
         }
         for (p, transient) in &f.fails {
             if rng.random_bool(*p) {
-                return (duration, Err(("injected failure".into(), *transient)));
+                return (duration, Err(("injected failure", *transient)));
             }
         }
         (duration, Ok(()))
     }
 
     /// Walks back from the RTO milestone through the predecessor that finished last.
-    fn critical_path(&self, spans: &[Option<(u64, u64)>]) -> Vec<usize> {
+    fn critical_path(&self, spans: &[Option<(u64, u64)>], path: &mut Vec<usize>) {
         let Some(mut at) = self.rto_milestone else {
-            return Vec::new();
+            return;
         };
-        let mut path = vec![at];
+        path.push(at);
         loop {
             let next = self.preds[at]
                 .iter()
@@ -517,7 +658,6 @@ impl<'p> Prepared<'p> {
             }
         }
         path.reverse();
-        path
     }
 }
 

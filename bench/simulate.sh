@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# End-to-end Monte Carlo speed of the binary: `drover simulate` of a generated 1,000-step runbook
+# in failover mode (every step runs), 10,000 trials, with 1 and 2 threads, next to
+# `drover simulate --trials 1` (process start, compile, one trial: the fixed cost) measured in the
+# same run. The library-level ratio against a bare longest-path pass is the criterion bench
+# (`cargo bench -p drover-simulator`).
+# Usage: bench/simulate.sh [STEPS] [TRIALS] [RUNS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+steps=${1:-1000}
+trials=${2:-10000}
+runs=${3:-5}
+cargo build --release -q -p drover -p drover-dsl --examples
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+./target/release/examples/gen_runbook "$steps" > "$tmp/big.drover"
+
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+time_ms() {
+  local start end
+  for _ in $(seq "$runs"); do
+    start=$(date +%s%N)
+    "$@" > /dev/null
+    end=$(date +%s%N)
+    echo $(( (end - start) / 1000000 ))
+  done | median
+}
+
+sim() { ./target/release/drover simulate "$tmp/big.drover" --mode failover --seed 1 --format json "$@"; }
+one=$(time_ms sim --trials 1 --threads 1)
+t1=$(time_ms sim --trials "$trials" --threads 1)
+t2=$(time_ms sim --trials "$trials" --threads 2)
+sim --trials "$trials" --threads 1 > "$tmp/a.json"
+sim --trials "$trials" --threads 2 > "$tmp/b.json"
+cmp -s "$tmp/a.json" "$tmp/b.json" || { echo "1 and 2 threads disagree" >&2; exit 1; }
+rate() { awk -v s="$steps" -v n="$trials" -v ms="$1" -v one="$one" 'BEGIN { printf "%.1f", s * n / ((ms - one) / 1000) / 1e6 }'; }
+echo "$steps-step runbook, $trials trials, median of $runs runs (ms):"
+echo "  fixed cost (--trials 1) ${one}  1 thread ${t1} ($(rate "$t1") M trial-steps/s)  2 threads ${t2} ($(rate "$t2") M trial-steps/s); outputs identical"
