@@ -86,6 +86,17 @@ enum Command {
         /// Exit 3 when the simulated p95 RTO (or RPO) exceeds the runbook's target (for CI).
         #[arg(long)]
         fail_if_p95_exceeds_target: bool,
+        /// Also write a picture: the RTO histogram and the Gantt chart of the median trial (SVG).
+        #[arg(long, value_name = "FILE")]
+        svg: Option<String>,
+        /// Where step durations come from: the runbook's estimates, or the durations measured in
+        /// past runs of this runbook in the journal (`--state`); steps never measured keep their
+        /// estimates.
+        #[arg(long, value_enum, default_value_t = DurationSource::Estimates)]
+        durations: DurationSource,
+        /// State directory whose journal holds the past runs (with `--durations measured`).
+        #[arg(long, default_value = ".drover")]
+        state: String,
     },
     /// A tabletop exercise: one simulated run narrated at accelerated virtual time, the team
     /// typing the approvals; ends with a report. Simulated: never a verified recovery.
@@ -333,6 +344,15 @@ pub(crate) enum CheckFormat {
     Json,
 }
 
+/// Where simulated step durations come from.
+#[derive(Clone, Copy, ValueEnum)]
+enum DurationSource {
+    /// The runbook's `estimate`s.
+    Estimates,
+    /// Durations measured in past runs (the journal), estimates for steps never measured.
+    Measured,
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum PlanFormat {
     Text,
@@ -431,6 +451,9 @@ fn dispatch(cli: Cli) -> ExitCode {
             threads,
             format,
             fail_if_p95_exceeds_target,
+            svg,
+            durations,
+            state,
         } => {
             let plan = match compiled(&file, vars) {
                 Ok(p) => p,
@@ -447,6 +470,9 @@ fn dispatch(cli: Cli) -> ExitCode {
                     threads,
                     json: matches!(format, PlanFormat::Json),
                     fail_if_p95_exceeds_target,
+                    svg: svg.as_deref(),
+                    measured_from: matches!(durations, DurationSource::Measured)
+                        .then(|| std::path::Path::new(state.as_str())),
                 },
             )
         }

@@ -14,6 +14,10 @@ pub struct SimArgs<'a> {
     pub threads: Option<usize>,
     pub json: bool,
     pub fail_if_p95_exceeds_target: bool,
+    /// Write the SVG (histogram, Gantt of the median trial) here.
+    pub svg: Option<&'a str>,
+    /// Draw durations from past runs in this state directory's journal.
+    pub measured_from: Option<&'a std::path::Path>,
 }
 
 /// Runs the simulation and prints it. Exit 0, 1 (bad input), 3 (p95 over a target, when asked).
@@ -36,7 +40,14 @@ pub fn simulate(plan: &Plan, a: &SimArgs<'_>) -> ExitCode {
         eprintln!("error: --trials must be at least 1");
         return ExitCode::from(2);
     }
-    let prep = Prepared::new(plan, mode, &scenario);
+    let measured = match a.measured_from {
+        None => Default::default(),
+        Some(state) => match measured(plan, state) {
+            Ok(m) => m,
+            Err(code) => return code,
+        },
+    };
+    let prep = Prepared::with_measured(plan, mode, &scenario, &measured);
     if !prep.has_rto_milestone() {
         eprintln!(
             "warning: {} has no milestone with `stops_rto = true` in mode {}: no RTO to simulate",
@@ -74,6 +85,12 @@ pub fn simulate(plan: &Plan, a: &SimArgs<'_>) -> ExitCode {
     } else {
         print!("{}", drover_simulator::render_text(&summary));
     }
+    if let Some(path) = a.svg
+        && let Err(e) = std::fs::write(path, drover_simulator::render_svg(&summary))
+    {
+        eprintln!("error: cannot write {path}: {e}");
+        return ExitCode::FAILURE;
+    }
     let over = |d: &drover_simulator::monte_carlo::Distribution| {
         d.target_ms
             .is_some_and(|t| d.p95_ms.is_none_or(|p95| p95 > t))
@@ -85,4 +102,43 @@ pub fn simulate(plan: &Plan, a: &SimArgs<'_>) -> ExitCode {
         return ExitCode::from(3);
     }
     ExitCode::SUCCESS
+}
+
+/// Durations of past runs of this runbook from the journal in `state`.
+fn measured(
+    plan: &Plan,
+    state: &std::path::Path,
+) -> Result<std::collections::BTreeMap<String, Vec<u64>>, ExitCode> {
+    if !state.join("drover.db").exists() {
+        eprintln!(
+            "error: no journal in {} (--state): no past runs to measure",
+            state.display()
+        );
+        return Err(ExitCode::FAILURE);
+    }
+    let journal = drover_engine::journal::SqliteJournal::open(state).map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::FAILURE
+    })?;
+    let m = journal
+        .measured_durations(&plan.runbook.name)
+        .map_err(|e| {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        })?;
+    if m.is_empty() {
+        eprintln!(
+            "warning: no past runs of \"{}\" in {}: using the estimates",
+            plan.runbook.name,
+            state.display()
+        );
+    } else {
+        let fewest = m.values().map(Vec::len).min().unwrap_or(0);
+        if fewest < 3 {
+            eprintln!(
+                "note: some steps have only {fewest} measured duration(s); their spread is not yet known"
+            );
+        }
+    }
+    Ok(m)
 }

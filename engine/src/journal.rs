@@ -9,6 +9,7 @@ use crate::audit::{AuditRecord, chain_hash};
 use crate::scheduler::{Action, Event};
 use rusqlite::{OptionalExtension, params};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 /// Why a journal operation failed.
@@ -517,6 +518,65 @@ impl Journal for SqliteJournal {
 }
 
 impl SqliteJournal {
+    /// How long each step of the runbook named `runbook` took in past runs (any mode): per step
+    /// id, the durations (ms) of its successful attempts, from the start of the attempt to its
+    /// result, and for approval steps the wait from the request to the last approval. Interrupted
+    /// and failed attempts are left out. The simulator draws from these (empirical models).
+    ///
+    /// # Errors
+    /// Database errors; a row that does not parse.
+    pub fn measured_durations(
+        &self,
+        runbook: &str,
+    ) -> Result<BTreeMap<String, Vec<u64>>, JournalError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT e.run_id, e.at, e.event, e.actions FROM events e JOIN runs r ON r.run_id = e.run_id \
+             WHERE r.runbook = ?1 ORDER BY e.run_id, e.seq",
+        )?;
+        let rows = stmt.query_map([runbook], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+            ))
+        })?;
+        let corrupt = |e: serde_json::Error| JournalError::Corrupt(e.to_string());
+        // (run, step, attempt; 0 = approval wait) -> when it started.
+        let mut started: BTreeMap<(String, String, u32), u64> = BTreeMap::new();
+        let mut out: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+        for row in rows {
+            let (run, at, event, actions) = row?;
+            let at = u64::try_from(at).unwrap_or(0);
+            let event: Event = serde_json::from_str(&event).map_err(corrupt)?;
+            let actions: Vec<Action> = serde_json::from_str(&actions).map_err(corrupt)?;
+            if let Event::StepSucceeded { step, attempt, .. } = &event
+                && let Some(from) = started.remove(&(run.clone(), step.clone(), *attempt))
+            {
+                out.entry(step.clone())
+                    .or_default()
+                    .push(at.saturating_sub(from));
+            }
+            for a in actions {
+                match a {
+                    Action::Execute { step, attempt } => {
+                        started.insert((run.clone(), step, attempt), at);
+                    }
+                    Action::AwaitApproval { step, .. } => {
+                        started.insert((run.clone(), step, 0), at);
+                    }
+                    Action::StepDone { step } => {
+                        if let Some(from) = started.remove(&(run.clone(), step.clone(), 0)) {
+                            out.entry(step).or_default().push(at.saturating_sub(from));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Direct access for tests of tamper detection (editing the log behind the engine's back).
     #[doc(hidden)]
     pub fn connection(&self) -> &rusqlite::Connection {

@@ -8,16 +8,19 @@
 //! - [`scenario`]: faults at virtual times, from a TOML file.
 //! - [`sim`]: one trial on the virtual clock.
 //! - [`monte_carlo`]: many trials in parallel, reproducibly, summarised.
+//! - [`picture`]: the summary as an SVG (RTO histogram, Gantt of the median trial).
 //!
 //! Simulated results are marked `simulated` everywhere and never count as a verified recovery.
 
 pub mod model;
 pub mod monte_carlo;
+pub mod picture;
 pub mod scenario;
 pub mod sim;
 
 pub use drover_dsl::analysis::{Analysis, analyze};
 pub use monte_carlo::{Settings, Summary, run};
+pub use picture::render_svg;
 pub use scenario::{Scenario, ScenarioError};
 pub use sim::{Automatic, Participants, Prepared, Trial};
 
@@ -44,6 +47,13 @@ pub fn render_text(s: &Summary) -> String {
         let _ = writeln!(o, "scenario  {}", s.scenario);
     }
     let _ = writeln!(o, "trials    {} (seed {})", s.trials, s.seed);
+    if s.measured_steps > 0 {
+        let _ = writeln!(
+            o,
+            "durations measured in past runs for {} steps, estimates for the rest",
+            s.measured_steps
+        );
+    }
     let _ = writeln!(o, "recovered in {:.1}% of trials", s.p_recovered * 100.0);
     let mut dist = |name: &str, d: &monte_carlo::Distribution| {
         let _ = writeln!(

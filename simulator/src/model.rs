@@ -18,6 +18,9 @@ pub enum DurationModel {
     Triangular(Triangular<f64>),
     /// Log-normal with the given median and 95th percentile, from `estimate = { p50, p95 }`.
     LogNormal(LogNormal<f64>),
+    /// One of the durations measured in past runs, each equally likely (empirical; a bootstrap
+    /// of the journal). Never empty.
+    Empirical(Vec<u64>),
 }
 
 impl DurationModel {
@@ -54,6 +57,17 @@ impl DurationModel {
         }
     }
 
+    /// The empirical model of `measured` durations (ms); `None` when there are none.
+    #[must_use]
+    pub fn empirical(measured: &[u64]) -> Option<Self> {
+        if measured.is_empty() {
+            return None;
+        }
+        let mut v = measured.to_vec();
+        v.sort_unstable();
+        Some(Self::Empirical(v))
+    }
+
     /// Draws one duration (ms).
     #[inline]
     pub fn sample<R: Rng + ?Sized>(&self, rng: &mut R) -> u64 {
@@ -68,6 +82,7 @@ impl DurationModel {
             Self::Uniform(lo, hi) => rng.random_range(*lo..=*hi),
             Self::Triangular(t) => ms(t.sample(rng)),
             Self::LogNormal(l) => ms(l.sample(rng)),
+            Self::Empirical(v) => v[rng.random_range(0..v.len())],
         }
     }
 }
@@ -90,6 +105,18 @@ mod tests {
         let p95 = v[19_000] as f64;
         assert!((p50 / 600_000.0 - 1.0).abs() < 0.05, "p50 {p50}");
         assert!((p95 / 1_800_000.0 - 1.0).abs() < 0.08, "p95 {p95}");
+    }
+
+    #[test]
+    fn empirical_draws_only_measured_values_and_all_of_them() {
+        let m = DurationModel::empirical(&[30_000, 10_000, 20_000]).expect("measured");
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        let seen: std::collections::BTreeSet<u64> = (0..300).map(|_| m.sample(&mut rng)).collect();
+        assert_eq!(
+            seen.into_iter().collect::<Vec<_>>(),
+            [10_000, 20_000, 30_000]
+        );
+        assert!(DurationModel::empirical(&[]).is_none());
     }
 
     #[test]

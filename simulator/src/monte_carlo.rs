@@ -43,6 +43,48 @@ pub struct Distribution {
     pub p_meet_target: Option<f64>,
 }
 
+/// The RTO distribution as counts in equal-width bins, for pictures.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Histogram {
+    /// Lower edge of the first bin (ms): the smallest RTO.
+    pub from_ms: u64,
+    /// Width of each bin (ms).
+    pub bin_ms: u64,
+    /// Trials per bin.
+    pub counts: Vec<u64>,
+    /// Trials that never reached the RTO milestone.
+    pub never: u64,
+}
+
+/// Bins for the histogram.
+const BINS: u64 = 40;
+
+fn histogram(values: &[Option<u64>]) -> Histogram {
+    let finite = || values.iter().filter_map(|v| *v);
+    let never = values.iter().filter(|v| v.is_none()).count() as u64;
+    let (Some(lo), Some(hi)) = (finite().min(), finite().max()) else {
+        return Histogram {
+            from_ms: 0,
+            bin_ms: 0,
+            counts: Vec::new(),
+            never,
+        };
+    };
+    let bin_ms = ((hi - lo) / BINS + 1).max(1);
+    let mut counts = vec![0u64; usize::try_from((hi - lo) / bin_ms + 1).unwrap_or(1)];
+    for v in finite() {
+        if let Some(c) = counts.get_mut(usize::try_from((v - lo) / bin_ms).unwrap_or(usize::MAX)) {
+            *c += 1;
+        }
+    }
+    Histogram {
+        from_ms: lo,
+        bin_ms,
+        counts,
+        never,
+    }
+}
+
 /// One step's share in the outcome.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StepStats {
@@ -54,6 +96,8 @@ pub struct StepStats {
     pub sensitivity: f64,
     /// Mean duration (ms) over trials in which it ran.
     pub mean_ms: u64,
+    /// How many durations measured in past runs its model draws from (0: its estimate).
+    pub measured: u64,
 }
 
 /// The result of a Monte Carlo simulation. Marked simulated: it never counts as a verified
@@ -76,16 +120,22 @@ pub struct Summary {
     pub p_recovered: f64,
     /// RTO distribution.
     pub rto: Distribution,
+    /// RTO histogram.
+    pub rto_histogram: Histogram,
     /// RPO distribution (when the scenario models the recovery point).
     pub rpo: Option<Distribution>,
     /// How trials ended.
     pub outcomes: BTreeMap<String, u64>,
     /// The critical path of the median trial.
     pub median_critical_path: Vec<String>,
+    /// How the median trial ended.
+    pub median_outcome: String,
     /// The median trial's timeline: (node, start ms, end ms).
     pub median_timeline: Vec<(String, u64, u64)>,
     /// Per step, most critical first.
     pub steps: Vec<StepStats>,
+    /// Steps whose durations were drawn from past runs rather than their estimates.
+    pub measured_steps: u64,
 }
 
 #[derive(Default)]
@@ -274,9 +324,11 @@ pub fn run(
         .map(|(i, r)| (r.unwrap_or(u64::MAX), i))
         .collect();
     order.sort_unstable();
+    let mut median_outcome = String::new();
     let (median_critical_path, median_timeline) = match order.get(order.len() / 2) {
         Some(&(_, i)) if !order.is_empty() => {
             let t = prep.trial(s.seed, i as u64);
+            outcome_name(t.outcome).clone_into(&mut median_outcome);
             let ids = prep.ids();
             let path = t.critical.iter().map(|&k| ids[k].clone()).collect();
             let mut timeline: Vec<(String, u64, u64)> = t
@@ -310,6 +362,7 @@ pub fn run(
                 sensitivity: r,
                 mean_ms: u64::try_from(all.sum_x_all[k] / u128::from(all.ran[k]))
                     .unwrap_or(u64::MAX),
+                measured: prep.samples()[k] as u64,
             }
         })
         .collect();
@@ -330,6 +383,7 @@ pub fn run(
         seed: s.seed,
         p_recovered: ratio(recovered, s.trials),
         rto: distribution(&all.rto, Some(plan.runbook.rto_ms)),
+        rto_histogram: histogram(&all.rto),
         rpo: all
             .rpo
             .iter()
@@ -337,7 +391,9 @@ pub fn run(
             .then(|| distribution(&all.rpo, Some(plan.runbook.rpo_ms))),
         outcomes: all.outcomes,
         median_critical_path,
+        median_outcome,
         median_timeline,
         steps,
+        measured_steps: prep.samples().iter().filter(|&&c| c > 0).count() as u64,
     }
 }

@@ -9,7 +9,7 @@ use petgraph::Direction;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::cmp::Reverse;
-use std::collections::{BTreeSet, BinaryHeap};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 
 /// How long a call into an unavailable region or control plane takes to fail.
 const UNAVAILABLE_FAIL_MS: u64 = 5_000;
@@ -82,6 +82,8 @@ pub struct Prepared {
     approver_roles: Vec<String>,
     /// A scheduler for the plan, cloned into each workspace.
     template: Scheduler,
+    /// Per node: how many measured durations its model draws from (0: its estimate).
+    samples: Vec<usize>,
     rto_milestone: Option<usize>,
     rpo_lag: Option<Span>,
     injects: Vec<(u64, String)>,
@@ -223,15 +225,28 @@ fn roles_of(v: Option<&PlanValue>) -> Vec<String> {
 }
 
 impl Prepared {
-    /// Prepares `plan` in `mode` under `scenario`.
+    /// Prepares `plan` in `mode` under `scenario`, step durations from the runbook's estimates.
     #[must_use]
     pub fn new(plan: &Plan, mode: Mode, scenario: &Scenario) -> Self {
+        Self::with_measured(plan, mode, scenario, &BTreeMap::new())
+    }
+
+    /// Like [`Prepared::new`], but steps with durations `measured` in past runs (by step id, as
+    /// from the journal) draw from those instead of their estimates.
+    #[must_use]
+    pub fn with_measured(
+        plan: &Plan,
+        mode: Mode,
+        scenario: &Scenario,
+        measured: &BTreeMap<String, Vec<u64>>,
+    ) -> Self {
         let g = &plan.graph;
         let n = g.node_count();
         let mut ids = Vec::with_capacity(n);
         let mut preds = vec![Vec::new(); n];
         let mut models = Vec::with_capacity(n);
         let mut faults = vec![StepFaults::default(); n];
+        let mut samples = vec![0usize; n];
         let mut roles = BTreeSet::new();
         let mut rto_milestone = None;
         for i in g.node_indices() {
@@ -243,7 +258,16 @@ impl Prepared {
                 .collect();
             match &g[i] {
                 PlanNode::Step(s) => {
-                    models.push(DurationModel::from_estimate(s.estimate.as_ref()));
+                    match measured
+                        .get(&s.id)
+                        .and_then(|m| DurationModel::empirical(m))
+                    {
+                        Some(m) => {
+                            samples[k] = measured.get(&s.id).map_or(0, Vec::len);
+                            models.push(m);
+                        }
+                        None => models.push(DurationModel::from_estimate(s.estimate.as_ref())),
+                    }
                     if s.action == "approval" {
                         roles.extend(roles_of(s.inputs.get("roles")));
                     }
@@ -325,6 +349,7 @@ impl Prepared {
                 .map(|f| (f != StepFaults::default()).then(|| Box::new(f)))
                 .collect(),
             approver_roles: roles.into_iter().collect(),
+            samples,
             template: {
                 let mut cfg = Config::new(mode, "simulated-initiator", 0);
                 cfg.max_parallel = max_parallel;
@@ -340,6 +365,12 @@ impl Prepared {
     #[must_use]
     pub fn ids(&self) -> &[String] {
         &self.ids
+    }
+
+    /// Per node: how many measured durations its model draws from (0: its estimate).
+    #[must_use]
+    pub fn samples(&self) -> &[usize] {
+        &self.samples
     }
 
     /// Whether the plan has a milestone that stops the RTO clock in this mode.

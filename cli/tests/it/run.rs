@@ -474,3 +474,56 @@ fn a_drill_is_refused_at_run_time_before_touching_a_production_resource() {
     let audit = text(&drover(d, &["audit", "show", "guard"]).stdout);
     assert!(audit.contains("refused before any call"), "{audit}");
 }
+
+#[test]
+fn simulations_can_draw_step_durations_from_past_runs_in_the_journal() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let d = dir.path();
+    let wait = |id: &str, after: &str, ms: u32| {
+        format!(
+            "\nstep {id} {{\n  action   = wait\n{after}  estimate = 30m\n  with {{\n    duration = {ms}ms\n  }}\n}}\n"
+        )
+    };
+    let src = format!(
+        "runbook \"measured\" {{\n  rto   = 1h\n  rpo   = 1h\n  modes = [drill]\n}}\n{}{}\nmilestone done {{\n  after     = [b]\n  stops_rto = true\n}}\n",
+        wait("a", "", 200),
+        wait("b", "  after    = [a]\n", 100)
+    );
+    std::fs::write(d.join("m.drover"), src).expect("write");
+    let sim = |extra: &[&str]| {
+        let mut args = vec![
+            "simulate", "m.drover", "--trials", "200", "--format", "json",
+        ];
+        args.extend_from_slice(extra);
+        let out = drover(d, &args);
+        (out.status.code(), text(&out.stdout), text(&out.stderr))
+    };
+    // Before any run there is nothing to measure: a clear error, not a silent fallback.
+    let (code, _, err) = sim(&["--durations", "measured"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("no journal"), "{err}");
+    for _ in 0..2 {
+        let out = drover(d, &["run", "m.drover", "--mode", "drill"]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    }
+    let (code, estimated, err) = sim(&[]);
+    assert_eq!(code, Some(0), "{err}");
+    let estimated: serde_json::Value = serde_json::from_str(&estimated).expect("json");
+    assert_eq!(estimated["measured_steps"], 0);
+    assert_eq!(estimated["rto"]["p50_ms"], 3_600_000, "two 30m estimates");
+    let (code, measured, err) = sim(&["--durations", "measured"]);
+    assert_eq!(code, Some(0), "{err}");
+    let measured: serde_json::Value = serde_json::from_str(&measured).expect("json");
+    assert_eq!(measured["measured_steps"], 2);
+    let steps = measured["steps"].as_array().expect("steps");
+    for id in ["a", "b"] {
+        let s = steps.iter().find(|s| s["id"] == id).expect("step");
+        assert_eq!(s["measured"], 2, "two runs measured {id}");
+    }
+    // Each measured attempt lasted at least its wait; the simulated RTO is built from them, far
+    // below the estimates.
+    let a = steps.iter().find(|s| s["id"] == "a").expect("a");
+    assert!(a["mean_ms"].as_u64().is_some_and(|m| m >= 200), "{a}");
+    let p50 = measured["rto"]["p50_ms"].as_u64().expect("p50");
+    assert!((300..3_600_000).contains(&p50), "{p50}");
+}

@@ -164,3 +164,38 @@ fn a_tabletop_is_driven_through_a_real_terminal_and_records_the_typed_approval()
         "{r}"
     );
 }
+
+#[test]
+fn simulate_writes_the_picture_when_asked() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let svg = dir.path().join("ehr.svg");
+    let out = drover(&[
+        "simulate",
+        "runbooks/ehr-failover.drover",
+        "--mode",
+        "failover",
+        "--trials",
+        "500",
+        "--svg",
+        &svg.to_string_lossy(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let pic = std::fs::read_to_string(&svg).expect("svg written");
+    assert!(pic.starts_with("<svg") && pic.trim_end().ends_with("</svg>"));
+    assert!(pic.contains("SIMULATED — not a verified recovery"));
+    assert!(pic.contains("ehr_restored"), "the Gantt names the steps");
+    let bad = drover(&[
+        "simulate",
+        "runbooks/quickstart.drover",
+        "--trials",
+        "10",
+        "--svg",
+        &dir.path().join("no/such/dir/x.svg").to_string_lossy(),
+    ]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(
+        text(&bad.stderr).contains("cannot write"),
+        "{}",
+        text(&bad.stderr)
+    );
+}
