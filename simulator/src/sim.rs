@@ -778,4 +778,80 @@ milestone up {
         let t = run("[recovery_point]\nlag = \"7m\"\n");
         assert_eq!(t.rpo_ms, Some(7 * 60_000));
     }
+
+    const RESTORE: &str = r#"runbook "t" {
+  rto   = 4h
+  rpo   = 1h
+  modes = [drill]
+}
+
+step restore {
+  action   = backup.rehydrate
+  estimate = 10m
+  retry {
+    attempts = 4
+    backoff  = 5m
+  }
+  with {
+    source = "/backups/us-east-1/db.dbk"
+    key    = "file:/keys/kek"
+    dest   = "/restore/db"
+  }
+}
+
+step approve {
+  action   = approval
+  after    = [restore]
+  estimate = 2m
+  with {
+    prompt = "cut over?"
+  }
+}
+
+milestone up {
+  after     = [approve]
+  stops_rto = true
+}
+"#;
+
+    #[test]
+    fn region_key_backup_and_approver_faults_change_the_outcome_they_should() {
+        let p = plan(RESTORE);
+        let run = |toml: &str| {
+            let s = Scenario::parse(toml).expect("scenario");
+            Prepared::new(&p, Mode::Drill, &s).trial(1, 0)
+        };
+        let base = run("");
+        assert_eq!(
+            (base.rto_ms, base.outcome),
+            (Some(12 * 60_000), RunOutcome::Succeeded)
+        );
+        // The region the backup lives in is down for 8 minutes: attempts fail fast (transient)
+        // and retry after backoff; the restore succeeds later, so the RTO grows.
+        let t = run("[[fault]]\nkind = \"region_down\"\nregion = \"us-east-1\"\nuntil = \"8m\"\n");
+        assert_eq!(t.outcome, RunOutcome::Succeeded);
+        assert!(
+            t.rto_ms.is_some_and(|r| r > 12 * 60_000 + 8 * 60_000),
+            "{t:?}"
+        );
+        // Down for good: the retries run out.
+        let t = run("[[fault]]\nkind = \"region_down\"\nregion = \"us-east-1\"\n");
+        assert_eq!((t.rto_ms, t.outcome), (None, RunOutcome::Failed));
+        // A disabled key and a corrupted backup are permanent: no retry helps.
+        for fault in [
+            "kind = \"key_disabled\"\nkey = \"file:/keys/kek\"",
+            "kind = \"backup_corrupted\"\nsource = \"/backups/us-east-1/db.dbk\"",
+        ] {
+            let t = run(&format!("[[fault]]\n{fault}\n"));
+            assert_eq!((t.rto_ms, t.outcome), (None, RunOutcome::Failed), "{fault}");
+        }
+        // A key the plan does not use changes nothing.
+        let t = run("[[fault]]\nkind = \"key_disabled\"\nkey = \"file:/keys/other\"\n");
+        assert_eq!(t.rto_ms, base.rto_ms);
+        // Approvers away for 45 minutes: the approval waits that long instead of 2 minutes.
+        let t = run(
+            "[[fault]]\nkind = \"approver_unavailable\"\nstep = \"approve\"\ndelay = \"45m\"\n",
+        );
+        assert_eq!(t.rto_ms, Some(55 * 60_000));
+    }
 }
