@@ -4,7 +4,6 @@
 
 use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use drover_schema::{AdapterError, Inputs, StepContext};
-use std::time::Duration;
 
 /// Where a step's AWS calls go: the `region`, `profile` and `endpoint_url` inputs, each falling
 /// back to the SDK's own configuration (environment, shared config files, instance role).
@@ -217,56 +216,6 @@ fn classify(code: &str) -> (bool, &'static str) {
     (false, "")
 }
 
-/// A string input, if set.
-pub(crate) fn input_str<'a>(inputs: &'a Inputs, key: &str) -> Option<&'a str> {
-    inputs
-        .get(key)
-        .and_then(|v| v.as_str())
-        .filter(|s| !s.is_empty())
-}
-
-/// A required string input, or a permanent error naming it.
-pub(crate) fn require_str<'a>(
-    inputs: &'a Inputs,
-    key: &str,
-    action: &str,
-) -> Result<&'a str, AdapterError> {
-    input_str(inputs, key)
-        .ok_or_else(|| AdapterError::Permanent(format!("`{action}` needs the `{key}` input")))
-}
-
-/// A list-of-strings input (a single string counts as a list of one).
-pub(crate) fn input_list(inputs: &Inputs, key: &str) -> Vec<String> {
-    match inputs.get(key) {
-        Some(serde_json::Value::Array(a)) => a
-            .iter()
-            .filter_map(|v| v.as_str().map(str::to_owned))
-            .collect(),
-        Some(serde_json::Value::String(s)) if !s.is_empty() => vec![s.clone()],
-        _ => Vec::new(),
-    }
-}
-
-/// The polling interval: the `interval` input (ms), or `default_ms`.
-pub(crate) fn interval(inputs: &Inputs, default_ms: u64) -> Duration {
-    Duration::from_millis(
-        inputs
-            .get("interval")
-            .and_then(serde_json::Value::as_u64)
-            .unwrap_or(default_ms)
-            .max(1),
-    )
-}
-
-/// Waits between two polls of a resource's state. The step's timeout bounds the whole wait.
-pub(crate) async fn pause(d: Duration) {
-    #[allow(
-        clippy::disallowed_methods,
-        reason = "a poll interval against a live service, bounded by the step's timeout"
-    )]
-    tokio::time::sleep(d).await;
-}
-
 /// A token AWS accepts as a client/caller reference (at most 64 ASCII characters), stable for a
 /// step across retries and resumes.
 pub(crate) fn client_token(ctx: &StepContext) -> String {
@@ -278,25 +227,6 @@ pub(crate) fn client_token(ctx: &StepContext) -> String {
 /// The tag Drover puts on what it creates, holding the step's idempotency key, so that `observe`
 /// finds it again after a crash.
 pub(crate) const IDEMPOTENCY_TAG: &str = "drover:idempotency-key";
-
-/// In a drill, refuses when any of `tags` (resource id, key, value) marks a resource production.
-pub(crate) fn refuse_production_tags<'a>(
-    ctx: &StepContext,
-    tags: impl IntoIterator<Item = (&'a str, &'a str, &'a str)>,
-) -> Result<(), AdapterError> {
-    if ctx.mode != "drill" || ctx.production_tags.is_empty() {
-        return Ok(());
-    }
-    for (resource, k, v) in tags {
-        if ctx.production_tags.get(k).is_some_and(|want| want == v) {
-            return Err(AdapterError::Permanent(format!(
-                "step {}: refused before any change: a drill must not touch {resource}, tagged {k}={v} (production)",
-                ctx.step_id
-            )));
-        }
-    }
-    Ok(())
-}
 
 #[cfg(test)]
 mod tests {

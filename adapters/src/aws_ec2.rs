@@ -2,16 +2,16 @@
 //! group rules, instance start/stop, volumes from snapshots and instance launches.
 //!
 //! Each action reads the state it is about to change and saves it before the first call
-//! ([`crate::capture`]); `observe` reads the world back so that a resume after a crash never
+//! (`capture.rs`); `observe` reads the world back so that a resume after a crash never
 //! repeats an effect; `compensate` restores the saved state. What an action creates carries the
 //! step's idempotency key as a client token and as the `drover:idempotency-key` tag, so a repeated
 //! call returns the same volume or instances instead of making new ones.
 
-use crate::aws_common::{
-    IDEMPOTENCY_TAG, client_token, input_list, input_str, interval, pause, refuse_production_tags,
-    require_str,
-};
+use crate::aws_common::{IDEMPOTENCY_TAG, client_token};
 use crate::capture;
+use crate::cloud_common::{
+    input_list, input_str, interval, pause, refuse_production_tags, require_str,
+};
 use aws_sdk_ec2::Client;
 use aws_sdk_ec2::types::{
     Filter, InstanceStateName, InstanceType, IpPermission, IpRange, LaunchTemplateSpecification,

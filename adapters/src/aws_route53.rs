@@ -2,14 +2,14 @@
 //! waiting for a change to be INSYNC, and health checks.
 //!
 //! Every change is one `ChangeResourceRecordSets` batch, so it applies whole or not at all. Before
-//! the first change a step saves the record sets it is about to replace ([`crate::capture`]);
+//! the first change a step saves the record sets it is about to replace (`capture.rs`);
 //! `compensate` puts them back, and a retry or a resume after a crash re-applies the same UPSERT
 //! (which changes nothing when it already took effect) without losing the original state.
 
-use crate::aws_common::{
+use crate::capture;
+use crate::cloud_common::{
     input_list, input_str, interval, pause, refuse_production_tags, require_str,
 };
-use crate::capture;
 use aws_sdk_route53::Client;
 use aws_sdk_route53::types::{
     AliasTarget, Change, ChangeAction, ChangeBatch, ChangeStatus, HealthCheckConfig,

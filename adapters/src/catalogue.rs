@@ -546,8 +546,17 @@ fn azure_common(schema: ActionSchema) -> ActionSchema {
 }
 
 fn azure_network_actions() -> Vec<ActionSchema> {
+    let undoable = |s: ActionSchema| {
+        s.output("changed", ValueType::Bool, "whether anything had to change")
+            .output(
+                "previous",
+                ValueType::Any,
+                "the resource before the change (restored by undo)",
+            )
+            .with_builtin_undo()
+    };
     vec![
-        azure_common(
+        undoable(azure_common(
             ActionSchema::new(
                 "azure_network.update_route",
                 "Sets the next hop of a route in a route table",
@@ -573,8 +582,8 @@ fn azure_network_actions() -> Vec<ActionSchema> {
                 "next hop address (VirtualAppliance)",
             )
             .optional("address_prefix", ValueType::String, "destination prefix"),
-        ),
-        azure_common(
+        )),
+        undoable(azure_common(
             ActionSchema::new(
                 "azure_network.set_subnet_route_table",
                 "Attaches a route table to a subnet",
@@ -584,8 +593,8 @@ fn azure_network_actions() -> Vec<ActionSchema> {
             .required("vnet", ValueType::String, "virtual network")
             .resource("subnet", "subnet name")
             .required("route_table", ValueType::String, "route table to attach"),
-        ),
-        azure_common(
+        )),
+        undoable(azure_common(
             ActionSchema::new(
                 "azure_network.set_nsg_rule",
                 "Creates or updates a security rule in a network security group",
@@ -612,8 +621,8 @@ fn azure_network_actions() -> Vec<ActionSchema> {
                 ValueType::String,
                 "destination port or range",
             ),
-        ),
-        azure_common(
+        )),
+        undoable(azure_common(
             ActionSchema::new(
                 "azure_network.remove_nsg_rule",
                 "Deletes a security rule from a network security group",
@@ -622,8 +631,8 @@ fn azure_network_actions() -> Vec<ActionSchema> {
             )
             .resource("nsg", "network security group")
             .required("rule", ValueType::String, "rule name"),
-        ),
-        azure_common(
+        )),
+        undoable(azure_common(
             ActionSchema::new(
                 "azure_network.associate_public_ip",
                 "Moves a public IP to a NIC's IP configuration",
@@ -637,7 +646,7 @@ fn azure_network_actions() -> Vec<ActionSchema> {
                 ValueType::String,
                 "IP configuration name (default ipconfig1)",
             ),
-        ),
+        )),
     ]
 }
 

@@ -19,10 +19,16 @@ pub mod aws_kms;
 pub mod aws_route53;
 #[cfg(feature = "aws")]
 pub mod aws_s3;
+#[cfg(feature = "azure")]
+pub mod azure_common;
+#[cfg(feature = "azure")]
+pub mod azure_network;
 pub mod backup;
-#[cfg(feature = "aws")]
+#[cfg(any(feature = "aws", feature = "azure"))]
 mod capture;
 mod catalogue;
+#[cfg(any(feature = "aws", feature = "azure"))]
+mod cloud_common;
 pub mod local;
 
 pub use catalogue::builtin_catalogue;

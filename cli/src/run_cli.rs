@@ -127,6 +127,10 @@ fn adapters() -> Adapters {
         .with(Arc::new(drover_adapters::aws_s3::AwsS3Adapter))
         .with(Arc::new(drover_adapters::aws_route53::AwsRoute53Adapter))
         .with(Arc::new(drover_adapters::aws_ec2::AwsEc2Adapter));
+    #[cfg(feature = "azure")]
+    let adapters = adapters.with(Arc::new(
+        drover_adapters::azure_network::AzureNetworkAdapter::default(),
+    ));
     adapters
 }
 

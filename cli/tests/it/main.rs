@@ -1,7 +1,12 @@
 //! The `drover` binary, run for real: exit codes, stdout and stderr.
 
+#[cfg(feature = "azure")]
+#[path = "../../../adapters/tests/it/arm_server.rs"]
+mod arm_server;
 #[cfg(feature = "aws")]
 mod aws_failover;
+#[cfg(feature = "azure")]
+mod azure_failover;
 mod run;
 mod simulate;
 

@@ -1,0 +1,785 @@
+//! The `azure_network.*` actions on azure_mgmt_network: a route's next hop, a subnet's route
+//! table, security rules, and moving a public IP between network interfaces.
+//!
+//! Each action reads the resource it is about to change and saves it before the first call
+//! (`capture.rs`); `observe` reads the world back so a resume after a crash never repeats an
+//! effect; the built-in undo (`compensate`) puts the captured state back. Long-running operations
+//! are awaited (the client polls `Azure-AsyncOperation`). Resources are handled as the ARM JSON
+//! the typed models (de)serialize, so what ARM returns is what is saved and restored.
+
+use crate::azure_common::{Arm, Clock, DELETE_POLL, DELETE_POLLS, RealClock, not_found};
+use crate::capture;
+use crate::cloud_common::{input_str, refuse_production_tags, require_str};
+use azure_mgmt_network::models;
+use drover_schema::{AdapterError, Inputs, Observation, Outputs, StepContext};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+/// The `azure_network.*` actions.
+#[derive(Clone)]
+pub struct AzureNetworkAdapter {
+    clock: Arc<dyn Clock>,
+    token: Option<String>,
+}
+
+impl std::fmt::Debug for AzureNetworkAdapter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the token.
+        f.debug_struct("AzureNetworkAdapter")
+            .field("clock", &self.clock)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+impl Default for AzureNetworkAdapter {
+    fn default() -> Self {
+        Self {
+            clock: Arc::new(RealClock),
+            token: None,
+        }
+    }
+}
+
+impl AzureNetworkAdapter {
+    /// An adapter that waits (throttling, deletions) on `clock` instead of real time.
+    #[must_use]
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// An adapter that sends this pre-acquired bearer token instead of using the credential
+    /// chain (what `DROVER_AZURE_TOKEN` does for the CLI).
+    #[must_use]
+    pub fn with_token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+
+    fn arm<'a>(&self, inputs: &Inputs, ctx: &'a StepContext) -> Result<Arm<'a>, AdapterError> {
+        Arm::new(inputs, ctx, self.clock.clone(), self.token.as_deref())
+    }
+}
+
+/// What a step changed, saved before the change: the resource as it was (`None`: absent).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+struct Before {
+    previous: Option<Value>,
+}
+
+fn typed<T: serde::de::DeserializeOwned>(v: Value, what: &str) -> Result<T, AdapterError> {
+    serde_json::from_value(v)
+        .map_err(|e| AdapterError::Permanent(format!("cannot form the ARM {what} body: {e}")))
+}
+
+fn json_of<T: Serialize>(v: &T) -> Value {
+    serde_json::to_value(v).unwrap_or(Value::Null)
+}
+
+/// `properties.KEY` of an ARM resource.
+fn prop<'v>(v: &'v Value, key: &str) -> Option<&'v Value> {
+    v.get("properties").and_then(|p| p.get(key))
+}
+
+fn set_prop(v: &mut Value, key: &str, value: Value) {
+    if !v.get("properties").is_some_and(Value::is_object) {
+        v["properties"] = json!({});
+    }
+    match value {
+        Value::Null => {
+            if let Some(p) = v["properties"].as_object_mut() {
+                p.remove(key);
+            }
+        }
+        value => v["properties"][key] = value,
+    }
+}
+
+/// Outputs of a change.
+fn changed(changed: bool, before: &Before) -> Outputs {
+    let mut o = Outputs::new();
+    o.insert("changed".into(), json!(changed));
+    o.insert(
+        "previous".into(),
+        before.previous.clone().unwrap_or(Value::Null),
+    );
+    o
+}
+
+// ---- routes ------------------------------------------------------------------------------
+
+struct RouteWant<'i> {
+    table: &'i str,
+    route: &'i str,
+    hop_type: &'i str,
+    hop_ip: Option<&'i str>,
+    prefix: Option<&'i str>,
+}
+
+impl<'i> RouteWant<'i> {
+    fn from(inputs: &'i Inputs, action: &str) -> Result<Self, AdapterError> {
+        Ok(Self {
+            table: require_str(inputs, "route_table", action)?,
+            route: require_str(inputs, "route", action)?,
+            hop_type: require_str(inputs, "next_hop_type", action)?,
+            hop_ip: input_str(inputs, "next_hop_ip"),
+            prefix: input_str(inputs, "address_prefix"),
+        })
+    }
+
+    fn name(&self) -> String {
+        format!("route {} of route table {}", self.route, self.table)
+    }
+
+    fn satisfied_by(&self, current: Option<&Value>) -> bool {
+        let Some(c) = current else { return false };
+        prop(c, "nextHopType").and_then(Value::as_str) == Some(self.hop_type)
+            && prop(c, "nextHopIpAddress").and_then(Value::as_str) == self.hop_ip
+            && self
+                .prefix
+                .is_none_or(|p| prop(c, "addressPrefix").and_then(Value::as_str) == Some(p))
+    }
+}
+
+async fn get_route(a: &Arm<'_>, table: &str, route: &str) -> Result<Option<Value>, AdapterError> {
+    match a
+        .client
+        .routes_client()
+        .get(&a.resource_group, table, route, &a.subscription)
+        .await
+    {
+        Ok(r) => Ok(Some(json_of(&r))),
+        Err(e) if not_found(&e) => Ok(None),
+        Err(e) => Err(a.err("GET", &format!("route {route} of route table {table}"), &e)),
+    }
+}
+
+async fn put_route(a: &Arm<'_>, table: &str, route: &str, body: Value) -> Result<(), AdapterError> {
+    let model: models::Route = typed(body, "route")?;
+    a.client
+        .routes_client()
+        .create_or_update(&a.resource_group, table, route, model, &a.subscription)
+        .await
+        .map(|_| ())
+        .map_err(|e| a.err("PUT", &format!("route {route} of route table {table}"), &e))
+}
+
+async fn delete_route(a: &Arm<'_>, table: &str, route: &str) -> Result<(), AdapterError> {
+    let what = format!("route {route} of route table {table}");
+    match a
+        .client
+        .routes_client()
+        .delete(&a.resource_group, table, route, &a.subscription)
+        .send()
+        .await
+    {
+        Ok(_) => {}
+        Err(e) if not_found(&e) => return Ok(()),
+        Err(e) => return Err(a.err("DELETE", &what, &e)),
+    }
+    until_gone(a, &what, || get_route(a, table, route)).await
+}
+
+/// Waits until a deleted resource reads as absent (ARM deletes asynchronously).
+async fn until_gone<F, Fut>(a: &Arm<'_>, what: &str, mut read: F) -> Result<(), AdapterError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<Value>, AdapterError>>,
+{
+    for _ in 0..DELETE_POLLS {
+        if read().await?.is_none() {
+            return Ok(());
+        }
+        a.clock.sleep(DELETE_POLL).await;
+    }
+    Err(AdapterError::Transient(format!(
+        "step {}: {what} is still being deleted",
+        a.ctx.step_id
+    )))
+}
+
+async fn update_route(a: &Arm<'_>, inputs: &Inputs) -> Result<Outputs, AdapterError> {
+    let w = RouteWant::from(inputs, "azure_network.update_route")?;
+    let before = capture::first(a.ctx, async {
+        Ok(Before {
+            previous: get_route(a, w.table, w.route).await?,
+        })
+    })
+    .await?;
+    let current = get_route(a, w.table, w.route).await?;
+    if w.satisfied_by(current.as_ref()) {
+        return Ok(changed(false, &before));
+    }
+    let mut body = current.unwrap_or_else(|| json!({ "properties": {} }));
+    set_prop(&mut body, "nextHopType", json!(w.hop_type));
+    set_prop(
+        &mut body,
+        "nextHopIpAddress",
+        w.hop_ip.map_or(Value::Null, |ip| json!(ip)),
+    );
+    if let Some(p) = w.prefix {
+        set_prop(&mut body, "addressPrefix", json!(p));
+    }
+    if prop(&body, "addressPrefix").is_none() {
+        return Err(AdapterError::Permanent(format!(
+            "step {}: {} does not exist; give `address_prefix` to create it",
+            a.ctx.step_id,
+            w.name()
+        )));
+    }
+    put_route(a, w.table, w.route, body).await?;
+    Ok(changed(true, &before))
+}
+
+/// Puts a captured resource back: PUT it when it existed, DELETE what the step created.
+async fn restore_route(a: &Arm<'_>, inputs: &Inputs) -> Result<(), AdapterError> {
+    let w = RouteWant::from(inputs, "azure_network.update_route")?;
+    let Some(before) = capture::load::<Before>(a.ctx)? else {
+        return Ok(());
+    };
+    let current = get_route(a, w.table, w.route).await?;
+    match before.previous {
+        None => delete_route(a, w.table, w.route).await,
+        Some(prev) if same_props(current.as_ref(), &prev) => Ok(()),
+        Some(prev) => put_route(a, w.table, w.route, prev).await,
+    }
+}
+
+/// Whether `current` has `prev`'s properties (ignoring what ARM sets: provisioning state, etag).
+fn same_props(current: Option<&Value>, prev: &Value) -> bool {
+    let strip = |v: &Value| {
+        let mut p = v.get("properties").cloned().unwrap_or(Value::Null);
+        if let Some(o) = p.as_object_mut() {
+            o.remove("provisioningState");
+        }
+        p
+    };
+    current.is_some_and(|c| strip(c) == strip(prev))
+}
+
+// ---- subnets -----------------------------------------------------------------------------
+
+async fn get_subnet(a: &Arm<'_>, vnet: &str, subnet: &str) -> Result<Value, AdapterError> {
+    a.client
+        .subnets_client()
+        .get(&a.resource_group, vnet, subnet, &a.subscription)
+        .await
+        .map(|s| json_of(&s))
+        .map_err(|e| a.err("GET", &format!("subnet {subnet} of {vnet}"), &e))
+}
+
+async fn put_subnet(
+    a: &Arm<'_>,
+    vnet: &str,
+    subnet: &str,
+    body: Value,
+) -> Result<(), AdapterError> {
+    let model: models::Subnet = typed(body, "subnet")?;
+    a.client
+        .subnets_client()
+        .create_or_update(&a.resource_group, vnet, subnet, model, &a.subscription)
+        .await
+        .map(|_| ())
+        .map_err(|e| a.err("PUT", &format!("subnet {subnet} of {vnet}"), &e))
+}
+
+fn route_table_of(subnet: &Value) -> Option<String> {
+    prop(subnet, "routeTable")
+        .and_then(|r| r.get("id"))
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+}
+
+/// Points the subnet at `table` (an ARM id; `None` detaches).
+async fn attach_table(
+    a: &Arm<'_>,
+    vnet: &str,
+    subnet: &str,
+    table: Option<&str>,
+) -> Result<bool, AdapterError> {
+    let mut s = get_subnet(a, vnet, subnet).await?;
+    if route_table_of(&s).as_deref().map(str::to_ascii_lowercase)
+        == table.map(str::to_ascii_lowercase)
+    {
+        return Ok(false);
+    }
+    set_prop(
+        &mut s,
+        "routeTable",
+        table.map_or(Value::Null, |id| json!({ "id": id })),
+    );
+    put_subnet(a, vnet, subnet, s).await?;
+    Ok(true)
+}
+
+// ---- security rules ----------------------------------------------------------------------
+
+fn rule_props(inputs: &Inputs, action: &str) -> Result<Value, AdapterError> {
+    let priority = inputs
+        .get("priority")
+        .and_then(Value::as_i64)
+        .filter(|p| (100..=4096).contains(p))
+        .ok_or_else(|| {
+            AdapterError::Permanent(format!("`{action}` needs a `priority` from 100 to 4096"))
+        })?;
+    Ok(json!({
+        "priority": priority,
+        "direction": require_str(inputs, "direction", action)?,
+        "access": require_str(inputs, "access", action)?,
+        "protocol": input_str(inputs, "protocol").unwrap_or("Tcp"),
+        "sourceAddressPrefix": input_str(inputs, "source").unwrap_or("*"),
+        "sourcePortRange": "*",
+        "destinationAddressPrefix": "*",
+        "destinationPortRange": input_str(inputs, "destination_port").unwrap_or("*"),
+    }))
+}
+
+fn rule_matches(current: Option<&Value>, want: &Value) -> bool {
+    let Some(c) = current else { return false };
+    want.as_object()
+        .is_some_and(|w| w.iter().all(|(k, v)| prop(c, k) == Some(v)))
+}
+
+async fn get_rule(a: &Arm<'_>, nsg: &str, rule: &str) -> Result<Option<Value>, AdapterError> {
+    match a
+        .client
+        .security_rules_client()
+        .get(&a.resource_group, nsg, rule, &a.subscription)
+        .await
+    {
+        Ok(r) => Ok(Some(json_of(&r))),
+        Err(e) if not_found(&e) => Ok(None),
+        Err(e) => Err(a.err("GET", &format!("security rule {rule} of {nsg}"), &e)),
+    }
+}
+
+async fn put_rule(a: &Arm<'_>, nsg: &str, rule: &str, body: Value) -> Result<(), AdapterError> {
+    let model: models::SecurityRule = typed(body, "security rule")?;
+    a.client
+        .security_rules_client()
+        .create_or_update(&a.resource_group, nsg, rule, model, &a.subscription)
+        .await
+        .map(|_| ())
+        .map_err(|e| a.err("PUT", &format!("security rule {rule} of {nsg}"), &e))
+}
+
+async fn delete_rule(a: &Arm<'_>, nsg: &str, rule: &str) -> Result<(), AdapterError> {
+    let what = format!("security rule {rule} of {nsg}");
+    match a
+        .client
+        .security_rules_client()
+        .delete(&a.resource_group, nsg, rule, &a.subscription)
+        .send()
+        .await
+    {
+        Ok(_) => {}
+        Err(e) if not_found(&e) => return Ok(()),
+        Err(e) => return Err(a.err("DELETE", &what, &e)),
+    }
+    until_gone(a, &what, || get_rule(a, nsg, rule)).await
+}
+
+// ---- public IPs --------------------------------------------------------------------------
+
+/// A NIC's IP configuration, by names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Slot {
+    nic: String,
+    ip_config: String,
+}
+
+impl Slot {
+    /// From an ARM id `…/networkInterfaces/NIC/ipConfigurations/CFG`.
+    fn from_id(id: &str) -> Option<Self> {
+        let parts: Vec<&str> = id.split('/').collect();
+        let at = parts
+            .iter()
+            .position(|p| p.eq_ignore_ascii_case("networkInterfaces"))?;
+        Some(Self {
+            nic: (*parts.get(at + 1)?).to_owned(),
+            ip_config: (*parts.get(at + 3)?).to_owned(),
+        })
+    }
+}
+
+async fn get_pip(a: &Arm<'_>, pip: &str) -> Result<Value, AdapterError> {
+    a.client
+        .public_ip_addresses_client()
+        .get(&a.resource_group, pip, &a.subscription)
+        .await
+        .map(|p| json_of(&p))
+        .map_err(|e| a.err("GET", &format!("public IP {pip}"), &e))
+}
+
+fn pip_slot(pip: &Value) -> Option<Slot> {
+    prop(pip, "ipConfiguration")
+        .and_then(|c| c.get("id"))
+        .and_then(Value::as_str)
+        .and_then(Slot::from_id)
+}
+
+async fn get_nic(a: &Arm<'_>, nic: &str) -> Result<Value, AdapterError> {
+    a.client
+        .network_interfaces_client()
+        .get(&a.resource_group, nic, &a.subscription)
+        .await
+        .map(|n| json_of(&n))
+        .map_err(|e| a.err("GET", &format!("network interface {nic}"), &e))
+}
+
+/// Sets (or with `None` clears) the public IP of a NIC's IP configuration, and PUTs the NIC.
+async fn set_nic_pip(a: &Arm<'_>, slot: &Slot, pip_id: Option<&str>) -> Result<(), AdapterError> {
+    let mut nic = get_nic(a, &slot.nic).await?;
+    let configs = nic
+        .get_mut("properties")
+        .and_then(|p| p.get_mut("ipConfigurations"))
+        .and_then(Value::as_array_mut)
+        .ok_or_else(|| {
+            AdapterError::Permanent(format!(
+                "step {}: network interface {} has no IP configurations",
+                a.ctx.step_id, slot.nic
+            ))
+        })?;
+    let cfg = configs
+        .iter_mut()
+        .find(|c| c.get("name").and_then(Value::as_str) == Some(slot.ip_config.as_str()))
+        .ok_or_else(|| {
+            AdapterError::Permanent(format!(
+                "step {}: network interface {} has no IP configuration {}",
+                a.ctx.step_id, slot.nic, slot.ip_config
+            ))
+        })?;
+    set_prop(
+        cfg,
+        "publicIPAddress",
+        pip_id.map_or(Value::Null, |id| json!({ "id": id })),
+    );
+    let model: models::NetworkInterface = typed(nic, "network interface")?;
+    a.client
+        .network_interfaces_client()
+        .create_or_update(&a.resource_group, &slot.nic, model, &a.subscription)
+        .await
+        .map(|_| ())
+        .map_err(|e| a.err("PUT", &format!("network interface {}", slot.nic), &e))
+}
+
+/// The (resource, key, value) tags of an ARM resource.
+fn tags(v: &Value, resource: &str) -> Vec<(String, String, String)> {
+    v.get("tags")
+        .and_then(Value::as_object)
+        .map(|t| {
+            t.iter()
+                .map(|(k, val)| {
+                    (
+                        resource.to_owned(),
+                        k.clone(),
+                        val.as_str().unwrap_or_default().to_owned(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Moves the public IP from where it is to `to` (`None`: detached). Returns whether it moved.
+async fn move_pip(a: &Arm<'_>, pip_name: &str, to: Option<&Slot>) -> Result<bool, AdapterError> {
+    let pip = get_pip(a, pip_name).await?;
+    let from = pip_slot(&pip);
+    if from.as_ref() == to {
+        return Ok(false);
+    }
+    // In a drill, every resource the move touches is checked before the first change.
+    let mut touched = tags(&pip, pip_name);
+    for slot in from.iter().chain(to) {
+        touched.extend(tags(&get_nic(a, &slot.nic).await?, &slot.nic));
+    }
+    refuse_production_tags(
+        a.ctx,
+        touched
+            .iter()
+            .map(|(r, k, v)| (r.as_str(), k.as_str(), v.as_str())),
+    )?;
+    let pip_id = a.id("publicIPAddresses", pip_name);
+    // A public IP belongs to one IP configuration at a time: free it first.
+    if let Some(from) = &from {
+        set_nic_pip(a, from, None).await?;
+    }
+    if let Some(to) = to
+        && let Err(e) = set_nic_pip(a, to, Some(&pip_id)).await
+    {
+        // Put it back where it was: a failed move leaves the world as it found it.
+        if let Some(from) = &from {
+            if let Err(back) = set_nic_pip(a, from, Some(&pip_id)).await {
+                return Err(AdapterError::Permanent(format!(
+                    "{e}; putting public IP {pip_name} back on {} failed too: {back}",
+                    from.nic
+                )));
+            }
+            return Err(match e {
+                AdapterError::Transient(m) => AdapterError::Transient(format!(
+                    "{m}; public IP {pip_name} is back on {}",
+                    from.nic
+                )),
+                AdapterError::Permanent(m) => AdapterError::Permanent(format!(
+                    "{m}; public IP {pip_name} is back on {}",
+                    from.nic
+                )),
+            });
+        }
+        return Err(e);
+    }
+    Ok(true)
+}
+
+fn target_slot(inputs: &Inputs) -> Result<Slot, AdapterError> {
+    Ok(Slot {
+        nic: require_str(inputs, "nic", "azure_network.associate_public_ip")?.to_owned(),
+        ip_config: input_str(inputs, "ip_config")
+            .unwrap_or("ipconfig1")
+            .to_owned(),
+    })
+}
+
+// ---- the adapter -------------------------------------------------------------------------
+
+#[async_trait::async_trait]
+impl drover_schema::Adapter for AzureNetworkAdapter {
+    fn schemas(&self) -> Vec<drover_schema::ActionSchema> {
+        crate::builtin_catalogue()
+            .actions()
+            .iter()
+            .filter(|a| a.provider() == "azure_network")
+            .cloned()
+            .collect()
+    }
+
+    fn validate(&self, action: &str, inputs: &Inputs) -> Result<(), AdapterError> {
+        match action {
+            "azure_network.update_route" => {
+                let w = RouteWant::from(inputs, action)?;
+                if (w.hop_type == "VirtualAppliance") != w.hop_ip.is_some() {
+                    return Err(AdapterError::Permanent(
+                        "`azure_network.update_route`: `next_hop_ip` is required with next_hop_type VirtualAppliance and allowed only with it".into(),
+                    ));
+                }
+                Ok(())
+            }
+            "azure_network.set_nsg_rule" => rule_props(inputs, action).map(|_| ()),
+            _ => Ok(()),
+        }
+    }
+
+    async fn preflight(
+        &self,
+        action: &str,
+        inputs: &Inputs,
+        ctx: &StepContext,
+    ) -> Result<(), AdapterError> {
+        let a = self.arm(inputs, ctx)?;
+        match action {
+            "azure_network.update_route" => {
+                let table = require_str(inputs, "route_table", action)?;
+                a.client
+                    .route_tables_client()
+                    .get(&a.resource_group, table, &a.subscription)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| a.err("GET", &format!("route table {table}"), &e))
+            }
+            "azure_network.set_subnet_route_table" => get_subnet(
+                &a,
+                require_str(inputs, "vnet", action)?,
+                require_str(inputs, "subnet", action)?,
+            )
+            .await
+            .map(|_| ()),
+            "azure_network.set_nsg_rule" | "azure_network.remove_nsg_rule" => {
+                let nsg = require_str(inputs, "nsg", action)?;
+                a.client
+                    .network_security_groups_client()
+                    .get(&a.resource_group, nsg, &a.subscription)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| a.err("GET", &format!("network security group {nsg}"), &e))
+            }
+            "azure_network.associate_public_ip" => {
+                get_pip(&a, require_str(inputs, "public_ip", action)?).await?;
+                get_nic(&a, &target_slot(inputs)?.nic).await.map(|_| ())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    async fn execute(
+        &self,
+        action: &str,
+        inputs: &Inputs,
+        ctx: &StepContext,
+    ) -> Result<Outputs, AdapterError> {
+        let a = self.arm(inputs, ctx)?;
+        match action {
+            "azure_network.update_route" => update_route(&a, inputs).await,
+            "azure_network.set_subnet_route_table" => {
+                let vnet = require_str(inputs, "vnet", action)?;
+                let subnet = require_str(inputs, "subnet", action)?;
+                let table = a.id("routeTables", require_str(inputs, "route_table", action)?);
+                let before = capture::first(ctx, async {
+                    Ok(Before {
+                        previous: route_table_of(&get_subnet(&a, vnet, subnet).await?)
+                            .map(Value::String),
+                    })
+                })
+                .await?;
+                let moved = attach_table(&a, vnet, subnet, Some(&table)).await?;
+                Ok(changed(moved, &before))
+            }
+            "azure_network.set_nsg_rule" => {
+                let nsg = require_str(inputs, "nsg", action)?;
+                let rule = require_str(inputs, "rule", action)?;
+                let want = rule_props(inputs, action)?;
+                let before = capture::first(ctx, async {
+                    Ok(Before {
+                        previous: get_rule(&a, nsg, rule).await?,
+                    })
+                })
+                .await?;
+                if rule_matches(get_rule(&a, nsg, rule).await?.as_ref(), &want) {
+                    return Ok(changed(false, &before));
+                }
+                put_rule(&a, nsg, rule, json!({ "properties": want })).await?;
+                Ok(changed(true, &before))
+            }
+            "azure_network.remove_nsg_rule" => {
+                let nsg = require_str(inputs, "nsg", action)?;
+                let rule = require_str(inputs, "rule", action)?;
+                let before = capture::first(ctx, async {
+                    Ok(Before {
+                        previous: get_rule(&a, nsg, rule).await?,
+                    })
+                })
+                .await?;
+                let present = get_rule(&a, nsg, rule).await?.is_some();
+                if present {
+                    delete_rule(&a, nsg, rule).await?;
+                }
+                Ok(changed(present, &before))
+            }
+            "azure_network.associate_public_ip" => {
+                let pip = require_str(inputs, "public_ip", action)?;
+                let to = target_slot(inputs)?;
+                let before = capture::first(ctx, async {
+                    Ok(Before {
+                        previous: pip_slot(&get_pip(&a, pip).await?).map(|s| json_of(&s)),
+                    })
+                })
+                .await?;
+                let moved = move_pip(&a, pip, Some(&to)).await?;
+                Ok(changed(moved, &before))
+            }
+            _ => Err(AdapterError::Permanent(format!(
+                "the Azure network adapter has no action `{action}`"
+            ))),
+        }
+    }
+
+    async fn compensate(
+        &self,
+        action: &str,
+        inputs: &Inputs,
+        _outputs: &Outputs,
+        ctx: &StepContext,
+    ) -> Result<(), AdapterError> {
+        let a = self.arm(inputs, ctx)?;
+        let Some(before) = capture::load::<Before>(ctx)? else {
+            return Ok(());
+        };
+        match action {
+            "azure_network.update_route" => restore_route(&a, inputs).await,
+            "azure_network.set_subnet_route_table" => {
+                let vnet = require_str(inputs, "vnet", action)?;
+                let subnet = require_str(inputs, "subnet", action)?;
+                let previous = before.previous.as_ref().and_then(Value::as_str);
+                attach_table(&a, vnet, subnet, previous).await.map(|_| ())
+            }
+            "azure_network.set_nsg_rule" | "azure_network.remove_nsg_rule" => {
+                let nsg = require_str(inputs, "nsg", action)?;
+                let rule = require_str(inputs, "rule", action)?;
+                let current = get_rule(&a, nsg, rule).await?;
+                match before.previous {
+                    None => delete_rule(&a, nsg, rule).await,
+                    Some(prev) if same_props(current.as_ref(), &prev) => Ok(()),
+                    Some(prev) => put_rule(&a, nsg, rule, prev).await,
+                }
+            }
+            "azure_network.associate_public_ip" => {
+                let pip = require_str(inputs, "public_ip", action)?;
+                let back: Option<Slot> = before
+                    .previous
+                    .map(|v| typed(v, "captured slot"))
+                    .transpose()?;
+                move_pip(&a, pip, back.as_ref()).await.map(|_| ())
+            }
+            _ => Err(AdapterError::Permanent(format!(
+                "the Azure network adapter has no action `{action}`"
+            ))),
+        }
+    }
+
+    async fn observe(
+        &self,
+        action: &str,
+        inputs: &Inputs,
+        ctx: &StepContext,
+    ) -> Result<Observation, AdapterError> {
+        let a = self.arm(inputs, ctx)?;
+        let before = capture::load::<Before>(ctx)?.unwrap_or(Before { previous: None });
+        let done = match action {
+            "azure_network.update_route" => {
+                let w = RouteWant::from(inputs, action)?;
+                w.satisfied_by(get_route(&a, w.table, w.route).await?.as_ref())
+            }
+            "azure_network.set_subnet_route_table" => {
+                let s = get_subnet(
+                    &a,
+                    require_str(inputs, "vnet", action)?,
+                    require_str(inputs, "subnet", action)?,
+                )
+                .await?;
+                let want = a.id("routeTables", require_str(inputs, "route_table", action)?);
+                route_table_of(&s).is_some_and(|t| t.eq_ignore_ascii_case(&want))
+            }
+            "azure_network.set_nsg_rule" => {
+                let want = rule_props(inputs, action)?;
+                rule_matches(
+                    get_rule(
+                        &a,
+                        require_str(inputs, "nsg", action)?,
+                        require_str(inputs, "rule", action)?,
+                    )
+                    .await?
+                    .as_ref(),
+                    &want,
+                )
+            }
+            "azure_network.remove_nsg_rule" => get_rule(
+                &a,
+                require_str(inputs, "nsg", action)?,
+                require_str(inputs, "rule", action)?,
+            )
+            .await?
+            .is_none(),
+            "azure_network.associate_public_ip" => {
+                let pip = get_pip(&a, require_str(inputs, "public_ip", action)?).await?;
+                pip_slot(&pip).as_ref() == Some(&target_slot(inputs)?)
+            }
+            _ => false,
+        };
+        Ok(if done {
+            Observation::Done(changed(true, &before))
+        } else {
+            Observation::NotDone
+        })
+    }
+}

@@ -1,0 +1,76 @@
+//! What the cloud adapters share: reading step inputs, polling, and the drill guard on
+//! production tags.
+
+use drover_schema::{AdapterError, Inputs, StepContext};
+use std::time::Duration;
+
+/// A string input, if set.
+pub(crate) fn input_str<'a>(inputs: &'a Inputs, key: &str) -> Option<&'a str> {
+    inputs
+        .get(key)
+        .and_then(|v| v.as_str())
+        .filter(|s| !s.is_empty())
+}
+
+/// A required string input, or a permanent error naming it.
+pub(crate) fn require_str<'a>(
+    inputs: &'a Inputs,
+    key: &str,
+    action: &str,
+) -> Result<&'a str, AdapterError> {
+    input_str(inputs, key)
+        .ok_or_else(|| AdapterError::Permanent(format!("`{action}` needs the `{key}` input")))
+}
+
+/// A list-of-strings input (a single string counts as a list of one).
+#[cfg_attr(not(feature = "aws"), allow(dead_code))]
+pub(crate) fn input_list(inputs: &Inputs, key: &str) -> Vec<String> {
+    match inputs.get(key) {
+        Some(serde_json::Value::Array(a)) => a
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect(),
+        Some(serde_json::Value::String(s)) if !s.is_empty() => vec![s.clone()],
+        _ => Vec::new(),
+    }
+}
+
+/// The polling interval: the `interval` input (ms), or `default_ms`.
+#[cfg_attr(not(feature = "aws"), allow(dead_code))]
+pub(crate) fn interval(inputs: &Inputs, default_ms: u64) -> Duration {
+    Duration::from_millis(
+        inputs
+            .get("interval")
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(default_ms)
+            .max(1),
+    )
+}
+
+/// Waits between two polls of a resource's state. The step's timeout bounds the whole wait.
+pub(crate) async fn pause(d: Duration) {
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "a poll interval against a live service, bounded by the step's timeout"
+    )]
+    tokio::time::sleep(d).await;
+}
+
+/// In a drill, refuses when any of `tags` (resource id, key, value) marks a resource production.
+pub(crate) fn refuse_production_tags<'a>(
+    ctx: &StepContext,
+    tags: impl IntoIterator<Item = (&'a str, &'a str, &'a str)>,
+) -> Result<(), AdapterError> {
+    if ctx.mode != "drill" || ctx.production_tags.is_empty() {
+        return Ok(());
+    }
+    for (resource, k, v) in tags {
+        if ctx.production_tags.get(k).is_some_and(|want| want == v) {
+            return Err(AdapterError::Permanent(format!(
+                "step {}: refused before any change: a drill must not touch {resource}, tagged {k}={v} (production)",
+                ctx.step_id
+            )));
+        }
+    }
+    Ok(())
+}
