@@ -490,12 +490,13 @@ fn dispatch(cli: Cli) -> ExitCode {
             run_id,
             dry_run,
         } => {
-            let plan = match compiled(&file, vars) {
+            let (plan, sources) = match compiled_with_sources(&file, vars) {
                 Ok(p) => p,
                 Err(code) => return code,
             };
             run_cli::run(run_cli::RunArgs {
                 plan,
+                sources,
                 mode: mode.into(),
                 state: state.into(),
                 operator,
@@ -595,10 +596,27 @@ fn check(files: &[String], vars: Vec<(String, String)>, format: CheckFormat) -> 
 }
 
 fn compiled(file: &str, vars: Vec<(String, String)>) -> Result<drover_dsl::Plan, ExitCode> {
+    compiled_with_sources(file, vars).map(|(p, _)| p)
+}
+
+/// The plan and the source files it was compiled from.
+fn compiled_with_sources(
+    file: &str,
+    vars: Vec<(String, String)>,
+) -> Result<(drover_dsl::Plan, Vec<drover_engine::journal::SourceText>), ExitCode> {
     let c = compile(file, vars);
     print_diagnostics(&c);
+    let sources = c
+        .sources
+        .files()
+        .iter()
+        .map(|f| drover_engine::journal::SourceText {
+            name: f.name.clone(),
+            text: f.text.clone(),
+        })
+        .collect();
     match c.plan {
-        Some(p) => Ok(p),
+        Some(p) => Ok((p, sources)),
         None => {
             let (e, _) = summary(&c);
             eprintln!("{file}: {e} error(s); no plan");

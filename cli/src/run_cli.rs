@@ -19,6 +19,8 @@ use std::sync::Arc;
 /// Arguments of `drover run`.
 pub struct RunArgs {
     pub plan: Plan,
+    /// The runbook's source files (kept with the run).
+    pub sources: Vec<drover_engine::journal::SourceText>,
     pub mode: Mode,
     pub state: PathBuf,
     pub operator: Option<String>,
@@ -279,6 +281,7 @@ pub fn run(a: RunArgs) -> ExitCode {
         initiator: a.operator.unwrap_or_else(os_user),
         state_dir: a.state.clone(),
         declared_at,
+        sources: a.sources.clone(),
     };
     println!(
         "run {run_id}: {} in {} mode (state {})",

@@ -105,6 +105,7 @@ fn main() {
         initiator: "bench".into(),
         state_dir: state.clone(),
         declared_at: clock.now_ms(),
+        sources: Vec::new(),
     };
     let t0 = std::time::Instant::now();
     let record = rt

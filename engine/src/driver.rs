@@ -116,6 +116,9 @@ pub struct RunSpec {
     pub state_dir: PathBuf,
     /// When the incident or drill was declared (ms).
     pub declared_at: u64,
+    /// The runbook's source files, kept with the run for the evidence bundle (empty on resume:
+    /// they were kept when the run started).
+    pub sources: Vec<crate::journal::SourceText>,
 }
 
 enum Done {
@@ -252,6 +255,9 @@ impl Driver {
             audit_head: crate::audit::GENESIS.into(),
             audit_count: 0,
         })?;
+        if !spec.sources.is_empty() {
+            journal.store_sources(&spec.run_id, &spec.sources)?;
+        }
         let lease = journal.acquire(&spec.run_id, &holder(&spec.initiator), now, LEASE_TTL_MS)?;
         Ok(Self::new(
             spec, plan, journal, lease, clock, adapters, observer,
@@ -288,6 +294,7 @@ impl Driver {
             initiator: rep.row.initiator.clone(),
             state_dir,
             declared_at: rep.row.declared_at,
+            sources: Vec::new(),
         };
         let mut d = Self::new(
             spec,

@@ -94,6 +94,42 @@ pub struct ApprovalRow {
     pub at: u64,
 }
 
+/// One journaled transition: an event, when it happened, and the actions it caused.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transition {
+    /// When (ms since the epoch, on the run's clock).
+    pub at: u64,
+    /// What happened.
+    pub event: Event,
+    /// What the scheduler decided.
+    pub actions: Vec<Action>,
+}
+
+/// A runbook source file as it was when the run started (for the evidence bundle).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceText {
+    /// The file's name, as the compiler read it.
+    pub name: String,
+    /// Its text.
+    pub text: String,
+}
+
+/// A recorded simulation (`drover simulate --record`), so reports can set the prediction beside
+/// what a run achieved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SimulationRow {
+    /// Runbook name.
+    pub runbook: String,
+    /// SHA-256 of the runbook's sources when it was simulated.
+    pub source_sha256: String,
+    /// Mode simulated.
+    pub mode: String,
+    /// When (ms since the epoch).
+    pub at: u64,
+    /// The simulator's summary (JSON).
+    pub summary: String,
+}
+
 /// The journal's operations.
 pub trait Journal: Send {
     /// Records a new run.
@@ -161,6 +197,41 @@ pub trait Journal: Send {
     /// # Errors
     /// Database or parse errors.
     fn events(&self, run_id: &str) -> Result<Vec<(u64, Event)>, JournalError>;
+    /// Every transition of a run (event and the actions it caused), in order.
+    ///
+    /// # Errors
+    /// Database or parse errors.
+    fn transitions(&self, run_id: &str) -> Result<Vec<Transition>, JournalError>;
+    /// Keeps the runbook's source files with the run.
+    ///
+    /// # Errors
+    /// Database errors.
+    fn store_sources(&mut self, run_id: &str, files: &[SourceText]) -> Result<(), JournalError>;
+    /// The runbook's source files as they were when the run started (empty if none were kept).
+    ///
+    /// # Errors
+    /// Database errors.
+    fn sources(&self, run_id: &str) -> Result<Vec<SourceText>, JournalError>;
+    /// Every run of the runbook named `runbook`, oldest first.
+    ///
+    /// # Errors
+    /// Database errors.
+    fn runs_of(&self, runbook: &str) -> Result<Vec<RunRow>, JournalError>;
+    /// Records a simulation.
+    ///
+    /// # Errors
+    /// Database errors.
+    fn record_simulation(&mut self, sim: &SimulationRow) -> Result<(), JournalError>;
+    /// The latest simulation of this runbook (same sources) in this mode.
+    ///
+    /// # Errors
+    /// Database errors.
+    fn latest_simulation(
+        &self,
+        runbook: &str,
+        source_sha256: &str,
+        mode: &str,
+    ) -> Result<Option<SimulationRow>, JournalError>;
     /// Records an approval.
     ///
     /// # Errors
@@ -208,6 +279,14 @@ CREATE TABLE IF NOT EXISTS approvals (
   id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, step TEXT NOT NULL,
   operator TEXT NOT NULL, roles TEXT NOT NULL, at INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS sources (
+  run_id TEXT NOT NULL, seq INTEGER NOT NULL, name TEXT NOT NULL, text TEXT NOT NULL,
+  PRIMARY KEY (run_id, seq)
+);
+CREATE TABLE IF NOT EXISTS simulations (
+  id INTEGER PRIMARY KEY AUTOINCREMENT, runbook TEXT NOT NULL, source_sha256 TEXT NOT NULL,
+  mode TEXT NOT NULL, at INTEGER NOT NULL, summary TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS audit (
   run_id TEXT NOT NULL, seq INTEGER NOT NULL, record TEXT NOT NULL, hash TEXT NOT NULL,
   PRIMARY KEY (run_id, seq)
@@ -230,6 +309,25 @@ impl SqliteJournal {
         conn.execute_batch(SCHEMA)?;
         Ok(Self { conn })
     }
+}
+
+const RUN_COLUMNS: &str = "SELECT r.run_id, r.runbook, p.plan, r.mode, r.initiator, r.declared_at, r.created_at, r.status, r.record, r.audit_head, r.audit_count
+     FROM runs r JOIN plans p ON p.run_id = r.run_id";
+
+fn run_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
+    Ok(RunRow {
+        run_id: row.get(0)?,
+        runbook: row.get(1)?,
+        plan: row.get(2)?,
+        mode: row.get(3)?,
+        initiator: row.get(4)?,
+        declared_at: row.get::<_, i64>(5)? as u64,
+        created_at: row.get::<_, i64>(6)? as u64,
+        status: row.get(7)?,
+        record: row.get(8)?,
+        audit_head: row.get(9)?,
+        audit_count: row.get::<_, i64>(10)? as u64,
+    })
 }
 
 fn holder_alive(holder: &str) -> bool {
@@ -276,27 +374,20 @@ impl Journal for SqliteJournal {
     fn run(&self, run_id: &str) -> Result<RunRow, JournalError> {
         self.conn
             .query_row(
-                "SELECT r.run_id, r.runbook, p.plan, r.mode, r.initiator, r.declared_at, r.created_at, r.status, r.record, r.audit_head, r.audit_count
-                 FROM runs r JOIN plans p ON p.run_id = r.run_id WHERE r.run_id = ?1",
+                &format!("{RUN_COLUMNS} WHERE r.run_id = ?1"),
                 [run_id],
-                |row| {
-                    Ok(RunRow {
-                        run_id: row.get(0)?,
-                        runbook: row.get(1)?,
-                        plan: row.get(2)?,
-                        mode: row.get(3)?,
-                        initiator: row.get(4)?,
-                        declared_at: row.get::<_, i64>(5)? as u64,
-                        created_at: row.get::<_, i64>(6)? as u64,
-                        status: row.get(7)?,
-                        record: row.get(8)?,
-                        audit_head: row.get(9)?,
-                        audit_count: row.get::<_, i64>(10)? as u64,
-                    })
-                },
+                run_row,
             )
             .optional()?
             .ok_or_else(|| JournalError::NoRun(run_id.to_owned()))
+    }
+
+    fn runs_of(&self, runbook: &str) -> Result<Vec<RunRow>, JournalError> {
+        let mut stmt = self.conn.prepare(&format!(
+            "{RUN_COLUMNS} WHERE r.runbook = ?1 ORDER BY r.created_at, r.rowid"
+        ))?;
+        let rows = stmt.query_map([runbook], run_row)?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 
     fn latest_run(&self) -> Result<Option<String>, JournalError> {
@@ -464,6 +555,88 @@ impl Journal for SqliteJournal {
         Ok(out)
     }
 
+    fn transitions(&self, run_id: &str) -> Result<Vec<Transition>, JournalError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT at, event, actions FROM events WHERE run_id = ?1 ORDER BY seq")?;
+        let rows = stmt.query_map([run_id], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+            ))
+        })?;
+        let corrupt = |e: serde_json::Error| JournalError::Corrupt(e.to_string());
+        let mut out = Vec::new();
+        for row in rows {
+            let (at, event, actions) = row?;
+            out.push(Transition {
+                at: u64::try_from(at).unwrap_or(0),
+                event: serde_json::from_str(&event).map_err(corrupt)?,
+                actions: serde_json::from_str(&actions).map_err(corrupt)?,
+            });
+        }
+        Ok(out)
+    }
+
+    fn store_sources(&mut self, run_id: &str, files: &[SourceText]) -> Result<(), JournalError> {
+        let tx = self.conn.transaction()?;
+        for (k, f) in files.iter().enumerate() {
+            tx.execute(
+                "INSERT OR REPLACE INTO sources (run_id, seq, name, text) VALUES (?1, ?2, ?3, ?4)",
+                params![run_id, k as i64, f.name, f.text],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn sources(&self, run_id: &str) -> Result<Vec<SourceText>, JournalError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT name, text FROM sources WHERE run_id = ?1 ORDER BY seq")?;
+        let rows = stmt.query_map([run_id], |r| {
+            Ok(SourceText {
+                name: r.get(0)?,
+                text: r.get(1)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    fn record_simulation(&mut self, sim: &SimulationRow) -> Result<(), JournalError> {
+        self.conn.execute(
+            "INSERT INTO simulations (runbook, source_sha256, mode, at, summary) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![sim.runbook, sim.source_sha256, sim.mode, sim.at as i64, sim.summary],
+        )?;
+        Ok(())
+    }
+
+    fn latest_simulation(
+        &self,
+        runbook: &str,
+        source_sha256: &str,
+        mode: &str,
+    ) -> Result<Option<SimulationRow>, JournalError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT runbook, source_sha256, mode, at, summary FROM simulations
+                 WHERE runbook = ?1 AND source_sha256 = ?2 AND mode = ?3 ORDER BY id DESC LIMIT 1",
+                params![runbook, source_sha256, mode],
+                |r| {
+                    Ok(SimulationRow {
+                        runbook: r.get(0)?,
+                        source_sha256: r.get(1)?,
+                        mode: r.get(2)?,
+                        at: u64::try_from(r.get::<_, i64>(3)?).unwrap_or(0),
+                        summary: r.get(4)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
     fn add_approval(
         &mut self,
         run_id: &str,
@@ -529,49 +702,17 @@ impl SqliteJournal {
         &self,
         runbook: &str,
     ) -> Result<BTreeMap<String, Vec<u64>>, JournalError> {
-        let mut stmt = self.conn.prepare(
-            "SELECT e.run_id, e.at, e.event, e.actions FROM events e JOIN runs r ON r.run_id = e.run_id \
-             WHERE r.runbook = ?1 ORDER BY e.run_id, e.seq",
-        )?;
-        let rows = stmt.query_map([runbook], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, i64>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, String>(3)?,
-            ))
-        })?;
-        let corrupt = |e: serde_json::Error| JournalError::Corrupt(e.to_string());
-        // (run, step, attempt; 0 = approval wait) -> when it started.
-        let mut started: BTreeMap<(String, String, u32), u64> = BTreeMap::new();
+        let mut stmt = self
+            .conn
+            .prepare("SELECT run_id FROM runs WHERE runbook = ?1 ORDER BY created_at, rowid")?;
+        let runs = stmt
+            .query_map([runbook], |r| r.get::<_, String>(0))?
+            .collect::<Result<Vec<_>, _>>()?;
         let mut out: BTreeMap<String, Vec<u64>> = BTreeMap::new();
-        for row in rows {
-            let (run, at, event, actions) = row?;
-            let at = u64::try_from(at).unwrap_or(0);
-            let event: Event = serde_json::from_str(&event).map_err(corrupt)?;
-            let actions: Vec<Action> = serde_json::from_str(&actions).map_err(corrupt)?;
-            if let Event::StepSucceeded { step, attempt, .. } = &event
-                && let Some(from) = started.remove(&(run.clone(), step.clone(), *attempt))
-            {
-                out.entry(step.clone())
-                    .or_default()
-                    .push(at.saturating_sub(from));
-            }
-            for a in actions {
-                match a {
-                    Action::Execute { step, attempt } => {
-                        started.insert((run.clone(), step, attempt), at);
-                    }
-                    Action::AwaitApproval { step, .. } => {
-                        started.insert((run.clone(), step, 0), at);
-                    }
-                    Action::StepDone { step } => {
-                        if let Some(from) = started.remove(&(run.clone(), step.clone(), 0)) {
-                            out.entry(step).or_default().push(at.saturating_sub(from));
-                        }
-                    }
-                    _ => {}
-                }
+        for run in runs {
+            let timeline = crate::timeline::Timeline::from_transitions(&self.transitions(&run)?);
+            for (step, ds) in timeline.durations() {
+                out.entry(step.to_owned()).or_default().extend(ds);
             }
         }
         Ok(out)

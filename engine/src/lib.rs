@@ -9,6 +9,7 @@
 //!   lease and fencing token so only one process drives a run.
 //! - [`audit`]: the hash-chained audit log and its verification.
 //! - [`run_record`]: achieved RTO and RPO against the targets.
+//! - [`timeline`]: what happened to each node, when, rebuilt from the journal.
 //!
 //! The plan it executes is the compiler's [`drover_dsl::Plan`], unchanged.
 
@@ -20,5 +21,6 @@ pub mod journal;
 pub mod run_record;
 pub mod scheduler;
 pub mod template_context;
+pub mod timeline;
 
 pub use drover_dsl::Plan;

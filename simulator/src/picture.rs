@@ -2,92 +2,15 @@
 //! the Gantt chart of the median trial with its critical path. Marked simulated.
 
 use crate::monte_carlo::Summary;
+use drover_chart::{
+    Axis, Bar, BarKind, CRITICAL as TARGET, GanttRow, INK, MARGIN, WIDTH, label, text, vline,
+};
 use std::collections::BTreeSet;
-use svg::Document;
-use svg::node::element::{Group, Line, Rectangle, Text, Title};
+use svg::node::element::{Group, Rectangle, Title};
 
-const WIDTH: f64 = 960.0;
-const MARGIN: f64 = 20.0;
-/// Left column of the Gantt chart, for step names.
-const LABELS: f64 = 200.0;
 const HIST_TOP: f64 = 70.0;
 const HIST_HEIGHT: f64 = 200.0;
-/// The Gantt chart's rows share at most this height; rows are 2 to 16 units tall.
-const GANTT_MAX: f64 = 720.0;
-
-const BAR: &str = "#4a78b5";
-const CRITICAL: &str = "#c8412f";
-const TARGET: &str = "#c8412f";
-const GRID: &str = "#d0d0d0";
-const INK: &str = "#222222";
-
-/// A duration for an axis label, to the second.
-fn label(ms: u64) -> String {
-    crate::secs(ms)
-}
-
-fn text(x: f64, y: f64, size: f64, anchor: &str, s: &str) -> Text {
-    Text::new(s)
-        .set("x", x)
-        .set("y", y)
-        .set("font-size", size)
-        .set("font-family", "sans-serif")
-        .set("text-anchor", anchor)
-        .set("fill", INK)
-}
-
-fn vline(x: f64, y1: f64, y2: f64, colour: &str, dashed: bool) -> Line {
-    let l = Line::new()
-        .set("x1", x)
-        .set("x2", x)
-        .set("y1", y1)
-        .set("y2", y2)
-        .set("stroke", colour)
-        .set("stroke-width", 1.5);
-    if dashed {
-        l.set("stroke-dasharray", "5 3")
-    } else {
-        l
-    }
-}
-
-/// Maps `[lo, hi]` ms onto `[x0, x1]`.
-#[derive(Clone, Copy)]
-struct Axis {
-    lo: u64,
-    hi: u64,
-    x0: f64,
-    x1: f64,
-}
-
-impl Axis {
-    #[allow(clippy::cast_precision_loss, reason = "pixel positions")]
-    fn x(self, ms: u64) -> f64 {
-        let span = self.hi.saturating_sub(self.lo).max(1) as f64;
-        self.x0 + (ms.saturating_sub(self.lo) as f64) / span * (self.x1 - self.x0)
-    }
-
-    /// Five labelled ticks under `y`, with grid lines up to `top`.
-    fn ticks(self, top: f64, y: f64) -> Group {
-        let mut g = Group::new();
-        for k in 0..=4u64 {
-            let ms = self.lo + (self.hi.saturating_sub(self.lo)) * k / 4;
-            let x = self.x(ms);
-            g = g
-                .add(
-                    Line::new()
-                        .set("x1", x)
-                        .set("x2", x)
-                        .set("y1", top)
-                        .set("y2", y)
-                        .set("stroke", GRID)
-                        .set("stroke-width", 1),
-                )
-                .add(text(x, y + 14.0, 11.0, "middle", &label(ms)));
-        }
-        g
-    }
-}
+const BAR: &str = drover_chart::BAR;
 
 /// The histogram of RTOs: bars, p50 and p95 (dashed) and the target (red).
 fn histogram(s: &Summary) -> Group {
@@ -197,74 +120,47 @@ fn histogram(s: &Summary) -> Group {
 /// The Gantt chart of the median trial, critical path in red. Returns the group and its height.
 fn gantt(s: &Summary, top: f64) -> (Group, f64) {
     let rows = &s.median_timeline;
-    let mut g = Group::new().add(text(
-        MARGIN,
-        top,
-        14.0,
-        "start",
-        &if s.median_critical_path.is_empty() {
-            format!(
-                "Median trial — {} nodes, {}: no critical path (the RTO milestone was not reached)",
-                rows.len(),
-                s.median_outcome.replace('_', " ")
-            )
-        } else {
-            format!(
-                "Median trial — {} nodes, {}; critical path in red ({} nodes)",
-                rows.len(),
-                s.median_outcome.replace('_', " "),
-                s.median_critical_path.len()
-            )
-        },
-    ));
-    if rows.is_empty() {
-        return (g, 30.0);
-    }
-    let critical: BTreeSet<&str> = s.median_critical_path.iter().map(String::as_str).collect();
-    #[allow(clippy::cast_precision_loss, reason = "row count")]
-    let row = (GANTT_MAX / rows.len() as f64).clamp(2.0, 16.0);
-    let labelled = row >= 10.0;
-    let end = rows.iter().map(|r| r.2).max().unwrap_or(0).max(1);
-    let axis = Axis {
-        lo: 0,
-        hi: end,
-        x0: if labelled {
-            MARGIN + LABELS
-        } else {
-            MARGIN + 40.0
-        },
-        x1: WIDTH - MARGIN - 30.0,
+    let title = if s.median_critical_path.is_empty() {
+        format!(
+            "Median trial — {} nodes, {}: no critical path (the RTO milestone was not reached)",
+            rows.len(),
+            s.median_outcome.replace('_', " ")
+        )
+    } else {
+        format!(
+            "Median trial — {} nodes, {}; critical path in red ({} nodes)",
+            rows.len(),
+            s.median_outcome.replace('_', " "),
+            s.median_critical_path.len()
+        )
     };
-    let y0 = top + 14.0;
-    #[allow(clippy::cast_precision_loss, reason = "row count")]
-    let bottom = y0 + row * rows.len() as f64;
-    g = g.add(axis.ticks(y0, bottom));
-    for (k, (id, from, to)) in rows.iter().enumerate() {
-        #[allow(clippy::cast_precision_loss, reason = "row index")]
-        let y = y0 + row * k as f64;
-        let on_path = critical.contains(id.as_str());
-        let (x0, x1) = (axis.x(*from), axis.x(*to));
-        let tip = Title::new(format!(
-            "{id}: {} – {} ({}){}",
-            label(*from),
-            label(*to),
-            label(to - from),
-            if on_path { ", critical" } else { "" }
-        ));
-        g = g.add(
-            Rectangle::new()
-                .set("x", x0)
-                .set("y", y + row * 0.15)
-                .set("width", (x1 - x0).max(1.5))
-                .set("height", row * 0.7)
-                .set("fill", if on_path { CRITICAL } else { BAR })
-                .add(tip),
-        );
-        if labelled {
-            g = g.add(text(axis.x0 - 6.0, y + row * 0.75, row * 0.7, "end", id));
-        }
-    }
-    (g, bottom - top + 24.0)
+    let critical: BTreeSet<&str> = s.median_critical_path.iter().map(String::as_str).collect();
+    let rows: Vec<GanttRow> = rows
+        .iter()
+        .map(|(id, from, to)| {
+            let on_path = critical.contains(id.as_str());
+            GanttRow {
+                label: id.clone(),
+                bars: vec![Bar {
+                    from_ms: *from,
+                    to_ms: *to,
+                    kind: if on_path {
+                        BarKind::Critical
+                    } else {
+                        BarKind::Work
+                    },
+                    tip: format!(
+                        "{id}: {} – {} ({}){}",
+                        label(*from),
+                        label(*to),
+                        label(to - from),
+                        if on_path { ", critical" } else { "" }
+                    ),
+                }],
+            }
+        })
+        .collect();
+    drover_chart::gantt(&title, &rows, &[], top)
 }
 
 /// The summary as an SVG document: histogram on top, Gantt of the median trial below.
@@ -285,20 +181,14 @@ pub fn render_svg(s: &Summary) -> String {
     let gantt_top = HIST_TOP + HIST_HEIGHT + 50.0;
     let (chart, chart_height) = gantt(s, gantt_top);
     let height = gantt_top + chart_height + MARGIN;
-    let doc = Document::new()
-        .set("viewBox", (0, 0, WIDTH, height))
-        .set("width", WIDTH)
-        .set("height", height)
-        .add(
-            Rectangle::new()
-                .set("width", "100%")
-                .set("height", "100%")
-                .set("fill", "white"),
-        )
-        .add(text(MARGIN, 28.0, 16.0, "start", &heading))
-        .add(histogram(s))
-        .add(chart);
-    doc.to_string()
+    drover_chart::document(
+        height,
+        vec![
+            Group::new().add(text(MARGIN, 28.0, 16.0, "start", &heading)),
+            histogram(s),
+            chart,
+        ],
+    )
 }
 
 #[cfg(test)]
@@ -409,7 +299,7 @@ milestone up {
         let (fills, texts) = parse(&render_svg(&s));
         // One bar per non-empty histogram bin; the median trial's critical path (a, b, up) in red, the
         // step off it (side) in blue next to the bins.
-        assert_eq!(fills.get(CRITICAL), Some(&3), "{fills:?}");
+        assert_eq!(fills.get(drover_chart::CRITICAL), Some(&3), "{fills:?}");
         let bins = s.rto_histogram.counts.iter().filter(|c| **c > 0).count();
         assert_eq!(
             fills.get(BAR),
