@@ -94,9 +94,14 @@ enum Command {
         /// estimates.
         #[arg(long, value_enum, default_value_t = DurationSource::Estimates)]
         durations: DurationSource,
-        /// State directory whose journal holds the past runs (with `--durations measured`).
+        /// State directory whose journal holds the past runs (with `--durations measured`) and
+        /// where `--record` keeps the result.
         #[arg(long, default_value = ".drover")]
         state: String,
+        /// Keep the result in the state directory's journal, so that reports of runs of the same
+        /// runbook (same sources, same mode) set this prediction beside what they achieved.
+        #[arg(long)]
+        record: bool,
     },
     /// A tabletop exercise: one simulated run narrated at accelerated virtual time, the team
     /// typing the approvals; ends with a report. Simulated: never a verified recovery.
@@ -218,6 +223,36 @@ enum Command {
     /// The audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// A run's report for auditors and managers: RTO and RPO against the targets, the Gantt chart
+    /// with the critical path, steps, backups, approvals, the audit chain, HIPAA controls.
+    Report {
+        /// Run id, or `latest`.
+        #[arg(default_value = "latest")]
+        run_id: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = ReportFormat::Html)]
+        format: ReportFormat,
+        /// A directory with your own `report.html` / `report.md` minijinja templates.
+        #[arg(long, value_name = "DIR")]
+        template: Option<String>,
+        /// Write here instead of standard output.
+        #[arg(long, short = 'o', value_name = "FILE")]
+        out: Option<String>,
+        /// State directory.
+        #[arg(long, default_value = ".drover")]
+        state: String,
+    },
+}
+
+/// Report formats.
+#[derive(Clone, Copy, ValueEnum)]
+enum ReportFormat {
+    /// A self-contained HTML page.
+    Html,
+    /// Markdown.
+    Md,
+    /// JSON.
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -454,6 +489,7 @@ fn dispatch(cli: Cli) -> ExitCode {
             svg,
             durations,
             state,
+            record,
         } => {
             let plan = match compiled(&file, vars) {
                 Ok(p) => p,
@@ -470,9 +506,11 @@ fn dispatch(cli: Cli) -> ExitCode {
                     threads,
                     json: matches!(format, PlanFormat::Json),
                     fail_if_p95_exceeds_target,
+                    record,
                     svg: svg.as_deref(),
                     measured_from: matches!(durations, DurationSource::Measured)
                         .then(|| std::path::Path::new(state.as_str())),
+                    state: std::path::Path::new(state.as_str()),
                 },
             )
         }
@@ -528,6 +566,23 @@ fn dispatch(cli: Cli) -> ExitCode {
         Command::Audit(AuditCommand::Show { run_id, state }) => {
             run_cli::audit_show(&run_id, state.into())
         }
+        Command::Report {
+            run_id,
+            format,
+            template,
+            out,
+            state,
+        } => run_cli::report(
+            &run_id,
+            state.into(),
+            match format {
+                ReportFormat::Html => drover_report::Format::Html,
+                ReportFormat::Md => drover_report::Format::Markdown,
+                ReportFormat::Json => drover_report::Format::Json,
+            },
+            template.as_deref().map(std::path::Path::new),
+            out.as_deref(),
+        ),
     }
 }
 

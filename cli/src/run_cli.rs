@@ -471,3 +471,42 @@ pub fn audit_show(run_id: &str, state: PathBuf) -> ExitCode {
         }
     }
 }
+
+/// `drover report`: renders a run's report to standard output or a file.
+pub fn report(
+    run_id: &str,
+    state: PathBuf,
+    format: drover_report::Format,
+    templates: Option<&std::path::Path>,
+    out: Option<&str>,
+) -> ExitCode {
+    let (j, run_id) = match open_run(&state, run_id) {
+        Ok(x) => x,
+        Err(c) => return c,
+    };
+    let text = drover_report::gather(&j, &run_id)
+        .and_then(|r| drover_report::render(&j, &r, format, templates));
+    let text = match text {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match out {
+        None => {
+            println!("{text}");
+            ExitCode::SUCCESS
+        }
+        Some(path) => match std::fs::write(path, text) {
+            Ok(()) => {
+                eprintln!("report of run {run_id} written to {path}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: cannot write {path}: {e}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}

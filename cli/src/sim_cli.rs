@@ -14,10 +14,14 @@ pub struct SimArgs<'a> {
     pub threads: Option<usize>,
     pub json: bool,
     pub fail_if_p95_exceeds_target: bool,
+    /// Keep the summary in the journal of the state directory (`state`).
+    pub record: bool,
     /// Write the SVG (histogram, Gantt of the median trial) here.
     pub svg: Option<&'a str>,
     /// Draw durations from past runs in this state directory's journal.
     pub measured_from: Option<&'a std::path::Path>,
+    /// The state directory (for `record`).
+    pub state: &'a std::path::Path,
 }
 
 /// Runs the simulation and prints it. Exit 0, 1 (bad input), 3 (p95 over a target, when asked).
@@ -85,6 +89,11 @@ pub fn simulate(plan: &Plan, a: &SimArgs<'_>) -> ExitCode {
     } else {
         print!("{}", drover_simulator::render_text(&summary));
     }
+    if a.record
+        && let Err(code) = record(plan, &summary, a.state)
+    {
+        return code;
+    }
     if let Some(path) = a.svg
         && let Err(e) = std::fs::write(path, drover_simulator::render_svg(&summary))
     {
@@ -102,6 +111,37 @@ pub fn simulate(plan: &Plan, a: &SimArgs<'_>) -> ExitCode {
         return ExitCode::from(3);
     }
     ExitCode::SUCCESS
+}
+
+/// Keeps the summary in the journal, for reports to compare with what runs achieve.
+fn record(
+    plan: &Plan,
+    summary: &drover_simulator::Summary,
+    state: &std::path::Path,
+) -> Result<(), ExitCode> {
+    use drover_engine::journal::{Journal, SimulationRow};
+    let fail = |e: String| {
+        eprintln!(
+            "error: cannot record the simulation in {}: {e}",
+            state.display()
+        );
+        ExitCode::FAILURE
+    };
+    let mut journal =
+        drover_engine::journal::SqliteJournal::open(state).map_err(|e| fail(e.to_string()))?;
+    let json = serde_json::to_string(summary).map_err(|e| fail(e.to_string()))?;
+    let now = drover_engine::clock::Clock::now_ms(&drover_engine::clock::SystemClock);
+    journal
+        .record_simulation(&SimulationRow {
+            runbook: plan.runbook.name.clone(),
+            source_sha256: plan.runbook.source_sha256.clone(),
+            mode: summary.mode.clone(),
+            at: now,
+            summary: json,
+        })
+        .map_err(|e| fail(e.to_string()))?;
+    eprintln!("recorded in {}", state.display());
+    Ok(())
 }
 
 /// Durations of past runs of this runbook from the journal in `state`.
