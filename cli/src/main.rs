@@ -242,6 +242,36 @@ enum Command {
         #[arg(long, default_value = ".drover")]
         state: String,
     },
+    /// Evidence bundles for auditors: export a run's, verify one offline.
+    #[command(subcommand)]
+    Evidence(EvidenceCommand),
+}
+
+#[derive(Subcommand)]
+enum EvidenceCommand {
+    /// Collect a run's evidence into a signed bundle: the runbook sources and compiled plan, the
+    /// run record and its transitions, the audit log with its chain head, the report, and a
+    /// manifest of SHA-256 hashes signed with Ed25519.
+    Export {
+        /// Run id, or `latest`.
+        run_id: String,
+        /// The bundle to write (a tar file).
+        out: String,
+        /// The signing key: `file:PATH` (`drover key generate --signing file:PATH`).
+        #[arg(long)]
+        signing_key: String,
+        /// State directory.
+        #[arg(long, default_value = ".drover")]
+        state: String,
+    },
+    /// Check a bundle offline: the signature, every file, the audit chain, the sources' hash.
+    Verify {
+        /// The bundle.
+        bundle: String,
+        /// The signer's public key (PATH.pub).
+        #[arg(long)]
+        public_key: String,
+    },
 }
 
 /// Report formats.
@@ -286,6 +316,10 @@ enum KeyCommand {
         /// Keep an existing valid key instead of refusing.
         #[arg(long)]
         if_missing: bool,
+        /// Make an Ed25519 signing key for evidence bundles instead: PATH (private, 0600) and
+        /// PATH.pub (public, for auditors).
+        #[arg(long)]
+        signing: bool,
     },
 }
 
@@ -517,7 +551,23 @@ fn dispatch(cli: Cli) -> ExitCode {
         Command::Fmt { files, check } => fmt(&files, check),
         Command::Actions => actions(),
         Command::Backup(b) => backup_command(b),
-        Command::Key(KeyCommand::Generate { uri, if_missing }) => key_generate(&uri, if_missing),
+        Command::Key(KeyCommand::Generate {
+            uri,
+            if_missing: _,
+            signing: true,
+        }) => run_cli::signing_key_generate(&uri),
+        Command::Key(KeyCommand::Generate {
+            uri, if_missing, ..
+        }) => key_generate(&uri, if_missing),
+        Command::Evidence(EvidenceCommand::Export {
+            run_id,
+            out,
+            signing_key,
+            state,
+        }) => run_cli::evidence_export(&run_id, &out, &signing_key, state.into()),
+        Command::Evidence(EvidenceCommand::Verify { bundle, public_key }) => {
+            run_cli::evidence_verify(&bundle, &public_key)
+        }
         Command::Run {
             file,
             mode,

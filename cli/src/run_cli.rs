@@ -510,3 +510,123 @@ pub fn report(
         },
     }
 }
+
+fn file_uri(uri: &str) -> Result<&std::path::Path, ExitCode> {
+    uri.strip_prefix("file:")
+        .filter(|p| !p.is_empty())
+        .map(std::path::Path::new)
+        .ok_or_else(|| {
+            eprintln!("error: signing keys are files: file:PATH");
+            ExitCode::from(2)
+        })
+}
+
+/// `drover key generate --signing file:PATH`.
+pub fn signing_key_generate(uri: &str) -> ExitCode {
+    let path = match file_uri(uri) {
+        Ok(p) => p,
+        Err(c) => return c,
+    };
+    match drover_evidence::generate_signing_key(path) {
+        Ok(public) => {
+            println!(
+                "signing key {} ready; public key {} (Ed25519 {})",
+                path.display(),
+                drover_evidence::public_path(path).display(),
+                hex_prefix(public.as_bytes())
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn hex_prefix(b: &[u8]) -> String {
+    b.iter().take(8).map(|x| format!("{x:02x}")).collect()
+}
+
+/// `drover evidence export`.
+pub fn evidence_export(run_id: &str, out: &str, signing_key: &str, state: PathBuf) -> ExitCode {
+    let path = match file_uri(signing_key) {
+        Ok(p) => p,
+        Err(c) => return c,
+    };
+    let key = match drover_evidence::read_signing_key(path) {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let (j, run_id) = match open_run(&state, run_id) {
+        Ok(x) => x,
+        Err(c) => return c,
+    };
+    let (bytes, report) = match drover_report::bundle::export(&j, &run_id, &key) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // Written beside the destination, then renamed: a bundle is whole or absent.
+    let tmp = format!("{out}.partial");
+    if let Err(e) = std::fs::write(&tmp, &bytes).and_then(|()| std::fs::rename(&tmp, out)) {
+        let _ = std::fs::remove_file(&tmp);
+        eprintln!("error: cannot write {out}: {e}");
+        return ExitCode::FAILURE;
+    }
+    println!(
+        "evidence of run {run_id} ({}, {}) written to {out}: {} bytes, signed by {}",
+        report.runbook,
+        report.outcome,
+        bytes.len(),
+        hex_prefix(key.verifying_key().as_bytes())
+    );
+    ExitCode::SUCCESS
+}
+
+/// `drover evidence verify`.
+pub fn evidence_verify(bundle: &str, public_key: &str) -> ExitCode {
+    let public = match drover_evidence::read_public_key(std::path::Path::new(public_key)) {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let bytes = match std::fs::read(bundle) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("error: cannot read {bundle}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match drover_report::bundle::verify_bundle(&bytes, &public) {
+        Ok(v) => {
+            println!(
+                "{bundle}: OK — signature valid, {} files intact, audit chain of {} records intact{}; run {} of \"{}\"",
+                v.manifest.files.len(),
+                v.audit_records,
+                if v.sources {
+                    ", runbook sources match the plan"
+                } else {
+                    " (no runbook sources in the bundle)"
+                },
+                v.manifest.subject.get("run_id").map_or("?", String::as_str),
+                v.manifest
+                    .subject
+                    .get("runbook")
+                    .map_or("?", String::as_str),
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{bundle}: REFUSED — {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -10,6 +10,8 @@
 //! hold key material or secrets: they are built from the journal and the audit log, which never
 //! hold them.
 
+pub mod bundle;
+
 use drover_chart::{Bar, BarKind, GanttRow, Marker};
 use drover_dsl::{Mode, Plan, PlanNode, format_duration};
 use drover_engine::journal::Journal;

@@ -260,3 +260,152 @@ fn the_html_report_renders_in_headless_chromium() {
         png.len()
     );
 }
+
+/// The bundle's entries: (name, offset of its content in the tar, length).
+fn entries(tar_bytes: &[u8]) -> Vec<(String, u64, u64)> {
+    let mut a = tar::Archive::new(tar_bytes);
+    a.entries()
+        .expect("entries")
+        .map(|e| {
+            let e = e.expect("entry");
+            (
+                e.path().expect("path").to_string_lossy().into_owned(),
+                e.raw_file_position(),
+                e.size(),
+            )
+        })
+        .collect()
+}
+
+fn rebuild(tar_bytes: &[u8], skip: Option<&str>, add: Option<(&str, &[u8])>) -> Vec<u8> {
+    let mut a = tar::Archive::new(tar_bytes);
+    let mut b = tar::Builder::new(Vec::new());
+    for e in a.entries().expect("entries") {
+        let mut e = e.expect("entry");
+        let name = e.path().expect("path").to_string_lossy().into_owned();
+        if Some(name.as_str()) == skip {
+            continue;
+        }
+        let mut data = Vec::new();
+        std::io::Read::read_to_end(&mut e, &mut data).expect("read");
+        let mut h = e.header().clone();
+        b.append_data(&mut h, &name, data.as_slice())
+            .expect("append");
+    }
+    if let Some((name, data)) = add {
+        let mut h = tar::Header::new_ustar();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        b.append_data(&mut h, name, data).expect("append");
+    }
+    b.into_inner().expect("tar")
+}
+
+#[test]
+fn an_evidence_bundle_verifies_and_any_change_removal_addition_or_other_signer_is_refused() {
+    let dir = drill();
+    let d = dir.path();
+    let made = drover(d, &["key", "generate", "--signing", "file:sign.key"]);
+    assert_eq!(made.status.code(), Some(0), "{}", text(&made.stderr));
+    let out = drover(
+        d,
+        &[
+            "evidence",
+            "export",
+            "latest",
+            "b.tar",
+            "--signing-key",
+            "file:sign.key",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let verify = |bytes: &[u8]| {
+        std::fs::write(d.join("t.tar"), bytes).expect("write");
+        drover(
+            d,
+            &[
+                "evidence",
+                "verify",
+                "t.tar",
+                "--public-key",
+                "sign.key.pub",
+            ],
+        )
+    };
+    let good = std::fs::read(d.join("b.tar")).expect("bundle");
+    let ok = verify(&good);
+    assert_eq!(ok.status.code(), Some(0), "{}", text(&ok.stderr));
+    assert!(text(&ok.stdout).contains("runbook sources match the plan"));
+    let list = entries(&good);
+    let names: Vec<&str> = list.iter().map(|(n, _, _)| n.as_str()).collect();
+    for want in [
+        "MANIFEST.json",
+        "MANIFEST.sig",
+        "runbook/quickstart.drover",
+        "plan.json",
+        "run.json",
+        "audit.jsonl",
+        "audit-head.json",
+        "report.html",
+    ] {
+        assert!(names.contains(&want), "{want} not in {names:?}");
+    }
+    // A changed byte at the start, middle and end of every file.
+    for (name, at, len) in &list {
+        for k in [0, len / 2, len - 1] {
+            let mut bad = good.clone();
+            let i = usize::try_from(at + k).expect("offset");
+            bad[i] ^= 0x20;
+            let r = verify(&bad);
+            assert_eq!(
+                r.status.code(),
+                Some(1),
+                "{name} byte {k} changed and accepted"
+            );
+            assert!(text(&r.stderr).contains("REFUSED"), "{}", text(&r.stderr));
+        }
+    }
+    for (name, _, _) in &list {
+        let r = verify(&rebuild(&good, Some(name), None));
+        assert_eq!(r.status.code(), Some(1), "{name} removed and accepted");
+    }
+    let added = verify(&rebuild(&good, None, Some(("notes.txt", b"trust me"))));
+    assert_eq!(added.status.code(), Some(1));
+    assert!(
+        text(&added.stderr).contains("notes.txt"),
+        "{}",
+        text(&added.stderr)
+    );
+    assert_eq!(
+        drover(d, &["key", "generate", "--signing", "file:other.key"])
+            .status
+            .code(),
+        Some(0)
+    );
+    let other = drover(
+        d,
+        &[
+            "evidence",
+            "verify",
+            "b.tar",
+            "--public-key",
+            "other.key.pub",
+        ],
+    );
+    assert_eq!(other.status.code(), Some(1));
+    assert!(
+        text(&other.stderr).contains("signature"),
+        "{}",
+        text(&other.stderr)
+    );
+
+    // No key material in the bundle: neither the drill's key-encryption key nor the signing key.
+    let kek = std::fs::read(d.join(".drover/quickstart/kek.key")).expect("kek");
+    let kek_text = String::from_utf8_lossy(&kek).trim().to_owned();
+    let signing = std::fs::read_to_string(d.join("sign.key")).expect("signing key");
+    let body = String::from_utf8_lossy(&good);
+    assert!(!body.contains(&kek_text) && !body.contains(&hex_of(&kek)));
+    for line in signing.lines().filter(|l| !l.starts_with("-----")) {
+        assert!(!body.contains(line), "signing key material in the bundle");
+    }
+}

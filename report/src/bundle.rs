@@ -1,0 +1,219 @@
+//! The evidence bundle of a run: the runbook's sources and compiled plan, the run record and
+//! every journaled transition, the audit log with its chain head, and the report in HTML,
+//! Markdown and JSON, under a manifest of SHA-256 hashes signed with Ed25519 (drover-evidence).
+//! [`verify_bundle`] checks it offline: the signature and every file, then the audit chain
+//! inside it against its head, and the sources against the hash the plan was compiled from.
+
+use crate::{Format, Report, ReportError, gather, render};
+use drover_engine::journal::Journal;
+use drover_evidence::{EvidenceError, Manifest};
+use ed25519_dalek::{SigningKey, VerifyingKey};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+
+/// What a bundle holds besides the sources (`runbook/…` and their index `sources.json`).
+pub const FILES: [&str; 9] = [
+    "plan.json",
+    "run.json",
+    "events.jsonl",
+    "audit.jsonl",
+    "audit-head.json",
+    "report.html",
+    "report.md",
+    "report.json",
+    "README.txt",
+];
+
+/// Why a bundle could not be made or does not verify.
+#[derive(Debug, thiserror::Error)]
+pub enum BundleError {
+    /// Reading the run failed.
+    #[error(transparent)]
+    Report(#[from] ReportError),
+    /// The bundle's files or signature.
+    #[error(transparent)]
+    Evidence(#[from] EvidenceError),
+    /// The signed files are intact, but what they say does not hold together.
+    #[error("{0}")]
+    Inconsistent(String),
+}
+
+fn json<T: serde::Serialize>(v: &T) -> Vec<u8> {
+    serde_json::to_vec_pretty(v).unwrap_or_default()
+}
+
+/// A source file's name inside the bundle: under `runbook/`, with no absolute or `..` parts.
+fn source_name(name: &str) -> String {
+    let parts: Vec<&str> = name
+        .split('/')
+        .filter(|p| !p.is_empty() && *p != ".")
+        .map(|p| if p == ".." { "_" } else { p })
+        .collect();
+    format!("runbook/{}", parts.join("/"))
+}
+
+/// Builds the signed bundle (tar bytes) of a run, and the report it holds.
+///
+/// # Errors
+/// Journal or template errors.
+pub fn export(
+    journal: &dyn Journal,
+    run_id: &str,
+    key: &SigningKey,
+) -> Result<(Vec<u8>, Report), BundleError> {
+    let report = gather(journal, run_id)?;
+    let row = journal.run(run_id).map_err(ReportError::from)?;
+    let (_, record) =
+        drover_engine::driver::status(journal, run_id).map_err(|e| ReportError::Stored {
+            run_id: run_id.to_owned(),
+            what: e.to_string(),
+        })?;
+    let mut files: Vec<(String, Vec<u8>)> = Vec::new();
+    let sources = journal.sources(run_id).map_err(ReportError::from)?;
+    let mut index = Vec::new();
+    for s in &sources {
+        index.push((s.name.clone(), source_name(&s.name)));
+        files.push((source_name(&s.name), s.text.as_bytes().to_vec()));
+    }
+    if !sources.is_empty() {
+        files.push(("sources.json".into(), json(&index)));
+    }
+    files.push(("plan.json".into(), row.plan.as_bytes().to_vec()));
+    files.push(("run.json".into(), json(&record)));
+    let mut events = Vec::new();
+    for t in journal.transitions(run_id).map_err(ReportError::from)? {
+        events.extend(
+            json(&serde_json::json!({ "at": t.at, "event": t.event, "actions": t.actions }))
+                .into_iter()
+                .filter(|b| *b != b'\n'),
+        );
+        events.push(b'\n');
+    }
+    files.push(("events.jsonl".into(), events));
+    let mut audit = Vec::new();
+    for (seq, rec, hash) in journal.audit(run_id).map_err(ReportError::from)? {
+        let line = serde_json::json!({ "seq": seq, "record": rec, "hash": hash });
+        audit.extend(serde_json::to_vec(&line).unwrap_or_default());
+        audit.push(b'\n');
+    }
+    files.push(("audit.jsonl".into(), audit));
+    files.push((
+        "audit-head.json".into(),
+        json(&serde_json::json!({ "run_id": run_id, "head": row.audit_head, "count": row.audit_count })),
+    ));
+    files.push((
+        "report.html".into(),
+        render(journal, &report, Format::Html, None)?.into_bytes(),
+    ));
+    files.push((
+        "report.md".into(),
+        render(journal, &report, Format::Markdown, None)?.into_bytes(),
+    ));
+    files.push((
+        "report.json".into(),
+        render(journal, &report, Format::Json, None)?.into_bytes(),
+    ));
+    files.push((
+        "README.txt".into(),
+        format!(
+            "Evidence of {} run {} of \"{}\" (sources SHA-256 {}).\n\
+             Verify offline: drover evidence verify BUNDLE.tar --public-key SIGNER.pub\n\
+             or: openssl pkeyutl -verify -pubin -inkey SIGNER.pub -rawin -in MANIFEST.json -sigfile MANIFEST.sig\n\
+             then compare each file's SHA-256 with MANIFEST.json.\n{}",
+            report.mode,
+            run_id,
+            report.runbook,
+            report.source_sha256,
+            if sources.is_empty() { "The runbook's sources were not kept with this run (it predates Drover keeping them).\n" } else { "" }
+        )
+        .into_bytes(),
+    ));
+    let subject = BTreeMap::from([
+        ("run_id".to_owned(), run_id.to_owned()),
+        ("runbook".to_owned(), report.runbook.clone()),
+        ("mode".to_owned(), report.mode.clone()),
+        ("source_sha256".to_owned(), report.source_sha256.clone()),
+        ("outcome".to_owned(), report.outcome.clone()),
+    ]);
+    Ok((drover_evidence::seal(&files, subject, key)?, report))
+}
+
+/// What a verified bundle holds.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    /// The signed manifest.
+    pub manifest: Manifest,
+    /// Audit records checked.
+    pub audit_records: u64,
+    /// Whether the runbook's sources were in the bundle (and matched the plan's hash).
+    pub sources: bool,
+}
+
+/// Verifies a bundle offline: signature and files, then the audit chain against its head, then
+/// the sources against the hash the plan was compiled from.
+///
+/// # Errors
+/// The first thing wrong.
+pub fn verify_bundle(bundle: &[u8], public: &VerifyingKey) -> Result<Verified, BundleError> {
+    let files = drover_evidence::read(bundle)?;
+    let manifest = drover_evidence::verify_files(&files, public)?;
+    let get = |name: &str| {
+        files
+            .get(name)
+            .ok_or_else(|| BundleError::Inconsistent(format!("{name} is not in the bundle")))
+    };
+    let head: serde_json::Value = serde_json::from_slice(get("audit-head.json")?)
+        .map_err(|e| BundleError::Inconsistent(format!("audit-head.json: {e}")))?;
+    let run_id = head["run_id"].as_str().unwrap_or_default();
+    let mut rows = Vec::new();
+    for line in get("audit.jsonl")?
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+    {
+        let v: serde_json::Value = serde_json::from_slice(line)
+            .map_err(|e| BundleError::Inconsistent(format!("audit.jsonl: {e}")))?;
+        rows.push((
+            v["seq"].as_u64().unwrap_or(0),
+            v["record"].as_str().unwrap_or_default().to_owned(),
+            v["hash"].as_str().unwrap_or_default().to_owned(),
+        ));
+    }
+    let n = drover_engine::audit::verify(
+        run_id,
+        &rows,
+        head["head"].as_str().unwrap_or_default(),
+        head["count"].as_u64().unwrap_or(0),
+    )
+    .map_err(|f| BundleError::Inconsistent(format!("the audit log in the bundle: {f}")))?;
+    let plan: drover_dsl::Plan = serde_json::from_slice(get("plan.json")?)
+        .map_err(|e| BundleError::Inconsistent(format!("plan.json: {e}")))?;
+    let sources: Vec<(&String, &Vec<u8>)> = files
+        .iter()
+        .filter(|(k, _)| k.starts_with("runbook/"))
+        .collect();
+    if !sources.is_empty() {
+        // The plan's hash is over the sources in load order by their original names, which
+        // `sources.json` keeps (bundle names are sanitised).
+        let index: Vec<(String, String)> = serde_json::from_slice(get("sources.json")?)
+            .map_err(|e| BundleError::Inconsistent(format!("sources.json: {e}")))?;
+        let mut h = Sha256::new();
+        for (name, file) in &index {
+            h.update(name.as_bytes());
+            h.update([0]);
+            h.update(get(file)?);
+            h.update([0]);
+        }
+        let got = hex::encode(h.finalize());
+        if got != plan.runbook.source_sha256 {
+            return Err(BundleError::Inconsistent(format!(
+                "the runbook sources in the bundle hash to {got}, but the plan was compiled from {}",
+                plan.runbook.source_sha256
+            )));
+        }
+    }
+    Ok(Verified {
+        manifest,
+        audit_records: n,
+        sources: !sources.is_empty(),
+    })
+}
