@@ -232,6 +232,10 @@ enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value_t = ReportFormat::Html)]
         format: ReportFormat,
+        /// Instead of one run: RTO and RPO over every run of this runbook (its name, or its file),
+        /// against the targets, as a chart and a table.
+        #[arg(long, value_name = "RUNBOOK")]
+        history: Option<String>,
         /// A directory with your own `report.html` / `report.md` minijinja templates.
         #[arg(long, value_name = "DIR")]
         template: Option<String>,
@@ -617,11 +621,39 @@ fn dispatch(cli: Cli) -> ExitCode {
             run_cli::audit_show(&run_id, state.into())
         }
         Command::Report {
+            history: Some(runbook),
+            format,
+            out,
+            state,
+            ..
+        } => {
+            // A file names its runbook; anything else is the name itself.
+            let name = if std::path::Path::new(&runbook).is_file() {
+                match compiled(&runbook, Vec::new()) {
+                    Ok(p) => p.runbook.name,
+                    Err(code) => return code,
+                }
+            } else {
+                runbook
+            };
+            run_cli::report_history(
+                &name,
+                state.into(),
+                match format {
+                    ReportFormat::Html => drover_report::Format::Html,
+                    ReportFormat::Md => drover_report::Format::Markdown,
+                    ReportFormat::Json => drover_report::Format::Json,
+                },
+                out.as_deref(),
+            )
+        }
+        Command::Report {
             run_id,
             format,
             template,
             out,
             state,
+            history: None,
         } => run_cli::report(
             &run_id,
             state.into(),

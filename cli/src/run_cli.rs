@@ -493,6 +493,36 @@ pub fn report(
             return ExitCode::FAILURE;
         }
     };
+    write_out(&text, out, &format!("report of run {run_id}"))
+}
+
+/// `drover report --history RUNBOOK`.
+pub fn report_history(
+    runbook: &str,
+    state: PathBuf,
+    format: drover_report::Format,
+    out: Option<&str>,
+) -> ExitCode {
+    let j = match journal(&state) {
+        Ok(j) => j,
+        Err(c) => return c,
+    };
+    let text = drover_report::history(&j, runbook).and_then(|h| {
+        if h.runs.is_empty() {
+            eprintln!("note: no runs of \"{runbook}\" in {}", state.display());
+        }
+        drover_report::render_history(&h, format)
+    });
+    match text {
+        Ok(t) => write_out(&t, out, &format!("history of \"{runbook}\"")),
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn write_out(text: &str, out: Option<&str>, what: &str) -> ExitCode {
     match out {
         None => {
             println!("{text}");
@@ -500,7 +530,7 @@ pub fn report(
         }
         Some(path) => match std::fs::write(path, text) {
             Ok(()) => {
-                eprintln!("report of run {run_id} written to {path}");
+                eprintln!("{what} written to {path}");
                 ExitCode::SUCCESS
             }
             Err(e) => {

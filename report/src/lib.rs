@@ -864,3 +864,122 @@ pub fn render(
     t.render(minijinja::context! { report => report, gantt_svg => svg })
         .map_err(template_error)
 }
+
+/// One run in a runbook's history.
+#[derive(Debug, Clone, Serialize)]
+pub struct HistoryRun {
+    /// Run id.
+    pub run_id: String,
+    /// Mode.
+    pub mode: String,
+    /// When it was declared (RFC 3339).
+    pub declared_at: String,
+    /// How it ended.
+    pub outcome: String,
+    /// Recovery time.
+    pub rto: ObjectiveView,
+    /// Recovery point.
+    pub rpo: ObjectiveView,
+}
+
+/// RTO and RPO over successive runs of a runbook.
+#[derive(Debug, Clone, Serialize)]
+pub struct History {
+    /// Runbook name.
+    pub runbook: String,
+    /// Runs, oldest first.
+    pub runs: Vec<HistoryRun>,
+}
+
+/// Reads every run of the runbook named `runbook` from the journal, oldest first.
+///
+/// # Errors
+/// Journal errors; a stored record that does not parse.
+pub fn history(journal: &dyn Journal, runbook: &str) -> Result<History, ReportError> {
+    let mut runs = Vec::new();
+    for row in journal.runs_of(runbook)? {
+        let (_, rec) = drover_engine::driver::status(journal, &row.run_id).map_err(|e| {
+            ReportError::Stored {
+                run_id: row.run_id.clone(),
+                what: e.to_string(),
+            }
+        })?;
+        runs.push(HistoryRun {
+            run_id: row.run_id.clone(),
+            mode: row.mode.clone(),
+            declared_at: rfc3339(row.declared_at),
+            outcome: rec.outcome.map_or_else(
+                || "running".to_owned(),
+                |o| {
+                    serde_json::to_value(o)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_owned))
+                        .unwrap_or_default()
+                },
+            ),
+            rto: objective(&rec.rto),
+            rpo: objective(&rec.rpo),
+        });
+    }
+    Ok(History {
+        runbook: runbook.to_owned(),
+        runs,
+    })
+}
+
+/// The two trend charts (RTO and RPO against their targets) as one SVG.
+#[must_use]
+pub fn history_svg(h: &History) -> String {
+    let series = |f: fn(&HistoryRun) -> &ObjectiveView| -> Vec<drover_chart::Point> {
+        h.runs
+            .iter()
+            .map(|r| drover_chart::Point {
+                label: r.run_id.clone(),
+                value_ms: f(r).achieved_ms,
+            })
+            .collect()
+    };
+    let target = |f: fn(&HistoryRun) -> &ObjectiveView| h.runs.last().map_or(0, |r| f(r).target_ms);
+    let (rto, rto_h) = drover_chart::trend(
+        &format!("{}: RTO over {} runs", h.runbook, h.runs.len()),
+        &series(|r| &r.rto),
+        target(|r| &r.rto),
+        24.0,
+    );
+    let (rpo, rpo_h) = drover_chart::trend(
+        &format!("{}: RPO over {} runs", h.runbook, h.runs.len()),
+        &series(|r| &r.rpo),
+        target(|r| &r.rpo),
+        24.0 + rto_h + 20.0,
+    );
+    drover_chart::document(24.0 + rto_h + 20.0 + rpo_h + 10.0, vec![rto, rpo])
+}
+
+const HISTORY_HTML: &str = include_str!("../templates/history.html");
+const HISTORY_MD: &str = include_str!("../templates/history.md");
+
+/// Renders a history as HTML (with the charts), Markdown or JSON.
+///
+/// # Errors
+/// A template error.
+pub fn render_history(h: &History, format: Format) -> Result<String, ReportError> {
+    let (name, source) = match format {
+        Format::Json => {
+            return serde_json::to_string_pretty(h).map_err(|e| ReportError::Template {
+                name: "json".into(),
+                error: e.to_string(),
+            });
+        }
+        Format::Html => ("history.html", HISTORY_HTML),
+        Format::Markdown => ("history.md", HISTORY_MD),
+    };
+    let mut env = minijinja::Environment::new();
+    let err = |e: minijinja::Error| ReportError::Template {
+        name: name.to_owned(),
+        error: e.to_string(),
+    };
+    env.add_template(name, source).map_err(err)?;
+    env.get_template(name)
+        .and_then(|t| t.render(minijinja::context! { history => h, svg => history_svg(h) }))
+        .map_err(err)
+}

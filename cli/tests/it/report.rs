@@ -409,3 +409,69 @@ fn an_evidence_bundle_verifies_and_any_change_removal_addition_or_other_signer_i
         assert!(!body.contains(line), "signing key material in the bundle");
     }
 }
+
+#[test]
+fn history_charts_rto_and_rpo_over_successive_drills_against_the_targets() {
+    let dir = drill();
+    let d = dir.path();
+    // A second drill declared ten minutes before it starts: it misses the 5-minute RTO.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("port");
+    let declared = time_minus_10m();
+    let late = drover(
+        d,
+        &[
+            "run",
+            "quickstart.drover",
+            "--mode",
+            "drill",
+            "--run-id",
+            "q2",
+            "--var",
+            &format!("port={port}"),
+            "--var",
+            "state_dir=.drover/second",
+            "--declared-at",
+            &declared,
+        ],
+    );
+    assert_eq!(late.status.code(), Some(3), "{}", text(&late.stdout));
+    let out = drover(
+        d,
+        &[
+            "report",
+            "--history",
+            "quickstart.drover",
+            "--format",
+            "json",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let h: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let runs = h["runs"].as_array().expect("runs");
+    let ids: Vec<&str> = runs.iter().filter_map(|r| r["run_id"].as_str()).collect();
+    assert_eq!(ids, ["q1", "q2"]);
+    assert_eq!(runs[0]["rto"]["verdict"], "pass");
+    assert_eq!(runs[1]["rto"]["verdict"], "fail");
+    let html = text(&drover(d, &["report", "--history", "Quickstart restore drill"]).stdout);
+    assert_eq!(html.matches("<circle").count(), 4, "two runs, two charts");
+    assert!(html.contains("target 5m") && html.contains("q2"));
+    let md = text(
+        &drover(
+            d,
+            &["report", "--history", "quickstart.drover", "--format", "md"],
+        )
+        .stdout,
+    );
+    assert!(md.contains("| q2 | drill |") && md.contains("fail"), "{md}");
+}
+
+fn time_minus_10m() -> String {
+    let out = Command::new("date")
+        .args(["-u", "-d", "10 minutes ago", "+%Y-%m-%dT%H:%M:%SZ"])
+        .output()
+        .expect("date");
+    text(&out.stdout).trim().to_owned()
+}
