@@ -5,7 +5,8 @@
 # measured in the same session (the baseline: open the journal, replay the run, print its record).
 # Usage: bench/report.sh [STEPS] [RUNS]
 set -euo pipefail
-cd "$(dirname "$0")/.."
+bench_dir=$(cd "$(dirname "$0")" && pwd)
+cd "$bench_dir/.."
 steps=${1:-300}
 runs=${2:-5}
 cargo build --release -q -p drover
@@ -26,16 +27,8 @@ cd "$tmp"
 "$bin" run bench.drover --mode drill --run-id b1 > /dev/null
 "$bin" key generate --signing file:sign.key > /dev/null
 
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-time_ms() {
-  local start end
-  for _ in $(seq "$runs"); do
-    start=$(date +%s%N)
-    "$@" > /dev/null
-    end=$(date +%s%N)
-    echo $(( (end - start) / 1000000 ))
-  done | median
-}
+# shellcheck source=bench/lib.sh
+source "$bench_dir/lib.sh"
 base=$(time_ms "$bin" status b1 --format json)
 json=$(time_ms "$bin" report b1 --format json)
 html=$(time_ms "$bin" report b1 --format html)

@@ -6,7 +6,8 @@
 # (`cargo bench -p drover-simulator`).
 # Usage: bench/simulate.sh [STEPS] [TRIALS] [RUNS]
 set -euo pipefail
-cd "$(dirname "$0")/.."
+bench_dir=$(cd "$(dirname "$0")" && pwd)
+cd "$bench_dir/.."
 steps=${1:-1000}
 trials=${2:-10000}
 runs=${3:-5}
@@ -15,16 +16,8 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 ./target/release/examples/gen_runbook "$steps" > "$tmp/big.drover"
 
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-time_ms() {
-  local start end
-  for _ in $(seq "$runs"); do
-    start=$(date +%s%N)
-    "$@" > /dev/null
-    end=$(date +%s%N)
-    echo $(( (end - start) / 1000000 ))
-  done | median
-}
+# shellcheck source=bench/lib.sh
+source "$bench_dir/lib.sh"
 
 sim() { ./target/release/drover simulate "$tmp/big.drover" --mode failover --seed 1 --format json "$@"; }
 one=$(time_ms sim --trials 1 --threads 1)

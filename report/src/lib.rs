@@ -15,7 +15,7 @@ pub mod bundle;
 use drover_chart::{Bar, BarKind, GanttRow, Marker};
 use drover_dsl::{Mode, Plan, PlanNode, format_duration};
 use drover_engine::journal::Journal;
-use drover_engine::run_record::{RunRecord, rfc3339};
+use drover_engine::run_record::{BackupLine, RunRecord, rfc3339};
 use drover_engine::timeline::{AttemptOutcome, NodeTimeline, Timeline};
 use petgraph::Direction;
 use serde::Serialize;
@@ -130,23 +130,6 @@ pub struct StepView {
     pub compensation: Option<String>,
 }
 
-/// A restored or verified backup.
-#[derive(Debug, Clone, Serialize)]
-pub struct BackupView {
-    /// The step.
-    pub step: String,
-    /// Backup id.
-    pub backup_id: String,
-    /// Data set.
-    pub dataset: String,
-    /// Recovery point (RFC 3339).
-    pub recovery_point: String,
-    /// Key id (an identifier, never key material).
-    pub key_id: String,
-    /// The verified plaintext SHA-256.
-    pub sha256: String,
-}
-
 /// An approval given or refused.
 #[derive(Debug, Clone, Serialize)]
 pub struct ApprovalView {
@@ -254,7 +237,7 @@ pub struct Report {
     /// Per node, in plan order.
     pub steps: Vec<StepView>,
     /// Backups restored or verified.
-    pub backups: Vec<BackupView>,
+    pub backups: Vec<BackupLine>,
     /// Approvals.
     pub approvals: Vec<ApprovalView>,
     /// Predicted against achieved.
@@ -485,18 +468,7 @@ pub fn gather(journal: &dyn Journal, run_id: &str) -> Result<Report, ReportError
             })
         })
         .collect::<Vec<_>>();
-    let backups: Vec<BackupView> = record
-        .backups
-        .iter()
-        .map(|b| BackupView {
-            step: b.step.clone(),
-            backup_id: b.backup_id.clone(),
-            dataset: b.dataset.clone(),
-            recovery_point: b.recovery_point.clone(),
-            key_id: b.key_id.clone(),
-            sha256: b.sha256.clone(),
-        })
-        .collect();
+    let backups: Vec<BackupLine> = record.backups.clone();
 
     let mode = Mode::parse(&row.mode).unwrap_or(Mode::Drill);
     let analysis = drover_dsl::analysis::analyze(&plan, mode);
@@ -621,7 +593,7 @@ fn achieved_share(summary: &serde_json::Value, achieved: u64) -> Option<String> 
 fn controls(
     record: &RunRecord,
     audit: &AuditView,
-    backups: &[BackupView],
+    backups: &[BackupLine],
     approvals: &[ApprovalView],
     mode: &str,
 ) -> Vec<ControlView> {
