@@ -532,3 +532,93 @@ impl drover_schema::Adapter for AwsS3Adapter {
         Ok(o)
     }
 }
+
+/// An object written under Object Lock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockedObject {
+    /// The object's version id (locks protect versions).
+    pub version_id: String,
+    /// Until when it cannot be deleted or overwritten (seconds since the epoch).
+    pub retain_until: i64,
+}
+
+/// Writes `bytes` to `location` as a new version under Object Lock in compliance mode, retained
+/// for `retain_days` days (WORM: no one, the root account included, can delete or overwrite that
+/// version until then). Refuses a bucket without Object Lock, and checks the lock on the stored
+/// version after writing. The body's SHA-256 is sent for S3 to check.
+///
+/// # Errors
+/// A bucket without Object Lock, a refused write, or a lock not in place after writing.
+pub fn put_locked(
+    location: &S3Location,
+    bytes: Vec<u8>,
+    retain_days: u32,
+    now_secs: i64,
+) -> Result<LockedObject, BackupError> {
+    use aws_sdk_s3::types::{ChecksumAlgorithm, ObjectLockEnabled, ObjectLockMode};
+    let loc = location.clone();
+    on_own_runtime(move |rt| {
+        rt.block_on(async move {
+            let c = client().await;
+            let uri = format!("s3://{}/{}", loc.bucket, loc.key);
+            let conf = c
+                .get_object_lock_configuration()
+                .bucket(&loc.bucket)
+                .send()
+                .await;
+            let enabled = match conf {
+                Ok(conf) => {
+                    conf.object_lock_configuration()
+                        .and_then(|c| c.object_lock_enabled())
+                        == Some(&ObjectLockEnabled::Enabled)
+                }
+                // S3's answer for a bucket created without Object Lock.
+                Err(e)
+                    if aws_sdk_s3::error::ProvideErrorMetadata::code(&e)
+                        == Some("ObjectLockConfigurationNotFoundError") =>
+                {
+                    false
+                }
+                Err(e) => return Err(s3_err("GetObjectLockConfiguration", &loc.bucket, &e)),
+            };
+            if !enabled {
+                return Err(BackupError::Invalid(format!(
+                    "bucket {} does not have Object Lock enabled: evidence needs a bucket created with Object Lock (WORM)",
+                    loc.bucket
+                )));
+            }
+            let retain_until = now_secs + i64::from(retain_days) * 86_400;
+            let put = c
+                .put_object()
+                .bucket(&loc.bucket)
+                .key(&loc.key)
+                .body(bytes.into())
+                .checksum_algorithm(ChecksumAlgorithm::Sha256)
+                .object_lock_mode(ObjectLockMode::Compliance)
+                .object_lock_retain_until_date(aws_sdk_s3::primitives::DateTime::from_secs(
+                    retain_until,
+                ))
+                .send()
+                .await
+                .map_err(|e| s3_err("PutObject", &uri, &e))?;
+            let version_id = put.version_id().unwrap_or_default().to_owned();
+            let head = c
+                .head_object()
+                .bucket(&loc.bucket)
+                .key(&loc.key)
+                .version_id(&version_id)
+                .send()
+                .await
+                .map_err(|e| s3_err("HeadObject", &uri, &e))?;
+            if head.object_lock_mode() != Some(&ObjectLockMode::Compliance) {
+                return Err(BackupError::Invalid(format!(
+                    "{uri} version {version_id} was stored without a compliance-mode lock"
+                )));
+            }
+            Ok(LockedObject {
+                version_id,
+                retain_until,
+            })
+        })
+    })?
+}

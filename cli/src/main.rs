@@ -264,6 +264,13 @@ enum EvidenceCommand {
         /// The signing key: `file:PATH` (`drover key generate --signing file:PATH`).
         #[arg(long)]
         signing_key: String,
+        /// Also upload the bundle to `s3://bucket/key` under Object Lock in compliance mode
+        /// (WORM; needs the `aws` feature and a bucket with Object Lock).
+        #[arg(long, value_name = "S3_URI")]
+        upload: Option<String>,
+        /// How long the uploaded bundle is retained (cannot be deleted), in days.
+        #[arg(long, default_value_t = 2557)]
+        retain_days: u32,
         /// State directory.
         #[arg(long, default_value = ".drover")]
         state: String,
@@ -568,7 +575,15 @@ fn dispatch(cli: Cli) -> ExitCode {
             out,
             signing_key,
             state,
-        }) => run_cli::evidence_export(&run_id, &out, &signing_key, state.into()),
+            upload,
+            retain_days,
+        }) => run_cli::evidence_export(
+            &run_id,
+            &out,
+            &signing_key,
+            state.into(),
+            upload.as_deref().map(|u| (u, retain_days)),
+        ),
         Command::Evidence(EvidenceCommand::Verify { bundle, public_key }) => {
             run_cli::evidence_verify(&bundle, &public_key)
         }

@@ -579,7 +579,13 @@ fn hex_prefix(b: &[u8]) -> String {
 }
 
 /// `drover evidence export`.
-pub fn evidence_export(run_id: &str, out: &str, signing_key: &str, state: PathBuf) -> ExitCode {
+pub fn evidence_export(
+    run_id: &str,
+    out: &str,
+    signing_key: &str,
+    state: PathBuf,
+    upload: Option<(&str, u32)>,
+) -> ExitCode {
     let path = match file_uri(signing_key) {
         Ok(p) => p,
         Err(c) => return c,
@@ -616,7 +622,40 @@ pub fn evidence_export(run_id: &str, out: &str, signing_key: &str, state: PathBu
         bytes.len(),
         hex_prefix(key.verifying_key().as_bytes())
     );
-    ExitCode::SUCCESS
+    match upload {
+        None => ExitCode::SUCCESS,
+        Some((uri, days)) => upload_locked(uri, bytes, days),
+    }
+}
+
+#[cfg(feature = "aws")]
+fn upload_locked(uri: &str, bytes: Vec<u8>, days: u32) -> ExitCode {
+    use drover_adapters::aws_s3::{S3Location, put_locked};
+    let now = i64::try_from(SystemClock.now_ms() / 1000).unwrap_or(0);
+    match S3Location::parse(uri).and_then(|l| put_locked(&l, bytes, days, now)) {
+        Ok(o) => {
+            println!(
+                "uploaded to {uri} (version {}) under Object Lock, compliance mode, until {}",
+                o.version_id,
+                drover_engine::run_record::rfc3339(
+                    u64::try_from(o.retain_until).unwrap_or(0) * 1000
+                )
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: upload to {uri}: {e} (the bundle is written locally)");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(not(feature = "aws"))]
+fn upload_locked(uri: &str, _bytes: Vec<u8>, _days: u32) -> ExitCode {
+    eprintln!(
+        "error: cannot upload to {uri}: this drover was built without the `aws` feature (the bundle is written locally)"
+    );
+    ExitCode::FAILURE
 }
 
 /// `drover evidence verify`.

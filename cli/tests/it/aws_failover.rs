@@ -814,3 +814,119 @@ milestone done {{
     );
     assert_eq!(after.route, before.route);
 }
+
+/// An evidence bundle uploaded to S3 under Object Lock in compliance mode (moto): the stored
+/// version carries the lock and its date, its bytes are the bundle's, deleting that version is
+/// refused, and a bucket without Object Lock is refused before anything is written.
+#[test]
+fn an_evidence_bundle_is_uploaded_under_a_compliance_mode_object_lock() {
+    let dir = super::report::drill();
+    let d = dir.path();
+    let made = super::report::drover(d, &["key", "generate", "--signing", "file:sign.key"]);
+    assert_eq!(made.status.code(), Some(0));
+    let rt = tokio::runtime::Runtime::new().expect("rt");
+    let (locked, plain, s3) = rt.block_on(async {
+        let home = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        let s3 = aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(&home)
+                .force_path_style(true)
+                .build(),
+        );
+        let locked = unique("evidence-worm");
+        s3.create_bucket()
+            .bucket(&locked)
+            .object_lock_enabled_for_bucket(true)
+            .send()
+            .await
+            .expect("bucket");
+        let plain = unique("evidence-plain");
+        s3.create_bucket()
+            .bucket(&plain)
+            .send()
+            .await
+            .expect("bucket");
+        (locked, plain, s3)
+    });
+    let export = |uri: &str| {
+        super::report::drover(
+            d,
+            &[
+                "evidence",
+                "export",
+                "latest",
+                "b.tar",
+                "--signing-key",
+                "file:sign.key",
+                "--upload",
+                uri,
+                "--retain-days",
+                "30",
+            ],
+        )
+    };
+    let refused = export(&format!("s3://{plain}/q1.tar"));
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("does not have Object Lock"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    let ok = export(&format!("s3://{locked}/drills/q1.tar"));
+    assert_eq!(
+        ok.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let bundle = std::fs::read(d.join("b.tar")).expect("bundle");
+    rt.block_on(async {
+        let head = s3
+            .head_object()
+            .bucket(&locked)
+            .key("drills/q1.tar")
+            .send()
+            .await
+            .expect("head");
+        assert_eq!(
+            head.object_lock_mode(),
+            Some(&aws_sdk_s3::types::ObjectLockMode::Compliance)
+        );
+        let until = head.object_lock_retain_until_date().expect("retain until");
+        #[allow(
+            clippy::disallowed_methods,
+            reason = "compared with the lock date S3 stored"
+        )]
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_secs();
+        let days = (until.secs() - i64::try_from(now).expect("now")) / 86_400;
+        assert!((29..=30).contains(&days), "{days} days");
+        let got = s3
+            .get_object()
+            .bucket(&locked)
+            .key("drills/q1.tar")
+            .send()
+            .await
+            .expect("get")
+            .body
+            .collect()
+            .await
+            .expect("body")
+            .into_bytes();
+        assert_eq!(
+            got.as_ref(),
+            bundle.as_slice(),
+            "the stored bytes are the bundle"
+        );
+        let version = head.version_id().expect("version").to_owned();
+        let deleted = s3
+            .delete_object()
+            .bucket(&locked)
+            .key("drills/q1.tar")
+            .version_id(&version)
+            .send()
+            .await;
+        assert!(deleted.is_err(), "a locked version was deleted");
+    });
+}

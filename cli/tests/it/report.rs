@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-fn drover(dir: &Path, args: &[&str]) -> Output {
+pub(crate) fn drover(dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_drover"))
         .args(args)
         .current_dir(dir)
@@ -19,7 +19,7 @@ fn text(b: &[u8]) -> String {
 }
 
 /// A finished quickstart drill in a temporary directory, with a recorded simulation.
-fn drill() -> tempfile::TempDir {
+pub(crate) fn drill() -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tmp");
     let d = dir.path();
     std::fs::copy(
