@@ -485,7 +485,7 @@ pub fn report(
         Err(c) => return c,
     };
     let text = drover_report::gather(&j, &run_id)
-        .and_then(|r| drover_report::render(&j, &r, format, templates));
+        .and_then(|r| drover_report::render(&r, format, templates));
     let text = match text {
         Ok(t) => t,
         Err(e) => {

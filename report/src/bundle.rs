@@ -11,19 +11,6 @@ use ed25519_dalek::{SigningKey, VerifyingKey};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 
-/// What a bundle holds besides the sources (`runbook/…` and their index `sources.json`).
-pub const FILES: [&str; 9] = [
-    "plan.json",
-    "run.json",
-    "events.jsonl",
-    "audit.jsonl",
-    "audit-head.json",
-    "report.html",
-    "report.md",
-    "report.json",
-    "README.txt",
-];
-
 /// Why a bundle could not be made or does not verify.
 #[derive(Debug, thiserror::Error)]
 pub enum BundleError {
@@ -103,15 +90,15 @@ pub fn export(
     ));
     files.push((
         "report.html".into(),
-        render(journal, &report, Format::Html, None)?.into_bytes(),
+        render(&report, Format::Html, None)?.into_bytes(),
     ));
     files.push((
         "report.md".into(),
-        render(journal, &report, Format::Markdown, None)?.into_bytes(),
+        render(&report, Format::Markdown, None)?.into_bytes(),
     ));
     files.push((
         "report.json".into(),
-        render(journal, &report, Format::Json, None)?.into_bytes(),
+        render(&report, Format::Json, None)?.into_bytes(),
     ));
     files.push((
         "README.txt".into(),

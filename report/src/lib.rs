@@ -248,6 +248,9 @@ pub struct Report {
     pub controls: Vec<ControlView>,
     /// Drover's version.
     pub drover_version: String,
+    /// The Gantt chart (SVG), for the HTML and Markdown templates; not part of the JSON.
+    #[serde(skip)]
+    pub gantt_svg: String,
 }
 
 /// `T+h:mm:ss` from the origin.
@@ -383,6 +386,7 @@ pub fn gather(journal: &dyn Journal, run_id: &str) -> Result<Report, ReportError
         .collect();
 
     let critical = critical_path(&plan, &timeline);
+    let gantt_svg = gantt_svg(&timeline, &plan, row.declared_at, &critical, false);
     let on_path: BTreeSet<&str> = critical.iter().map(String::as_str).collect();
     let state_of: BTreeMap<&str, &str> = record
         .steps
@@ -556,6 +560,7 @@ pub fn gather(journal: &dyn Journal, run_id: &str) -> Result<Report, ReportError
         audit,
         controls,
         drover_version: env!("CARGO_PKG_VERSION").into(),
+        gantt_svg,
     })
 }
 
@@ -777,7 +782,6 @@ const MARKDOWN: &str = include_str!("../templates/report.md");
 /// # Errors
 /// A template that does not parse or fails to render (with its line), an unreadable directory.
 pub fn render(
-    journal: &dyn Journal,
     report: &Report,
     format: Format,
     templates: Option<&Path>,
@@ -807,19 +811,6 @@ pub fn render(
         }
         _ => builtin.to_owned(),
     };
-    let row = journal.run(&report.run_id)?;
-    let plan: Plan = serde_json::from_str(&row.plan).map_err(|e| ReportError::Stored {
-        run_id: report.run_id.clone(),
-        what: e.to_string(),
-    })?;
-    let timeline = Timeline::from_transitions(&journal.transitions(&report.run_id)?);
-    let svg = gantt_svg(
-        &timeline,
-        &plan,
-        row.declared_at,
-        &report.critical_path,
-        report.simulated,
-    );
     let mut env = minijinja::Environment::new();
     env.set_fuel(Some(50_000_000));
     env.add_filter("md", |s: String| s.replace('|', "\\|").replace('\n', " "));
@@ -833,7 +824,7 @@ pub fn render(
     env.add_template_owned(name, source)
         .map_err(template_error)?;
     let t = env.get_template(name).map_err(template_error)?;
-    t.render(minijinja::context! { report => report, gantt_svg => svg })
+    t.render(minijinja::context! { report => report, gantt_svg => report.gantt_svg })
         .map_err(template_error)
 }
 
