@@ -20,10 +20,12 @@ fn ctx(dir: &std::path::Path, step: String) -> StepContext {
         step_id: step,
         action: "azure_network.update_route".into(),
         attempt: 1,
-        mode: "failover".into(),
+        mode: drover_schema::Mode::Failover,
         state_dir: dir.to_path_buf(),
         production: Vec::new(),
         production_tags: Default::default(),
+        progress: Default::default(),
+        ..Default::default()
     }
 }
 

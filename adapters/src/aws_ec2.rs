@@ -30,7 +30,10 @@ type Call<'a> = crate::aws_common::Call<'a, Client>;
 impl Call<'_> {
     /// In a drill, reads the tags of `ids` and refuses when one marks production.
     async fn drill_guard(&self, ids: &[String]) -> Result<(), AdapterError> {
-        if self.ctx.mode != "drill" || self.ctx.production_tags.is_empty() || ids.is_empty() {
+        if self.ctx.mode != drover_schema::Mode::Drill
+            || self.ctx.production_tags.is_empty()
+            || ids.is_empty()
+        {
             return Ok(());
         }
         let out = self
@@ -689,7 +692,7 @@ async fn set_power(
             asked = true;
             continue;
         }
-        pause(every).await;
+        pause(c.ctx, every).await;
     }
 }
 
@@ -782,7 +785,7 @@ async fn create_volume(c: &Call<'_>, inputs: &Inputs) -> Result<Outputs, Adapter
                     c.ctx.step_id
                 )));
             }
-            _ => pause(every).await,
+            _ => pause(c.ctx, every).await,
         }
     }
     let mut o = Outputs::new();

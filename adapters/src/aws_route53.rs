@@ -279,7 +279,7 @@ impl Call<'_> {
     }
 
     async fn drill_guard(&self, zone: &str) -> Result<(), AdapterError> {
-        if self.ctx.mode != "drill" || self.ctx.production_tags.is_empty() {
+        if self.ctx.mode != drover_schema::Mode::Drill || self.ctx.production_tags.is_empty() {
             return Ok(());
         }
         let out = self
@@ -595,7 +595,7 @@ impl AwsRoute53Adapter {
                 o.insert("status".into(), json!("INSYNC"));
                 return Ok(o);
             }
-            pause(every).await;
+            pause(c.ctx, every).await;
         }
     }
 
@@ -676,7 +676,7 @@ impl AwsRoute53Adapter {
                 o.insert("checkers".into(), json!(reports.len()));
                 return Ok(o);
             }
-            pause(every).await;
+            pause(c.ctx, every).await;
         }
     }
 

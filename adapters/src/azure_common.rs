@@ -1,9 +1,10 @@
 //! What the Azure adapters share: credentials, the ARM client for a step, throttling that waits
 //! the Retry-After the service states (on an injectable clock), and error messages.
 
-use crate::cloud_common::{input_str, pause};
+use crate::cloud_common::input_str;
 use azure_core::auth::{AccessToken, Secret, TokenCredential};
 use azure_core::error::ErrorKind;
+pub use drover_schema::Clock;
 use drover_schema::{AdapterError, Inputs, StepContext};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -15,22 +16,11 @@ pub const TOKEN_ENV: &str = "DROVER_AZURE_TOKEN";
 /// The subscription used when a step does not name one.
 pub const SUBSCRIPTION_ENV: &str = "AZURE_SUBSCRIPTION_ID";
 
-/// How the Azure adapters wait: real time in production, a manual clock in tests.
-#[async_trait::async_trait]
-pub trait Clock: Send + Sync + std::fmt::Debug {
-    /// Waits `d`.
-    async fn sleep(&self, d: Duration);
-}
-
-/// Real time.
-#[derive(Debug, Default)]
-pub struct RealClock;
-
-#[async_trait::async_trait]
-impl Clock for RealClock {
-    async fn sleep(&self, d: Duration) {
-        pause(d).await;
-    }
+/// Waits `d` on `clock`.
+pub(crate) async fn sleep(clock: &dyn Clock, d: Duration) {
+    clock
+        .sleep(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .await;
 }
 
 /// ARM's retry rule: throttled (429) and unavailable (408, 5xx) requests are sent again after
@@ -53,9 +43,11 @@ impl azure_core::RetryPolicy for ArmRetry {
     }
 
     async fn wait(&self, _error: &azure_core::Error, retry_count: u32, after: Option<Duration>) {
-        self.clock
-            .sleep(after.unwrap_or_else(|| self.sleep_duration(retry_count)))
-            .await;
+        sleep(
+            self.clock.as_ref(),
+            after.unwrap_or_else(|| self.sleep_duration(retry_count)),
+        )
+        .await;
     }
 }
 

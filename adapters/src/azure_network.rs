@@ -7,7 +7,7 @@
 //! are awaited (the client polls `Azure-AsyncOperation`). Resources are handled as the ARM JSON
 //! the typed models (de)serialize, so what ARM returns is what is saved and restored.
 
-use crate::azure_common::{Arm, Clock, DELETE_POLL, DELETE_POLLS, RealClock, not_found};
+use crate::azure_common::{Arm, Clock, DELETE_POLL, DELETE_POLLS, not_found, sleep};
 use crate::capture;
 use crate::cloud_common::{input_str, refuse_production_tags, require_str};
 use azure_mgmt_network::models;
@@ -19,7 +19,8 @@ use std::sync::Arc;
 /// The `azure_network.*` actions.
 #[derive(Clone)]
 pub struct AzureNetworkAdapter {
-    clock: Arc<dyn Clock>,
+    /// Overrides the run's clock (the step context's) for throttling and deletion waits.
+    clock: Option<Arc<dyn Clock>>,
     token: Option<String>,
 }
 
@@ -36,17 +37,17 @@ impl std::fmt::Debug for AzureNetworkAdapter {
 impl Default for AzureNetworkAdapter {
     fn default() -> Self {
         Self {
-            clock: Arc::new(RealClock),
+            clock: None,
             token: None,
         }
     }
 }
 
 impl AzureNetworkAdapter {
-    /// An adapter that waits (throttling, deletions) on `clock` instead of real time.
+    /// An adapter that waits (throttling, deletions) on `clock` instead of the run's clock.
     #[must_use]
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
-        self.clock = clock;
+        self.clock = Some(clock);
         self
     }
 
@@ -59,7 +60,11 @@ impl AzureNetworkAdapter {
     }
 
     fn arm<'a>(&self, inputs: &Inputs, ctx: &'a StepContext) -> Result<Arm<'a>, AdapterError> {
-        Arm::new(inputs, ctx, self.clock.clone(), self.token.as_deref())
+        let clock = self
+            .clock
+            .clone()
+            .unwrap_or_else(|| Arc::clone(&ctx.clock.0));
+        Arm::new(inputs, ctx, clock, self.token.as_deref())
     }
 }
 
@@ -192,7 +197,7 @@ where
         if read().await?.is_none() {
             return Ok(());
         }
-        a.clock.sleep(DELETE_POLL).await;
+        sleep(a.clock.as_ref(), DELETE_POLL).await;
     }
     Err(AdapterError::Transient(format!(
         "step {}: {what} is still being deleted",

@@ -101,10 +101,12 @@ mod tests {
             action: "a".into(),
             idempotency_key: key.into(),
             attempt: 1,
-            mode: "failover".into(),
+            mode: drover_schema::Mode::Failover,
             state_dir: dir.to_path_buf(),
             production: Vec::new(),
             production_tags: Default::default(),
+            progress: Default::default(),
+            ..Default::default()
         }
     }
 

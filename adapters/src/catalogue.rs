@@ -26,6 +26,13 @@ pub fn builtin_catalogue() -> StaticCatalogue {
     StaticCatalogue::new(all)
 }
 
+/// The default timeout of a `shell` step: one hour.
+pub const SHELL_TIMEOUT_MS: u64 = 60 * 60 * 1000;
+/// The default timeout of an `http.check` step: five minutes.
+pub const HTTP_CHECK_TIMEOUT_MS: u64 = 5 * 60 * 1000;
+/// The default timeout of a `dns.wait_resolves` step: fifteen minutes (DNS propagation).
+pub const DNS_WAIT_TIMEOUT_MS: u64 = 15 * 60 * 1000;
+
 fn core_actions() -> Vec<ActionSchema> {
     vec![
         ActionSchema::new(
@@ -42,6 +49,7 @@ fn core_actions() -> Vec<ActionSchema> {
             Effect::Mutating,
             Role::Plain,
         )
+        .with_default_timeout_ms(SHELL_TIMEOUT_MS)
         .required("command", ValueType::String, "the command line")
         .optional("cwd", ValueType::String, "working directory")
         .optional(
@@ -57,7 +65,19 @@ fn core_actions() -> Vec<ActionSchema> {
         .optional(
             "background",
             ValueType::Bool,
-            "start the command and do not wait for it (a service)",
+            "start the command as a service in a process group of its own and do not wait for it; \
+             it fails if the command exits during `startup_grace`, and the group is stopped when \
+             the run ends (finished, rolled back or interrupted) unless `keep_running` is set",
+        )
+        .optional(
+            "startup_grace",
+            ValueType::Duration,
+            "background: how long the command must stay up to count as started (default 1s)",
+        )
+        .optional(
+            "keep_running",
+            ValueType::Bool,
+            "background: leave the service running after the run ends (default false)",
         )
         .output("exit_code", ValueType::Int, "the command's exit code")
         .output(
@@ -70,7 +90,12 @@ fn core_actions() -> Vec<ActionSchema> {
             ValueType::String,
             "captured standard error (truncated)",
         )
-        .output("pid", ValueType::Int, "process id (background commands)"),
+        .output("pid", ValueType::Int, "process id (background commands)")
+        .output(
+            "pgid",
+            ValueType::Int,
+            "process group of a background command: stop it with `kill -TERM -PGID`",
+        ),
         ActionSchema::new(
             "notify",
             "Sends a message to stdout or a webhook",
@@ -114,6 +139,7 @@ fn core_actions() -> Vec<ActionSchema> {
             Effect::ReadOnly,
             Role::Plain,
         )
+        .with_default_timeout_ms(HTTP_CHECK_TIMEOUT_MS)
         .required("url", ValueType::String, "the URL to poll")
         .optional(
             "expect_status",
@@ -121,6 +147,11 @@ fn core_actions() -> Vec<ActionSchema> {
             "the status that counts as healthy (default 200)",
         )
         .optional("contains", ValueType::String, "text the body must contain")
+        .optional(
+            "expect_sha256",
+            ValueType::String,
+            "the SHA-256 (hex) the body must have: proves the answer is this run's data",
+        )
         .optional(
             "interval",
             ValueType::Duration,
@@ -130,20 +161,16 @@ fn core_actions() -> Vec<ActionSchema> {
         .output("latency_ms", ValueType::Int, "the last response time"),
         ActionSchema::new(
             "dns.wait_resolves",
-            "Polls DNS until a name resolves to the expected addresses",
+            "Polls DNS (the system resolver) until a name resolves to the expected addresses",
             Effect::ReadOnly,
             Role::Plain,
         )
+        .with_default_timeout_ms(DNS_WAIT_TIMEOUT_MS)
         .required("name", ValueType::String, "the name to resolve")
         .required(
             "expect",
             list_of_strings(),
-            "addresses (or a CNAME target) the answer must hold",
-        )
-        .optional(
-            "resolver",
-            ValueType::String,
-            "resolver address (default the system's)",
+            "IP addresses the answer must hold",
         )
         .optional(
             "interval",

@@ -47,13 +47,12 @@ pub(crate) fn interval(inputs: &Inputs, default_ms: u64) -> Duration {
     )
 }
 
-/// Waits between two polls of a resource's state. The step's timeout bounds the whole wait.
-pub(crate) async fn pause(d: Duration) {
-    #[allow(
-        clippy::disallowed_methods,
-        reason = "a poll interval against a live service, bounded by the step's timeout"
-    )]
-    tokio::time::sleep(d).await;
+/// Waits between two polls of a resource's state, on the run's clock. The step's timeout bounds
+/// the whole wait.
+pub(crate) async fn pause(ctx: &StepContext, d: Duration) {
+    ctx.clock
+        .sleep(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .await;
 }
 
 /// In a drill, refuses when any of `tags` (resource id, key, value) marks a resource production.
@@ -61,7 +60,7 @@ pub(crate) fn refuse_production_tags<'a>(
     ctx: &StepContext,
     tags: impl IntoIterator<Item = (&'a str, &'a str, &'a str)>,
 ) -> Result<(), AdapterError> {
-    if ctx.mode != "drill" || ctx.production_tags.is_empty() {
+    if ctx.mode != drover_schema::Mode::Drill || ctx.production_tags.is_empty() {
         return Ok(());
     }
     for (resource, k, v) in tags {

@@ -31,4 +31,6 @@ mod catalogue;
 mod cloud_common;
 pub mod local;
 
-pub use catalogue::builtin_catalogue;
+pub use catalogue::{
+    DNS_WAIT_TIMEOUT_MS, HTTP_CHECK_TIMEOUT_MS, SHELL_TIMEOUT_MS, builtin_catalogue,
+};

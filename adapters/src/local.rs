@@ -21,7 +21,23 @@ pub type NotifySink = Arc<dyn Fn(&str) + Send + Sync>;
 pub struct LocalAdapter {
     notify: NotifySink,
     http: reqwest::Client,
+    services: Services,
 }
+
+/// A background command a run started: the leader of its own process group.
+struct Service {
+    step: String,
+    pgid: i32,
+    child: tokio::process::Child,
+    keep: bool,
+    clock: drover_schema::SharedClock,
+}
+
+/// The background services each run started, by run id.
+type Services = Arc<std::sync::Mutex<std::collections::HashMap<String, Vec<Service>>>>;
+
+/// How long a stopped service's group gets between SIGTERM and SIGKILL.
+const STOP_GRACE_MS: u64 = 2_000;
 
 impl std::fmt::Debug for LocalAdapter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -39,8 +55,63 @@ impl LocalAdapter {
                 .timeout(Duration::from_secs(30))
                 .build()
                 .unwrap_or_default(),
+            services: Services::default(),
         }
     }
+}
+
+/// Sends `sig` to a process group; a group that is gone already is not an error.
+fn signal_group(pgid: i32, sig: rustix::process::Signal) {
+    if let Some(pid) = rustix::process::Pid::from_raw(pgid) {
+        let _ = rustix::process::kill_process_group(pid, sig);
+    }
+}
+
+/// Kills a foreground command's process group when the attempt is dropped before it finished.
+struct KillGroupOnDrop(Option<i32>);
+
+impl Drop for KillGroupOnDrop {
+    fn drop(&mut self) {
+        if let Some(pgid) = self.0 {
+            signal_group(pgid, rustix::process::Signal::KILL);
+        }
+    }
+}
+
+/// Whether any process of the group is still alive.
+fn group_alive(pgid: i32) -> bool {
+    rustix::process::Pid::from_raw(pgid)
+        .is_some_and(|pid| rustix::process::test_kill_process_group(pid).is_ok())
+}
+
+/// Stops a service's whole process group: SIGTERM, then SIGKILL after a grace period.
+async fn stop_service(mut svc: Service) {
+    use rustix::process::Signal;
+    signal_group(svc.pgid, Signal::TERM);
+    let waited = tokio::select! {
+        r = svc.child.wait() => r.is_ok(),
+        () = svc.clock.sleep(STOP_GRACE_MS) => false,
+    };
+    // The leader may be gone while others of its group linger: give them the same grace.
+    let mut left = STOP_GRACE_MS / 100;
+    while waited && left > 0 && group_alive(svc.pgid) {
+        svc.clock.sleep(100).await;
+        left -= 1;
+    }
+    if group_alive(svc.pgid) {
+        tracing::warn!(step = %svc.step, pgid = svc.pgid, "service ignored SIGTERM; killing its group");
+        signal_group(svc.pgid, Signal::KILL);
+    }
+    let _ = svc.child.wait().await;
+}
+
+/// The last non-empty lines of a log file (at most `n`, at most 2 KiB).
+fn log_tail(path: &Path, n: usize) -> String {
+    let text = std::fs::read(path).unwrap_or_default();
+    let start = text.len().saturating_sub(2048);
+    let text = String::from_utf8_lossy(&text[start..]);
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    lines[lines.len().saturating_sub(n)..].join(" | ")
 }
 
 const ACTIONS: &[&str] = &[
@@ -65,12 +136,6 @@ fn req<'a>(inputs: &'a Inputs, name: &str) -> Result<&'a str, AdapterError> {
 
 fn ms_in(inputs: &Inputs, name: &str, default: u64) -> u64 {
     inputs.get(name).and_then(Value::as_u64).unwrap_or(default)
-}
-
-/// Sleeps for real: the live driver's steps wait on wall time (tests use short waits or paused time).
-async fn pause(ms: u64) {
-    #[allow(clippy::disallowed_methods)]
-    tokio::time::sleep(Duration::from_millis(ms)).await;
 }
 
 fn report_outputs(r: &backup::BackupReport) -> Outputs {
@@ -148,7 +213,7 @@ impl LocalAdapter {
         }
         cmd.env("DROVER_RUN_ID", &ctx.run_id)
             .env("DROVER_STEP", &ctx.step_id)
-            .env("DROVER_MODE", &ctx.mode);
+            .env("DROVER_MODE", ctx.mode.as_str());
         if let Some(Value::Object(env)) = inputs.get("env") {
             for (k, v) in env {
                 if let Some(v) = v.as_str() {
@@ -157,41 +222,24 @@ impl LocalAdapter {
             }
         }
         if inputs.get("background").and_then(Value::as_bool) == Some(true) {
-            let logs = ctx.state_dir.join("logs");
-            std::fs::create_dir_all(&logs).map_err(|e| {
-                AdapterError::Permanent(format!("creating {}: {e}", logs.display()))
-            })?;
-            let log = logs.join(format!(
-                "{}.{}.log",
-                ctx.run_id,
-                ctx.step_id.replace(['/', '[', ']'], "_")
-            ));
-            let file = std::fs::File::create(&log)
-                .map_err(|e| AdapterError::Permanent(format!("creating {}: {e}", log.display())))?;
-            let err = file
-                .try_clone()
-                .map_err(|e| AdapterError::Permanent(e.to_string()))?;
-            cmd.stdin(std::process::Stdio::null())
-                .stdout(file)
-                .stderr(err);
-            let child = cmd
-                .spawn()
-                .map_err(|e| AdapterError::Permanent(format!("cannot start /bin/sh: {e}")))?;
-            let mut o = Outputs::new();
-            o.insert("pid".into(), json!(child.id().unwrap_or(0)));
-            o.insert("exit_code".into(), json!(0));
-            o.insert("stdout".into(), json!(""));
-            o.insert(
-                "stderr".into(),
-                json!(format!("output in {}", log.display())),
-            );
-            return Ok(o);
+            return self.start_service(cmd, inputs, ctx).await;
         }
-        cmd.kill_on_drop(true).stdin(std::process::Stdio::null());
-        let out = cmd
-            .output()
-            .await
+        // A group of its own: when the attempt is abandoned (timeout, a forced interrupt) the
+        // command and everything it started are killed together, not only the shell.
+        cmd.kill_on_drop(true)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .process_group(0);
+        let child = cmd
+            .spawn()
             .map_err(|e| AdapterError::Permanent(format!("cannot start /bin/sh: {e}")))?;
+        let mut guard = KillGroupOnDrop(child.id().and_then(|p| i32::try_from(p).ok()));
+        let out = child
+            .wait_with_output()
+            .await
+            .map_err(|e| AdapterError::Transient(format!("waiting for /bin/sh: {e}")))?;
+        guard.0 = None;
         let code = out.status.code().unwrap_or(-1);
         let clip = |b: &[u8]| {
             let s = String::from_utf8_lossy(b);
@@ -225,45 +273,131 @@ impl LocalAdapter {
         Ok(o)
     }
 
-    async fn http_check(&self, inputs: &Inputs) -> Result<Outputs, AdapterError> {
+    /// Starts a background command as the leader of a process group of its own, and makes sure
+    /// it stays up for its start-up grace period (a service that cannot bind its port fails the
+    /// step, with its exit code and the tail of its log).
+    async fn start_service(
+        &self,
+        mut cmd: tokio::process::Command,
+        inputs: &Inputs,
+        ctx: &StepContext,
+    ) -> Result<Outputs, AdapterError> {
+        let logs = ctx.state_dir.join("logs");
+        std::fs::create_dir_all(&logs)
+            .map_err(|e| AdapterError::Permanent(format!("creating {}: {e}", logs.display())))?;
+        let log = logs.join(format!(
+            "{}.{}.log",
+            ctx.run_id,
+            ctx.step_id.replace(['/', '[', ']'], "_")
+        ));
+        let file = std::fs::File::create(&log)
+            .map_err(|e| AdapterError::Permanent(format!("creating {}: {e}", log.display())))?;
+        let err = file
+            .try_clone()
+            .map_err(|e| AdapterError::Permanent(e.to_string()))?;
+        cmd.stdin(std::process::Stdio::null())
+            .stdout(file)
+            .stderr(err)
+            .process_group(0);
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| AdapterError::Permanent(format!("cannot start /bin/sh: {e}")))?;
+        let pid = child.id().and_then(|p| i32::try_from(p).ok()).unwrap_or(0);
+        let grace = ms_in(inputs, "startup_grace", 1_000);
+        let exited = tokio::select! {
+            r = child.wait() => Some(r),
+            () = ctx.clock.sleep(grace) => None,
+        };
+        if let Some(status) = exited {
+            // Whatever it started in its group goes too.
+            signal_group(pid, rustix::process::Signal::KILL);
+            let code = status
+                .ok()
+                .and_then(|s| s.code())
+                .map_or_else(|| "a signal".to_owned(), |c| c.to_string());
+            return Err(AdapterError::Transient(format!(
+                "the background command exited with {code} during its start-up grace period of {}: {} (log {})",
+                drover_schema::format_ms(grace),
+                log_tail(&log, 3),
+                log.display()
+            )));
+        }
+        let keep = inputs.get("keep_running").and_then(Value::as_bool) == Some(true);
+        if let Ok(mut all) = self.services.lock() {
+            all.entry(ctx.run_id.clone()).or_default().push(Service {
+                step: ctx.step_id.clone(),
+                pgid: pid,
+                child,
+                keep,
+                clock: ctx.clock.clone(),
+            });
+        }
+        let mut o = Outputs::new();
+        o.insert("pid".into(), json!(pid));
+        o.insert("pgid".into(), json!(pid));
+        o.insert("exit_code".into(), json!(0));
+        o.insert("stdout".into(), json!(""));
+        o.insert(
+            "stderr".into(),
+            json!(format!("output in {}", log.display())),
+        );
+        Ok(o)
+    }
+
+    async fn http_check(
+        &self,
+        inputs: &Inputs,
+        ctx: &StepContext,
+    ) -> Result<Outputs, AdapterError> {
         let url = req(inputs, "url")?;
         let expect = inputs
             .get("expect_status")
             .and_then(Value::as_u64)
             .unwrap_or(200);
         let contains = str_in(inputs, "contains");
+        let want_sha = str_in(inputs, "expect_sha256").map(str::to_ascii_lowercase);
         let interval = ms_in(inputs, "interval", 2_000).max(100);
-        // Polls until healthy; the step's timeout (enforced by the scheduler) bounds it.
+        let mut attempt = 0u32;
         loop {
-            // Latency is reported, never used for a decision.
-            #[allow(clippy::disallowed_methods)]
-            let started = std::time::Instant::now();
-            if let Ok(resp) = self.http.get(url).send().await {
-                {
+            attempt += 1;
+            let started = ctx.clock.now_ms();
+            let why = match self.http.get(url).send().await {
+                Err(e) => describe_reqwest(&e),
+                Ok(resp) => {
                     let status = u64::from(resp.status().as_u16());
-                    let body = resp.text().await.unwrap_or_default();
-                    if status == expect && contains.is_none_or(|c| body.contains(c)) {
+                    let body = resp.bytes().await.unwrap_or_default();
+                    let text = String::from_utf8_lossy(&body);
+                    let sha = want_sha.as_ref().map(|_| {
+                        use sha2::Digest;
+                        hex::encode(sha2::Sha256::digest(&body))
+                    });
+                    if status != expect {
+                        format!("answered {status}, not {expect}: {}", excerpt(&text))
+                    } else if let Some(c) = contains.filter(|c| !text.contains(c)) {
+                        format!("answered {status} without {c:?}: {}", excerpt(&text))
+                    } else if let (Some(want), Some(got)) = (&want_sha, &sha)
+                        && want != got
+                    {
+                        format!(
+                            "answered {status}, body SHA-256 {got}, not {want}: not this run's data"
+                        )
+                    } else {
                         let mut o = Outputs::new();
                         o.insert("status".into(), json!(status));
                         o.insert(
                             "latency_ms".into(),
-                            json!(u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)),
+                            json!(ctx.clock.now_ms().saturating_sub(started)),
                         );
                         return Ok(o);
                     }
                 }
-            }
-            pause(interval).await;
+            };
+            poll_or_give_up(ctx, "http.check", url, attempt, interval, &why).await?;
         }
     }
 
-    async fn dns_wait(&self, inputs: &Inputs) -> Result<Outputs, AdapterError> {
+    async fn dns_wait(&self, inputs: &Inputs, ctx: &StepContext) -> Result<Outputs, AdapterError> {
         let name = req(inputs, "name")?;
-        if str_in(inputs, "resolver").is_some() {
-            return Err(AdapterError::Permanent(
-                "a custom `resolver` is not supported yet; the system resolver is used".into(),
-            ));
-        }
         let expect: Vec<String> = inputs
             .get("expect")
             .and_then(Value::as_array)
@@ -274,16 +408,34 @@ impl LocalAdapter {
             })
             .unwrap_or_default();
         let interval = ms_in(inputs, "interval", 5_000).max(100);
+        let mut attempt = 0u32;
         loop {
-            if let Ok(addrs) = tokio::net::lookup_host((name, 0)).await {
-                let got: Vec<String> = addrs.map(|a| a.ip().to_string()).collect();
-                if expect.iter().all(|e| got.contains(e)) {
-                    let mut o = Outputs::new();
-                    o.insert("addresses".into(), json!(got));
-                    return Ok(o);
+            attempt += 1;
+            let why = match tokio::net::lookup_host((name, 0)).await {
+                Ok(addrs) => {
+                    let mut got: Vec<String> = addrs.map(|a| a.ip().to_string()).collect();
+                    got.sort();
+                    got.dedup();
+                    let missing: Vec<&String> =
+                        expect.iter().filter(|e| !got.contains(e)).collect();
+                    if missing.is_empty() {
+                        let mut o = Outputs::new();
+                        o.insert("addresses".into(), json!(got));
+                        return Ok(o);
+                    }
+                    format!(
+                        "resolves to [{}], missing [{}]",
+                        got.join(", "),
+                        missing
+                            .iter()
+                            .map(|s| s.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
                 }
-            }
-            pause(interval).await;
+                Err(e) => format!("does not resolve: {e}"),
+            };
+            poll_or_give_up(ctx, "dns.wait_resolves", name, attempt, interval, &why).await?;
         }
     }
 
@@ -434,13 +586,13 @@ impl Adapter for LocalAdapter {
         self.validate(action, inputs)?;
         match action {
             "wait" => {
-                pause(ms_in(inputs, "duration", 0)).await;
+                ctx.clock.sleep(ms_in(inputs, "duration", 0)).await;
                 Ok(Outputs::new())
             }
             "shell" => self.shell(inputs, ctx).await,
             "notify" => self.notify(inputs, ctx).await,
-            "http.check" => self.http_check(inputs).await,
-            "dns.wait_resolves" => self.dns_wait(inputs).await,
+            "http.check" => self.http_check(inputs, ctx).await,
+            "dns.wait_resolves" => self.dns_wait(inputs, ctx).await,
             "backup.rehydrate" => self.rehydrate(inputs, true).await,
             "backup.verify" => self.verify(inputs).await,
             other => Err(AdapterError::Permanent(format!(
@@ -483,4 +635,82 @@ impl Adapter for LocalAdapter {
         o.insert("path".into(), json!(dest.display().to_string()));
         Ok(Observation::Done(o))
     }
+
+    async fn end_run(&self, run_id: &str) {
+        let services = self
+            .services
+            .lock()
+            .ok()
+            .and_then(|mut all| all.remove(run_id))
+            .unwrap_or_default();
+        let mut stops = Vec::new();
+        for svc in services {
+            if svc.keep {
+                tracing::info!(step = %svc.step, pgid = svc.pgid, "service kept running after the run (keep_running)");
+                continue;
+            }
+            stops.push(stop_service(svc));
+        }
+        for s in stops {
+            s.await;
+        }
+    }
+}
+
+/// A short, single-line excerpt of a response body for an error or progress line.
+fn excerpt(text: &str) -> String {
+    let one: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if one.chars().count() > 120 {
+        format!("{}…", one.chars().take(120).collect::<String>())
+    } else if one.is_empty() {
+        "(empty body)".into()
+    } else {
+        one
+    }
+}
+
+/// One sentence for a failed HTTP request (never reqwest's debug dump).
+fn describe_reqwest(e: &reqwest::Error) -> String {
+    let mut root: &dyn std::error::Error = e;
+    while let Some(s) = root.source() {
+        root = s;
+    }
+    if e.is_timeout() {
+        "no answer within 30s".into()
+    } else if e.is_connect() {
+        format!("cannot connect: {root}")
+    } else {
+        format!("request failed: {root}")
+    }
+}
+
+/// After a poll that was not yet what the step waits for: reports why, then sleeps until the
+/// next poll — or, when the next poll would come after the attempt's deadline, gives up with an
+/// error naming the timeout and the last answer.
+async fn poll_or_give_up(
+    ctx: &StepContext,
+    action: &str,
+    target: &str,
+    attempt: u32,
+    interval: u64,
+    why: &str,
+) -> Result<(), AdapterError> {
+    if let Some(t) = ctx.timeout {
+        // Give up while there is still time to say why: the engine abandons the attempt at its
+        // deadline with a bare "timed out".
+        let margin = (interval / 2).min(30_000);
+        let now = ctx.clock.now_ms();
+        if now.saturating_add(interval).saturating_add(margin) >= t.deadline_ms {
+            return Err(AdapterError::Transient(format!(
+                "{action} {target}: not as expected after {attempt} attempt(s) within {}: last: {why}",
+                t.describe(action)
+            )));
+        }
+    }
+    ctx.progress.report(&format!(
+        "attempt {attempt}: {target} {why}; next poll in {}",
+        drover_schema::format_ms(interval)
+    ));
+    ctx.clock.sleep(interval).await;
+    Ok(())
 }

@@ -49,21 +49,21 @@ fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
         .enable_all()
         .build()
         .map_err(|e| {
-            eprintln!("cannot start the async runtime: {e}");
+            errln!("cannot start the async runtime: {e}");
             ExitCode::FAILURE
         })
 }
 
 fn key(uri: &str) -> Result<Box<dyn KeyProvider>, ExitCode> {
     key_provider_from_uri(uri).map_err(|e| {
-        eprintln!("error: {e}");
+        errln!("error: {e}");
         ExitCode::FAILURE
     })
 }
 
 fn location(uri: &str) -> Result<Box<dyn Location>, ExitCode> {
     location_from_uri(uri).map_err(|e| {
-        eprintln!("error: {e}");
+        errln!("error: {e}");
         ExitCode::FAILURE
     })
 }
@@ -85,14 +85,16 @@ fn human_bytes(n: u64) -> String {
 
 fn print_report(verb: &str, r: &BackupReport, format: CheckFormat) {
     if let (CheckFormat::Text, Some(lock)) = (format, &r.retention) {
-        println!(
+        outln!(
             "{}: under S3 Object Lock, {} mode, retained until {}",
-            r.location, lock.mode, lock.retain_until
+            r.location,
+            lock.mode,
+            lock.retain_until
         );
     }
     match format {
-        CheckFormat::Json => println!("{}", serde_json::to_string_pretty(r).unwrap_or_default()),
-        CheckFormat::Text => println!(
+        CheckFormat::Json => outln!("{}", serde_json::to_string_pretty(r).unwrap_or_default()),
+        CheckFormat::Text => outln!(
             "{verb} {}: backup {}, data set {}, recovery point {}, {} in {} chunk(s), plaintext sha256 {}, key {} ({})",
             r.location,
             r.backup_id,
@@ -111,7 +113,7 @@ fn print_report(verb: &str, r: &BackupReport, format: CheckFormat) {
 }
 
 fn fail(what: &str, e: &BackupError) -> ExitCode {
-    eprintln!("error: {what}: {e}");
+    errln!("error: {what}: {e}");
     ExitCode::FAILURE
 }
 
@@ -144,7 +146,7 @@ fn run(cmd: BackupCommand) -> Result<ExitCode, ExitCode> {
                 None => None,
                 Some(Ok(t)) => Some(t),
                 Some(Err(e)) => {
-                    eprintln!(
+                    errln!(
                         "error: --recovery-point is not an RFC 3339 time ({e}); example: 2026-11-23T03:00:00Z"
                     );
                     return Err(ExitCode::from(2));
@@ -164,7 +166,7 @@ fn run(cmd: BackupCommand) -> Result<ExitCode, ExitCode> {
                 match std::fs::File::open(&input) {
                     Ok(f) => Box::new(std::io::BufReader::with_capacity(1 << 20, f)),
                     Err(e) => {
-                        eprintln!("error: cannot open {input}: {e}");
+                        errln!("error: cannot open {input}: {e}");
                         return Err(ExitCode::FAILURE);
                     }
                 }
@@ -244,16 +246,29 @@ fn run(cmd: BackupCommand) -> Result<ExitCode, ExitCode> {
             backup: path,
             from,
             to,
+            format,
         } => {
             let from = key(&from)?;
             let to = key(&to)?;
             let loc = location(&path)?;
             match rt.block_on(backup::rewrap(loc.as_ref(), from.as_ref(), to.as_ref())) {
                 Ok(r) => {
-                    println!(
-                        "rewrapped {}: data key now wrapped by {}; data chunks unchanged (ciphertext sha256 {})",
-                        r.location, r.key_id, r.ciphertext_sha256
-                    );
+                    match format {
+                        CheckFormat::Json => outln!(
+                            "{}",
+                            serde_json::json!({
+                                "location": r.location,
+                                "key_id": r.key_id,
+                                "ciphertext_sha256": r.ciphertext_sha256,
+                            })
+                        ),
+                        CheckFormat::Text => outln!(
+                            "rewrapped {}: data key now wrapped by {}; data chunks unchanged (ciphertext sha256 {})",
+                            r.location,
+                            r.key_id,
+                            r.ciphertext_sha256
+                        ),
+                    }
                     ExitCode::SUCCESS
                 }
                 Err(e) => fail(&format!("rewrapping {path} (the backup is unchanged)"), &e),
@@ -268,31 +283,32 @@ fn run(cmd: BackupCommand) -> Result<ExitCode, ExitCode> {
                 Ok(i) => {
                     match format {
                         CheckFormat::Json => {
-                            println!("{}", serde_json::to_string_pretty(&i).unwrap_or_default())
+                            outln!("{}", serde_json::to_string_pretty(&i).unwrap_or_default())
                         }
                         CheckFormat::Text => {
                             let h = &i.header;
-                            println!("backup          {}", h.backup_id);
-                            println!("format          {}", h.format);
-                            println!("data set        {}", h.dataset);
-                            println!("recovery point  {}", h.recovery_point);
-                            println!("created         {}", h.created_at);
-                            println!(
+                            outln!("backup          {}", h.backup_id);
+                            outln!("format          {}", h.format);
+                            outln!("data set        {}", h.dataset);
+                            outln!("recovery point  {}", h.recovery_point);
+                            outln!("created         {}", h.created_at);
+                            outln!(
                                 "cipher          {} (chunks of {}, key derivation {})",
                                 h.cipher,
                                 human_bytes(u64::from(h.chunk_size)),
                                 h.kdf
                             );
-                            println!("key             {} ({})", i.key_id, i.key_provider);
-                            println!(
+                            outln!("key             {} ({})", i.key_id, i.key_provider);
+                            outln!(
                                 "plaintext       {} ({} bytes), sha256 {}",
                                 human_bytes(i.manifest.plaintext_bytes),
                                 i.manifest.plaintext_bytes,
                                 i.manifest.plaintext_sha256
                             );
-                            println!(
+                            outln!(
                                 "ciphertext      {} chunk(s), sha256 {} (verified)",
-                                i.manifest.chunks, i.manifest.ciphertext_sha256
+                                i.manifest.chunks,
+                                i.manifest.ciphertext_sha256
                             );
                         }
                     }
@@ -313,7 +329,7 @@ fn sampled(
     format: CheckFormat,
 ) -> ExitCode {
     let Some(key) = key else {
-        eprintln!("error: verifying a directory needs --key (the sample is fully decrypted)");
+        errln!("error: verifying a directory needs --key (the sample is fully decrypted)");
         return ExitCode::from(2);
     };
     let loc = backup::LocalLocation::new(dir);
@@ -328,7 +344,7 @@ fn sampled(
         Err(e) => return fail(&format!("listing {dir}"), &e),
     };
     match format {
-        CheckFormat::Json => println!(
+        CheckFormat::Json => outln!(
             "{}",
             serde_json::json!({ "seed": report.seed, "errors": report.errors(), "backups": report.backups })
         ),
@@ -336,11 +352,11 @@ fn sampled(
             for b in &report.backups {
                 let how = if b.sampled { "full" } else { "hash" };
                 match &b.error {
-                    None => println!("ok      {how:<4}  {}", b.location),
-                    Some(e) => println!("FAILED  {how:<4}  {}: {e}", b.location),
+                    None => outln!("ok      {how:<4}  {}", b.location),
+                    Some(e) => outln!("FAILED  {how:<4}  {}: {e}", b.location),
                 }
             }
-            println!(
+            outln!(
                 "{} backup(s): {} fully verified, {} hash-checked; unresolved verification errors: {} (seed {})",
                 report.backups.len(),
                 report.sampled(),
@@ -363,20 +379,24 @@ fn rand_seed(b: &mut [u8; 8]) {
 }
 
 /// Runs `drover key generate`.
-pub fn key_generate(uri: &str, if_missing: bool) -> ExitCode {
+pub fn key_generate(uri: &str, if_missing: bool, json: bool) -> ExitCode {
     let Some(path) = uri.strip_prefix("file:").filter(|p| !p.is_empty()) else {
-        eprintln!(
+        errln!(
             "error: `drover key generate` makes file keys: file:PATH (KMS keys are created in the KMS)"
         );
         return ExitCode::from(2);
     };
     match backup::generate_file_key(std::path::Path::new(path), if_missing) {
         Ok(id) => {
-            println!("key {uri} ready: {id}");
+            if json {
+                outln!("{}", serde_json::json!({ "key": uri, "key_id": id }));
+            } else {
+                outln!("key {uri} ready: {id}");
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             ExitCode::FAILURE
         }
     }

@@ -1,7 +1,9 @@
 //! `drover`: the command line. Thin by design: it parses arguments, calls the libraries, prints
-//! what they return and picks the exit code. Exit codes: 0 success, 1 a finding (errors in a
-//! runbook, a file that needs formatting), 2 usage error. A panic (101) is a bug.
+//! what they return and picks the exit code ([`EXIT_CODES`], the same table for every verb). A
+//! panic (101) is a bug.
 
+#[macro_use]
+mod output;
 mod backup_cli;
 mod run_cli;
 mod sim_cli;
@@ -11,22 +13,42 @@ mod telemetry;
 use backup_cli::{backup_command, key_generate};
 use clap::{Parser, Subcommand, ValueEnum};
 use drover_dsl::{Compilation, CompileOptions, FsLoader, Mode};
-use std::io::IsTerminal;
 use std::process::ExitCode;
+
+/// The exit codes of every verb (also in `drover --help` and docs/cli.md).
+pub const EXIT_CODES: &str = "\
+Exit codes (every verb):
+  0  success: the run succeeded and met its RTO and RPO targets; the check, verification or
+     command succeeded
+  1  failure: the run failed or was rolled back; errors in a runbook; a verification failed; an
+     operation was refused
+  2  usage: bad arguments, a mode the runbook does not have, an unsupported --state location
+  3  the run succeeded but missed its RTO or RPO target (simulate: the p95 exceeds the target
+     with --fail-if-p95-exceeds-target)
+  4  the run was interrupted: `drover resume RUN` continues it
+  5  the run finished, but steps failed (on_failure = continue) or were refused by the drill
+     guard: read `drover status`
+  A panic (exit 101) is a bug: please report it.";
 
 #[derive(Parser)]
 #[command(
     name = "drover",
     version,
-    about = "Disaster-recovery runbooks: compile, check, plan and run them"
+    about = "Disaster-recovery runbooks: compile, check, plan and run them",
+    after_help = EXIT_CODES
 )]
 struct Cli {
-    /// Export a span per run and per step over OTLP/HTTP to this endpoint (also
-    /// OTEL_EXPORTER_OTLP_ENDPOINT).
-    #[arg(long, global = true, value_name = "ENDPOINT")]
-    otlp: Option<String>,
     #[command(subcommand)]
     command: Command,
+}
+
+/// Tracing export, for the verbs that run a runbook.
+#[derive(clap::Args, Clone, Default)]
+struct TelemetryArgs {
+    /// Export a span per run and per step over OTLP/HTTP to this endpoint (also
+    /// OTEL_EXPORTER_OTLP_ENDPOINT).
+    #[arg(long, value_name = "ENDPOINT")]
+    otlp: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -147,8 +169,12 @@ enum Command {
         #[arg(long)]
         check: bool,
     },
-    /// List the actions steps can use, with their inputs and outputs.
-    Actions,
+    /// List the actions steps can use, with their inputs, outputs and default timeouts.
+    Actions {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
+        format: CheckFormat,
+    },
     /// Encrypted backups: create, verify, restore, rewrap, inspect.
     #[command(subcommand)]
     Backup(BackupCommand),
@@ -156,12 +182,21 @@ enum Command {
     #[command(subcommand)]
     Key(KeyCommand),
     /// Execute a runbook: journaled, resumable, audited; prints achieved RTO and RPO.
+    #[command(after_help = "\
+Examples:
+  drover run runbooks/quickstart.drover
+  drover run runbooks/ehr-failover.drover --mode failover --as alice --var zone_id=Z123
+  drover run my-drill.drover --dry-run                 # validate and preflight, change nothing
+  drover run my-drill.drover --format json | jq .rto   # the run record as JSON on stdout
+
+Exit codes: 0 succeeded and met the targets, 1 failed or rolled back, 2 usage, 3 missed the RTO
+or RPO target, 4 interrupted (drover resume), 5 finished with failed or refused steps.")]
     Run {
         /// Runbook file.
         file: String,
-        /// The mode.
+        /// The mode (optional when the runbook has only one).
         #[arg(long, value_enum)]
-        mode: ModeArg,
+        mode: Option<ModeArg>,
         /// Set a parameter.
         #[arg(long = "var", value_name = "KEY=VALUE", value_parser = parse_var)]
         vars: Vec<(String, String)>,
@@ -180,8 +215,18 @@ enum Command {
         /// Validate and preflight every step, print what would change, change nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Output format: text (progress lines and a summary), or json (progress on standard
+        /// error, the run record on standard output).
+        #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
+        format: CheckFormat,
+        #[command(flatten)]
+        telemetry: TelemetryArgs,
     },
     /// Continue a run after an interruption or a crash.
+    #[command(after_help = "\
+Examples:
+  drover resume latest
+  drover resume r20261202T1030-1a2b --state /var/lib/drover")]
     Resume {
         /// Run id, or `latest`.
         run_id: String,
@@ -191,8 +236,32 @@ enum Command {
         /// Who resumes it (default: the OS user).
         #[arg(long = "as")]
         operator: Option<String>,
+        /// Output format (see `drover run`).
+        #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
+        format: CheckFormat,
+        #[command(flatten)]
+        telemetry: TelemetryArgs,
     },
+    /// List the runs in a state directory: id, runbook, mode, status, started, outcome.
+    Runs {
+        /// State directory.
+        #[arg(long, default_value = ".drover")]
+        state: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
+        format: CheckFormat,
+    },
+    /// Print a shell completion script: `drover completions bash > /etc/bash_completion.d/drover`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff): `drover man | man -l -`.
+    Man,
     /// Approve a step that waits for approval.
+    #[command(after_help = "\
+Examples:
+  drover approve latest approve_cutover --as bob --role incident-commander")]
     Approve {
         /// Run id, or `latest`.
         run_id: String,
@@ -207,8 +276,15 @@ enum Command {
         /// State directory.
         #[arg(long, default_value = ".drover")]
         state: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
+        format: CheckFormat,
     },
     /// Show a run: steps, milestones, RTO and RPO against the targets.
+    #[command(after_help = "\
+Examples:
+  drover status                       # the latest run
+  drover status latest --format json")]
     Status {
         /// Run id, or `latest`.
         #[arg(default_value = "latest")]
@@ -279,9 +355,12 @@ enum EvidenceCommand {
     Verify {
         /// The bundle.
         bundle: String,
-        /// The signer's public key (PATH.pub).
+        /// The signer's public key: `file:PATH.pub` (a bare path is accepted too).
         #[arg(long)]
         public_key: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
+        format: CheckFormat,
     },
 }
 
@@ -315,6 +394,9 @@ enum AuditCommand {
         /// State directory.
         #[arg(long, default_value = ".drover")]
         state: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
+        format: CheckFormat,
     },
 }
 
@@ -331,6 +413,9 @@ enum KeyCommand {
         /// PATH.pub (public, for auditors).
         #[arg(long)]
         signing: bool,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
+        format: CheckFormat,
     },
 }
 
@@ -407,6 +492,9 @@ enum BackupCommand {
         /// The new key URI.
         #[arg(long)]
         to: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
+        format: CheckFormat,
     },
     /// Show a backup's header and manifest (no key needed).
     Inspect {
@@ -472,7 +560,13 @@ fn parse_var(s: &str) -> Result<(String, String), String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let telemetry = telemetry::init(cli.otlp.clone());
+    let otlp = match &cli.command {
+        Command::Run { telemetry, .. } | Command::Resume { telemetry, .. } => {
+            telemetry.otlp.clone()
+        }
+        _ => None,
+    };
+    let telemetry = telemetry::init(otlp);
     let code = dispatch(cli);
     telemetry.shutdown();
     code
@@ -560,16 +654,44 @@ fn dispatch(cli: Cli) -> ExitCode {
             )
         }
         Command::Fmt { files, check } => fmt(&files, check),
-        Command::Actions => actions(),
+        Command::Actions { format } => actions(format),
+        Command::Runs { state, format } => {
+            run_cli::runs(state.into(), matches!(format, CheckFormat::Json))
+        }
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            let mut buf = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "drover", &mut buf);
+            out!("{}", String::from_utf8_lossy(&buf));
+            ExitCode::SUCCESS
+        }
+        Command::Man => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            let mut buf = Vec::new();
+            match clap_mangen::Man::new(cmd).render(&mut buf) {
+                Ok(()) => {
+                    out!("{}", String::from_utf8_lossy(&buf));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    errln!("error: cannot render the man page: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Backup(b) => backup_command(b),
         Command::Key(KeyCommand::Generate {
             uri,
             if_missing: _,
             signing: true,
-        }) => run_cli::signing_key_generate(&uri),
+            format,
+        }) => run_cli::signing_key_generate(&uri, matches!(format, CheckFormat::Json)),
         Command::Key(KeyCommand::Generate {
-            uri, if_missing, ..
-        }) => key_generate(&uri, if_missing),
+            uri,
+            if_missing,
+            format,
+            ..
+        }) => key_generate(&uri, if_missing, matches!(format, CheckFormat::Json)),
         Command::Evidence(EvidenceCommand::Export {
             run_id,
             out,
@@ -584,9 +706,11 @@ fn dispatch(cli: Cli) -> ExitCode {
             state.into(),
             upload.as_deref().map(|u| (u, retain_days)),
         ),
-        Command::Evidence(EvidenceCommand::Verify { bundle, public_key }) => {
-            run_cli::evidence_verify(&bundle, &public_key)
-        }
+        Command::Evidence(EvidenceCommand::Verify {
+            bundle,
+            public_key,
+            format,
+        }) => run_cli::evidence_verify(&bundle, &public_key, matches!(format, CheckFormat::Json)),
         Command::Run {
             file,
             mode,
@@ -596,42 +720,91 @@ fn dispatch(cli: Cli) -> ExitCode {
             declared_at,
             run_id,
             dry_run,
+            format,
+            telemetry: _,
         } => {
             let (plan, sources) = match compiled_with_sources(&file, vars) {
                 Ok(p) => p,
                 Err(code) => return code,
             };
+            let mode = match plan.mode_or_first(mode.map(Mode::from)) {
+                Ok(m) if mode.is_some() || plan.runbook.modes.len() == 1 => m,
+                Ok(_) => {
+                    errln!(
+                        "error: {file} has several modes ({}); choose one with --mode",
+                        plan.runbook
+                            .modes
+                            .iter()
+                            .map(|m| m.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    );
+                    return ExitCode::from(2);
+                }
+                Err(m) => {
+                    errln!(
+                        "error: runbook `{}` does not support {} mode (it has: {})",
+                        plan.runbook.name,
+                        m.as_str(),
+                        plan.runbook
+                            .modes
+                            .iter()
+                            .map(|m| m.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    );
+                    return ExitCode::from(2);
+                }
+            };
             run_cli::run(run_cli::RunArgs {
                 plan,
                 sources,
-                mode: mode.into(),
+                mode,
                 state: state.into(),
                 operator,
                 declared_at,
                 run_id,
                 dry_run,
+                json: matches!(format, CheckFormat::Json),
             })
         }
         Command::Resume {
             run_id,
             state,
             operator,
-        } => run_cli::resume(&run_id, state.into(), operator),
+            format,
+            telemetry: _,
+        } => run_cli::resume(
+            &run_id,
+            state.into(),
+            operator,
+            matches!(format, CheckFormat::Json),
+        ),
         Command::Approve {
             run_id,
             step,
             operator,
             roles,
             state,
-        } => run_cli::approve(&run_id, &step, &operator, roles, state.into()),
+            format,
+        } => run_cli::approve(
+            &run_id,
+            &step,
+            &operator,
+            roles,
+            state.into(),
+            matches!(format, CheckFormat::Json),
+        ),
         Command::Status {
             run_id,
             state,
             format,
         } => run_cli::status(&run_id, state.into(), matches!(format, CheckFormat::Json)),
-        Command::Audit(AuditCommand::Verify { run_id, state }) => {
-            run_cli::audit_verify(&run_id, state.into())
-        }
+        Command::Audit(AuditCommand::Verify {
+            run_id,
+            state,
+            format,
+        }) => run_cli::audit_verify(&run_id, state.into(), matches!(format, CheckFormat::Json)),
         Command::Audit(AuditCommand::Show { run_id, state }) => {
             run_cli::audit_show(&run_id, state.into())
         }
@@ -693,9 +866,9 @@ fn compile(file: &str, vars: Vec<(String, String)>) -> Compilation {
 }
 
 fn print_diagnostics(c: &Compilation) {
-    let color = std::io::stderr().is_terminal();
+    let color = output::stderr_color();
     for d in &c.diagnostics {
-        eprint!("{}", drover_dsl::render(d, &c.sources, color, 100));
+        err!("{}", drover_dsl::render(d, &c.sources, color, 100));
     }
 }
 
@@ -734,11 +907,11 @@ fn check(files: &[String], vars: Vec<(String, String)>, format: CheckFormat) -> 
         }
     }
     match format {
-        CheckFormat::Text => eprintln!(
+        CheckFormat::Text => errln!(
             "checked {} file(s): {errors} error(s), {warnings} warning(s)",
             files.len()
         ),
-        CheckFormat::Json => println!("{}", serde_json::Value::Array(json)),
+        CheckFormat::Json => outln!("{}", serde_json::Value::Array(json)),
     }
     if failed {
         ExitCode::FAILURE
@@ -771,7 +944,7 @@ fn compiled_with_sources(
         Some(p) => Ok((p, sources)),
         None => {
             let (e, _) = summary(&c);
-            eprintln!("{file}: {e} error(s); no plan");
+            errln!("{file}: {e} error(s); no plan");
             Err(ExitCode::FAILURE)
         }
     }
@@ -789,9 +962,9 @@ fn plan(
     };
     match format {
         PlanFormat::Json => match plan.to_json() {
-            Ok(j) => println!("{j}"),
+            Ok(j) => outln!("{j}"),
             Err(e) => {
-                eprintln!("cannot serialize the plan: {e}");
+                errln!("cannot serialize the plan: {e}");
                 return ExitCode::FAILURE;
             }
         },
@@ -799,12 +972,12 @@ fn plan(
             let mode = match plan.mode_or_first(mode.map(Mode::from)) {
                 Ok(m) => m,
                 Err(m) => {
-                    eprintln!("{file} does not support mode {}", m.as_str());
+                    errln!("{file} does not support mode {}", m.as_str());
                     return ExitCode::FAILURE;
                 }
             };
             let a = drover_dsl::analysis::analyze(&plan, mode);
-            print!("{}", drover_dsl::analysis::render_text(&plan, &a));
+            out!("{}", drover_dsl::analysis::render_text(&plan, &a));
         }
     }
     ExitCode::SUCCESS
@@ -820,9 +993,9 @@ fn graph(file: &str, vars: Vec<(String, String)>, format: GraphFormat) -> ExitCo
         GraphFormat::Mermaid => drover_dsl::graph::to_mermaid(&plan),
         GraphFormat::Json => drover_dsl::graph::to_json(&plan),
     };
-    print!("{out}");
+    out!("{out}");
     if !out.ends_with('\n') {
-        println!();
+        outln!();
     }
     ExitCode::SUCCESS
 }
@@ -833,7 +1006,7 @@ fn fmt(files: &[String], check: bool) -> ExitCode {
         let text = match std::fs::read_to_string(f) {
             Ok(t) => t,
             Err(e) => {
-                eprintln!("{f}: cannot read: {e}");
+                errln!("{f}: cannot read: {e}");
                 failed = true;
                 continue;
             }
@@ -843,11 +1016,11 @@ fn fmt(files: &[String], check: bool) -> ExitCode {
             Err(e) => {
                 let mut sources = drover_dsl::SourceMap::new();
                 sources.add(drover_dsl::SourceFile::new(f.clone(), text));
-                let color = std::io::stderr().is_terminal();
+                let color = output::stderr_color();
                 for d in &e.diagnostics {
-                    eprint!("{}", drover_dsl::render(d, &sources, color, 100));
+                    err!("{}", drover_dsl::render(d, &sources, color, 100));
                 }
-                eprintln!("{f}: not formatted: {e}");
+                errln!("{f}: not formatted: {e}");
                 failed = true;
                 continue;
             }
@@ -856,13 +1029,13 @@ fn fmt(files: &[String], check: bool) -> ExitCode {
             continue;
         }
         if check {
-            eprintln!("{f}: not formatted (run `drover fmt {f}`)");
+            errln!("{f}: not formatted (run `drover fmt {f}`)");
             failed = true;
         } else if let Err(e) = std::fs::write(f, formatted) {
-            eprintln!("{f}: cannot write: {e}");
+            errln!("{f}: cannot write: {e}");
             failed = true;
         } else {
-            eprintln!("formatted {f}");
+            errln!("formatted {f}");
         }
     }
     if failed {
@@ -872,18 +1045,33 @@ fn fmt(files: &[String], check: bool) -> ExitCode {
     }
 }
 
-fn actions() -> ExitCode {
+fn actions(format: CheckFormat) -> ExitCode {
     let catalogue = drover_adapters::builtin_catalogue();
+    if matches!(format, CheckFormat::Json) {
+        return match serde_json::to_string_pretty(catalogue.actions()) {
+            Ok(j) => {
+                outln!("{j}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                errln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     for a in catalogue.actions() {
         let undo = if a.builtin_undo {
             ", built-in undo"
         } else {
             ""
         };
-        println!("{}  ({:?}{undo}) {}", a.name, a.effect, a.summary);
+        let timeout = a.default_timeout_ms.map_or_else(String::new, |ms| {
+            format!(", default timeout {}", drover_dsl::format_duration(ms))
+        });
+        outln!("{}  ({:?}{undo}{timeout}) {}", a.name, a.effect, a.summary);
         for i in &a.inputs {
             let req = if i.required { "required" } else { "optional" };
-            println!(
+            outln!(
                 "    with {:<22} {:<18} {req:<8}  {}",
                 i.name,
                 i.ty.describe(),
@@ -891,7 +1079,7 @@ fn actions() -> ExitCode {
             );
         }
         for o in &a.outputs {
-            println!(
+            outln!(
                 "    out  {:<22} {:<18} {:<8}  {}",
                 o.name,
                 o.ty.describe(),

@@ -1,16 +1,15 @@
 //! `drover run | resume | approve | status | audit verify`: argument handling and printing around
 //! `drover_engine`.
 //!
-//! Exit codes: 0 the run succeeded and met its targets; 1 it failed (or was refused); 2 usage;
-//! 3 it succeeded but missed its RTO or RPO target; 4 it was interrupted (resume it).
+//! Exit codes: [`crate::EXIT_CODES`].
 
 use drover_adapters::local::LocalAdapter;
 use drover_dsl::{Mode, Plan, format_duration};
 use drover_engine::audit;
 use drover_engine::clock::{Clock, SystemClock};
 use drover_engine::driver::{Adapters, Driver, DriverError, Observer, RunSpec};
-use drover_engine::journal::{Journal, SqliteJournal};
-use drover_engine::run_record::{Objective, RunRecord, parse_rfc3339};
+use drover_engine::journal::{Journal, JournalError, SqliteJournal};
+use drover_engine::run_record::{Objective, RunRecord, parse_rfc3339, rfc3339};
 use drover_engine::scheduler::RunOutcome;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -27,6 +26,8 @@ pub struct RunArgs {
     pub declared_at: Option<String>,
     pub run_id: Option<String>,
     pub dry_run: bool,
+    /// The run record as JSON on stdout; progress lines on stderr.
+    pub json: bool,
 }
 
 /// Prints progress lines with the time since the run started; on a terminal, also a live status
@@ -35,20 +36,35 @@ struct Lines {
     clock: Arc<dyn Clock>,
     start: u64,
     bar: Option<indicatif::ProgressBar>,
+    /// Progress goes to standard error (standard output carries JSON).
+    to_stderr: bool,
 }
 
 impl Lines {
-    fn new(clock: Arc<dyn Clock>, start: u64) -> Self {
+    fn new(clock: Arc<dyn Clock>, start: u64, to_stderr: bool) -> Self {
         use std::io::IsTerminal;
-        let bar = std::io::stdout().is_terminal().then(|| {
+        let tty = if to_stderr {
+            std::io::stderr().is_terminal()
+        } else {
+            std::io::stdout().is_terminal()
+        };
+        let bar = crate::output::color_allowed(tty).then(|| {
             let b = indicatif::ProgressBar::new_spinner();
             if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {msg}") {
                 b.set_style(style);
             }
+            if to_stderr {
+                b.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+            }
             b.enable_steady_tick(std::time::Duration::from_millis(250));
             b
         });
-        Self { clock, start, bar }
+        Self {
+            clock,
+            start,
+            bar,
+            to_stderr,
+        }
     }
 }
 
@@ -58,7 +74,8 @@ impl Observer for Lines {
         let line = format!("[{:02}:{:02}] {text}", s / 60, s % 60);
         match &self.bar {
             Some(b) => b.println(line),
-            None => println!("{line}"),
+            None if self.to_stderr => errln!("{line}"),
+            None => outln!("{line}"),
         }
     }
 
@@ -122,7 +139,7 @@ fn os_user() -> String {
 
 fn adapters() -> Adapters {
     let sink: drover_adapters::local::NotifySink =
-        Arc::new(|m: &str| println!("        notify: {m}"));
+        Arc::new(|m: &str| outln!("        notify: {m}"));
     let adapters = Adapters::default().with(Arc::new(LocalAdapter::new(sink)));
     #[cfg(feature = "aws")]
     let adapters = adapters
@@ -142,16 +159,28 @@ fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
         .enable_all()
         .build()
         .map_err(|e| {
-            eprintln!("error: cannot start the async runtime: {e}");
+            errln!("error: cannot start the async runtime: {e}");
             ExitCode::FAILURE
         })
 }
 
+/// The exit code of a journal error: a location this build cannot use is a usage error.
+fn journal_error(e: &JournalError) -> ExitCode {
+    errln!("error: {e}");
+    match e {
+        JournalError::UnsupportedLocation { .. } => ExitCode::from(2),
+        _ => ExitCode::FAILURE,
+    }
+}
+
+/// Opens (creating if needed) the journal of a verb that writes: run, resume, approve.
 fn journal(state: &std::path::Path) -> Result<SqliteJournal, ExitCode> {
-    SqliteJournal::open(state).map_err(|e| {
-        eprintln!("error: {e}");
-        ExitCode::FAILURE
-    })
+    SqliteJournal::open(state).map_err(|e| journal_error(&e))
+}
+
+/// Opens the journal of a verb that only reads: creates nothing.
+fn journal_read_only(state: &std::path::Path) -> Result<SqliteJournal, ExitCode> {
+    SqliteJournal::open_read_only(state).map_err(|e| journal_error(&e))
 }
 
 fn resolve_run(j: &dyn Journal, run_id: &str) -> Result<String, ExitCode> {
@@ -161,19 +190,19 @@ fn resolve_run(j: &dyn Journal, run_id: &str) -> Result<String, ExitCode> {
     match j.latest_run() {
         Ok(Some(r)) => Ok(r),
         Ok(None) => {
-            eprintln!("error: no runs in this state directory");
+            errln!("error: no runs in this state directory");
             Err(ExitCode::FAILURE)
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             Err(ExitCode::FAILURE)
         }
     }
 }
 
-/// Opens the journal and resolves `latest`.
+/// Opens the journal (read-only) and resolves `latest`.
 fn open_run(state: &std::path::Path, run_id: &str) -> Result<(SqliteJournal, String), ExitCode> {
-    let j = journal(state)?;
+    let j = journal_read_only(state)?;
     let run_id = resolve_run(&j, run_id)?;
     Ok((j, run_id))
 }
@@ -194,33 +223,67 @@ fn objective(name: &str, o: &Objective) -> String {
     }
 }
 
-fn summary(r: &RunRecord) -> ExitCode {
-    println!();
-    println!(
+/// The exit code of a finished (or stopped) run.
+fn exit_code(r: &RunRecord) -> ExitCode {
+    match r.outcome {
+        Some(RunOutcome::Succeeded) if r.missed_target() => ExitCode::from(3),
+        Some(RunOutcome::Succeeded) => ExitCode::SUCCESS,
+        Some(RunOutcome::SucceededWithFailures) => ExitCode::from(5),
+        Some(RunOutcome::Interrupted) | None => ExitCode::from(4),
+        Some(_) => ExitCode::FAILURE,
+    }
+}
+
+fn summary(r: &RunRecord, json: bool) -> ExitCode {
+    if json {
+        outln!("{}", serde_json::to_string_pretty(r).unwrap_or_default());
+        return exit_code(r);
+    }
+    outln!();
+    outln!(
         "run {} ({}, {} mode, started by {})",
-        r.run_id, r.runbook, r.mode, r.initiator
+        r.run_id,
+        r.runbook,
+        r.mode,
+        r.initiator
     );
-    println!(
+    outln!(
         "outcome: {}",
         r.outcome
             .map_or_else(|| "running".to_owned(), |o| format!("{o:?}"))
     );
-    println!("{}", objective("RTO", &r.rto));
-    println!("{}", objective("RPO", &r.rpo));
+    outln!("{}", objective("RTO", &r.rto));
+    outln!("{}", objective("RPO", &r.rpo));
     for b in &r.backups {
-        println!(
+        outln!(
             "{}: backup {} ({}), recovery point {}, key {}, sha256 {}",
-            b.step, b.backup_id, b.dataset, b.recovery_point, b.key_id, b.sha256
+            b.step,
+            b.backup_id,
+            b.dataset,
+            b.recovery_point,
+            b.key_id,
+            b.sha256
         );
     }
-    match r.outcome {
-        Some(RunOutcome::Succeeded | RunOutcome::SucceededWithFailures) if r.missed_target() => {
-            ExitCode::from(3)
+    let failed: Vec<&str> = r
+        .steps
+        .iter()
+        .filter(|s| s.error.is_some() && s.state == "failed")
+        .map(|s| s.id.as_str())
+        .collect();
+    if r.outcome == Some(RunOutcome::SucceededWithFailures) && !failed.is_empty() {
+        outln!("steps that failed or were refused:");
+        for s in r.steps.iter().filter(|s| failed.contains(&s.id.as_str())) {
+            outln!("  {}: {}", s.id, s.error.as_deref().unwrap_or(""));
         }
-        Some(RunOutcome::Succeeded | RunOutcome::SucceededWithFailures) => ExitCode::SUCCESS,
-        Some(RunOutcome::Interrupted) | None => ExitCode::from(4),
-        Some(_) => ExitCode::FAILURE,
     }
+    match r.outcome {
+        Some(RunOutcome::Interrupted) | None => {
+            outln!("resume it with: drover resume {}", r.run_id);
+        }
+        _ => {}
+    }
+    exit_code(r)
 }
 
 fn write_record(state: &std::path::Path, r: &RunRecord) {
@@ -234,20 +297,12 @@ fn write_record(state: &std::path::Path, r: &RunRecord) {
 }
 
 fn driver_error(e: &DriverError) -> ExitCode {
-    eprintln!("error: {e}");
+    errln!("error: {e}");
     ExitCode::FAILURE
 }
 
 /// `drover run`.
 pub fn run(a: RunArgs) -> ExitCode {
-    if !a.plan.runbook.modes.contains(&a.mode) {
-        eprintln!(
-            "error: runbook `{}` does not support {} mode",
-            a.plan.runbook.name,
-            a.mode.as_str()
-        );
-        return ExitCode::from(2);
-    }
     let rt = match runtime() {
         Ok(rt) => rt,
         Err(c) => return c,
@@ -261,16 +316,13 @@ pub fn run(a: RunArgs) -> ExitCode {
         None => now,
         Some(Some(t)) => t,
         Some(None) => {
-            eprintln!(
-                "error: --declared-at is not an RFC 3339 time (example: 2026-11-23T03:00:00Z)"
-            );
+            errln!("error: --declared-at is not an RFC 3339 time (example: 2026-11-23T03:00:00Z)");
             return ExitCode::from(2);
         }
     };
-    let run_id = a.run_id.unwrap_or_else(|| {
-        let t = drover_engine::run_record::rfc3339(now).replace([':', '-'], "");
-        format!("r{}-{:04x}", &t[..t.len().min(15)], rand::random::<u16>())
-    });
+    let run_id = a
+        .run_id
+        .unwrap_or_else(|| drover_engine::run_record::new_run_id(now));
     let j = match journal(&a.state) {
         Ok(j) => j,
         Err(c) => return c,
@@ -283,22 +335,29 @@ pub fn run(a: RunArgs) -> ExitCode {
         declared_at,
         sources: a.sources.clone(),
     };
-    println!(
+    let header = format!(
         "run {run_id}: {} in {} mode (state {})",
         a.plan.runbook.name,
         a.mode.as_str(),
         a.state.display()
     );
-    let observer = Arc::new(Lines::new(Arc::clone(&clock), now));
+    if a.json {
+        errln!("{header}");
+    } else {
+        outln!("{header}");
+    }
+    let observer = Arc::new(Lines::new(Arc::clone(&clock), now, a.json));
     let plan = Arc::new(a.plan);
     let result = rt.block_on(async move {
         let d = Driver::start(spec, plan, Box::new(j), clock, adapters(), observer)?;
         d.drive(true).await
     });
+    // Steps stopped by a forced interrupt may leave blocking work behind: do not wait for it.
+    rt.shutdown_timeout(std::time::Duration::from_millis(500));
     match result {
         Ok(r) => {
             write_record(&a.state, &r);
-            summary(&r)
+            summary(&r, a.json)
         }
         Err(e) => driver_error(&e),
     }
@@ -315,11 +374,11 @@ fn dry_run(rt: &tokio::runtime::Runtime, a: &RunArgs) -> ExitCode {
     for l in &lines {
         failed |= l.problem.is_some();
         match &l.problem {
-            None => println!("ok      {:<28} {:<30} {}", l.step, l.action, l.note),
-            Some(p) => println!("FAILED  {:<28} {:<30} {p}", l.step, l.action),
+            None => outln!("ok      {:<28} {:<30} {}", l.step, l.action, l.note),
+            Some(p) => outln!("FAILED  {:<28} {:<30} {p}", l.step, l.action),
         }
     }
-    println!(
+    outln!(
         "dry run: {} step(s) in {} mode; nothing was changed",
         lines.len(),
         a.mode.as_str()
@@ -332,9 +391,13 @@ fn dry_run(rt: &tokio::runtime::Runtime, a: &RunArgs) -> ExitCode {
 }
 
 /// `drover resume`.
-pub fn resume(run_id: &str, state: PathBuf, operator: Option<String>) -> ExitCode {
-    let (j, run_id) = match open_run(&state, run_id) {
-        Ok(x) => x,
+pub fn resume(run_id: &str, state: PathBuf, operator: Option<String>, json: bool) -> ExitCode {
+    let j = match journal_read_only(&state).and_then(|_| journal(&state)) {
+        Ok(j) => j,
+        Err(c) => return c,
+    };
+    let run_id = match resolve_run(&j, run_id) {
+        Ok(r) => r,
         Err(c) => return c,
     };
     let rt = match runtime() {
@@ -342,17 +405,18 @@ pub fn resume(run_id: &str, state: PathBuf, operator: Option<String>) -> ExitCod
         Err(c) => return c,
     };
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let observer = Arc::new(Lines::new(Arc::clone(&clock), clock.now_ms()));
+    let observer = Arc::new(Lines::new(Arc::clone(&clock), clock.now_ms(), json));
     let op = operator.unwrap_or_else(os_user);
     let st = state.clone();
     let result = rt.block_on(async move {
         let d = Driver::resume(&run_id, st, &op, Box::new(j), clock, adapters(), observer).await?;
         d.drive(false).await
     });
+    rt.shutdown_timeout(std::time::Duration::from_millis(500));
     match result {
         Ok(r) => {
             write_record(&state, &r);
-            summary(&r)
+            summary(&r, json)
         }
         Err(e) => driver_error(&e),
     }
@@ -366,32 +430,44 @@ pub fn approve(
     operator: &str,
     roles: Vec<String>,
     state: PathBuf,
+    json: bool,
 ) -> ExitCode {
-    let (mut j, run_id) = match open_run(&state, run_id) {
-        Ok(x) => x,
+    let mut j = match journal_read_only(&state).and_then(|_| journal(&state)) {
+        Ok(j) => j,
         Err(c) => return c,
     };
-    match drover_engine::driver::check_approval(&j, &run_id, step, operator, &roles) {
+    let run_id = match resolve_run(&j, run_id) {
+        Ok(r) => r,
+        Err(c) => return c,
+    };
+    let now = SystemClock.now_ms();
+    match drover_engine::driver::approve(&mut j, &run_id, step, operator, &roles, now) {
         Ok(Ok(())) => {}
         Ok(Err(reason)) => {
-            eprintln!("refused: {operator} cannot approve `{step}` of run {run_id}: {reason}");
+            if json {
+                outln!(
+                    "{}",
+                    serde_json::json!({ "run_id": run_id, "step": step, "operator": operator, "accepted": false, "reason": reason })
+                );
+            }
+            errln!(
+                "refused: {operator} cannot approve `{step}` of run {run_id}: {reason} (the refusal is in the audit log)"
+            );
             return ExitCode::FAILURE;
         }
         Err(e) => return driver_error(&e),
     }
-    let now = SystemClock.now_ms();
-    match j.add_approval(&run_id, step, operator, &roles, now) {
-        Ok(_) => {
-            println!(
-                "approval of `{step}` by {operator} recorded for run {run_id}; the run picks it up (or `drover resume {run_id}`)"
-            );
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
+    if json {
+        outln!(
+            "{}",
+            serde_json::json!({ "run_id": run_id, "step": step, "operator": operator, "roles": roles, "accepted": true })
+        );
+    } else {
+        outln!(
+            "approval of `{step}` by {operator} recorded for run {run_id}; the run picks it up (or `drover resume {run_id}`)"
+        );
     }
+    ExitCode::SUCCESS
 }
 
 /// `drover status`.
@@ -402,30 +478,149 @@ pub fn status(run_id: &str, state: PathBuf, json: bool) -> ExitCode {
     };
     match drover_engine::driver::status(&j, &run_id) {
         Ok((row, rec)) => {
+            let now = SystemClock.now_ms();
+            let driven_by = j.driven_by(&run_id, now).unwrap_or(None);
+            // A run journaled as running whose process is gone was interrupted (a crash, a kill).
+            let shown = if row.status.is_live() && driven_by.is_none() {
+                "interrupted".to_owned()
+            } else {
+                row.status.to_string()
+            };
+            let progress = j.progress(&run_id).unwrap_or_default();
+            let waiting: Vec<_> = progress
+                .iter()
+                .filter(|p| {
+                    rec.steps
+                        .iter()
+                        .any(|s| s.id == p.step && s.state == "running")
+                })
+                .collect();
             if json {
-                println!("{}", serde_json::to_string_pretty(&rec).unwrap_or_default());
+                let mut v = serde_json::to_value(&rec).unwrap_or_default();
+                if let Some(m) = v.as_object_mut() {
+                    m.insert("status".into(), serde_json::json!(shown));
+                    m.insert("driven_by".into(), serde_json::json!(driven_by));
+                    m.insert(
+                        "waiting_on".into(),
+                        serde_json::json!(
+                            waiting
+                                .iter()
+                                .map(|p| serde_json::json!({ "step": p.step, "text": p.text, "at": rfc3339(p.at) }))
+                                .collect::<Vec<_>>()
+                        ),
+                    );
+                }
+                outln!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
                 return ExitCode::SUCCESS;
             }
-            println!(
-                "run {} ({}), status {}",
-                rec.run_id, rec.runbook, row.status
-            );
+            outln!("run {} ({}), status {shown}", rec.run_id, rec.runbook);
+            match (&driven_by, row.status.is_live()) {
+                (Some(h), true) => outln!("  driven by {h}"),
+                (None, true) => outln!(
+                    "  no live process drives it (crashed or killed): resume it with `drover resume {}`",
+                    rec.run_id
+                ),
+                _ => {}
+            }
             for s in &rec.steps {
                 match &s.error {
-                    Some(e) => println!("  {:<14} {}: {e}", s.state, s.id),
-                    None => println!("  {:<14} {}", s.state, s.id),
+                    Some(e) => outln!("  {:<14} {}: {e}", s.state, s.id),
+                    None => outln!("  {:<14} {}", s.state, s.id),
+                }
+                if let Some(p) = waiting.iter().find(|p| p.step == s.id) {
+                    outln!("  {:<14}   waiting: {}", "", p.text);
                 }
             }
-            println!("{}", objective("RTO", &rec.rto));
-            println!("{}", objective("RPO", &rec.rpo));
+            outln!("{}", objective("RTO", &rec.rto));
+            outln!("{}", objective("RPO", &rec.rpo));
             ExitCode::SUCCESS
         }
         Err(e) => driver_error(&e),
     }
 }
 
+/// `drover runs`: every run in the state directory, newest first.
+pub fn runs(state: PathBuf, json: bool) -> ExitCode {
+    let j = match journal_read_only(&state) {
+        Ok(j) => j,
+        Err(c) => return c,
+    };
+    let rows = match j.runs() {
+        Ok(r) => r,
+        Err(e) => return journal_error(&e),
+    };
+    let now = SystemClock.now_ms();
+    let listed: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|r| {
+            let live = r.status.is_live() && j.driven_by(&r.run_id, now).ok().flatten().is_some();
+            let status = if r.status.is_live() && !live {
+                "interrupted"
+            } else {
+                r.status.as_str()
+            };
+            let record: Option<RunRecord> = r
+                .record
+                .as_deref()
+                .and_then(|t| serde_json::from_str(t).ok());
+            let outcome = record.as_ref().and_then(|rec| {
+                rec.outcome.map(|o| {
+                    let missed = if rec.missed_target() {
+                        ", missed target"
+                    } else {
+                        ""
+                    };
+                    format!("{}{missed}", o.as_str())
+                })
+            });
+            serde_json::json!({
+                "run_id": r.run_id,
+                "runbook": r.runbook,
+                "mode": r.mode,
+                "status": status,
+                "initiator": r.initiator,
+                "started": rfc3339(r.created_at),
+                "outcome": outcome,
+            })
+        })
+        .collect();
+    if json {
+        outln!("{}", serde_json::Value::Array(listed));
+        return ExitCode::SUCCESS;
+    }
+    if listed.is_empty() {
+        errln!("no runs in {}", state.display());
+        return ExitCode::SUCCESS;
+    }
+    outln!(
+        "{:<26} {:<30} {:<9} {:<13} {:<21} OUTCOME",
+        "RUN",
+        "RUNBOOK",
+        "MODE",
+        "STATUS",
+        "STARTED"
+    );
+    for v in &listed {
+        let f = |k: &str| v[k].as_str().unwrap_or("-").to_owned();
+        let mut runbook = f("runbook");
+        if runbook.chars().count() > 30 {
+            runbook = format!("{}…", runbook.chars().take(29).collect::<String>());
+        }
+        outln!(
+            "{:<26} {:<30} {:<9} {:<13} {:<21} {}",
+            f("run_id"),
+            runbook,
+            f("mode"),
+            f("status"),
+            f("started"),
+            f("outcome")
+        );
+    }
+    ExitCode::SUCCESS
+}
+
 /// `drover audit verify`.
-pub fn audit_verify(run_id: &str, state: PathBuf) -> ExitCode {
+pub fn audit_verify(run_id: &str, state: PathBuf, json: bool) -> ExitCode {
     let (j, run_id) = match open_run(&state, run_id) {
         Ok(x) => x,
         Err(c) => return c,
@@ -433,20 +628,35 @@ pub fn audit_verify(run_id: &str, state: PathBuf) -> ExitCode {
     let (row, rows) = match (j.run(&run_id), j.audit(&run_id)) {
         (Ok(r), Ok(a)) => (r, a),
         (Err(e), _) | (_, Err(e)) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             return ExitCode::FAILURE;
         }
     };
-    match audit::verify(&run_id, &rows, &row.audit_head, row.audit_count) {
+    let result = audit::verify(&run_id, &rows, &row.audit_head, row.audit_count);
+    if json {
+        outln!(
+            "{}",
+            serde_json::json!({
+                "run_id": run_id,
+                "intact": result.is_ok(),
+                "records": result.as_ref().ok(),
+                "head": row.audit_head,
+                "problem": result.as_ref().err().map(ToString::to_string),
+            })
+        );
+    }
+    match result {
         Ok(n) => {
-            println!(
-                "audit log of run {run_id}: {n} records, hash chain intact, head {}",
-                &row.audit_head[..16]
-            );
+            if !json {
+                outln!(
+                    "audit log of run {run_id}: {n} records, hash chain intact, head {}",
+                    row.audit_head.get(..16).unwrap_or(&row.audit_head)
+                );
+            }
             ExitCode::SUCCESS
         }
         Err(f) => {
-            eprintln!("audit log of run {run_id} FAILED verification: {f}");
+            errln!("audit log of run {run_id} FAILED verification: {f}");
             ExitCode::FAILURE
         }
     }
@@ -461,12 +671,12 @@ pub fn audit_show(run_id: &str, state: PathBuf) -> ExitCode {
     match j.audit(&run_id) {
         Ok(rows) => {
             for (_, record, _) in rows {
-                println!("{record}");
+                outln!("{record}");
             }
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             ExitCode::FAILURE
         }
     }
@@ -489,7 +699,7 @@ pub fn report(
     let text = match text {
         Ok(t) => t,
         Err(e) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             return ExitCode::FAILURE;
         }
     };
@@ -503,20 +713,20 @@ pub fn report_history(
     format: drover_report::Format,
     out: Option<&str>,
 ) -> ExitCode {
-    let j = match journal(&state) {
+    let j = match journal_read_only(&state) {
         Ok(j) => j,
         Err(c) => return c,
     };
     let text = drover_report::history(&j, runbook).and_then(|h| {
         if h.runs.is_empty() {
-            eprintln!("note: no runs of \"{runbook}\" in {}", state.display());
+            errln!("note: no runs of \"{runbook}\" in {}", state.display());
         }
         drover_report::render_history(&h, format)
     });
     match text {
         Ok(t) => write_out(&t, out, &format!("history of \"{runbook}\"")),
         Err(e) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             ExitCode::FAILURE
         }
     }
@@ -525,50 +735,67 @@ pub fn report_history(
 fn write_out(text: &str, out: Option<&str>, what: &str) -> ExitCode {
     match out {
         None => {
-            println!("{text}");
+            outln!("{text}");
             ExitCode::SUCCESS
         }
         Some(path) => match std::fs::write(path, text) {
             Ok(()) => {
-                eprintln!("{what} written to {path}");
+                errln!("{what} written to {path}");
                 ExitCode::SUCCESS
             }
             Err(e) => {
-                eprintln!("error: cannot write {path}: {e}");
+                errln!("error: cannot write {path}: {e}");
                 ExitCode::FAILURE
             }
         },
     }
 }
 
-fn file_uri(uri: &str) -> Result<&std::path::Path, ExitCode> {
-    uri.strip_prefix("file:")
-        .filter(|p| !p.is_empty())
-        .map(std::path::Path::new)
-        .ok_or_else(|| {
-            eprintln!("error: signing keys are files: file:PATH");
-            ExitCode::from(2)
-        })
+/// A key named by URI: `file:PATH` (the one syntax for every key option). A bare path is taken
+/// as a file too, for the public keys auditors are handed.
+fn file_uri(uri: &str, bare_path_ok: bool) -> Result<&std::path::Path, ExitCode> {
+    match uri.strip_prefix("file:") {
+        Some(p) if !p.is_empty() => Ok(std::path::Path::new(p)),
+        None if bare_path_ok && !uri.is_empty() && !uri.contains("://") => {
+            Ok(std::path::Path::new(uri))
+        }
+        _ => {
+            errln!("error: `{uri}`: evidence keys are files: file:PATH");
+            Err(ExitCode::from(2))
+        }
+    }
 }
 
 /// `drover key generate --signing file:PATH`.
-pub fn signing_key_generate(uri: &str) -> ExitCode {
-    let path = match file_uri(uri) {
+pub fn signing_key_generate(uri: &str, json: bool) -> ExitCode {
+    let path = match file_uri(uri, false) {
         Ok(p) => p,
         Err(c) => return c,
     };
     match drover_evidence::generate_signing_key(path) {
         Ok(public) => {
-            println!(
-                "signing key {} ready; public key {} (Ed25519 {})",
-                path.display(),
-                drover_evidence::public_path(path).display(),
-                hex_prefix(public.as_bytes())
-            );
+            let public_path = drover_evidence::public_path(path);
+            if json {
+                outln!(
+                    "{}",
+                    serde_json::json!({
+                        "signing_key": uri,
+                        "public_key": format!("file:{}", public_path.display()),
+                        "ed25519": hex::encode(public.as_bytes()),
+                    })
+                );
+            } else {
+                outln!(
+                    "signing key {} ready; public key {} (Ed25519 {})",
+                    path.display(),
+                    public_path.display(),
+                    hex_prefix(public.as_bytes())
+                );
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             ExitCode::FAILURE
         }
     }
@@ -586,25 +813,25 @@ pub fn evidence_export(
     state: PathBuf,
     upload: Option<(&str, u32)>,
 ) -> ExitCode {
-    let path = match file_uri(signing_key) {
+    let path = match file_uri(signing_key, false) {
         Ok(p) => p,
         Err(c) => return c,
-    };
-    let key = match drover_evidence::read_signing_key(path) {
-        Ok(k) => k,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
     };
     let (j, run_id) = match open_run(&state, run_id) {
         Ok(x) => x,
         Err(c) => return c,
     };
+    let key = match drover_evidence::read_signing_key(path) {
+        Ok(k) => k,
+        Err(e) => {
+            errln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let (bytes, report) = match drover_report::bundle::export(&j, &run_id, &key) {
         Ok(x) => x,
         Err(e) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             return ExitCode::FAILURE;
         }
     };
@@ -612,10 +839,10 @@ pub fn evidence_export(
     let tmp = format!("{out}.partial");
     if let Err(e) = std::fs::write(&tmp, &bytes).and_then(|()| std::fs::rename(&tmp, out)) {
         let _ = std::fs::remove_file(&tmp);
-        eprintln!("error: cannot write {out}: {e}");
+        errln!("error: cannot write {out}: {e}");
         return ExitCode::FAILURE;
     }
-    println!(
+    outln!(
         "evidence of run {run_id} ({}, {}) written to {out}: {} bytes, signed by {}",
         report.runbook,
         report.outcome,
@@ -634,7 +861,7 @@ fn upload_locked(uri: &str, bytes: Vec<u8>, days: u32) -> ExitCode {
     let now = i64::try_from(SystemClock.now_ms() / 1000).unwrap_or(0);
     match S3Location::parse(uri).and_then(|l| put_locked(&l, bytes, days, now)) {
         Ok(o) => {
-            println!(
+            outln!(
                 "uploaded to {uri} (version {}) under Object Lock, compliance mode, until {}",
                 o.version_id,
                 drover_engine::run_record::rfc3339(
@@ -644,7 +871,7 @@ fn upload_locked(uri: &str, bytes: Vec<u8>, days: u32) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("error: upload to {uri}: {e} (the bundle is written locally)");
+            errln!("error: upload to {uri}: {e} (the bundle is written locally)");
             ExitCode::FAILURE
         }
     }
@@ -652,49 +879,73 @@ fn upload_locked(uri: &str, bytes: Vec<u8>, days: u32) -> ExitCode {
 
 #[cfg(not(feature = "aws"))]
 fn upload_locked(uri: &str, _bytes: Vec<u8>, _days: u32) -> ExitCode {
-    eprintln!(
+    errln!(
         "error: cannot upload to {uri}: this drover was built without the `aws` feature (the bundle is written locally)"
     );
     ExitCode::FAILURE
 }
 
 /// `drover evidence verify`.
-pub fn evidence_verify(bundle: &str, public_key: &str) -> ExitCode {
-    let public = match drover_evidence::read_public_key(std::path::Path::new(public_key)) {
+pub fn evidence_verify(bundle: &str, public_key: &str, json: bool) -> ExitCode {
+    let key_path = match file_uri(public_key, true) {
+        Ok(p) => p,
+        Err(c) => return c,
+    };
+    let public = match drover_evidence::read_public_key(key_path) {
         Ok(k) => k,
         Err(e) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             return ExitCode::from(2);
         }
     };
     let bytes = match std::fs::read(bundle) {
         Ok(b) => b,
         Err(e) => {
-            eprintln!("error: cannot read {bundle}: {e}");
+            errln!("error: cannot read {bundle}: {e}");
             return ExitCode::FAILURE;
         }
     };
-    match drover_report::bundle::verify_bundle(&bytes, &public) {
+    let result = drover_report::bundle::verify_bundle(&bytes, &public);
+    if json {
+        outln!(
+            "{}",
+            match &result {
+                Ok(v) => serde_json::json!({
+                    "bundle": bundle,
+                    "valid": true,
+                    "files": v.manifest.files.len(),
+                    "audit_records": v.audit_records,
+                    "sources_match_plan": v.sources,
+                    "subject": v.manifest.subject,
+                }),
+                Err(e) =>
+                    serde_json::json!({ "bundle": bundle, "valid": false, "problem": e.to_string() }),
+            }
+        );
+    }
+    match result {
         Ok(v) => {
-            println!(
-                "{bundle}: OK — signature valid, {} files intact, audit chain of {} records intact{}; run {} of \"{}\"",
-                v.manifest.files.len(),
-                v.audit_records,
-                if v.sources {
-                    ", runbook sources match the plan"
-                } else {
-                    " (no runbook sources in the bundle)"
-                },
-                v.manifest.subject.get("run_id").map_or("?", String::as_str),
-                v.manifest
-                    .subject
-                    .get("runbook")
-                    .map_or("?", String::as_str),
-            );
+            if !json {
+                outln!(
+                    "{bundle}: OK — signature valid, {} files intact, audit chain of {} records intact{}; run {} of \"{}\"",
+                    v.manifest.files.len(),
+                    v.audit_records,
+                    if v.sources {
+                        ", runbook sources match the plan"
+                    } else {
+                        " (no runbook sources in the bundle)"
+                    },
+                    v.manifest.subject.get("run_id").map_or("?", String::as_str),
+                    v.manifest
+                        .subject
+                        .get("runbook")
+                        .map_or("?", String::as_str),
+                );
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("{bundle}: REFUSED — {e}");
+            errln!("{bundle}: REFUSED — {e}");
             ExitCode::FAILURE
         }
     }

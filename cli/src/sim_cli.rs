@@ -29,19 +29,19 @@ pub fn simulate(plan: &Plan, a: &SimArgs<'_>) -> ExitCode {
     let mode = match plan.mode_or_first(a.mode) {
         Ok(m) => m,
         Err(m) => {
-            eprintln!("{} does not support mode {}", a.file, m.as_str());
+            errln!("{} does not support mode {}", a.file, m.as_str());
             return ExitCode::FAILURE;
         }
     };
     let scenario = match Scenario::load(a.scenario) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("error: scenario {}: {e}", a.scenario.unwrap_or(""));
+            errln!("error: scenario {}: {e}", a.scenario.unwrap_or(""));
             return ExitCode::FAILURE;
         }
     };
     if a.trials == 0 {
-        eprintln!("error: --trials must be at least 1");
+        errln!("error: --trials must be at least 1");
         return ExitCode::from(2);
     }
     let measured = match a.measured_from {
@@ -53,7 +53,7 @@ pub fn simulate(plan: &Plan, a: &SimArgs<'_>) -> ExitCode {
     };
     let prep = Prepared::with_measured(plan, mode, &scenario, &measured);
     if !prep.has_rto_milestone() {
-        eprintln!(
+        errln!(
             "warning: {} has no milestone with `stops_rto = true` in mode {}: no RTO to simulate",
             a.file,
             mode.as_str()
@@ -80,14 +80,14 @@ pub fn simulate(plan: &Plan, a: &SimArgs<'_>) -> ExitCode {
     );
     if a.json {
         match serde_json::to_string_pretty(&summary) {
-            Ok(j) => println!("{j}"),
+            Ok(j) => outln!("{j}"),
             Err(e) => {
-                eprintln!("cannot serialize the summary: {e}");
+                errln!("cannot serialize the summary: {e}");
                 return ExitCode::FAILURE;
             }
         }
     } else {
-        print!("{}", drover_simulator::render_text(&summary));
+        out!("{}", drover_simulator::render_text(&summary));
     }
     if a.record
         && let Err(code) = record(plan, &summary, a.state)
@@ -97,7 +97,7 @@ pub fn simulate(plan: &Plan, a: &SimArgs<'_>) -> ExitCode {
     if let Some(path) = a.svg
         && let Err(e) = std::fs::write(path, drover_simulator::render_svg(&summary))
     {
-        eprintln!("error: cannot write {path}: {e}");
+        errln!("error: cannot write {path}: {e}");
         return ExitCode::FAILURE;
     }
     let over = |d: &drover_simulator::monte_carlo::Distribution| {
@@ -107,7 +107,7 @@ pub fn simulate(plan: &Plan, a: &SimArgs<'_>) -> ExitCode {
     if a.fail_if_p95_exceeds_target
         && (over(&summary.rto) || summary.rpo.as_ref().is_some_and(over))
     {
-        eprintln!("simulated p95 exceeds the runbook's target");
+        errln!("simulated p95 exceeds the runbook's target");
         return ExitCode::from(3);
     }
     ExitCode::SUCCESS
@@ -121,7 +121,7 @@ fn record(
 ) -> Result<(), ExitCode> {
     use drover_engine::journal::{Journal, SimulationRow};
     let fail = |e: String| {
-        eprintln!(
+        errln!(
             "error: cannot record the simulation in {}: {e}",
             state.display()
         );
@@ -140,7 +140,7 @@ fn record(
             summary: json,
         })
         .map_err(|e| fail(e.to_string()))?;
-    eprintln!("recorded in {}", state.display());
+    errln!("recorded in {}", state.display());
     Ok(())
 }
 
@@ -150,24 +150,24 @@ fn measured(
     state: &std::path::Path,
 ) -> Result<std::collections::BTreeMap<String, Vec<u64>>, ExitCode> {
     if !state.join("drover.db").exists() {
-        eprintln!(
+        errln!(
             "error: no journal in {} (--state): no past runs to measure",
             state.display()
         );
         return Err(ExitCode::FAILURE);
     }
     let journal = drover_engine::journal::SqliteJournal::open(state).map_err(|e| {
-        eprintln!("error: {e}");
+        errln!("error: {e}");
         ExitCode::FAILURE
     })?;
     let m = journal
         .measured_durations(&plan.runbook.name)
         .map_err(|e| {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             ExitCode::FAILURE
         })?;
     if m.is_empty() {
-        eprintln!(
+        errln!(
             "warning: no past runs of \"{}\" in {}: using the estimates",
             plan.runbook.name,
             state.display()
@@ -175,7 +175,7 @@ fn measured(
     } else {
         let fewest = m.values().map(Vec::len).min().unwrap_or(0);
         if fewest < 3 {
-            eprintln!(
+            errln!(
                 "note: some steps have only {fewest} measured duration(s); their spread is not yet known"
             );
         }

@@ -113,7 +113,7 @@ impl Participants for Room<'_> {
             std::thread::sleep(Duration::from_millis(ms));
         }
         self.last_virtual = self.last_virtual.max(now);
-        println!("[{}] {line}", clock(now));
+        outln!("[{}] {line}", clock(now));
         let _ = std::io::stdout().flush();
         self.timeline.push((now, line.to_owned()));
     }
@@ -125,11 +125,11 @@ impl Participants for Room<'_> {
         now: u64,
         default_delay_ms: u64,
     ) -> Option<(u64, Vec<String>)> {
-        println!("[{}] APPROVAL {step}: {}", clock(now), self.prompt_of(step));
+        outln!("[{}] APPROVAL {step}: {}", clock(now), self.prompt_of(step));
         let started = real_now();
         let mut names: Vec<String> = Vec::new();
         while names.len() < required as usize {
-            print!(
+            out!(
                 "  {} more approver(s) needed: type names separated by spaces, or `stop` to end the exercise\n> ",
                 required as usize - names.len()
             );
@@ -163,7 +163,7 @@ impl Participants for Room<'_> {
         } else {
             default_delay_ms
         };
-        println!(
+        outln!(
             "[{}] approved by {} after {}",
             clock(now + discussion),
             names.join(", "),
@@ -185,21 +185,21 @@ pub fn tabletop(plan: &Plan, a: &TabletopArgs<'_>) -> ExitCode {
     let mode = match plan.mode_or_first(a.mode) {
         Ok(m) => m,
         Err(m) => {
-            eprintln!("{} does not support mode {}", a.file, m.as_str());
+            errln!("{} does not support mode {}", a.file, m.as_str());
             return ExitCode::FAILURE;
         }
     };
     let scenario = match Scenario::load(a.scenario) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("error: scenario {}: {e}", a.scenario.unwrap_or(""));
+            errln!("error: scenario {}: {e}", a.scenario.unwrap_or(""));
             return ExitCode::FAILURE;
         }
     };
-    println!(
+    outln!(
         "TABLETOP EXERCISE (simulated — nothing is changed, nothing counts as a verified recovery)"
     );
-    println!(
+    outln!(
         "runbook {}  mode {}  scenario {}",
         plan.runbook.name,
         mode.as_str(),
@@ -220,10 +220,10 @@ pub fn tabletop(plan: &Plan, a: &TabletopArgs<'_>) -> ExitCode {
     };
     let t = prep.trial_with(a.seed, 0, &mut room);
     let outcome = format!("{:?}", t.outcome).to_lowercase();
-    println!("\nTABLETOP REPORT (simulated)");
-    println!("outcome   {outcome}");
+    outln!("\nTABLETOP REPORT (simulated)");
+    outln!("outcome   {outcome}");
     match t.rto_ms {
-        Some(r) => println!(
+        Some(r) => outln!(
             "RTO       {} against a target of {}: {}",
             format_duration(r / 1000 * 1000),
             format_duration(plan.runbook.rto_ms),
@@ -233,11 +233,11 @@ pub fn tabletop(plan: &Plan, a: &TabletopArgs<'_>) -> ExitCode {
                 "MISSED"
             }
         ),
-        None => println!("RTO       not reached"),
+        None => outln!("RTO       not reached"),
     }
-    println!("decisions");
+    outln!("decisions");
     for d in &room.decisions {
-        println!(
+        outln!(
             "  [{}] {} {} by {}",
             clock(d.at_ms),
             d.step,
@@ -263,9 +263,9 @@ pub fn tabletop(plan: &Plan, a: &TabletopArgs<'_>) -> ExitCode {
             .map_err(|e| e.to_string())
             .and_then(|b| std::fs::write(path, b).map_err(|e| e.to_string()));
         match written {
-            Ok(()) => println!("report written to {path}"),
+            Ok(()) => outln!("report written to {path}"),
             Err(e) => {
-                eprintln!("error: cannot write the report {path}: {e}");
+                errln!("error: cannot write the report {path}: {e}");
                 return ExitCode::FAILURE;
             }
         }

@@ -14,7 +14,7 @@ impl Telemetry {
         if let Some(p) = self.0
             && let Err(e) = p.shutdown()
         {
-            eprintln!("warning: OTLP export: {e}");
+            errln!("warning: OTLP export: {e}");
         }
     }
 }
@@ -39,7 +39,7 @@ pub fn init(endpoint: Option<String>) -> Telemetry {
     {
         Ok(e) => e,
         Err(e) => {
-            eprintln!("warning: OTLP export disabled: {e}");
+            errln!("warning: OTLP export disabled: {e}");
             return Telemetry(None);
         }
     };
@@ -55,7 +55,7 @@ pub fn init(endpoint: Option<String>) -> Telemetry {
     let subscriber =
         tracing_subscriber::registry().with(tracing_opentelemetry::layer().with_tracer(tracer));
     if tracing::subscriber::set_global_default(subscriber).is_err() {
-        eprintln!("warning: OTLP export disabled: a tracing subscriber is already installed");
+        errln!("warning: OTLP export disabled: a tracing subscriber is already installed");
     }
     Telemetry(Some(provider))
 }

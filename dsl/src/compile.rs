@@ -1071,6 +1071,19 @@ impl Compiler<'_> {
             (drover_schema::Effect::ReadOnly, drover_schema::Role::Plain),
             |a| (a.effect, a.role),
         );
+        // A `wait` without an estimate takes its duration: the plan and the simulator must not
+        // predict 0 s for it.
+        let estimate = s.estimate.as_ref().map(|e| e.value).or_else(|| {
+            match (
+                s.action.as_ref().map(|a| a.value.as_str()),
+                inputs.get("duration"),
+            ) {
+                (Some("wait"), Some(PlanValue::Duration(ms))) => {
+                    Some(crate::runbook::Estimate::Fixed { ms: *ms })
+                }
+                _ => None,
+            }
+        });
         let step = PlanStep {
             id: inst.id.clone(),
             base_id: def.id.clone(),
@@ -1094,12 +1107,20 @@ impl Compiler<'_> {
                 backoff_ms: r.backoff_ms,
                 max_backoff_ms: r.max_backoff_ms,
             }),
-            timeout_ms: s.timeout.as_ref().map(|t| t.value),
+            timeout_ms: s
+                .timeout
+                .as_ref()
+                .map(|t| t.value)
+                .or_else(|| schema.as_ref().and_then(|a| a.default_timeout_ms)),
+            timeout_is_default: s.timeout.is_none()
+                && schema
+                    .as_ref()
+                    .is_some_and(|a| a.default_timeout_ms.is_some()),
             on_failure: s.on_failure,
             compensate,
             builtin_undo: schema.as_ref().is_some_and(|a| a.builtin_undo),
             when: s.when.as_ref().map(|w| w.value.clone()),
-            estimate: s.estimate.as_ref().map(|e| e.value),
+            estimate,
             waivers: s
                 .waivers
                 .iter()
@@ -1264,6 +1285,22 @@ impl Compiler<'_> {
                 true
             }
             "mode" => true,
+            // The run's own values, known when it runs: its id, a scratch directory of its own
+            // under the state directory, and the state directory itself.
+            "run" if scope.var("run").is_none() => {
+                if !matches!(name.split('.').nth(1), Some("id" | "dir" | "state_dir")) {
+                    self.err(
+                        Diagnostic::error(
+                            Code::UnknownParameter,
+                            at,
+                            format!("`{name}` is not a value of the run"),
+                        )
+                        .label("unknown run value")
+                        .help("a run has `run.id`, `run.dir` (a directory of its own under the state directory) and `run.state_dir`"),
+                    );
+                }
+                true
+            }
             "each" if scope.each.is_some() => false,
             _ => {
                 match scope.var(root) {

@@ -151,8 +151,11 @@ pub struct PlanStep {
     pub modes: Vec<Mode>,
     /// Retry policy.
     pub retry: Option<PlanRetry>,
-    /// Per-attempt time limit (ms).
+    /// Per-attempt time limit (ms): the step's `timeout`, or its action's default.
     pub timeout_ms: Option<u64>,
+    /// Whether `timeout_ms` is the action's default (the runbook set none).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub timeout_is_default: bool,
     /// Failure policy.
     pub on_failure: OnFailure,
     /// The undo.

@@ -4,48 +4,7 @@ use crate::document::{Attribute, Value};
 use crate::span::{FileId, Span, Spanned};
 use serde::{Deserialize, Serialize};
 
-/// The mode a run executes in. Steps can be limited to some modes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Mode {
-    /// A rehearsal in an isolated environment: never touches production.
-    Drill,
-    /// A real failover to the recovery site.
-    Failover,
-    /// The return to the primary site.
-    Failback,
-}
-
-impl Mode {
-    /// Every mode.
-    pub const ALL: [Mode; 3] = [Mode::Drill, Mode::Failover, Mode::Failback];
-
-    /// The mode's name as written.
-    #[must_use]
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Mode::Drill => "drill",
-            Mode::Failover => "failover",
-            Mode::Failback => "failback",
-        }
-    }
-
-    /// Parses a mode name.
-    #[must_use]
-    pub fn parse(s: &str) -> Option<Mode> {
-        Self::ALL.into_iter().find(|m| m.as_str() == s)
-    }
-
-    /// The mode's bit in a [`ModeSet`].
-    #[must_use]
-    pub fn bit(self) -> u8 {
-        match self {
-            Mode::Drill => 1,
-            Mode::Failover => 2,
-            Mode::Failback => 4,
-        }
-    }
-}
+pub use drover_schema::Mode;
 
 /// A set of modes, as a bit mask.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]

@@ -9,10 +9,12 @@
 
 use crate::audit::AuditRecord;
 use crate::clock::Clock;
-use crate::inputs::{redact, resolve};
-use crate::journal::{Journal, JournalError, Lease, RunRow};
+use crate::inputs::{plan_secrets, resolve};
+use crate::journal::{Journal, JournalError, Lease, RunRow, RunStatus};
+use crate::redactor::Redactor;
 use crate::run_record::{RunRecord, build, rfc3339};
 use crate::scheduler::{Action, Config, Event, RunOutcome, Scheduler, TimerKind};
+use crate::template_context::RunVars;
 use drover_dsl::{Mode, Plan, PlanNode, PlanStep};
 use drover_schema::{Adapter, AdapterError, Observation, Outputs, StepContext};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -24,6 +26,9 @@ use tracing::Instrument;
 
 /// How long a lease lasts without renewal.
 pub const LEASE_TTL_MS: u64 = 30_000;
+
+/// How often the driver looks for approvals recorded by `drover approve` (and renews its lease).
+pub const APPROVAL_POLL_MS: u64 = 500;
 
 /// Why a run could not be driven.
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +70,96 @@ impl Adapters {
 
     fn get(&self, action: &str) -> Option<&Arc<dyn Adapter>> {
         self.by_action.get(action)
+    }
+
+    /// Each registered adapter once.
+    fn all(&self) -> Vec<Arc<dyn Adapter>> {
+        let mut out: Vec<Arc<dyn Adapter>> = Vec::new();
+        for a in self.by_action.values() {
+            if !out.iter().any(|b| Arc::ptr_eq(a, b)) {
+                out.push(Arc::clone(a));
+            }
+        }
+        out
+    }
+}
+
+/// SIGINT (Ctrl-C) and SIGTERM, as one stream of interrupts. Registered when created, so a
+/// signal that arrives while a transition is being journaled is not lost.
+struct Interrupts {
+    int: Option<tokio::signal::unix::Signal>,
+    term: Option<tokio::signal::unix::Signal>,
+}
+
+impl Interrupts {
+    fn new() -> Self {
+        use tokio::signal::unix::{SignalKind, signal};
+        Self {
+            int: signal(SignalKind::interrupt()).ok(),
+            term: signal(SignalKind::terminate()).ok(),
+        }
+    }
+
+    /// The next interrupt (never, when no handler could be installed).
+    async fn recv(&mut self) {
+        let int = async {
+            match &mut self.int {
+                Some(s) => {
+                    if s.recv().await.is_none() {
+                        std::future::pending::<()>().await;
+                    }
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        let term = async {
+            match &mut self.term {
+                Some(s) => {
+                    if s.recv().await.is_none() {
+                        std::future::pending::<()>().await;
+                    }
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            () = int => {}
+            () = term => {}
+        }
+    }
+}
+
+/// A step whose resolved inputs its adapter has validated: the only thing the driver executes.
+struct ValidatedStep {
+    adapter: Arc<dyn Adapter>,
+    action: String,
+    inputs: drover_schema::Inputs,
+}
+
+impl ValidatedStep {
+    /// Validates `inputs` for `action` (pure: no I/O, no credentials).
+    fn new(
+        adapter: Arc<dyn Adapter>,
+        action: &str,
+        inputs: drover_schema::Inputs,
+    ) -> Result<Self, AdapterError> {
+        adapter.validate(action, &inputs)?;
+        Ok(Self {
+            adapter,
+            action: action.to_owned(),
+            inputs,
+        })
+    }
+}
+
+/// Runs a journal call (SQLite writes and fsyncs) without stalling the async workers: on a
+/// multi-threaded runtime the worker hands its other tasks over while the disk is waited on.
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
     }
 }
 
@@ -131,6 +226,10 @@ enum Done {
         step: String,
         result: Result<(), String>,
     },
+    Progress {
+        step: String,
+        text: String,
+    },
 }
 
 /// Drives one run.
@@ -148,7 +247,10 @@ pub struct Driver {
     tx: mpsc::UnboundedSender<Done>,
     rx: mpsc::UnboundedReceiver<Done>,
     approvals_seen: i64,
-    secrets: Vec<String>,
+    redactor: Redactor,
+    run_vars: RunVars,
+    /// What each polling step last showed, and when (progress lines are not repeated).
+    last_progress: HashMap<String, (String, u64)>,
     milestones: BTreeMap<String, u64>,
     commits: u64,
     crash_after: Option<u64>,
@@ -156,14 +258,36 @@ pub struct Driver {
     span: tracing::Span,
 }
 
-/// Test hook for the crash-resume tests: with `DROVER_CRASH_AFTER_COMMITS=N` the process aborts
-/// (no cleanup, like SIGKILL) right after its Nth journal commit, before acting on it.
-const CRASH_HOOK: &str = "DROVER_CRASH_AFTER_COMMITS";
+/// Crash hooks for the crash-resume tests, compiled only with the `crash-hooks` feature (the
+/// test build enables it; a product build ignores the variables).
+#[cfg(feature = "crash-hooks")]
+mod crash_hooks {
+    /// With `DROVER_CRASH_AFTER_COMMITS=N` the process aborts (no cleanup, like SIGKILL) right
+    /// after its Nth journal commit, before acting on it.
+    pub fn after_commits() -> Option<u64> {
+        std::env::var("DROVER_CRASH_AFTER_COMMITS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+    }
 
-/// Test hook for the crash-resume tests: with `DROVER_CRASH_AFTER_EFFECT=STEP` the process aborts
-/// right after the adapter call of STEP succeeded, before its outcome is journaled: the worst
-/// moment to die, when only `observe` can tell that the effect happened.
-const CRASH_EFFECT_HOOK: &str = "DROVER_CRASH_AFTER_EFFECT";
+    /// With `DROVER_CRASH_AFTER_EFFECT=STEP` the process aborts right after the adapter call of
+    /// STEP succeeded, before its outcome is journaled: the worst moment to die, when only
+    /// `observe` can tell that the effect happened.
+    pub fn after_effect(step: &str) -> bool {
+        std::env::var("DROVER_CRASH_AFTER_EFFECT").is_ok_and(|s| s == step)
+    }
+}
+
+#[cfg(not(feature = "crash-hooks"))]
+mod crash_hooks {
+    pub fn after_commits() -> Option<u64> {
+        None
+    }
+
+    pub fn after_effect(_step: &str) -> bool {
+        false
+    }
+}
 
 fn seed_of(run_id: &str) -> u64 {
     run_id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
@@ -199,6 +323,14 @@ impl Driver {
             .node_indices()
             .map(|i| (plan.graph[i].id().to_owned(), i))
             .collect();
+        let redactor = journal.redactor().clone();
+        for s in plan_secrets(&plan, &|v| std::env::var(v).ok()) {
+            redactor.add(&s);
+        }
+        let run_vars = RunVars::new(&spec.run_id, &spec.state_dir);
+        // The run's own directory exists before its first step (runbooks keep scratch files
+        // there); a failure shows up in the step that writes to it.
+        let _ = std::fs::create_dir_all(&run_vars.dir);
         let span = tracing::info_span!(
             "run",
             run_id = %spec.run_id,
@@ -220,10 +352,12 @@ impl Driver {
             tx,
             rx,
             approvals_seen: 0,
-            secrets: Vec::new(),
+            redactor,
+            run_vars,
+            last_progress: HashMap::new(),
             milestones: BTreeMap::new(),
             commits: 0,
-            crash_after: std::env::var(CRASH_HOOK).ok().and_then(|v| v.parse().ok()),
+            crash_after: crash_hooks::after_commits(),
             steps,
             span,
         }
@@ -246,11 +380,11 @@ impl Driver {
             run_id: spec.run_id.clone(),
             runbook: plan.runbook.name.clone(),
             plan: serde_json::to_string(&*plan).map_err(|e| DriverError::Plan(e.to_string()))?,
-            mode: spec.mode.as_str().into(),
+            mode: spec.mode,
             initiator: spec.initiator.clone(),
             declared_at: spec.declared_at,
             created_at: now,
-            status: "running".into(),
+            status: RunStatus::Running,
             record: None,
             audit_head: crate::audit::GENESIS.into(),
             audit_count: 0,
@@ -311,7 +445,7 @@ impl Driver {
             .approvals
             .get(rep.fed_approvals.wrapping_sub(1))
             .map_or(0, |r| r.id);
-        d.observer.line(&format!(
+        d.say(&format!(
             "resuming run {run_id}: {} events replayed",
             rep.events
         ));
@@ -322,6 +456,11 @@ impl Driver {
     #[must_use]
     pub fn run_id(&self) -> &str {
         &self.spec.run_id
+    }
+
+    /// Prints a line for the operator, with every known secret removed.
+    fn say(&self, text: &str) {
+        self.observer.line(&self.redactor.text(text));
     }
 
     fn step(&self, id: &str) -> Option<&PlanStep> {
@@ -354,7 +493,7 @@ impl Driver {
                 backup_id: field("backup_id"),
                 key_id: field("key_id"),
                 outcome: outcome.to_owned(),
-                error: error.map(|e| redact(&e, &self.secrets)),
+                error,
                 prev: String::new(),
             }
         };
@@ -465,24 +604,11 @@ impl Driver {
     /// Feeds an event: scheduler → journal → actions.
     fn handle(&mut self, event: Event) -> Result<(), DriverError> {
         let now = self.clock.now_ms();
-        let event = match event {
-            Event::StepFailed {
-                step,
-                attempt,
-                error,
-                transient,
-            } => Event::StepFailed {
-                step,
-                attempt,
-                error: redact(&error, &self.secrets),
-                transient,
-            },
-            e => e,
-        };
         let actions = self.sched.on_event(&event, now);
         let audit = self.audit_for(&event, &actions, now);
-        self.journal
-            .append(&self.lease, now, LEASE_TTL_MS, &event, &actions, &audit)?;
+        // The journal redacts every payload it stores.
+        let (journal, lease) = (&mut self.journal, &self.lease);
+        blocking(|| journal.append(lease, now, LEASE_TTL_MS, &event, &actions, &audit))?;
         self.commits += 1;
         if self.crash_after == Some(self.commits) {
             std::process::abort();
@@ -514,16 +640,31 @@ impl Driver {
     }
 
     fn ctx(&self, step: &PlanStep, attempt: u32) -> StepContext {
+        let tx = self.tx.clone();
+        let id = step.id.clone();
+        let progress = drover_schema::Progress::new(Arc::new(move |text: &str| {
+            let _ = tx.send(Done::Progress {
+                step: id.clone(),
+                text: text.to_owned(),
+            });
+        }));
         StepContext {
             run_id: self.spec.run_id.clone(),
             step_id: step.id.clone(),
             action: step.action.clone(),
             idempotency_key: format!("{}/{}", self.spec.run_id, step.id),
             attempt,
-            mode: self.spec.mode.as_str().into(),
+            mode: self.spec.mode,
             state_dir: self.spec.state_dir.clone(),
             production: self.plan.production.resources.clone(),
             production_tags: self.plan.production.tags.clone(),
+            progress,
+            clock: drover_schema::SharedClock(Arc::clone(&self.clock)),
+            timeout: step.timeout_ms.map(|ms| drover_schema::StepTimeout {
+                ms,
+                deadline_ms: self.clock.now_ms().saturating_add(ms),
+                is_default: step.timeout_is_default,
+            }),
         }
     }
 
@@ -559,11 +700,14 @@ impl Driver {
             self.spec.mode,
             &outputs,
             &|v| std::env::var(v).ok(),
+            &self.run_vars,
         ) {
             Ok(r) => r,
             Err(e) => return fail(&tx, AdapterError::Permanent(e)),
         };
-        self.secrets.extend(resolved.secrets.iter().cloned());
+        for s in &resolved.secrets {
+            self.redactor.add(s);
+        }
         if self.spec.mode == Mode::Drill {
             let prod = &self.plan.production.resources;
             for name in self
@@ -591,15 +735,25 @@ impl Driver {
             }
         }
         let ctx = self.ctx(&step, attempt);
-        let action = step.action.clone();
-        let inputs = resolved.inputs;
+        let validated = match ValidatedStep::new(adapter, &step.action, resolved.inputs) {
+            Ok(v) => v,
+            Err(e) => return fail(&tx, e),
+        };
         let step_id = id.to_owned();
-        self.observer
-            .line(&format!("start   {id} ({action}, attempt {attempt})"));
+        self.say(&format!(
+            "start   {id} ({}, attempt {attempt})",
+            validated.action
+        ));
+        let action = validated.action.clone();
         let span =
             tracing::info_span!(parent: &self.span, "step", step = %id, action = %action, attempt);
         let handle = tokio::spawn(
             async move {
+                let ValidatedStep {
+                    adapter,
+                    action,
+                    inputs,
+                } = validated;
                 if observe_first {
                     match adapter.observe(&action, &inputs, &ctx).await {
                         Ok(Observation::Done(o)) => {
@@ -622,7 +776,7 @@ impl Driver {
                     }
                 }
                 let result = adapter.execute(&action, &inputs, &ctx).await;
-                if result.is_ok() && std::env::var(CRASH_EFFECT_HOOK).is_ok_and(|s| s == step_id) {
+                if result.is_ok() && crash_hooks::after_effect(&step_id) {
                     // The effect is in the world; the journal does not know yet.
                     std::process::abort();
                 }
@@ -676,22 +830,30 @@ impl Driver {
         if let Some(o) = &own {
             outputs.insert(step.id.clone(), o.clone());
         }
-        let resolved = match resolve(&self.plan, &step, &inputs, self.spec.mode, &outputs, &|v| {
-            std::env::var(v).ok()
-        }) {
+        let resolved = match resolve(
+            &self.plan,
+            &step,
+            &inputs,
+            self.spec.mode,
+            &outputs,
+            &|v| std::env::var(v).ok(),
+            &self.run_vars,
+        ) {
             Ok(r) => r,
             Err(e) => return fail(e),
         };
-        self.secrets.extend(resolved.secrets.iter().cloned());
+        for s in &resolved.secrets {
+            self.redactor.add(s);
+        }
         let mut ctx = self.ctx(&step, 1);
         if builtin {
-            self.observer.line(&format!(
+            self.say(&format!(
                 "undo    {id} ({action}, built-in: restores the captured state)"
             ));
         } else {
             ctx.action = action.clone();
             ctx.idempotency_key = format!("{}/{}/compensate", self.spec.run_id, step.id);
-            self.observer.line(&format!("undo    {id} ({action})"));
+            self.say(&format!("undo    {id} ({action})"));
         }
         let own = own.unwrap_or_default();
         let span =
@@ -731,8 +893,7 @@ impl Driver {
                 if let Some(h) = self.running.remove(&step) {
                     h.abort();
                 }
-                self.observer
-                    .line(&format!("timeout {step} (attempt {attempt} abandoned)"));
+                self.say(&format!("timeout {step} (attempt {attempt} abandoned)"));
             }
             Action::SetTimer {
                 step,
@@ -742,23 +903,51 @@ impl Driver {
             } => {
                 if timer == TimerKind::Retry {
                     let err = self.sched.error(&step).unwrap_or("").to_owned();
-                    self.observer.line(&format!(
+                    self.say(&format!(
                         "retry   {step} in {} after: {err}",
                         drover_dsl::format_duration(at_ms.saturating_sub(now))
                     ));
                 }
                 self.timers.insert((at_ms, step, attempt, timer));
             }
-            Action::AwaitApproval { step, required } => self.observer.line(&format!(
-                "WAITING {step}: needs {required} approval(s): drover approve {} {step} --as NAME",
-                self.spec.run_id
-            )),
+            Action::AwaitApproval { step, required } => {
+                let roles: Vec<String> = match self.step(&step).and_then(|s| s.inputs.get("roles"))
+                {
+                    Some(drover_dsl::PlanValue::List(l)) => l
+                        .iter()
+                        .filter_map(|v| match v {
+                            drover_dsl::PlanValue::String(r) => Some(format!(" --role {r}")),
+                            _ => None,
+                        })
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                let hint = if roles.len() > 1 {
+                    format!(" (one of:{})", roles.join(","))
+                } else {
+                    roles.concat()
+                };
+                let initiator_may = matches!(
+                    self.step(&step)
+                        .and_then(|s| s.inputs.get("initiator_may_approve")),
+                    Some(drover_dsl::PlanValue::Bool(true))
+                );
+                let who = if initiator_may {
+                    String::new()
+                } else {
+                    format!(" by someone other than {}", self.spec.initiator)
+                };
+                self.say(&format!(
+                    "WAITING {step}: needs {required} approval(s){who}: drover approve {} {step} --as NAME{hint}",
+                    self.spec.run_id
+                ));
+            }
             Action::ApprovalAccepted {
                 step,
                 operator,
                 remaining,
             } => {
-                self.observer.line(&format!(
+                self.say(&format!(
                     "approve {step}: {operator} approved ({remaining} more needed)"
                 ));
             }
@@ -766,32 +955,30 @@ impl Driver {
                 step,
                 operator,
                 reason,
-            } => self.observer.line(&format!(
+            } => self.say(&format!(
                 "REFUSED approval of {step} by {operator}: {reason}"
             )),
             Action::StepDone { step } => {
                 self.running.remove(&step);
-                self.observer.line(&format!("done    {step}"));
+                self.say(&format!("done    {step}"));
             }
             Action::StepGaveUp { step, error } => {
                 self.running.remove(&step);
-                self.observer.line(&format!("FAILED  {step}: {error}"));
+                self.say(&format!("FAILED  {step}: {error}"));
             }
-            Action::Skip { step, reason } => {
-                self.observer.line(&format!("skip    {step}: {reason}"))
-            }
+            Action::Skip { step, reason } => self.say(&format!("skip    {step}: {reason}")),
             Action::Compensate { step } => self.compensate(&step),
             Action::MilestoneReached { milestone, at_ms } => {
                 tracing::info!(milestone = %milestone, since_declared_ms = at_ms.saturating_sub(declared), "milestone reached");
                 self.milestones.insert(milestone.clone(), at_ms);
-                self.observer.line(&format!(
+                self.say(&format!(
                     "MILESTONE {milestone} reached {} after the declaration",
                     drover_dsl::format_duration(at_ms.saturating_sub(declared))
                 ));
             }
             Action::Finished { outcome } => {
                 tracing::info!(outcome = ?outcome, "run finished");
-                self.observer.line(&format!("finished: {outcome:?}"));
+                self.say(&format!("finished: {outcome:?}"));
             }
         }
     }
@@ -806,12 +993,14 @@ impl Driver {
     }
 
     async fn drive_in_span(mut self, fresh: bool) -> Result<RunRecord, DriverError> {
+        // Signal handlers before anything runs: an interrupt is never the default (death).
+        let mut interrupts = Interrupts::new();
         if fresh {
             self.handle(Event::Started)?;
         } else {
             self.handle(Event::Resumed)?;
             for (step, attempt) in self.sched.in_flight() {
-                self.observer.line(&format!(
+                self.say(&format!(
                     "observe {step}: outcome unknown after the interruption; reading back"
                 ));
                 self.execute(&step, attempt, true);
@@ -823,15 +1012,14 @@ impl Driver {
                 self.timers.insert((at, step, attempt, kind));
             }
         }
-        let mut poll = tokio::time::interval(std::time::Duration::from_millis(500));
-        let mut ctrl_c = Box::pin(tokio::signal::ctrl_c());
+        let mut next_poll = self.clock.now_ms();
         let mut interrupted = false;
+        let mut forced = false;
         while self.sched.outcome().is_none() {
             let now = self.clock.now_ms();
-            let next = self.timers.iter().next().map(|t| t.0);
-            let wait = next.map_or(3_600_000, |at| at.saturating_sub(now));
-            #[allow(clippy::disallowed_methods)] // The live driver waits on real time.
-            let sleep = tokio::time::sleep(std::time::Duration::from_millis(wait));
+            let next = self.timers.iter().next().map_or(u64::MAX, |t| t.0);
+            let wait = next.min(next_poll).saturating_sub(now);
+            let sleep = self.clock.sleep(wait);
             tokio::select! {
                 Some(done) = self.rx.recv() => {
                     let event = match done {
@@ -839,7 +1027,15 @@ impl Driver {
                         Done::Step { step, attempt, result: Err(e) } => Event::StepFailed { step, attempt, transient: e.is_transient(), error: e.to_string() },
                         Done::Compensation { step, result } => {
                             self.running.remove(&format!("{step}/compensate"));
+                            match &result {
+                                Ok(()) => self.say(&format!("undone  {step}")),
+                                Err(e) => self.say(&format!("UNDO FAILED {step}: {e}")),
+                            }
                             Event::CompensationFinished { step, error: result.err() }
+                        }
+                        Done::Progress { step, text } => {
+                            self.progress(&step, &text)?;
+                            continue;
                         }
                     };
                     self.handle(event)?;
@@ -852,47 +1048,113 @@ impl Driver {
                         let (_, step, attempt, timer) = t;
                         self.handle(Event::TimerFired { step, attempt, timer })?;
                     }
-                }
-                _ = poll.tick() => {
-                    let rows = self.journal.approvals_after(&self.spec.run_id, self.approvals_seen)?;
-                    for r in rows {
-                        self.approvals_seen = r.id;
-                        self.handle(Event::Approved { step: r.step, operator: r.operator, roles: r.roles })?;
+                    if now >= next_poll {
+                        next_poll = now + APPROVAL_POLL_MS;
+                        self.poll_approvals()?;
                     }
-                    let waiting = !self.sched.awaiting_approval().is_empty();
-                    self.journal.set_status(&self.lease, if waiting { "waiting" } else { "running" }, None)?;
-                    // Keeps the lease while nothing is journaled (waiting for approvers, long steps).
-                    self.journal.renew(&self.lease, self.clock.now_ms(), LEASE_TTL_MS)?;
                 }
-                r = &mut ctrl_c, if !interrupted => {
-                    if r.is_ok() {
+                () = interrupts.recv() => {
+                    if !interrupted {
                         interrupted = true;
-                        self.observer.line("interrupt: no new steps; waiting for running steps to finish (Ctrl-C again to force)");
+                        self.say("interrupt: no new steps; waiting for running steps to finish (Ctrl-C again to force)");
                         self.handle(Event::Interrupted)?;
+                    } else {
+                        forced = true;
+                        self.say("interrupt again: stopping running steps now; `drover resume` reads back what they did");
+                        break;
                     }
                 }
             }
         }
-        let record = build(
+        self.finish(forced).await
+    }
+
+    /// Journals what a running step last said it waits for, and shows it.
+    fn progress(&mut self, step: &str, text: &str) -> Result<(), DriverError> {
+        if !self.running.contains_key(step) {
+            return Ok(());
+        }
+        let now = self.clock.now_ms();
+        // Shown when the reason changes, and at most every 10 s otherwise; always journaled.
+        let reason = text.split_once(": ").map_or(text, |(_, r)| r).to_owned();
+        let show = match self.last_progress.get(step) {
+            Some((last, at)) => *last != reason || now.saturating_sub(*at) >= 10_000,
+            None => true,
+        };
+        if show {
+            self.say(&format!("wait    {step}: {text}"));
+            self.last_progress.insert(step.to_owned(), (reason, now));
+        }
+        let (journal, lease) = (&mut self.journal, &self.lease);
+        blocking(|| journal.set_progress(lease, step, text, now))?;
+        Ok(())
+    }
+
+    /// Picks up approvals recorded by `drover approve`, and keeps the lease and the status fresh
+    /// while nothing else is journaled (waiting for approvers, long steps).
+    fn poll_approvals(&mut self) -> Result<(), DriverError> {
+        let rows = blocking(|| {
+            self.journal
+                .approvals_after(&self.spec.run_id, self.approvals_seen)
+        })?;
+        for r in rows {
+            self.approvals_seen = r.id;
+            self.handle(Event::Approved {
+                step: r.step,
+                operator: r.operator,
+                roles: r.roles,
+            })?;
+        }
+        let status = if self.sched.awaiting_approval().is_empty() {
+            RunStatus::Running
+        } else {
+            RunStatus::Waiting
+        };
+        let now = self.clock.now_ms();
+        let (journal, lease) = (&mut self.journal, &self.lease);
+        blocking(|| {
+            journal.set_status(lease, status, None)?;
+            journal.renew(lease, now, LEASE_TTL_MS)
+        })?;
+        Ok(())
+    }
+
+    /// Ends driving: stops what is still running (only after a forced interrupt), lets every
+    /// adapter stop what it started for the run, stores the redacted record and gives the lease up.
+    async fn finish(mut self, forced: bool) -> Result<RunRecord, DriverError> {
+        for (_, h) in self.running.drain() {
+            h.abort();
+        }
+        for a in self.adapters.all() {
+            a.end_run(&self.spec.run_id).await;
+        }
+        let mut record = build(
             &self.spec.run_id,
             &self.plan,
-            self.spec.mode.as_str(),
+            self.spec.mode,
             &self.spec.initiator,
             self.spec.declared_at,
             &self.sched,
             &self.milestones,
         );
-        let status = match self.sched.outcome() {
-            Some(RunOutcome::Interrupted) => "interrupted".to_owned(),
-            Some(o) => serde_json::to_string(&o)
-                .unwrap_or_default()
-                .replace('"', ""),
-            None => "running".into(),
+        if forced {
+            record.outcome = Some(RunOutcome::Interrupted);
+        }
+        let record = self
+            .redactor
+            .apply(&record)
+            .map_err(|e| DriverError::Plan(e.to_string()))?;
+        let status = match record.outcome {
+            Some(o) => RunStatus::Finished(o),
+            None => RunStatus::Running,
         };
         let json =
             serde_json::to_string_pretty(&record).map_err(|e| DriverError::Plan(e.to_string()))?;
-        self.journal.set_status(&self.lease, &status, Some(&json))?;
-        self.journal.release(&self.lease)?;
+        let (journal, lease) = (&mut self.journal, &self.lease);
+        blocking(|| {
+            journal.set_status(lease, status, Some(&json))?;
+            journal.release(lease)
+        })?;
         Ok(record)
     }
 }
@@ -903,7 +1165,7 @@ impl Driver {
 /// Journal or plan errors.
 pub fn status(journal: &dyn Journal, run_id: &str) -> Result<(RunRow, RunRecord), DriverError> {
     let row = journal.run(run_id)?;
-    let finished = row.status != "running" && row.status != "waiting";
+    let finished = !row.status.is_live();
     if let Some(rec) = row
         .record
         .as_deref()
@@ -916,7 +1178,7 @@ pub fn status(journal: &dyn Journal, run_id: &str) -> Result<(RunRow, RunRecord)
     let rec = build(
         run_id,
         &rep.plan,
-        &rep.row.mode,
+        rep.row.mode,
         &rep.row.initiator,
         rep.row.declared_at,
         &rep.sched,
@@ -943,8 +1205,7 @@ fn replay(journal: &dyn Journal, run_id: &str) -> Result<Replay, DriverError> {
     let row = journal.run(run_id)?;
     let plan: Plan =
         serde_json::from_str(&row.plan).map_err(|e| DriverError::Plan(e.to_string()))?;
-    let mode = Mode::parse(&row.mode)
-        .ok_or_else(|| DriverError::Plan(format!("unknown mode {}", row.mode)))?;
+    let mode = row.mode;
     let mut sched = Scheduler::new(
         &plan,
         Config::new(mode, row.initiator.clone(), seed_of(run_id)),
@@ -1007,6 +1268,47 @@ pub fn check_approval(
     Ok(refusal.map_or(Ok(()), Err))
 }
 
+/// `drover approve`: checks the approval by the rules the running driver applies, then records
+/// it for the driver to pick up; a refusal is written to the run's audit log.
+/// `Ok(Err(reason))` is a refusal.
+///
+/// # Errors
+/// Journal or plan errors.
+pub fn approve(
+    journal: &mut dyn Journal,
+    run_id: &str,
+    step: &str,
+    operator: &str,
+    roles: &[String],
+    now: u64,
+) -> Result<Result<(), String>, DriverError> {
+    match check_approval(journal, run_id, step, operator, roles)? {
+        Ok(()) => {
+            journal.add_approval(run_id, step, operator, roles, now)?;
+            Ok(Ok(()))
+        }
+        Err(reason) => {
+            journal.append_audit(
+                run_id,
+                &[AuditRecord {
+                    seq: 0,
+                    ts: rfc3339(now),
+                    run_id: run_id.to_owned(),
+                    operator: operator.to_owned(),
+                    step: Some(step.to_owned()),
+                    action: "approval".into(),
+                    backup_id: None,
+                    key_id: None,
+                    outcome: "refused".into(),
+                    error: Some(reason.clone()),
+                    prev: String::new(),
+                }],
+            )?;
+            Ok(Err(reason))
+        }
+    }
+}
+
 /// One line of a dry run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DryRunLine {
@@ -1029,6 +1331,11 @@ pub async fn dry_run(
     state_dir: &std::path::Path,
 ) -> Vec<DryRunLine> {
     let mut out = Vec::new();
+    let run_vars = RunVars::new("dry-run", state_dir);
+    let redactor = Redactor::new();
+    for s in plan_secrets(plan, &|v| std::env::var(v).ok()) {
+        redactor.add(&s);
+    }
     let order = petgraph::algo::toposort(&plan.graph, None).unwrap_or_default();
     for i in order {
         let PlanNode::Step(step) = &plan.graph[i] else {
@@ -1058,9 +1365,15 @@ pub async fn dry_run(
             out.push(line);
             continue;
         };
-        let resolved = resolve(plan, step, &step.inputs, mode, &BTreeMap::new(), &|v| {
-            std::env::var(v).ok()
-        });
+        let resolved = resolve(
+            plan,
+            step,
+            &step.inputs,
+            mode,
+            &BTreeMap::new(),
+            &|v| std::env::var(v).ok(),
+            &run_vars,
+        );
         match resolved {
             Err(e) if e.contains("produced no output") || e.contains("template") => {
                 line.note =
@@ -1074,15 +1387,19 @@ pub async fn dry_run(
                     action: step.action.clone(),
                     idempotency_key: format!("dry-run/{}", step.id),
                     attempt: 1,
-                    mode: mode.as_str().into(),
+                    mode,
                     state_dir: state_dir.to_path_buf(),
                     production: plan.production.resources.clone(),
                     production_tags: plan.production.tags.clone(),
+                    ..StepContext::default()
                 };
+                for s in &r.secrets {
+                    redactor.add(s);
+                }
                 if let Err(e) = adapter.validate(&step.action, &r.inputs) {
-                    line.problem = Some(redact(&e.to_string(), &r.secrets));
+                    line.problem = Some(redactor.text(&e.to_string()));
                 } else if let Err(e) = adapter.preflight(&step.action, &r.inputs, &ctx).await {
-                    line.problem = Some(redact(&e.to_string(), &r.secrets));
+                    line.problem = Some(redactor.text(&e.to_string()));
                 }
             }
         }

@@ -1,7 +1,7 @@
 //! Resolving a step's inputs at the moment it runs: run-time templates rendered, step outputs
 //! substituted, secrets read from the environment. Durations become whole milliseconds.
 
-use crate::template_context::context;
+use crate::template_context::{RunVars, context};
 use drover_dsl::{Mode, Plan, PlanStep, PlanValue};
 use drover_schema::{Inputs, Outputs};
 use serde_json::{Value, json};
@@ -30,8 +30,16 @@ pub fn resolve(
     mode: Mode,
     outputs: &BTreeMap<String, Outputs>,
     secret: SecretSource<'_>,
+    run: &RunVars,
 ) -> Result<Resolved, String> {
-    let ctx = context(&plan.params, mode, &step.context, &step.bindings, outputs);
+    let ctx = context(
+        &plan.params,
+        mode,
+        &step.context,
+        &step.bindings,
+        outputs,
+        Some(run),
+    );
     let env = minijinja::Environment::new();
     let mut out = Resolved::default();
     for (name, v) in values {
@@ -88,13 +96,30 @@ fn one(
     })
 }
 
-/// Replaces every secret value in `text` with `<redacted>`.
+/// The values of the plan's `secret` parameters that `secret` can read (the driver teaches
+/// them to the journal's redactor before anything runs).
 #[must_use]
-pub fn redact(text: &str, secrets: &[String]) -> String {
-    let mut out = text.to_owned();
-    for s in secrets.iter().filter(|s| s.len() >= 4) {
-        out = out.replace(s.as_str(), "<redacted>");
+pub fn plan_secrets(plan: &Plan, secret: SecretSource<'_>) -> Vec<String> {
+    fn walk(v: &PlanValue, secret: SecretSource<'_>, out: &mut Vec<String>) {
+        match v {
+            PlanValue::Secret { env, .. } => out.extend(secret(env)),
+            PlanValue::List(l) => l.iter().for_each(|x| walk(x, secret, out)),
+            PlanValue::Map(m) => m.values().for_each(|x| walk(x, secret, out)),
+            _ => {}
+        }
     }
+    let mut out = Vec::new();
+    plan.params.values().for_each(|v| walk(v, secret, &mut out));
+    for n in plan.graph.node_weights() {
+        if let Some(s) = n.as_step() {
+            s.inputs.values().for_each(|v| walk(v, secret, &mut out));
+            if let Some(c) = &s.compensate {
+                c.inputs.values().for_each(|v| walk(v, secret, &mut out));
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
     out
 }
 

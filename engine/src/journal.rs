@@ -6,7 +6,9 @@
 //! token in the same transaction, so a process that lost its lease cannot write another event.
 
 use crate::audit::{AuditRecord, chain_hash};
-use crate::scheduler::{Action, Event};
+use crate::redactor::Redactor;
+use crate::scheduler::{Action, Event, RunOutcome};
+use drover_dsl::Mode;
 use rusqlite::{OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -39,6 +41,101 @@ pub enum JournalError {
     /// Stored data does not parse.
     #[error("journal record does not parse: {0}")]
     Corrupt(String),
+    /// The state directory or its database cannot be read or created.
+    #[error("state directory {path}: {source}")]
+    Io {
+        /// The path.
+        path: String,
+        /// What the operating system said (permission denied, not found, ...).
+        source: std::io::Error,
+    },
+    /// A read-only command was pointed at a state directory that holds no journal.
+    #[error("{0} holds no Drover journal (no drover.db); check --state")]
+    NoJournal(String),
+    /// The state location names a scheme this build cannot keep a journal in.
+    #[error(
+        "state location {location}: `{scheme}://` is not supported by this build; --state takes a local directory path (the journal is a SQLite database inside it)"
+    )]
+    UnsupportedLocation {
+        /// What was given.
+        location: String,
+        /// Its scheme.
+        scheme: String,
+    },
+    /// A run with this id already exists.
+    #[error("a run with id {0} already exists in this state directory; choose another --run-id")]
+    RunExists(String),
+}
+
+/// Where a run stands, as the journal keeps it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunStatus {
+    /// Being driven (or was, until its process died: see [`RunStatus::is_live`]).
+    Running,
+    /// Being driven, waiting for approvers.
+    Waiting,
+    /// Over, with this outcome (`Interrupted` can be resumed).
+    Finished(RunOutcome),
+}
+
+impl RunStatus {
+    const OUTCOMES: [RunOutcome; 6] = [
+        RunOutcome::Succeeded,
+        RunOutcome::SucceededWithFailures,
+        RunOutcome::Failed,
+        RunOutcome::RolledBack,
+        RunOutcome::RollbackFailed,
+        RunOutcome::Interrupted,
+    ];
+
+    /// The name stored and shown (`running`, `waiting`, or the outcome in snake case).
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Waiting => "waiting",
+            RunStatus::Finished(o) => o.as_str(),
+        }
+    }
+
+    /// Parses a stored name.
+    #[must_use]
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "running" => Some(RunStatus::Running),
+            "waiting" => Some(RunStatus::Waiting),
+            _ => Self::OUTCOMES
+                .into_iter()
+                .find(|o| o.as_str() == s)
+                .map(RunStatus::Finished),
+        }
+    }
+
+    /// Whether a process is (or was, until it died) driving the run.
+    #[must_use]
+    pub fn is_live(self) -> bool {
+        matches!(self, RunStatus::Running | RunStatus::Waiting)
+    }
+}
+
+impl std::fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for RunStatus {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for RunStatus {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        RunStatus::parse(&s)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown run status `{s}`")))
+    }
 }
 
 /// A run's row.
@@ -51,15 +148,15 @@ pub struct RunRow {
     /// The compiled plan (JSON).
     pub plan: String,
     /// Mode.
-    pub mode: String,
+    pub mode: Mode,
     /// Who started it.
     pub initiator: String,
     /// When the incident or drill was declared (ms).
     pub declared_at: u64,
     /// When the run was created (ms).
     pub created_at: u64,
-    /// `running`, `waiting`, or the outcome.
-    pub status: String,
+    /// Where it stands.
+    pub status: RunStatus,
     /// The final run record (JSON), once finished.
     pub record: Option<String>,
     /// Hash of the last audit record (kept outside the log, for truncation detection).
@@ -130,8 +227,55 @@ pub struct SimulationRow {
     pub summary: String,
 }
 
-/// The journal's operations.
+/// What a long-running step last said it was waiting for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProgressRow {
+    /// Step id.
+    pub step: String,
+    /// What it said (redacted).
+    pub text: String,
+    /// When (ms).
+    pub at: u64,
+}
+
+/// The journal's operations. Every payload a journal stores passes its [`Redactor`] first: no
+/// other path writes to it.
 pub trait Journal: Send {
+    /// The redactor every stored payload passes through; the driver teaches it the run's secrets.
+    fn redactor(&self) -> &Redactor;
+    /// Records what a running step last said it was waiting for (replacing what it said before).
+    ///
+    /// # Errors
+    /// [`JournalError::Fenced`] or database errors.
+    fn set_progress(
+        &mut self,
+        lease: &Lease,
+        step: &str,
+        text: &str,
+        at: u64,
+    ) -> Result<(), JournalError>;
+    /// What each step of a run last said it was waiting for.
+    ///
+    /// # Errors
+    /// Database errors.
+    fn progress(&self, run_id: &str) -> Result<Vec<ProgressRow>, JournalError>;
+    /// Every run, newest first.
+    ///
+    /// # Errors
+    /// Database errors.
+    fn runs(&self) -> Result<Vec<RunRow>, JournalError>;
+    /// Who drives the run now: the holder of an unexpired lease whose process is alive (`None`
+    /// when nobody does: finished, interrupted, or its process crashed or was killed).
+    ///
+    /// # Errors
+    /// [`JournalError::NoRun`] or database errors.
+    fn driven_by(&self, run_id: &str, now: u64) -> Result<Option<String>, JournalError>;
+    /// Appends audit records outside a driven transition (an approval refused by `drover
+    /// approve`, which holds no lease): chained after the current head in one transaction.
+    ///
+    /// # Errors
+    /// Database errors.
+    fn append_audit(&mut self, run_id: &str, audit: &[AuditRecord]) -> Result<(), JournalError>;
     /// Records a new run.
     ///
     /// # Errors
@@ -189,7 +333,7 @@ pub trait Journal: Send {
     fn set_status(
         &mut self,
         lease: &Lease,
-        status: &str,
+        status: RunStatus,
         record: Option<&str>,
     ) -> Result<(), JournalError>;
     /// Every event of a run, in order, with its time.
@@ -259,6 +403,7 @@ pub trait Journal: Send {
 /// The SQLite journal (`STATE/drover.db`).
 pub struct SqliteJournal {
     conn: rusqlite::Connection,
+    redactor: Redactor,
 }
 
 const SCHEMA: &str = "
@@ -287,6 +432,10 @@ CREATE TABLE IF NOT EXISTS simulations (
   id INTEGER PRIMARY KEY AUTOINCREMENT, runbook TEXT NOT NULL, source_sha256 TEXT NOT NULL,
   mode TEXT NOT NULL, at INTEGER NOT NULL, summary TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS progress (
+  run_id TEXT NOT NULL, step TEXT NOT NULL, text TEXT NOT NULL, at INTEGER NOT NULL,
+  PRIMARY KEY (run_id, step)
+);
 CREATE TABLE IF NOT EXISTS audit (
   run_id TEXT NOT NULL, seq INTEGER NOT NULL, record TEXT NOT NULL, hash TEXT NOT NULL,
   PRIMARY KEY (run_id, seq)
@@ -299,31 +448,129 @@ impl SqliteJournal {
     /// # Errors
     /// If the directory or database cannot be created.
     pub fn open(state_dir: &Path) -> Result<Self, JournalError> {
-        std::fs::create_dir_all(state_dir)
-            .map_err(|e| JournalError::Corrupt(format!("{}: {e}", state_dir.display())))?;
-        let conn = rusqlite::Connection::open(state_dir.join("drover.db"))?;
+        check_location(state_dir)?;
+        let io = |source| JournalError::Io {
+            path: state_dir.display().to_string(),
+            source,
+        };
+        std::fs::create_dir_all(state_dir).map_err(io)?;
+        let db = state_dir.join("drover.db");
+        // Ask the file system first: SQLite reports a permission problem as "unable to open".
+        if let Err(e) = std::fs::OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(&db)
+        {
+            return Err(JournalError::Io {
+                path: db.display().to_string(),
+                source: e,
+            });
+        }
+        let conn = rusqlite::Connection::open(&db)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         // Every transition is durable before it is acted on.
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.execute_batch(SCHEMA)?;
-        Ok(Self { conn })
+        Ok(Self {
+            conn,
+            redactor: Redactor::new(),
+        })
     }
+
+    /// Opens an existing journal for reading only (`status`, `report`, `audit`, `evidence`):
+    /// creates nothing, and works on a read-only copy of a state directory.
+    ///
+    /// # Errors
+    /// [`JournalError::NoJournal`] when the directory or its database does not exist (a mistyped
+    /// `--state`), [`JournalError::Io`] when it cannot be read.
+    pub fn open_read_only(state_dir: &Path) -> Result<Self, JournalError> {
+        check_location(state_dir)?;
+        let db = state_dir.join("drover.db");
+        match std::fs::metadata(state_dir) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                return Err(JournalError::NoJournal(state_dir.display().to_string()));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(JournalError::NoJournal(state_dir.display().to_string()));
+            }
+            Err(e) => {
+                return Err(JournalError::Io {
+                    path: state_dir.display().to_string(),
+                    source: e,
+                });
+            }
+        }
+        match std::fs::File::open(&db) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(JournalError::NoJournal(state_dir.display().to_string()));
+            }
+            Err(e) => {
+                return Err(JournalError::Io {
+                    path: db.display().to_string(),
+                    source: e,
+                });
+            }
+        }
+        use rusqlite::OpenFlags;
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = rusqlite::Connection::open_with_flags(&db, flags)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        // A read-only copy (no write permission for the WAL index) still reads: as immutable.
+        let conn = match conn.query_row("SELECT count(*) FROM runs", [], |r| r.get::<_, i64>(0)) {
+            Ok(_) => conn,
+            Err(_) => {
+                let uri = format!("file:{}?immutable=1", db.display());
+                let c = rusqlite::Connection::open_with_flags(
+                    &uri,
+                    flags | OpenFlags::SQLITE_OPEN_URI,
+                )?;
+                c.query_row("SELECT count(*) FROM runs", [], |r| r.get::<_, i64>(0))?;
+                c
+            }
+        };
+        Ok(Self {
+            conn,
+            redactor: Redactor::new(),
+        })
+    }
+}
+
+/// Refuses a state location that is not a directory path (`postgres://…`, `s3://…`): this build
+/// keeps its journal in a local SQLite database only.
+fn check_location(state_dir: &Path) -> Result<(), JournalError> {
+    let s = state_dir.to_string_lossy();
+    if let Some((scheme, _)) = s.split_once("://") {
+        return Err(JournalError::UnsupportedLocation {
+            scheme: scheme.to_owned(),
+            location: s.to_string(),
+        });
+    }
+    Ok(())
 }
 
 const RUN_COLUMNS: &str = "SELECT r.run_id, r.runbook, p.plan, r.mode, r.initiator, r.declared_at, r.created_at, r.status, r.record, r.audit_head, r.audit_count
      FROM runs r JOIN plans p ON p.run_id = r.run_id";
 
 fn run_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
+    let bad = |col: usize, what: String| {
+        rusqlite::Error::FromSqlConversionFailure(col, rusqlite::types::Type::Text, what.into())
+    };
+    let mode: String = row.get(3)?;
+    let status: String = row.get(7)?;
     Ok(RunRow {
+        mode: Mode::parse(&mode).ok_or_else(|| bad(3, format!("unknown mode `{mode}`")))?,
+        status: RunStatus::parse(&status)
+            .ok_or_else(|| bad(7, format!("unknown run status `{status}`")))?,
         run_id: row.get(0)?,
         runbook: row.get(1)?,
         plan: row.get(2)?,
-        mode: row.get(3)?,
         initiator: row.get(4)?,
         declared_at: row.get::<_, i64>(5)? as u64,
         created_at: row.get::<_, i64>(6)? as u64,
-        status: row.get(7)?,
         record: row.get(8)?,
         audit_head: row.get(9)?,
         audit_count: row.get::<_, i64>(10)? as u64,
@@ -353,19 +600,140 @@ pub fn hostname() -> String {
         .unwrap_or_else(|_| "localhost".into())
 }
 
+/// Chains `audit` after the run's current head inside `tx`, each record redacted.
+fn chain_audit(
+    tx: &rusqlite::Transaction<'_>,
+    redactor: &Redactor,
+    run_id: &str,
+    audit: &[AuditRecord],
+) -> Result<(), JournalError> {
+    if audit.is_empty() {
+        return Ok(());
+    }
+    let corrupt = |e: serde_json::Error| JournalError::Corrupt(e.to_string());
+    let (mut head, mut count): (String, i64) = tx.query_row(
+        "SELECT audit_head, audit_count FROM runs WHERE run_id = ?1",
+        [run_id],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    for rec in audit {
+        count += 1;
+        let mut rec = rec.clone();
+        rec.seq = count as u64;
+        rec.prev = head.clone();
+        let json = redactor.json(&rec).map_err(corrupt)?;
+        head = chain_hash(&rec.prev, &json);
+        tx.execute(
+            "INSERT INTO audit (run_id, seq, record, hash) VALUES (?1, ?2, ?3, ?4)",
+            params![run_id, count, json, head],
+        )?;
+    }
+    tx.execute(
+        "UPDATE runs SET audit_head = ?1, audit_count = ?2 WHERE run_id = ?3",
+        params![head, count, run_id],
+    )?;
+    Ok(())
+}
+
 impl Journal for SqliteJournal {
+    fn driven_by(&self, run_id: &str, now: u64) -> Result<Option<String>, JournalError> {
+        let row: Option<(Option<String>, i64)> = self
+            .conn
+            .query_row(
+                "SELECT lease_holder, lease_until FROM runs WHERE run_id = ?1",
+                [run_id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let Some((holder, until)) = row else {
+            return Err(JournalError::NoRun(run_id.to_owned()));
+        };
+        Ok(holder.filter(|h| u64::try_from(until).unwrap_or(0) > now && holder_alive(h)))
+    }
+
+    fn append_audit(&mut self, run_id: &str, audit: &[AuditRecord]) -> Result<(), JournalError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        chain_audit(&tx, &self.redactor, run_id, audit)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn redactor(&self) -> &Redactor {
+        &self.redactor
+    }
+
+    fn set_progress(
+        &mut self,
+        lease: &Lease,
+        step: &str,
+        text: &str,
+        at: u64,
+    ) -> Result<(), JournalError> {
+        let tx = self.conn.transaction()?;
+        let held: Option<i64> = tx
+            .query_row(
+                "SELECT 1 FROM runs WHERE run_id = ?1 AND lease_token = ?2",
+                params![lease.run_id, lease.token],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if held.is_none() {
+            return Err(JournalError::Fenced(lease.run_id.clone()));
+        }
+        tx.execute(
+            "INSERT OR REPLACE INTO progress (run_id, step, text, at) VALUES (?1, ?2, ?3, ?4)",
+            params![lease.run_id, step, self.redactor.text(text), at as i64],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn progress(&self, run_id: &str) -> Result<Vec<ProgressRow>, JournalError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT step, text, at FROM progress WHERE run_id = ?1 ORDER BY step")?;
+        let rows = stmt.query_map([run_id], |r| {
+            Ok(ProgressRow {
+                step: r.get(0)?,
+                text: r.get(1)?,
+                at: u64::try_from(r.get::<_, i64>(2)?).unwrap_or(0),
+            })
+        })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    fn runs(&self) -> Result<Vec<RunRow>, JournalError> {
+        let mut stmt = self.conn.prepare(&format!(
+            "{RUN_COLUMNS} ORDER BY r.created_at DESC, r.rowid DESC"
+        ))?;
+        let rows = stmt.query_map([], run_row)?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
     fn create_run(&mut self, r: &RunRow) -> Result<(), JournalError> {
         // The plan lives in its own table: the run's row is rewritten on every commit (lease,
         // audit head), and must stay small whatever the plan's size.
         let tx = self.conn.transaction()?;
+        let exists: Option<i64> = tx
+            .query_row("SELECT 1 FROM runs WHERE run_id = ?1", [&r.run_id], |x| {
+                x.get(0)
+            })
+            .optional()?;
+        if exists.is_some() {
+            return Err(JournalError::RunExists(r.run_id.clone()));
+        }
+        let red = |t: &str| self.redactor.text(t);
+        let record = r.record.as_deref().map(red);
         tx.execute(
             "INSERT INTO runs (run_id, runbook, mode, initiator, declared_at, created_at, status, record, audit_head, audit_count)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-            params![r.run_id, r.runbook, r.mode, r.initiator, r.declared_at as i64, r.created_at as i64, r.status, r.record, r.audit_head, r.audit_count as i64],
+            params![r.run_id, r.runbook, r.mode.as_str(), r.initiator, r.declared_at as i64, r.created_at as i64, r.status.as_str(), record, r.audit_head, r.audit_count as i64],
         )?;
         tx.execute(
             "INSERT INTO plans (run_id, plan) VALUES (?1, ?2)",
-            params![r.run_id, r.plan],
+            params![r.run_id, red(&r.plan)],
         )?;
         tx.commit()?;
         Ok(())
@@ -476,37 +844,14 @@ impl Journal for SqliteJournal {
             [&lease.run_id],
             |r| r.get(0),
         )?;
-        let ev = serde_json::to_string(event).map_err(|e| JournalError::Corrupt(e.to_string()))?;
-        let acts =
-            serde_json::to_string(actions).map_err(|e| JournalError::Corrupt(e.to_string()))?;
+        let corrupt = |e: serde_json::Error| JournalError::Corrupt(e.to_string());
+        let ev = self.redactor.json(event).map_err(corrupt)?;
+        let acts = self.redactor.json(actions).map_err(corrupt)?;
         tx.execute(
             "INSERT INTO events (run_id, seq, at, event, actions) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![lease.run_id, seq, at as i64, ev, acts],
         )?;
-        if !audit.is_empty() {
-            let (mut head, mut count): (String, i64) = tx.query_row(
-                "SELECT audit_head, audit_count FROM runs WHERE run_id = ?1",
-                [&lease.run_id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )?;
-            for rec in audit {
-                count += 1;
-                let mut rec = rec.clone();
-                rec.seq = count as u64;
-                rec.prev = head.clone();
-                let json = serde_json::to_string(&rec)
-                    .map_err(|e| JournalError::Corrupt(e.to_string()))?;
-                head = chain_hash(&rec.prev, &json);
-                tx.execute(
-                    "INSERT INTO audit (run_id, seq, record, hash) VALUES (?1, ?2, ?3, ?4)",
-                    params![lease.run_id, count, json, head],
-                )?;
-            }
-            tx.execute(
-                "UPDATE runs SET audit_head = ?1, audit_count = ?2 WHERE run_id = ?3",
-                params![head, count, lease.run_id],
-            )?;
-        }
+        chain_audit(&tx, &self.redactor, &lease.run_id, audit)?;
         tx.commit()?;
         Ok(())
     }
@@ -525,9 +870,11 @@ impl Journal for SqliteJournal {
     fn set_status(
         &mut self,
         lease: &Lease,
-        status: &str,
+        status: RunStatus,
         record: Option<&str>,
     ) -> Result<(), JournalError> {
+        let status = status.as_str();
+        let record = record.map(|r| self.redactor.text(r));
         let n = self.conn.execute(
             "UPDATE runs SET status = ?1, record = COALESCE(?2, record) WHERE run_id = ?3 AND lease_token = ?4",
             params![status, record, lease.run_id, lease.token],
@@ -584,7 +931,7 @@ impl Journal for SqliteJournal {
         for (k, f) in files.iter().enumerate() {
             tx.execute(
                 "INSERT OR REPLACE INTO sources (run_id, seq, name, text) VALUES (?1, ?2, ?3, ?4)",
-                params![run_id, k as i64, f.name, f.text],
+                params![run_id, k as i64, f.name, self.redactor.text(&f.text)],
             )?;
         }
         tx.commit()?;

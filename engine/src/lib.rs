@@ -7,6 +7,7 @@
 //!   journaling every transition first; `resume` replays the journal and reconciles.
 //! - [`journal`]: the SQLite journal (runs, events, approvals, audit) behind a trait, with a
 //!   lease and fencing token so only one process drives a run.
+//! - [`redactor`]: the one place secrets are taken out of everything stored or printed.
 //! - [`audit`]: the hash-chained audit log and its verification.
 //! - [`run_record`]: achieved RTO and RPO against the targets.
 //! - [`timeline`]: what happened to each node, when, rebuilt from the journal.
@@ -18,6 +19,7 @@ pub mod clock;
 pub mod driver;
 pub mod inputs;
 pub mod journal;
+pub mod redactor;
 pub mod run_record;
 pub mod scheduler;
 pub mod template_context;

@@ -58,7 +58,7 @@ pub struct RunRecord {
     /// SHA-256 of the runbook's sources.
     pub source_sha256: String,
     /// Mode.
-    pub mode: String,
+    pub mode: drover_dsl::Mode,
     /// Who started it.
     pub initiator: String,
     /// When the incident or drill was declared (RFC 3339).
@@ -85,7 +85,22 @@ impl RunRecord {
     }
 }
 
-/// RFC 3339 of milliseconds since the epoch.
+/// A new run id: `r` + the UTC time to the second + a 16-bit salt mixed from the milliseconds
+/// and the process id (`r20261202T103000-1a2b`). Sortable by start; the journal refuses a
+/// repeated id.
+#[must_use]
+pub fn new_run_id(now_ms: u64) -> String {
+    let t = rfc3339(now_ms).replace([':', '-'], "");
+    let salt = u16::try_from(
+        (now_ms ^ u64::from(std::process::id()).rotate_left(17))
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            >> 48,
+    )
+    .unwrap_or(0);
+    format!("r{}-{salt:04x}", &t[..t.len().min(15)])
+}
+
+/// A time (ms since the epoch) in RFC 3339, UTC.
 #[must_use]
 pub fn rfc3339(ms: u64) -> String {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
@@ -106,7 +121,7 @@ pub fn parse_rfc3339(s: &str) -> Option<u64> {
 pub fn build(
     run_id: &str,
     plan: &Plan,
-    mode: &str,
+    mode: drover_dsl::Mode,
     initiator: &str,
     declared_at: u64,
     sched: &Scheduler,
@@ -184,7 +199,7 @@ pub fn build(
         run_id: run_id.to_owned(),
         runbook: plan.runbook.name.clone(),
         source_sha256: plan.runbook.source_sha256.clone(),
-        mode: mode.to_owned(),
+        mode,
         initiator: initiator.to_owned(),
         declared_at: rfc3339(declared_at),
         outcome: sched.outcome(),

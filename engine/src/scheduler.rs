@@ -98,6 +98,21 @@ pub enum RunOutcome {
     Interrupted,
 }
 
+impl RunOutcome {
+    /// The outcome's name as stored and shown (snake case).
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunOutcome::Succeeded => "succeeded",
+            RunOutcome::SucceededWithFailures => "succeeded_with_failures",
+            RunOutcome::Failed => "failed",
+            RunOutcome::RolledBack => "rolled_back",
+            RunOutcome::RollbackFailed => "rollback_failed",
+            RunOutcome::Interrupted => "interrupted",
+        }
+    }
+}
+
 /// What the driver must do. Actions are journaled with the event that caused them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "action", rename_all = "snake_case")]
@@ -469,6 +484,8 @@ struct Node {
     backoff_ms: u64,
     max_backoff_ms: u64,
     timeout_ms: Option<u64>,
+    /// Said after "timed out after …" when the limit is the action's default.
+    timeout_note: Option<String>,
     on_failure: OnFailure,
     when: Option<String>,
     approval: Option<Approval>,
@@ -497,6 +514,13 @@ enum Phase {
     Draining(RunOutcome),
     Compensating,
     Done(RunOutcome),
+}
+
+/// Whether two typed operator names are the same person: compared after trimming and
+/// case-folding, so `Alice` and `alice ` are one approver (names are typed until operator keys
+/// sign approvals).
+fn same_operator(a: &str, b: &str) -> bool {
+    a.trim().to_lowercase() == b.trim().to_lowercase()
 }
 
 fn timer_slot(kind: TimerKind) -> usize {
@@ -647,6 +671,7 @@ impl Scheduler {
                     backoff_ms: 0,
                     max_backoff_ms: 0,
                     timeout_ms: None,
+                    timeout_note: None,
                     on_failure: OnFailure::Abort,
                     when: None,
                     approval: None,
@@ -665,6 +690,12 @@ impl Scheduler {
                     backoff_ms: s.retry.map_or(0, |r| r.backoff_ms),
                     max_backoff_ms: s.retry.map_or(0, |r| r.max_backoff_ms),
                     timeout_ms: s.timeout_ms,
+                    timeout_note: s.timeout_is_default.then(|| {
+                        format!(
+                            " (the default timeout of {}; set `timeout` on the step to change it)",
+                            s.action
+                        )
+                    }),
                     on_failure: s.on_failure,
                     when: s.when.clone(),
                     approval: (s.role == Role::Approval).then(|| Approval {
@@ -1248,8 +1279,9 @@ impl Scheduler {
                         TimerKind::Timeout if self.status[i] == (Status::Running { attempt }) => {
                             out.push(NodeAction::Abandon { node: i, attempt });
                             let msg = format!(
-                                "attempt {attempt} timed out after {}",
-                                drover_dsl::format_duration(self.nodes[i].timeout_ms.unwrap_or(0))
+                                "attempt {attempt} timed out after {}{}",
+                                drover_dsl::format_duration(self.nodes[i].timeout_ms.unwrap_or(0)),
+                                self.nodes[i].timeout_note.as_deref().unwrap_or("")
                             );
                             self.fail_attempt(i, attempt, &msg, true, now, out);
                         }
@@ -1356,13 +1388,17 @@ impl Scheduler {
         let refused = match self.nodes[i].approval.as_ref() {
             None => Some(Refusal::NotApproval),
             Some(_) if self.status[i] != Status::AwaitingApproval => Some(Refusal::NotWaiting),
-            Some(p) if operator == self.config.initiator && !p.initiator_may_approve => {
+            Some(p)
+                if same_operator(operator, &self.config.initiator) && !p.initiator_may_approve =>
+            {
                 Some(Refusal::FourEyes)
             }
             Some(p) if !p.roles.is_empty() && !roles.iter().any(|r| p.roles.contains(r)) => {
                 Some(Refusal::Role)
             }
-            Some(_) if self.approvers[i].iter().any(|a| a == operator) => Some(Refusal::Duplicate),
+            Some(_) if self.approvers[i].iter().any(|a| same_operator(a, operator)) => {
+                Some(Refusal::Duplicate)
+            }
             Some(_) => None,
         };
         if let Some(reason) = refused {
@@ -1403,6 +1439,7 @@ impl Scheduler {
             &n.context,
             &n.bindings,
             &outputs,
+            None,
         );
         e.eval(&ctx)
             .map(|v| v.is_true())

@@ -6,6 +6,31 @@ use drover_schema::Outputs;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
+/// The run's own values templates read as `run.id`, `run.dir` and `run.state_dir`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RunVars {
+    /// The run's id.
+    pub id: String,
+    /// A directory of the run's own under the state directory (`STATE/runs/ID`), absolute:
+    /// runbooks keep their scratch files there, so runs never collide.
+    pub dir: String,
+    /// The state directory, absolute.
+    pub state_dir: String,
+}
+
+impl RunVars {
+    /// The values of run `id` kept in `state_dir`.
+    #[must_use]
+    pub fn new(id: &str, state_dir: &std::path::Path) -> Self {
+        let state = std::path::absolute(state_dir).unwrap_or_else(|_| state_dir.to_path_buf());
+        Self {
+            id: id.to_owned(),
+            dir: state.join("runs").join(id).display().to_string(),
+            state_dir: state.display().to_string(),
+        }
+    }
+}
+
 /// Builds the context for one step.
 #[must_use]
 pub fn context(
@@ -14,6 +39,7 @@ pub fn context(
     step_context: &BTreeMap<String, PlanValue>,
     bindings: &BTreeMap<String, OutputRef>,
     outputs: &BTreeMap<String, Outputs>,
+    run: Option<&RunVars>,
 ) -> Map<String, Value> {
     let mut ctx: Map<String, Value> = params
         .iter()
@@ -21,6 +47,14 @@ pub fn context(
         .map(|(k, v)| (k.clone(), v.to_json()))
         .collect();
     ctx.insert("mode".into(), Value::String(mode.as_str().into()));
+    if let Some(run) = run
+        && !ctx.contains_key("run")
+    {
+        ctx.insert(
+            "run".into(),
+            serde_json::to_value(run).unwrap_or(Value::Null),
+        );
+    }
     for (k, v) in step_context {
         ctx.insert(k.clone(), v.to_json());
     }

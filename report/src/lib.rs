@@ -13,7 +13,7 @@
 pub mod bundle;
 
 use drover_chart::{Bar, BarKind, GanttRow, Marker};
-use drover_dsl::{Mode, Plan, PlanNode, format_duration};
+use drover_dsl::{Plan, PlanNode, format_duration};
 use drover_engine::journal::Journal;
 use drover_engine::run_record::{BackupLine, RunRecord, rfc3339};
 use drover_engine::timeline::{AttemptOutcome, NodeTimeline, Timeline};
@@ -367,8 +367,11 @@ pub fn gather(journal: &dyn Journal, run_id: &str) -> Result<Report, ReportError
         };
 
     // The latest simulation of the same sources in the same mode.
-    let sim =
-        journal.latest_simulation(&plan.runbook.name, &plan.runbook.source_sha256, &row.mode)?;
+    let sim = journal.latest_simulation(
+        &plan.runbook.name,
+        &plan.runbook.source_sha256,
+        row.mode.as_str(),
+    )?;
     let sim_json: Option<serde_json::Value> = sim
         .as_ref()
         .and_then(|s| serde_json::from_str(&s.summary).ok());
@@ -474,7 +477,7 @@ pub fn gather(journal: &dyn Journal, run_id: &str) -> Result<Report, ReportError
         .collect::<Vec<_>>();
     let backups: Vec<BackupLine> = record.backups.clone();
 
-    let mode = Mode::parse(&row.mode).unwrap_or(Mode::Drill);
+    let mode = row.mode;
     let analysis = drover_dsl::analysis::analyze(&plan, mode);
     let simulation = sim.as_ref().zip(sim_json.as_ref()).map(|(s, v)| {
         let ms = |k: &str| {
@@ -510,7 +513,7 @@ pub fn gather(journal: &dyn Journal, run_id: &str) -> Result<Report, ReportError
     );
     let passed =
         outcome == "succeeded" && record.rto.met == Some(true) && record.rpo.met != Some(false);
-    let controls = controls(&record, &audit, &backups, &approvals, &row.mode);
+    let controls = controls(&record, &audit, &backups, &approvals, row.mode.as_str());
     Ok(Report {
         simulated: false,
         run_id: row.run_id.clone(),
@@ -519,7 +522,7 @@ pub fn gather(journal: &dyn Journal, run_id: &str) -> Result<Report, ReportError
         owner: plan.runbook.owner.clone(),
         source: plan.runbook.source.clone(),
         source_sha256: plan.runbook.source_sha256.clone(),
-        mode: row.mode.clone(),
+        mode: row.mode.to_string(),
         initiator: row.initiator.clone(),
         declared_at: rfc3339(row.declared_at),
         started_at: rfc3339(timeline.started_ms.unwrap_or(row.created_at)),
@@ -869,7 +872,7 @@ pub fn history(journal: &dyn Journal, runbook: &str) -> Result<History, ReportEr
         })?;
         runs.push(HistoryRun {
             run_id: row.run_id.clone(),
-            mode: row.mode.clone(),
+            mode: row.mode.to_string(),
             declared_at: rfc3339(row.declared_at),
             outcome: rec.outcome.map_or_else(
                 || "running".to_owned(),

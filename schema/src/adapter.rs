@@ -11,8 +11,85 @@ pub type Inputs = BTreeMap<String, serde_json::Value>;
 /// What a step produced, readable by later steps as `steps.ID.OUTPUT`.
 pub type Outputs = BTreeMap<String, serde_json::Value>;
 
+/// Where a long-running action says what it is waiting for (attempt n, the last answer), so the
+/// operator sees progress on the live view and in `drover status`. Texts may quote what a service
+/// answered: the engine redacts them before they are shown or stored.
+#[derive(Clone, Default)]
+pub struct Progress(Option<std::sync::Arc<dyn Fn(&str) + Send + Sync>>);
+
+impl Progress {
+    /// A sink that passes each text to `f`.
+    #[must_use]
+    pub fn new(f: std::sync::Arc<dyn Fn(&str) + Send + Sync>) -> Self {
+        Self(Some(f))
+    }
+
+    /// Reports what the step is doing now.
+    pub fn report(&self, text: &str) {
+        if let Some(f) = &self.0 {
+            f(text);
+        }
+    }
+}
+
+impl std::fmt::Debug for Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Progress(sink)"
+        } else {
+            "Progress(none)"
+        })
+    }
+}
+
+/// The time limit of the attempt an adapter runs: polling actions stop before it and say why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StepTimeout {
+    /// The limit (ms).
+    pub ms: u64,
+    /// When the attempt is abandoned (ms since the epoch, on the run's clock).
+    pub deadline_ms: u64,
+    /// Whether the limit is the action's default (the runbook set none).
+    pub is_default: bool,
+}
+
+impl StepTimeout {
+    /// Names the limit for an error message: `5m (the default timeout of http.check; set
+    /// `timeout` on the step to change it)`.
+    #[must_use]
+    pub fn describe(&self, action: &str) -> String {
+        let d = format_ms(self.ms);
+        if self.is_default {
+            format!("{d} (the default timeout of {action}; set `timeout` on the step to change it)")
+        } else {
+            format!("{d} (the step's timeout)")
+        }
+    }
+}
+
+/// A duration as runbooks write it: `1h30m`, `5m`, `2s`, `750ms`.
+#[must_use]
+pub fn format_ms(ms: u64) -> String {
+    if ms == 0 || ms % 1000 != 0 {
+        return format!("{ms}ms");
+    }
+    let s = ms / 1000;
+    let (h, m, s) = (s / 3600, s / 60 % 60, s % 60);
+    let mut out = String::new();
+    if h > 0 {
+        out += &format!("{h}h");
+    }
+    if m > 0 {
+        out += &format!("{m}m");
+    }
+    if s > 0 {
+        out += &format!("{s}s");
+    }
+    out
+}
+
 /// Everything an adapter needs to know about the step it runs, besides its inputs.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct StepContext {
     /// The run.
     pub run_id: String,
@@ -24,8 +101,8 @@ pub struct StepContext {
     pub idempotency_key: String,
     /// 1 for the first attempt.
     pub attempt: u32,
-    /// The run's mode (`drill`, `failover`, `failback`).
-    pub mode: String,
+    /// The run's mode.
+    pub mode: crate::Mode,
     /// The run's state directory (journal, local artefacts).
     pub state_dir: PathBuf,
     /// Resources the runbook marks as production.
@@ -33,6 +110,12 @@ pub struct StepContext {
     /// Tags that mark a resource as production (`environment = "production"`): in a drill,
     /// adapters read a resource's tags and refuse to change it when one matches.
     pub production_tags: BTreeMap<String, String>,
+    /// Where the step reports what it is waiting for.
+    pub progress: Progress,
+    /// The run's clock: polls, backoff and throttling waits sleep on it.
+    pub clock: crate::SharedClock,
+    /// The attempt's time limit, if it has one.
+    pub timeout: Option<StepTimeout>,
 }
 
 /// Why an adapter call failed, and whether trying again can help.
@@ -133,4 +216,9 @@ pub trait Adapter: Send + Sync {
     ) -> Result<Observation, AdapterError> {
         Ok(Observation::NotDone)
     }
+
+    /// The run `run_id` is over (finished, rolled back, interrupted or stopped): stop what the
+    /// adapter started for it and was not asked to keep (background services). Called once per
+    /// adapter when the driver stops driving the run. The default has nothing to stop.
+    async fn end_run(&self, _run_id: &str) {}
 }

@@ -10,8 +10,15 @@
 //! and a mutating action needs a `compensate` in runbooks that support failback.
 
 mod adapter;
+pub mod clock;
+mod mode;
 
-pub use adapter::{Adapter, AdapterError, Inputs, Observation, Outputs, StepContext};
+pub use adapter::{
+    Adapter, AdapterError, Inputs, Observation, Outputs, Progress, StepContext, StepTimeout,
+    format_ms,
+};
+pub use clock::{Clock, ManualClock, SharedClock, Sleep, SystemClock};
+pub use mode::Mode;
 use serde::{Deserialize, Serialize};
 
 /// The type of an action input or output, as the compiler checks it.
@@ -135,6 +142,9 @@ pub struct ActionSchema {
     /// Whether the adapter undoes the action itself, from the state it captured before the
     /// change: a step needs no `compensate` block for rollback then.
     pub builtin_undo: bool,
+    /// The timeout a step of this action gets when the runbook sets none (ms). Every action that
+    /// waits on the world (polls, long calls) has one, so that no step can run forever.
+    pub default_timeout_ms: Option<u64>,
 }
 
 impl ActionSchema {
@@ -149,7 +159,15 @@ impl ActionSchema {
             effect,
             role,
             builtin_undo: false,
+            default_timeout_ms: None,
         }
+    }
+
+    /// Sets the timeout a step gets when the runbook sets none.
+    #[must_use]
+    pub fn with_default_timeout_ms(mut self, ms: u64) -> Self {
+        self.default_timeout_ms = Some(ms);
+        self
     }
 
     /// Marks the action as undone by its adapter (see [`Adapter::compensate`]).

@@ -242,10 +242,12 @@ fn object_lock_is_reported_checked_and_a_locked_backup_cannot_be_deleted() {
         action: "aws_s3.check_object_lock".into(),
         idempotency_key: "r/check".into(),
         attempt: 1,
-        mode: "drill".into(),
+        mode: drover_schema::Mode::Drill,
         state_dir: ".".into(),
         production: Vec::new(),
         production_tags: Default::default(),
+        progress: Default::default(),
+        ..Default::default()
     };
     let mut inputs = drover_schema::Inputs::new();
     inputs.insert("bucket".into(), serde_json::json!(bucket));

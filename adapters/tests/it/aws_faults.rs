@@ -75,10 +75,12 @@ fn ctx(dir: &std::path::Path) -> StepContext {
         action: String::new(),
         idempotency_key: "run-f/dns_insync".into(),
         attempt: 1,
-        mode: "failover".into(),
+        mode: drover_schema::Mode::Failover,
         state_dir: dir.to_path_buf(),
         production: Vec::new(),
         production_tags: Default::default(),
+        progress: Default::default(),
+        ..Default::default()
     }
 }
 

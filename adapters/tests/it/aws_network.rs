@@ -13,16 +13,19 @@ use std::path::Path;
 const REGION: &str = "us-west-2";
 
 fn ctx(dir: &Path, step: &str, mode: &str) -> StepContext {
+    let mode = drover_schema::Mode::parse(mode).expect("a mode");
     StepContext {
         run_id: "run-1".into(),
         step_id: step.into(),
         action: String::new(),
         idempotency_key: format!("run-1/{step}"),
         attempt: 1,
-        mode: mode.into(),
+        mode,
         state_dir: dir.to_path_buf(),
         production: Vec::new(),
         production_tags: [("environment".to_owned(), "production".to_owned())].into(),
+        progress: Default::default(),
+        ..Default::default()
     }
 }
 

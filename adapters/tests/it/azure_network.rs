@@ -15,10 +15,17 @@ use std::time::Duration;
 #[derive(Debug, Default)]
 struct ManualClock(Mutex<Vec<Duration>>);
 
-#[async_trait::async_trait]
 impl Clock for ManualClock {
-    async fn sleep(&self, d: Duration) {
-        self.0.lock().expect("clock").push(d);
+    fn now_ms(&self) -> u64 {
+        0
+    }
+
+    fn sleep(&self, ms: u64) -> drover_schema::Sleep {
+        self.0
+            .lock()
+            .expect("clock")
+            .push(Duration::from_millis(ms));
+        Box::pin(std::future::ready(()))
     }
 }
 
@@ -29,10 +36,12 @@ fn ctx(dir: &std::path::Path, step: &str, action: &str) -> StepContext {
         action: action.into(),
         idempotency_key: format!("run-az/{step}"),
         attempt: 1,
-        mode: "failover".into(),
+        mode: drover_schema::Mode::Failover,
         state_dir: dir.to_path_buf(),
         production: Vec::new(),
         production_tags: Default::default(),
+        progress: Default::default(),
+        ..Default::default()
     }
 }
 
@@ -493,7 +502,7 @@ fn a_drill_refuses_to_move_a_public_ip_onto_a_production_tagged_nic_before_any_c
         "move_public_ip",
         "azure_network.associate_public_ip",
     );
-    c.mode = "drill".into();
+    c.mode = drover_schema::Mode::Drill;
     // The fixture tags nic-lb-dr environment=dr: call that production for this drill.
     c.production_tags.insert("environment".into(), "dr".into());
     let i = inputs(

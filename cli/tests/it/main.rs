@@ -7,6 +7,7 @@ mod arm_server;
 mod aws_failover;
 #[cfg(feature = "azure")]
 mod azure_failover;
+mod hardening;
 mod report;
 mod run;
 mod simulate;

@@ -149,7 +149,7 @@ fn the_report_of_a_drill_matches_its_record_in_every_format_and_holds_no_key() {
     assert!(md.contains("| RTO | 5m |"), "{md}");
 
     // No key material: the key-encryption key the drill used, in any encoding.
-    let key = std::fs::read(d.join(".drover/quickstart/kek.key")).expect("key file");
+    let key = std::fs::read(d.join(".drover/runs/q1/kek.key")).expect("key file");
     let key_text = String::from_utf8_lossy(&key).trim().to_owned();
     for page in [&html, &md, &report(d, "json")] {
         assert!(
@@ -400,7 +400,7 @@ fn an_evidence_bundle_verifies_and_any_change_removal_addition_or_other_signer_i
     );
 
     // No key material in the bundle: neither the drill's key-encryption key nor the signing key.
-    let kek = std::fs::read(d.join(".drover/quickstart/kek.key")).expect("kek");
+    let kek = std::fs::read(d.join(".drover/runs/q1/kek.key")).expect("kek");
     let kek_text = String::from_utf8_lossy(&kek).trim().to_owned();
     let signing = std::fs::read_to_string(d.join("sign.key")).expect("signing key");
     let body = String::from_utf8_lossy(&good);

@@ -105,8 +105,13 @@ fn the_quickstart_runs_end_to_end_and_reports_rto_and_rpo() {
     );
     assert!(stdout.contains("RPO "), "{stdout}");
     assert!(stdout.contains("MILESTONE service_restored"), "{stdout}");
-    let restored = std::fs::read_to_string(d.join(".drover/quickstart/restored/ehr.csv"))
-        .expect("restored file");
+    let run_id = status_json(d, "latest")["run_id"]
+        .as_str()
+        .expect("run id")
+        .to_owned();
+    let restored =
+        std::fs::read_to_string(d.join(".drover/runs").join(run_id).join("restored/ehr.csv"))
+            .expect("restored file");
     assert!(restored.ends_with("patient-5000\n"));
     let v = drover(d, &["audit", "verify"]);
     assert_eq!(v.status.code(), Some(0), "{}", text(&v.stderr));
@@ -418,7 +423,7 @@ fn spans_for_the_run_and_each_step_are_exported_over_otlp() {
     let out = drover(
         d,
         &[
-            "--otlp", &endpoint, "run", "r.drover", "--mode", "drill", "--run-id", "otel",
+            "run", "r.drover", "--otlp", &endpoint, "--mode", "drill", "--run-id", "otel",
         ],
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));

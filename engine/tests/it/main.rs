@@ -1,6 +1,8 @@
 //! Engine integration tests: the audit chain against every single-record tampering of a 100-record
 //! log, and the journal's lease.
 
+mod driver;
+
 use drover_engine::audit::{AuditRecord, GENESIS, verify};
 use drover_engine::journal::{Journal, JournalError, RunRow, SqliteJournal};
 use drover_engine::scheduler::Event;
@@ -10,11 +12,11 @@ fn run_row(id: &str) -> RunRow {
         run_id: id.into(),
         runbook: "t".into(),
         plan: "{}".into(),
-        mode: "drill".into(),
+        mode: drover_dsl::Mode::Drill,
         initiator: "alice".into(),
         declared_at: 0,
         created_at: 0,
-        status: "running".into(),
+        status: drover_engine::journal::RunStatus::Running,
         record: None,
         audit_head: GENESIS.into(),
         audit_count: 0,

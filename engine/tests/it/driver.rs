@@ -1,0 +1,264 @@
+//! The live driver on a manual clock: retries with backoff, an approval gate and a polling step's
+//! default timeout play out in virtual hours with no real sleeping.
+
+use drover_engine::clock::{Clock, ManualClock};
+use drover_engine::driver::{Adapters, Driver, Observer, RunSpec};
+use drover_engine::journal::{Journal, RunStatus, SqliteJournal};
+use drover_engine::scheduler::RunOutcome;
+use drover_schema::{Adapter, AdapterError, Inputs, Outputs, StepContext};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// An action that fails transiently until its third attempt.
+#[derive(Debug, Default)]
+struct Flaky(AtomicU32);
+
+#[async_trait::async_trait]
+impl Adapter for Flaky {
+    fn schemas(&self) -> Vec<drover_schema::ActionSchema> {
+        vec![drover_schema::ActionSchema::new(
+            "test.flaky",
+            "fails twice",
+            drover_schema::Effect::ReadOnly,
+            drover_schema::Role::Plain,
+        )]
+    }
+
+    async fn execute(
+        &self,
+        _action: &str,
+        _inputs: &Inputs,
+        _ctx: &StepContext,
+    ) -> Result<Outputs, AdapterError> {
+        if self.0.fetch_add(1, Ordering::SeqCst) < 2 {
+            Err(AdapterError::Transient("the service is busy".into()))
+        } else {
+            Ok(Outputs::new())
+        }
+    }
+}
+
+#[derive(Default)]
+struct Lines(Mutex<Vec<String>>);
+
+impl Observer for Lines {
+    fn line(&self, text: &str) {
+        self.0.lock().expect("lines").push(text.to_owned());
+    }
+}
+
+const HEAD: &str = r#"runbook "Manual clock" {
+  owner = "me@example.org"
+  rto   = 4h
+  rpo   = 1h
+  modes = [drill]
+}
+"#;
+
+fn compile(body: &str, flaky: &Arc<Flaky>) -> drover_dsl::Plan {
+    let mut actions: Vec<drover_schema::ActionSchema> =
+        drover_adapters::builtin_catalogue().actions().to_vec();
+    actions.extend(flaky.schemas());
+    let catalogue = drover_schema::StaticCatalogue::new(actions);
+    let opts = drover_dsl::CompileOptions {
+        catalogue: &catalogue,
+        vars: Vec::new(),
+    };
+    let c = drover_dsl::compile_str("t.drover", &format!("{HEAD}{body}"), &opts);
+    c.plan.unwrap_or_else(|| panic!("{:?}", c.diagnostics))
+}
+
+/// Drives `plan` on `clock`, moving it ten seconds at a time once at least `sleepers` tasks wait
+/// on it (the driver, and any polling step), and calls `each_tick` after each move. Bounded:
+/// fails the test instead of hanging.
+async fn drive(
+    plan: drover_dsl::Plan,
+    flaky: Arc<Flaky>,
+    dir: &std::path::Path,
+    clock: &ManualClock,
+    sleepers: u64,
+    mut each_tick: impl FnMut(),
+) -> (drover_engine::run_record::RunRecord, Vec<String>) {
+    let lines = Arc::new(Lines::default());
+    let spec = RunSpec {
+        run_id: "r1".into(),
+        mode: drover_dsl::Mode::Drill,
+        initiator: "alice".into(),
+        state_dir: dir.to_path_buf(),
+        declared_at: clock.now_ms(),
+        sources: Vec::new(),
+    };
+    let adapters = Adapters::default()
+        .with(Arc::new(drover_adapters::local::LocalAdapter::new(
+            Arc::new(|_: &str| {}),
+        )))
+        .with(flaky);
+    let journal = SqliteJournal::open(dir).expect("journal");
+    let d = Driver::start(
+        spec,
+        Arc::new(plan),
+        Box::new(journal),
+        Arc::new(clock.clone()),
+        adapters,
+        Arc::clone(&lines) as Arc<dyn Observer>,
+    )
+    .expect("starts");
+    let task = tokio::spawn(d.drive(true));
+    let mut ticks = 0;
+    for _ in 0..2_000_000 {
+        if task.is_finished() || ticks > 24 * 60 * 6 {
+            break;
+        }
+        tokio::task::yield_now().await;
+        // Move the clock only when everything that waits on it is waiting.
+        if clock.sleepers() >= sleepers {
+            for _ in 0..20 {
+                tokio::task::yield_now().await;
+            }
+            clock.advance(10_000);
+            ticks += 1;
+            each_tick();
+        }
+    }
+    let record = task.await.expect("joins").expect("drives");
+    let lines = lines.0.lock().expect("lines").clone();
+    (record, lines)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retrying_approval_gated_run_plays_out_on_a_manual_clock() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let flaky = Arc::new(Flaky::default());
+    let plan = compile(
+        r#"
+step busy {
+  action = test.flaky
+  retry {
+    attempts = 3
+    backoff  = 10m
+  }
+}
+
+step go {
+  action = approval
+  after  = [busy]
+  with {
+    prompt = "go?"
+  }
+}
+
+step cool_down {
+  action = wait
+  after  = [go]
+  with {
+    duration = 30m
+  }
+}
+
+milestone done {
+  after     = [cool_down]
+  stops_rto = true
+}
+"#,
+        &flaky,
+    );
+    let clock = ManualClock::new(1_000_000_000);
+    let start = clock.now_ms();
+    let state = dir.path().to_path_buf();
+    let mut approved = false;
+    let mut waited = 0u32;
+    let (record, lines) = drive(plan, Arc::clone(&flaky), dir.path(), &clock, 1, || {
+        // Bob approves after the run has waited for him for an hour (360 ticks of 10 s), from
+        // another journal handle, as `drover approve` would.
+        if approved {
+            return;
+        }
+        let j = SqliteJournal::open(&state).expect("journal");
+        if j.run("r1").expect("run").status == RunStatus::Waiting {
+            waited += 1;
+        }
+        if waited == 360 {
+            let mut j = j;
+            let r =
+                drover_engine::driver::approve(&mut j, "r1", "go", "bob", &[], 0).expect("journal");
+            assert_eq!(r, Ok(()));
+            approved = true;
+        }
+    })
+    .await;
+    assert_eq!(record.outcome, Some(RunOutcome::Succeeded), "{lines:#?}");
+    assert_eq!(flaky.0.load(Ordering::SeqCst), 3, "two retries");
+    let rto = record.rto.achieved_ms.expect("measured");
+    // Virtual time: two 10-minute backoffs (with jitter), the hour waiting for Bob, the wait.
+    assert!(rto >= 90 * 60_000, "{rto}");
+    assert!(clock.now_ms() - start >= rto);
+    assert!(
+        lines.iter().any(|l| l.starts_with("retry   busy in")),
+        "{lines:#?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("WAITING go") && l.contains("someone other than alice")),
+        "{lines:#?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_polling_step_without_a_timeout_ends_at_its_default_and_says_so() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let flaky = Arc::new(Flaky::default());
+    // Nothing listens on this port.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("port");
+    let plan = compile(
+        &format!(
+            r#"
+step healthy {{
+  action = http.check
+  with {{
+    url      = "http://127.0.0.1:{port}/health"
+    interval = 1m
+  }}
+}}
+
+milestone done {{
+  after     = [healthy]
+  stops_rto = true
+}}
+"#
+        ),
+        &flaky,
+    );
+    let step = plan
+        .graph
+        .node_weights()
+        .find_map(|n| n.as_step())
+        .expect("a step");
+    assert_eq!(
+        step.timeout_ms,
+        Some(drover_adapters::HTTP_CHECK_TIMEOUT_MS)
+    );
+    assert!(step.timeout_is_default);
+    let clock = ManualClock::new(5_000_000);
+    let (record, lines) = drive(plan, flaky, dir.path(), &clock, 2, || {}).await;
+    assert_eq!(record.outcome, Some(RunOutcome::Failed), "{lines:#?}");
+    let error = record
+        .steps
+        .iter()
+        .find(|s| s.id == "healthy")
+        .and_then(|s| s.error.clone())
+        .expect("an error");
+    assert!(
+        error.contains("5m (the default timeout of http.check"),
+        "{error}"
+    );
+    // What it waited for, and why, was journaled for `drover status`.
+    let j = SqliteJournal::open_read_only(dir.path()).expect("journal");
+    let progress = j.progress("r1").expect("progress");
+    assert_eq!(progress.len(), 1);
+    assert!(progress[0].text.starts_with("attempt "), "{progress:?}");
+    assert!(progress[0].text.contains("cannot connect"), "{progress:?}");
+}
