@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 
 /// The `azure_network.*` actions.
-#[derive(Clone)]
+#[derive(Clone, Default)]
 pub struct AzureNetworkAdapter {
     /// Overrides the run's clock (the step context's) for throttling and deletion waits.
     clock: Option<Arc<dyn Clock>>,
@@ -31,15 +31,6 @@ impl std::fmt::Debug for AzureNetworkAdapter {
             .field("clock", &self.clock)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .finish()
-    }
-}
-
-impl Default for AzureNetworkAdapter {
-    fn default() -> Self {
-        Self {
-            clock: None,
-            token: None,
-        }
     }
 }
 

@@ -15,12 +15,15 @@ pub type Outputs = BTreeMap<String, serde_json::Value>;
 /// operator sees progress on the live view and in `drover status`. Texts may quote what a service
 /// answered: the engine redacts them before they are shown or stored.
 #[derive(Clone, Default)]
-pub struct Progress(Option<std::sync::Arc<dyn Fn(&str) + Send + Sync>>);
+pub struct Progress(Option<ProgressSink>);
+
+/// The function a [`Progress`] passes each text to.
+pub type ProgressSink = std::sync::Arc<dyn Fn(&str) + Send + Sync>;
 
 impl Progress {
     /// A sink that passes each text to `f`.
     #[must_use]
-    pub fn new(f: std::sync::Arc<dyn Fn(&str) + Send + Sync>) -> Self {
+    pub fn new(f: ProgressSink) -> Self {
         Self(Some(f))
     }
 
@@ -70,7 +73,7 @@ impl StepTimeout {
 /// A duration as runbooks write it: `1h30m`, `5m`, `2s`, `750ms`.
 #[must_use]
 pub fn format_ms(ms: u64) -> String {
-    if ms == 0 || ms % 1000 != 0 {
+    if ms == 0 || !ms.is_multiple_of(1000) {
         return format!("{ms}ms");
     }
     let s = ms / 1000;

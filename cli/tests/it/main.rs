@@ -541,3 +541,55 @@ fn garbage_backups_are_errors_not_crashes() {
         Some(1)
     );
 }
+
+/// Every `{"secret": {"env": VAR}}` in a plan's JSON.
+fn secret_vars(v: &serde_json::Value, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::Object(m) => {
+            if let Some(env) = m
+                .get("secret")
+                .and_then(|s| s.get("env"))
+                .and_then(|e| e.as_str())
+            {
+                out.push(env.to_owned());
+            }
+            m.values().for_each(|x| secret_vars(x, out));
+        }
+        serde_json::Value::Array(a) => a.iter().for_each(|x| secret_vars(x, out)),
+        _ => {}
+    }
+}
+
+#[test]
+fn plans_hold_no_secret_values() {
+    const VALUE: &str = "s3cret-VALUE-9d8e7f21";
+    let mut checked = 0;
+    for f in examples() {
+        let out = drover(&["plan", &f, "--format", "json"]);
+        assert_eq!(out.status.code(), Some(0), "{f}: {}", text(&out.stderr));
+        let plan: serde_json::Value = serde_json::from_slice(&out.stdout).expect("plan json");
+        let mut vars = Vec::new();
+        secret_vars(&plan, &mut vars);
+        if vars.is_empty() {
+            continue;
+        }
+        // With every secret's variable set, the plan names the variables and holds no value.
+        let mut c = Command::new(env!("CARGO_BIN_EXE_drover"));
+        c.args(["plan", &f, "--format", "json"]).current_dir(root());
+        for v in &vars {
+            c.env(v, VALUE);
+        }
+        let out = c.output().expect("drover runs");
+        let json = text(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{f}");
+        assert!(
+            !json.contains(VALUE),
+            "{f}: a secret's value is in the plan"
+        );
+        for v in &vars {
+            assert!(json.contains(v.as_str()), "{f}: the plan names {v}");
+        }
+        checked += 1;
+    }
+    assert!(checked > 0, "no example runbook has a secret parameter");
+}

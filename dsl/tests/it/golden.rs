@@ -75,15 +75,50 @@ fn fixtures_cover_every_diagnostic_code() {
 
 #[test]
 fn a_syntax_error_does_not_hide_later_errors() {
-    let dir = root().join("dsl/tests/fixtures/invalid");
-    let loader = loader_for(&dir);
-    let c = compile_with("syntax_several_errors.drover", &loader, Vec::new());
-    let syntax = c
+    // A broken step, then a step that names a step that does not exist: both are reported.
+    let src = r#"runbook "collect" {
+  rto   = 1h
+  rpo   = 15m
+  modes = [drill]
+}
+
+step a {
+  action = wait
+  with {
+    duration = 1s
+  }
+}
+
+step broken {
+  action = 
+}
+
+step d {
+  action = wait
+  after  = [a, no_such_step]
+  with {
+    duration = 1s
+  }
+}
+
+milestone done {
+  after     = [d]
+  stops_rto = true
+}
+"#;
+    let loader = drover_dsl::MemoryLoader::new().with("collect.drover", src);
+    let c = compile_with("collect.drover", &loader, Vec::new());
+    let codes: Vec<Code> = c.diagnostics.iter().map(|d| d.code).collect();
+    assert!(codes.contains(&Code::SyntaxError), "{:#?}", c.diagnostics);
+    let unknown = c
         .diagnostics
         .iter()
-        .filter(|d| d.code == Code::SyntaxError)
-        .count();
-    assert!(syntax >= 2, "{:#?}", c.diagnostics);
-    // Step `d` survives the broken steps around it and is still checked.
-    assert!(c.diagnostics.iter().all(|d| d.code == Code::SyntaxError));
+        .find(|d| d.code == Code::UnknownStep)
+        .unwrap_or_else(|| panic!("the later unknown step is reported: {:#?}", c.diagnostics));
+    assert!(
+        unknown.message.contains("no_such_step"),
+        "{}",
+        unknown.message
+    );
+    assert!(c.plan.is_none());
 }

@@ -262,3 +262,32 @@ milestone done {{
     assert!(progress[0].text.starts_with("attempt "), "{progress:?}");
     assert!(progress[0].text.contains("cannot connect"), "{progress:?}");
 }
+
+/// `.ci/test` runs this in a build without the `crash-hooks` feature, with both crash variables
+/// set: were the hooks compiled in, the process would abort after its first journal commit.
+#[cfg(not(feature = "crash-hooks"))]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_crash_hooks_feature_the_crash_variables_are_ignored() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let flaky = Arc::new(Flaky::default());
+    let plan = compile(
+        r#"
+step busy {
+  action = test.flaky
+  retry {
+    attempts = 3
+    backoff  = 1s
+  }
+}
+
+milestone done {
+  after     = [busy]
+  stops_rto = true
+}
+"#,
+        &flaky,
+    );
+    let clock = ManualClock::new(1_000);
+    let (record, lines) = drive(plan, flaky, dir.path(), &clock, 1, || {}).await;
+    assert_eq!(record.outcome, Some(RunOutcome::Succeeded), "{lines:#?}");
+}
