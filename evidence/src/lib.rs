@@ -206,12 +206,23 @@ pub fn seal(
 /// Not a tar, or an entry that is not a plain file.
 pub fn read(bundle: &[u8]) -> Result<BTreeMap<String, Vec<u8>>, EvidenceError> {
     let mut out = BTreeMap::new();
+    // A tar archive is whole 512-byte blocks whose first header carries "ustar" at offset 257
+    // (POSIX and GNU): anything else is not a bundle, and its bytes are never echoed back.
+    let is_tar = bundle.len() >= 512
+        && bundle.len().is_multiple_of(512)
+        && bundle.get(257..262) == Some(b"ustar".as_slice());
+    if !is_tar {
+        return Err(EvidenceError::Malformed(format!(
+            "this is not a Drover evidence bundle (not a tar archive; {} bytes)",
+            bundle.len()
+        )));
+    }
     let mut archive = tar::Archive::new(bundle);
     let entries = archive
         .entries()
         .map_err(|e| EvidenceError::Malformed(e.to_string()))?;
     for entry in entries {
-        let mut entry = entry.map_err(|e| EvidenceError::Malformed(e.to_string()))?;
+        let mut entry = entry.map_err(|e| EvidenceError::Malformed(printable(&e.to_string())))?;
         let name = entry
             .path()
             .map_err(|e| EvidenceError::Malformed(e.to_string()))?
@@ -231,6 +242,18 @@ pub fn read(bundle: &[u8]) -> Result<BTreeMap<String, Vec<u8>>, EvidenceError> {
         }
     }
     Ok(out)
+}
+
+/// An error text from the tar reader with anything unprintable (quoted archive bytes) cut.
+fn printable(text: &str) -> String {
+    let cut = text
+        .find(|c: char| c == char::REPLACEMENT_CHARACTER || (c.is_control() && c != ' '))
+        .unwrap_or(text.len());
+    let mut out: String = text[..cut].chars().take(200).collect();
+    if cut < text.len() {
+        out.push('…');
+    }
+    out
 }
 
 /// Verifies a bundle's files (as [`read`] returns them) with the signer's public key: the

@@ -38,7 +38,7 @@ impl Mode {
         Self::ALL.into_iter().find(|m| m.as_str() == s)
     }
 
-    /// The mode's bit in a [`ModeSet`].
+    /// The mode's bit in the compiler's `ModeSet`.
     #[must_use]
     pub fn bit(self) -> u8 {
         match self {

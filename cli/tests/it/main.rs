@@ -593,3 +593,51 @@ fn plans_hold_no_secret_values() {
     }
     assert!(checked > 0, "no example runbook has a secret parameter");
 }
+
+#[test]
+fn a_huge_source_line_is_not_echoed_in_a_diagnostic() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let file = dir.path().join("big.drover");
+    let blob = "a".repeat(1_000_000);
+    std::fs::write(
+        &file,
+        format!(
+            "runbook \"x\" {{\n  rto = 1h\n  rpo = 1h\n}}\nstep a {{\n  action = wait\n  with {{ duration = \"{blob}\" }}\n}}\n"
+        ),
+    )
+    .expect("write");
+    let out = drover(&["check", &file.display().to_string()]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(err.len() < 10_000, "{} bytes of diagnostics", err.len());
+    assert!(err.contains("big.drover:7:"), "{err}");
+    assert!(err.contains("not shown"), "{err}");
+}
+
+#[test]
+fn verifying_a_file_that_is_not_a_bundle_says_so_without_echoing_it() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let d = dir.path();
+    let key = d.join("k");
+    let out = drover(&[
+        "key",
+        "generate",
+        "--signing",
+        &format!("file:{}", key.display()),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let junk: Vec<u8> = (0..3000u32).map(|i| (i * 7919 % 251) as u8).collect();
+    std::fs::write(d.join("junk.tar"), &junk).expect("write");
+    let out = drover(&[
+        "evidence",
+        "verify",
+        &d.join("junk.tar").display().to_string(),
+        "--public-key",
+        &format!("file:{}.pub", key.display()),
+    ]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("not a Drover evidence bundle"), "{err}");
+    assert!(err.len() < 400, "{err}");
+    assert!(!err.contains('\u{fffd}'), "{err}");
+}
