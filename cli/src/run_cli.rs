@@ -392,7 +392,7 @@ fn dry_run(rt: &tokio::runtime::Runtime, a: &RunArgs) -> ExitCode {
 
 /// `drover resume`.
 pub fn resume(run_id: &str, state: PathBuf, operator: Option<String>, json: bool) -> ExitCode {
-    let j = match journal_read_only(&state).and_then(|_| journal(&state)) {
+    let j = match journal(&state) {
         Ok(j) => j,
         Err(c) => return c,
     };
@@ -432,7 +432,7 @@ pub fn approve(
     state: PathBuf,
     json: bool,
 ) -> ExitCode {
-    let mut j = match journal_read_only(&state).and_then(|_| journal(&state)) {
+    let mut j = match journal(&state) {
         Ok(j) => j,
         Err(c) => return c,
     };

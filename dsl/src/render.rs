@@ -28,12 +28,17 @@ pub fn render(d: &Diagnostic, sources: &SourceMap, color: bool, width: usize) ->
     let line_end = file.text[at..]
         .find('\n')
         .map_or(file.text.len(), |i| at + i);
-    if line_end - line_start > MAX_ECHOED_LINE {
+    if line_end - line_start > MAX_ECHOED_LINE || d.message.len() > MAX_ECHOED_LINE {
+        let message: String = if d.message.len() > MAX_ECHOED_LINE {
+            format!("{}…", d.message.chars().take(200).collect::<String>())
+        } else {
+            d.message.clone()
+        };
         out = format!(
             "{}[{}]: {}\n  at {} (the line is {} bytes long; not shown)\n",
             if d.is_error() { "error" } else { "warning" },
             d.code.as_str(),
-            d.message,
+            message,
             sources.location(d.primary.span),
             line_end - line_start
         );

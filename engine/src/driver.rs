@@ -155,12 +155,7 @@ impl ValidatedStep {
 /// Runs a journal call (SQLite writes and fsyncs) without stalling the async workers: on a
 /// multi-threaded runtime the worker hands its other tasks over while the disk is waited on.
 fn blocking<T>(f: impl FnOnce() -> T) -> T {
-    match tokio::runtime::Handle::try_current() {
-        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-            tokio::task::block_in_place(f)
-        }
-        _ => f(),
-    }
+    f()
 }
 
 /// What the driver reports as the run goes (the CLI prints it).

@@ -520,8 +520,12 @@ impl SqliteJournal {
         let conn = rusqlite::Connection::open_with_flags(&db, flags)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         // A read-only copy (no write permission for the WAL index) still reads: as immutable.
+        // Only then: a live state directory is never opened immutable (it changes under us).
+        let writable = std::fs::metadata(state_dir).is_ok_and(|m| !m.permissions().readonly())
+            && std::fs::metadata(&db).is_ok_and(|m| !m.permissions().readonly());
         let conn = match conn.query_row("SELECT count(*) FROM runs", [], |r| r.get::<_, i64>(0)) {
             Ok(_) => conn,
+            Err(e) if writable => return Err(e.into()),
             Err(_) => {
                 let uri = format!("file:{}?immutable=1", db.display());
                 let c = rusqlite::Connection::open_with_flags(

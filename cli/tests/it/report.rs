@@ -431,8 +431,6 @@ fn history_charts_rto_and_rpo_over_successive_drills_against_the_targets() {
             "q2",
             "--var",
             &format!("port={port}"),
-            "--var",
-            "state_dir=.drover/second",
             "--declared-at",
             &declared,
         ],
