@@ -732,12 +732,7 @@ fn dispatch(cli: Cli) -> ExitCode {
                 Ok(_) => {
                     errln!(
                         "error: {file} has several modes ({}); choose one with --mode",
-                        plan.runbook
-                            .modes
-                            .iter()
-                            .map(|m| m.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
+                        modes_of(&plan)
                     );
                     return ExitCode::from(2);
                 }
@@ -746,12 +741,7 @@ fn dispatch(cli: Cli) -> ExitCode {
                         "error: runbook `{}` does not support {} mode (it has: {})",
                         plan.runbook.name,
                         m.as_str(),
-                        plan.runbook
-                            .modes
-                            .iter()
-                            .map(|m| m.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
+                        modes_of(&plan)
                     );
                     return ExitCode::from(2);
                 }
@@ -854,6 +844,16 @@ fn dispatch(cli: Cli) -> ExitCode {
             out.as_deref(),
         ),
     }
+}
+
+/// A runbook's modes, for messages: `drill, failover`.
+fn modes_of(plan: &drover_dsl::Plan) -> String {
+    plan.runbook
+        .modes
+        .iter()
+        .map(|m| m.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn compile(file: &str, vars: Vec<(String, String)>) -> Compilation {

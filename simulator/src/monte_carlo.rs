@@ -174,10 +174,11 @@ impl Chunk {
     fn add(&mut self, t: Outcome, spans: &[Option<(u64, u64)>], critical: &[usize]) {
         self.rto.push(t.rto_ms);
         self.rpo.push(t.rpo_ms);
-        match self.outcomes.get_mut(outcome_name(t.outcome)) {
+        match self.outcomes.get_mut(RunOutcome::as_str(t.outcome)) {
             Some(c) => *c += 1,
             None => {
-                self.outcomes.insert(outcome_name(t.outcome).to_owned(), 1);
+                self.outcomes
+                    .insert(RunOutcome::as_str(t.outcome).to_owned(), 1);
             }
         }
         for &k in critical {
@@ -216,17 +217,6 @@ impl Chunk {
             self.sy[k] += o.sy[k];
             self.syy[k] += o.syy[k];
         }
-    }
-}
-
-fn outcome_name(o: RunOutcome) -> &'static str {
-    match o {
-        RunOutcome::Succeeded => "succeeded",
-        RunOutcome::SucceededWithFailures => "succeeded_with_failures",
-        RunOutcome::Failed => "failed",
-        RunOutcome::RolledBack => "rolled_back",
-        RunOutcome::RollbackFailed => "rollback_failed",
-        RunOutcome::Interrupted => "interrupted",
     }
 }
 
@@ -328,7 +318,7 @@ pub fn run(
     let (median_critical_path, median_timeline) = match order.get(order.len() / 2) {
         Some(&(_, i)) if !order.is_empty() => {
             let t = prep.trial(s.seed, i as u64);
-            outcome_name(t.outcome).clone_into(&mut median_outcome);
+            RunOutcome::as_str(t.outcome).clone_into(&mut median_outcome);
             let ids = prep.ids();
             let path = t.critical.iter().map(|&k| ids[k].clone()).collect();
             let mut timeline: Vec<(String, u64, u64)> = t
