@@ -102,29 +102,20 @@ impl Interrupts {
 
     /// The next interrupt (never, when no handler could be installed).
     async fn recv(&mut self) {
-        let int = async {
-            match &mut self.int {
-                Some(s) => {
-                    if s.recv().await.is_none() {
-                        std::future::pending::<()>().await;
-                    }
-                }
-                None => std::future::pending::<()>().await,
+        /// The next signal of one kind; pending for ever without a handler.
+        async fn next(s: &mut Option<tokio::signal::unix::Signal>) {
+            let got = match s {
+                Some(s) => s.recv().await.is_some(),
+                None => false,
+            };
+            if !got {
+                std::future::pending::<()>().await;
             }
-        };
-        let term = async {
-            match &mut self.term {
-                Some(s) => {
-                    if s.recv().await.is_none() {
-                        std::future::pending::<()>().await;
-                    }
-                }
-                None => std::future::pending::<()>().await,
-            }
-        };
+        }
+        let (int, term) = (&mut self.int, &mut self.term);
         tokio::select! {
-            () = int => {}
-            () = term => {}
+            () = next(int) => {}
+            () = next(term) => {}
         }
     }
 }
