@@ -262,6 +262,19 @@ fn approvals_need_distinct_approvers_with_roles_and_never_the_initiator() {
         "{}",
         text(&own.stderr)
     );
+    // The same person typed differently is still the initiator.
+    let shouty = approve(" Alice ", "ic");
+    assert_eq!(shouty.status.code(), Some(1));
+    assert!(text(&shouty.stderr).contains("four eyes"));
+    // Refusals are in the audit log.
+    let audit = text(&drover(d, &["audit", "show", "g1"]).stdout);
+    assert!(
+        audit.contains(
+            "\"operator\":\"alice\",\"step\":\"gate\",\"action\":\"approval\",\"backup_id\":null,\"key_id\":null,\"outcome\":\"refused\""
+        ),
+        "{audit}"
+    );
+    assert_eq!(drover(d, &["audit", "verify", "g1"]).status.code(), Some(0));
     let intern = approve("bob", "intern");
     assert_eq!(intern.status.code(), Some(1));
     assert!(
