@@ -143,12 +143,6 @@ impl ValidatedStep {
     }
 }
 
-/// Runs a journal call (SQLite writes and fsyncs) without stalling the async workers: on a
-/// multi-threaded runtime the worker hands its other tasks over while the disk is waited on.
-fn blocking<T>(f: impl FnOnce() -> T) -> T {
-    f()
-}
-
 /// What the driver reports as the run goes (the CLI prints it).
 pub trait Observer: Send + Sync {
     /// Something worth a line.
@@ -593,8 +587,8 @@ impl Driver {
         let actions = self.sched.on_event(&event, now);
         let audit = self.audit_for(&event, &actions, now);
         // The journal redacts every payload it stores.
-        let (journal, lease) = (&mut self.journal, &self.lease);
-        blocking(|| journal.append(lease, now, LEASE_TTL_MS, &event, &actions, &audit))?;
+        self.journal
+            .append(&self.lease, now, LEASE_TTL_MS, &event, &actions, &audit)?;
         self.commits += 1;
         if self.crash_after == Some(self.commits) {
             std::process::abort();
@@ -1071,18 +1065,16 @@ impl Driver {
             self.say(&format!("wait    {step}: {text}"));
             self.last_progress.insert(step.to_owned(), (reason, now));
         }
-        let (journal, lease) = (&mut self.journal, &self.lease);
-        blocking(|| journal.set_progress(lease, step, text, now))?;
+        self.journal.set_progress(&self.lease, step, text, now)?;
         Ok(())
     }
 
     /// Picks up approvals recorded by `drover approve`, and keeps the lease and the status fresh
     /// while nothing else is journaled (waiting for approvers, long steps).
     fn poll_approvals(&mut self) -> Result<(), DriverError> {
-        let rows = blocking(|| {
-            self.journal
-                .approvals_after(&self.spec.run_id, self.approvals_seen)
-        })?;
+        let rows = self
+            .journal
+            .approvals_after(&self.spec.run_id, self.approvals_seen)?;
         for r in rows {
             self.approvals_seen = r.id;
             self.handle(Event::Approved {
@@ -1097,11 +1089,8 @@ impl Driver {
             RunStatus::Waiting
         };
         let now = self.clock.now_ms();
-        let (journal, lease) = (&mut self.journal, &self.lease);
-        blocking(|| {
-            journal.set_status(lease, status, None)?;
-            journal.renew(lease, now, LEASE_TTL_MS)
-        })?;
+        self.journal.set_status(&self.lease, status, None)?;
+        self.journal.renew(&self.lease, now, LEASE_TTL_MS)?;
         Ok(())
     }
 
@@ -1136,11 +1125,8 @@ impl Driver {
         };
         let json =
             serde_json::to_string_pretty(&record).map_err(|e| DriverError::Plan(e.to_string()))?;
-        let (journal, lease) = (&mut self.journal, &self.lease);
-        blocking(|| {
-            journal.set_status(lease, status, Some(&json))?;
-            journal.release(lease)
-        })?;
+        self.journal.set_status(&self.lease, status, Some(&json))?;
+        self.journal.release(&self.lease)?;
         Ok(record)
     }
 }
