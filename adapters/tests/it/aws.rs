@@ -4,7 +4,9 @@
 
 use super::support::rt;
 use drover_adapters::aws_kms::KmsKeyProvider;
-use drover_adapters::backup::{self, CreateOptions, KeyProvider, NoProgress, location_from_uri};
+use drover_adapters::backup::{
+    self, CreateOptions, KeyError, KeyProvider, NoProgress, location_from_uri,
+};
 use time::macros::datetime;
 
 fn endpoint() -> String {
@@ -149,7 +151,99 @@ fn a_missing_object_and_a_disabled_key_fail_cleanly() {
     );
     let bad = KmsKeyProvider::new("alias/does-not-exist");
     let e = rt.block_on(bad.preflight()).expect_err("unknown key");
-    assert!(e.to_string().contains("does-not-exist"), "{e}");
+    assert!(
+        matches!(&e, KeyError::BadKey { uri, .. } if uri == "aws-kms:alias/does-not-exist"),
+        "an unknown key is a bad key, not a transient failure: {e:?}"
+    );
+}
+
+#[test]
+fn a_disabled_kms_key_is_refused_before_a_restore_and_the_refusal_is_permanent() {
+    use drover_schema::Adapter;
+    let rt = rt();
+    let (bucket, alias, _) = rt.block_on(world());
+    let key = KmsKeyProvider::new(alias.clone());
+    rt.block_on(key.preflight()).expect("an enabled key passes");
+    let uri = format!("s3://{bucket}/ehr.dbk");
+    let loc = location_from_uri(&uri).expect("location");
+    let mut input: &[u8] = b"clinical data";
+    rt.block_on(backup::create(
+        &mut input,
+        loc.as_ref(),
+        &key,
+        &CreateOptions::new("ehr", datetime!(2026-11-23 03:00 UTC)),
+        &NoProgress,
+    ))
+    .expect("create");
+
+    let conf = rt.block_on(aws_config::load_defaults(
+        aws_config::BehaviorVersion::latest(),
+    ));
+    let kms = aws_sdk_kms::Client::new(&conf);
+    // DisableKey takes the key's id, not an alias (as in AWS).
+    let key_id = rt
+        .block_on(kms.describe_key().key_id(&alias).send())
+        .expect("DescribeKey")
+        .key_metadata
+        .map(|m| m.key_id)
+        .expect("key id");
+    rt.block_on(kms.disable_key().key_id(&key_id).send())
+        .expect("DisableKey");
+
+    let e = rt.block_on(key.preflight()).expect_err("a disabled key");
+    match &e {
+        KeyError::BadKey { uri, reason } => {
+            assert_eq!(uri, &format!("aws-kms:{alias}"));
+            assert!(reason.contains("Disabled"), "{reason}");
+        }
+        other => panic!("a disabled key must be a BadKey, got {other:?}"),
+    }
+
+    // The rehydrate step's preflight refuses it as permanent: no retry, no restore attempted.
+    let dir = tempfile::tempdir().expect("tmp");
+    let ctx = drover_schema::StepContext {
+        run_id: "r".into(),
+        step_id: "rehydrate".into(),
+        action: "backup.rehydrate".into(),
+        idempotency_key: "r/rehydrate".into(),
+        attempt: 1,
+        state_dir: dir.path().to_path_buf(),
+        ..Default::default()
+    };
+    let mut inputs = drover_schema::Inputs::new();
+    inputs.insert("source".into(), serde_json::json!(uri));
+    inputs.insert("key".into(), serde_json::json!(format!("aws-kms:{alias}")));
+    inputs.insert(
+        "dest".into(),
+        serde_json::json!(dir.path().join("ehr.bin").to_string_lossy()),
+    );
+    let refused = rt
+        .block_on(
+            drover_adapters::local::LocalAdapter::new(std::sync::Arc::new(|_: &str| {})).preflight(
+                "backup.rehydrate",
+                &inputs,
+                &ctx,
+            ),
+        )
+        .expect_err("a disabled key refuses the step");
+    assert!(
+        matches!(&refused, drover_schema::AdapterError::Permanent(m) if m.contains("Disabled")),
+        "{refused:?}"
+    );
+    assert!(!dir.path().join("ehr.bin").exists());
+
+    // Enabled again, the same backup restores: disabling lost nothing.
+    rt.block_on(kms.enable_key().key_id(&key_id).send())
+        .expect("EnableKey");
+    rt.block_on(backup::restore(
+        loc.as_ref(),
+        &dir.path().join("ehr.bin"),
+        &key,
+        None,
+        false,
+        &NoProgress,
+    ))
+    .expect("restore after EnableKey");
 }
 
 #[test]
