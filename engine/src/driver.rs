@@ -683,7 +683,7 @@ impl Driver {
             &self.run_vars,
         ) {
             Ok(r) => r,
-            Err(e) => return fail(&tx, AdapterError::Permanent(e)),
+            Err(e) => return fail(&tx, AdapterError::Permanent(e.to_string())),
         };
         for s in &resolved.secrets {
             self.redactor.add(s);
@@ -820,7 +820,7 @@ impl Driver {
             &self.run_vars,
         ) {
             Ok(r) => r,
-            Err(e) => return fail(e),
+            Err(e) => return fail(e.to_string()),
         };
         for s in &resolved.secrets {
             self.redactor.add(s);
@@ -1347,11 +1347,11 @@ pub async fn dry_run(
             &run_vars,
         );
         match resolved {
-            Err(e) if e.contains("produced no output") || e.contains("template") => {
+            Err(e) if e.needs_run_time() => {
                 line.note =
                     format!("{effect}; inputs read other steps' outputs (resolved at run time)");
             }
-            Err(e) => line.problem = Some(e),
+            Err(e) => line.problem = Some(e.to_string()),
             Ok(r) => {
                 let ctx = StepContext {
                     run_id: "dry-run".into(),
