@@ -42,6 +42,38 @@ pub enum DriverError {
     /// The run is already over.
     #[error("run {0} is already finished ({1})")]
     Finished(String, String),
+    /// A journal call could not run on the blocking pool (the runtime is shutting down, or an
+    /// earlier call panicked while holding the journal).
+    #[error("the journal is unavailable: {0}")]
+    JournalUnavailable(String),
+}
+
+/// The run's journal as the driving loop uses it: every call runs on tokio's blocking pool, so a
+/// commit that waits on the disk (SQLite's fsync) never holds one of the runtime's few worker
+/// threads, and running steps, timers and signals keep being served while it writes. Calls are
+/// still made one at a time, in order: the loop awaits each before it acts on the next event.
+struct OffloadedJournal(Arc<std::sync::Mutex<Box<dyn Journal>>>);
+
+impl OffloadedJournal {
+    fn new(journal: Box<dyn Journal>) -> Self {
+        Self(Arc::new(std::sync::Mutex::new(journal)))
+    }
+
+    async fn call<T, F>(&self, f: F) -> Result<T, DriverError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut dyn Journal) -> Result<T, JournalError> + Send + 'static,
+    {
+        let journal = Arc::clone(&self.0);
+        tokio::task::spawn_blocking(move || {
+            let mut j = journal.lock().map_err(|_| {
+                DriverError::JournalUnavailable("an earlier journal call panicked".into())
+            })?;
+            f(j.as_mut()).map_err(DriverError::from)
+        })
+        .await
+        .map_err(|e| DriverError::JournalUnavailable(e.to_string()))?
+    }
 }
 
 /// The adapters, by action name.
@@ -216,7 +248,7 @@ enum Done {
 pub struct Driver {
     spec: RunSpec,
     plan: Arc<Plan>,
-    journal: Box<dyn Journal>,
+    journal: OffloadedJournal,
     lease: Lease,
     sched: Scheduler,
     clock: Arc<dyn Clock>,
@@ -321,7 +353,7 @@ impl Driver {
         Self {
             spec,
             plan,
-            journal,
+            journal: OffloadedJournal::new(journal),
             lease,
             sched,
             clock,
@@ -582,13 +614,21 @@ impl Driver {
     }
 
     /// Feeds an event: scheduler → journal → actions.
-    fn handle(&mut self, event: Event) -> Result<(), DriverError> {
+    async fn handle(&mut self, event: Event) -> Result<(), DriverError> {
         let now = self.clock.now_ms();
         let actions = self.sched.on_event(&event, now);
         let audit = self.audit_for(&event, &actions, now);
-        // The journal redacts every payload it stores.
-        self.journal
-            .append(&self.lease, now, LEASE_TTL_MS, &event, &actions, &audit)?;
+        // The journal redacts every payload it stores. Nothing is acted on before it is stored.
+        let lease = self.lease.clone();
+        let actions = {
+            let journal_actions = actions;
+            self.journal
+                .call(move |j| {
+                    j.append(&lease, now, LEASE_TTL_MS, &event, &journal_actions, &audit)
+                        .map(|()| journal_actions)
+                })
+                .await?
+        };
         self.commits += 1;
         if self.crash_after == Some(self.commits) {
             std::process::abort();
@@ -976,9 +1016,9 @@ impl Driver {
         // Signal handlers before anything runs: an interrupt is never the default (death).
         let mut interrupts = Interrupts::new();
         if fresh {
-            self.handle(Event::Started)?;
+            self.handle(Event::Started).await?;
         } else {
-            self.handle(Event::Resumed)?;
+            self.handle(Event::Resumed).await?;
             for (step, attempt) in self.sched.in_flight() {
                 self.say(&format!(
                     "observe {step}: outcome unknown after the interruption; reading back"
@@ -1014,11 +1054,11 @@ impl Driver {
                             Event::CompensationFinished { step, error: result.err() }
                         }
                         Done::Progress { step, text } => {
-                            self.progress(&step, &text)?;
+                            self.progress(&step, &text).await?;
                             continue;
                         }
                     };
-                    self.handle(event)?;
+                    self.handle(event).await?;
                 }
                 () = sleep => {
                     let now = self.clock.now_ms();
@@ -1026,18 +1066,18 @@ impl Driver {
                     for t in due {
                         self.timers.remove(&t);
                         let (_, step, attempt, timer) = t;
-                        self.handle(Event::TimerFired { step, attempt, timer })?;
+                        self.handle(Event::TimerFired { step, attempt, timer }).await?;
                     }
                     if now >= next_poll {
                         next_poll = now + APPROVAL_POLL_MS;
-                        self.poll_approvals()?;
+                        self.poll_approvals().await?;
                     }
                 }
                 () = interrupts.recv() => {
                     if !interrupted {
                         interrupted = true;
                         self.say("interrupt: no new steps; waiting for running steps to finish (Ctrl-C again to force)");
-                        self.handle(Event::Interrupted)?;
+                        self.handle(Event::Interrupted).await?;
                     } else {
                         forced = true;
                         self.say("interrupt again: stopping running steps now; `drover resume` reads back what they did");
@@ -1050,7 +1090,7 @@ impl Driver {
     }
 
     /// Journals what a running step last said it waits for, and shows it.
-    fn progress(&mut self, step: &str, text: &str) -> Result<(), DriverError> {
+    async fn progress(&mut self, step: &str, text: &str) -> Result<(), DriverError> {
         if !self.running.contains_key(step) {
             return Ok(());
         }
@@ -1065,23 +1105,28 @@ impl Driver {
             self.say(&format!("wait    {step}: {text}"));
             self.last_progress.insert(step.to_owned(), (reason, now));
         }
-        self.journal.set_progress(&self.lease, step, text, now)?;
-        Ok(())
+        let (lease, step, text) = (self.lease.clone(), step.to_owned(), text.to_owned());
+        self.journal
+            .call(move |j| j.set_progress(&lease, &step, &text, now))
+            .await
     }
 
     /// Picks up approvals recorded by `drover approve`, and keeps the lease and the status fresh
     /// while nothing else is journaled (waiting for approvers, long steps).
-    fn poll_approvals(&mut self) -> Result<(), DriverError> {
+    async fn poll_approvals(&mut self) -> Result<(), DriverError> {
+        let (run_id, seen) = (self.spec.run_id.clone(), self.approvals_seen);
         let rows = self
             .journal
-            .approvals_after(&self.spec.run_id, self.approvals_seen)?;
+            .call(move |j| j.approvals_after(&run_id, seen))
+            .await?;
         for r in rows {
             self.approvals_seen = r.id;
             self.handle(Event::Approved {
                 step: r.step,
                 operator: r.operator,
                 roles: r.roles,
-            })?;
+            })
+            .await?;
         }
         let status = if self.sched.awaiting_approval().is_empty() {
             RunStatus::Running
@@ -1089,9 +1134,13 @@ impl Driver {
             RunStatus::Waiting
         };
         let now = self.clock.now_ms();
-        self.journal.set_status(&self.lease, status, None)?;
-        self.journal.renew(&self.lease, now, LEASE_TTL_MS)?;
-        Ok(())
+        let lease = self.lease.clone();
+        self.journal
+            .call(move |j| {
+                j.set_status(&lease, status, None)?;
+                j.renew(&lease, now, LEASE_TTL_MS)
+            })
+            .await
     }
 
     /// Ends driving: stops what is still running (only after a forced interrupt), lets every
@@ -1125,8 +1174,13 @@ impl Driver {
         };
         let json =
             serde_json::to_string_pretty(&record).map_err(|e| DriverError::Plan(e.to_string()))?;
-        self.journal.set_status(&self.lease, status, Some(&json))?;
-        self.journal.release(&self.lease)?;
+        let lease = self.lease.clone();
+        self.journal
+            .call(move |j| {
+                j.set_status(&lease, status, Some(&json))?;
+                j.release(&lease)
+            })
+            .await?;
         Ok(record)
     }
 }

@@ -108,8 +108,8 @@ pub fn resolve(
     let env = minijinja::Environment::new();
     let mut out = Resolved::default();
     for (name, v) in values {
-        let value = one(v, &ctx, &env, outputs, secret, &mut out.secrets)
-            .map_err(|e| e.at(name))?;
+        let value =
+            one(v, &ctx, &env, outputs, secret, &mut out.secrets).map_err(|e| e.at(name))?;
         out.inputs.insert(name.clone(), value);
     }
     Ok(out)
@@ -285,7 +285,15 @@ milestone done {
         secret: SecretSource<'_>,
     ) -> Result<Resolved, ResolveError> {
         let s = step(plan, id);
-        resolve(plan, s, &s.inputs, Mode::Drill, outputs, secret, &run_vars())
+        resolve(
+            plan,
+            s,
+            &s.inputs,
+            Mode::Drill,
+            outputs,
+            secret,
+            &run_vars(),
+        )
     }
 
     #[test]

@@ -302,3 +302,301 @@ milestone done {
     let (record, lines) = drive(plan, flaky, dir.path(), &clock, 1, || {}).await;
     assert_eq!(record.outcome, Some(RunOutcome::Succeeded), "{lines:#?}");
 }
+
+/// Steps for the stall test: `test.quick` returns at once; `test.release` waits until a journal
+/// commit is blocked on the "disk", then lets it go.
+struct Gate {
+    armed: Arc<tokio::sync::Notify>,
+    release: Mutex<Option<std::sync::mpsc::Sender<()>>>,
+}
+
+#[async_trait::async_trait]
+impl Adapter for Gate {
+    fn schemas(&self) -> Vec<drover_schema::ActionSchema> {
+        ["test.quick", "test.release"]
+            .into_iter()
+            .map(|name| {
+                drover_schema::ActionSchema::new(
+                    name,
+                    "stall test",
+                    drover_schema::Effect::ReadOnly,
+                    drover_schema::Role::Plain,
+                )
+            })
+            .collect()
+    }
+
+    async fn execute(
+        &self,
+        action: &str,
+        _inputs: &Inputs,
+        _ctx: &StepContext,
+    ) -> Result<Outputs, AdapterError> {
+        if action == "test.release" {
+            self.armed.notified().await;
+            if let Some(tx) = self.release.lock().expect("release").take() {
+                let _ = tx.send(());
+            }
+        }
+        Ok(Outputs::new())
+    }
+}
+
+/// A journal whose commit of `first`'s success blocks, as a commit waiting on a slow disk does,
+/// until the `release` step lets it go (or 20 s pass: then the runtime stalled).
+struct SlowDisk {
+    inner: SqliteJournal,
+    armed: Arc<tokio::sync::Notify>,
+    release: std::sync::mpsc::Receiver<()>,
+    stalled: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Journal for SlowDisk {
+    fn redactor(&self) -> &drover_engine::redactor::Redactor {
+        self.inner.redactor()
+    }
+    fn set_progress(
+        &mut self,
+        lease: &drover_engine::journal::Lease,
+        step: &str,
+        text: &str,
+        at: u64,
+    ) -> Result<(), drover_engine::journal::JournalError> {
+        self.inner.set_progress(lease, step, text, at)
+    }
+    fn progress(
+        &self,
+        run_id: &str,
+    ) -> Result<Vec<drover_engine::journal::ProgressRow>, drover_engine::journal::JournalError>
+    {
+        self.inner.progress(run_id)
+    }
+    fn runs(
+        &self,
+    ) -> Result<Vec<drover_engine::journal::RunRow>, drover_engine::journal::JournalError> {
+        self.inner.runs()
+    }
+    fn driven_by(
+        &self,
+        run_id: &str,
+        now: u64,
+    ) -> Result<Option<String>, drover_engine::journal::JournalError> {
+        self.inner.driven_by(run_id, now)
+    }
+    fn append_audit(
+        &mut self,
+        run_id: &str,
+        audit: &[drover_engine::audit::AuditRecord],
+    ) -> Result<(), drover_engine::journal::JournalError> {
+        self.inner.append_audit(run_id, audit)
+    }
+    fn create_run(
+        &mut self,
+        run: &drover_engine::journal::RunRow,
+    ) -> Result<(), drover_engine::journal::JournalError> {
+        self.inner.create_run(run)
+    }
+    fn run(
+        &self,
+        run_id: &str,
+    ) -> Result<drover_engine::journal::RunRow, drover_engine::journal::JournalError> {
+        self.inner.run(run_id)
+    }
+    fn latest_run(&self) -> Result<Option<String>, drover_engine::journal::JournalError> {
+        self.inner.latest_run()
+    }
+    fn acquire(
+        &mut self,
+        run_id: &str,
+        holder: &str,
+        now: u64,
+        ttl_ms: u64,
+    ) -> Result<drover_engine::journal::Lease, drover_engine::journal::JournalError> {
+        self.inner.acquire(run_id, holder, now, ttl_ms)
+    }
+    fn release(
+        &mut self,
+        lease: &drover_engine::journal::Lease,
+    ) -> Result<(), drover_engine::journal::JournalError> {
+        self.inner.release(lease)
+    }
+    fn append(
+        &mut self,
+        lease: &drover_engine::journal::Lease,
+        at: u64,
+        ttl_ms: u64,
+        event: &drover_engine::scheduler::Event,
+        actions: &[drover_engine::scheduler::Action],
+        audit: &[drover_engine::audit::AuditRecord],
+    ) -> Result<(), drover_engine::journal::JournalError> {
+        if matches!(event, drover_engine::scheduler::Event::StepSucceeded { step, .. } if step == "first")
+        {
+            self.armed.notify_one();
+            if self
+                .release
+                .recv_timeout(std::time::Duration::from_secs(20))
+                .is_err()
+            {
+                self.stalled.store(true, Ordering::SeqCst);
+            }
+        }
+        self.inner.append(lease, at, ttl_ms, event, actions, audit)
+    }
+    fn renew(
+        &mut self,
+        lease: &drover_engine::journal::Lease,
+        now: u64,
+        ttl_ms: u64,
+    ) -> Result<(), drover_engine::journal::JournalError> {
+        self.inner.renew(lease, now, ttl_ms)
+    }
+    fn set_status(
+        &mut self,
+        lease: &drover_engine::journal::Lease,
+        status: RunStatus,
+        record: Option<&str>,
+    ) -> Result<(), drover_engine::journal::JournalError> {
+        self.inner.set_status(lease, status, record)
+    }
+    fn events(
+        &self,
+        run_id: &str,
+    ) -> Result<Vec<(u64, drover_engine::scheduler::Event)>, drover_engine::journal::JournalError>
+    {
+        self.inner.events(run_id)
+    }
+    fn transitions(
+        &self,
+        run_id: &str,
+    ) -> Result<Vec<drover_engine::journal::Transition>, drover_engine::journal::JournalError> {
+        self.inner.transitions(run_id)
+    }
+    fn store_sources(
+        &mut self,
+        run_id: &str,
+        files: &[drover_engine::journal::SourceText],
+    ) -> Result<(), drover_engine::journal::JournalError> {
+        self.inner.store_sources(run_id, files)
+    }
+    fn sources(
+        &self,
+        run_id: &str,
+    ) -> Result<Vec<drover_engine::journal::SourceText>, drover_engine::journal::JournalError> {
+        self.inner.sources(run_id)
+    }
+    fn runs_of(
+        &self,
+        runbook: &str,
+    ) -> Result<Vec<drover_engine::journal::RunRow>, drover_engine::journal::JournalError> {
+        self.inner.runs_of(runbook)
+    }
+    fn record_simulation(
+        &mut self,
+        sim: &drover_engine::journal::SimulationRow,
+    ) -> Result<(), drover_engine::journal::JournalError> {
+        self.inner.record_simulation(sim)
+    }
+    fn latest_simulation(
+        &self,
+        runbook: &str,
+        source_sha256: &str,
+        mode: &str,
+    ) -> Result<Option<drover_engine::journal::SimulationRow>, drover_engine::journal::JournalError>
+    {
+        self.inner.latest_simulation(runbook, source_sha256, mode)
+    }
+    fn add_approval(
+        &mut self,
+        run_id: &str,
+        step: &str,
+        operator: &str,
+        roles: &[String],
+        at: u64,
+    ) -> Result<i64, drover_engine::journal::JournalError> {
+        self.inner.add_approval(run_id, step, operator, roles, at)
+    }
+    fn approvals_after(
+        &self,
+        run_id: &str,
+        after: i64,
+    ) -> Result<Vec<drover_engine::journal::ApprovalRow>, drover_engine::journal::JournalError>
+    {
+        self.inner.approvals_after(run_id, after)
+    }
+    fn audit(
+        &self,
+        run_id: &str,
+    ) -> Result<Vec<(u64, String, String)>, drover_engine::journal::JournalError> {
+        self.inner.audit(run_id)
+    }
+}
+
+/// One worker thread, the strictest runtime: while a commit waits on the disk, the steps that
+/// are running keep being served (the journal is written from the blocking pool).
+#[tokio::test(flavor = "current_thread")]
+async fn a_commit_waiting_on_the_disk_does_not_stall_the_runtime() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let armed = Arc::new(tokio::sync::Notify::new());
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stalled = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let gate = Arc::new(Gate {
+        armed: Arc::clone(&armed),
+        release: Mutex::new(Some(tx)),
+    });
+    let mut actions: Vec<drover_schema::ActionSchema> =
+        drover_adapters::builtin_catalogue().actions().to_vec();
+    actions.extend(gate.schemas());
+    let catalogue = drover_schema::StaticCatalogue::new(actions);
+    let opts = drover_dsl::CompileOptions {
+        catalogue: &catalogue,
+        vars: Vec::new(),
+    };
+    let body = r#"
+step first {
+  action = test.quick
+}
+
+step release {
+  action = test.release
+}
+
+milestone done {
+  after     = [first, release]
+  stops_rto = true
+}
+"#;
+    let c = drover_dsl::compile_str("t.drover", &format!("{HEAD}{body}"), &opts);
+    let plan = c.plan.unwrap_or_else(|| panic!("{:?}", c.diagnostics));
+    let journal = SlowDisk {
+        inner: SqliteJournal::open(dir.path()).expect("journal"),
+        armed,
+        release: rx,
+        stalled: Arc::clone(&stalled),
+    };
+    let clock = ManualClock::new(1_000);
+    let spec = RunSpec {
+        run_id: "r1".into(),
+        mode: drover_dsl::Mode::Drill,
+        initiator: "alice".into(),
+        state_dir: dir.path().to_path_buf(),
+        declared_at: clock.now_ms(),
+        sources: Vec::new(),
+    };
+    let lines = Arc::new(Lines::default());
+    let d = Driver::start(
+        spec,
+        Arc::new(plan),
+        Box::new(journal),
+        Arc::new(clock.clone()),
+        Adapters::default().with(gate),
+        Arc::clone(&lines) as Arc<dyn Observer>,
+    )
+    .expect("starts");
+    let record = d.drive(true).await.expect("drives");
+    assert!(
+        !stalled.load(Ordering::SeqCst),
+        "the runtime stalled while a commit waited on the disk"
+    );
+    let lines = lines.0.lock().expect("lines").clone();
+    assert_eq!(record.outcome, Some(RunOutcome::Succeeded), "{lines:#?}");
+}
