@@ -154,11 +154,15 @@ where
     if !hint.is_empty() {
         msg.push_str(&format!(" ({hint})"));
     }
-    if transient {
-        AdapterError::Transient(msg)
+    let kind = if transient {
+        drover_schema::ErrorKind::Transient
     } else {
-        AdapterError::Permanent(msg)
-    }
+        drover_schema::ErrorKind::Permanent
+    };
+    AdapterError::new(kind, msg)
+        .on_resource(resource)
+        .in_region(region)
+        .with_code(code)
 }
 
 /// Whether an AWS error code is worth retrying, and a hint for the operator.

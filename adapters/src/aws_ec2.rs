@@ -126,7 +126,7 @@ async fn address(c: &Call<'_>, allocation: &str) -> Result<Association, AdapterE
         .await
         .map_err(|e| c.err("DescribeAddresses", allocation, &e))?;
     let a = out.addresses().first().ok_or_else(|| {
-        AdapterError::Permanent(format!(
+        AdapterError::permanent(format!(
             "step {}: Elastic IP {allocation} not found in {}",
             c.ctx.step_id, c.region
         ))
@@ -197,7 +197,7 @@ async fn associate_address(c: &Call<'_>, inputs: &Inputs) -> Result<Outputs, Ada
         .and_then(serde_json::Value::as_bool)
         .unwrap_or(true);
     if now.association_id.is_some() && !reassociate {
-        return Err(AdapterError::Permanent(format!(
+        return Err(AdapterError::permanent(format!(
             "step {}: Elastic IP {allocation} is associated with {} and `allow_reassociation` is false",
             c.ctx.step_id,
             now.instance_id
@@ -338,7 +338,7 @@ async fn route(c: &Call<'_>, table: &str, cidr: &str) -> Result<RouteTarget, Ada
         .await
         .map_err(|e| c.err("DescribeRouteTables", table, &e))?;
     let rt = out.route_tables().first().ok_or_else(|| {
-        AdapterError::Permanent(format!(
+        AdapterError::permanent(format!(
             "step {}: route table {table} not found in {}",
             c.ctx.step_id, c.region
         ))
@@ -348,7 +348,7 @@ async fn route(c: &Call<'_>, table: &str, cidr: &str) -> Result<RouteTarget, Ada
         .iter()
         .find(|r| r.destination_cidr_block() == Some(cidr))
         .ok_or_else(|| {
-            AdapterError::Permanent(format!(
+            AdapterError::permanent(format!(
                 "step {}: route table {table} has no route for {cidr} (replace_route changes an existing route)",
                 c.ctx.step_id
             ))
@@ -399,8 +399,8 @@ fn route_inputs(inputs: &Inputs) -> Result<(&str, &str, RouteTarget), AdapterErr
     let cidr = require_str(inputs, "destination_cidr", action)?;
     let want = RouteTarget::from_inputs(inputs);
     if want == RouteTarget::default() {
-        return Err(AdapterError::Permanent(
-            "`aws_ec2.replace_route` needs a target: gateway_id, nat_gateway_id, instance_id, network_interface_id or transit_gateway_id".into(),
+        return Err(AdapterError::permanent(
+            "`aws_ec2.replace_route` needs a target: gateway_id, nat_gateway_id, instance_id, network_interface_id or transit_gateway_id",
         ));
     }
     Ok((table, cidr, want))
@@ -441,7 +441,7 @@ impl<'a> Rule<'a> {
             .get("port")
             .and_then(serde_json::Value::as_i64)
             .and_then(|p| i32::try_from(p).ok())
-            .ok_or_else(|| AdapterError::Permanent(format!("`{action}` needs a `port`")))?;
+            .ok_or_else(|| AdapterError::permanent(format!("`{action}` needs a `port`")))?;
         Ok(Self {
             group: require_str(inputs, "group_id", action)?,
             protocol: require_str(inputs, "protocol", action)?,
@@ -475,7 +475,7 @@ impl<'a> Rule<'a> {
             .await
             .map_err(|e| c.err("DescribeSecurityGroups", self.group, &e))?;
         let g = out.security_groups().first().ok_or_else(|| {
-            AdapterError::Permanent(format!(
+            AdapterError::permanent(format!(
                 "step {}: security group {} not found in {}",
                 c.ctx.step_id, self.group, c.region
             ))
@@ -595,7 +595,7 @@ type PowerBefore = Vec<(String, bool)>;
 async fn power(c: &Call<'_>, inputs: &Inputs, start: bool) -> Result<Outputs, AdapterError> {
     let ids = input_list(inputs, "instance_ids");
     if ids.is_empty() {
-        return Err(AdapterError::Permanent(format!(
+        return Err(AdapterError::permanent(format!(
             "`{}` needs `instance_ids`",
             c.ctx.action
         )));
@@ -641,7 +641,7 @@ async fn set_power(
             .filter(|id| !now.iter().any(|(i, _)| i == *id))
             .collect();
         if !missing.is_empty() {
-            return Err(AdapterError::Permanent(format!(
+            return Err(AdapterError::permanent(format!(
                 "step {}: instance(s) {} not found in {}",
                 c.ctx.step_id,
                 missing
@@ -661,7 +661,7 @@ async fn set_power(
                 InstanceStateName::Terminated | InstanceStateName::ShuttingDown
             )
         }) {
-            return Err(AdapterError::Permanent(format!(
+            return Err(AdapterError::permanent(format!(
                 "step {}: instance {id} is {} and cannot be {}",
                 c.ctx.step_id,
                 s.as_str(),
@@ -780,7 +780,7 @@ async fn create_volume(c: &Call<'_>, inputs: &Inputs) -> Result<Outputs, Adapter
         match out.volumes().first().and_then(|v| v.state()) {
             Some(VolumeState::Available | VolumeState::InUse) => break,
             Some(VolumeState::Error) => {
-                return Err(AdapterError::Permanent(format!(
+                return Err(AdapterError::permanent(format!(
                     "step {}: volume {id} from {snapshot} failed to create (state error)",
                     c.ctx.step_id
                 )));
@@ -891,17 +891,16 @@ impl drover_schema::Adapter for AwsEc2Adapter {
                 if input_str(inputs, "instance_id").is_none()
                     && input_str(inputs, "network_interface_id").is_none() =>
             {
-                Err(AdapterError::Permanent(
-                    "`aws_ec2.associate_address` needs `instance_id` or `network_interface_id`"
-                        .into(),
+                Err(AdapterError::permanent(
+                    "`aws_ec2.associate_address` needs `instance_id` or `network_interface_id`",
                 ))
             }
             "aws_ec2.run_instances"
                 if input_str(inputs, "image_id").is_none()
                     && input_str(inputs, "launch_template").is_none() =>
             {
-                Err(AdapterError::Permanent(
-                    "`aws_ec2.run_instances` needs `image_id` or `launch_template`".into(),
+                Err(AdapterError::permanent(
+                    "`aws_ec2.run_instances` needs `image_id` or `launch_template`",
                 ))
             }
             _ => Ok(()),
@@ -935,7 +934,7 @@ impl drover_schema::Adapter for AwsEc2Adapter {
                 let ids = input_list(inputs, "instance_ids");
                 let found = instance_states(&c, &ids).await?;
                 if found.len() < ids.len() {
-                    return Err(AdapterError::Permanent(format!(
+                    return Err(AdapterError::permanent(format!(
                         "step {}: not every instance of {} exists in {}",
                         ctx.step_id,
                         ids.join(", "),
@@ -964,7 +963,7 @@ impl drover_schema::Adapter for AwsEc2Adapter {
             "aws_ec2.stop_instances" => power(&c, inputs, false).await,
             "aws_ec2.create_volume_from_snapshot" => create_volume(&c, inputs).await,
             "aws_ec2.run_instances" => run_instances(&c, inputs).await,
-            _ => Err(AdapterError::Permanent(format!(
+            _ => Err(AdapterError::permanent(format!(
                 "the EC2 adapter has no action `{action}`"
             ))),
         }
@@ -1023,7 +1022,7 @@ impl drover_schema::Adapter for AwsEc2Adapter {
                     .map(|_| ())
                     .map_err(|e| c.err("TerminateInstances", &ids.join(", "), &e))
             }
-            _ => Err(AdapterError::Permanent(format!(
+            _ => Err(AdapterError::permanent(format!(
                 "`{action}` has no built-in undo"
             ))),
         }

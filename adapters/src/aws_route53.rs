@@ -88,7 +88,7 @@ impl Record {
 
     fn to_sdk(&self) -> Result<ResourceRecordSet, AdapterError> {
         let bad = |e: &dyn std::fmt::Display| {
-            AdapterError::Permanent(format!("record set {} is incomplete: {e}", self.name))
+            AdapterError::permanent(format!("record set {} is incomplete: {e}", self.name))
         };
         let mut b = ResourceRecordSet::builder()
             .name(&self.name)
@@ -223,12 +223,12 @@ impl Call<'_> {
                     .action(action)
                     .resource_record_set(r.to_sdk()?)
                     .build()
-                    .map_err(|e| AdapterError::Permanent(e.to_string()))?,
+                    .map_err(|e| AdapterError::permanent(e.to_string()))?,
             );
         }
         let batch = batch
             .build()
-            .map_err(|e| AdapterError::Permanent(e.to_string()))?;
+            .map_err(|e| AdapterError::permanent(e.to_string()))?;
         let what: Vec<String> = upserts.iter().chain(deletes).map(Record::label).collect();
         let out = self
             .client
@@ -330,8 +330,8 @@ fn wanted_record(inputs: &Inputs, existing: Option<&Record>) -> Result<Record, A
             let s = |k: &str| m.get(k).and_then(|v| v.as_str()).map(str::to_owned);
             let (Some(hosted_zone_id), Some(dns_name)) = (s("hosted_zone_id"), s("dns_name"))
             else {
-                return Err(AdapterError::Permanent(
-                    "`alias_target` needs `hosted_zone_id` and `dns_name`".into(),
+                return Err(AdapterError::permanent(
+                    "`alias_target` needs `hosted_zone_id` and `dns_name`",
                 ));
             };
             Some(Alias {
@@ -344,13 +344,13 @@ fn wanted_record(inputs: &Inputs, existing: Option<&Record>) -> Result<Record, A
     };
     let values = input_list(inputs, "values");
     if alias.is_none() && values.is_empty() {
-        return Err(AdapterError::Permanent(
-            "`aws_route53.upsert_record` needs `values` or `alias_target`".into(),
+        return Err(AdapterError::permanent(
+            "`aws_route53.upsert_record` needs `values` or `alias_target`",
         ));
     }
     if alias.is_some() && !values.is_empty() {
-        return Err(AdapterError::Permanent(
-            "give `values` or `alias_target`, not both".into(),
+        return Err(AdapterError::permanent(
+            "give `values` or `alias_target`, not both",
         ));
     }
     Ok(Record {
@@ -385,7 +385,7 @@ fn wanted_failover(inputs: &Inputs, current: &[Record]) -> Result<Vec<Record>, A
         )
     };
     if current.is_empty() {
-        return Err(AdapterError::Permanent(format!(
+        return Err(AdapterError::permanent(format!(
             "{} does not exist in the zone",
             label()
         )));
@@ -397,14 +397,14 @@ fn wanted_failover(inputs: &Inputs, current: &[Record]) -> Result<Vec<Record>, A
     let mut want = current.to_vec();
     if let Some(active) = input_str(inputs, "active") {
         if !current.iter().any(|r| r.failover.is_some()) {
-            return Err(AdapterError::Permanent(format!(
+            return Err(AdapterError::permanent(format!(
                 "{} has no failover routing policy (set identifiers: {}); use `weights` or `aws_route53.upsert_record`",
                 label(),
                 ids.join(", ")
             )));
         }
         if !ids.contains(&active) {
-            return Err(AdapterError::Permanent(format!(
+            return Err(AdapterError::permanent(format!(
                 "{} has no record with set identifier `{active}`; it has {}",
                 label(),
                 ids.join(", ")
@@ -426,7 +426,7 @@ fn wanted_failover(inputs: &Inputs, current: &[Record]) -> Result<Vec<Record>, A
                 .iter_mut()
                 .find(|r| r.set_identifier.as_deref() == Some(id.as_str()) && r.weight.is_some())
             else {
-                return Err(AdapterError::Permanent(format!(
+                return Err(AdapterError::permanent(format!(
                     "{} has no weighted record with set identifier `{id}`; it has {}",
                     label(),
                     ids.join(", ")
@@ -435,8 +435,8 @@ fn wanted_failover(inputs: &Inputs, current: &[Record]) -> Result<Vec<Record>, A
             r.weight = w.as_i64();
         }
     } else {
-        return Err(AdapterError::Permanent(
-            "`aws_route53.set_failover` needs `active` or `weights`".into(),
+        return Err(AdapterError::permanent(
+            "`aws_route53.set_failover` needs `active` or `weights`",
         ));
     }
     Ok(want)
@@ -537,7 +537,7 @@ impl AwsRoute53Adapter {
         let name = require_str(inputs, "name", &c.ctx.action)?;
         let rtype = require_str(inputs, "type", &c.ctx.action)?;
         let Some(cap) = capture::load::<Capture>(c.ctx)? else {
-            return Err(AdapterError::Permanent(format!(
+            return Err(AdapterError::permanent(format!(
                 "step {}: no record of the state before the change, nothing to restore",
                 c.ctx.step_id
             )));
@@ -619,7 +619,7 @@ impl AwsRoute53Adapter {
         }
         let cfg = cfg
             .build()
-            .map_err(|e| AdapterError::Permanent(e.to_string()))?;
+            .map_err(|e| AdapterError::permanent(e.to_string()))?;
         // The caller reference is the step's: a retry or a resume finds the health check the
         // first attempt made instead of making a second one.
         let reference = crate::aws_common::client_token(c.ctx);
@@ -708,8 +708,8 @@ impl drover_schema::Adapter for AwsRoute53Adapter {
             "aws_route53.set_failover"
                 if input_str(inputs, "active").is_none() && !inputs.contains_key("weights") =>
             {
-                Err(AdapterError::Permanent(
-                    "`aws_route53.set_failover` needs `active` or `weights`".into(),
+                Err(AdapterError::permanent(
+                    "`aws_route53.set_failover` needs `active` or `weights`",
                 ))
             }
             _ => Ok(()),
@@ -752,7 +752,7 @@ impl drover_schema::Adapter for AwsRoute53Adapter {
             "aws_route53.wait_insync" => self.wait_insync(&c, inputs).await,
             "aws_route53.create_health_check" => self.create_health_check(&c, inputs).await,
             "aws_route53.wait_healthy" => self.wait_healthy(&c, inputs).await,
-            _ => Err(AdapterError::Permanent(format!(
+            _ => Err(AdapterError::permanent(format!(
                 "the Route 53 adapter has no action `{action}`"
             ))),
         }
@@ -786,7 +786,7 @@ impl drover_schema::Adapter for AwsRoute53Adapter {
                     Err(e) => Err(c.err("DeleteHealthCheck", &format!("health check {id}"), &e)),
                 }
             }
-            _ => Err(AdapterError::Permanent(format!(
+            _ => Err(AdapterError::permanent(format!(
                 "`{action}` has no built-in undo"
             ))),
         }

@@ -452,15 +452,13 @@ impl drover_schema::Adapter for AwsS3Adapter {
     ) -> Result<drover_schema::Outputs, drover_schema::AdapterError> {
         use drover_schema::AdapterError;
         if action != "aws_s3.check_object_lock" {
-            return Err(AdapterError::Permanent(format!(
+            return Err(AdapterError::permanent(format!(
                 "the S3 adapter has no action `{action}`"
             )));
         }
         let s = |k: &str| inputs.get(k).and_then(|v| v.as_str()).map(str::to_owned);
         let (Some(bucket), Some(key)) = (s("bucket"), s("key")) else {
-            return Err(AdapterError::Permanent(
-                "`bucket` and `key` are required".into(),
-            ));
+            return Err(AdapterError::permanent("`bucket` and `key` are required"));
         };
         let loc = S3Location { bucket, key };
         // The step's own region, profile and endpoint (path-style addressing with an endpoint).
@@ -488,19 +486,19 @@ impl drover_schema::Adapter for AwsS3Adapter {
             .iter()
             .any(|c| msg.contains(c))
             {
-                AdapterError::Permanent(msg)
+                AdapterError::permanent(msg)
             } else {
-                AdapterError::Transient(msg)
+                AdapterError::transient(msg)
             }
         })?;
         let Some(r) = r else {
-            return Err(AdapterError::Permanent(format!(
+            return Err(AdapterError::permanent(format!(
                 "{} is not under S3 Object Lock",
                 loc.describe()
             )));
         };
         if let Some(want) = s("mode").filter(|m| *m != r.mode) {
-            return Err(AdapterError::Permanent(format!(
+            return Err(AdapterError::permanent(format!(
                 "{} is locked in {} mode, not {want}",
                 loc.describe(),
                 r.mode
@@ -515,11 +513,11 @@ impl drover_schema::Adapter for AwsS3Adapter {
                 &time::format_description::well_known::Rfc3339,
             )
             .map_err(|_| {
-                AdapterError::Permanent(format!("unreadable retain-until date {}", r.retain_until))
+                AdapterError::permanent(format!("unreadable retain-until date {}", r.retain_until))
             })?;
             let left = (until - time::OffsetDateTime::now_utc()).whole_milliseconds();
             if left < i128::from(min) {
-                return Err(AdapterError::Permanent(format!(
+                return Err(AdapterError::permanent(format!(
                     "{} is locked only until {}",
                     loc.describe(),
                     r.retain_until

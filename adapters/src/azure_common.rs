@@ -103,14 +103,14 @@ impl<'a> Arm<'a> {
             .map(str::to_owned)
             .or_else(|| std::env::var(SUBSCRIPTION_ENV).ok().filter(|s| !s.is_empty()))
             .ok_or_else(|| {
-                AdapterError::Permanent(format!(
+                AdapterError::permanent(format!(
                     "step {}: no Azure subscription: set the step's `subscription` input or {SUBSCRIPTION_ENV}",
                     ctx.step_id
                 ))
             })?;
         let resource_group = input_str(inputs, "resource_group")
             .ok_or_else(|| {
-                AdapterError::Permanent(format!(
+                AdapterError::permanent(format!(
                     "step {}: `{}` needs the `resource_group` input",
                     ctx.step_id, ctx.action
                 ))
@@ -121,7 +121,7 @@ impl<'a> Arm<'a> {
             None => credential(),
         }
         .map_err(|e| {
-            AdapterError::Permanent(format!(
+            AdapterError::permanent(format!(
                 "step {}: no Azure credential ({e}); set {TOKEN_ENV}, the AZURE_CLIENT_ID/AZURE_CLIENT_SECRET/AZURE_TENANT_ID environment, use a managed identity or `az login`",
                 ctx.step_id
             ))
@@ -134,7 +134,7 @@ impl<'a> Arm<'a> {
         );
         if let Some(e) = input_str(inputs, "endpoint") {
             let url = azure_core::Url::parse(e).map_err(|err| {
-                AdapterError::Permanent(format!(
+                AdapterError::permanent(format!(
                     "step {}: `endpoint` {e} is not a URL: {err}",
                     ctx.step_id
                 ))
@@ -144,7 +144,7 @@ impl<'a> Arm<'a> {
                 .scopes(&["https://management.azure.com/.default"]);
         }
         let client = builder.build().map_err(|e| {
-            AdapterError::Permanent(format!(
+            AdapterError::permanent(format!(
                 "step {}: cannot build the ARM client: {e}",
                 ctx.step_id
             ))
@@ -213,13 +213,21 @@ impl<'a> Arm<'a> {
             self.ctx.step_id,
             self.resource_group,
             status.map_or_else(String::new, |s| format!("{s} ")),
-            code.map_or_else(String::new, |c| format!("{c}: ")),
+            code.as_deref()
+                .map_or_else(String::new, |c| format!("{c}: ")),
         );
-        if transient {
-            AdapterError::Transient(what)
+        let kind = if transient {
+            drover_schema::ErrorKind::Transient
         } else {
-            AdapterError::Permanent(what)
+            drover_schema::ErrorKind::Permanent
+        };
+        let mut err = AdapterError::new(kind, what)
+            .on_resource(resource)
+            .in_subscription(&self.subscription);
+        if let Some(c) = code.or_else(|| status.map(|s| s.to_string())) {
+            err = err.with_code(c);
         }
+        err
     }
 }
 

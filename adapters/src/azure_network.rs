@@ -67,7 +67,7 @@ struct Before {
 
 fn typed<T: serde::de::DeserializeOwned>(v: Value, what: &str) -> Result<T, AdapterError> {
     serde_json::from_value(v)
-        .map_err(|e| AdapterError::Permanent(format!("cannot form the ARM {what} body: {e}")))
+        .map_err(|e| AdapterError::permanent(format!("cannot form the ARM {what} body: {e}")))
 }
 
 fn json_of<T: Serialize>(v: &T) -> Value {
@@ -190,7 +190,7 @@ where
         }
         sleep(a.clock.as_ref(), DELETE_POLL).await;
     }
-    Err(AdapterError::Transient(format!(
+    Err(AdapterError::transient(format!(
         "step {}: {what} is still being deleted",
         a.ctx.step_id
     )))
@@ -219,7 +219,7 @@ async fn update_route(a: &Arm<'_>, inputs: &Inputs) -> Result<Outputs, AdapterEr
         set_prop(&mut body, "addressPrefix", json!(p));
     }
     if prop(&body, "addressPrefix").is_none() {
-        return Err(AdapterError::Permanent(format!(
+        return Err(AdapterError::permanent(format!(
             "step {}: {} does not exist; give `address_prefix` to create it",
             a.ctx.step_id,
             w.name()
@@ -318,7 +318,7 @@ fn rule_props(inputs: &Inputs, action: &str) -> Result<Value, AdapterError> {
         .and_then(Value::as_i64)
         .filter(|p| (100..=4096).contains(p))
         .ok_or_else(|| {
-            AdapterError::Permanent(format!("`{action}` needs a `priority` from 100 to 4096"))
+            AdapterError::permanent(format!("`{action}` needs a `priority` from 100 to 4096"))
         })?;
     Ok(json!({
         "priority": priority,
@@ -433,7 +433,7 @@ async fn set_nic_pip(a: &Arm<'_>, slot: &Slot, pip_id: Option<&str>) -> Result<(
         .and_then(|p| p.get_mut("ipConfigurations"))
         .and_then(Value::as_array_mut)
         .ok_or_else(|| {
-            AdapterError::Permanent(format!(
+            AdapterError::permanent(format!(
                 "step {}: network interface {} has no IP configurations",
                 a.ctx.step_id, slot.nic
             ))
@@ -442,7 +442,7 @@ async fn set_nic_pip(a: &Arm<'_>, slot: &Slot, pip_id: Option<&str>) -> Result<(
         .iter_mut()
         .find(|c| c.get("name").and_then(Value::as_str) == Some(slot.ip_config.as_str()))
         .ok_or_else(|| {
-            AdapterError::Permanent(format!(
+            AdapterError::permanent(format!(
                 "step {}: network interface {} has no IP configuration {}",
                 a.ctx.step_id, slot.nic, slot.ip_config
             ))
@@ -508,21 +508,17 @@ async fn move_pip(a: &Arm<'_>, pip_name: &str, to: Option<&Slot>) -> Result<bool
         // Put it back where it was: a failed move leaves the world as it found it.
         if let Some(from) = &from {
             if let Err(back) = set_nic_pip(a, from, Some(&pip_id)).await {
-                return Err(AdapterError::Permanent(format!(
+                return Err(AdapterError::permanent(format!(
                     "{e}; putting public IP {pip_name} back on {} failed too: {back}",
                     from.nic
                 )));
             }
-            return Err(match e {
-                AdapterError::Transient(m) => AdapterError::Transient(format!(
-                    "{m}; public IP {pip_name} is back on {}",
-                    from.nic
-                )),
-                AdapterError::Permanent(m) => AdapterError::Permanent(format!(
-                    "{m}; public IP {pip_name} is back on {}",
-                    from.nic
-                )),
-            });
+            let mut e = e;
+            e.message = format!(
+                "{}; public IP {pip_name} is back on {}",
+                e.message, from.nic
+            );
+            return Err(e);
         }
         return Err(e);
     }
@@ -556,8 +552,8 @@ impl drover_schema::Adapter for AzureNetworkAdapter {
             "azure_network.update_route" => {
                 let w = RouteWant::from(inputs, action)?;
                 if (w.hop_type == "VirtualAppliance") != w.hop_ip.is_some() {
-                    return Err(AdapterError::Permanent(
-                        "`azure_network.update_route`: `next_hop_ip` is required with next_hop_type VirtualAppliance and allowed only with it".into(),
+                    return Err(AdapterError::permanent(
+                        "`azure_network.update_route`: `next_hop_ip` is required with next_hop_type VirtualAppliance and allowed only with it",
                     ));
                 }
                 Ok(())
@@ -674,7 +670,7 @@ impl drover_schema::Adapter for AzureNetworkAdapter {
                 let moved = move_pip(&a, pip, Some(&to)).await?;
                 Ok(changed(moved, &before))
             }
-            _ => Err(AdapterError::Permanent(format!(
+            _ => Err(AdapterError::permanent(format!(
                 "the Azure network adapter has no action `{action}`"
             ))),
         }
@@ -717,7 +713,7 @@ impl drover_schema::Adapter for AzureNetworkAdapter {
                     .transpose()?;
                 move_pip(&a, pip, back.as_ref()).await.map(|_| ())
             }
-            _ => Err(AdapterError::Permanent(format!(
+            _ => Err(AdapterError::permanent(format!(
                 "the Azure network adapter has no action `{action}`"
             ))),
         }

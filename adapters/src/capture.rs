@@ -28,14 +28,14 @@ pub(crate) fn load<T: DeserializeOwned>(ctx: &StepContext) -> Result<Option<T>, 
     let p = path(ctx);
     match std::fs::read(&p) {
         Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-            AdapterError::Permanent(format!(
+            AdapterError::permanent(format!(
                 "step {}: the saved pre-change state {} is unreadable: {e}",
                 ctx.step_id,
                 p.display()
             ))
         }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(AdapterError::Permanent(format!(
+        Err(e) => Err(AdapterError::permanent(format!(
             "step {}: cannot read the saved pre-change state {}: {e}",
             ctx.step_id,
             p.display()
@@ -50,7 +50,7 @@ pub(crate) fn load<T: DeserializeOwned>(ctx: &StepContext) -> Result<Option<T>, 
 pub(crate) fn save<T: Serialize>(ctx: &StepContext, value: &T) -> Result<(), AdapterError> {
     let p = path(ctx);
     let fail = |e: &dyn std::fmt::Display| {
-        AdapterError::Permanent(format!(
+        AdapterError::permanent(format!(
             "step {}: cannot save the pre-change state under {}: {e}",
             ctx.step_id,
             ctx.state_dir.display()

@@ -19,7 +19,7 @@ pub(crate) fn require_str<'a>(
     action: &str,
 ) -> Result<&'a str, AdapterError> {
     input_str(inputs, key)
-        .ok_or_else(|| AdapterError::Permanent(format!("`{action}` needs the `{key}` input")))
+        .ok_or_else(|| AdapterError::permanent(format!("`{action}` needs the `{key}` input")))
 }
 
 /// A list-of-strings input (a single string counts as a list of one).
@@ -65,7 +65,7 @@ pub(crate) fn refuse_production_tags<'a>(
     }
     for (resource, k, v) in tags {
         if ctx.production_tags.get(k).is_some_and(|want| want == v) {
-            return Err(AdapterError::Permanent(format!(
+            return Err(AdapterError::permanent(format!(
                 "step {}: refused before any change: a drill must not touch {resource}, tagged {k}={v} (production)",
                 ctx.step_id
             )));

@@ -130,7 +130,7 @@ fn str_in<'a>(inputs: &'a Inputs, name: &str) -> Option<&'a str> {
 
 fn req<'a>(inputs: &'a Inputs, name: &str) -> Result<&'a str, AdapterError> {
     str_in(inputs, name).ok_or_else(|| {
-        AdapterError::Permanent(format!("input `{name}` is missing or not a string"))
+        AdapterError::permanent(format!("input `{name}` is missing or not a string"))
     })
 }
 
@@ -156,7 +156,7 @@ type OpenBackup = (Box<dyn backup::Location>, Box<dyn backup::KeyProvider>);
 fn open_backup(source: &str, key: &str) -> Result<OpenBackup, AdapterError> {
     let loc = backup::location_from_uri(source).map_err(|e| backup_err(&e))?;
     let key =
-        backup::key_provider_from_uri(key).map_err(|e| AdapterError::Permanent(e.to_string()))?;
+        backup::key_provider_from_uri(key).map_err(|e| AdapterError::permanent(e.to_string()))?;
     Ok((loc, key))
 }
 
@@ -174,11 +174,11 @@ fn verify_blocking(
 
 fn backup_err(e: &backup::BackupError) -> AdapterError {
     match e {
-        backup::BackupError::Io { .. } => AdapterError::Transient(e.to_string()),
+        backup::BackupError::Io { .. } => AdapterError::transient(e.to_string()),
         backup::BackupError::Key(backup::KeyError::Transient(_)) => {
-            AdapterError::Transient(e.to_string())
+            AdapterError::transient(e.to_string())
         }
-        _ => AdapterError::Permanent(e.to_string()),
+        _ => AdapterError::permanent(e.to_string()),
     }
 }
 
@@ -233,12 +233,12 @@ impl LocalAdapter {
             .process_group(0);
         let child = cmd
             .spawn()
-            .map_err(|e| AdapterError::Permanent(format!("cannot start /bin/sh: {e}")))?;
+            .map_err(|e| AdapterError::permanent(format!("cannot start /bin/sh: {e}")))?;
         let mut guard = KillGroupOnDrop(child.id().and_then(|p| i32::try_from(p).ok()));
         let out = child
             .wait_with_output()
             .await
-            .map_err(|e| AdapterError::Transient(format!("waiting for /bin/sh: {e}")))?;
+            .map_err(|e| AdapterError::transient(format!("waiting for /bin/sh: {e}")))?;
         guard.0 = None;
         let code = out.status.code().unwrap_or(-1);
         let clip = |b: &[u8]| {
@@ -261,7 +261,7 @@ impl LocalAdapter {
                 .rev()
                 .find(|l| !l.trim().is_empty())
                 .unwrap_or("");
-            return Err(AdapterError::Transient(format!(
+            return Err(AdapterError::transient(format!(
                 "command exited with {code} (expected {expect}): {last}"
             )));
         }
@@ -284,24 +284,24 @@ impl LocalAdapter {
     ) -> Result<Outputs, AdapterError> {
         let logs = ctx.state_dir.join("logs");
         std::fs::create_dir_all(&logs)
-            .map_err(|e| AdapterError::Permanent(format!("creating {}: {e}", logs.display())))?;
+            .map_err(|e| AdapterError::permanent(format!("creating {}: {e}", logs.display())))?;
         let log = logs.join(format!(
             "{}.{}.log",
             ctx.run_id,
             ctx.step_id.replace(['/', '[', ']'], "_")
         ));
         let file = std::fs::File::create(&log)
-            .map_err(|e| AdapterError::Permanent(format!("creating {}: {e}", log.display())))?;
+            .map_err(|e| AdapterError::permanent(format!("creating {}: {e}", log.display())))?;
         let err = file
             .try_clone()
-            .map_err(|e| AdapterError::Permanent(e.to_string()))?;
+            .map_err(|e| AdapterError::permanent(e.to_string()))?;
         cmd.stdin(std::process::Stdio::null())
             .stdout(file)
             .stderr(err)
             .process_group(0);
         let mut child = cmd
             .spawn()
-            .map_err(|e| AdapterError::Permanent(format!("cannot start /bin/sh: {e}")))?;
+            .map_err(|e| AdapterError::permanent(format!("cannot start /bin/sh: {e}")))?;
         let pid = child.id().and_then(|p| i32::try_from(p).ok()).unwrap_or(0);
         let grace = ms_in(inputs, "startup_grace", 1_000);
         let exited = tokio::select! {
@@ -315,7 +315,7 @@ impl LocalAdapter {
                 .ok()
                 .and_then(|s| s.code())
                 .map_or_else(|| "a signal".to_owned(), |c| c.to_string());
-            return Err(AdapterError::Transient(format!(
+            return Err(AdapterError::transient(format!(
                 "the background command exited with {code} during its start-up grace period of {}: {} (log {})",
                 drover_schema::format_ms(grace),
                 log_tail(&log, 3),
@@ -452,14 +452,14 @@ impl LocalAdapter {
                     rq = rq.bearer_auth(t);
                 }
                 let resp = rq.send().await.map_err(|e| {
-                    AdapterError::Transient(format!("webhook: {}", e.without_url()))
+                    AdapterError::transient(format!("webhook: {}", e.without_url()))
                 })?;
                 if !resp.status().is_success() {
                     let s = resp.status();
                     return Err(if s.is_server_error() || s.as_u16() == 429 {
-                        AdapterError::Transient(format!("webhook answered {s}"))
+                        AdapterError::transient(format!("webhook answered {s}"))
                     } else {
-                        AdapterError::Permanent(format!("webhook answered {s}"))
+                        AdapterError::permanent(format!("webhook answered {s}"))
                     });
                 }
             }
@@ -507,7 +507,7 @@ impl LocalAdapter {
             Ok(o)
         })
         .await
-        .map_err(|e| AdapterError::Transient(format!("restore task: {e}")))?
+        .map_err(|e| AdapterError::transient(format!("restore task: {e}")))?
     }
 
     async fn verify(&self, inputs: &Inputs) -> Result<Outputs, AdapterError> {
@@ -521,7 +521,7 @@ impl LocalAdapter {
             Ok(report_outputs(&r))
         })
         .await
-        .map_err(|e| AdapterError::Transient(format!("verify task: {e}")))?
+        .map_err(|e| AdapterError::transient(format!("verify task: {e}")))?
     }
 }
 
@@ -561,13 +561,13 @@ impl Adapter for LocalAdapter {
         match action {
             "backup.rehydrate" | "backup.verify" => {
                 let key = backup::key_provider_from_uri(req(inputs, "key")?)
-                    .map_err(|e| AdapterError::Permanent(e.to_string()))?;
+                    .map_err(|e| AdapterError::permanent(e.to_string()))?;
                 key.preflight()
                     .await
-                    .map_err(|e| AdapterError::Permanent(e.to_string()))?;
+                    .map_err(|e| AdapterError::permanent(e.to_string()))?;
                 let source = req(inputs, "source")?;
                 if !source.starts_with("s3://") && !Path::new(source).exists() {
-                    return Err(AdapterError::Permanent(format!(
+                    return Err(AdapterError::permanent(format!(
                         "backup {source} does not exist"
                     )));
                 }
@@ -595,7 +595,7 @@ impl Adapter for LocalAdapter {
             "dns.wait_resolves" => self.dns_wait(inputs, ctx).await,
             "backup.rehydrate" => self.rehydrate(inputs, true).await,
             "backup.verify" => self.verify(inputs).await,
-            other => Err(AdapterError::Permanent(format!(
+            other => Err(AdapterError::permanent(format!(
                 "the local adapter has no action `{other}`"
             ))),
         }
@@ -621,7 +621,7 @@ impl Adapter for LocalAdapter {
             backup::inspect(loc.as_ref()).map_err(|e| backup_err(&e))
         })
         .await
-        .map_err(|e| AdapterError::Transient(e.to_string()))??;
+        .map_err(|e| AdapterError::transient(e.to_string()))??;
         if file_sha256(&dest).ok().as_deref() != Some(i.manifest.plaintext_sha256.as_str()) {
             return Ok(Observation::NotDone);
         }
@@ -701,7 +701,7 @@ async fn poll_or_give_up(
         let margin = (interval / 2).min(30_000);
         let now = ctx.clock.now_ms();
         if now.saturating_add(interval).saturating_add(margin) >= t.deadline_ms {
-            return Err(AdapterError::Transient(format!(
+            return Err(AdapterError::transient(format!(
                 "{action} {target}: not as expected after {attempt} attempt(s) within {}: last: {why}",
                 t.describe(action)
             )));

@@ -699,15 +699,12 @@ impl Driver {
             });
         };
         let Some(step) = self.step(id).cloned() else {
-            return fail(
-                &tx,
-                AdapterError::Permanent("the step is not in the plan".into()),
-            );
+            return fail(&tx, AdapterError::permanent("the step is not in the plan"));
         };
         let Some(adapter) = self.adapters.get(&step.action).cloned() else {
             return fail(
                 &tx,
-                AdapterError::Permanent(format!("no adapter in this build runs `{}`", step.action)),
+                AdapterError::permanent(format!("no adapter in this build runs `{}`", step.action)),
             );
         };
         let outputs = self
@@ -723,7 +720,7 @@ impl Driver {
             &self.run_vars,
         ) {
             Ok(r) => r,
-            Err(e) => return fail(&tx, AdapterError::Permanent(e.to_string())),
+            Err(e) => return fail(&tx, AdapterError::permanent(e.to_string())),
         };
         for s in &resolved.secrets {
             self.redactor.add(s);
@@ -747,7 +744,7 @@ impl Driver {
                 if let Some(v) = vals.iter().find(|v| prod.iter().any(|p| p == *v)) {
                     return fail(
                         &tx,
-                        AdapterError::Permanent(format!(
+                        AdapterError::permanent(format!(
                             "refused before any call: a drill must not touch production resource {v}"
                         )),
                     );
@@ -1044,7 +1041,11 @@ impl Driver {
                 Some(done) = self.rx.recv() => {
                     let event = match done {
                         Done::Step { step, attempt, result: Ok(outputs) } => Event::StepSucceeded { step, attempt, outputs },
-                        Done::Step { step, attempt, result: Err(e) } => Event::StepFailed { step, attempt, transient: e.is_transient(), error: e.to_string() },
+                        Done::Step { step, attempt, result: Err(e) } => {
+                            let action = self.step(&step).map(|s| s.action.clone()).unwrap_or_default();
+                            let e = e.in_step(&step, &action);
+                            Event::StepFailed { step, attempt, transient: e.is_transient(), error: e.message, context: Some(e.context) }
+                        }
                         Done::Compensation { step, result } => {
                             self.running.remove(&format!("{step}/compensate"));
                             match &result {

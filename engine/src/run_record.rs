@@ -29,6 +29,10 @@ pub struct StepLine {
     pub state: String,
     /// The last error, if any.
     pub error: Option<String>,
+    /// Where the last failed attempt failed, as data (step, action, resource, region or
+    /// subscription, the provider's code), when the adapter said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_context: Option<drover_schema::ErrorContext>,
 }
 
 /// A restored or verified backup.
@@ -174,6 +178,9 @@ pub fn build(
         .map(|(id, s)| StepLine {
             error: matches!(s, Status::Failed | Status::CompensationFailed)
                 .then(|| sched.error(&id).unwrap_or("").to_owned()),
+            error_context: matches!(s, Status::Failed)
+                .then(|| sched.error_context(&id).cloned())
+                .flatten(),
             state: serde_json::to_value(s)
                 .ok()
                 .and_then(|v| v.get("state").and_then(|x| x.as_str()).map(str::to_owned))

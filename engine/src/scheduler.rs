@@ -50,6 +50,9 @@ pub enum Event {
         error: String,
         /// Whether a retry can help.
         transient: bool,
+        /// Where it happened, as data (the provider's code, the resource, the region).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        context: Option<Box<drover_schema::ErrorContext>>,
     },
     /// A timer set by [`Action::SetTimer`] fired.
     TimerFired {
@@ -601,6 +604,7 @@ pub struct Scheduler {
     outputs: Vec<Outputs>,
     has_outputs: Vec<bool>,
     errors: Vec<Option<String>>,
+    error_contexts: Vec<Option<Box<drover_schema::ErrorContext>>>,
     approvers: Vec<Vec<String>>,
     /// Per node: the armed retry and timeout timers, as (attempt, when).
     timers: Vec<[Option<(u32, u64)>; 2]>,
@@ -786,6 +790,7 @@ impl Scheduler {
             outputs: vec![Outputs::new(); n],
             has_outputs: vec![false; n],
             errors: vec![None; n],
+            error_contexts: vec![None; n],
             approvers: vec![Vec::new(); n],
             timers: vec![[None; 2]; n],
             params: plan.params.clone(),
@@ -815,6 +820,7 @@ impl Scheduler {
             }
         }
         self.errors.fill(None);
+        self.error_contexts.fill(None);
         for a in &mut self.approvers {
             a.clear();
         }
@@ -946,6 +952,14 @@ impl Scheduler {
         self.index.get(id).and_then(|&i| self.errors[i].as_deref())
     }
 
+    /// Where a step's last failed attempt failed, as data, when its adapter said.
+    #[must_use]
+    pub fn error_context(&self, id: &str) -> Option<&drover_schema::ErrorContext> {
+        self.index
+            .get(id)
+            .and_then(|&i| self.error_contexts[i].as_deref())
+    }
+
     /// Timers that are set: (step, attempt, kind, when). Resume re-arms them.
     #[must_use]
     pub fn pending_timers(&self) -> Vec<(String, u32, TimerKind, u64)> {
@@ -1029,13 +1043,19 @@ impl Scheduler {
                 attempt,
                 error,
                 transient,
+                context,
             } => match idx(self, step) {
-                Some(node) => NodeEvent::Failed {
-                    node,
-                    attempt: *attempt,
-                    error,
-                    transient: *transient,
-                },
+                Some(node) => {
+                    if self.status[node] == (Status::Running { attempt: *attempt }) {
+                        self.error_contexts[node].clone_from(context);
+                    }
+                    NodeEvent::Failed {
+                        node,
+                        attempt: *attempt,
+                        error,
+                        transient: *transient,
+                    }
+                }
                 None => return Vec::new(),
             },
             Event::TimerFired {
@@ -1283,6 +1303,7 @@ impl Scheduler {
                                 drover_dsl::format_duration(self.nodes[i].timeout_ms.unwrap_or(0)),
                                 self.nodes[i].timeout_note.as_deref().unwrap_or("")
                             );
+                            self.error_contexts[i] = None;
                             self.fail_attempt(i, attempt, &msg, true, now, out);
                         }
                         _ => {}
@@ -1304,6 +1325,7 @@ impl Scheduler {
                     self.set(i, new);
                     if let Some(e) = error {
                         self.errors[i] = Some(e.to_owned());
+                        self.error_contexts[i] = None;
                     }
                 }
             }
@@ -1502,6 +1524,7 @@ impl Scheduler {
                     }
                     Err(e) => {
                         self.set(i, Status::Running { attempt: 1 });
+                        self.error_contexts[i] = None;
                         self.fail_attempt(i, 1, &e, false, now, out);
                         continue;
                     }
@@ -1695,6 +1718,7 @@ mod tests {
             attempt,
             error: "boom".into(),
             transient,
+            context: None,
         }
     }
 

@@ -121,22 +121,125 @@ pub struct StepContext {
     pub timeout: Option<StepTimeout>,
 }
 
-/// Why an adapter call failed, and whether trying again can help.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum AdapterError {
+/// Whether trying a failed call again can help.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
     /// A retry may succeed (throttling, timeouts, unavailability).
-    #[error("{0}")]
-    Transient(String),
+    Transient,
     /// A retry will not help (bad input, access denied, not found, refused by a safety rule).
-    #[error("{0}")]
-    Permanent(String),
+    Permanent,
+}
+
+/// Where an adapter error happened, as data: the engine journals it with the error, and `drover
+/// status --format json` and the run record carry it, so tools and alerts read the provider's
+/// code or the resource without parsing the message.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ErrorContext {
+    /// The step (the engine fills it in).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
+    /// The action (the engine fills it in).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
+    /// The resource the failed call was about (an ARM id, a route table, a hosted zone, a path).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource: Option<String>,
+    /// The AWS region of the call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// The Azure subscription of the call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subscription: Option<String>,
+    /// The provider's error code (`ThrottlingException`, `Conflict`, an HTTP status).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+}
+
+impl ErrorContext {
+    /// Whether nothing is known.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// Why an adapter call failed: whether trying again can help, a message for the operator (never
+/// a secret), and where it happened as data.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct AdapterError {
+    /// Whether a retry can help.
+    pub kind: ErrorKind,
+    /// What went wrong, for the operator.
+    pub message: String,
+    /// Where it happened.
+    pub context: Box<ErrorContext>,
 }
 
 impl AdapterError {
+    /// A failure a retry may fix.
+    #[must_use]
+    pub fn transient(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Transient, message)
+    }
+
+    /// A failure a retry will not fix.
+    #[must_use]
+    pub fn permanent(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Permanent, message)
+    }
+
+    /// A failure of `kind`.
+    #[must_use]
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+            context: Box::default(),
+        }
+    }
+
     /// Whether a retry can help.
     #[must_use]
     pub fn is_transient(&self) -> bool {
-        matches!(self, AdapterError::Transient(_))
+        self.kind == ErrorKind::Transient
+    }
+
+    /// The same error about `resource`.
+    #[must_use]
+    pub fn on_resource(mut self, resource: impl Into<String>) -> Self {
+        self.context.resource = Some(resource.into());
+        self
+    }
+
+    /// The same error in AWS region `region`.
+    #[must_use]
+    pub fn in_region(mut self, region: impl Into<String>) -> Self {
+        self.context.region = Some(region.into());
+        self
+    }
+
+    /// The same error in Azure subscription `subscription`.
+    #[must_use]
+    pub fn in_subscription(mut self, subscription: impl Into<String>) -> Self {
+        self.context.subscription = Some(subscription.into());
+        self
+    }
+
+    /// The same error with the provider's code.
+    #[must_use]
+    pub fn with_code(mut self, code: impl Into<String>) -> Self {
+        self.context.code = Some(code.into());
+        self
+    }
+
+    /// The same error, said of `step` running `action` (the engine calls this).
+    #[must_use]
+    pub fn in_step(mut self, step: &str, action: &str) -> Self {
+        self.context.step = Some(step.to_owned());
+        self.context.action = Some(action.to_owned());
+        self
     }
 }
 
@@ -201,7 +304,7 @@ pub trait Adapter: Send + Sync {
         _outputs: &Outputs,
         _ctx: &StepContext,
     ) -> Result<(), AdapterError> {
-        Err(AdapterError::Permanent(format!(
+        Err(AdapterError::permanent(format!(
             "`{action}` has no built-in undo; give the step a `compensate` block"
         )))
     }

@@ -227,7 +227,7 @@ fn a_disabled_kms_key_is_refused_before_a_restore_and_the_refusal_is_permanent()
         )
         .expect_err("a disabled key refuses the step");
     assert!(
-        matches!(&refused, drover_schema::AdapterError::Permanent(m) if m.contains("Disabled")),
+        !refused.is_transient() && refused.message.contains("Disabled"),
         "{refused:?}"
     );
     assert!(!dir.path().join("ehr.bin").exists());

@@ -195,6 +195,10 @@ fn throttling_is_transient_and_access_denied_is_permanent_with_the_call_named() 
         ))
         .expect_err("throttled");
     assert!(e.is_transient(), "{e}");
+    // The same facts as data, for tools that must not parse the message.
+    assert_eq!(e.context.code.as_deref(), Some("Throttling"));
+    assert_eq!(e.context.region.as_deref(), Some("us-east-1"));
+    assert_eq!(e.context.resource.as_deref(), Some("change C0THROTTLED"));
     let msg = e.to_string();
     for part in [
         "step dns_insync",
@@ -226,6 +230,7 @@ fn throttling_is_transient_and_access_denied_is_permanent_with_the_call_named() 
         ))
         .expect_err("denied");
     assert!(!e.is_transient(), "{e}");
+    assert_eq!(e.context.code.as_deref(), Some("AccessDenied"));
     assert!(
         e.to_string().contains("AccessDenied") && e.to_string().contains("check the credentials"),
         "{e}"

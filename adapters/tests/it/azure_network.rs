@@ -6,7 +6,7 @@ use super::arm_server::{ArmServer, RG, SUB, TOKEN, conflict, id, throttled};
 use super::support::rt;
 use drover_adapters::azure_common::Clock;
 use drover_adapters::azure_network::AzureNetworkAdapter;
-use drover_schema::{Adapter, AdapterError, Inputs, Observation, StepContext};
+use drover_schema::{Adapter, Inputs, Observation, StepContext};
 use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -260,9 +260,17 @@ fn a_409_fails_the_step_with_a_clear_permanent_message() {
     let e = rt()
         .block_on(adapter(&clock).execute("azure_network.set_nsg_rule", &i, &c))
         .expect_err("conflict");
-    let AdapterError::Permanent(m) = &e else {
-        panic!("a 409 is permanent: {e}");
-    };
+    assert!(!e.is_transient(), "a 409 is permanent: {e}");
+    assert_eq!(e.context.subscription.as_deref(), Some(SUB));
+    assert_eq!(
+        e.context.resource.as_deref(),
+        Some("security rule allow-https-dr of nsg-ehr-dr")
+    );
+    assert_eq!(
+        e.context.code.as_deref(),
+        Some("AnotherOperationInProgress")
+    );
+    let m = &e.message;
     for part in [
         "step open_dr_ingress",
         "security rule allow-https-dr of nsg-ehr-dr",

@@ -31,7 +31,7 @@ impl Adapter for Flaky {
         _ctx: &StepContext,
     ) -> Result<Outputs, AdapterError> {
         if self.0.fetch_add(1, Ordering::SeqCst) < 2 {
-            Err(AdapterError::Transient("the service is busy".into()))
+            Err(AdapterError::transient("the service is busy"))
         } else {
             Ok(Outputs::new())
         }
@@ -599,4 +599,103 @@ milestone done {
     );
     let lines = lines.0.lock().expect("lines").clone();
     assert_eq!(record.outcome, Some(RunOutcome::Succeeded), "{lines:#?}");
+}
+
+/// An action that fails the way a cloud call does: permanently, with the provider's facts.
+struct Denied;
+
+#[async_trait::async_trait]
+impl Adapter for Denied {
+    fn schemas(&self) -> Vec<drover_schema::ActionSchema> {
+        vec![drover_schema::ActionSchema::new(
+            "test.denied",
+            "fails like a refused cloud call",
+            drover_schema::Effect::Mutating,
+            drover_schema::Role::Plain,
+        )]
+    }
+
+    async fn execute(
+        &self,
+        _action: &str,
+        _inputs: &Inputs,
+        _ctx: &StepContext,
+    ) -> Result<Outputs, AdapterError> {
+        Err(
+            AdapterError::permanent("EC2 ReplaceRoute on rtb-0abc failed")
+                .on_resource("rtb-0abc")
+                .in_region("us-west-2")
+                .with_code("InvalidRouteTableID.NotFound"),
+        )
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_step_keeps_where_it_failed_as_data_through_the_journal() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut actions: Vec<drover_schema::ActionSchema> =
+        drover_adapters::builtin_catalogue().actions().to_vec();
+    actions.extend(Denied.schemas());
+    let catalogue = drover_schema::StaticCatalogue::new(actions);
+    let opts = drover_dsl::CompileOptions {
+        catalogue: &catalogue,
+        vars: Vec::new(),
+    };
+    let body = r#"
+step reroute {
+  action = test.denied
+}
+
+milestone done {
+  after     = [reroute]
+  stops_rto = true
+}
+"#;
+    let c = drover_dsl::compile_str("t.drover", &format!("{HEAD}{body}"), &opts);
+    let plan = c.plan.unwrap_or_else(|| panic!("{:?}", c.diagnostics));
+    let clock = ManualClock::new(1_000);
+    let spec = RunSpec {
+        run_id: "r1".into(),
+        mode: drover_dsl::Mode::Drill,
+        initiator: "alice".into(),
+        state_dir: dir.path().to_path_buf(),
+        declared_at: clock.now_ms(),
+        sources: Vec::new(),
+    };
+    let d = Driver::start(
+        spec,
+        Arc::new(plan),
+        Box::new(SqliteJournal::open(dir.path()).expect("journal")),
+        Arc::new(clock.clone()),
+        Adapters::default().with(Arc::new(Denied)),
+        Arc::new(Lines::default()) as Arc<dyn Observer>,
+    )
+    .expect("starts");
+    let record = d.drive(true).await.expect("drives");
+    assert_eq!(record.outcome, Some(RunOutcome::Failed));
+    let expected = drover_schema::ErrorContext {
+        step: Some("reroute".into()),
+        action: Some("test.denied".into()),
+        resource: Some("rtb-0abc".into()),
+        region: Some("us-west-2".into()),
+        subscription: None,
+        code: Some("InvalidRouteTableID.NotFound".into()),
+    };
+    let line = |r: &drover_engine::run_record::RunRecord| {
+        r.steps
+            .iter()
+            .find(|s| s.id == "reroute")
+            .cloned()
+            .expect("the step's line")
+    };
+    let live = line(&record);
+    assert_eq!(
+        live.error.as_deref(),
+        Some("EC2 ReplaceRoute on rtb-0abc failed")
+    );
+    assert_eq!(live.error_context.as_ref(), Some(&expected));
+    // Rebuilt from the journal alone, as `drover status` does.
+    let j = SqliteJournal::open_read_only(dir.path()).expect("journal");
+    let (_, stored) = drover_engine::driver::status(&j, "r1").expect("status");
+    assert_eq!(line(&stored).error_context.as_ref(), Some(&expected));
 }
