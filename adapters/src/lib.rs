@@ -34,3 +34,26 @@ pub mod local;
 pub use catalogue::{
     DNS_WAIT_TIMEOUT_MS, HTTP_CHECK_TIMEOUT_MS, SHELL_TIMEOUT_MS, builtin_catalogue,
 };
+
+/// Every adapter this build has, ready to run steps: the local actions (printing `notify`
+/// messages through `notify`), and the AWS and Azure ones in builds with those features. Each
+/// catalogue action is run by exactly one of them (in a build with every feature).
+#[must_use]
+pub fn builtin_adapters(
+    notify: local::NotifySink,
+) -> Vec<std::sync::Arc<dyn drover_schema::Adapter>> {
+    #[allow(unused_mut, reason = "the cloud adapters are behind features")]
+    let mut all: Vec<std::sync::Arc<dyn drover_schema::Adapter>> =
+        vec![std::sync::Arc::new(local::LocalAdapter::new(notify))];
+    #[cfg(feature = "aws")]
+    {
+        all.push(std::sync::Arc::new(aws_s3::AwsS3Adapter));
+        all.push(std::sync::Arc::new(aws_route53::AwsRoute53Adapter));
+        all.push(std::sync::Arc::new(aws_ec2::AwsEc2Adapter));
+    }
+    #[cfg(feature = "azure")]
+    all.push(std::sync::Arc::new(
+        azure_network::AzureNetworkAdapter::default(),
+    ));
+    all
+}

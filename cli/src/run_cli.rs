@@ -3,7 +3,6 @@
 //!
 //! Exit codes: [`crate::EXIT_CODES`].
 
-use drover_adapters::local::LocalAdapter;
 use drover_dsl::{Mode, Plan, format_duration};
 use drover_engine::audit;
 use drover_engine::clock::{Clock, SystemClock};
@@ -115,42 +114,12 @@ impl Drop for Lines {
     }
 }
 
-/// The OS user: `$USER`, `$LOGNAME`, or the name of this process's uid in /etc/passwd.
-fn os_user() -> String {
-    if let Ok(u) = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")) {
-        return u;
-    }
-    let uid = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .and_then(|r| r.split_whitespace().next().map(str::to_owned))
-        });
-    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
-    uid.and_then(|uid| {
-        passwd
-            .lines()
-            .find(|l| l.split(':').nth(2) == Some(uid.as_str()))
-            .and_then(|l| l.split(':').next().map(str::to_owned))
-    })
-    .unwrap_or_else(|| "unknown".into())
-}
-
 fn adapters() -> Adapters {
     let sink: drover_adapters::local::NotifySink =
         Arc::new(|m: &str| outln!("        notify: {m}"));
-    let adapters = Adapters::default().with(Arc::new(LocalAdapter::new(sink)));
-    #[cfg(feature = "aws")]
-    let adapters = adapters
-        .with(Arc::new(drover_adapters::aws_s3::AwsS3Adapter))
-        .with(Arc::new(drover_adapters::aws_route53::AwsRoute53Adapter))
-        .with(Arc::new(drover_adapters::aws_ec2::AwsEc2Adapter));
-    #[cfg(feature = "azure")]
-    let adapters = adapters.with(Arc::new(
-        drover_adapters::azure_network::AzureNetworkAdapter::default(),
-    ));
-    adapters
+    drover_adapters::builtin_adapters(sink)
+        .into_iter()
+        .fold(Adapters::default(), Adapters::with)
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
@@ -330,7 +299,7 @@ pub fn run(a: RunArgs) -> ExitCode {
     let spec = RunSpec {
         run_id: run_id.clone(),
         mode: a.mode,
-        initiator: a.operator.unwrap_or_else(os_user),
+        initiator: a.operator.unwrap_or_else(drover_engine::operator::os_user),
         state_dir: a.state.clone(),
         declared_at,
         sources: a.sources.clone(),
@@ -406,7 +375,7 @@ pub fn resume(run_id: &str, state: PathBuf, operator: Option<String>, json: bool
     };
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let observer = Arc::new(Lines::new(Arc::clone(&clock), clock.now_ms(), json));
-    let op = operator.unwrap_or_else(os_user);
+    let op = operator.unwrap_or_else(drover_engine::operator::os_user);
     let st = state.clone();
     let result = rt.block_on(async move {
         let d = Driver::resume(&run_id, st, &op, Box::new(j), clock, adapters(), observer).await?;

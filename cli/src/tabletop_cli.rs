@@ -3,8 +3,8 @@
 //! verified recovery.
 
 use drover_dsl::{Mode, Plan, PlanNode, PlanValue, format_duration};
+use drover_simulator::tabletop::{Decision, DecisionKind, TabletopReport, elapsed_label as clock};
 use drover_simulator::{Participants, Prepared, Scenario};
-use serde::Serialize;
 use std::io::{BufRead, Write};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -20,31 +20,6 @@ pub struct TabletopArgs<'a> {
     pub report: Option<&'a str>,
 }
 
-/// One decision the team typed.
-#[derive(Debug, Clone, Serialize)]
-struct Decision {
-    at_ms: u64,
-    step: String,
-    decision: String,
-    approvers: Vec<String>,
-    discussion_ms: u64,
-}
-
-#[derive(Serialize)]
-struct Report {
-    simulated: bool,
-    runbook: String,
-    mode: String,
-    scenario: String,
-    seed: u64,
-    outcome: String,
-    rto_ms: Option<u64>,
-    rto_target_ms: u64,
-    rpo_ms: Option<u64>,
-    decisions: Vec<Decision>,
-    timeline: Vec<(u64, String)>,
-}
-
 struct Room<'p> {
     plan: &'p Plan,
     speed: f64,
@@ -52,11 +27,6 @@ struct Room<'p> {
     decisions: Vec<Decision>,
     timeline: Vec<(u64, String)>,
     input: std::io::StdinLock<'static>,
-}
-
-fn clock(ms: u64) -> String {
-    let s = ms / 1000;
-    format!("T+{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
 }
 
 #[allow(
@@ -81,6 +51,20 @@ impl Room<'_> {
                 _ => None,
             })
             .unwrap_or_default()
+    }
+
+    /// Records that the exercise was stopped at `step`, by `by` if they said who they are.
+    fn stop(&mut self, step: &str, now: u64, approvers: Vec<String>, by: Option<String>) {
+        let d = Decision {
+            at_ms: now,
+            step: step.to_owned(),
+            decision: DecisionKind::Stopped,
+            approvers,
+            stopped_by: by,
+            discussion_ms: 0,
+        };
+        outln!("[{}] {}", clock(now), d.describe());
+        self.decisions.push(d);
     }
 
     fn read_line(&mut self) -> Option<String> {
@@ -130,19 +114,37 @@ impl Participants for Room<'_> {
         let mut names: Vec<String> = Vec::new();
         while names.len() < required as usize {
             out!(
-                "  {} more approver(s) needed: type names separated by spaces, or `stop` to end the exercise\n> ",
+                "  {} more approver(s) needed: type names separated by spaces, or `stop YOUR-NAME` to end the exercise\n> ",
                 required as usize - names.len()
             );
             let _ = std::io::stdout().flush();
-            let line = self.read_line()?;
-            if line.eq_ignore_ascii_case("stop") {
+            let Some(line) = self.read_line() else {
+                outln!(
+                    "\n[{}] the input ended: the exercise stops here",
+                    clock(now)
+                );
                 self.decisions.push(Decision {
                     at_ms: now,
                     step: step.to_owned(),
-                    decision: "stopped".into(),
+                    decision: DecisionKind::InputEnded,
                     approvers: names,
+                    stopped_by: None,
                     discussion_ms: 0,
                 });
+                return None;
+            };
+            let mut words = line.split_whitespace();
+            if words.next().is_some_and(|w| w.eq_ignore_ascii_case("stop")) {
+                let mut by = words.collect::<Vec<_>>().join(" ");
+                while by.is_empty() {
+                    out!("  who is stopping the exercise? ");
+                    let _ = std::io::stdout().flush();
+                    match self.read_line() {
+                        Some(l) => by = l.trim().to_owned(),
+                        None => break,
+                    }
+                }
+                self.stop(step, now, names, (!by.is_empty()).then_some(by));
                 return None;
             }
             for n in line.split_whitespace() {
@@ -172,8 +174,9 @@ impl Participants for Room<'_> {
         self.decisions.push(Decision {
             at_ms: now,
             step: step.to_owned(),
-            decision: "approved".into(),
+            decision: DecisionKind::Approved,
             approvers: names.clone(),
+            stopped_by: None,
             discussion_ms: discussion,
         });
         Some((discussion, names))
@@ -219,9 +222,17 @@ pub fn tabletop(plan: &Plan, a: &TabletopArgs<'_>) -> ExitCode {
         input: std::io::stdin().lock(),
     };
     let t = prep.trial_with(a.seed, 0, &mut room);
-    let outcome = format!("{:?}", t.outcome).to_lowercase();
+    let report = TabletopReport::new(
+        plan,
+        mode,
+        &scenario,
+        a.seed,
+        &t,
+        std::mem::take(&mut room.decisions),
+        std::mem::take(&mut room.timeline),
+    );
     outln!("\nTABLETOP REPORT (simulated)");
-    outln!("outcome   {outcome}");
+    outln!("outcome   {}", report.outcome);
     match t.rto_ms {
         Some(r) => outln!(
             "RTO       {} against a target of {}: {}",
@@ -236,28 +247,9 @@ pub fn tabletop(plan: &Plan, a: &TabletopArgs<'_>) -> ExitCode {
         None => outln!("RTO       not reached"),
     }
     outln!("decisions");
-    for d in &room.decisions {
-        outln!(
-            "  [{}] {} {} by {}",
-            clock(d.at_ms),
-            d.step,
-            d.decision,
-            d.approvers.join(", ")
-        );
+    for d in &report.decisions {
+        outln!("  [{}] {}", clock(d.at_ms), d.describe());
     }
-    let report = Report {
-        simulated: true,
-        runbook: plan.runbook.name.clone(),
-        mode: mode.as_str().to_owned(),
-        scenario: scenario.name.clone(),
-        seed: a.seed,
-        outcome,
-        rto_ms: t.rto_ms,
-        rto_target_ms: plan.runbook.rto_ms,
-        rpo_ms: t.rpo_ms,
-        decisions: room.decisions.clone(),
-        timeline: room.timeline.clone(),
-    };
     if let Some(path) = a.report {
         let written = serde_json::to_vec_pretty(&report)
             .map_err(|e| e.to_string())
@@ -270,9 +262,14 @@ pub fn tabletop(plan: &Plan, a: &TabletopArgs<'_>) -> ExitCode {
             }
         }
     }
-    if room.decisions.iter().any(|d| d.decision == "stopped") {
-        ExitCode::from(4)
-    } else {
-        ExitCode::SUCCESS
+    match report.ended_early() {
+        Some(d) => {
+            errln!(
+                "the exercise did not run to the end: {} (exit 4)",
+                d.describe()
+            );
+            ExitCode::from(4)
+        }
+        None => ExitCode::SUCCESS,
     }
 }

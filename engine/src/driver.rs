@@ -166,7 +166,7 @@ impl ValidatedStep {
         action: &str,
         inputs: drover_schema::Inputs,
     ) -> Result<Self, AdapterError> {
-        adapter.validate(action, &inputs)?;
+        adapter.validate_step(action, &inputs)?;
         Ok(Self {
             adapter,
             action: action.to_owned(),
@@ -1423,7 +1423,7 @@ pub async fn dry_run(
                 for s in &r.secrets {
                     redactor.add(s);
                 }
-                if let Err(e) = adapter.validate(&step.action, &r.inputs) {
+                if let Err(e) = adapter.validate_step(&step.action, &r.inputs) {
                     line.problem = Some(redactor.text(&e.to_string()));
                 } else if let Err(e) = adapter.preflight(&step.action, &r.inputs, &ctx).await {
                     line.problem = Some(redactor.text(&e.to_string()));

@@ -19,6 +19,7 @@ pub mod clock;
 pub mod driver;
 pub mod inputs;
 pub mod journal;
+pub mod operator;
 pub mod redactor;
 pub mod run_record;
 pub mod scheduler;

@@ -267,6 +267,24 @@ pub trait Adapter: Send + Sync {
         Ok(())
     }
 
+    /// What the engine calls before it executes a step: the resolved inputs against the action's
+    /// schema ([`ActionSchema::check_inputs`]: required inputs set, values of the declared
+    /// shape), then the adapter's own [`Adapter::validate`]. An action this adapter does not
+    /// declare is refused.
+    ///
+    /// # Errors
+    /// A permanent error naming the bad input.
+    fn validate_step(&self, action: &str, inputs: &Inputs) -> Result<(), AdapterError> {
+        let schemas = self.schemas();
+        let schema = schemas.iter().find(|s| s.name == action).ok_or_else(|| {
+            AdapterError::permanent(format!("this adapter does not run `{action}`"))
+        })?;
+        schema
+            .check_inputs(inputs)
+            .map_err(AdapterError::permanent)?;
+        self.validate(action, inputs)
+    }
+
     /// Read-only readiness checks (the key exists, the backup is there). Used by `--dry-run`.
     ///
     /// # Errors

@@ -148,6 +148,43 @@ pub struct ActionSchema {
 }
 
 impl ActionSchema {
+    /// Checks a step's resolved inputs against this schema: every required input is set, and
+    /// every value has the declared shape (a word of an enumeration, a whole number, a boolean, a
+    /// duration in ms, a list or a map of such values). Strings accept any scalar, since outputs
+    /// of other steps may be numbers. Inputs the schema does not declare are left to the compiler.
+    ///
+    /// # Errors
+    /// A message naming the first bad input and what was expected.
+    pub fn check_inputs(
+        &self,
+        inputs: &std::collections::BTreeMap<String, serde_json::Value>,
+    ) -> Result<(), String> {
+        for spec in &self.inputs {
+            match inputs.get(&spec.name) {
+                None | Some(serde_json::Value::Null) if spec.required => {
+                    return Err(format!(
+                        "`{}` needs the `{}` input ({})",
+                        self.name,
+                        spec.name,
+                        spec.ty.describe()
+                    ));
+                }
+                None | Some(serde_json::Value::Null) => {}
+                Some(v) => {
+                    if let Err(why) = value_fits(v, &spec.ty) {
+                        return Err(format!(
+                            "`{}` input `{}`: expected {}, found {why}",
+                            self.name,
+                            spec.name,
+                            spec.ty.describe()
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Starts a schema for `name`.
     #[must_use]
     pub fn new(name: &str, summary: &str, effect: Effect, role: Role) -> Self {
@@ -313,6 +350,55 @@ impl Catalogue for StaticCatalogue {
     }
 }
 
+/// Whether a resolved value has the shape of `ty`; if not, what was found.
+fn value_fits(v: &serde_json::Value, ty: &ValueType) -> Result<(), String> {
+    use serde_json::Value as J;
+    let found = || match v {
+        J::Null => "nothing".to_owned(),
+        J::Bool(b) => format!("`{b}`"),
+        J::Number(n) => format!("the number {n}"),
+        J::String(s) if s.chars().count() > 60 => "a string".to_owned(),
+        J::String(s) => format!("\"{s}\""),
+        J::Array(_) => "a list".to_owned(),
+        J::Object(_) => "a map".to_owned(),
+    };
+    let ok = match (ty, v) {
+        (ValueType::Any, _) => true,
+        (
+            ValueType::String | ValueType::Secret | ValueType::StringOrSecret,
+            J::String(_) | J::Number(_) | J::Bool(_),
+        ) => true,
+        (ValueType::Int, J::Number(n)) => n.is_i64() || n.is_u64(),
+        (ValueType::Bool, J::Bool(_)) => true,
+        (ValueType::Duration, J::Number(n)) => n.is_u64(),
+        (ValueType::Enum(words), J::String(s)) => {
+            if words.contains(s) {
+                true
+            } else {
+                return Err(format!(
+                    "{}, which is not one of {}",
+                    found(),
+                    words.join(", ")
+                ));
+            }
+        }
+        (ValueType::List(inner), J::Array(items)) => {
+            for i in items {
+                value_fits(i, inner)?;
+            }
+            true
+        }
+        (ValueType::Map(inner), J::Object(m)) => {
+            for i in m.values() {
+                value_fits(i, inner)?;
+            }
+            true
+        }
+        _ => false,
+    };
+    if ok { Ok(()) } else { Err(found()) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -342,5 +428,43 @@ mod tests {
     fn describe_nested_types() {
         let t = ValueType::List(Box::new(ValueType::Map(Box::new(ValueType::Int))));
         assert_eq!(t.describe(), "list<map<int>>");
+    }
+
+    #[test]
+    fn resolved_inputs_are_checked_against_the_schema() {
+        let s = ActionSchema::new("t.act", "test", Effect::ReadOnly, Role::Plain)
+            .required("name", ValueType::String, "a name")
+            .optional("count", ValueType::Int, "how many")
+            .optional(
+                "kind",
+                ValueType::Enum(vec!["a".into(), "b".into()]),
+                "which",
+            )
+            .optional("every", ValueType::Duration, "how often");
+        let ok: std::collections::BTreeMap<String, serde_json::Value> = [
+            ("name".to_owned(), serde_json::json!("x")),
+            ("count".to_owned(), serde_json::json!(3)),
+            ("kind".to_owned(), serde_json::json!("b")),
+            ("every".to_owned(), serde_json::json!(1000)),
+        ]
+        .into();
+        assert_eq!(s.check_inputs(&ok), Ok(()));
+        let mut missing = ok.clone();
+        missing.remove("name");
+        assert_eq!(
+            s.check_inputs(&missing),
+            Err("`t.act` needs the `name` input (string)".into())
+        );
+        let mut word = ok.clone();
+        word.insert("kind".into(), serde_json::json!("c"));
+        let e = s.check_inputs(&word).expect_err("a word outside the set");
+        assert!(e.contains("`kind`") && e.contains("not one of a, b"), "{e}");
+        let mut count = ok.clone();
+        count.insert("count".into(), serde_json::json!("three"));
+        let e = s.check_inputs(&count).expect_err("not a number");
+        assert!(e.contains("`count`") && e.contains("expected int"), "{e}");
+        let mut neg = ok;
+        neg.insert("every".into(), serde_json::json!(-5));
+        assert!(s.check_inputs(&neg).is_err(), "a negative duration");
     }
 }

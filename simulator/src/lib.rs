@@ -17,6 +17,7 @@ pub mod monte_carlo;
 pub mod picture;
 pub mod scenario;
 pub mod sim;
+pub mod tabletop;
 
 pub use drover_dsl::analysis::{Analysis, analyze};
 pub use monte_carlo::{Settings, Summary, run};

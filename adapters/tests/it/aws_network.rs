@@ -12,7 +12,7 @@ use std::path::Path;
 
 const REGION: &str = "us-west-2";
 
-fn ctx(dir: &Path, step: &str, mode: &str) -> StepContext {
+pub(super) fn ctx(dir: &Path, step: &str, mode: &str) -> StepContext {
     let mode = drover_schema::Mode::parse(mode).expect("a mode");
     StepContext {
         run_id: "run-1".into(),
@@ -29,7 +29,7 @@ fn ctx(dir: &Path, step: &str, mode: &str) -> StepContext {
     }
 }
 
-fn inputs(v: serde_json::Value) -> Inputs {
+pub(super) fn inputs(v: serde_json::Value) -> Inputs {
     let mut i: Inputs = serde_json::from_value(v).expect("inputs");
     i.entry("region".into()).or_insert(json!(REGION));
     i
@@ -53,13 +53,13 @@ async fn conf() -> aws_config::SdkConfig {
 // ---------------------------------------------------------------------------------------------
 // Route 53
 
-struct Zone {
-    r53: aws_sdk_route53::Client,
-    id: String,
-    record: String,
+pub(super) struct Zone {
+    pub(super) r53: aws_sdk_route53::Client,
+    pub(super) id: String,
+    pub(super) record: String,
 }
 
-async fn zone(tag_production: bool) -> Zone {
+pub(super) async fn zone(tag_production: bool) -> Zone {
     use aws_sdk_route53::types::*;
     let r53 = aws_sdk_route53::Client::new(&conf().await);
     let name = format!("{}.example.org", unique("ehr"));
@@ -133,7 +133,7 @@ async fn zone(tag_production: bool) -> Zone {
 
 impl Zone {
     /// set identifier → (failover role, values), read back from the server.
-    async fn roles(&self) -> Vec<(String, String, Vec<String>)> {
+    pub(super) async fn roles(&self) -> Vec<(String, String, Vec<String>)> {
         let out = self
             .r53
             .list_resource_record_sets()
@@ -408,20 +408,20 @@ fn health_checks_are_created_once_per_step_and_removed_by_the_undo() {
 // ---------------------------------------------------------------------------------------------
 // EC2
 
-struct Net {
-    ec2: aws_sdk_ec2::Client,
-    primary: String,
-    primary_eni: String,
-    standby: String,
-    standby_eni: String,
-    allocation: String,
-    route_table: String,
-    vgw: String,
-    group: String,
-    subnet: String,
+pub(super) struct Net {
+    pub(super) ec2: aws_sdk_ec2::Client,
+    pub(super) primary: String,
+    pub(super) primary_eni: String,
+    pub(super) standby: String,
+    pub(super) standby_eni: String,
+    pub(super) allocation: String,
+    pub(super) route_table: String,
+    pub(super) vgw: String,
+    pub(super) group: String,
+    pub(super) subnet: String,
 }
 
-async fn net(production_primary: bool) -> Net {
+pub(super) async fn net(production_primary: bool) -> Net {
     use aws_sdk_ec2::types::*;
     let ec2 = aws_sdk_ec2::Client::new(&conf().await);
     let vpc = ec2
@@ -571,7 +571,7 @@ impl Net {
         )
     }
 
-    async fn route_target(&self) -> (Option<String>, Option<String>) {
+    pub(super) async fn route_target(&self) -> (Option<String>, Option<String>) {
         let out = self
             .ec2
             .describe_route_tables()

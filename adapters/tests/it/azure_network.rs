@@ -13,7 +13,7 @@ use std::time::Duration;
 
 /// A clock that does not wait: it records what it was asked to wait.
 #[derive(Debug, Default)]
-struct ManualClock(Mutex<Vec<Duration>>);
+pub(super) struct ManualClock(Mutex<Vec<Duration>>);
 
 impl Clock for ManualClock {
     fn now_ms(&self) -> u64 {
@@ -29,7 +29,7 @@ impl Clock for ManualClock {
     }
 }
 
-fn ctx(dir: &std::path::Path, step: &str, action: &str) -> StepContext {
+pub(super) fn ctx(dir: &std::path::Path, step: &str, action: &str) -> StepContext {
     StepContext {
         run_id: "run-az".into(),
         step_id: step.into(),
@@ -45,7 +45,7 @@ fn ctx(dir: &std::path::Path, step: &str, action: &str) -> StepContext {
     }
 }
 
-fn inputs(server: &ArmServer, v: Value) -> Inputs {
+pub(super) fn inputs(server: &ArmServer, v: Value) -> Inputs {
     let mut i: Inputs = serde_json::from_value(v).expect("inputs");
     i.insert("subscription".into(), json!(SUB));
     i.insert("resource_group".into(), json!(RG));
@@ -53,13 +53,13 @@ fn inputs(server: &ArmServer, v: Value) -> Inputs {
     i
 }
 
-fn adapter(clock: &Arc<ManualClock>) -> AzureNetworkAdapter {
+pub(super) fn adapter(clock: &Arc<ManualClock>) -> AzureNetworkAdapter {
     AzureNetworkAdapter::default()
         .with_clock(clock.clone())
         .with_token(TOKEN)
 }
 
-fn route_inputs(s: &ArmServer, ip: &str) -> Inputs {
+pub(super) fn route_inputs(s: &ArmServer, ip: &str) -> Inputs {
     inputs(
         s,
         json!({

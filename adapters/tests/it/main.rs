@@ -11,6 +11,7 @@ mod aws_faults;
 mod aws_network;
 #[cfg(feature = "azure")]
 mod azure_network;
+mod conformance;
 mod rewrap;
 mod roundtrip;
 mod sample;

@@ -199,3 +199,71 @@ fn simulate_writes_the_picture_when_asked() {
         text(&bad.stderr)
     );
 }
+
+#[test]
+fn a_stopped_tabletop_exits_4_and_names_who_stopped_it() {
+    use expectrl::{Eof, Session};
+    let dir = tempfile::tempdir().expect("tmp");
+    let report = dir.path().join("tabletop.json");
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_drover"));
+    cmd.current_dir(root()).args([
+        "tabletop",
+        "runbooks/ehr-failover.drover",
+        "--mode",
+        "failover",
+        "--speed",
+        "0",
+        "--report",
+        report.to_str().expect("utf-8"),
+    ]);
+    let mut s = Session::spawn(cmd).expect("a pty");
+    s.set_expect_timeout(Some(std::time::Duration::from_secs(60)));
+    s.expect("APPROVAL approve_cutover")
+        .expect("the approval is asked");
+    s.expect("> ").expect("a prompt");
+    s.send_line("stop").expect("type");
+    s.expect("who is stopping the exercise?").expect("asks who");
+    s.send_line("dana").expect("type");
+    s.expect("approve_cutover stopped by dana")
+        .expect("says who stopped it");
+    s.expect(Eof).expect("ends");
+    let status = s.get_process_mut().wait().expect("exit status");
+    assert_eq!(
+        status,
+        expectrl::WaitStatus::Exited(s.get_process().pid(), 4),
+        "a stopped exercise exits 4"
+    );
+    let r: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&report).expect("report file")).expect("json");
+    assert_eq!(r["decisions"][0]["decision"], "stopped");
+    assert_eq!(r["decisions"][0]["stopped_by"], "dana");
+    assert_eq!(r["outcome"], "interrupted");
+}
+
+#[test]
+fn a_tabletop_whose_input_ends_exits_4_and_says_so() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_drover"))
+        .current_dir(root())
+        .args([
+            "tabletop",
+            "runbooks/ehr-failover.drover",
+            "--mode",
+            "failover",
+            "--speed",
+            "0",
+        ])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("drover runs");
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("approve_cutover not decided: the input ended"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(
+        text(&out.stderr).contains("did not run to the end"),
+        "{}",
+        text(&out.stderr)
+    );
+}
