@@ -38,6 +38,25 @@ pub fn label(ms: u64) -> String {
     format_duration((ms + 500) / 1000 * 1000)
 }
 
+/// A duration for the label of an axis spanning `span` ms, as precise as the span needs:
+/// milliseconds under a second (`250ms`), tenths of a second under ten seconds (`2.5s`), whole
+/// seconds (and minutes, hours) above — so a sub-second run's axis never reads `0s 0s 0s`.
+#[must_use]
+pub fn label_in(ms: u64, span: u64) -> String {
+    if span < 1_000 {
+        format!("{ms}ms")
+    } else if span < 10_000 {
+        let tenths = (ms + 50) / 100;
+        if tenths % 10 == 0 {
+            format!("{}s", tenths / 10)
+        } else {
+            format!("{}.{}s", tenths / 10, tenths % 10)
+        }
+    } else {
+        label(ms)
+    }
+}
+
 /// A line of text.
 #[must_use]
 pub fn text(x: f64, y: f64, size: f64, anchor: &str, s: &str) -> Text {
@@ -106,7 +125,13 @@ impl Axis {
                         .set("stroke", GRID)
                         .set("stroke-width", 1),
                 )
-                .add(text(x, y + 14.0, 11.0, "middle", &label(ms)));
+                .add(text(
+                    x,
+                    y + 14.0,
+                    11.0,
+                    "middle",
+                    &label_in(ms, self.hi.saturating_sub(self.lo)),
+                ));
         }
         g
     }
@@ -291,7 +316,7 @@ pub fn trend(title: &str, points: &[Point], target_ms: u64, top: f64) -> (Group,
                     .set("stroke", GRID)
                     .set("stroke-width", 1),
             )
-            .add(text(x0 - 6.0, y(ms) + 4.0, 11.0, "end", &label(ms)));
+            .add(text(x0 - 6.0, y(ms) + 4.0, 11.0, "end", &label_in(ms, hi)));
     }
     let ty = y(target_ms);
     g = g
@@ -310,7 +335,7 @@ pub fn trend(title: &str, points: &[Point], target_ms: u64, top: f64) -> (Group,
             ty - 4.0,
             11.0,
             "end",
-            &format!("target {}", label(target_ms)),
+            &format!("target {}", label_in(target_ms, target_ms)),
         ));
     if points.is_empty() {
         return (
@@ -346,11 +371,16 @@ pub fn trend(title: &str, points: &[Point], target_ms: u64, top: f64) -> (Group,
             .set("stroke-width", 1.5),
     );
     let every = points.len().div_ceil(12).max(1);
+    let last = points.len() - 1;
+    // Every `every`-th run is labelled, and always the latest (the one a reader looks for),
+    // which takes the place of a labelled run that would crowd it.
+    let labelled = |k: usize| k == last || (k % every == 0 && last - k >= every);
     for (k, p) in points.iter().enumerate() {
         let tip = Title::new(format!(
             "{}: {}",
             p.label,
-            p.value_ms.map_or_else(|| "not measured".to_owned(), label)
+            p.value_ms
+                .map_or_else(|| "not measured".to_owned(), |v| label_in(v, v))
         ));
         match p.value_ms {
             Some(v) => {
@@ -371,8 +401,15 @@ pub fn trend(title: &str, points: &[Point], target_ms: u64, top: f64) -> (Group,
                 );
             }
         }
-        if k % every == 0 {
-            g = g.add(text(x(k), bottom + 14.0, 10.0, "middle", &p.label));
+        if labelled(k) {
+            // The first and last labels are anchored inside the picture, never cut at its edge.
+            let anchor = match k {
+                _ if points.len() == 1 => "middle",
+                0 => "start",
+                k if k == last => "end",
+                _ => "middle",
+            };
+            g = g.add(text(x(k), bottom + 14.0, 10.0, anchor, &p.label));
         }
     }
     (g, HEIGHT + 56.0)
@@ -481,5 +518,47 @@ mod tests {
             .filter(|c| c.contains(CRITICAL))
             .count();
         assert_eq!(red_dots, 1);
+    }
+
+    #[test]
+    fn sub_second_axes_label_milliseconds_and_tenths() {
+        assert_eq!(label_in(250, 800), "250ms");
+        assert_eq!(label_in(2_500, 5_000), "2.5s");
+        assert_eq!(label_in(2_000, 5_000), "2s");
+        assert_eq!(label_in(90_000, 120_000), "1m30s");
+        let axis = Axis {
+            lo: 0,
+            hi: 800,
+            x0: 0.0,
+            x1: 100.0,
+        };
+        let doc = document(40.0, vec![axis.ticks(0.0, 10.0)]);
+        for t in ["0ms", "200ms", "400ms", "600ms", "800ms"] {
+            assert!(doc.contains(&format!(">\n{t}\n<")), "{t} in {doc}");
+        }
+    }
+
+    #[test]
+    fn the_latest_run_is_always_labelled_inside_the_picture() {
+        for n in [1usize, 2, 13, 14, 25] {
+            let points: Vec<Point> = (0..n)
+                .map(|i| Point {
+                    label: format!("r20261202T2256{i:02}-8b71"),
+                    value_ms: Some(400 + i as u64),
+                })
+                .collect();
+            let (g, h) = trend("RTO", &points, 1_000, 0.0);
+            let doc = document(h, vec![g]);
+            let last = format!(">\nr20261202T2256{:02}-8b71\n<", n - 1);
+            let at = doc
+                .find(&last)
+                .unwrap_or_else(|| panic!("{n}: last label drawn"));
+            let tag = &doc[doc[..at].rfind("<text").expect("its text element")..at];
+            if n > 1 {
+                assert!(tag.contains("text-anchor=\"end\""), "{n}: {tag}");
+            }
+            // A one-second axis is labelled in tenths, not `0s 0s 1s 1s 1s`.
+            assert!(doc.contains(">\n0.3s\n<"), "{n}: {doc}");
+        }
     }
 }
