@@ -47,7 +47,7 @@ pub fn label_in(ms: u64, span: u64) -> String {
         format!("{ms}ms")
     } else if span < 10_000 {
         let tenths = (ms + 50) / 100;
-        if tenths % 10 == 0 {
+        if tenths.is_multiple_of(10) {
             format!("{}s", tenths / 10)
         } else {
             format!("{}.{}s", tenths / 10, tenths % 10)
@@ -374,7 +374,7 @@ pub fn trend(title: &str, points: &[Point], target_ms: u64, top: f64) -> (Group,
     let last = points.len() - 1;
     // Every `every`-th run is labelled, and always the latest (the one a reader looks for),
     // which takes the place of a labelled run that would crowd it.
-    let labelled = |k: usize| k == last || (k % every == 0 && last - k >= every);
+    let labelled = |k: usize| k == last || (k.is_multiple_of(every) && last - k >= every);
     for (k, p) in points.iter().enumerate() {
         let tip = Title::new(format!(
             "{}: {}",
