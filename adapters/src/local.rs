@@ -60,6 +60,24 @@ impl LocalAdapter {
     }
 }
 
+/// Copies a background service's output into its log a line at a time, every line through the
+/// run's redactor; ends when the service closes the stream.
+async fn redacted_log(
+    stream: impl tokio::io::AsyncRead + Unpin,
+    file: std::sync::Arc<std::sync::Mutex<std::fs::File>>,
+    redact: drover_schema::Redact,
+) {
+    use std::io::Write as _;
+    use tokio::io::AsyncBufReadExt as _;
+    let mut lines = tokio::io::BufReader::new(stream).split(b'\n');
+    while let Ok(Some(line)) = lines.next_segment().await {
+        let text = redact.apply(&String::from_utf8_lossy(&line));
+        if let Ok(mut f) = file.lock() {
+            let _ = writeln!(f, "{text}");
+        }
+    }
+}
+
 /// Sends `sig` to a process group; a group that is gone already is not an error.
 fn signal_group(pgid: i32, sig: rustix::process::Signal) {
     if let Some(pid) = rustix::process::Pid::from_raw(pgid) {
@@ -292,16 +310,38 @@ impl LocalAdapter {
         ));
         let file = std::fs::File::create(&log)
             .map_err(|e| AdapterError::permanent(format!("creating {}: {e}", log.display())))?;
-        let err = file
-            .try_clone()
-            .map_err(|e| AdapterError::permanent(e.to_string()))?;
-        cmd.stdin(std::process::Stdio::null())
-            .stdout(file)
-            .stderr(err)
-            .process_group(0);
+        let keep = inputs.get("keep_running").and_then(Value::as_bool) == Some(true);
+        cmd.stdin(std::process::Stdio::null()).process_group(0);
+        let mut pipe_to = None;
+        if keep {
+            // A service meant to outlive the run writes its log itself: a pipe through this
+            // process would break when the run ends.
+            let err = file
+                .try_clone()
+                .map_err(|e| AdapterError::permanent(e.to_string()))?;
+            cmd.stdout(file).stderr(err);
+        } else {
+            // Its output passes through the run's redactor, line by line, into the log.
+            cmd.stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped());
+            pipe_to = Some(std::sync::Arc::new(std::sync::Mutex::new(file)));
+        }
         let mut child = cmd
             .spawn()
             .map_err(|e| AdapterError::permanent(format!("cannot start /bin/sh: {e}")))?;
+        let mut copiers = Vec::new();
+        if let Some(file) = pipe_to {
+            if let Some(out) = child.stdout.take() {
+                copiers.push(tokio::spawn(redacted_log(
+                    out,
+                    file.clone(),
+                    ctx.redact.clone(),
+                )));
+            }
+            if let Some(err) = child.stderr.take() {
+                copiers.push(tokio::spawn(redacted_log(err, file, ctx.redact.clone())));
+            }
+        }
         let pid = child.id().and_then(|p| i32::try_from(p).ok()).unwrap_or(0);
         let grace = ms_in(inputs, "startup_grace", 1_000);
         let exited = tokio::select! {
@@ -311,6 +351,17 @@ impl LocalAdapter {
         if let Some(status) = exited {
             // Whatever it started in its group goes too.
             signal_group(pid, rustix::process::Signal::KILL);
+            // Its last words reach the log before the tail is read (bounded: a stream held
+            // open by something outside the group is not waited for).
+            let all = async {
+                for c in copiers {
+                    let _ = c.await;
+                }
+            };
+            tokio::select! {
+                () = all => {}
+                () = ctx.clock.sleep(1_000) => {}
+            }
             let code = status
                 .ok()
                 .and_then(|s| s.code())
@@ -322,7 +373,6 @@ impl LocalAdapter {
                 log.display()
             )));
         }
-        let keep = inputs.get("keep_running").and_then(Value::as_bool) == Some(true);
         if let Ok(mut all) = self.services.lock() {
             all.entry(ctx.run_id.clone()).or_default().push(Service {
                 step: ctx.step_id.clone(),

@@ -685,6 +685,10 @@ impl Driver {
                 deadline_ms: self.clock.now_ms().saturating_add(ms),
                 is_default: step.timeout_is_default,
             }),
+            redact: {
+                let r = self.redactor.clone();
+                drover_schema::Redact::new(Arc::new(move |t: &str| r.text(t)))
+            },
         }
     }
 

@@ -45,6 +45,41 @@ impl std::fmt::Debug for Progress {
     }
 }
 
+/// Removes the run's secrets from a text (every spelling the engine knows), for what an adapter
+/// writes outside the journal — a background service's log. The default removes nothing.
+#[derive(Clone, Default)]
+pub struct Redact(Option<RedactFn>);
+
+/// The function a [`Redact`] applies.
+pub type RedactFn = std::sync::Arc<dyn Fn(&str) -> String + Send + Sync>;
+
+impl Redact {
+    /// Redaction by `f`.
+    #[must_use]
+    pub fn new(f: RedactFn) -> Self {
+        Self(Some(f))
+    }
+
+    /// `text` with every known secret replaced.
+    #[must_use]
+    pub fn apply(&self, text: &str) -> String {
+        match &self.0 {
+            Some(f) => f(text),
+            None => text.to_owned(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Redact {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Redact(secrets)"
+        } else {
+            "Redact(none)"
+        })
+    }
+}
+
 /// The time limit of the attempt an adapter runs: polling actions stop before it and say why.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StepTimeout {
@@ -119,6 +154,8 @@ pub struct StepContext {
     pub clock: crate::SharedClock,
     /// The attempt's time limit, if it has one.
     pub timeout: Option<StepTimeout>,
+    /// Removes the run's secrets from what the adapter writes outside the journal.
+    pub redact: Redact,
 }
 
 /// Whether trying a failed call again can help.

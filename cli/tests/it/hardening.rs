@@ -263,6 +263,16 @@ step prints {{
   }}
 }}
 
+step service {{
+  action = shell
+  with {{
+    command       = "echo serving with $TOKEN; echo warning $TOKEN >&2; exec sleep 60"
+    env           = {{ TOKEN = token }}
+    background    = true
+    startup_grace = 300ms
+  }}
+}}
+
 step probe {{
   action  = http.check
   after   = [prints]
@@ -395,6 +405,14 @@ fn a_secret_reaches_no_stored_or_exported_artefact() {
         }
     }
     assert!(files.iter().any(|f| f.ends_with("drover.db")));
+    // The background service's log was written, redacted.
+    let log = files
+        .iter()
+        .find(|f| f.to_string_lossy().ends_with(".service.log"))
+        .expect("the service's log");
+    let logged = std::fs::read_to_string(log).expect("log");
+    assert!(logged.contains("serving with <redacted>"), "{logged}");
+    assert!(logged.contains("warning <redacted>"), "{logged}");
     for f in &files {
         check(&f.display().to_string(), &std::fs::read(f).expect("read"));
     }
