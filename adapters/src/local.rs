@@ -123,6 +123,85 @@ async fn stop_service(mut svc: Service) {
     let _ = svc.child.wait().await;
 }
 
+/// Where a run's background services are recorded, so that the process that ends the run stops
+/// them even when an earlier process started them and died (SIGKILL, a crash):
+/// `STATE/runs/RUN/services/STEP.json`.
+fn services_dir(state_dir: &Path, run_id: &str) -> PathBuf {
+    state_dir.join("runs").join(run_id).join("services")
+}
+
+/// A recorded service: its process group, and when its leader started (the start time in clock
+/// ticks since boot, from /proc), so that a reused process id is never mistaken for it.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct ServiceRecord {
+    step: String,
+    pgid: i32,
+    started: Option<u64>,
+}
+
+/// The start time of process `pid` (field 22 of /proc/PID/stat), if it exists.
+fn process_start(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces: count after it.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+fn record_service(state_dir: &Path, run_id: &str, step: &str, pgid: i32) {
+    let dir = services_dir(state_dir, run_id);
+    let rec = ServiceRecord {
+        step: step.to_owned(),
+        pgid,
+        started: process_start(pgid),
+    };
+    let name = format!("{}.json", step.replace(['/', '[', ']'], "_"));
+    if let Ok(json) = serde_json::to_vec(&rec)
+        && std::fs::create_dir_all(&dir).is_ok()
+    {
+        let _ = std::fs::write(dir.join(name), json);
+    }
+}
+
+/// Stops the services recorded for `run_id` that are still the processes that were recorded (an
+/// earlier process of the run started them), and forgets every record.
+async fn stop_recorded_services(state_dir: &Path, run_id: &str, clock: &dyn drover_schema::Clock) {
+    use rustix::process::Signal;
+    let dir = services_dir(state_dir, run_id);
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return;
+    };
+    let mut live = Vec::new();
+    for e in entries.flatten() {
+        let rec: Option<ServiceRecord> = std::fs::read(e.path())
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        let _ = std::fs::remove_file(e.path());
+        let Some(rec) = rec else { continue };
+        // The leader must be the very process recorded; a group whose leader is gone but whose
+        // members linger is stopped too when the leader's start was not recorded.
+        let same = match (rec.started, process_start(rec.pgid)) {
+            (Some(a), Some(b)) => a == b,
+            (_, None) => rec.started.is_none(),
+            (None, Some(_)) => false,
+        };
+        if same && group_alive(rec.pgid) {
+            tracing::info!(step = %rec.step, pgid = rec.pgid, "stopping a service an earlier process of this run started");
+            signal_group(rec.pgid, Signal::TERM);
+            live.push(rec);
+        }
+    }
+    let mut left = STOP_GRACE_MS / 100;
+    while left > 0 && live.iter().any(|r| group_alive(r.pgid)) {
+        clock.sleep(100).await;
+        left -= 1;
+    }
+    for r in live.iter().filter(|r| group_alive(r.pgid)) {
+        tracing::warn!(step = %r.step, pgid = r.pgid, "service ignored SIGTERM; killing its group");
+        signal_group(r.pgid, Signal::KILL);
+    }
+    let _ = std::fs::remove_dir(&dir);
+}
+
 /// The last non-empty lines of a log file (at most `n`, at most 2 KiB).
 fn log_tail(path: &Path, n: usize) -> String {
     let text = std::fs::read(path).unwrap_or_default();
@@ -372,6 +451,9 @@ impl LocalAdapter {
                 log_tail(&log, 3),
                 log.display()
             )));
+        }
+        if !keep {
+            record_service(&ctx.state_dir, &ctx.run_id, &ctx.step_id, pid);
         }
         if let Ok(mut all) = self.services.lock() {
             all.entry(ctx.run_id.clone()).or_default().push(Service {
@@ -686,7 +768,7 @@ impl Adapter for LocalAdapter {
         Ok(Observation::Done(o))
     }
 
-    async fn end_run(&self, run_id: &str) {
+    async fn end_run(&self, run_id: &str, state_dir: &Path) {
         let services = self
             .services
             .lock()
@@ -704,6 +786,8 @@ impl Adapter for LocalAdapter {
         for s in stops {
             s.await;
         }
+        // What an earlier process of this run started and could not stop (it was killed).
+        stop_recorded_services(state_dir, run_id, &drover_schema::SystemClock).await;
     }
 }
 

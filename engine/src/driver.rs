@@ -1155,7 +1155,7 @@ impl Driver {
             h.abort();
         }
         for a in self.adapters.all() {
-            a.end_run(&self.spec.run_id).await;
+            a.end_run(&self.spec.run_id, &self.spec.state_dir).await;
         }
         let mut record = build(
             &self.spec.run_id,

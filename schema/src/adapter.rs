@@ -378,8 +378,10 @@ pub trait Adapter: Send + Sync {
         Ok(Observation::NotDone)
     }
 
-    /// The run `run_id` is over (finished, rolled back, interrupted or stopped): stop what the
-    /// adapter started for it and was not asked to keep (background services). Called once per
-    /// adapter when the driver stops driving the run. The default has nothing to stop.
-    async fn end_run(&self, _run_id: &str) {}
+    /// The run `run_id`, kept in `state_dir`, is over (finished, rolled back, interrupted or
+    /// stopped): stop what the adapter started for it and was not asked to keep (background
+    /// services) — also what an earlier process driving the same run started before it died,
+    /// as far as the adapter recorded it in `state_dir`. Called once per adapter when the driver
+    /// stops driving the run. The default has nothing to stop.
+    async fn end_run(&self, _run_id: &str, _state_dir: &std::path::Path) {}
 }

@@ -719,3 +719,76 @@ fn completions_and_the_man_page_come_from_the_argument_definitions() {
     assert!(text(&run.stdout).contains("--otlp"));
     assert!(text(&run.stdout).contains("Examples:"));
 }
+
+#[test]
+fn services_of_a_killed_drover_are_stopped_when_the_run_is_resumed_to_its_end() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let d = dir.path();
+    // A service whose command line is unique to this test, then a gate that holds the run.
+    let marker = format!("sleep 37{}", free_port());
+    std::fs::write(
+        d.join("svc.drover"),
+        format!(
+            r#"runbook "Service" {{
+  owner = "me@example.org"
+  rto   = 2h
+  rpo   = 1h
+  modes = [drill]
+}}
+
+step service {{
+  action = shell
+  with {{
+    command       = "exec {marker}"
+    background    = true
+    startup_grace = 200ms
+  }}
+}}
+
+step go {{
+  action = approval
+  after  = [service]
+  with {{
+    prompt = "go?"
+  }}
+}}
+
+milestone done {{
+  after     = [go]
+  stops_rto = true
+}}
+"#
+        ),
+    )
+    .expect("write");
+    let mut child = Command::new(bin())
+        .args(["run", "svc.drover", "--as", "alice"])
+        .current_dir(d)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starts");
+    let rx = lines(&mut child);
+    wait_for_line(&rx, "WAITING go");
+    assert!(!processes_with(&marker).is_empty(), "the service runs");
+    // Killed outright: no chance to stop anything.
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        !processes_with(&marker).is_empty(),
+        "the service outlived the killed drover"
+    );
+    let ok = drover(d, &["approve", "latest", "go", "--as", "bob"]);
+    assert_eq!(ok.status.code(), Some(0), "{}", text(&ok.stderr));
+    let resumed = drover(d, &["resume", "latest"]);
+    assert_eq!(
+        resumed.status.code(),
+        Some(0),
+        "{}{}",
+        text(&resumed.stdout),
+        text(&resumed.stderr)
+    );
+    wait_until("the dead run's service to stop", || {
+        processes_with(&marker).is_empty()
+    });
+}
