@@ -1438,3 +1438,37 @@ pub async fn dry_run(
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn local() -> Arc<dyn Adapter> {
+        Arc::new(drover_adapters::local::LocalAdapter::new(Arc::new(
+            |_: &str| {},
+        )))
+    }
+
+    #[test]
+    fn only_inputs_that_pass_validation_make_an_executable_step() {
+        let mut inputs = drover_schema::Inputs::new();
+        inputs.insert("command".into(), serde_json::json!("true"));
+        assert!(ValidatedStep::new(local(), "shell", inputs.clone()).is_ok());
+        inputs.remove("command");
+        let e = ValidatedStep::new(local(), "shell", inputs)
+            .err()
+            .expect("no command");
+        assert!(!e.is_transient());
+        assert!(e.message.contains("`command`"), "{e}");
+        let e = ValidatedStep::new(local(), "aws_ec2.replace_route", Default::default())
+            .err()
+            .expect("not the local adapter's action");
+        assert!(e.message.contains("does not run"), "{e}");
+    }
+
+    #[test]
+    fn the_retry_jitter_seed_is_the_runs_own() {
+        assert_eq!(seed_of("r1"), seed_of("r1"));
+        assert_ne!(seed_of("r1"), seed_of("r2"));
+    }
+}

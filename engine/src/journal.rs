@@ -1068,10 +1068,98 @@ impl SqliteJournal {
         }
         Ok(out)
     }
+}
 
-    /// Direct access for tests of tamper detection (editing the log behind the engine's back).
-    #[doc(hidden)]
-    pub fn connection(&self) -> &rusqlite::Connection {
-        &self.conn
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scheduler::Event;
+
+    fn row(id: &str) -> RunRow {
+        RunRow {
+            run_id: id.into(),
+            runbook: "t".into(),
+            plan: "{}".into(),
+            mode: drover_schema::Mode::Drill,
+            initiator: "alice".into(),
+            declared_at: 1_000,
+            created_at: 1_000,
+            status: RunStatus::Running,
+            record: None,
+            audit_head: crate::audit::GENESIS.into(),
+            audit_count: 0,
+        }
+    }
+
+    #[test]
+    fn statuses_round_trip_by_name() {
+        for s in [RunStatus::Running, RunStatus::Waiting]
+            .into_iter()
+            .chain(RunStatus::OUTCOMES.into_iter().map(RunStatus::Finished))
+        {
+            assert_eq!(RunStatus::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(RunStatus::parse("exploded"), None);
+        assert!(RunStatus::Waiting.is_live());
+        assert!(!RunStatus::Finished(RunOutcome::Interrupted).is_live());
+    }
+
+    #[test]
+    fn what_is_appended_is_stored_redacted_and_read_back_in_order() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut j = SqliteJournal::open(dir.path()).expect("journal");
+        j.redactor().add("s3cr3t-value-42");
+        j.create_run(&row("r1")).expect("create");
+        let lease = j
+            .acquire("r1", "alice@host pid 1", 1_000, 30_000)
+            .expect("lease");
+        j.append(&lease, 1_000, 30_000, &Event::Started, &[], &[])
+            .expect("append");
+        let failed = Event::StepFailed {
+            step: "a".into(),
+            attempt: 1,
+            error: "denied for s3cr3t-value-42".into(),
+            transient: false,
+            context: None,
+        };
+        j.append(&lease, 2_000, 30_000, &failed, &[], &[])
+            .expect("append");
+        let events = j.events("r1").expect("events");
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[0], (1_000, Event::Started));
+        match &events[1].1 {
+            Event::StepFailed { error, .. } => assert_eq!(error, "denied for <redacted>"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_repeated_run_id_and_a_second_holder_are_refused() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut j = SqliteJournal::open(dir.path()).expect("journal");
+        j.create_run(&row("r1")).expect("create");
+        assert!(matches!(
+            j.create_run(&row("r1")),
+            Err(JournalError::RunExists(id)) if id == "r1"
+        ));
+        let _lease = j
+            .acquire("r1", "alice@host pid 1", 1_000, 30_000)
+            .expect("lease");
+        let mut other = SqliteJournal::open(dir.path()).expect("second handle");
+        assert!(matches!(
+            other.acquire("r1", "bob@elsewhere pid 2", 2_000, 30_000),
+            Err(JournalError::LeaseHeld { .. })
+        ));
+    }
+
+    #[test]
+    fn reading_a_missing_journal_creates_nothing() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let missing = dir.path().join("no-such-state");
+        assert!(matches!(
+            SqliteJournal::open_read_only(&missing),
+            Err(JournalError::NoJournal(_))
+        ));
+        assert!(!missing.exists(), "a read created the directory");
     }
 }

@@ -220,3 +220,105 @@ pub fn build(
         backups,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scheduler::{Config, Event};
+    use drover_schema::Outputs;
+
+    #[test]
+    fn run_ids_carry_the_start_time_and_sort_by_it() {
+        let at = parse_rfc3339("2026-12-02T10:30:00Z").expect("a time");
+        let id = new_run_id(at);
+        assert!(id.starts_with("r20261202T103000-"), "{id}");
+        assert_eq!(id.len(), "r20261202T103000-1a2b".len());
+        assert!(new_run_id(at + 1_000) > id, "a later run sorts after");
+    }
+
+    #[test]
+    fn times_round_trip_through_rfc3339() {
+        let ms = 1_764_671_400_123;
+        assert_eq!(parse_rfc3339(&rfc3339(ms)), Some(ms));
+        assert_eq!(parse_rfc3339("yesterday"), None);
+    }
+
+    /// The RTO runs from the declaration to the milestone that stops it; the RPO from the
+    /// oldest recovery point of the data sets the milestone names to the declaration.
+    #[test]
+    fn rto_and_rpo_are_measured_against_their_targets() {
+        let src = r#"runbook "t" {
+  rto   = 10m
+  rpo   = 15m
+  modes = [drill]
+}
+
+step restore {
+  action = backup.rehydrate
+  with {
+    source = "/b.dbk"
+    key    = "file:/k"
+    dest   = "/tmp/x"
+  }
+}
+
+milestone up {
+  after     = [restore]
+  stops_rto = true
+  rpo_from  = [restore]
+}
+"#;
+        let catalogue = drover_adapters::builtin_catalogue();
+        let opts = drover_dsl::CompileOptions {
+            catalogue: &catalogue,
+            vars: Vec::new(),
+        };
+        let plan = drover_dsl::compile_str("t.drover", src, &opts)
+            .plan
+            .expect("plan");
+        let declared = parse_rfc3339("2026-12-02T03:00:00Z").expect("time");
+        let mut s = Scheduler::new(&plan, Config::new(drover_dsl::Mode::Drill, "alice", 1));
+        s.on_event(&Event::Started, declared);
+        let outputs: Outputs = [
+            ("backup_id", "b1"),
+            ("dataset", "ehr"),
+            ("recovery_point", "2026-12-02T02:40:00Z"),
+            ("key_id", "file:sha256:ab"),
+            ("sha256", "00"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), serde_json::json!(v)))
+        .collect();
+        s.on_event(
+            &Event::StepSucceeded {
+                step: "restore".into(),
+                attempt: 1,
+                outputs,
+            },
+            declared + 12 * 60_000,
+        );
+        let milestones = BTreeMap::from([("up".to_owned(), declared + 12 * 60_000)]);
+        let r = build(
+            "r1",
+            &plan,
+            drover_dsl::Mode::Drill,
+            "alice",
+            declared,
+            &s,
+            &milestones,
+        );
+        assert_eq!(r.rto.achieved_ms, Some(12 * 60_000));
+        assert_eq!(
+            r.rto.met,
+            Some(false),
+            "12 minutes against a 10-minute target"
+        );
+        assert_eq!(r.rpo.achieved_ms, Some(20 * 60_000));
+        assert_eq!(r.rpo.met, Some(false), "20 minutes of data against 15");
+        assert!(r.missed_target());
+        assert_eq!(r.backups.len(), 1);
+        assert_eq!(r.backups[0].backup_id, "b1");
+        assert_eq!(r.declared_at, "2026-12-02T03:00:00Z");
+        assert!(r.rto.basis.contains("`up`"), "{}", r.rto.basis);
+    }
+}

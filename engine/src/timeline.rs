@@ -274,3 +274,158 @@ impl Timeline {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scheduler::{Config, Scheduler};
+    use drover_schema::Outputs;
+
+    /// A run played through the real scheduler: `flaky` fails once (transiently) and succeeds on
+    /// its retry, `gate` waits for Bob's approval, the milestone follows.
+    fn transitions() -> Vec<Transition> {
+        let src = r#"runbook "t" {
+  rto   = 1h
+  rpo   = 1h
+  modes = [drill]
+}
+
+step flaky {
+  action = wait
+  retry {
+    attempts = 2
+    backoff  = 10s
+  }
+  with {
+    duration = 1s
+  }
+}
+
+step gate {
+  action = approval
+  after  = [flaky]
+  with {
+    prompt = "go?"
+  }
+}
+
+milestone done {
+  after     = [gate]
+  stops_rto = true
+}
+"#;
+        let catalogue = drover_adapters::builtin_catalogue();
+        let opts = drover_dsl::CompileOptions {
+            catalogue: &catalogue,
+            vars: Vec::new(),
+        };
+        let plan = drover_dsl::compile_str("t.drover", src, &opts)
+            .plan
+            .expect("plan");
+        let mut s = Scheduler::new(&plan, Config::new(drover_dsl::Mode::Drill, "alice", 1));
+        let mut out = Vec::new();
+        let mut feed = |at: u64, event: Event, out: &mut Vec<Transition>| {
+            let actions = s.on_event(&event, at);
+            out.push(Transition { at, event, actions });
+            out.last().map(|t| t.actions.clone()).unwrap_or_default()
+        };
+        feed(1_000, Event::Started, &mut out);
+        let retry = feed(
+            2_000,
+            Event::StepFailed {
+                step: "flaky".into(),
+                attempt: 1,
+                error: "busy".into(),
+                transient: true,
+                context: None,
+            },
+            &mut out,
+        );
+        let at = retry
+            .iter()
+            .find_map(|a| match a {
+                Action::SetTimer { at_ms, .. } => Some(*at_ms),
+                _ => None,
+            })
+            .expect("a retry timer");
+        feed(
+            at,
+            Event::TimerFired {
+                step: "flaky".into(),
+                attempt: 1,
+                timer: TimerKind::Retry,
+            },
+            &mut out,
+        );
+        feed(
+            at + 1_500,
+            Event::StepSucceeded {
+                step: "flaky".into(),
+                attempt: 2,
+                outputs: Outputs::new(),
+            },
+            &mut out,
+        );
+        feed(
+            at + 60_000,
+            Event::Approved {
+                step: "gate".into(),
+                operator: "alice".into(),
+                roles: Vec::new(),
+            },
+            &mut out,
+        );
+        feed(
+            at + 90_000,
+            Event::Approved {
+                step: "gate".into(),
+                operator: "bob".into(),
+                roles: Vec::new(),
+            },
+            &mut out,
+        );
+        out
+    }
+
+    #[test]
+    fn attempts_approvals_and_the_end_are_rebuilt_from_transitions() {
+        let tr = transitions();
+        let t = Timeline::from_transitions(&tr);
+        assert_eq!(t.started_ms, Some(1_000));
+        let flaky = &t.nodes["flaky"];
+        assert_eq!(flaky.attempts.len(), 2);
+        assert_eq!(flaky.attempts[0].outcome, AttemptOutcome::Failed);
+        assert_eq!(flaky.attempts[0].error.as_deref(), Some("busy"));
+        assert_eq!(flaky.attempts[0].end_ms, Some(2_000));
+        assert_eq!(flaky.attempts[1].outcome, AttemptOutcome::Succeeded);
+        assert_eq!(flaky.start_ms(), Some(1_000));
+        let retry_at = flaky.attempts[1].start_ms;
+        assert_eq!(flaky.end_ms(), Some(retry_at + 1_500));
+
+        let gate = &t.nodes["gate"];
+        assert_eq!(gate.approval_requested_ms, Some(retry_at + 1_500));
+        // Alice started the run: her approval is refused (four eyes), Bob's counts.
+        assert_eq!(gate.approvals.len(), 2);
+        assert!(!gate.approvals[0].accepted && gate.approvals[0].reason.is_some());
+        assert!(gate.approvals[1].accepted);
+        assert_eq!(gate.done_ms, Some(retry_at + 90_000));
+        assert_eq!(t.nodes["done"].done_ms, Some(retry_at + 90_000));
+        assert_eq!(t.finished_ms, Some(retry_at + 90_000));
+
+        // Only successful work counts as a measured duration; the approval wait does.
+        let d = t.durations();
+        assert_eq!(d["flaky"], vec![1_500]);
+        assert_eq!(d["gate"], vec![88_500]);
+    }
+
+    #[test]
+    fn a_prefix_of_the_journal_gives_an_unfinished_attempt() {
+        let tr = transitions();
+        let t = Timeline::from_transitions(&tr[..1]);
+        let flaky = &t.nodes["flaky"];
+        assert_eq!(flaky.attempts.len(), 1);
+        assert_eq!(flaky.attempts[0].outcome, AttemptOutcome::Unfinished);
+        assert_eq!(flaky.end_ms(), None);
+        assert_eq!(t.finished_ms, None);
+    }
+}
