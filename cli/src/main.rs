@@ -176,7 +176,7 @@ enum Command {
         format: CheckFormat,
     },
     /// Encrypted backups: create, verify, restore, rewrap, inspect.
-    #[command(subcommand)]
+    #[command(subcommand, after_help = BACKUP_SCHEMES)]
     Backup(BackupCommand),
     /// Keys.
     #[command(subcommand)]
@@ -419,15 +419,35 @@ enum KeyCommand {
     },
 }
 
+/// The key and location schemes this build supports, shown under every `backup` verb's help.
+#[cfg(feature = "aws")]
+const BACKUP_SCHEMES: &str = "\
+Keys (--key, --from, --to):
+  file:PATH          a local key-encryption key (`drover key generate`)
+  aws-kms:KEY        an AWS KMS key: id, ARN or alias/NAME (GenerateDataKey, Decrypt, ReEncrypt)
+Backups and locations:
+  PATH               a local file (a directory of backups for `verify --sample`)
+  s3://BUCKET/KEY    an object in S3 (a prefix ending in / for `verify --sample`)";
+
+/// The key and location schemes this build supports, shown under every `backup` verb's help.
+#[cfg(not(feature = "aws"))]
+const BACKUP_SCHEMES: &str = "\
+Keys (--key, --from, --to):
+  file:PATH          a local key-encryption key (`drover key generate`)
+Backups and locations:
+  PATH               a local file (a directory of backups for `verify --sample`)
+This build has no `aws` feature: aws-kms: keys and s3:// locations are not available.";
+
 #[derive(Subcommand)]
 enum BackupCommand {
     /// Encrypt a file (or `-` for standard input) into a new backup.
+    #[command(after_help = BACKUP_SCHEMES)]
     Create {
         /// The data to back up (`-` for standard input).
         input: String,
         /// The backup to write (never overwritten).
         output: String,
-        /// Key-encryption key URI (`file:PATH`).
+        /// Key-encryption key URI (schemes below).
         #[arg(long)]
         key: String,
         /// Data set name (default: the input's file name).
@@ -444,6 +464,7 @@ enum BackupCommand {
         format: CheckFormat,
     },
     /// Verify a backup, or a sample of the backups under a directory.
+    #[command(after_help = BACKUP_SCHEMES)]
     Verify {
         /// A backup, or a directory of backups.
         backup: String,
@@ -464,6 +485,7 @@ enum BackupCommand {
         format: CheckFormat,
     },
     /// Decrypt a backup to a file, atomically, after every check passed.
+    #[command(after_help = BACKUP_SCHEMES)]
     Restore {
         /// The backup.
         backup: String,
@@ -483,6 +505,7 @@ enum BackupCommand {
         format: CheckFormat,
     },
     /// Re-wrap the data key under a new key-encryption key; data chunks are unchanged.
+    #[command(after_help = BACKUP_SCHEMES)]
     Rewrap {
         /// The backup.
         backup: String,
@@ -497,6 +520,7 @@ enum BackupCommand {
         format: CheckFormat,
     },
     /// Show a backup's header and manifest (no key needed).
+    #[command(after_help = BACKUP_SCHEMES)]
     Inspect {
         /// The backup.
         backup: String,

@@ -792,3 +792,23 @@ milestone done {{
         processes_with(&marker).is_empty()
     });
 }
+
+#[test]
+fn backup_help_lists_every_key_and_location_scheme_of_the_build() {
+    let dir = tempfile::tempdir().expect("tmp");
+    for verb in ["create", "verify", "restore", "rewrap", "inspect"] {
+        let out = drover(dir.path(), &["backup", verb, "--help"]);
+        let help = text(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{verb}");
+        for scheme in ["file:PATH", "aws-kms:KEY", "s3://BUCKET/KEY"] {
+            assert!(
+                help.contains(scheme),
+                "backup {verb} --help lacks {scheme}: {help}"
+            );
+        }
+    }
+    // And the schemes it names are the ones the library accepts.
+    assert!(drover_adapters::backup::key_provider_from_uri("aws-kms:alias/x").is_ok());
+    assert!(drover_adapters::backup::location_from_uri("s3://bucket/key").is_ok());
+    assert!(drover_adapters::backup::key_provider_from_uri("vault:x").is_err());
+}
