@@ -10,7 +10,7 @@
 use crate::aws_common::{IDEMPOTENCY_TAG, client_token};
 use crate::capture;
 use crate::cloud_common::{
-    input_list, input_str, interval, pause, refuse_production_tags, require_str,
+    input_list, input_str, interval, pause, refuse_production_tags, require_str, resource_values,
 };
 use aws_sdk_ec2::Client;
 use aws_sdk_ec2::types::{
@@ -181,9 +181,6 @@ async fn associate_address(c: &Call<'_>, inputs: &Inputs) -> Result<Outputs, Ada
     let allocation = require_str(inputs, "allocation_id", action)?;
     let instance = input_str(inputs, "instance_id");
     let eni = input_str(inputs, "network_interface_id");
-    let mut guarded = vec![allocation.to_owned()];
-    guarded.extend(instance.or(eni).map(str::to_owned));
-    c.drill_guard(&guarded).await?;
     let now = address(c, allocation).await?;
     let previous: Association = capture::first(c.ctx, async { Ok(now.clone()) }).await?;
     if now.points_at(inputs) {
@@ -408,7 +405,6 @@ fn route_inputs(inputs: &Inputs) -> Result<(&str, &str, RouteTarget), AdapterErr
 
 async fn replace_route(c: &Call<'_>, inputs: &Inputs) -> Result<Outputs, AdapterError> {
     let (table, cidr, want) = route_inputs(inputs)?;
-    c.drill_guard(&[table.to_owned()]).await?;
     let now = route(c, table, cidr).await?;
     let previous: RouteTarget = capture::first(c.ctx, async { Ok(now.clone()) }).await?;
     if !now.satisfies(&want.single()) {
@@ -533,7 +529,6 @@ impl<'a> Rule<'a> {
 
 async fn ingress(c: &Call<'_>, inputs: &Inputs, add: bool) -> Result<Outputs, AdapterError> {
     let rule = Rule::from_inputs(inputs, &c.ctx.action)?;
-    c.drill_guard(&[rule.group.to_owned()]).await?;
     let present = rule.exists(c).await?;
     let before: RuleBefore =
         capture::first(c.ctx, async { Ok(RuleBefore { existed: present }) }).await?;
@@ -600,7 +595,6 @@ async fn power(c: &Call<'_>, inputs: &Inputs, start: bool) -> Result<Outputs, Ad
             c.ctx.action
         )));
     }
-    c.drill_guard(&ids).await?;
     let now = instance_states(c, &ids).await?;
     let before: PowerBefore = capture::first(c.ctx, async {
         Ok(now
@@ -954,6 +948,10 @@ impl drover_schema::Adapter for AwsEc2Adapter {
         ctx: &StepContext,
     ) -> Result<Outputs, AdapterError> {
         let c = Self::call(inputs, ctx).await;
+        // In a drill, every resource the step changes or points at — as the schema lists them —
+        // is read for production tags before the first change.
+        c.drill_guard(&resource_values(&self.schemas(), action, inputs))
+            .await?;
         match action {
             "aws_ec2.associate_address" => associate_address(&c, inputs).await,
             "aws_ec2.replace_route" => replace_route(&c, inputs).await,

@@ -461,6 +461,62 @@ async fn set_nic_pip(a: &Arm<'_>, slot: &Slot, pip_id: Option<&str>) -> Result<(
         .map_err(|e| a.err("PUT", &format!("network interface {}", slot.nic), &e))
 }
 
+/// A top-level network resource (route table, security group, virtual network) as JSON.
+async fn get_top(a: &Arm<'_>, kind: &str, name: &str) -> Result<Value, AdapterError> {
+    let (rg, sub) = (&a.resource_group, &a.subscription);
+    let r = match kind {
+        "routeTables" => a
+            .client
+            .route_tables_client()
+            .get(rg, name, sub)
+            .await
+            .map(|v| json_of(&v)),
+        "networkSecurityGroups" => a
+            .client
+            .network_security_groups_client()
+            .get(rg, name, sub)
+            .await
+            .map(|v| json_of(&v)),
+        _ => a
+            .client
+            .virtual_networks_client()
+            .get(rg, name, sub)
+            .await
+            .map(|v| json_of(&v)),
+    };
+    r.map_err(|e| a.err("GET", &format!("{kind}/{name}"), &e))
+}
+
+/// In a drill, reads the tags of every resource the step changes or points at and refuses,
+/// before the first change, when one marks production. (A public-IP move reads the address and
+/// both interfaces in `move_pip`.)
+async fn drill_guard(a: &Arm<'_>, action: &str, inputs: &Inputs) -> Result<(), AdapterError> {
+    if a.ctx.mode != drover_schema::Mode::Drill || a.ctx.production_tags.is_empty() {
+        return Ok(());
+    }
+    let touched: &[(&str, &str)] = match action {
+        "azure_network.update_route" => &[("routeTables", "route_table")],
+        "azure_network.set_subnet_route_table" => {
+            &[("virtualNetworks", "vnet"), ("routeTables", "route_table")]
+        }
+        "azure_network.set_nsg_rule" | "azure_network.remove_nsg_rule" => {
+            &[("networkSecurityGroups", "nsg")]
+        }
+        _ => &[],
+    };
+    let mut found = Vec::new();
+    for (kind, input) in touched {
+        let name = require_str(inputs, input, action)?;
+        found.extend(tags(&get_top(a, kind, name).await?, name));
+    }
+    refuse_production_tags(
+        a.ctx,
+        found
+            .iter()
+            .map(|(r, k, v)| (r.as_str(), k.as_str(), v.as_str())),
+    )
+}
+
 /// The (resource, key, value) tags of an ARM resource.
 fn tags(v: &Value, resource: &str) -> Vec<(String, String, String)> {
     v.get("tags")
@@ -611,6 +667,7 @@ impl drover_schema::Adapter for AzureNetworkAdapter {
         ctx: &StepContext,
     ) -> Result<Outputs, AdapterError> {
         let a = self.arm(inputs, ctx)?;
+        drill_guard(&a, action, inputs).await?;
         match action {
             "azure_network.update_route" => update_route(&a, inputs).await,
             "azure_network.set_subnet_route_table" => {

@@ -299,7 +299,7 @@ fn aws_route53_actions() -> Vec<ActionSchema> {
                 Role::Cutover,
             )
             .resource("zone_id", "hosted zone id")
-            .required("name", ValueType::String, "record name")
+            .required_resource("name", ValueType::String, "record name")
             .required("type", record_type(), "record type")
             .optional("values", list_of_strings(), "record values")
             .optional("ttl", ValueType::Int, "TTL in seconds (default 300)")
@@ -314,7 +314,7 @@ fn aws_route53_actions() -> Vec<ActionSchema> {
                 Role::Cutover,
             )
             .resource("zone_id", "hosted zone id")
-            .required("name", ValueType::String, "record name")
+            .required_resource("name", ValueType::String, "record name")
             .required("type", record_type(), "record type")
             .optional("active", ValueType::String, "set identifier to make PRIMARY")
             .optional("weights", ValueType::Map(Box::new(ValueType::Int)), "set identifier → weight"),
@@ -393,12 +393,8 @@ fn aws_ec2_actions() -> Vec<ActionSchema> {
                 Role::Cutover,
             )
             .resource("allocation_id", "the Elastic IP's allocation id")
-            .optional("instance_id", ValueType::String, "target instance")
-            .optional(
-                "network_interface_id",
-                ValueType::String,
-                "target network interface",
-            )
+            .optional_resource("instance_id", "target instance")
+            .optional_resource("network_interface_id", "target network interface")
             .optional(
                 "allow_reassociation",
                 ValueType::Bool,
@@ -425,24 +421,12 @@ fn aws_ec2_actions() -> Vec<ActionSchema> {
                 ValueType::String,
                 "the route's destination",
             )
-            .optional(
-                "gateway_id",
-                ValueType::String,
-                "internet or virtual private gateway",
-            )
-            .optional("nat_gateway_id", ValueType::String, "NAT gateway")
-            .optional("instance_id", ValueType::String, "instance")
-            .optional(
-                "network_interface_id",
-                ValueType::String,
-                "network interface",
-            )
-            .optional("transit_gateway_id", ValueType::String, "transit gateway")
-            .optional(
-                "vpc_peering_connection_id",
-                ValueType::String,
-                "VPC peering connection",
-            ),
+            .optional_resource("gateway_id", "internet or virtual private gateway")
+            .optional_resource("nat_gateway_id", "NAT gateway")
+            .optional_resource("instance_id", "instance")
+            .optional_resource("network_interface_id", "network interface")
+            .optional_resource("transit_gateway_id", "transit gateway")
+            .optional_resource("vpc_peering_connection_id", "VPC peering connection"),
         )
         .output("previous", ValueType::Any, previous)
         .with_builtin_undo(),
@@ -513,7 +497,7 @@ fn aws_ec2_actions() -> Vec<ActionSchema> {
             )
             .optional("image_id", ValueType::String, "AMI id")
             .optional("instance_type", ValueType::String, "instance type")
-            .optional("subnet_id", ValueType::String, "subnet")
+            .optional_resource("subnet_id", "subnet the instances are launched into")
             .optional("count", ValueType::Int, "how many (default 1)")
             .optional(
                 "tags",
@@ -603,11 +587,7 @@ fn azure_network_actions() -> Vec<ActionSchema> {
                 ]),
                 "next hop type",
             )
-            .optional(
-                "next_hop_ip",
-                ValueType::String,
-                "next hop address (VirtualAppliance)",
-            )
+            .optional_resource("next_hop_ip", "next hop address (VirtualAppliance)")
             .optional("address_prefix", ValueType::String, "destination prefix"),
         )),
         undoable(azure_common(
@@ -617,9 +597,9 @@ fn azure_network_actions() -> Vec<ActionSchema> {
                 Effect::Destructive,
                 Role::Cutover,
             )
-            .required("vnet", ValueType::String, "virtual network")
+            .resource("vnet", "virtual network")
             .resource("subnet", "subnet name")
-            .required("route_table", ValueType::String, "route table to attach"),
+            .resource("route_table", "route table to attach"),
         )),
         undoable(azure_common(
             ActionSchema::new(
@@ -667,7 +647,7 @@ fn azure_network_actions() -> Vec<ActionSchema> {
                 Role::Cutover,
             )
             .resource("public_ip", "public IP address resource")
-            .required("nic", ValueType::String, "network interface")
+            .resource("nic", "network interface the address moves to")
             .optional(
                 "ip_config",
                 ValueType::String,

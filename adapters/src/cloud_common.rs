@@ -23,7 +23,6 @@ pub(crate) fn require_str<'a>(
 }
 
 /// A list-of-strings input (a single string counts as a list of one).
-#[cfg_attr(not(feature = "aws"), allow(dead_code))]
 pub(crate) fn input_list(inputs: &Inputs, key: &str) -> Vec<String> {
     match inputs.get(key) {
         Some(serde_json::Value::Array(a)) => a
@@ -53,6 +52,28 @@ pub(crate) async fn pause(ctx: &StepContext, d: Duration) {
     ctx.clock
         .sleep(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
         .await;
+}
+
+/// The values of every input that `action`'s schema marks as a resource it changes or points at
+/// (one source for the compiler, the engine's `production.resources` check and the adapters' tag
+/// checks).
+pub(crate) fn resource_values(
+    schemas: &[drover_schema::ActionSchema],
+    action: &str,
+    inputs: &Inputs,
+) -> Vec<String> {
+    let Some(schema) = schemas.iter().find(|s| s.name == action) else {
+        return Vec::new();
+    };
+    let mut out: Vec<String> = schema
+        .inputs
+        .iter()
+        .filter(|i| i.resource)
+        .flat_map(|i| input_list(inputs, &i.name))
+        .collect();
+    out.sort();
+    out.dedup();
+    out
 }
 
 /// In a drill, refuses when any of `tags` (resource id, key, value) marks a resource production.

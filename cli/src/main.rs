@@ -1095,8 +1095,10 @@ fn actions(format: CheckFormat) -> ExitCode {
         outln!("{}  ({:?}{undo}{timeout}) {}", a.name, a.effect, a.summary);
         for i in &a.inputs {
             let req = if i.required { "required" } else { "optional" };
+            // Resources are what the drill guard checks against `production`.
+            let guarded = if i.resource { "  [drill-guarded]" } else { "" };
             outln!(
-                "    with {:<22} {:<18} {req:<8}  {}",
+                "    with {:<22} {:<18} {req:<8}  {}{guarded}",
                 i.name,
                 i.ty.describe(),
                 i.doc

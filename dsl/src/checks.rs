@@ -333,7 +333,7 @@ fn drill_production(graph: &Graph, ctx: &Context<'_>, diags: &mut Vec<Diagnostic
                         .copied()
                         .unwrap_or_else(|| step_span(ctx, i));
                     diags.push(
-                        Diagnostic::error(Code::DrillTouchesProduction, at, format!("step `{}` would change production resource `{s}` in a drill", step.id))
+                        Diagnostic::error(Code::DrillTouchesProduction, at, format!("step `{}` would touch production resource `{s}` in a drill (it changes it or points something at it)", step.id))
                             .label("production resource")
                             .with(p.span, "marked production here")
                             .help("point the drill at its isolated copy, or limit the step with `modes = [failover]`"),

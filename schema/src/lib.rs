@@ -253,6 +253,35 @@ impl ActionSchema {
         self
     }
 
+    /// Adds an optional input that names a resource the action changes or points something at
+    /// (a route's target, the instance an address moves to): guarded in a drill like the
+    /// resource it changes.
+    #[must_use]
+    pub fn optional_resource(mut self, name: &str, doc: &str) -> Self {
+        self.inputs.push(InputSpec {
+            name: name.to_owned(),
+            ty: ValueType::String,
+            required: false,
+            resource: true,
+            doc: doc.to_owned(),
+        });
+        self
+    }
+
+    /// Adds a required input that names a resource the action changes or points something at,
+    /// under a type other than a plain string.
+    #[must_use]
+    pub fn required_resource(mut self, name: &str, ty: ValueType, doc: &str) -> Self {
+        self.inputs.push(InputSpec {
+            name: name.to_owned(),
+            ty,
+            required: true,
+            resource: true,
+            doc: doc.to_owned(),
+        });
+        self
+    }
+
     /// Adds an input that names a list of resources the action changes.
     #[must_use]
     pub fn resources(mut self, name: &str, doc: &str) -> Self {

@@ -527,3 +527,49 @@ fn a_drill_refuses_to_move_a_public_ip_onto_a_production_tagged_nic_before_any_c
     );
     assert!(s.changes().is_empty(), "nothing was changed");
 }
+
+/// Every Azure action reads the tags of what it changes or points at before its first call: a
+/// production-tagged route table, or the virtual network of a subnet, is refused in a drill.
+#[test]
+fn a_drill_refuses_production_tagged_route_tables_and_networks_before_any_change() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let s = ArmServer::start();
+    let clock = Arc::new(ManualClock::default());
+    let before = s.world();
+    let cases = [
+        (
+            "azure_network.update_route",
+            route_inputs(&s, "10.60.0.4"),
+            "rt-ehr-app",
+        ),
+        (
+            "azure_network.set_subnet_route_table",
+            inputs(
+                &s,
+                json!({ "vnet": "vnet-ehr", "subnet": "app", "route_table": "rt-ehr-dr" }),
+            ),
+            "vnet-ehr",
+        ),
+    ];
+    for (action, i, tagged) in cases {
+        let sent = s.changes().len();
+        let mut c = ctx(dir.path(), "drill_step", action);
+        c.mode = drover_schema::Mode::Drill;
+        c.production_tags
+            .insert("environment".into(), "production".into());
+        let e = rt()
+            .block_on(adapter(&clock).execute(action, &i, &c))
+            .expect_err("refused");
+        assert!(!e.is_transient(), "{action}: {e}");
+        assert!(
+            e.message.contains(tagged) && e.message.contains("refused before any change"),
+            "{action}: {e}"
+        );
+        assert_eq!(s.changes().len(), sent, "{action}: nothing was sent");
+        // The same step in a failover runs.
+        c.mode = drover_schema::Mode::Failover;
+        rt().block_on(adapter(&clock).execute(action, &i, &c))
+            .unwrap_or_else(|e| panic!("{action} in a failover: {e}"));
+    }
+    assert_ne!(s.world(), before, "the failovers changed the world");
+}

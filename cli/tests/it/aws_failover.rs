@@ -930,3 +930,184 @@ fn an_evidence_bundle_is_uploaded_under_a_compliance_mode_object_lock() {
         assert!(deleted.is_err(), "a locked version was deleted");
     });
 }
+
+/// The AWS calls moto received that mention any of `ids` (its recorder, switched on by
+/// `.ci/test`, writes every request to the file named by `DROVER_TEST_MOTO_RECORDING`), as the
+/// EC2 `Action=` names or `METHOD path` for the REST services.
+fn moto_calls_about(since: usize, ids: &[&str]) -> Vec<String> {
+    use base64::Engine as _;
+    let log = std::fs::read(moto_recording()).unwrap_or_default();
+    let log = String::from_utf8_lossy(log.get(since..).unwrap_or_default());
+    let mut out = Vec::new();
+    for line in log.lines() {
+        let Ok(e) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        let body = e["body"].as_str().unwrap_or_default();
+        let body = if e["body_encoded"] == true {
+            base64::engine::general_purpose::STANDARD
+                .decode(body)
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .unwrap_or_default()
+        } else {
+            body.to_owned()
+        };
+        let url = e["url"].as_str().unwrap_or_default();
+        if !ids.iter().any(|id| body.contains(id) || url.contains(id)) {
+            continue;
+        }
+        let action = body
+            .split('&')
+            .chain(url.split(['?', '&']))
+            .find_map(|kv| kv.strip_prefix("Action="))
+            .map(str::to_owned);
+        out.push(
+            action.unwrap_or_else(|| format!("{} {url}", e["method"].as_str().unwrap_or_default())),
+        );
+    }
+    out
+}
+
+fn moto_recording() -> String {
+    std::env::var("DROVER_TEST_MOTO_RECORDING").unwrap_or_else(|_| {
+        panic!("DROVER_TEST_MOTO_RECORDING is not set: run the AWS suite through .ci/test, which records moto's requests")
+    })
+}
+
+/// Where moto's request log ends now: calls after it are this test's from here on.
+fn moto_log_mark() -> usize {
+    std::fs::metadata(moto_recording()).map_or(0, |m| usize::try_from(m.len()).unwrap_or(0))
+}
+
+#[test]
+fn a_drill_refuses_to_point_anything_at_production_before_any_change_call() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let d = dir.path();
+    let rt = rt();
+    // The standby instance is tagged environment=production.
+    let w = rt.block_on(world(d, true));
+    let before = rt.block_on(w.read());
+    let mark = moto_log_mark();
+
+    // 1. By tag, known only at run time: re-pointing a route *at* a production instance.
+    std::fs::write(
+        d.join("tagged.drover"),
+        format!(
+            r#"runbook "drill reroute" {{
+  rto   = 1h
+  rpo   = 1h
+  modes = [drill]
+}}
+
+production {{
+  tags = {{ environment = "production" }}
+}}
+
+step reroute {{
+  allow {{
+    unapproved_destructive = "a drill of the guard itself"
+  }}
+  action     = aws_ec2.replace_route
+  on_failure = continue
+  with {{
+    route_table_id   = "{rtb}"
+    destination_cidr = "10.20.0.0/16"
+    instance_id      = "{standby}"
+    region           = "{REGION}"
+  }}
+}}
+
+milestone done {{
+  after     = [reroute]
+  stops_rto = true
+}}
+"#,
+            rtb = w.route_table,
+            standby = w.standby,
+        ),
+    )
+    .expect("write");
+    let out = drover(d, &["run", "tagged.drover", "--as", "alice"]);
+    let log = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(5),
+        "a drill with a refused step does not exit 0: {log}"
+    );
+    assert!(
+        log.contains(&format!("must not touch {}", w.standby))
+            && log.contains("environment=production"),
+        "{log}"
+    );
+    assert_eq!(
+        rt.block_on(w.read()).route,
+        before.route,
+        "the route is untouched"
+    );
+    let calls = moto_calls_about(mark, &[&w.route_table]);
+    assert!(
+        calls.iter().any(|c| c == "DescribeTags"),
+        "the recorder saw the guard read the tags: {calls:?}"
+    );
+    assert!(
+        !calls.iter().any(|c| c == "ReplaceRoute"),
+        "ReplaceRoute reached the service: {calls:?}"
+    );
+
+    // 2. By name in `production.resources`: attaching the address to a listed instance is
+    // refused by `drover check` and by `drover run`, before anything runs.
+    std::fs::write(
+        d.join("listed.drover"),
+        format!(
+            r#"runbook "drill address" {{
+  rto   = 1h
+  rpo   = 1h
+  modes = [drill]
+}}
+
+production {{
+  resources = ["{maintenance}"]
+}}
+
+step move_eip {{
+  allow {{
+    unapproved_destructive = "a drill of the guard itself"
+  }}
+  action = aws_ec2.associate_address
+  with {{
+    allocation_id = "{alloc}"
+    instance_id   = "{maintenance}"
+    region        = "{REGION}"
+  }}
+}}
+
+milestone done {{
+  after     = [move_eip]
+  stops_rto = true
+}}
+"#,
+            maintenance = w.maintenance,
+            alloc = w.allocation,
+        ),
+    )
+    .expect("write");
+    let check = drover(d, &["check", "listed.drover"]);
+    assert_eq!(check.status.code(), Some(1), "{}", text(&check.stderr));
+    assert!(
+        text(&check.stderr).contains("DR0029"),
+        "{}",
+        text(&check.stderr)
+    );
+    let run = drover(d, &["run", "listed.drover", "--as", "alice"]);
+    assert_eq!(run.status.code(), Some(1), "{}", text(&run.stderr));
+    assert_eq!(
+        rt.block_on(w.read()).eip,
+        before.eip,
+        "the address is untouched"
+    );
+    let calls = moto_calls_about(mark, &[&w.allocation]);
+    assert!(
+        !calls.iter().any(|c| c == "AssociateAddress"),
+        "AssociateAddress reached the service: {calls:?}"
+    );
+}

@@ -3,6 +3,7 @@
 
 mod codes;
 mod golden;
+mod guard_walk;
 mod locations;
 mod robustness;
 mod runbooks;
