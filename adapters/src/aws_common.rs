@@ -2,8 +2,70 @@
 //! endpoint per step), error messages that name the step, the resource, the region and the API
 //! call, classified transient or permanent, polling, and the drill guard by tag.
 
-use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 use drover_schema::{AdapterError, Inputs, StepContext};
+
+/// How long connecting to an AWS endpoint may take before the attempt fails.
+pub const CONNECT_TIMEOUT_MS: u64 = 5_000;
+/// How long one AWS call may take, all SDK retries included, unless the step's `call_timeout`
+/// says otherwise: a black-holed endpoint (it accepts connections and never answers) ends the
+/// call as a transient failure instead of hanging the step.
+pub const CALL_TIMEOUT_MS: u64 = 60_000;
+
+/// The SDK's timeouts for a call bounded by `call_ms`: connect, each attempt (a third of the
+/// call, so the SDK's own retries fit), and the whole call.
+pub(crate) fn timeouts(call_ms: u64) -> aws_config::timeout::TimeoutConfig {
+    let call = std::time::Duration::from_millis(call_ms.max(100));
+    aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(std::time::Duration::from_millis(CONNECT_TIMEOUT_MS).min(call))
+        .operation_attempt_timeout(call / 3)
+        .operation_timeout(call)
+        .build()
+}
+
+/// The SDK configuration the backup path uses (S3 locations, KMS keys): the standard chain, with
+/// Drover's timeouts.
+pub(crate) async fn backup_sdk_config() -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .timeout_config(timeouts(CALL_TIMEOUT_MS))
+        .load()
+        .await
+}
+
+/// One sentence for a failed SDK call: the service's error code and message, or what went wrong
+/// on the way (timed out, could not connect) — never the SDK's debug dump.
+pub(crate) fn describe_sdk_error<E, R>(e: &SdkError<E, R>) -> (String, String)
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    match e {
+        SdkError::ServiceError(s) => (
+            s.err().code().unwrap_or("Unknown").to_owned(),
+            s.err().message().unwrap_or("").to_owned(),
+        ),
+        SdkError::TimeoutError(_) => (
+            "Timeout".to_owned(),
+            "no answer within the call timeout".to_owned(),
+        ),
+        SdkError::DispatchFailure(d) => (
+            "DispatchFailure".to_owned(),
+            if d.is_timeout() {
+                "could not reach the endpoint: the connection timed out".to_owned()
+            } else if d.is_io() {
+                "could not reach the endpoint: the connection failed".to_owned()
+            } else {
+                "could not reach the endpoint (check the region, the endpoint and the credentials)"
+                    .to_owned()
+            },
+        ),
+        SdkError::ResponseError(_) => (
+            "ResponseError".to_owned(),
+            "the response could not be read".to_owned(),
+        ),
+        _ => ("Error".to_owned(), e.to_string()),
+    }
+}
 
 /// Where a step's AWS calls go: the `region`, `profile` and `endpoint_url` inputs, each falling
 /// back to the SDK's own configuration (environment, shared config files, instance role).
@@ -21,15 +83,14 @@ impl AwsTarget {
     /// own cache) once, not on every step.
     pub async fn load(inputs: &Inputs) -> Self {
         static CACHE: std::sync::OnceLock<
-            std::sync::Mutex<std::collections::HashMap<[Option<String>; 3], AwsTarget>>,
+            std::sync::Mutex<std::collections::HashMap<[Option<String>; 4], AwsTarget>>,
         > = std::sync::OnceLock::new();
-        let key = ["region", "profile", "endpoint_url"].map(|k| {
-            inputs
-                .get(k)
-                .and_then(|v| v.as_str())
-                .filter(|v| !v.is_empty())
-                .map(str::to_owned)
-        });
+        let key =
+            ["region", "profile", "endpoint_url", "call_timeout"].map(|k| match inputs.get(k) {
+                Some(serde_json::Value::Number(n)) => Some(n.to_string()),
+                Some(v) => v.as_str().filter(|v| !v.is_empty()).map(str::to_owned),
+                None => None,
+            });
         let cache = CACHE.get_or_init(Default::default);
         if let Some(t) = cache.lock().ok().and_then(|c| c.get(&key).cloned()) {
             return t;
@@ -48,7 +109,12 @@ impl AwsTarget {
                 .and_then(|v| v.as_str())
                 .filter(|v| !v.is_empty())
         };
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+        let call_ms = inputs
+            .get("call_timeout")
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(CALL_TIMEOUT_MS);
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .timeout_config(timeouts(call_ms));
         if let Some(r) = s("region") {
             loader = loader.region(aws_config::Region::new(r.to_owned()));
         }
@@ -119,29 +185,7 @@ where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug,
 {
-    let (code, message) = match e {
-        SdkError::ServiceError(s) => (
-            s.err().code().unwrap_or("Unknown").to_owned(),
-            s.err().message().unwrap_or("").to_owned(),
-        ),
-        SdkError::TimeoutError(_) => ("Timeout".to_owned(), "the call timed out".to_owned()),
-        SdkError::DispatchFailure(d) => (
-            "DispatchFailure".to_owned(),
-            format!(
-                "could not reach the endpoint{}",
-                if d.is_io() {
-                    " (connection failed)"
-                } else {
-                    ""
-                }
-            ),
-        ),
-        SdkError::ResponseError(_) => (
-            "ResponseError".to_owned(),
-            "the response could not be read".to_owned(),
-        ),
-        _ => ("Error".to_owned(), DisplayErrorContext(e).to_string()),
-    };
+    let (code, message) = describe_sdk_error(e);
     let (transient, hint) = classify(&code);
     let mut msg = format!(
         "step {}: {service} {call} on {resource} in {region} failed: {code}",
@@ -178,7 +222,7 @@ fn classify(code: &str) -> (bool, &'static str) {
             | "SlowDown"
             | "RequestThrottled"
     ) {
-        return (true, "throttled: retrying with backoff");
+        return (true, "throttled: a retry with backoff may succeed");
     }
     if matches!(
         code,
@@ -191,7 +235,10 @@ fn classify(code: &str) -> (bool, &'static str) {
             | "ResponseError"
             | "RequestTimeout"
     ) {
-        return (true, "the service or network is unavailable: retrying");
+        return (
+            true,
+            "the service or network is unavailable: a retry may succeed",
+        );
     }
     if lower.contains("accessdenied")
         || lower.contains("unauthorized")

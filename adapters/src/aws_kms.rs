@@ -5,7 +5,7 @@
 //! endpoints and tests.
 
 use crate::backup::{DataKey, Envelope, KeyError, KeyProvider, WrapContext};
-use aws_sdk_kms::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_kms::error::ProvideErrorMetadata;
 use aws_sdk_kms::primitives::Blob;
 use std::collections::HashMap;
 
@@ -33,7 +33,7 @@ impl KmsKeyProvider {
     }
 
     async fn client() -> aws_sdk_kms::Client {
-        let conf = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        let conf = crate::aws_common::backup_sdk_config().await;
         aws_sdk_kms::Client::new(&conf)
     }
 
@@ -51,7 +51,8 @@ impl KmsKeyProvider {
             .and_then(ProvideErrorMetadata::code)
             .unwrap_or("")
             .to_owned();
-        let msg = format!("KMS {call} on {}: {}", self.key, DisplayErrorContext(&e));
+        let (c, m) = crate::aws_common::describe_sdk_error(&e);
+        let msg = format!("KMS {call} on {}: {c}: {m}", self.key);
         match code.as_str() {
             "InvalidCiphertextException" | "IncorrectKeyException" => {
                 KeyError::Unwrap(format!("aws-kms:{}", self.key))

@@ -7,7 +7,6 @@
 //! (path-style addressing is used when an endpoint is set, as S3-compatible servers expect).
 
 use crate::backup::{BackupError, Location, PendingWrite};
-use aws_sdk_s3::error::DisplayErrorContext;
 use std::io::{Read, Write};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
@@ -54,7 +53,7 @@ impl S3Location {
 
 /// An S3 client configured the AWS way.
 pub async fn client() -> aws_sdk_s3::Client {
-    let conf = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let conf = crate::aws_common::backup_sdk_config().await;
     let mut b = aws_sdk_s3::config::Builder::from(&conf);
     if std::env::var_os("AWS_ENDPOINT_URL").is_some()
         || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some()
@@ -91,14 +90,26 @@ fn on_own_runtime<T: Send + 'static>(
     .map_err(|_| BackupError::Invalid("the S3 thread panicked".into()))?
 }
 
-fn s3_err<E: std::error::Error + 'static>(
+fn s3_err<E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static>(
     call: &str,
     what: &str,
     e: &aws_sdk_s3::error::SdkError<E>,
 ) -> BackupError {
     BackupError::Io {
         context: format!("S3 {call} {what}"),
-        source: std::io::Error::other(DisplayErrorContext(e).to_string()),
+        source: std::io::Error::other(sdk_text(e)),
+    }
+}
+
+/// A failed S3 call in one sentence: the error code and message.
+fn sdk_text<E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static>(
+    e: &aws_sdk_s3::error::SdkError<E>,
+) -> String {
+    let (code, message) = crate::aws_common::describe_sdk_error(e);
+    if message.is_empty() {
+        code
+    } else {
+        format!("{code}: {message}")
     }
 }
 
@@ -207,7 +218,7 @@ impl Location for S3Location {
                 Err(e) => {
                     let _ = tx.send(Err(std::io::Error::other(format!(
                         "GetObject s3://{bucket}/{key}: {}",
-                        DisplayErrorContext(&e)
+                        sdk_text(&e)
                     ))));
                 }
             }
@@ -256,7 +267,7 @@ impl Location for S3Location {
                 Ok(u) => u.upload_id().unwrap_or_default().to_owned(),
                 Err(e) => {
                     // Report on commit.
-                    let msg = format!("CreateMultipartUpload: {}", DisplayErrorContext(&e));
+                    let msg = format!("CreateMultipartUpload: {}", sdk_text(&e));
                     while let Ok(m) = rx.recv() {
                         if let Msg::Commit(done) = m {
                             let _ = done.send(Err(msg));
@@ -300,10 +311,7 @@ impl Location for S3Location {
                                     .set_e_tag(p.e_tag().map(str::to_owned))
                                     .build(),
                             ),
-                            Err(e) => {
-                                failed =
-                                    Some(format!("UploadPart {n}: {}", DisplayErrorContext(&e)))
-                            }
+                            Err(e) => failed = Some(format!("UploadPart {n}: {}", sdk_text(&e))),
                         }
                     }
                     Msg::Part(_) => {}
@@ -325,9 +333,10 @@ impl Location for S3Location {
                             )
                             .send()
                             .await;
-                        let _ = done.send(r.map(|_| ()).map_err(|e| {
-                            format!("CompleteMultipartUpload: {}", DisplayErrorContext(&e))
-                        }));
+                        let _ = done.send(
+                            r.map(|_| ())
+                                .map_err(|e| format!("CompleteMultipartUpload: {}", sdk_text(&e))),
+                        );
                         return;
                     }
                 }

@@ -126,12 +126,27 @@ impl<'a> Arm<'a> {
                 ctx.step_id
             ))
         })?;
-        let mut builder = azure_mgmt_network::ClientBuilder::new(cred).retry(
-            azure_core::RetryOptions::custom(Arc::new(ArmRetry {
+        let call_ms = inputs
+            .get("call_timeout")
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(CALL_TIMEOUT_MS)
+            .max(100);
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_millis(CONNECT_TIMEOUT_MS.min(call_ms)))
+            .timeout(Duration::from_millis(call_ms))
+            .build()
+            .map_err(|e| {
+                AdapterError::permanent(format!(
+                    "step {}: cannot build the HTTP client: {e}",
+                    ctx.step_id
+                ))
+            })?;
+        let mut builder = azure_mgmt_network::ClientBuilder::new(cred)
+            .transport(azure_core::TransportOptions::new(Arc::new(http)))
+            .retry(azure_core::RetryOptions::custom(Arc::new(ArmRetry {
                 clock: clock.clone(),
                 max_retries: 5,
-            })),
-        );
+            })));
         if let Some(e) = input_str(inputs, "endpoint") {
             let url = azure_core::Url::parse(e).map_err(|err| {
                 AdapterError::permanent(format!(
@@ -230,6 +245,13 @@ impl<'a> Arm<'a> {
         err
     }
 }
+
+/// How long connecting to Resource Manager may take before the attempt fails.
+pub const CONNECT_TIMEOUT_MS: u64 = 5_000;
+/// How long one HTTP exchange with Resource Manager may take, unless the step's `call_timeout`
+/// says otherwise: an endpoint that accepts connections and never answers ends the call as a
+/// transient failure instead of hanging the step.
+pub const CALL_TIMEOUT_MS: u64 = 60_000;
 
 /// How often a deletion is checked for completion, and how many times.
 pub(crate) const DELETE_POLL: Duration = Duration::from_secs(2);

@@ -30,6 +30,8 @@ pub fn builtin_catalogue() -> StaticCatalogue {
 pub const SHELL_TIMEOUT_MS: u64 = 60 * 60 * 1000;
 /// The default timeout of an `http.check` step: five minutes.
 pub const HTTP_CHECK_TIMEOUT_MS: u64 = 5 * 60 * 1000;
+/// The default timeout of a `notify` step: two minutes (a webhook that does not answer).
+pub const NOTIFY_TIMEOUT_MS: u64 = 2 * 60 * 1000;
 /// The default timeout of a `dns.wait_resolves` step: fifteen minutes (DNS propagation).
 pub const DNS_WAIT_TIMEOUT_MS: u64 = 15 * 60 * 1000;
 
@@ -102,6 +104,7 @@ fn core_actions() -> Vec<ActionSchema> {
             Effect::ReadOnly,
             Role::Plain,
         )
+        .with_default_timeout_ms(NOTIFY_TIMEOUT_MS)
         .required("message", ValueType::String, "the message")
         .optional(
             "channel",
@@ -187,6 +190,7 @@ fn core_actions() -> Vec<ActionSchema> {
 
 fn backup_outputs(schema: ActionSchema) -> ActionSchema {
     schema
+        .with_default_timeout_ms(BACKUP_TIMEOUT_MS)
         .output("dataset", ValueType::String, "the backup's data set name")
         .output(
             "recovery_point",
@@ -260,8 +264,29 @@ fn backup_actions() -> Vec<ActionSchema> {
     ]
 }
 
+/// The default timeout of a cloud step that makes its change with a few calls: ten minutes.
+pub const CLOUD_STEP_TIMEOUT_MS: u64 = 10 * 60 * 1000;
+/// The default timeout of a cloud step that polls until the world catches up (instances
+/// starting, a change propagating, a volume created): thirty minutes.
+pub const CLOUD_POLL_TIMEOUT_MS: u64 = 30 * 60 * 1000;
+/// The default timeout of a backup step (restoring or verifying terabytes takes hours): a day.
+pub const BACKUP_TIMEOUT_MS: u64 = 24 * 60 * 60 * 1000;
+
+/// Every cloud step has a default timeout: pollers (an `interval` input) the longer one.
+fn cloud_timeout(schema: ActionSchema) -> ActionSchema {
+    if schema.default_timeout_ms.is_some() {
+        return schema;
+    }
+    let polls = schema.inputs.iter().any(|i| i.name == "interval");
+    schema.with_default_timeout_ms(if polls {
+        CLOUD_POLL_TIMEOUT_MS
+    } else {
+        CLOUD_STEP_TIMEOUT_MS
+    })
+}
+
 fn aws_common(schema: ActionSchema) -> ActionSchema {
-    schema
+    cloud_timeout(schema)
         .optional(
             "region",
             ValueType::String,
@@ -272,6 +297,11 @@ fn aws_common(schema: ActionSchema) -> ActionSchema {
             "endpoint_url",
             ValueType::String,
             "endpoint override (VPC endpoints, tests)",
+        )
+        .optional(
+            "call_timeout",
+            ValueType::Duration,
+            "how long one AWS call may take, SDK retries included (default 1m; connecting: 5s)",
         )
 }
 
@@ -542,7 +572,7 @@ fn aws_s3_actions() -> Vec<ActionSchema> {
 }
 
 fn azure_common(schema: ActionSchema) -> ActionSchema {
-    schema
+    cloud_timeout(schema)
         .optional(
             "subscription",
             ValueType::String,
@@ -553,6 +583,11 @@ fn azure_common(schema: ActionSchema) -> ActionSchema {
             "endpoint",
             ValueType::String,
             "ARM endpoint override (sovereign clouds, tests)",
+        )
+        .optional(
+            "call_timeout",
+            ValueType::Duration,
+            "how long one Resource Manager exchange may take (default 1m; connecting: 5s)",
         )
 }
 
@@ -661,6 +696,21 @@ fn azure_network_actions() -> Vec<ActionSchema> {
 mod tests {
     use super::*;
     use drover_schema::Catalogue;
+
+    #[test]
+    fn every_action_that_calls_out_has_a_default_timeout() {
+        for a in builtin_catalogue().actions() {
+            // A wait lasts its duration; an approval waits for people, by design.
+            if matches!(a.name.as_str(), "wait" | "approval") {
+                continue;
+            }
+            assert!(
+                a.default_timeout_ms.is_some_and(|t| t > 0),
+                "{} has no default timeout",
+                a.name
+            );
+        }
+    }
 
     #[test]
     fn every_action_the_language_issue_names_is_in_the_catalogue() {

@@ -924,8 +924,13 @@ impl Driver {
             } => {
                 if timer == TimerKind::Retry {
                     let err = self.sched.error(&step).unwrap_or("").to_owned();
+                    let of = self
+                        .step(&step)
+                        .and_then(|s| s.retry)
+                        .map_or(1, |r| r.attempts.max(1));
                     self.say(&format!(
-                        "retry   {step} in {} after: {err}",
+                        "retry   {step} (attempt {} of {of}) in {} after: {err}",
+                        attempt + 1,
                         drover_dsl::format_duration(at_ms.saturating_sub(now))
                     ));
                 }

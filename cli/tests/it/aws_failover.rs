@@ -1111,3 +1111,69 @@ milestone done {{
         "AssociateAddress reached the service: {calls:?}"
     );
 }
+
+/// An endpoint that accepts connections and never answers: the step's calls end at their
+/// timeout as transient failures, the retry policy runs, and the run ends — it never hangs.
+#[test]
+fn a_black_hole_endpoint_ends_the_step_at_its_call_timeout_and_the_retry_policy_applies() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let d = dir.path();
+    let hole = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = hole.local_addr().expect("addr").port();
+    // Accept, hold every connection open, never answer.
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in hole.incoming() {
+            held.push(s);
+        }
+    });
+    std::fs::write(
+        d.join("hole.drover"),
+        format!(
+            r#"runbook "black hole" {{
+  rto   = 1h
+  rpo   = 1h
+  modes = [failover]
+}}
+
+step start {{
+  action  = aws_ec2.start_instances
+  timeout = 2m
+  retry {{
+    attempts = 2
+    backoff  = 1s
+  }}
+  with {{
+    instance_ids = ["i-0123456789abcdef0"]
+    region       = "{REGION}"
+    endpoint_url = "http://127.0.0.1:{port}"
+    call_timeout = 1500ms
+  }}
+}}
+
+milestone done {{
+  after     = [start]
+  stops_rto = true
+}}
+"#
+        ),
+    )
+    .expect("write");
+    let out = drover(d, &["run", "hole.drover", "--as", "alice"]);
+    let log = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{log}");
+    assert!(
+        log.contains("retry   start (attempt 2 of 2)"),
+        "the retry policy ran: {log}"
+    );
+    assert!(
+        log.contains("no answer within the call timeout")
+            || log.contains("the connection timed out"),
+        "the error says it timed out: {log}"
+    );
+    assert!(!log.contains("DispatchFailure("), "no debug dump: {log}");
+    assert!(
+        !log.contains("retrying"),
+        "nothing says retrying unless it is: {log}"
+    );
+}

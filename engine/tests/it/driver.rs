@@ -204,7 +204,9 @@ milestone done {
     assert!(rto >= 90 * 60_000, "{rto}");
     assert!(clock.now_ms() - start >= rto);
     assert!(
-        lines.iter().any(|l| l.starts_with("retry   busy in")),
+        lines
+            .iter()
+            .any(|l| l.starts_with("retry   busy (attempt 2 of 3) in")),
         "{lines:#?}"
     );
     assert!(
