@@ -215,6 +215,11 @@ or RPO target, 4 interrupted (drover resume), 5 finished with failed or refused 
         /// Validate and preflight every step, print what would change, change nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Run even though an unfinished run (running, waiting or interrupted) holds this
+        /// runbook or a production resource this run changes; the reason goes into the audit log.
+        /// Without it, one cutover at a time.
+        #[arg(long, value_name = "REASON")]
+        concurrent: Option<String>,
         /// Output format: text (progress lines and a summary), or json (progress on standard
         /// error, the run record on standard output).
         #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
@@ -744,6 +749,7 @@ fn dispatch(cli: Cli) -> ExitCode {
             declared_at,
             run_id,
             dry_run,
+            concurrent,
             format,
             telemetry: _,
         } => {
@@ -779,6 +785,7 @@ fn dispatch(cli: Cli) -> ExitCode {
                 declared_at,
                 run_id,
                 dry_run,
+                concurrent,
                 json: matches!(format, CheckFormat::Json),
             })
         }

@@ -25,6 +25,8 @@ pub struct RunArgs {
     pub declared_at: Option<String>,
     pub run_id: Option<String>,
     pub dry_run: bool,
+    /// Why this run may share its claims with unfinished runs (`--concurrent`).
+    pub concurrent: Option<String>,
     /// The run record as JSON on stdout; progress lines on stderr.
     pub json: bool,
 }
@@ -303,6 +305,7 @@ pub fn run(a: RunArgs) -> ExitCode {
         state_dir: a.state.clone(),
         declared_at,
         sources: a.sources.clone(),
+        concurrent: a.concurrent.clone().filter(|r| !r.trim().is_empty()),
     };
     let header = format!(
         "run {run_id}: {} in {} mode (state {})",

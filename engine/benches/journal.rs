@@ -106,6 +106,7 @@ fn main() {
         state_dir: state.clone(),
         declared_at: clock.now_ms(),
         sources: Vec::new(),
+        concurrent: None,
     };
     let t0 = std::time::Instant::now();
     let record = rt

@@ -226,6 +226,9 @@ pub struct RunSpec {
     /// The runbook's source files, kept with the run for the evidence bundle (empty on resume:
     /// they were kept when the run started).
     pub sources: Vec<crate::journal::SourceText>,
+    /// Why this run may run while another unfinished run claims its runbook or the production
+    /// resources it changes (`--concurrent`); `None`: it may not (one cutover at a time).
+    pub concurrent: Option<String>,
 }
 
 enum Done {
@@ -299,6 +302,38 @@ mod crash_hooks {
     pub fn after_effect(_step: &str) -> bool {
         false
     }
+}
+
+/// What a run claims while it is unfinished: its runbook, and outside drills every resource its
+/// changing steps name (as the schemas mark them) whose value the plan already knows.
+fn claims(plan: &Plan, mode: Mode, adapters: &Adapters) -> Vec<String> {
+    let mut out = Vec::new();
+    if mode != Mode::Drill {
+        for (_, step) in plan.steps() {
+            if step.effect == drover_schema::Effect::ReadOnly || !step.modes.contains(&mode) {
+                continue;
+            }
+            for name in adapters.resources.get(&step.action).into_iter().flatten() {
+                let mut values = Vec::new();
+                match step.inputs.get(name) {
+                    Some(drover_dsl::PlanValue::String(v)) => values.push(v.clone()),
+                    Some(drover_dsl::PlanValue::List(l)) => {
+                        values.extend(l.iter().filter_map(|v| match v {
+                            drover_dsl::PlanValue::String(s) => Some(s.clone()),
+                            _ => None,
+                        }));
+                    }
+                    _ => {}
+                }
+                out.extend(values.into_iter().map(|v| format!("resource:{v}")));
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    // The runbook first: a refusal names the runbook before any resource.
+    out.insert(0, format!("runbook:{}", plan.runbook.name));
+    out
 }
 
 fn seed_of(run_id: &str) -> u64 {
@@ -388,19 +423,27 @@ impl Driver {
         observer: Arc<dyn Observer>,
     ) -> Result<Self, DriverError> {
         let now = clock.now_ms();
-        journal.create_run(&RunRow {
-            run_id: spec.run_id.clone(),
-            runbook: plan.runbook.name.clone(),
-            plan: serde_json::to_string(&*plan).map_err(|e| DriverError::Plan(e.to_string()))?,
-            mode: spec.mode,
-            initiator: spec.initiator.clone(),
-            declared_at: spec.declared_at,
-            created_at: now,
-            status: RunStatus::Running,
-            record: None,
-            audit_head: crate::audit::GENESIS.into(),
-            audit_count: 0,
-        })?;
+        let claims = crate::journal::Claims {
+            names: claims(&plan, spec.mode, &adapters),
+            concurrent: spec.concurrent.clone(),
+        };
+        journal.create_run(
+            &RunRow {
+                run_id: spec.run_id.clone(),
+                runbook: plan.runbook.name.clone(),
+                plan: serde_json::to_string(&*plan)
+                    .map_err(|e| DriverError::Plan(e.to_string()))?,
+                mode: spec.mode,
+                initiator: spec.initiator.clone(),
+                declared_at: spec.declared_at,
+                created_at: now,
+                status: RunStatus::Running,
+                record: None,
+                audit_head: crate::audit::GENESIS.into(),
+                audit_count: 0,
+            },
+            &claims,
+        )?;
         if !spec.sources.is_empty() {
             journal.store_sources(&spec.run_id, &spec.sources)?;
         }
@@ -441,6 +484,7 @@ impl Driver {
             state_dir,
             declared_at: rep.row.declared_at,
             sources: Vec::new(),
+            concurrent: None,
         };
         let mut d = Self::new(
             spec,
@@ -516,7 +560,13 @@ impl Driver {
                 me,
                 None,
                 "run.start",
-                &format!("ok ({} mode)", self.spec.mode.as_str()),
+                &match &self.spec.concurrent {
+                    Some(why) => format!(
+                        "ok ({} mode; concurrent with unfinished runs: {why})",
+                        self.spec.mode.as_str()
+                    ),
+                    None => format!("ok ({} mode)", self.spec.mode.as_str()),
+                },
                 None,
             )),
             Event::Resumed => out.push(rec(me, None, "run.resume", "ok", None)),

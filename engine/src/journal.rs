@@ -65,6 +65,33 @@ pub enum JournalError {
     /// A run with this id already exists.
     #[error("a run with id {0} already exists in this state directory; choose another --run-id")]
     RunExists(String),
+    /// An unfinished run holds what a new run would claim: one cutover at a time.
+    #[error(
+        "{what} is claimed by run {run_id} of `{runbook}`, started by {operator} ({status}): one cutover at a time. Finish it first (`drover resume {run_id}`, or `drover status {run_id}`), or run anyway with --concurrent \"REASON\" (the reason goes into the audit log)"
+    )]
+    Claimed {
+        /// What is claimed: `runbook X` or `resource Y`.
+        what: String,
+        /// The run holding it.
+        run_id: String,
+        /// Its runbook.
+        runbook: String,
+        /// Who started it.
+        operator: String,
+        /// Its status (running, waiting, interrupted).
+        status: String,
+    },
+}
+
+/// What a new run claims for as long as it is unfinished (running, waiting or interrupted):
+/// its runbook, and in a failover or failback the production resources it changes. A second run
+/// claiming any of them is refused, unless it runs `concurrent` with a reason.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Claims {
+    /// `runbook:NAME` and `resource:ID`.
+    pub names: Vec<String>,
+    /// Why this run may share its claims with unfinished runs (`--concurrent`), if it may.
+    pub concurrent: Option<String>,
 }
 
 /// Where a run stands, as the journal keeps it.
@@ -280,7 +307,7 @@ pub trait Journal: Send {
     ///
     /// # Errors
     /// Database errors.
-    fn create_run(&mut self, run: &RunRow) -> Result<(), JournalError>;
+    fn create_run(&mut self, run: &RunRow, claims: &Claims) -> Result<(), JournalError>;
     /// A run's row.
     ///
     /// # Errors
@@ -436,6 +463,10 @@ CREATE TABLE IF NOT EXISTS progress (
   run_id TEXT NOT NULL, step TEXT NOT NULL, text TEXT NOT NULL, at INTEGER NOT NULL,
   PRIMARY KEY (run_id, step)
 );
+CREATE TABLE IF NOT EXISTS claims (
+  run_id TEXT NOT NULL, claim TEXT NOT NULL, PRIMARY KEY (run_id, claim)
+);
+CREATE INDEX IF NOT EXISTS claims_by_name ON claims (claim);
 CREATE TABLE IF NOT EXISTS audit (
   run_id TEXT NOT NULL, seq INTEGER NOT NULL, record TEXT NOT NULL, hash TEXT NOT NULL,
   PRIMARY KEY (run_id, seq)
@@ -716,10 +747,40 @@ impl Journal for SqliteJournal {
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 
-    fn create_run(&mut self, r: &RunRow) -> Result<(), JournalError> {
+    fn create_run(&mut self, r: &RunRow, claims: &Claims) -> Result<(), JournalError> {
         // The plan lives in its own table: the run's row is rewritten on every commit (lease,
-        // audit head), and must stay small whatever the plan's size.
-        let tx = self.conn.transaction()?;
+        // audit head), and must stay small whatever the plan's size. The claims are checked and
+        // taken in the same (immediate) transaction: two runs starting at once cannot both pass.
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        if claims.concurrent.is_none() {
+            for claim in &claims.names {
+                let holder: Option<(String, String, String, String)> = tx
+                    .query_row(
+                        "SELECT r.run_id, r.runbook, r.initiator, r.status FROM claims c JOIN runs r ON r.run_id = c.run_id
+                         WHERE c.claim = ?1 AND r.status IN ('running', 'waiting', 'interrupted')
+                         ORDER BY r.created_at LIMIT 1",
+                        [claim],
+                        |x| Ok((x.get(0)?, x.get(1)?, x.get(2)?, x.get(3)?)),
+                    )
+                    .optional()?;
+                if let Some((run_id, runbook, operator, status)) = holder {
+                    let what = match claim.split_once(':') {
+                        Some(("runbook", n)) => format!("runbook `{n}`"),
+                        Some((_, n)) => format!("production resource {n}"),
+                        None => claim.clone(),
+                    };
+                    return Err(JournalError::Claimed {
+                        what,
+                        run_id,
+                        runbook,
+                        operator,
+                        status,
+                    });
+                }
+            }
+        }
         let exists: Option<i64> = tx
             .query_row("SELECT 1 FROM runs WHERE run_id = ?1", [&r.run_id], |x| {
                 x.get(0)
@@ -739,6 +800,12 @@ impl Journal for SqliteJournal {
             "INSERT INTO plans (run_id, plan) VALUES (?1, ?2)",
             params![r.run_id, red(&r.plan)],
         )?;
+        for claim in &claims.names {
+            tx.execute(
+                "INSERT OR IGNORE INTO claims (run_id, claim) VALUES (?1, ?2)",
+                params![r.run_id, claim],
+            )?;
+        }
         tx.commit()?;
         Ok(())
     }
@@ -1109,7 +1176,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("tmp");
         let mut j = SqliteJournal::open(dir.path()).expect("journal");
         j.redactor().add("s3cr3t-value-42");
-        j.create_run(&row("r1")).expect("create");
+        j.create_run(&row("r1"), &Claims::default())
+            .expect("create");
         let lease = j
             .acquire("r1", "alice@host pid 1", 1_000, 30_000)
             .expect("lease");
@@ -1137,9 +1205,10 @@ mod tests {
     fn a_repeated_run_id_and_a_second_holder_are_refused() {
         let dir = tempfile::tempdir().expect("tmp");
         let mut j = SqliteJournal::open(dir.path()).expect("journal");
-        j.create_run(&row("r1")).expect("create");
+        j.create_run(&row("r1"), &Claims::default())
+            .expect("create");
         assert!(matches!(
-            j.create_run(&row("r1")),
+            j.create_run(&row("r1"), &Claims::default()),
             Err(JournalError::RunExists(id)) if id == "r1"
         ));
         let _lease = j
@@ -1150,6 +1219,64 @@ mod tests {
             other.acquire("r1", "bob@elsewhere pid 2", 2_000, 30_000),
             Err(JournalError::LeaseHeld { .. })
         ));
+    }
+
+    #[test]
+    fn an_unfinished_run_holds_its_claims_until_it_finishes() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut j = SqliteJournal::open(dir.path()).expect("journal");
+        let claims = |names: &[&str], concurrent: Option<&str>| Claims {
+            names: names.iter().map(|n| (*n).to_owned()).collect(),
+            concurrent: concurrent.map(str::to_owned),
+        };
+        j.create_run(
+            &row("r1"),
+            &claims(&["runbook:EHR failover", "resource:Z0PROD"], None),
+        )
+        .expect("the first run");
+        // The same runbook, or another touching the same resource: refused, naming the holder.
+        for names in [
+            &["runbook:EHR failover"][..],
+            &["runbook:other", "resource:Z0PROD"],
+        ] {
+            match j.create_run(&row("r2"), &claims(names, None)) {
+                Err(JournalError::Claimed {
+                    run_id, operator, ..
+                }) => assert_eq!((run_id.as_str(), operator.as_str()), ("r1", "alice")),
+                other => panic!("{names:?}: {other:?}"),
+            }
+        }
+        assert!(
+            matches!(j.run("r2"), Err(JournalError::NoRun(_))),
+            "nothing partial"
+        );
+        // Something else entirely, or with a reason: runs.
+        j.create_run(&row("r3"), &claims(&["runbook:drill"], None))
+            .expect("unrelated");
+        j.create_run(
+            &row("r4"),
+            &claims(&["runbook:EHR failover"], Some("second region test")),
+        )
+        .expect("concurrent with a reason");
+        // Interrupted still holds; finished releases.
+        let lease1 = j
+            .acquire("r1", "alice@h pid 1", 1_000, 30_000)
+            .expect("lease");
+        j.set_status(&lease1, RunStatus::Finished(RunOutcome::Interrupted), None)
+            .expect("status");
+        assert!(
+            j.create_run(&row("r5"), &claims(&["resource:Z0PROD"], None))
+                .is_err()
+        );
+        let lease = j
+            .acquire("r4", "bob@h pid 2", 1_000, 30_000)
+            .expect("lease");
+        j.set_status(&lease, RunStatus::Finished(RunOutcome::Succeeded), None)
+            .expect("status");
+        j.set_status(&lease1, RunStatus::Finished(RunOutcome::Succeeded), None)
+            .expect("status");
+        j.create_run(&row("r5"), &claims(&["resource:Z0PROD"], None))
+            .expect("free again");
     }
 
     #[test]

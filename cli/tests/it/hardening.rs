@@ -812,3 +812,112 @@ fn backup_help_lists_every_key_and_location_scheme_of_the_build() {
     assert!(drover_adapters::backup::location_from_uri("s3://bucket/key").is_ok());
     assert!(drover_adapters::backup::key_provider_from_uri("vault:x").is_err());
 }
+
+fn gated_failover(name: &str, dest: &Path) -> String {
+    format!(
+        r#"runbook "{name}" {{
+  owner = "me@example.org"
+  rto   = 1h
+  rpo   = 1h
+  modes = [failover]
+}}
+
+step go {{
+  action = approval
+  with {{
+    prompt = "cut over?"
+  }}
+}}
+
+step restore {{
+  action = backup.rehydrate
+  after  = [go]
+  with {{
+    source = "ehr.dbk"
+    key    = "file:ehr.key"
+    dest   = "{dest}"
+  }}
+}}
+
+milestone done {{
+  after     = [restore]
+  stops_rto = true
+}}
+"#,
+        dest = dest.display()
+    )
+}
+
+#[test]
+fn one_cutover_at_a_time_unless_concurrent_with_a_reason() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let d = dir.path();
+    let shared = d.join("ehr-restored.bin");
+    std::fs::write(d.join("a.drover"), gated_failover("EHR failover", &shared)).expect("write");
+    std::fs::write(d.join("b.drover"), gated_failover("EHR partial", &shared)).expect("write");
+    std::fs::write(d.join("c.drover"), SLEEPY).expect("write");
+    let mut first = Command::new(bin())
+        .args(["run", "a.drover", "--as", "alice", "--run-id", "first"])
+        .current_dir(d)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starts");
+    let rx = lines(&mut first);
+    wait_for_line(&rx, "WAITING go");
+
+    // The same runbook again: refused before anything runs, naming the run and its operator.
+    let again = drover(d, &["run", "a.drover", "--as", "bob", "--run-id", "second"]);
+    let err = text(&again.stderr);
+    assert_eq!(again.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("runbook `EHR failover` is claimed by run first") && err.contains("alice"),
+        "{err}"
+    );
+    assert!(err.contains("--concurrent"), "says how to override: {err}");
+    // Another runbook that changes the same resource: refused too.
+    let other = drover(d, &["run", "b.drover", "--as", "bob"]);
+    let err = text(&other.stderr);
+    assert_eq!(other.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!("production resource {}", shared.display())),
+        "{err}"
+    );
+    let runs = text(&drover(d, &["runs"]).stdout);
+    assert!(
+        !runs.contains("second"),
+        "a refused run leaves nothing: {runs}"
+    );
+    // A drill of another runbook runs side by side.
+    let drill = drover(d, &["run", "c.drover", "--var", "nap=0"]);
+    assert_eq!(drill.status.code(), Some(0), "{}", text(&drill.stderr));
+
+    // With a reason, it runs, and the reason is in the audit log.
+    let mut forced = Command::new(bin())
+        .args([
+            "run",
+            "b.drover",
+            "--as",
+            "bob",
+            "--run-id",
+            "forced",
+            "--concurrent",
+            "rehearsing the second region",
+        ])
+        .current_dir(d)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starts");
+    let rx2 = lines(&mut forced);
+    wait_for_line(&rx2, "WAITING go");
+    let audit = text(&drover(d, &["audit", "show", "forced"]).stdout);
+    assert!(
+        audit.contains("concurrent with unfinished runs: rehearsing the second region"),
+        "{audit}"
+    );
+    for mut c in [first, forced] {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}

@@ -87,6 +87,7 @@ async fn drive(
         state_dir: dir.to_path_buf(),
         declared_at: clock.now_ms(),
         sources: Vec::new(),
+        concurrent: None,
     };
     let adapters = Adapters::default()
         .with(Arc::new(drover_adapters::local::LocalAdapter::new(
@@ -395,8 +396,9 @@ impl Journal for SlowDisk {
     fn create_run(
         &mut self,
         run: &drover_engine::journal::RunRow,
+        claims: &drover_engine::journal::Claims,
     ) -> Result<(), drover_engine::journal::JournalError> {
-        self.inner.create_run(run)
+        self.inner.create_run(run, claims)
     }
     fn run(
         &self,
@@ -583,6 +585,7 @@ milestone done {
         state_dir: dir.path().to_path_buf(),
         declared_at: clock.now_ms(),
         sources: Vec::new(),
+        concurrent: None,
     };
     let lines = Arc::new(Lines::default());
     let d = Driver::start(
@@ -663,6 +666,7 @@ milestone done {
         state_dir: dir.path().to_path_buf(),
         declared_at: clock.now_ms(),
         sources: Vec::new(),
+        concurrent: None,
     };
     let d = Driver::start(
         spec,

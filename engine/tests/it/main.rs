@@ -47,7 +47,8 @@ fn record(i: u64) -> AuditRecord {
 fn hundred() -> (tempfile::TempDir, Vec<(u64, String, String)>, String, u64) {
     let dir = tempfile::tempdir().expect("tmp");
     let mut j = SqliteJournal::open(dir.path()).expect("journal");
-    j.create_run(&run_row("r")).expect("run");
+    j.create_run(&run_row("r"), &Default::default())
+        .expect("run");
     let lease = j.acquire("r", "alice@h pid 1", 0, 30_000).expect("lease");
     for chunk in (1..=100u64).collect::<Vec<_>>().chunks(10) {
         let recs: Vec<AuditRecord> = chunk.iter().map(|&i| record(i)).collect();
@@ -151,7 +152,8 @@ fn every_tail_truncation_is_detected_against_the_head() {
 fn a_second_holder_is_refused_and_a_fenced_writer_cannot_append() {
     let dir = tempfile::tempdir().expect("tmp");
     let mut j = SqliteJournal::open(dir.path()).expect("journal");
-    j.create_run(&run_row("r")).expect("run");
+    j.create_run(&run_row("r"), &Default::default())
+        .expect("run");
     let me = format!(
         "alice@{} pid {}",
         drover_engine::journal::hostname(),
@@ -178,7 +180,8 @@ fn a_second_holder_is_refused_and_a_fenced_writer_cannot_append() {
 fn a_dead_local_holder_does_not_block_resume() {
     let dir = tempfile::tempdir().expect("tmp");
     let mut j = SqliteJournal::open(dir.path()).expect("journal");
-    j.create_run(&run_row("r")).expect("run");
+    j.create_run(&run_row("r"), &Default::default())
+        .expect("run");
     // A pid that cannot exist on this host.
     let dead = format!(
         "alice@{} pid 4294967295",
