@@ -557,6 +557,129 @@ async fn undo_ingress(c: &Call<'_>, inputs: &Inputs, added: bool) -> Result<(), 
 // ---------------------------------------------------------------------------------------------
 // Instances
 
+/// Whether the EC2 resource `id` exists, by its prefix (`i-`, `eni-`, `eipalloc-`, `rtb-`,
+/// `sg-`, `subnet-`, `snap-`, `igw-`, `nat-`, `vgw-`); `None` for a kind this does not read.
+async fn ec2_exists(c: &Call<'_>, id: &str) -> Result<Option<(&'static str, bool)>, AdapterError> {
+    let kind = id.split_once('-').map_or("", |(k, _)| k);
+    fn gone<E: aws_sdk_ec2::error::ProvideErrorMetadata, R>(
+        e: &aws_sdk_ec2::error::SdkError<E, R>,
+    ) -> bool {
+        e.as_service_error()
+            .and_then(aws_sdk_ec2::error::ProvideErrorMetadata::code)
+            .is_some_and(|code| code.contains("NotFound") || code.contains("Malformed"))
+    }
+    macro_rules! probe {
+        ($what:literal, $call:literal, $req:expr, $items:ident) => {
+            match $req.send().await {
+                Ok(out) => Some(($what, !out.$items().is_empty())),
+                Err(e) if gone(&e) => Some(($what, false)),
+                Err(e) => return Err(c.err($call, id, &e)),
+            }
+        };
+    }
+    let ec2 = &c.client;
+    Ok(match kind {
+        "i" => match ec2.describe_instances().instance_ids(id).send().await {
+            Ok(out) => Some((
+                "instance",
+                out.reservations().iter().any(|r| !r.instances().is_empty()),
+            )),
+            Err(e) if gone(&e) => Some(("instance", false)),
+            Err(e) => return Err(c.err("DescribeInstances", id, &e)),
+        },
+        "eni" => probe!(
+            "network interface",
+            "DescribeNetworkInterfaces",
+            ec2.describe_network_interfaces().network_interface_ids(id),
+            network_interfaces
+        ),
+        "eipalloc" => probe!(
+            "Elastic IP",
+            "DescribeAddresses",
+            ec2.describe_addresses().allocation_ids(id),
+            addresses
+        ),
+        "rtb" => probe!(
+            "route table",
+            "DescribeRouteTables",
+            ec2.describe_route_tables().route_table_ids(id),
+            route_tables
+        ),
+        "sg" => probe!(
+            "security group",
+            "DescribeSecurityGroups",
+            ec2.describe_security_groups().group_ids(id),
+            security_groups
+        ),
+        "subnet" => probe!(
+            "subnet",
+            "DescribeSubnets",
+            ec2.describe_subnets().subnet_ids(id),
+            subnets
+        ),
+        "snap" => probe!(
+            "snapshot",
+            "DescribeSnapshots",
+            ec2.describe_snapshots().snapshot_ids(id),
+            snapshots
+        ),
+        "igw" => probe!(
+            "internet gateway",
+            "DescribeInternetGateways",
+            ec2.describe_internet_gateways().internet_gateway_ids(id),
+            internet_gateways
+        ),
+        "nat" => probe!(
+            "NAT gateway",
+            "DescribeNatGateways",
+            ec2.describe_nat_gateways().nat_gateway_ids(id),
+            nat_gateways
+        ),
+        "vgw" => probe!(
+            "virtual private gateway",
+            "DescribeVpnGateways",
+            ec2.describe_vpn_gateways().vpn_gateway_ids(id),
+            vpn_gateways
+        ),
+        _ => None,
+    })
+}
+
+/// Preflight: every EC2 resource a step names — what it changes, what it points at, what it
+/// reads (a snapshot, a subnet) — exists; each missing one is named with its input.
+async fn every_named_resource_exists(
+    c: &Call<'_>,
+    schemas: &[drover_schema::ActionSchema],
+    action: &str,
+    inputs: &Inputs,
+) -> Result<(), AdapterError> {
+    let Some(schema) = schemas.iter().find(|s| s.name == action) else {
+        return Ok(());
+    };
+    let mut missing = Vec::new();
+    for spec in &schema.inputs {
+        if !(spec.resource || matches!(spec.name.as_str(), "snapshot_id" | "subnet_id")) {
+            continue;
+        }
+        for id in input_list(inputs, &spec.name) {
+            if let Some((what, false)) = ec2_exists(c, &id).await? {
+                missing.push(format!("input `{}`: {what} {id}", spec.name));
+            }
+        }
+    }
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(AdapterError::permanent(format!(
+            "step {}: not found in {}: {}",
+            c.ctx.step_id,
+            c.region,
+            missing.join("; ")
+        ))
+        .with_code("NotFound"))
+    }
+}
+
 async fn instance_states(
     c: &Call<'_>,
     ids: &[String],
@@ -908,6 +1031,7 @@ impl drover_schema::Adapter for AwsEc2Adapter {
         ctx: &StepContext,
     ) -> Result<(), AdapterError> {
         let c = Self::call(inputs, ctx).await;
+        every_named_resource_exists(&c, &self.schemas(), action, inputs).await?;
         match action {
             "aws_ec2.associate_address" => {
                 address(&c, require_str(inputs, "allocation_id", action)?)

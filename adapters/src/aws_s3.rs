@@ -216,10 +216,18 @@ impl Location for S3Location {
                     }
                 }
                 Err(e) => {
-                    let _ = tx.send(Err(std::io::Error::other(format!(
-                        "GetObject s3://{bucket}/{key}: {}",
-                        sdk_text(&e)
-                    ))));
+                    // A missing object is "not found", as a missing file is.
+                    let kind = if e.as_service_error().is_some_and(
+                        aws_sdk_s3::operation::get_object::GetObjectError::is_no_such_key,
+                    ) {
+                        std::io::ErrorKind::NotFound
+                    } else {
+                        std::io::ErrorKind::Other
+                    };
+                    let _ = tx.send(Err(std::io::Error::new(
+                        kind,
+                        format!("GetObject s3://{bucket}/{key}: {}", sdk_text(&e)),
+                    )));
                 }
             }
         });

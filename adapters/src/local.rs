@@ -692,16 +692,48 @@ impl Adapter for LocalAdapter {
     ) -> Result<(), AdapterError> {
         match action {
             "backup.rehydrate" | "backup.verify" => {
-                let key = backup::key_provider_from_uri(req(inputs, "key")?)
+                let uri = req(inputs, "key")?;
+                // A local file that is not there yet may be made by an earlier step of the run:
+                // the engine decides whether that can be so.
+                if let Some(path) = uri.strip_prefix("file:")
+                    && !Path::new(path).exists()
+                {
+                    return Err(AdapterError::permanent(format!(
+                        "the key file {path} does not exist"
+                    ))
+                    .on_resource(path)
+                    .with_code(drover_schema::MAY_BE_CREATED_EARLIER));
+                }
+                let key = backup::key_provider_from_uri(uri)
                     .map_err(|e| AdapterError::permanent(e.to_string()))?;
                 key.preflight()
                     .await
                     .map_err(|e| AdapterError::permanent(e.to_string()))?;
-                let source = req(inputs, "source")?;
-                if !source.starts_with("s3://") && !Path::new(source).exists() {
-                    return Err(AdapterError::permanent(format!(
-                        "backup {source} does not exist"
-                    )));
+                let source = req(inputs, "source")?.to_owned();
+                if source.starts_with("s3://") {
+                    // The object is there and is a Drover backup (its header is read).
+                    let uri = source.clone();
+                    tokio::task::spawn_blocking(move || {
+                        let loc = backup::location_from_uri(&uri).map_err(|e| backup_err(&e))?;
+                        backup::inspect(loc.as_ref()).map_err(|e| match &e {
+                            backup::BackupError::Io { source: io, .. }
+                                if io.kind() == std::io::ErrorKind::NotFound =>
+                            {
+                                AdapterError::permanent(format!("backup {uri} does not exist"))
+                                    .on_resource(uri.clone())
+                                    .with_code(drover_schema::MAY_BE_CREATED_EARLIER)
+                            }
+                            _ => backup_err(&e),
+                        })
+                    })
+                    .await
+                    .map_err(|e| AdapterError::transient(e.to_string()))??;
+                } else if !Path::new(&source).exists() {
+                    return Err(
+                        AdapterError::permanent(format!("backup {source} does not exist"))
+                            .on_resource(source)
+                            .with_code(drover_schema::MAY_BE_CREATED_EARLIER),
+                    );
                 }
                 Ok(())
             }

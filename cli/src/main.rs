@@ -220,6 +220,11 @@ or RPO target, 4 interrupted (drover resume), 5 finished with failed or refused 
         /// Without it, one cutover at a time.
         #[arg(long, value_name = "REASON")]
         concurrent: Option<String>,
+        /// Start without first preflighting every step (by default a run that would fail a
+        /// preflight — a missing instance, zone, record set, key — is refused before any change).
+        /// Recorded in the audit log.
+        #[arg(long)]
+        skip_preflight: bool,
         /// Output format: text (progress lines and a summary), or json (progress on standard
         /// error, the run record on standard output).
         #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
@@ -750,6 +755,7 @@ fn dispatch(cli: Cli) -> ExitCode {
             run_id,
             dry_run,
             concurrent,
+            skip_preflight,
             format,
             telemetry: _,
         } => {
@@ -786,6 +792,7 @@ fn dispatch(cli: Cli) -> ExitCode {
                 run_id,
                 dry_run,
                 concurrent,
+                skip_preflight,
                 json: matches!(format, CheckFormat::Json),
             })
         }

@@ -27,6 +27,8 @@ pub struct RunArgs {
     pub dry_run: bool,
     /// Why this run may share its claims with unfinished runs (`--concurrent`).
     pub concurrent: Option<String>,
+    /// Start without preflighting every step first (`--skip-preflight`, audited).
+    pub skip_preflight: bool,
     /// The run record as JSON on stdout; progress lines on stderr.
     pub json: bool,
 }
@@ -294,6 +296,34 @@ pub fn run(a: RunArgs) -> ExitCode {
     let run_id = a
         .run_id
         .unwrap_or_else(|| drover_engine::run_record::new_run_id(now));
+    // Every step's preflight before the first effect: a typo in an id must not surface halfway
+    // through a failover.
+    if !a.skip_preflight {
+        let lines = rt.block_on(drover_engine::driver::dry_run(
+            &a.plan,
+            a.mode,
+            &adapters(),
+            &a.state,
+            &run_id,
+        ));
+        let problems: Vec<_> = lines.iter().filter(|l| l.problem.is_some()).collect();
+        if !problems.is_empty() {
+            errln!(
+                "error: preflight: {} step(s) would fail; nothing was started or changed:",
+                problems.len()
+            );
+            for l in problems {
+                errln!(
+                    "  {} ({}): {}",
+                    l.step,
+                    l.action,
+                    l.problem.as_deref().unwrap_or_default()
+                );
+            }
+            errln!("fix them, or start anyway with --skip-preflight (recorded in the audit log)");
+            return ExitCode::FAILURE;
+        }
+    }
     let j = match journal(&a.state) {
         Ok(j) => j,
         Err(c) => return c,
@@ -306,6 +336,7 @@ pub fn run(a: RunArgs) -> ExitCode {
         declared_at,
         sources: a.sources.clone(),
         concurrent: a.concurrent.clone().filter(|r| !r.trim().is_empty()),
+        preflight_skipped: a.skip_preflight,
     };
     let header = format!(
         "run {run_id}: {} in {} mode (state {})",
@@ -341,6 +372,7 @@ fn dry_run(rt: &tokio::runtime::Runtime, a: &RunArgs) -> ExitCode {
         a.mode,
         &adapters(),
         &a.state,
+        "dry-run",
     ));
     let mut failed = false;
     for l in &lines {

@@ -107,6 +107,7 @@ fn main() {
         declared_at: clock.now_ms(),
         sources: Vec::new(),
         concurrent: None,
+        preflight_skipped: false,
     };
     let t0 = std::time::Instant::now();
     let record = rt

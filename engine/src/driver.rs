@@ -229,6 +229,8 @@ pub struct RunSpec {
     /// Why this run may run while another unfinished run claims its runbook or the production
     /// resources it changes (`--concurrent`); `None`: it may not (one cutover at a time).
     pub concurrent: Option<String>,
+    /// Whether the run was started without preflighting every step (`--skip-preflight`).
+    pub preflight_skipped: bool,
 }
 
 enum Done {
@@ -485,6 +487,7 @@ impl Driver {
             declared_at: rep.row.declared_at,
             sources: Vec::new(),
             concurrent: None,
+            preflight_skipped: false,
         };
         let mut d = Self::new(
             spec,
@@ -560,12 +563,15 @@ impl Driver {
                 me,
                 None,
                 "run.start",
-                &match &self.spec.concurrent {
-                    Some(why) => format!(
-                        "ok ({} mode; concurrent with unfinished runs: {why})",
-                        self.spec.mode.as_str()
-                    ),
-                    None => format!("ok ({} mode)", self.spec.mode.as_str()),
+                &{
+                    let mut notes = vec![format!("{} mode", self.spec.mode.as_str())];
+                    if let Some(why) = &self.spec.concurrent {
+                        notes.push(format!("concurrent with unfinished runs: {why}"));
+                    }
+                    if self.spec.preflight_skipped {
+                        notes.push("preflight skipped".to_owned());
+                    }
+                    format!("ok ({})", notes.join("; "))
                 },
                 None,
             )),
@@ -1410,14 +1416,19 @@ pub struct DryRunLine {
 
 /// Validates and preflights every step that runs in `mode`, without changing anything. Steps whose
 /// inputs read other steps' outputs are validated as far as possible and noted.
+///
+/// `run_id` is the run the preflight is for (`{{ run.dir }}` resolves under it). A local file
+/// that does not exist yet is a problem only when no earlier step of the run changes state: one
+/// of them may create it.
 pub async fn dry_run(
     plan: &Plan,
     mode: Mode,
     adapters: &Adapters,
     state_dir: &std::path::Path,
+    run_id: &str,
 ) -> Vec<DryRunLine> {
     let mut out = Vec::new();
-    let run_vars = RunVars::new("dry-run", state_dir);
+    let run_vars = RunVars::new(run_id, state_dir);
     let redactor = Redactor::new();
     for s in plan_secrets(plan, &|v| std::env::var(v).ok()) {
         redactor.add(&s);
@@ -1468,10 +1479,10 @@ pub async fn dry_run(
             Err(e) => line.problem = Some(e.to_string()),
             Ok(r) => {
                 let ctx = StepContext {
-                    run_id: "dry-run".into(),
+                    run_id: run_id.to_owned(),
                     step_id: step.id.clone(),
                     action: step.action.clone(),
-                    idempotency_key: format!("dry-run/{}", step.id),
+                    idempotency_key: format!("{run_id}/{}", step.id),
                     attempt: 1,
                     mode,
                     state_dir: state_dir.to_path_buf(),
@@ -1485,13 +1496,50 @@ pub async fn dry_run(
                 if let Err(e) = adapter.validate_step(&step.action, &r.inputs) {
                     line.problem = Some(redactor.text(&e.to_string()));
                 } else if let Err(e) = adapter.preflight(&step.action, &r.inputs, &ctx).await {
-                    line.problem = Some(redactor.text(&e.to_string()));
+                    let maker = (e.context.code.as_deref()
+                        == Some(drover_schema::MAY_BE_CREATED_EARLIER))
+                    .then(|| upstream_change(plan, i, mode))
+                    .flatten();
+                    match maker {
+                        Some(by) => {
+                            line.note = format!(
+                                "{effect}; {} (made by an earlier step, such as `{by}`?)",
+                                redactor.text(&e.message)
+                            );
+                        }
+                        None => line.problem = Some(redactor.text(&e.to_string())),
+                    }
                 }
             }
         }
         out.push(line);
     }
     out
+}
+
+/// An earlier step of `node` (an ancestor in the plan) that changes state in `mode`, if any.
+fn upstream_change(plan: &Plan, node: petgraph::graph::NodeIndex, mode: Mode) -> Option<String> {
+    let mut seen = std::collections::HashSet::new();
+    let mut stack: Vec<_> = plan
+        .graph
+        .neighbors_directed(node, petgraph::Direction::Incoming)
+        .collect();
+    while let Some(n) = stack.pop() {
+        if !seen.insert(n) {
+            continue;
+        }
+        if let PlanNode::Step(s) = &plan.graph[n]
+            && s.effect != drover_schema::Effect::ReadOnly
+            && s.modes.contains(&mode)
+        {
+            return Some(s.id.clone());
+        }
+        stack.extend(
+            plan.graph
+                .neighbors_directed(n, petgraph::Direction::Incoming),
+        );
+    }
+    None
 }
 
 #[cfg(test)]

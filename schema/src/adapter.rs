@@ -201,6 +201,11 @@ impl ErrorContext {
     }
 }
 
+/// The error code of a preflight that found something missing that an earlier step of the run
+/// may create (a local file written by a previous `shell` step): the engine counts it as a
+/// problem only when no earlier step of the run changes state.
+pub const MAY_BE_CREATED_EARLIER: &str = "MayBeCreatedEarlier";
+
 /// Why an adapter call failed: whether trying again can help, a message for the operator (never
 /// a secret), and where it happened as data.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

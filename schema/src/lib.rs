@@ -14,8 +14,8 @@ pub mod clock;
 mod mode;
 
 pub use adapter::{
-    Adapter, AdapterError, ErrorContext, ErrorKind, Inputs, Observation, Outputs, Progress, Redact,
-    RedactFn, StepContext, StepTimeout, format_ms,
+    Adapter, AdapterError, ErrorContext, ErrorKind, Inputs, MAY_BE_CREATED_EARLIER, Observation,
+    Outputs, Progress, Redact, RedactFn, StepContext, StepTimeout, format_ms,
 };
 pub use clock::{Clock, ManualClock, SharedClock, Sleep, SystemClock};
 pub use mode::Mode;

@@ -1159,7 +1159,11 @@ milestone done {{
         ),
     )
     .expect("write");
-    let out = drover(d, &["run", "hole.drover", "--as", "alice"]);
+    // The preflight would meet the black hole first: this test is about the step's own calls.
+    let out = drover(
+        d,
+        &["run", "hole.drover", "--as", "alice", "--skip-preflight"],
+    );
     let log = format!("{}{}", text(&out.stdout), text(&out.stderr));
     assert_eq!(out.status.code(), Some(1), "{log}");
     assert!(
@@ -1176,4 +1180,133 @@ milestone done {{
         !log.contains("retrying"),
         "nothing says retrying unless it is: {log}"
     );
+}
+
+/// A typo in an id surfaces before the first change: `--dry-run` names every missing resource,
+/// and a real run refuses to start.
+#[test]
+fn missing_resources_fail_the_dry_run_by_name_and_the_run_refuses_before_any_change() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let d = dir.path();
+    let rt = rt();
+    let w = rt.block_on(world(d, false));
+    let before = rt.block_on(w.read());
+    std::fs::write(
+        d.join("typos.drover"),
+        format!(
+            r#"runbook "typos" {{
+  rto   = 1h
+  rpo   = 1h
+  modes = [failover]
+}}
+
+step go {{
+  action = approval
+  with {{
+    prompt = "go?"
+  }}
+}}
+
+step start {{
+  action = aws_ec2.start_instances
+  after  = [go]
+  with {{
+    instance_ids = ["{standby}", "i-0feedfacefeedface"]
+    region       = "{REGION}"
+  }}
+}}
+
+step move_eip {{
+  action = aws_ec2.associate_address
+  after  = [go]
+  with {{
+    allocation_id        = "{alloc}"
+    network_interface_id = "eni-0feedfacefeedface"
+    region               = "{REGION}"
+  }}
+}}
+
+step open_ingress {{
+  action = aws_ec2.authorize_ingress
+  after  = [go]
+  with {{
+    group_id = "sg-0feedfacefeedface"
+    protocol = "tcp"
+    port     = 443
+    cidr     = "10.0.0.0/8"
+    region   = "{REGION}"
+  }}
+}}
+
+step dns {{
+  action = aws_route53.set_failover
+  after  = [go]
+  with {{
+    zone_id = "{zone}"
+    name    = "{record}"
+    type    = A
+    active  = "ehr-eu-west-9"
+  }}
+}}
+
+step verify {{
+  action = backup.verify
+  with {{
+    source = "s3://{bucket}/ehr/ehr.dbk"
+    key    = "aws-kms:alias/no-such-key-feedface"
+  }}
+}}
+
+milestone done {{
+  after     = [start, move_eip, open_ingress, dns, verify]
+  stops_rto = true
+}}
+"#,
+            standby = w.standby,
+            alloc = w.allocation,
+            zone = w.zone_id,
+            record = w.record,
+            bucket = w.bucket,
+        ),
+    )
+    .expect("write");
+    let dry = drover(d, &["run", "typos.drover", "--dry-run"]);
+    let out = text(&dry.stdout);
+    assert_eq!(dry.status.code(), Some(1), "{out}{}", text(&dry.stderr));
+    for named in [
+        "instance i-0feedfacefeedface",
+        "network interface eni-0feedfacefeedface",
+        "security group sg-0feedfacefeedface",
+        "ehr-eu-west-9",
+        "alias/no-such-key-feedface",
+    ] {
+        assert!(out.contains(named), "the dry run names {named}: {out}");
+    }
+    assert!(
+        !out.contains(&format!("instance {}", w.standby)),
+        "the instance that exists is not named: {out}"
+    );
+
+    let mark = moto_log_mark();
+    let run = drover(d, &["run", "typos.drover", "--as", "alice"]);
+    let err = text(&run.stderr);
+    assert_eq!(run.status.code(), Some(1), "{err}");
+    assert!(err.contains("preflight: 5 step(s) would fail"), "{err}");
+    assert!(err.contains("--skip-preflight"), "{err}");
+    let runs = text(&drover(d, &["runs"]).stdout);
+    assert!(!runs.contains("typos"), "no run was started: {runs}");
+    let calls = moto_calls_about(mark, &[&w.standby, &w.allocation, &w.zone_id]);
+    for change in ["StartInstances", "AssociateAddress"] {
+        assert!(
+            !calls.iter().any(|c| c == change),
+            "{change} was sent: {calls:?}"
+        );
+    }
+    assert!(
+        !calls
+            .iter()
+            .any(|c| c.starts_with("POST") && c.contains("rrset")),
+        "no record change: {calls:?}"
+    );
+    assert_eq!(rt.block_on(w.read()), before, "the world is as it was");
 }

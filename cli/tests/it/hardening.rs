@@ -857,7 +857,15 @@ fn one_cutover_at_a_time_unless_concurrent_with_a_reason() {
     std::fs::write(d.join("b.drover"), gated_failover("EHR partial", &shared)).expect("write");
     std::fs::write(d.join("c.drover"), SLEEPY).expect("write");
     let mut first = Command::new(bin())
-        .args(["run", "a.drover", "--as", "alice", "--run-id", "first"])
+        .args([
+            "run",
+            "a.drover",
+            "--as",
+            "alice",
+            "--run-id",
+            "first",
+            "--skip-preflight",
+        ])
         .current_dir(d)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -867,7 +875,19 @@ fn one_cutover_at_a_time_unless_concurrent_with_a_reason() {
     wait_for_line(&rx, "WAITING go");
 
     // The same runbook again: refused before anything runs, naming the run and its operator.
-    let again = drover(d, &["run", "a.drover", "--as", "bob", "--run-id", "second"]);
+    // (Its backup and key do not exist: the preflight is skipped, the claims are what is tested.)
+    let again = drover(
+        d,
+        &[
+            "run",
+            "a.drover",
+            "--as",
+            "bob",
+            "--run-id",
+            "second",
+            "--skip-preflight",
+        ],
+    );
     let err = text(&again.stderr);
     assert_eq!(again.status.code(), Some(1), "{err}");
     assert!(
@@ -876,7 +896,7 @@ fn one_cutover_at_a_time_unless_concurrent_with_a_reason() {
     );
     assert!(err.contains("--concurrent"), "says how to override: {err}");
     // Another runbook that changes the same resource: refused too.
-    let other = drover(d, &["run", "b.drover", "--as", "bob"]);
+    let other = drover(d, &["run", "b.drover", "--as", "bob", "--skip-preflight"]);
     let err = text(&other.stderr);
     assert_eq!(other.status.code(), Some(1), "{err}");
     assert!(
@@ -903,6 +923,7 @@ fn one_cutover_at_a_time_unless_concurrent_with_a_reason() {
             "forced",
             "--concurrent",
             "rehearsing the second region",
+            "--skip-preflight",
         ])
         .current_dir(d)
         .stdout(Stdio::piped())
@@ -916,6 +937,7 @@ fn one_cutover_at_a_time_unless_concurrent_with_a_reason() {
         audit.contains("concurrent with unfinished runs: rehearsing the second region"),
         "{audit}"
     );
+    assert!(audit.contains("preflight skipped"), "{audit}");
     for mut c in [first, forced] {
         let _ = c.kill();
         let _ = c.wait();

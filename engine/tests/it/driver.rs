@@ -88,6 +88,7 @@ async fn drive(
         declared_at: clock.now_ms(),
         sources: Vec::new(),
         concurrent: None,
+        preflight_skipped: false,
     };
     let adapters = Adapters::default()
         .with(Arc::new(drover_adapters::local::LocalAdapter::new(
@@ -586,6 +587,7 @@ milestone done {
         declared_at: clock.now_ms(),
         sources: Vec::new(),
         concurrent: None,
+        preflight_skipped: false,
     };
     let lines = Arc::new(Lines::default());
     let d = Driver::start(
@@ -667,6 +669,7 @@ milestone done {
         declared_at: clock.now_ms(),
         sources: Vec::new(),
         concurrent: None,
+        preflight_skipped: false,
     };
     let d = Driver::start(
         spec,
