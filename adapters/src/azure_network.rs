@@ -332,6 +332,26 @@ fn rule_props(inputs: &Inputs, action: &str) -> Result<Value, AdapterError> {
     }))
 }
 
+/// Only the rule fields the step sets (for updating an existing rule: what it does not set
+/// stays as it is).
+fn rule_update(inputs: &Inputs, action: &str) -> Result<Value, AdapterError> {
+    let mut all = rule_props(inputs, action)?;
+    if let Some(props) = all.as_object_mut() {
+        for (field, input) in [
+            ("protocol", "protocol"),
+            ("sourceAddressPrefix", "source"),
+            ("destinationPortRange", "destination_port"),
+        ] {
+            if input_str(inputs, input).is_none() {
+                props.remove(field);
+            }
+        }
+        props.remove("sourcePortRange");
+        props.remove("destinationAddressPrefix");
+    }
+    Ok(all)
+}
+
 fn rule_matches(current: Option<&Value>, want: &Value) -> bool {
     let Some(c) = current else { return false };
     want.as_object()
@@ -687,17 +707,41 @@ impl drover_schema::Adapter for AzureNetworkAdapter {
             "azure_network.set_nsg_rule" => {
                 let nsg = require_str(inputs, "nsg", action)?;
                 let rule = require_str(inputs, "rule", action)?;
-                let want = rule_props(inputs, action)?;
                 let before = capture::first(ctx, async {
                     Ok(Before {
                         previous: get_rule(&a, nsg, rule).await?,
                     })
                 })
                 .await?;
-                if rule_matches(get_rule(&a, nsg, rule).await?.as_ref(), &want) {
+                let current = get_rule(&a, nsg, rule).await?;
+                // A new rule gets the defaults; an existing one only what the step sets.
+                let want = if current.is_some() {
+                    rule_update(inputs, action)?
+                } else {
+                    rule_props(inputs, action)?
+                };
+                if rule_matches(current.as_ref(), &want) {
                     return Ok(changed(false, &before));
                 }
-                put_rule(&a, nsg, rule, json!({ "properties": want })).await?;
+                // Read–modify–write: a PUT replaces the whole rule, so the rule as it is now
+                // (its description and every field the step does not set) is sent back with only
+                // the step's fields changed.
+                let body = match current {
+                    Some(mut now) => {
+                        if let (Some(props), Some(w)) = (
+                            now.get_mut("properties").and_then(Value::as_object_mut),
+                            want.as_object(),
+                        ) {
+                            props.remove("provisioningState");
+                            for (k, v) in w {
+                                props.insert(k.clone(), v.clone());
+                            }
+                        }
+                        json!({ "properties": now.get("properties").cloned().unwrap_or(want) })
+                    }
+                    None => json!({ "properties": want }),
+                };
+                put_rule(&a, nsg, rule, body).await?;
                 Ok(changed(true, &before))
             }
             "azure_network.remove_nsg_rule" => {
@@ -800,7 +844,7 @@ impl drover_schema::Adapter for AzureNetworkAdapter {
                 route_table_of(&s).is_some_and(|t| t.eq_ignore_ascii_case(&want))
             }
             "azure_network.set_nsg_rule" => {
-                let want = rule_props(inputs, action)?;
+                let want = rule_update(inputs, action)?;
                 rule_matches(
                     get_rule(
                         &a,

@@ -573,3 +573,56 @@ fn a_drill_refuses_production_tagged_route_tables_and_networks_before_any_change
     }
     assert_ne!(s.world(), before, "the failovers changed the world");
 }
+
+/// ARM's PUT replaces a whole rule: an update reads the rule, changes only what the step sets
+/// and sends the rest back, so nothing the step does not mention (a description, port ranges)
+/// is lost; the undo puts the rule back exactly.
+#[test]
+fn updating_an_nsg_rule_keeps_every_field_the_step_does_not_set() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let s = ArmServer::start();
+    let clock = Arc::new(ManualClock::default());
+    let a = adapter(&clock);
+    let rt = rt();
+    let path = "networkSecurityGroups/nsg-ehr-dr/securityRules/deny-all-inbound";
+    let before = s.resource(path).expect("rule");
+    let c = ctx(dir.path(), "relax_default", "azure_network.set_nsg_rule");
+    let i = inputs(
+        &s,
+        json!({
+            "nsg": "nsg-ehr-dr", "rule": "deny-all-inbound", "priority": 3900,
+            "direction": "Inbound", "access": "Allow",
+        }),
+    );
+    let out = rt
+        .block_on(a.execute("azure_network.set_nsg_rule", &i, &c))
+        .expect("update");
+    assert_eq!(out["changed"], true);
+    let after = s.resource(path).expect("rule");
+    assert_eq!(after["properties"]["access"], "Allow");
+    assert_eq!(after["properties"]["priority"], 3900);
+    for kept in [
+        "description",
+        "protocol",
+        "sourcePortRange",
+        "destinationPortRange",
+        "sourceAddressPrefix",
+        "destinationAddressPrefix",
+    ] {
+        assert_eq!(
+            after["properties"][kept], before["properties"][kept],
+            "`{kept}` is kept"
+        );
+    }
+    assert!(matches!(
+        rt.block_on(a.observe("azure_network.set_nsg_rule", &i, &c))
+            .expect("observe"),
+        Observation::Done(_)
+    ));
+    rt.block_on(a.compensate("azure_network.set_nsg_rule", &i, &out, &c))
+        .expect("undo");
+    assert_eq!(
+        s.resource(path).expect("rule")["properties"],
+        before["properties"]
+    );
+}
