@@ -232,6 +232,27 @@ or RPO target, 4 interrupted (drover resume), 5 finished with failed or refused 
         #[command(flatten)]
         telemetry: TelemetryArgs,
     },
+    /// Undo what a stopped run changed: every completed step with an undo (its `compensate`
+    /// block or the action's built-in undo), in reverse dependency order; steps that did not run
+    /// never will. Works on failed, interrupted, crashed and finished runs; journaled, audited
+    /// and resumable (ask again to retry undos that failed).
+    #[command(after_help = "\
+Examples:
+  drover rollback latest
+  drover rollback r20261202T1030-1a2b --as alice --state /var/lib/drover")]
+    Rollback {
+        /// Run id, or `latest`.
+        run_id: String,
+        /// State directory.
+        #[arg(long, default_value = ".drover")]
+        state: String,
+        /// Who asks for the rollback (default: the OS user).
+        #[arg(long = "as")]
+        operator: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
+        format: CheckFormat,
+    },
     /// Continue a run after an interruption or a crash.
     #[command(after_help = "\
 Examples:
@@ -796,6 +817,17 @@ fn dispatch(cli: Cli) -> ExitCode {
                 json: matches!(format, CheckFormat::Json),
             })
         }
+        Command::Rollback {
+            run_id,
+            state,
+            operator,
+            format,
+        } => run_cli::rollback(
+            &run_id,
+            state.into(),
+            operator,
+            matches!(format, CheckFormat::Json),
+        ),
         Command::Resume {
             run_id,
             state,

@@ -396,6 +396,21 @@ fn dry_run(rt: &tokio::runtime::Runtime, a: &RunArgs) -> ExitCode {
 
 /// `drover resume`.
 pub fn resume(run_id: &str, state: PathBuf, operator: Option<String>, json: bool) -> ExitCode {
+    reopen(run_id, state, operator, json, false)
+}
+
+/// `drover rollback`: undoes what a stopped run changed.
+pub fn rollback(run_id: &str, state: PathBuf, operator: Option<String>, json: bool) -> ExitCode {
+    reopen(run_id, state, operator, json, true)
+}
+
+fn reopen(
+    run_id: &str,
+    state: PathBuf,
+    operator: Option<String>,
+    json: bool,
+    rollback: bool,
+) -> ExitCode {
     let j = match journal(&state) {
         Ok(j) => j,
         Err(c) => return c,
@@ -413,14 +428,24 @@ pub fn resume(run_id: &str, state: PathBuf, operator: Option<String>, json: bool
     let op = operator.unwrap_or_else(drover_engine::operator::os_user);
     let st = state.clone();
     let result = rt.block_on(async move {
-        let d = Driver::resume(&run_id, st, &op, Box::new(j), clock, adapters(), observer).await?;
+        let d = if rollback {
+            Driver::rollback(&run_id, st, &op, Box::new(j), clock, adapters(), observer).await?
+        } else {
+            Driver::resume(&run_id, st, &op, Box::new(j), clock, adapters(), observer).await?
+        };
         d.drive(false).await
     });
     rt.shutdown_timeout(std::time::Duration::from_millis(500));
     match result {
         Ok(r) => {
             write_record(&state, &r);
-            summary(&r, json)
+            let code = summary(&r, json);
+            // For `drover rollback`, a completed rollback is the success asked for.
+            if rollback && r.outcome == Some(RunOutcome::RolledBack) {
+                ExitCode::SUCCESS
+            } else {
+                code
+            }
         }
         Err(e) => driver_error(&e),
     }
@@ -537,6 +562,25 @@ pub fn status(run_id: &str, state: PathBuf, json: bool) -> ExitCode {
             }
             outln!("{}", objective("RTO", &rec.rto));
             outln!("{}", objective("RPO", &rec.rpo));
+            if !rec.changes_in_place.is_empty() {
+                outln!(
+                    "changes still in place (`drover rollback {}` undoes the undoable ones):",
+                    rec.run_id
+                );
+                for c in &rec.changes_in_place {
+                    let how = match (c.in_flight, c.undoable) {
+                        (true, _) => "in flight when the run stopped: may be in place",
+                        (false, true) => "undoable",
+                        (false, false) => "no undo: undo it by hand",
+                    };
+                    let was = c
+                        .previous
+                        .as_ref()
+                        .map(|p| format!("; was {p}"))
+                        .unwrap_or_default();
+                    outln!("  {} ({}): {how}{was}", c.step, c.action);
+                }
+            }
             ExitCode::SUCCESS
         }
         Err(e) => driver_error(&e),

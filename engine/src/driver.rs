@@ -40,8 +40,11 @@ pub enum DriverError {
     #[error("the run's plan does not parse: {0}")]
     Plan(String),
     /// The run is already over.
-    #[error("run {0} is already finished ({1})")]
+    #[error("run {0} is already finished ({1}); `drover rollback {0}` undoes what it changed")]
     Finished(String, String),
+    /// A rollback was asked of a run that was rolled back already.
+    #[error("run {0} was rolled back already: nothing is left to undo")]
+    NothingToUndo(String),
     /// A journal call could not run on the blocking pool (the runtime is shutting down, or an
     /// earlier call panicked while holding the journal).
     #[error("the journal is unavailable: {0}")]
@@ -271,6 +274,8 @@ pub struct Driver {
     milestones: BTreeMap<String, u64>,
     commits: u64,
     crash_after: Option<u64>,
+    /// Set when this process drives the run only to undo it (`drover rollback`): who asked.
+    rollback_by: Option<String>,
     steps: HashMap<String, petgraph::graph::NodeIndex>,
     span: tracing::Span,
 }
@@ -407,6 +412,7 @@ impl Driver {
             milestones: BTreeMap::new(),
             commits: 0,
             crash_after: crash_hooks::after_commits(),
+            rollback_by: None,
             steps,
             span,
         }
@@ -464,10 +470,51 @@ impl Driver {
         run_id: &str,
         state_dir: PathBuf,
         operator: &str,
+        journal: Box<dyn Journal>,
+        clock: Arc<dyn Clock>,
+        adapters: Adapters,
+        observer: Arc<dyn Observer>,
+    ) -> Result<Self, DriverError> {
+        Self::reopen(
+            run_id, state_dir, operator, journal, clock, adapters, observer, false,
+        )
+    }
+
+    /// Reopens a run to undo it (`drover rollback`): finished or interrupted, failed or
+    /// succeeded — every completed step with an undo is compensated in reverse dependency order
+    /// (undos that failed before are tried again); steps not run yet never will. A step caught
+    /// in flight by a crash is read back first: undone if its effect is in place, never re-run.
+    /// The request is journaled and audited under `operator`; the rollback itself can be
+    /// interrupted and asked for again.
+    ///
+    /// # Errors
+    /// Journal errors, a held lease, or a run already rolled back.
+    pub async fn rollback(
+        run_id: &str,
+        state_dir: PathBuf,
+        operator: &str,
+        journal: Box<dyn Journal>,
+        clock: Arc<dyn Clock>,
+        adapters: Adapters,
+        observer: Arc<dyn Observer>,
+    ) -> Result<Self, DriverError> {
+        let mut d = Self::reopen(
+            run_id, state_dir, operator, journal, clock, adapters, observer, true,
+        )?;
+        d.rollback_by = Some(operator.to_owned());
+        Ok(d)
+    }
+
+    #[allow(clippy::too_many_arguments, reason = "resume and rollback share it")]
+    fn reopen(
+        run_id: &str,
+        state_dir: PathBuf,
+        operator: &str,
         mut journal: Box<dyn Journal>,
         clock: Arc<dyn Clock>,
         adapters: Adapters,
         observer: Arc<dyn Observer>,
+        rollback: bool,
     ) -> Result<Self, DriverError> {
         // The lease first: the journal cannot change under the replay.
         let now = clock.now_ms();
@@ -475,9 +522,14 @@ impl Driver {
         let rep = replay(journal.as_ref(), run_id)?;
         if let Some(o) = rep.sched.outcome()
             && o != RunOutcome::Interrupted
+            && !rollback
         {
             let _ = journal.release(&lease);
             return Err(DriverError::Finished(run_id.to_owned(), format!("{o:?}")));
+        }
+        if rollback && rep.sched.outcome() == Some(RunOutcome::RolledBack) {
+            let _ = journal.release(&lease);
+            return Err(DriverError::NothingToUndo(run_id.to_owned()));
         }
         let spec = RunSpec {
             run_id: run_id.to_owned(),
@@ -576,6 +628,9 @@ impl Driver {
                 None,
             )),
             Event::Resumed => out.push(rec(me, None, "run.resume", "ok", None)),
+            Event::RollbackRequested { operator } => {
+                out.push(rec(operator, None, "run.rollback", "requested", None));
+            }
             Event::Interrupted => out.push(rec(me, None, "run.interrupt", "ok", None)),
             Event::StepFailed {
                 step,
@@ -824,6 +879,7 @@ impl Driver {
         let action = validated.action.clone();
         let span =
             tracing::info_span!(parent: &self.span, "step", step = %id, action = %action, attempt);
+        let observe_only = self.rollback_by.is_some();
         let handle = tokio::spawn(
             async move {
                 let ValidatedStep {
@@ -831,13 +887,23 @@ impl Driver {
                     action,
                     inputs,
                 } = validated;
-                if observe_first {
+                if observe_first || observe_only {
                     match adapter.observe(&action, &inputs, &ctx).await {
                         Ok(Observation::Done(o)) => {
                             let _ = tx.send(Done::Step {
                                 step: step_id,
                                 attempt,
                                 result: Ok(o),
+                            });
+                            return;
+                        }
+                        Ok(Observation::NotDone) if observe_only => {
+                            let _ = tx.send(Done::Step {
+                                step: step_id,
+                                attempt,
+                                result: Err(AdapterError::permanent(
+                                    "read back before the rollback: the step's effect is not in place",
+                                )),
                             });
                             return;
                         }
@@ -1077,7 +1143,25 @@ impl Driver {
     async fn drive_in_span(mut self, fresh: bool) -> Result<RunRecord, DriverError> {
         // Signal handlers before anything runs: an interrupt is never the default (death).
         let mut interrupts = Interrupts::new();
-        if fresh {
+        if let Some(operator) = self.rollback_by.clone() {
+            self.say(&format!(
+                "rollback requested by {operator}: undoing completed steps in reverse order"
+            ));
+            // Undos a crash interrupted are started again; the request starts the next ones.
+            let interrupted_undos = self.sched.compensating();
+            let in_flight = self.sched.in_flight();
+            self.handle(Event::RollbackRequested { operator }).await?;
+            for step in interrupted_undos {
+                self.compensate(&step);
+            }
+            // A step caught in flight is read back, never run again: undone if it took effect.
+            for (step, attempt) in in_flight {
+                self.say(&format!(
+                    "observe {step}: outcome unknown after the interruption; reading back"
+                ));
+                self.execute(&step, attempt, true);
+            }
+        } else if fresh {
             self.handle(Event::Started).await?;
         } else {
             self.handle(Event::Resumed).await?;

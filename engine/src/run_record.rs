@@ -79,6 +79,29 @@ pub struct RunRecord {
     pub steps: Vec<StepLine>,
     /// Backups restored or verified.
     pub backups: Vec<BackupLine>,
+    /// When the run did not end as planned (failed, interrupted, a rollback that failed, steps
+    /// that failed): every completed step whose change is still in place, with what it replaced
+    /// — what `drover rollback` would undo.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changes_in_place: Vec<ChangeInPlace>,
+}
+
+/// A change a run made and did not undo.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangeInPlace {
+    /// The step.
+    pub step: String,
+    /// Its action.
+    pub action: String,
+    /// Whether `drover rollback` can undo it (a `compensate` block or a built-in undo).
+    pub undoable: bool,
+    /// The step was in flight when the run stopped: its change may or may not be in place
+    /// (`drover rollback` reads it back first).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub in_flight: bool,
+    /// What it replaced, as the step captured it (`previous`), if it says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<serde_json::Value>,
 }
 
 impl RunRecord {
@@ -202,6 +225,32 @@ pub fn build(
             })
         })
         .collect();
+    let unplanned = !matches!(
+        sched.outcome(),
+        Some(RunOutcome::Succeeded | RunOutcome::RolledBack)
+    );
+    let changes_in_place = if unplanned {
+        plan.steps()
+            .filter(|(_, st)| st.effect != drover_schema::Effect::ReadOnly)
+            .filter(|(_, st)| {
+                matches!(
+                    sched.status(&st.id),
+                    Some(
+                        &(Status::Succeeded | Status::CompensationFailed | Status::Running { .. })
+                    )
+                )
+            })
+            .map(|(_, st)| ChangeInPlace {
+                step: st.id.clone(),
+                action: st.action.clone(),
+                undoable: st.builtin_undo || st.compensate.is_some(),
+                in_flight: matches!(sched.status(&st.id), Some(Status::Running { .. })),
+                previous: outputs.get(&st.id).and_then(|o| o.get("previous")).cloned(),
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     RunRecord {
         run_id: run_id.to_owned(),
         runbook: plan.runbook.name.clone(),
@@ -218,6 +267,7 @@ pub fn build(
             .collect(),
         steps,
         backups,
+        changes_in_place,
     }
 }
 

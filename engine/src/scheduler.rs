@@ -29,6 +29,13 @@ pub enum TimerKind {
 pub enum Event {
     /// The run starts.
     Started,
+    /// An operator asked to undo what the run changed (`drover rollback`): steps not yet done
+    /// will not run, and every completed step with an undo is compensated in reverse dependency
+    /// order, as `on_failure = rollback` does.
+    RollbackRequested {
+        /// Who asked.
+        operator: String,
+    },
     /// The run continues after an interruption or a crash.
     Resumed,
     /// An attempt succeeded.
@@ -264,6 +271,8 @@ pub enum NodeEvent<'a> {
     },
     /// Stop scheduling.
     Interrupted,
+    /// Undo the run on request (see [`Event::RollbackRequested`]).
+    RollbackRequested,
 }
 
 /// Why a node will not run.
@@ -271,6 +280,8 @@ pub enum NodeEvent<'a> {
 pub enum SkipReason {
     /// It is not part of the run's mode.
     NotInMode,
+    /// An operator asked for the run to be rolled back before it ran.
+    RollbackRequested,
     /// Its `when` is false.
     WhenFalse,
     /// The node with this index, which it depends on, failed.
@@ -1026,6 +1037,7 @@ impl Scheduler {
             Event::Started => NodeEvent::Started,
             Event::Resumed => NodeEvent::Resumed,
             Event::Interrupted => NodeEvent::Interrupted,
+            Event::RollbackRequested { .. } => NodeEvent::RollbackRequested,
             Event::StepSucceeded {
                 step,
                 attempt,
@@ -1204,6 +1216,7 @@ impl Scheduler {
         match reason {
             SkipReason::NotInMode => format!("not in {} mode", mode_name(self.config.mode)),
             SkipReason::WhenFalse => "`when` is false".into(),
+            SkipReason::RollbackRequested => "the run was rolled back before it ran".into(),
             SkipReason::Failed(f) => format!("`{}` failed", self.nodes[f].id),
         }
     }
@@ -1214,6 +1227,10 @@ impl Scheduler {
         if matches!(self.phase, Phase::Done(RunOutcome::Interrupted)) && event == NodeEvent::Resumed
         {
             self.phase = Phase::Running;
+        }
+        if event == NodeEvent::RollbackRequested {
+            self.request_rollback(out);
+            return;
         }
         if matches!(self.phase, Phase::Done(_)) {
             if let NodeEvent::Approved { node, .. } = event {
@@ -1334,6 +1351,7 @@ impl Scheduler {
                     self.phase = Phase::Draining(RunOutcome::Interrupted);
                 }
             }
+            NodeEvent::RollbackRequested => {}
         }
         if self.started {
             self.advance(now, out);
@@ -1626,6 +1644,38 @@ impl Scheduler {
             }
             Phase::Compensating if !busy => self.next_compensation(out),
             _ => {}
+        }
+    }
+
+    /// An operator asked for the run to be undone. Nothing new starts (steps waiting, queued,
+    /// backing off or awaiting approval are skipped); once nothing is in flight, every completed
+    /// step with an undo — and every undo that failed before, tried again — is compensated in
+    /// reverse dependency order. A run already rolled back has nothing to undo.
+    fn request_rollback(&mut self, out: &mut Vec<NodeAction>) {
+        if matches!(self.phase, Phase::Done(RunOutcome::RolledBack)) {
+            return;
+        }
+        self.started = true;
+        self.timers.fill([None; 2]);
+        for i in 0..self.nodes.len() {
+            match self.status[i] {
+                Status::Pending
+                | Status::Queued { .. }
+                | Status::Backoff { .. }
+                | Status::AwaitingApproval => {
+                    self.set(i, Status::Skipped);
+                    out.push(NodeAction::Skip {
+                        node: i,
+                        reason: SkipReason::RollbackRequested,
+                    });
+                }
+                Status::CompensationFailed => self.set(i, Status::Succeeded),
+                _ => {}
+            }
+        }
+        self.phase = Phase::Compensating;
+        if self.running_total == 0 && self.compensating_count == 0 {
+            self.next_compensation(out);
         }
     }
 
@@ -1980,6 +2030,93 @@ mod tests {
         assert!(a.contains(&Action::Finished {
             outcome: RunOutcome::RolledBack
         }));
+    }
+
+    #[test]
+    fn a_rollback_on_request_undoes_a_stopped_run_and_retries_failed_undos() {
+        let undo = "compensate {\n    action = wait\n    with {\n      duration = 1s\n    }\n  }";
+        let body = format!(
+            "{}{}{}{}",
+            step("a", undo),
+            step("b", &format!("after = [a]\n  {undo}")),
+            step("c", "after = [b]"),
+            DONE
+        );
+        let mut s = sched(&body);
+        s.on_event(&Event::Started, 0);
+        s.on_event(&ok("a", 1), 1);
+        s.on_event(&ok("b", 1), 2);
+        let a = s.on_event(&fail("c", 1, false), 3);
+        assert!(a.contains(&Action::Finished {
+            outcome: RunOutcome::Failed
+        }));
+        let request = Event::RollbackRequested {
+            operator: "bob".into(),
+        };
+        let a = s.on_event(&request, 10);
+        assert_eq!(a, vec![Action::Compensate { step: "b".into() }]);
+        assert_eq!(s.outcome(), None, "the run is rolling back");
+        let finished = |s: &mut Scheduler, step: &str, error: Option<&str>, at| {
+            s.on_event(
+                &Event::CompensationFinished {
+                    step: step.into(),
+                    error: error.map(str::to_owned),
+                },
+                at,
+            )
+        };
+        let a = finished(&mut s, "b", None, 11);
+        assert_eq!(a, vec![Action::Compensate { step: "a".into() }]);
+        let a = finished(&mut s, "a", Some("still attached"), 12);
+        assert!(a.contains(&Action::Finished {
+            outcome: RunOutcome::RollbackFailed
+        }));
+        // Asked again: only the undo that failed runs again.
+        let a = s.on_event(&request, 20);
+        assert_eq!(a, vec![Action::Compensate { step: "a".into() }]);
+        let a = finished(&mut s, "a", None, 21);
+        assert!(a.contains(&Action::Finished {
+            outcome: RunOutcome::RolledBack
+        }));
+        // A rolled-back run has nothing left to undo.
+        assert!(s.on_event(&request, 30).is_empty());
+    }
+
+    #[test]
+    fn a_rollback_on_request_skips_what_has_not_run() {
+        let undo = "compensate {\n    action = wait\n    with {\n      duration = 1s\n    }\n  }";
+        let body = format!(
+            "{}{}{}{}",
+            step("a", undo),
+            step("b", "after = [a]"),
+            step("c", "after = [b]"),
+            DONE
+        );
+        let mut s = sched(&body);
+        s.on_event(&Event::Started, 0);
+        s.on_event(&ok("a", 1), 1);
+        s.on_event(&Event::Interrupted, 2);
+        let a = s.on_event(&ok("b", 1), 3);
+        assert!(a.contains(&Action::Finished {
+            outcome: RunOutcome::Interrupted
+        }));
+        let a = s.on_event(
+            &Event::RollbackRequested {
+                operator: "bob".into(),
+            },
+            4,
+        );
+        assert!(
+            a.contains(&Action::Compensate { step: "a".into() }),
+            "{a:?}"
+        );
+        assert!(
+            a.contains(&Action::Skip {
+                step: "c".into(),
+                reason: "the run was rolled back before it ran".into()
+            }),
+            "{a:?}"
+        );
     }
 
     fn approval_plan(extra: &str) -> String {

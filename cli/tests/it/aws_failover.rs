@@ -1310,3 +1310,170 @@ milestone done {{
     );
     assert_eq!(rt.block_on(w.read()), before, "the world is as it was");
 }
+
+/// The world with the Elastic IP's association id left out (putting an address back makes a
+/// new association, on the same interface).
+fn same_world(a: &Seen, b: &Seen) -> bool {
+    a.dns_primary == b.dns_primary
+        && a.dns_records == b.dns_records
+        && a.eip.0 == b.eip.0
+        && a.route == b.route
+        && a.standby_state == b.standby_state
+}
+
+/// A cutover that stops halfway — a failed check (the run aborts, leaving its changes), or a
+/// SIGKILL right after a change — is undone on demand: `drover status` says what happened,
+/// `drover rollback` puts the world back as it was before the run.
+#[test]
+fn an_aborted_or_killed_cutover_is_undone_on_demand_by_drover_rollback() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let d = dir.path();
+    let rt = rt();
+    let w = rt.block_on(world(d, false));
+    let before = rt.block_on(w.read());
+    let runbook = format!(
+        r#"runbook "cutover that stops" {{
+  rto   = 1h
+  rpo   = 1h
+  modes = [failover]
+}}
+
+step go {{
+  action = approval
+  with {{
+    prompt = "cut over?"
+  }}
+}}
+
+step move_eip {{
+  action = aws_ec2.associate_address
+  after  = [go]
+  with {{
+    allocation_id = "{alloc}"
+    instance_id   = "{standby}"
+    region        = "{REGION}"
+  }}
+}}
+
+step reroute {{
+  action = aws_ec2.replace_route
+  after  = [move_eip]
+  with {{
+    route_table_id       = "{rtb}"
+    destination_cidr     = "10.20.0.0/16"
+    network_interface_id = "{eni}"
+    region               = "{REGION}"
+  }}
+}}
+
+step dns {{
+  action = aws_route53.set_failover
+  after  = [reroute]
+  with {{
+    zone_id = "{zone}"
+    name    = "{record}"
+    type    = A
+    active  = "ehr-us-west-2"
+  }}
+}}
+
+step smoke_test {{
+  action = shell
+  after  = [dns]
+  with {{
+    command = "echo 'smoke test failed' >&2; exit 3"
+  }}
+}}
+
+milestone done {{
+  after     = [smoke_test]
+  stops_rto = true
+}}
+"#,
+        alloc = w.allocation,
+        standby = w.standby,
+        rtb = w.route_table,
+        eni = w.standby_eni,
+        zone = w.zone_id,
+        record = w.record,
+    );
+    std::fs::write(d.join("cutover.drover"), runbook).expect("write");
+    let run = |id: &str, crash: Option<&str>| {
+        let args: Vec<String> = ["run", "cutover.drover", "--run-id", id, "--as", "alice"]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
+        let child = spawn(d, &args, crash);
+        wait_until("the gate", || {
+            step_states(d, id)
+                .iter()
+                .any(|(s, st)| s == "go" && st == "awaiting_approval")
+        });
+        let ok = drover(d, &["approve", id, "go", "--as", "bob"]);
+        assert_eq!(ok.status.code(), Some(0), "{}", text(&ok.stderr));
+        finish(child)
+    };
+
+    // 1. Aborted by a failed check: the run fails, every change still in place.
+    let (code, log) = run("r1", None);
+    assert_eq!(code, Some(1), "{log}");
+    let changed = rt.block_on(w.read());
+    assert!(
+        !same_world(&changed, &before),
+        "the cutover changed the world: {log}"
+    );
+    let st = text(&drover(d, &["status", "r1"]).stdout);
+    assert!(st.contains("changes still in place"), "{st}");
+    for step in [
+        "move_eip (aws_ec2.associate_address): undoable",
+        "reroute",
+        "dns",
+    ] {
+        assert!(st.contains(step), "status lists {step}: {st}");
+    }
+    let rb = drover(d, &["rollback", "r1", "--as", "alice"]);
+    let log = format!("{}{}", text(&rb.stdout), text(&rb.stderr));
+    assert_eq!(rb.status.code(), Some(0), "{log}");
+    for step in ["dns", "reroute", "move_eip"] {
+        assert!(log.contains(&format!("undo    {step} (")), "{step}: {log}");
+    }
+    let after = rt.block_on(w.read());
+    assert!(
+        same_world(&after, &before),
+        "the world is as before the run: {after:?} vs {before:?}\n{log}"
+    );
+    let audit = text(&drover(d, &["audit", "show", "r1"]).stdout);
+    assert!(audit.contains("run.rollback"), "{audit}");
+    let again = drover(d, &["rollback", "r1"]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(text(&again.stderr).contains("nothing is left to undo"));
+
+    // 2. Killed right after the address moved (before the journal knew).
+    let (code, _) = run("r2", Some("move_eip"));
+    assert_ne!(code, Some(0));
+    assert_eq!(
+        rt.block_on(w.read()).eip.0,
+        w.standby_eni,
+        "the address moved"
+    );
+    let st = drover(d, &["status", "r2"]);
+    assert!(
+        text(&st.stdout).contains("interrupted"),
+        "{}",
+        text(&st.stdout)
+    );
+    assert!(
+        text(&st.stdout).contains("move_eip (aws_ec2.associate_address): in flight"),
+        "{}",
+        text(&st.stdout)
+    );
+    let rb = drover(d, &["rollback", "r2", "--as", "alice"]);
+    let log = format!("{}{}", text(&rb.stdout), text(&rb.stderr));
+    assert_eq!(rb.status.code(), Some(0), "{log}");
+    assert!(!log.contains("start   reroute"), "nothing new runs: {log}");
+    let after = rt.block_on(w.read());
+    assert!(
+        same_world(&after, &before),
+        "the world is as before the run: {after:?} vs {before:?}\n{log}"
+    );
+}
