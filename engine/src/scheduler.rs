@@ -504,6 +504,9 @@ struct Node {
     when: Option<String>,
     approval: Option<Approval>,
     has_compensate: bool,
+    /// The action's built-in undo restores the state captured before the first call, so it also
+    /// undoes the partial change of an attempt that failed midway.
+    undoes_partial: bool,
     context: BTreeMap<String, PlanValue>,
     bindings: BTreeMap<String, drover_dsl::OutputRef>,
     preds: Vec<usize>,
@@ -691,6 +694,7 @@ impl Scheduler {
                     when: None,
                     approval: None,
                     has_compensate: false,
+                    undoes_partial: false,
                     context: BTreeMap::new(),
                     bindings: BTreeMap::new(),
                     preds,
@@ -734,6 +738,7 @@ impl Scheduler {
                         ),
                     }),
                     has_compensate: s.compensate.is_some() || s.builtin_undo,
+                    undoes_partial: s.compensate.is_none() && s.builtin_undo,
                     context: s.context.clone(),
                     bindings: s.bindings.clone(),
                     preds,
@@ -1680,11 +1685,16 @@ impl Scheduler {
     }
 
     fn next_compensation(&mut self, out: &mut Vec<NodeAction>) {
-        // The latest succeeded step (in dependency order) with an undo goes first.
+        // The latest succeeded step (in dependency order) with an undo goes first. A step that
+        // failed is undone too when its action's built-in undo restores its capture: a failed
+        // attempt may have changed part of the world (an address detached, not yet attached).
         let next = self.topo.iter().rev().copied().find(|&i| {
-            self.status[i] == Status::Succeeded
-                && !self.nodes[i].milestone
-                && self.nodes[i].has_compensate
+            !self.nodes[i].milestone
+                && match self.status[i] {
+                    Status::Succeeded => self.nodes[i].has_compensate,
+                    Status::Failed => self.nodes[i].undoes_partial,
+                    _ => false,
+                }
         });
         match next {
             Some(i) => {
@@ -2117,6 +2127,70 @@ mod tests {
             }),
             "{a:?}"
         );
+    }
+
+    #[test]
+    fn a_failed_step_whose_builtin_undo_restores_its_capture_is_part_of_the_rollback() {
+        let undo = "compensate {\n    action = wait\n    with {\n      duration = 1s\n    }\n  }";
+        let body = format!(
+            "{}step b {{\n  action = aws_ec2.associate_address\n  after  = [a]\n  on_failure = rollback\n  allow {{\n    unapproved_destructive = \"test\"\n  }}\n  with {{\n    allocation_id = \"eipalloc-1\"\n    instance_id   = \"i-1\"\n  }}\n}}\n{}{}",
+            step("a", undo),
+            step("c", "after = [b]"),
+            DONE
+        );
+        let mut s = sched(&body);
+        s.on_event(&Event::Started, 0);
+        s.on_event(&ok("a", 1), 1);
+        // The move failed midway: its own partial change is undone first, then `a`.
+        let a = s.on_event(&fail("b", 1, false), 2);
+        assert!(
+            a.contains(&Action::Compensate { step: "b".into() }),
+            "{a:?}"
+        );
+        let a = s.on_event(
+            &Event::CompensationFinished {
+                step: "b".into(),
+                error: Some("Resource Manager unreachable".into()),
+            },
+            3,
+        );
+        assert!(
+            a.contains(&Action::Compensate { step: "a".into() }),
+            "{a:?}"
+        );
+        let a = s.on_event(
+            &Event::CompensationFinished {
+                step: "a".into(),
+                error: None,
+            },
+            4,
+        );
+        // Not "rolled back" while the address is still where the failed move left it.
+        assert!(a.contains(&Action::Finished {
+            outcome: RunOutcome::RollbackFailed
+        }));
+        // Once the service is back, a rollback on request finishes the job.
+        let a = s.on_event(
+            &Event::RollbackRequested {
+                operator: "alice".into(),
+            },
+            10,
+        );
+        let undos: Vec<_> = a
+            .iter()
+            .filter(|x| matches!(x, Action::Compensate { .. }))
+            .collect();
+        assert_eq!(undos, vec![&Action::Compensate { step: "b".into() }]);
+        let a = s.on_event(
+            &Event::CompensationFinished {
+                step: "b".into(),
+                error: None,
+            },
+            11,
+        );
+        assert!(a.contains(&Action::Finished {
+            outcome: RunOutcome::RolledBack
+        }));
     }
 
     fn approval_plan(extra: &str) -> String {
