@@ -828,46 +828,38 @@ impl drover_schema::Adapter for AzureNetworkAdapter {
     ) -> Result<Observation, AdapterError> {
         let a = self.arm(inputs, ctx)?;
         let before = capture::load::<Before>(ctx)?.unwrap_or(Before { previous: None });
-        let done = match action {
-            "azure_network.update_route" => {
-                let w = RouteWant::from(inputs, action)?;
-                w.satisfied_by(get_route(&a, w.table, w.route).await?.as_ref())
+        // An accepted change whose operation is still running is not done yet: the resource is
+        // read until its provisioning state is terminal (Succeeded; Failed or Canceled fail the
+        // step), so a resume never sends the next change to a resource still "Updating".
+        let mut polls = 0;
+        let done = loop {
+            let (resource, done) = probe(&a, action, inputs).await?;
+            let state = resource
+                .as_ref()
+                .and_then(|r| prop(r, "provisioningState"))
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+            match state.as_deref() {
+                Some("Updating" | "Creating" | "Deleting" | "Provisioning") => {
+                    polls += 1;
+                    if polls > DELETE_POLLS {
+                        return Err(AdapterError::transient(format!(
+                            "step {}: the resource's last operation is still running ({}); reading it again later",
+                            ctx.step_id,
+                            state.unwrap_or_default()
+                        )));
+                    }
+                    sleep(a.clock.as_ref(), DELETE_POLL).await;
+                }
+                Some(failed @ ("Failed" | "Canceled")) => {
+                    return Err(AdapterError::permanent(format!(
+                        "step {}: the resource's last operation ended {failed}: check it before running the step again",
+                        ctx.step_id
+                    ))
+                    .with_code(failed));
+                }
+                _ => break done,
             }
-            "azure_network.set_subnet_route_table" => {
-                let s = get_subnet(
-                    &a,
-                    require_str(inputs, "vnet", action)?,
-                    require_str(inputs, "subnet", action)?,
-                )
-                .await?;
-                let want = a.id("routeTables", require_str(inputs, "route_table", action)?);
-                route_table_of(&s).is_some_and(|t| t.eq_ignore_ascii_case(&want))
-            }
-            "azure_network.set_nsg_rule" => {
-                let want = rule_update(inputs, action)?;
-                rule_matches(
-                    get_rule(
-                        &a,
-                        require_str(inputs, "nsg", action)?,
-                        require_str(inputs, "rule", action)?,
-                    )
-                    .await?
-                    .as_ref(),
-                    &want,
-                )
-            }
-            "azure_network.remove_nsg_rule" => get_rule(
-                &a,
-                require_str(inputs, "nsg", action)?,
-                require_str(inputs, "rule", action)?,
-            )
-            .await?
-            .is_none(),
-            "azure_network.associate_public_ip" => {
-                let pip = get_pip(&a, require_str(inputs, "public_ip", action)?).await?;
-                pip_slot(&pip).as_ref() == Some(&target_slot(inputs)?)
-            }
-            _ => false,
         };
         Ok(if done {
             Observation::Done(changed(true, &before))
@@ -875,4 +867,61 @@ impl drover_schema::Adapter for AzureNetworkAdapter {
             Observation::NotDone
         })
     }
+}
+
+/// What `observe` reads for `action`: the resource the change lands on (for its provisioning
+/// state), and whether the step's change is in place.
+async fn probe(
+    a: &Arm<'_>,
+    action: &str,
+    inputs: &Inputs,
+) -> Result<(Option<Value>, bool), AdapterError> {
+    Ok(match action {
+        "azure_network.update_route" => {
+            let w = RouteWant::from(inputs, action)?;
+            let r = get_route(a, w.table, w.route).await?;
+            let done = w.satisfied_by(r.as_ref());
+            (r, done)
+        }
+        "azure_network.set_subnet_route_table" => {
+            let s = get_subnet(
+                a,
+                require_str(inputs, "vnet", action)?,
+                require_str(inputs, "subnet", action)?,
+            )
+            .await?;
+            let want = a.id("routeTables", require_str(inputs, "route_table", action)?);
+            let done = route_table_of(&s).is_some_and(|t| t.eq_ignore_ascii_case(&want));
+            (Some(s), done)
+        }
+        "azure_network.set_nsg_rule" => {
+            let want = rule_update(inputs, action)?;
+            let r = get_rule(
+                a,
+                require_str(inputs, "nsg", action)?,
+                require_str(inputs, "rule", action)?,
+            )
+            .await?;
+            let done = rule_matches(r.as_ref(), &want);
+            (r, done)
+        }
+        "azure_network.remove_nsg_rule" => {
+            let r = get_rule(
+                a,
+                require_str(inputs, "nsg", action)?,
+                require_str(inputs, "rule", action)?,
+            )
+            .await?;
+            let done = r.is_none();
+            (r, done)
+        }
+        "azure_network.associate_public_ip" => {
+            let target = target_slot(inputs)?;
+            let pip = get_pip(a, require_str(inputs, "public_ip", action)?).await?;
+            let done = pip_slot(&pip).as_ref() == Some(&target);
+            // The move lands on the interface: its state says whether the PUT finished.
+            (Some(get_nic(a, &target.nic).await?), done)
+        }
+        _ => (None, false),
+    })
 }

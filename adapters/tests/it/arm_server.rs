@@ -134,6 +134,19 @@ impl ArmServer {
             .cloned()
     }
 
+    /// Sets a resource's `properties.provisioningState` (an operation still running, or failed).
+    pub fn set_provisioning_state(&self, rest: &str, state: &str) {
+        if let Some(r) = self
+            .state
+            .lock()
+            .expect("state")
+            .resources
+            .get_mut(&key(&id(rest)))
+        {
+            r["properties"]["provisioningState"] = Value::String(state.to_owned());
+        }
+    }
+
     /// Every resource, for comparing the whole world before and after.
     pub fn world(&self) -> BTreeMap<String, Value> {
         self.state.lock().expect("state").resources.clone()

@@ -626,3 +626,45 @@ fn updating_an_nsg_rule_keeps_every_field_the_step_does_not_set() {
         before["properties"]
     );
 }
+
+/// After a crash, an accepted change whose operation is still running is not reported done:
+/// `observe` reads the resource until its provisioning state is terminal.
+#[test]
+fn observe_waits_for_the_operation_to_end_before_calling_a_change_done() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let s = ArmServer::start();
+    let clock = Arc::new(ManualClock::default());
+    let a = adapter(&clock);
+    let rt = rt();
+    let c = ctx(dir.path(), "route_to_dr", "azure_network.update_route");
+    let i = route_inputs(&s, "10.60.0.4");
+    rt.block_on(a.execute("azure_network.update_route", &i, &c))
+        .expect("update");
+    let path = "routeTables/rt-ehr-app/routes/default-egress";
+    // The next hop reads as wanted, but the operation is still "Updating".
+    s.set_provisioning_state(path, "Updating");
+    let slept = clock.0.lock().expect("clock").len();
+    let e = rt
+        .block_on(a.observe("azure_network.update_route", &i, &c))
+        .expect_err("not done while updating");
+    assert!(e.is_transient(), "{e}");
+    assert!(e.message.contains("still running"), "{e}");
+    assert!(
+        clock.0.lock().expect("clock").len() > slept + 100,
+        "it waited on the clock between reads"
+    );
+    // Failed: the step fails, it is not counted done.
+    s.set_provisioning_state(path, "Failed");
+    let e = rt
+        .block_on(a.observe("azure_network.update_route", &i, &c))
+        .expect_err("a failed operation");
+    assert!(!e.is_transient());
+    assert_eq!(e.context.code.as_deref(), Some("Failed"));
+    // Succeeded: done.
+    s.set_provisioning_state(path, "Succeeded");
+    assert!(matches!(
+        rt.block_on(a.observe("azure_network.update_route", &i, &c))
+            .expect("observe"),
+        Observation::Done(_)
+    ));
+}
