@@ -81,6 +81,35 @@ fn credential() -> Result<Arc<dyn TokenCredential>, String> {
     .clone()
 }
 
+/// The HTTP transport of one step's ARM calls: reqwest with Drover's timeouts, adding
+/// `If-Match: ETAG` to PUTs while the step has set one (read–modify–write): a resource someone
+/// else changed since the step read it answers 412 instead of being silently overwritten.
+#[derive(Debug)]
+pub(crate) struct EtagTransport {
+    http: reqwest::Client,
+    if_match: std::sync::Mutex<Option<String>>,
+}
+
+#[async_trait::async_trait]
+impl azure_core::HttpClient for EtagTransport {
+    async fn execute_request(
+        &self,
+        request: &azure_core::Request,
+    ) -> azure_core::Result<azure_core::Response> {
+        let etag = (*request.method() == azure_core::Method::Put)
+            .then(|| self.if_match.lock().ok().and_then(|g| g.clone()))
+            .flatten();
+        match etag {
+            Some(e) => {
+                let mut r = request.clone();
+                r.insert_header("if-match", e);
+                self.http.execute_request(&r).await
+            }
+            None => self.http.execute_request(request).await,
+        }
+    }
+}
+
 /// Where a step's ARM calls go, and the client that makes them.
 pub(crate) struct Arm<'a> {
     pub client: azure_mgmt_network::Client,
@@ -88,6 +117,7 @@ pub(crate) struct Arm<'a> {
     pub resource_group: String,
     pub ctx: &'a StepContext,
     pub clock: Arc<dyn Clock>,
+    transport: Arc<EtagTransport>,
 }
 
 impl<'a> Arm<'a> {
@@ -141,8 +171,12 @@ impl<'a> Arm<'a> {
                     ctx.step_id
                 ))
             })?;
+        let transport = Arc::new(EtagTransport {
+            http,
+            if_match: std::sync::Mutex::new(None),
+        });
         let mut builder = azure_mgmt_network::ClientBuilder::new(cred)
-            .transport(azure_core::TransportOptions::new(Arc::new(http)))
+            .transport(azure_core::TransportOptions::new(transport.clone()))
             .retry(azure_core::RetryOptions::custom(Arc::new(ArmRetry {
                 clock: clock.clone(),
                 max_retries: 5,
@@ -170,7 +204,20 @@ impl<'a> Arm<'a> {
             resource_group,
             ctx,
             clock,
+            transport,
         })
+    }
+
+    /// Sends the next PUTs only if the resource still has the etag of `read` (the version the
+    /// step read and modified); `None` lifts the condition.
+    pub fn expect_version(&self, read: Option<&serde_json::Value>) {
+        let etag = read
+            .and_then(|v| v.get("etag"))
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_owned);
+        if let Ok(mut g) = self.transport.if_match.lock() {
+            *g = etag;
+        }
     }
 
     /// The ARM id of a resource in the step's resource group.
@@ -202,6 +249,10 @@ impl<'a> Arm<'a> {
             (Some(408 | 500..=599), _) => (
                 true,
                 "Azure Resource Manager is unavailable; retried, try again",
+            ),
+            (Some(412), _) => (
+                false,
+                "conflict: the resource changed since this step read it (someone else updated it); check it before running the step again",
             ),
             (Some(409), _) => (
                 false,

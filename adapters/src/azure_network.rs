@@ -225,7 +225,10 @@ async fn update_route(a: &Arm<'_>, inputs: &Inputs) -> Result<Outputs, AdapterEr
             w.name()
         )));
     }
-    put_route(a, w.table, w.route, body).await?;
+    a.expect_version(Some(&body));
+    let put = put_route(a, w.table, w.route, body).await;
+    a.expect_version(None);
+    put?;
     Ok(changed(true, &before))
 }
 
@@ -306,7 +309,10 @@ async fn attach_table(
         "routeTable",
         table.map_or(Value::Null, |id| json!({ "id": id })),
     );
-    put_subnet(a, vnet, subnet, s).await?;
+    a.expect_version(Some(&s));
+    let put = put_subnet(a, vnet, subnet, s).await;
+    a.expect_version(None);
+    put?;
     Ok(true)
 }
 
@@ -472,13 +478,17 @@ async fn set_nic_pip(a: &Arm<'_>, slot: &Slot, pip_id: Option<&str>) -> Result<(
         "publicIPAddress",
         pip_id.map_or(Value::Null, |id| json!({ "id": id })),
     );
+    a.expect_version(Some(&nic));
     let model: models::NetworkInterface = typed(nic, "network interface")?;
-    a.client
+    let put = a
+        .client
         .network_interfaces_client()
         .create_or_update(&a.resource_group, &slot.nic, model, &a.subscription)
         .await
         .map(|_| ())
-        .map_err(|e| a.err("PUT", &format!("network interface {}", slot.nic), &e))
+        .map_err(|e| a.err("PUT", &format!("network interface {}", slot.nic), &e));
+    a.expect_version(None);
+    put
 }
 
 /// A top-level network resource (route table, security group, virtual network) as JSON.
@@ -714,6 +724,7 @@ impl drover_schema::Adapter for AzureNetworkAdapter {
                 })
                 .await?;
                 let current = get_rule(&a, nsg, rule).await?;
+                let current_read = current.clone();
                 // A new rule gets the defaults; an existing one only what the step sets.
                 let want = if current.is_some() {
                     rule_update(inputs, action)?
@@ -741,7 +752,10 @@ impl drover_schema::Adapter for AzureNetworkAdapter {
                     }
                     None => json!({ "properties": want }),
                 };
-                put_rule(&a, nsg, rule, body).await?;
+                a.expect_version(current_read.as_ref());
+                let put = put_rule(&a, nsg, rule, body).await;
+                a.expect_version(None);
+                put?;
                 Ok(changed(true, &before))
             }
             "azure_network.remove_nsg_rule" => {

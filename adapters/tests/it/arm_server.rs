@@ -37,6 +37,8 @@ pub struct Req {
     pub body: Option<Value>,
     /// Whether `Authorization: Bearer TOKEN` was sent.
     pub authorized: bool,
+    /// The `If-Match` header, if any.
+    pub if_match: Option<String>,
 }
 
 struct Fault {
@@ -235,6 +237,7 @@ fn serve(mut s: std::net::TcpStream, state: &Arc<Mutex<State>>, base: &str) {
         .map(str::to_owned);
     let mut len = 0usize;
     let mut authorized = false;
+    let mut if_match = None;
     loop {
         let mut h = String::new();
         if r.read_line(&mut h).is_err() || h == "\r\n" || h.is_empty() {
@@ -243,6 +246,9 @@ fn serve(mut s: std::net::TcpStream, state: &Arc<Mutex<State>>, base: &str) {
         let lower = h.to_ascii_lowercase();
         if let Some(v) = lower.strip_prefix("content-length:") {
             len = v.trim().parse().unwrap_or(0);
+        }
+        if lower.starts_with("if-match:") {
+            if_match = Some(h["if-match:".len()..].trim().to_owned());
         }
         if lower.starts_with("authorization:") && h.trim_end().ends_with(&format!("Bearer {TOKEN}"))
         {
@@ -270,6 +276,7 @@ fn serve(mut s: std::net::TcpStream, state: &Arc<Mutex<State>>, base: &str) {
         api_version: api_version.clone(),
         body: body.clone(),
         authorized,
+        if_match: if_match.clone(),
     });
     if !authorized {
         drop(st);
@@ -341,6 +348,24 @@ fn serve(mut s: std::net::TcpStream, state: &Arc<Mutex<State>>, base: &str) {
                 );
                 return;
             };
+            // A conditional PUT on a resource that changed since it was read: 412, as ARM does.
+            if let Some(want) = &if_match {
+                let now = st
+                    .resources
+                    .get(&k)
+                    .and_then(|r| r.get("etag"))
+                    .and_then(Value::as_str)
+                    .map(str::to_owned);
+                if now.as_deref() != Some(want.as_str()) {
+                    drop(st);
+                    let b = arm_error(
+                        "PreconditionFailed",
+                        "The condition specified using HTTP conditional header(s) is not met.",
+                    );
+                    respond(&mut s, 412, &[], &b.to_string());
+                    return;
+                }
+            }
             if let Err(e) = link_public_ips(&mut st, path, &v) {
                 drop(st);
                 respond(&mut s, 400, &[], &e.to_string());

@@ -668,3 +668,64 @@ fn observe_waits_for_the_operation_to_end_before_calling_a_change_done() {
         Observation::Done(_)
     ));
 }
+
+/// Updates are conditional on the version read: the PUT carries `If-Match` with the etag the
+/// step read, and a resource someone else changed in between is a clear conflict, not a silent
+/// overwrite.
+#[test]
+fn updates_are_sent_only_if_the_resource_is_still_the_version_read() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let s = ArmServer::start();
+    let clock = Arc::new(ManualClock::default());
+    let a = adapter(&clock);
+    let rt = rt();
+    let path = "networkSecurityGroups/nsg-ehr-dr/securityRules/deny-all-inbound";
+    let read = s.resource(path).expect("rule")["etag"].clone();
+    let c = ctx(dir.path(), "relax_default", "azure_network.set_nsg_rule");
+    let i = inputs(
+        &s,
+        json!({
+            "nsg": "nsg-ehr-dr", "rule": "deny-all-inbound", "priority": 3900,
+            "direction": "Inbound", "access": "Allow",
+        }),
+    );
+    rt.block_on(a.execute("azure_network.set_nsg_rule", &i, &c))
+        .expect("update");
+    let put = s
+        .requests()
+        .into_iter()
+        .find(|r| r.method == "PUT" && r.path.ends_with("/deny-all-inbound"))
+        .expect("a PUT");
+    assert_eq!(
+        put.if_match.as_deref(),
+        read.as_str(),
+        "If-Match is the etag read"
+    );
+    assert!(
+        s.requests()
+            .iter()
+            .filter(|r| r.method == "GET")
+            .all(|r| r.if_match.is_none()),
+        "only changes are conditional"
+    );
+
+    // Someone else changed the route between this step's read and its write.
+    let c = ctx(dir.path(), "route_to_dr", "azure_network.update_route");
+    s.fail(
+        "PUT",
+        "/routes/default-egress",
+        412,
+        &[],
+        json!({ "error": { "code": "PreconditionFailed", "message": "The condition specified using HTTP conditional header(s) is not met." } }),
+        1,
+    );
+    let e = rt
+        .block_on(a.execute(
+            "azure_network.update_route",
+            &route_inputs(&s, "10.60.0.4"),
+            &c,
+        ))
+        .expect_err("conflict");
+    assert!(!e.is_transient(), "{e}");
+    assert!(e.message.contains("changed since this step read it"), "{e}");
+}
