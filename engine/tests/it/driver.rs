@@ -56,9 +56,14 @@ const HEAD: &str = r#"runbook "Manual clock" {
 "#;
 
 fn compile(body: &str, flaky: &Arc<Flaky>) -> drover_dsl::Plan {
+    compile_with(body, &**flaky)
+}
+
+/// `body` compiled against the built-in catalogue plus `extra`'s actions.
+fn compile_with(body: &str, extra: &dyn Adapter) -> drover_dsl::Plan {
     let mut actions: Vec<drover_schema::ActionSchema> =
         drover_adapters::builtin_catalogue().actions().to_vec();
-    actions.extend(flaky.schemas());
+    actions.extend(extra.schemas());
     let catalogue = drover_schema::StaticCatalogue::new(actions);
     let opts = drover_dsl::CompileOptions {
         catalogue: &catalogue,
@@ -66,6 +71,36 @@ fn compile(body: &str, flaky: &Arc<Flaky>) -> drover_dsl::Plan {
     };
     let c = drover_dsl::compile_str("t.drover", &format!("{HEAD}{body}"), &opts);
     c.plan.unwrap_or_else(|| panic!("{:?}", c.diagnostics))
+}
+
+/// Run `r1` of `plan`, started by alice on `clock`, journaled in `dir` by `journal`.
+fn start(
+    plan: drover_dsl::Plan,
+    dir: &std::path::Path,
+    journal: Box<dyn Journal>,
+    clock: &ManualClock,
+    adapters: Adapters,
+    observer: Arc<dyn Observer>,
+) -> Driver {
+    let spec = RunSpec {
+        run_id: "r1".into(),
+        mode: drover_dsl::Mode::Drill,
+        initiator: "alice".into(),
+        state_dir: dir.to_path_buf(),
+        declared_at: clock.now_ms(),
+        sources: Vec::new(),
+        concurrent: None,
+        preflight_skipped: false,
+    };
+    Driver::start(
+        spec,
+        Arc::new(plan),
+        journal,
+        Arc::new(clock.clone()),
+        adapters,
+        observer,
+    )
+    .expect("starts")
 }
 
 /// Drives `plan` on `clock`, moving it ten seconds at a time once at least `sleepers` tasks wait
@@ -80,31 +115,20 @@ async fn drive(
     mut each_tick: impl FnMut(),
 ) -> (drover_engine::run_record::RunRecord, Vec<String>) {
     let lines = Arc::new(Lines::default());
-    let spec = RunSpec {
-        run_id: "r1".into(),
-        mode: drover_dsl::Mode::Drill,
-        initiator: "alice".into(),
-        state_dir: dir.to_path_buf(),
-        declared_at: clock.now_ms(),
-        sources: Vec::new(),
-        concurrent: None,
-        preflight_skipped: false,
-    };
     let adapters = Adapters::default()
         .with(Arc::new(drover_adapters::local::LocalAdapter::new(
             Arc::new(|_: &str| {}),
         )))
         .with(flaky);
     let journal = SqliteJournal::open(dir).expect("journal");
-    let d = Driver::start(
-        spec,
-        Arc::new(plan),
+    let d = start(
+        plan,
+        dir,
         Box::new(journal),
-        Arc::new(clock.clone()),
+        clock,
         adapters,
         Arc::clone(&lines) as Arc<dyn Observer>,
-    )
-    .expect("starts");
+    );
     let task = tokio::spawn(d.drive(true));
     let mut ticks = 0;
     // Real time only bounds the test (it must end, even on a loaded machine); it is never
@@ -548,14 +572,6 @@ async fn a_commit_waiting_on_the_disk_does_not_stall_the_runtime() {
         armed: Arc::clone(&armed),
         release: Mutex::new(Some(tx)),
     });
-    let mut actions: Vec<drover_schema::ActionSchema> =
-        drover_adapters::builtin_catalogue().actions().to_vec();
-    actions.extend(gate.schemas());
-    let catalogue = drover_schema::StaticCatalogue::new(actions);
-    let opts = drover_dsl::CompileOptions {
-        catalogue: &catalogue,
-        vars: Vec::new(),
-    };
     let body = r#"
 step first {
   action = test.quick
@@ -570,8 +586,7 @@ milestone done {
   stops_rto = true
 }
 "#;
-    let c = drover_dsl::compile_str("t.drover", &format!("{HEAD}{body}"), &opts);
-    let plan = c.plan.unwrap_or_else(|| panic!("{:?}", c.diagnostics));
+    let plan = compile_with(body, &*gate);
     let journal = SlowDisk {
         inner: SqliteJournal::open(dir.path()).expect("journal"),
         armed,
@@ -579,26 +594,15 @@ milestone done {
         stalled: Arc::clone(&stalled),
     };
     let clock = ManualClock::new(1_000);
-    let spec = RunSpec {
-        run_id: "r1".into(),
-        mode: drover_dsl::Mode::Drill,
-        initiator: "alice".into(),
-        state_dir: dir.path().to_path_buf(),
-        declared_at: clock.now_ms(),
-        sources: Vec::new(),
-        concurrent: None,
-        preflight_skipped: false,
-    };
     let lines = Arc::new(Lines::default());
-    let d = Driver::start(
-        spec,
-        Arc::new(plan),
+    let d = start(
+        plan,
+        dir.path(),
         Box::new(journal),
-        Arc::new(clock.clone()),
+        &clock,
         Adapters::default().with(gate),
         Arc::clone(&lines) as Arc<dyn Observer>,
-    )
-    .expect("starts");
+    );
     let record = d.drive(true).await.expect("drives");
     assert!(
         !stalled.load(Ordering::SeqCst),
@@ -640,14 +644,6 @@ impl Adapter for Denied {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_step_keeps_where_it_failed_as_data_through_the_journal() {
     let dir = tempfile::tempdir().expect("tmp");
-    let mut actions: Vec<drover_schema::ActionSchema> =
-        drover_adapters::builtin_catalogue().actions().to_vec();
-    actions.extend(Denied.schemas());
-    let catalogue = drover_schema::StaticCatalogue::new(actions);
-    let opts = drover_dsl::CompileOptions {
-        catalogue: &catalogue,
-        vars: Vec::new(),
-    };
     let body = r#"
 step reroute {
   action = test.denied
@@ -658,28 +654,16 @@ milestone done {
   stops_rto = true
 }
 "#;
-    let c = drover_dsl::compile_str("t.drover", &format!("{HEAD}{body}"), &opts);
-    let plan = c.plan.unwrap_or_else(|| panic!("{:?}", c.diagnostics));
+    let plan = compile_with(body, &Denied);
     let clock = ManualClock::new(1_000);
-    let spec = RunSpec {
-        run_id: "r1".into(),
-        mode: drover_dsl::Mode::Drill,
-        initiator: "alice".into(),
-        state_dir: dir.path().to_path_buf(),
-        declared_at: clock.now_ms(),
-        sources: Vec::new(),
-        concurrent: None,
-        preflight_skipped: false,
-    };
-    let d = Driver::start(
-        spec,
-        Arc::new(plan),
+    let d = start(
+        plan,
+        dir.path(),
         Box::new(SqliteJournal::open(dir.path()).expect("journal")),
-        Arc::new(clock.clone()),
+        &clock,
         Adapters::default().with(Arc::new(Denied)),
         Arc::new(Lines::default()) as Arc<dyn Observer>,
-    )
-    .expect("starts");
+    );
     let record = d.drive(true).await.expect("drives");
     assert_eq!(record.outcome, Some(RunOutcome::Failed));
     let expected = drover_schema::ErrorContext {
