@@ -250,6 +250,7 @@ fn summary(r: &RunRecord, json: bool) -> ExitCode {
             outln!("  {}: {}", s.id, s.error.as_deref().unwrap_or(""));
         }
     }
+    changes_in_place(r);
     match r.outcome {
         Some(RunOutcome::Interrupted) | None => {
             outln!("resume it with: drover resume {}", r.run_id);
@@ -257,6 +258,30 @@ fn summary(r: &RunRecord, json: bool) -> ExitCode {
         _ => {}
     }
     exit_code(r)
+}
+
+/// The changes a run made and did not undo, if it did not end as planned.
+fn changes_in_place(r: &RunRecord) {
+    if r.changes_in_place.is_empty() {
+        return;
+    }
+    outln!(
+        "changes still in place (`drover rollback {}` undoes the undoable ones):",
+        r.run_id
+    );
+    for c in &r.changes_in_place {
+        let how = match (c.in_flight, c.undoable) {
+            (true, _) => "in flight when the run stopped: may be in place",
+            (false, true) => "undoable",
+            (false, false) => "no undo: undo it by hand",
+        };
+        let was = c
+            .previous
+            .as_ref()
+            .map(|p| format!("; was {p}"))
+            .unwrap_or_default();
+        outln!("  {} ({}): {how}{was}", c.step, c.action);
+    }
 }
 
 fn write_record(state: &std::path::Path, r: &RunRecord) {
@@ -562,25 +587,7 @@ pub fn status(run_id: &str, state: PathBuf, json: bool) -> ExitCode {
             }
             outln!("{}", objective("RTO", &rec.rto));
             outln!("{}", objective("RPO", &rec.rpo));
-            if !rec.changes_in_place.is_empty() {
-                outln!(
-                    "changes still in place (`drover rollback {}` undoes the undoable ones):",
-                    rec.run_id
-                );
-                for c in &rec.changes_in_place {
-                    let how = match (c.in_flight, c.undoable) {
-                        (true, _) => "in flight when the run stopped: may be in place",
-                        (false, true) => "undoable",
-                        (false, false) => "no undo: undo it by hand",
-                    };
-                    let was = c
-                        .previous
-                        .as_ref()
-                        .map(|p| format!("; was {p}"))
-                        .unwrap_or_default();
-                    outln!("  {} ({}): {how}{was}", c.step, c.action);
-                }
-            }
+            changes_in_place(&rec);
             ExitCode::SUCCESS
         }
         Err(e) => driver_error(&e),

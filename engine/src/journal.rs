@@ -78,12 +78,13 @@ pub enum JournalError {
         runbook: String,
         /// Who started it.
         operator: String,
-        /// Its status (running, waiting, interrupted).
+        /// Its status (running, waiting, interrupted, rollback_incomplete).
         status: String,
     },
 }
 
-/// What a new run claims for as long as it is unfinished (running, waiting or interrupted):
+/// What a new run claims for as long as it is unfinished (running, waiting, interrupted, or
+/// with a rollback that could not undo everything):
 /// its runbook, and in a failover or failback the production resources it changes. A second run
 /// claiming any of them is refused, unless it runs `concurrent` with a reason.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -111,7 +112,7 @@ impl RunStatus {
         RunOutcome::SucceededWithFailures,
         RunOutcome::Failed,
         RunOutcome::RolledBack,
-        RunOutcome::RollbackFailed,
+        RunOutcome::RollbackIncomplete,
         RunOutcome::Interrupted,
     ];
 
@@ -131,6 +132,8 @@ impl RunStatus {
         match s {
             "running" => Some(RunStatus::Running),
             "waiting" => Some(RunStatus::Waiting),
+            // The name before `rollback_incomplete`.
+            "rollback_failed" => Some(RunStatus::Finished(RunOutcome::RollbackIncomplete)),
             _ => Self::OUTCOMES
                 .into_iter()
                 .find(|o| o.as_str() == s)
@@ -759,7 +762,7 @@ impl Journal for SqliteJournal {
                 let holder: Option<(String, String, String, String)> = tx
                     .query_row(
                         "SELECT r.run_id, r.runbook, r.initiator, r.status FROM claims c JOIN runs r ON r.run_id = c.run_id
-                         WHERE c.claim = ?1 AND r.status IN ('running', 'waiting', 'interrupted')
+                         WHERE c.claim = ?1 AND r.status IN ('running', 'waiting', 'interrupted', 'rollback_incomplete', 'rollback_failed')
                          ORDER BY r.created_at LIMIT 1",
                         [claim],
                         |x| Ok((x.get(0)?, x.get(1)?, x.get(2)?, x.get(3)?)),
@@ -1167,6 +1170,15 @@ mod tests {
             assert_eq!(RunStatus::parse(s.as_str()), Some(s));
         }
         assert_eq!(RunStatus::parse("exploded"), None);
+        // Journals written before the outcome was renamed still read.
+        assert_eq!(
+            RunStatus::parse("rollback_failed"),
+            Some(RunStatus::Finished(RunOutcome::RollbackIncomplete))
+        );
+        assert_eq!(
+            serde_json::from_str::<RunOutcome>("\"rollback_failed\"").ok(),
+            Some(RunOutcome::RollbackIncomplete)
+        );
         assert!(RunStatus::Waiting.is_live());
         assert!(!RunStatus::Finished(RunOutcome::Interrupted).is_live());
     }

@@ -102,8 +102,11 @@ pub enum RunOutcome {
     Failed,
     /// A step failed and every completed step was compensated.
     RolledBack,
-    /// A step failed and a compensation failed too.
-    RollbackFailed,
+    /// A rollback ran but could not undo everything: changes are still in place (the run record
+    /// lists them in `changes_in_place`), and `drover rollback` tries the failed undos again.
+    /// (Journals written before this name read `rollback_failed`.)
+    #[serde(alias = "rollback_failed")]
+    RollbackIncomplete,
     /// Stopped by the operator; can be resumed.
     Interrupted,
 }
@@ -117,7 +120,7 @@ impl RunOutcome {
             RunOutcome::SucceededWithFailures => "succeeded_with_failures",
             RunOutcome::Failed => "failed",
             RunOutcome::RolledBack => "rolled_back",
-            RunOutcome::RollbackFailed => "rollback_failed",
+            RunOutcome::RollbackIncomplete => "rollback_incomplete",
             RunOutcome::Interrupted => "interrupted",
         }
     }
@@ -1705,7 +1708,7 @@ impl Scheduler {
                 let failed = self.status.contains(&Status::CompensationFailed);
                 self.finish(
                     if failed {
-                        RunOutcome::RollbackFailed
+                        RunOutcome::RollbackIncomplete
                     } else {
                         RunOutcome::RolledBack
                     },
@@ -2079,7 +2082,7 @@ mod tests {
         assert_eq!(a, vec![Action::Compensate { step: "a".into() }]);
         let a = finished(&mut s, "a", Some("still attached"), 12);
         assert!(a.contains(&Action::Finished {
-            outcome: RunOutcome::RollbackFailed
+            outcome: RunOutcome::RollbackIncomplete
         }));
         // Asked again: only the undo that failed runs again.
         let a = s.on_event(&request, 20);
@@ -2167,7 +2170,7 @@ mod tests {
         );
         // Not "rolled back" while the address is still where the failed move left it.
         assert!(a.contains(&Action::Finished {
-            outcome: RunOutcome::RollbackFailed
+            outcome: RunOutcome::RollbackIncomplete
         }));
         // Once the service is back, a rollback on request finishes the job.
         let a = s.on_event(
