@@ -48,6 +48,8 @@ struct Fault {
     headers: Vec<(String, String)>,
     body: Value,
     times: u32,
+    /// Matching requests let through before the fault starts.
+    skip: u32,
 }
 
 #[derive(Default)]
@@ -175,7 +177,32 @@ impl ArmServer {
                 .collect(),
             body,
             times,
+            skip: 0,
         });
+    }
+
+    /// Like [`ArmServer::fail`], but lets the first `skip` matching requests through: a service
+    /// that goes down in the middle of a step.
+    #[allow(clippy::too_many_arguments, reason = "a test fixture")]
+    pub fn fail_after(
+        &self,
+        skip: u32,
+        method: &str,
+        path_contains: &str,
+        status: u16,
+        headers: &[(&str, &str)],
+        body: Value,
+        times: u32,
+    ) {
+        self.fail(method, path_contains, status, headers, body, times);
+        if let Some(f) = self.state.lock().expect("state").faults.last_mut() {
+            f.skip = skip;
+        }
+    }
+
+    /// The service is back: every pending fault is dropped.
+    pub fn clear_faults(&self) {
+        self.state.lock().expect("state").faults.clear();
     }
 
     /// Whether `GET /health` answers 200 (else 503).
@@ -287,10 +314,21 @@ fn serve(mut s: std::net::TcpStream, state: &Arc<Mutex<State>>, base: &str) {
         respond(&mut s, 401, &[], &b.to_string());
         return;
     }
+    let mut let_through = false;
     if let Some(f) = st
         .faults
         .iter_mut()
         .find(|f| f.times > 0 && f.method == method && path.contains(&f.path_contains))
+        && f.skip > 0
+    {
+        f.skip -= 1;
+        let_through = true;
+    }
+    if let Some(f) = st
+        .faults
+        .iter_mut()
+        .find(|f| f.times > 0 && f.method == method && path.contains(&f.path_contains))
+        .filter(|_| !let_through)
     {
         f.times -= 1;
         let (status, headers, b) = (f.status, f.headers.clone(), f.body.to_string());

@@ -228,3 +228,58 @@ fn a_conflict_on_the_dr_nic_rolls_the_network_back_to_the_captured_state() {
     assert!(changes.iter().any(|(m, p, _)| m == "DELETE"
         && *p == id("networkSecurityGroups/nsg-ehr-dr/securityRules/allow-https-dr")));
 }
+
+/// Resource Manager goes down right after the public IP was freed from the primary NIC: the move
+/// fails, the put-back fails, the rollback cannot finish. The run must not say `rolled_back`
+/// while the address hangs on no interface; once the service is back, `drover rollback` puts it
+/// where it was.
+#[test]
+fn an_outage_in_the_middle_of_a_public_ip_move_is_never_called_rolled_back() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let d = dir.path();
+    let s = ArmServer::start();
+    let primary = id("networkInterfaces/nic-lb-primary/ipConfigurations/ipconfig1");
+    assert_eq!(pip_holder(&s), primary);
+    // The first NIC PUT (freeing the address) goes through; every later one meets an outage.
+    s.fail_after(
+        1,
+        "PUT",
+        "/networkInterfaces/",
+        503,
+        &[("Retry-After", "0")],
+        serde_json::json!({ "error": { "code": "ServiceUnavailable", "message": "The service is temporarily unavailable." } }),
+        10_000,
+    );
+    let child = spawn_run(d, &s, "az3");
+    approve(d, "az3");
+    let (code, log) = finish(child);
+    assert_eq!(code, Some(1), "{log}");
+    assert_eq!(
+        pip_holder(&s),
+        Value::Null,
+        "the address hangs on no interface"
+    );
+    let st = status(d, "az3");
+    assert_eq!(st["outcome"], "rollback_incomplete", "{log}");
+    assert!(
+        st["changes_in_place"]
+            .as_array()
+            .is_some_and(|c| c.iter().any(|c| c["step"] == "move_public_ip")),
+        "{st}"
+    );
+    assert!(log.contains("changes still in place"), "{log}");
+
+    // The service is back: a rollback on request finishes the job.
+    s.clear_faults();
+    let rb = Command::new(env!("CARGO_BIN_EXE_drover"))
+        .args(["rollback", "az3", "--as", "alice"])
+        .current_dir(d)
+        .env("DROVER_AZURE_TOKEN", TOKEN)
+        .env_remove("AZURE_SUBSCRIPTION_ID")
+        .output()
+        .expect("drover runs");
+    let out = format!("{}{}", text(&rb.stdout), text(&rb.stderr));
+    assert_eq!(rb.status.code(), Some(0), "{out}");
+    assert_eq!(pip_holder(&s), primary, "{out}");
+    assert_eq!(status(d, "az3")["outcome"], "rolled_back");
+}
