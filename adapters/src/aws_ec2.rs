@@ -207,6 +207,34 @@ async fn associate_address(c: &Call<'_>, inputs: &Inputs) -> Result<Outputs, Ada
 }
 
 async fn undo_associate_address(c: &Call<'_>, inputs: &Inputs) -> Result<(), AdapterError> {
+    send_undo_associate_address(c, inputs).await?;
+    // Verified by reading the address back: an undo is done only when the world says so.
+    let allocation = require_str(inputs, "allocation_id", "aws_ec2.associate_address")?;
+    if let Some(previous) = capture::load::<Association>(c.ctx)? {
+        let now = address(c, allocation).await?;
+        // The interface says where the address is; an instance only when no interface was known.
+        let back = match (&previous.network_interface_id, &previous.instance_id) {
+            (Some(eni), _) => now.network_interface_id.as_ref() == Some(eni),
+            (None, Some(i)) => now.instance_id.as_ref() == Some(i),
+            (None, None) => now.association_id.is_none(),
+        };
+        if !back {
+            return Err(AdapterError::permanent(format!(
+                "step {}: the undo was sent, but Elastic IP {allocation} reads as attached to {} instead of {}: still changed",
+                c.ctx.step_id,
+                now.network_interface_id.or(now.instance_id).unwrap_or_else(|| "nothing".into()),
+                previous
+                    .network_interface_id
+                    .or(previous.instance_id)
+                    .unwrap_or_else(|| "nothing".into()),
+            ))
+            .on_resource(allocation));
+        }
+    }
+    Ok(())
+}
+
+async fn send_undo_associate_address(c: &Call<'_>, inputs: &Inputs) -> Result<(), AdapterError> {
     let allocation = require_str(inputs, "allocation_id", "aws_ec2.associate_address")?;
     let Some(previous) = capture::load::<Association>(c.ctx)? else {
         return Ok(());
@@ -1109,7 +1137,17 @@ impl drover_schema::Adapter for AwsEc2Adapter {
                 if route(&c, table, cidr).await?.satisfies(&previous.single()) {
                     return Ok(());
                 }
-                replace(&c, table, cidr, &previous).await
+                replace(&c, table, cidr, &previous).await?;
+                // Verified by reading the route back.
+                if route(&c, table, cidr).await?.satisfies(&previous.single()) {
+                    Ok(())
+                } else {
+                    Err(AdapterError::permanent(format!(
+                        "step {}: the undo was sent, but the route {cidr} of {table} does not read as before: still changed",
+                        ctx.step_id
+                    ))
+                    .on_resource(table))
+                }
             }
             "aws_ec2.authorize_ingress" => undo_ingress(&c, inputs, true).await,
             "aws_ec2.revoke_ingress" => undo_ingress(&c, inputs, false).await,

@@ -795,42 +795,60 @@ impl drover_schema::Adapter for AzureNetworkAdapter {
         &self,
         action: &str,
         inputs: &Inputs,
-        _outputs: &Outputs,
+        outputs: &Outputs,
         ctx: &StepContext,
     ) -> Result<(), AdapterError> {
+        self.send_undo(action, inputs, outputs, ctx).await?;
+        // Verified by reading the resource back: the undo is done when the world says so.
         let a = self.arm(inputs, ctx)?;
         let Some(before) = capture::load::<Before>(ctx)? else {
             return Ok(());
         };
-        match action {
-            "azure_network.update_route" => restore_route(&a, inputs).await,
+        let (back, what) = match action {
+            "azure_network.update_route" => {
+                let w = RouteWant::from(inputs, action)?;
+                let now = get_route(&a, w.table, w.route).await?;
+                let back = match &before.previous {
+                    None => now.is_none(),
+                    Some(prev) => same_props(now.as_ref(), prev),
+                };
+                (back, w.name())
+            }
             "azure_network.set_subnet_route_table" => {
                 let vnet = require_str(inputs, "vnet", action)?;
                 let subnet = require_str(inputs, "subnet", action)?;
-                let previous = before.previous.as_ref().and_then(Value::as_str);
-                attach_table(&a, vnet, subnet, previous).await.map(|_| ())
+                let now = route_table_of(&get_subnet(&a, vnet, subnet).await?);
+                let was = before.previous.as_ref().and_then(Value::as_str);
+                (
+                    now.as_deref().map(str::to_ascii_lowercase) == was.map(str::to_ascii_lowercase),
+                    format!("subnet {subnet} of {vnet}"),
+                )
             }
             "azure_network.set_nsg_rule" | "azure_network.remove_nsg_rule" => {
                 let nsg = require_str(inputs, "nsg", action)?;
                 let rule = require_str(inputs, "rule", action)?;
-                let current = get_rule(&a, nsg, rule).await?;
-                match before.previous {
-                    None => delete_rule(&a, nsg, rule).await,
-                    Some(prev) if same_props(current.as_ref(), &prev) => Ok(()),
-                    Some(prev) => put_rule(&a, nsg, rule, prev).await,
-                }
+                let now = get_rule(&a, nsg, rule).await?;
+                let back = match &before.previous {
+                    None => now.is_none(),
+                    Some(prev) => same_props(now.as_ref(), prev),
+                };
+                (back, format!("security rule {rule} of {nsg}"))
             }
             "azure_network.associate_public_ip" => {
                 let pip = require_str(inputs, "public_ip", action)?;
-                let back: Option<Slot> = before
-                    .previous
-                    .map(|v| typed(v, "captured slot"))
-                    .transpose()?;
-                move_pip(&a, pip, back.as_ref()).await.map(|_| ())
+                let now = pip_slot(&get_pip(&a, pip).await?).map(|s| json_of(&s));
+                (now == before.previous, format!("public IP {pip}"))
             }
-            _ => Err(AdapterError::permanent(format!(
-                "the Azure network adapter has no action `{action}`"
-            ))),
+            _ => (true, String::new()),
+        };
+        if back {
+            Ok(())
+        } else {
+            Err(AdapterError::permanent(format!(
+                "step {}: the undo was sent, but {what} does not read as before: still changed",
+                ctx.step_id
+            ))
+            .on_resource(what))
         }
     }
 
@@ -880,6 +898,52 @@ impl drover_schema::Adapter for AzureNetworkAdapter {
         } else {
             Observation::NotDone
         })
+    }
+}
+
+impl AzureNetworkAdapter {
+    /// Sends the undo of `action` from its capture (no capture: nothing was changed).
+    async fn send_undo(
+        &self,
+        action: &str,
+        inputs: &Inputs,
+        _outputs: &Outputs,
+        ctx: &StepContext,
+    ) -> Result<(), AdapterError> {
+        let a = self.arm(inputs, ctx)?;
+        let Some(before) = capture::load::<Before>(ctx)? else {
+            return Ok(());
+        };
+        match action {
+            "azure_network.update_route" => restore_route(&a, inputs).await,
+            "azure_network.set_subnet_route_table" => {
+                let vnet = require_str(inputs, "vnet", action)?;
+                let subnet = require_str(inputs, "subnet", action)?;
+                let previous = before.previous.as_ref().and_then(Value::as_str);
+                attach_table(&a, vnet, subnet, previous).await.map(|_| ())
+            }
+            "azure_network.set_nsg_rule" | "azure_network.remove_nsg_rule" => {
+                let nsg = require_str(inputs, "nsg", action)?;
+                let rule = require_str(inputs, "rule", action)?;
+                let current = get_rule(&a, nsg, rule).await?;
+                match before.previous {
+                    None => delete_rule(&a, nsg, rule).await,
+                    Some(prev) if same_props(current.as_ref(), &prev) => Ok(()),
+                    Some(prev) => put_rule(&a, nsg, rule, prev).await,
+                }
+            }
+            "azure_network.associate_public_ip" => {
+                let pip = require_str(inputs, "public_ip", action)?;
+                let back: Option<Slot> = before
+                    .previous
+                    .map(|v| typed(v, "captured slot"))
+                    .transpose()?;
+                move_pip(&a, pip, back.as_ref()).await.map(|_| ())
+            }
+            _ => Err(AdapterError::permanent(format!(
+                "the Azure network adapter has no action `{action}`"
+            ))),
+        }
     }
 }
 
