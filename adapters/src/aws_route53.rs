@@ -569,8 +569,31 @@ impl AwsRoute53Adapter {
             &deletes,
             &format!("drover undo {}", c.ctx.idempotency_key),
         )
-        .await
-        .map(|_| ())
+        .await?;
+        // Verified by reading the record sets back: the undo is done when they read as captured.
+        let after: Vec<Record> = c
+            .records(&zone, name, rtype)
+            .await?
+            .into_iter()
+            .filter(|r| {
+                c.ctx.action != "aws_route53.upsert_record" || r.set_identifier.as_deref() == set_id
+            })
+            .collect();
+        let left = changed(&cap.previous, &after);
+        let extra = after.iter().any(|r| {
+            !cap.previous
+                .iter()
+                .any(|p| p.set_identifier == r.set_identifier)
+        });
+        if left.is_empty() && !extra {
+            Ok(())
+        } else {
+            Err(AdapterError::permanent(format!(
+                "step {}: the undo was sent, but {name} ({rtype}) in zone {zone} does not read as before: still changed",
+                c.ctx.step_id
+            ))
+            .on_resource(name))
+        }
     }
 
     async fn wait_insync(&self, c: &Call<'_>, inputs: &Inputs) -> Result<Outputs, AdapterError> {
