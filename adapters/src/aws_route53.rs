@@ -142,6 +142,18 @@ struct Capture {
     change_id: Option<String>,
 }
 
+/// The record sets of `now` that were not there before (by set identifier).
+fn added(previous: &[Record], now: &[Record]) -> Vec<Record> {
+    now.iter()
+        .filter(|r| {
+            !previous
+                .iter()
+                .any(|p| p.set_identifier == r.set_identifier)
+        })
+        .cloned()
+        .collect()
+}
+
 fn fqdn(name: &str) -> String {
     let n = name.trim().to_ascii_lowercase();
     if n.ends_with('.') { n } else { format!("{n}.") }
@@ -542,24 +554,22 @@ impl AwsRoute53Adapter {
             return Ok(());
         };
         let set_id = input_str(inputs, "set_identifier");
-        let current: Vec<Record> = c
-            .records(&zone, name, rtype)
-            .await?
-            .into_iter()
-            .filter(|r| {
-                c.ctx.action != "aws_route53.upsert_record" || r.set_identifier.as_deref() == set_id
-            })
-            .collect();
+        // The record sets the step changed: all of the name's for a flip, one for an upsert.
+        let mine = || async {
+            Ok::<Vec<Record>, AdapterError>(
+                c.records(&zone, name, rtype)
+                    .await?
+                    .into_iter()
+                    .filter(|r| {
+                        c.ctx.action != "aws_route53.upsert_record"
+                            || r.set_identifier.as_deref() == set_id
+                    })
+                    .collect(),
+            )
+        };
+        let current = mine().await?;
         let upserts = changed(&cap.previous, &current);
-        let deletes: Vec<Record> = current
-            .iter()
-            .filter(|r| {
-                !cap.previous
-                    .iter()
-                    .any(|p| p.set_identifier == r.set_identifier)
-            })
-            .cloned()
-            .collect();
+        let deletes = added(&cap.previous, &current);
         if upserts.is_empty() && deletes.is_empty() {
             return Ok(());
         }
@@ -571,21 +581,8 @@ impl AwsRoute53Adapter {
         )
         .await?;
         // Verified by reading the record sets back: the undo is done when they read as captured.
-        let after: Vec<Record> = c
-            .records(&zone, name, rtype)
-            .await?
-            .into_iter()
-            .filter(|r| {
-                c.ctx.action != "aws_route53.upsert_record" || r.set_identifier.as_deref() == set_id
-            })
-            .collect();
-        let left = changed(&cap.previous, &after);
-        let extra = after.iter().any(|r| {
-            !cap.previous
-                .iter()
-                .any(|p| p.set_identifier == r.set_identifier)
-        });
-        if left.is_empty() && !extra {
+        let after = mine().await?;
+        if changed(&cap.previous, &after).is_empty() && added(&cap.previous, &after).is_empty() {
             Ok(())
         } else {
             Err(AdapterError::permanent(format!(

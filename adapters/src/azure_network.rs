@@ -233,13 +233,10 @@ async fn update_route(a: &Arm<'_>, inputs: &Inputs) -> Result<Outputs, AdapterEr
 }
 
 /// Puts a captured resource back: PUT it when it existed, DELETE what the step created.
-async fn restore_route(a: &Arm<'_>, inputs: &Inputs) -> Result<(), AdapterError> {
+async fn restore_route(a: &Arm<'_>, inputs: &Inputs, before: &Before) -> Result<(), AdapterError> {
     let w = RouteWant::from(inputs, "azure_network.update_route")?;
-    let Some(before) = capture::load::<Before>(a.ctx)? else {
-        return Ok(());
-    };
     let current = get_route(a, w.table, w.route).await?;
-    match before.previous {
+    match before.previous.clone() {
         None => delete_route(a, w.table, w.route).await,
         Some(prev) if same_props(current.as_ref(), &prev) => Ok(()),
         Some(prev) => put_route(a, w.table, w.route, prev).await,
@@ -795,15 +792,16 @@ impl drover_schema::Adapter for AzureNetworkAdapter {
         &self,
         action: &str,
         inputs: &Inputs,
-        outputs: &Outputs,
+        _outputs: &Outputs,
         ctx: &StepContext,
     ) -> Result<(), AdapterError> {
-        self.send_undo(action, inputs, outputs, ctx).await?;
-        // Verified by reading the resource back: the undo is done when the world says so.
-        let a = self.arm(inputs, ctx)?;
+        // Without a capture the step never reached its first change: nothing to restore.
         let Some(before) = capture::load::<Before>(ctx)? else {
             return Ok(());
         };
+        let a = self.arm(inputs, ctx)?;
+        send_undo(&a, action, inputs, &before).await?;
+        // Verified by reading the resource back: the undo is done when the world says so.
         let (back, what) = match action {
             "azure_network.update_route" => {
                 let w = RouteWant::from(inputs, action)?;
@@ -901,49 +899,43 @@ impl drover_schema::Adapter for AzureNetworkAdapter {
     }
 }
 
-impl AzureNetworkAdapter {
-    /// Sends the undo of `action` from its capture (no capture: nothing was changed).
-    async fn send_undo(
-        &self,
-        action: &str,
-        inputs: &Inputs,
-        _outputs: &Outputs,
-        ctx: &StepContext,
-    ) -> Result<(), AdapterError> {
-        let a = self.arm(inputs, ctx)?;
-        let Some(before) = capture::load::<Before>(ctx)? else {
-            return Ok(());
-        };
-        match action {
-            "azure_network.update_route" => restore_route(&a, inputs).await,
-            "azure_network.set_subnet_route_table" => {
-                let vnet = require_str(inputs, "vnet", action)?;
-                let subnet = require_str(inputs, "subnet", action)?;
-                let previous = before.previous.as_ref().and_then(Value::as_str);
-                attach_table(&a, vnet, subnet, previous).await.map(|_| ())
-            }
-            "azure_network.set_nsg_rule" | "azure_network.remove_nsg_rule" => {
-                let nsg = require_str(inputs, "nsg", action)?;
-                let rule = require_str(inputs, "rule", action)?;
-                let current = get_rule(&a, nsg, rule).await?;
-                match before.previous {
-                    None => delete_rule(&a, nsg, rule).await,
-                    Some(prev) if same_props(current.as_ref(), &prev) => Ok(()),
-                    Some(prev) => put_rule(&a, nsg, rule, prev).await,
-                }
-            }
-            "azure_network.associate_public_ip" => {
-                let pip = require_str(inputs, "public_ip", action)?;
-                let back: Option<Slot> = before
-                    .previous
-                    .map(|v| typed(v, "captured slot"))
-                    .transpose()?;
-                move_pip(&a, pip, back.as_ref()).await.map(|_| ())
-            }
-            _ => Err(AdapterError::permanent(format!(
-                "the Azure network adapter has no action `{action}`"
-            ))),
+/// Sends the undo of `action` from the state captured before the step's first change.
+async fn send_undo(
+    a: &Arm<'_>,
+    action: &str,
+    inputs: &Inputs,
+    before: &Before,
+) -> Result<(), AdapterError> {
+    match action {
+        "azure_network.update_route" => restore_route(a, inputs, before).await,
+        "azure_network.set_subnet_route_table" => {
+            let vnet = require_str(inputs, "vnet", action)?;
+            let subnet = require_str(inputs, "subnet", action)?;
+            let previous = before.previous.as_ref().and_then(Value::as_str);
+            attach_table(a, vnet, subnet, previous).await.map(|_| ())
         }
+        "azure_network.set_nsg_rule" | "azure_network.remove_nsg_rule" => {
+            let nsg = require_str(inputs, "nsg", action)?;
+            let rule = require_str(inputs, "rule", action)?;
+            let current = get_rule(a, nsg, rule).await?;
+            match &before.previous {
+                None => delete_rule(a, nsg, rule).await,
+                Some(prev) if same_props(current.as_ref(), prev) => Ok(()),
+                Some(prev) => put_rule(a, nsg, rule, prev.clone()).await,
+            }
+        }
+        "azure_network.associate_public_ip" => {
+            let pip = require_str(inputs, "public_ip", action)?;
+            let back: Option<Slot> = before
+                .previous
+                .clone()
+                .map(|v| typed(v, "captured slot"))
+                .transpose()?;
+            move_pip(a, pip, back.as_ref()).await.map(|_| ())
+        }
+        _ => Err(AdapterError::permanent(format!(
+            "the Azure network adapter has no action `{action}`"
+        ))),
     }
 }
 

@@ -3,7 +3,7 @@
 
 use crate::code::Code;
 use crate::diagnostic::Diagnostic;
-use crate::plan::{Dependency, PlanNode, PlanValue};
+use crate::plan::{Dependency, PlanNode};
 use crate::runbook::{Lint, Mode, ModeSet, Production};
 use crate::span::Span;
 use drover_schema::{Catalogue, Effect, Role};
@@ -298,14 +298,6 @@ fn rto_milestone(graph: &Graph, ctx: &Context<'_>, diags: &mut Vec<Diagnostic>) 
     }
 }
 
-fn strings(v: &PlanValue) -> Vec<&str> {
-    match v {
-        PlanValue::String(s) => vec![s.as_str()],
-        PlanValue::List(items) => items.iter().flat_map(strings).collect(),
-        _ => Vec::new(),
-    }
-}
-
 fn drill_production(graph: &Graph, ctx: &Context<'_>, diags: &mut Vec<Diagnostic>) {
     if ctx.production.resources.is_empty() {
         return;
@@ -324,7 +316,7 @@ fn drill_production(graph: &Graph, ctx: &Context<'_>, diags: &mut Vec<Diagnostic
             let Some(v) = step.inputs.get(&spec.name) else {
                 continue;
             };
-            for s in strings(v) {
+            for s in v.literal_strings() {
                 if let Some(p) = ctx.production.resources.iter().find(|r| r.value == s) {
                     let at = ctx
                         .resource_spans

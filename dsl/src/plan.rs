@@ -252,6 +252,17 @@ pub enum PlanValue {
 }
 
 impl PlanValue {
+    /// The strings the value holds literally (a string, or the strings of a list, nested): what
+    /// is known of a resource name before the run.
+    #[must_use]
+    pub fn literal_strings(&self) -> Vec<&str> {
+        match self {
+            PlanValue::String(s) => vec![s.as_str()],
+            PlanValue::List(items) => items.iter().flat_map(PlanValue::literal_strings).collect(),
+            _ => Vec::new(),
+        }
+    }
+
     /// The value as JSON for template contexts. Secrets become `null`: they are never rendered.
     #[must_use]
     pub fn to_json(&self) -> serde_json::Value {

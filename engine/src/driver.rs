@@ -321,18 +321,9 @@ fn claims(plan: &Plan, mode: Mode, adapters: &Adapters) -> Vec<String> {
                 continue;
             }
             for name in adapters.resources.get(&step.action).into_iter().flatten() {
-                let mut values = Vec::new();
-                match step.inputs.get(name) {
-                    Some(drover_dsl::PlanValue::String(v)) => values.push(v.clone()),
-                    Some(drover_dsl::PlanValue::List(l)) => {
-                        values.extend(l.iter().filter_map(|v| match v {
-                            drover_dsl::PlanValue::String(s) => Some(s.clone()),
-                            _ => None,
-                        }));
-                    }
-                    _ => {}
+                if let Some(v) = step.inputs.get(name) {
+                    out.extend(v.literal_strings().iter().map(|s| format!("resource:{s}")));
                 }
-                out.extend(values.into_iter().map(|v| format!("resource:{v}")));
             }
         }
     }
