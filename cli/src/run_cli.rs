@@ -585,6 +585,21 @@ pub fn status(run_id: &str, state: PathBuf, json: bool) -> ExitCode {
                     outln!("  {:<14}   waiting: {}", "", p.text);
                 }
             }
+            if let Some(r) = rec.rollback_approval.as_ref().filter(|r| !r.approved) {
+                outln!(
+                    "  rollback asked for by {} waits for approval ({} of {}, by the rules of `{}`{}): drover approve {} rollback --as NAME",
+                    r.requested_by,
+                    r.approved_by.len(),
+                    r.required,
+                    r.gate,
+                    if r.approved_by.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; approved by {}", r.approved_by.join(", "))
+                    },
+                    rec.run_id
+                );
+            }
             outln!("{}", objective("RTO", &rec.rto));
             outln!("{}", objective("RPO", &rec.rpo));
             changes_in_place(&rec);

@@ -1050,7 +1050,16 @@ impl Driver {
                 self.timers.insert((at_ms, step, attempt, timer));
             }
             Action::AwaitApproval { step, required } => {
-                let roles: Vec<String> = match self.step(&step).and_then(|s| s.inputs.get("roles"))
+                // A rollback on request is held to the rules of the approval step gating it.
+                let rollback = step == crate::scheduler::ROLLBACK_APPROVAL;
+                let rules = if rollback {
+                    self.sched
+                        .rollback_gate_step()
+                        .map_or_else(|| step.clone(), str::to_owned)
+                } else {
+                    step.clone()
+                };
+                let roles: Vec<String> = match self.step(&rules).and_then(|s| s.inputs.get("roles"))
                 {
                     Some(drover_dsl::PlanValue::List(l)) => l
                         .iter()
@@ -1067,15 +1076,24 @@ impl Driver {
                     roles.concat()
                 };
                 let initiator_may = matches!(
-                    self.step(&step)
+                    self.step(&rules)
                         .and_then(|s| s.inputs.get("initiator_may_approve")),
                     Some(drover_dsl::PlanValue::Bool(true))
                 );
+                let barred = match self.sched.rollback_requester() {
+                    Some(by) if rollback => by,
+                    _ => self.spec.initiator.as_str(),
+                };
                 let who = if initiator_may {
                     String::new()
                 } else {
-                    format!(" by someone other than {}", self.spec.initiator)
+                    format!(" by someone other than {barred}")
                 };
+                if rollback {
+                    self.say(&format!(
+                        "the rollback undoes destructive steps gated by `{rules}`: it needs the same approvals"
+                    ));
+                }
                 self.say(&format!(
                     "WAITING {step}: needs {required} approval(s){who}: drover approve {} {step} --as NAME{hint}",
                     self.spec.run_id

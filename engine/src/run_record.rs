@@ -84,6 +84,25 @@ pub struct RunRecord {
     /// — what `drover rollback` would undo.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub changes_in_place: Vec<ChangeInPlace>,
+    /// A rollback asked for with `drover rollback` that undoes destructive steps gated by
+    /// approvals: who asked, the gate whose rules apply, and who approved so far.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback_approval: Option<RollbackApproval>,
+}
+
+/// The approvals of a rollback on request (`drover approve RUN rollback`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RollbackApproval {
+    /// Who asked for the rollback (may not approve it, by four eyes).
+    pub requested_by: String,
+    /// The approval step whose rules (approvers, roles) apply.
+    pub gate: String,
+    /// Approvals needed.
+    pub required: u32,
+    /// Who approved, in order.
+    pub approved_by: Vec<String>,
+    /// Whether the undos may run.
+    pub approved: bool,
 }
 
 /// A change a run made and did not undo.
@@ -268,6 +287,7 @@ pub fn build(
         steps,
         backups,
         changes_in_place,
+        rollback_approval: sched.rollback_approval(),
     }
 }
 

@@ -275,7 +275,17 @@ pub enum NodeEvent<'a> {
     /// Stop scheduling.
     Interrupted,
     /// Undo the run on request (see [`Event::RollbackRequested`]).
-    RollbackRequested,
+    RollbackRequested {
+        /// Who asked.
+        operator: &'a str,
+    },
+    /// An operator approved the rollback asked for (`drover approve RUN rollback`).
+    RollbackApproved {
+        /// Who.
+        operator: &'a str,
+        /// The roles they act in.
+        roles: &'a [String],
+    },
 }
 
 /// Why a node will not run.
@@ -306,7 +316,13 @@ pub enum Refusal {
     Role,
     /// The operator approved already.
     Duplicate,
+    /// Whoever asked for a rollback may not approve it.
+    OwnRollback,
 }
+
+/// The name under which a rollback asked for by `drover rollback` waits for approval, when the
+/// runbook gates the destructive steps it would undo: `drover approve RUN rollback`.
+pub const ROLLBACK_APPROVAL: &str = "rollback";
 
 /// What to do, with nodes named by index: the form of [`Action`] that
 /// [`Scheduler::on_node_event`] produces. Small and `Copy`: no strings.
@@ -355,6 +371,22 @@ pub enum NodeAction {
     ApprovalRefused {
         /// Node index.
         node: usize,
+        /// Why.
+        reason: Refusal,
+    },
+    /// A rollback on request waits for approvers: it undoes destructive steps the runbook gates
+    /// with approvals, and is held to the strictest of those gates.
+    AwaitRollbackApproval {
+        /// Approvals needed.
+        required: u32,
+    },
+    /// An approval of the rollback was counted (the operator is the event's).
+    RollbackApprovalAccepted {
+        /// Approvals still needed.
+        remaining: u32,
+    },
+    /// An approval of the rollback was refused (the operator is the event's).
+    RollbackApprovalRefused {
         /// Why.
         reason: Refusal,
     },
@@ -506,6 +538,8 @@ struct Node {
     on_failure: OnFailure,
     when: Option<String>,
     approval: Option<Approval>,
+    /// The action changes what serves production (its undo needs the same approvals).
+    destructive: bool,
     has_compensate: bool,
     /// The action's built-in undo restores the state captured before the first call, so it also
     /// undoes the partial change of an attempt that failed midway.
@@ -532,8 +566,21 @@ struct Hot {
 enum Phase {
     Running,
     Draining(RunOutcome),
+    /// A rollback on request waits for its approvals before any undo runs.
+    AwaitingRollbackApproval,
     Compensating,
     Done(RunOutcome),
+}
+
+/// The approvals a rollback on request needs: the rules of the approval step `node` (the
+/// strictest gate upstream of the destructive steps to undo).
+#[derive(Debug, Clone)]
+struct RollbackGate {
+    node: usize,
+    /// Who asked (four eyes applies to them).
+    requester: String,
+    approvers: Vec<String>,
+    satisfied: bool,
 }
 
 /// Whether two typed operator names are the same person: compared after trimming and
@@ -623,6 +670,8 @@ pub struct Scheduler {
     errors: Vec<Option<String>>,
     error_contexts: Vec<Option<Box<drover_schema::ErrorContext>>>,
     approvers: Vec<Vec<String>>,
+    /// The approvals of a rollback on request, once one was asked for under a gate.
+    rollback_gate: Option<RollbackGate>,
     /// Per node: the armed retry and timeout timers, as (attempt, when).
     timers: Vec<[Option<(u32, u64)>; 2]>,
     params: BTreeMap<String, PlanValue>,
@@ -696,6 +745,7 @@ impl Scheduler {
                     on_failure: OnFailure::Abort,
                     when: None,
                     approval: None,
+                    destructive: false,
                     has_compensate: false,
                     undoes_partial: false,
                     context: BTreeMap::new(),
@@ -740,6 +790,7 @@ impl Scheduler {
                             Some(PlanValue::Bool(true))
                         ),
                     }),
+                    destructive: s.effect == drover_schema::Effect::Destructive,
                     has_compensate: s.compensate.is_some() || s.builtin_undo,
                     undoes_partial: s.compensate.is_none() && s.builtin_undo,
                     context: s.context.clone(),
@@ -811,6 +862,7 @@ impl Scheduler {
             errors: vec![None; n],
             error_contexts: vec![None; n],
             approvers: vec![Vec::new(); n],
+            rollback_gate: None,
             timers: vec![[None; 2]; n],
             params: plan.params.clone(),
             config,
@@ -843,6 +895,7 @@ impl Scheduler {
         for a in &mut self.approvers {
             a.clear();
         }
+        self.rollback_gate = None;
         self.timers.fill([None; 2]);
         self.phase = Phase::Running;
         self.started = false;
@@ -1017,15 +1070,50 @@ impl Scheduler {
             .collect()
     }
 
-    /// Approval steps waiting for operators.
+    /// Approval steps waiting for operators ([`ROLLBACK_APPROVAL`] while a rollback on request
+    /// waits for its approvals).
     #[must_use]
     pub fn awaiting_approval(&self) -> Vec<String> {
-        self.status
+        let mut out: Vec<String> = self
+            .status
             .iter()
             .enumerate()
             .filter(|(_, s)| **s == Status::AwaitingApproval)
             .map(|(i, _)| self.nodes[i].id.clone())
-            .collect()
+            .collect();
+        if self.phase == Phase::AwaitingRollbackApproval {
+            out.push(ROLLBACK_APPROVAL.to_owned());
+        }
+        out
+    }
+
+    /// Who asked for the rollback waiting for approval (four eyes bars them from approving it).
+    #[must_use]
+    pub fn rollback_requester(&self) -> Option<&str> {
+        self.rollback_gate.as_ref().map(|g| g.requester.as_str())
+    }
+
+    /// The approvals of a rollback on request held by a gate, once one was asked for.
+    #[must_use]
+    pub fn rollback_approval(&self) -> Option<crate::run_record::RollbackApproval> {
+        self.rollback_gate
+            .as_ref()
+            .map(|g| crate::run_record::RollbackApproval {
+                requested_by: g.requester.clone(),
+                gate: self.nodes[g.node].id.clone(),
+                required: self.hot[g.node].approvals,
+                approved_by: g.approvers.clone(),
+                approved: g.satisfied,
+            })
+    }
+
+    /// The approval step whose rules a rollback on request is held to, once one was asked for
+    /// under a gate.
+    #[must_use]
+    pub fn rollback_gate_step(&self) -> Option<&str> {
+        self.rollback_gate
+            .as_ref()
+            .map(|g| self.nodes[g.node].id.as_str())
     }
 
     /// How the run ended, once it has.
@@ -1045,7 +1133,17 @@ impl Scheduler {
             Event::Started => NodeEvent::Started,
             Event::Resumed => NodeEvent::Resumed,
             Event::Interrupted => NodeEvent::Interrupted,
-            Event::RollbackRequested { .. } => NodeEvent::RollbackRequested,
+            Event::RollbackRequested { operator } => NodeEvent::RollbackRequested { operator },
+            Event::Approved {
+                step,
+                operator,
+                roles,
+            } if step == ROLLBACK_APPROVAL
+                && (self.phase == Phase::AwaitingRollbackApproval
+                    || !self.index.contains_key(step)) =>
+            {
+                NodeEvent::RollbackApproved { operator, roles }
+            }
             Event::StepSucceeded {
                 step,
                 attempt,
@@ -1122,7 +1220,9 @@ impl Scheduler {
             },
         };
         let operator = match event {
-            Event::Approved { operator, .. } => operator.as_str(),
+            Event::Approved { operator, .. } | Event::RollbackRequested { operator } => {
+                operator.as_str()
+            }
             _ => "",
         };
         let mut acts = std::mem::take(&mut self.scratch);
@@ -1159,6 +1259,9 @@ impl Scheduler {
             ),
             Refusal::Duplicate => {
                 "already approved by this operator; approvers must be distinct".into()
+            }
+            Refusal::OwnRollback => {
+                "four eyes: the operator who asked for the rollback may not approve it".into()
             }
         }
     }
@@ -1200,6 +1303,23 @@ impl Scheduler {
                 operator: operator.to_owned(),
                 reason: self.refusal(node, reason),
             },
+            NodeAction::AwaitRollbackApproval { required } => Action::AwaitApproval {
+                step: ROLLBACK_APPROVAL.into(),
+                required,
+            },
+            NodeAction::RollbackApprovalAccepted { remaining } => Action::ApprovalAccepted {
+                step: ROLLBACK_APPROVAL.into(),
+                operator: operator.to_owned(),
+                remaining,
+            },
+            NodeAction::RollbackApprovalRefused { reason } => Action::ApprovalRefused {
+                step: ROLLBACK_APPROVAL.into(),
+                operator: operator.to_owned(),
+                reason: match reason {
+                    Refusal::NotWaiting => "no rollback of this run is waiting for approval".into(),
+                    r => self.refusal(self.rollback_gate.as_ref().map_or(0, |g| g.node), r),
+                },
+            },
             NodeAction::StepDone { node } => Action::StepDone { step: id(node) },
             NodeAction::StepGaveUp { node } => Action::StepGaveUp {
                 step: id(node),
@@ -1234,18 +1354,31 @@ impl Scheduler {
     pub fn on_node_event(&mut self, event: NodeEvent<'_>, now: u64, out: &mut Vec<NodeAction>) {
         if matches!(self.phase, Phase::Done(RunOutcome::Interrupted)) && event == NodeEvent::Resumed
         {
+            // A rollback interrupted while it waited for approval keeps waiting.
+            if let Some(g) = self.rollback_gate.as_ref().filter(|g| !g.satisfied) {
+                let required = self.hot[g.node].approvals;
+                self.phase = Phase::AwaitingRollbackApproval;
+                out.push(NodeAction::AwaitRollbackApproval { required });
+                return;
+            }
             self.phase = Phase::Running;
         }
-        if event == NodeEvent::RollbackRequested {
-            self.request_rollback(out);
+        if let NodeEvent::RollbackRequested { operator } = event {
+            self.request_rollback(operator, out);
             return;
         }
         if matches!(self.phase, Phase::Done(_)) {
-            if let NodeEvent::Approved { node, .. } = event {
-                out.push(NodeAction::ApprovalRefused {
+            match event {
+                NodeEvent::Approved { node, .. } => out.push(NodeAction::ApprovalRefused {
                     node,
                     reason: Refusal::RunOver,
-                });
+                }),
+                NodeEvent::RollbackApproved { .. } => {
+                    out.push(NodeAction::RollbackApprovalRefused {
+                        reason: Refusal::RunOver,
+                    });
+                }
+                _ => {}
             }
             return;
         }
@@ -1357,9 +1490,17 @@ impl Scheduler {
             NodeEvent::Interrupted => {
                 if self.phase == Phase::Running {
                     self.phase = Phase::Draining(RunOutcome::Interrupted);
+                } else if self.phase == Phase::AwaitingRollbackApproval {
+                    // Nothing runs while the rollback waits: the wait itself is interrupted, and
+                    // `drover rollback` asks again (approvals given so far still count).
+                    self.finish(RunOutcome::Interrupted, out);
+                    return;
                 }
             }
-            NodeEvent::RollbackRequested => {}
+            NodeEvent::RollbackApproved { operator, roles } => {
+                self.approve_rollback(operator, roles, out);
+            }
+            NodeEvent::RollbackRequested { .. } => {}
         }
         if self.started {
             self.advance(now, out);
@@ -1659,7 +1800,11 @@ impl Scheduler {
     /// backing off or awaiting approval are skipped); once nothing is in flight, every completed
     /// step with an undo — and every undo that failed before, tried again — is compensated in
     /// reverse dependency order. A run already rolled back has nothing to undo.
-    fn request_rollback(&mut self, out: &mut Vec<NodeAction>) {
+    ///
+    /// When a destructive step to undo sits behind approval steps, the undos wait until the
+    /// strictest of those gates is satisfied again, by its roles, with `operator` (who asked)
+    /// in the place of the initiator for four eyes.
+    fn request_rollback(&mut self, operator: &str, out: &mut Vec<NodeAction>) {
         if matches!(self.phase, Phase::Done(RunOutcome::RolledBack)) {
             return;
         }
@@ -1681,9 +1826,102 @@ impl Scheduler {
                 _ => {}
             }
         }
+        if let Some(node) = self.rollback_gate_for_undos() {
+            let g = self.rollback_gate.get_or_insert_with(|| RollbackGate {
+                node,
+                requester: String::new(),
+                approvers: Vec::new(),
+                satisfied: false,
+            });
+            if !g.satisfied {
+                g.requester = operator.to_owned();
+                let required = self.hot[g.node].approvals;
+                self.phase = Phase::AwaitingRollbackApproval;
+                out.push(NodeAction::AwaitRollbackApproval { required });
+                return;
+            }
+        }
         self.phase = Phase::Compensating;
         if self.running_total == 0 && self.compensating_count == 0 {
             self.next_compensation(out);
+        }
+    }
+
+    /// The strictest approval step (most approvers; the first in dependency order on a tie)
+    /// upstream of a destructive step the rollback would undo, if any.
+    fn rollback_gate_for_undos(&self) -> Option<usize> {
+        let mut seen = vec![false; self.nodes.len()];
+        let mut stack: Vec<usize> = (0..self.nodes.len())
+            .filter(|&i| {
+                self.nodes[i].destructive
+                    && match self.status[i] {
+                        // A step caught in flight is read back and undone if it took effect.
+                        Status::Succeeded | Status::Running { .. } => self.nodes[i].has_compensate,
+                        Status::Failed => self.nodes[i].undoes_partial,
+                        _ => false,
+                    }
+            })
+            .collect();
+        let mut best: Option<usize> = None;
+        while let Some(i) = stack.pop() {
+            for &p in &self.edges[self.pred_at[i]..self.pred_at[i + 1]] {
+                if std::mem::replace(&mut seen[p], true) {
+                    continue;
+                }
+                stack.push(p);
+                if self.nodes[p].approval.is_some() {
+                    let better = best.is_none_or(|b| {
+                        let (hp, hb) = (self.hot[p].approvals, self.hot[b].approvals);
+                        hp > hb || (hp == hb && self.topo_pos(p) < self.topo_pos(b))
+                    });
+                    if better {
+                        best = Some(p);
+                    }
+                }
+            }
+        }
+        best
+    }
+
+    fn topo_pos(&self, i: usize) -> usize {
+        self.topo.iter().position(|&t| t == i).unwrap_or(usize::MAX)
+    }
+
+    /// Counts an approval of the rollback on request, by the rules of its gate.
+    fn approve_rollback(&mut self, operator: &str, roles: &[String], out: &mut Vec<NodeAction>) {
+        let waiting = self.phase == Phase::AwaitingRollbackApproval;
+        let Some(g) = self.rollback_gate.as_mut().filter(|_| waiting) else {
+            out.push(NodeAction::RollbackApprovalRefused {
+                reason: Refusal::NotWaiting,
+            });
+            return;
+        };
+        let Some(p) = self.nodes[g.node].approval.as_ref() else {
+            return;
+        };
+        let refused = if same_operator(operator, &g.requester) && !p.initiator_may_approve {
+            Some(Refusal::OwnRollback)
+        } else if !p.roles.is_empty() && !roles.iter().any(|r| p.roles.contains(r)) {
+            Some(Refusal::Role)
+        } else if g.approvers.iter().any(|a| same_operator(a, operator)) {
+            Some(Refusal::Duplicate)
+        } else {
+            None
+        };
+        if let Some(reason) = refused {
+            out.push(NodeAction::RollbackApprovalRefused { reason });
+            return;
+        }
+        g.approvers.push(operator.to_owned());
+        let have = u32::try_from(g.approvers.len()).unwrap_or(u32::MAX);
+        let remaining = self.hot[g.node].approvals.saturating_sub(have);
+        out.push(NodeAction::RollbackApprovalAccepted { remaining });
+        if remaining == 0 {
+            g.satisfied = true;
+            self.phase = Phase::Compensating;
+            if self.running_total == 0 && self.compensating_count == 0 {
+                self.next_compensation(out);
+            }
         }
     }
 
@@ -1782,6 +2020,14 @@ mod tests {
             error: "boom".into(),
             transient,
             context: None,
+        }
+    }
+
+    fn approved(step: &str, operator: &str, roles: &[&str]) -> Event {
+        Event::Approved {
+            step: step.into(),
+            operator: operator.into(),
+            roles: roles.iter().map(|r| (*r).to_owned()).collect(),
         }
     }
 
@@ -2093,6 +2339,145 @@ mod tests {
         }));
         // A rolled-back run has nothing left to undo.
         assert!(s.on_event(&request, 30).is_empty());
+    }
+
+    #[test]
+    fn a_rollback_of_gated_destructive_steps_waits_for_the_same_approvals() {
+        let body = format!(
+            "step gate {{\n  action = approval\n  with {{\n    prompt = \"go?\"\n    approvers = 2\n    roles = [\"ic\"]\n  }}\n}}\n\
+             step move {{\n  action = aws_ec2.associate_address\n  after  = [gate]\n  with {{\n    allocation_id = \"eipalloc-1\"\n    instance_id   = \"i-1\"\n  }}\n}}\n{}{}",
+            step("c", "after = [move]"),
+            DONE
+        );
+        let mut s = sched(&body);
+        s.on_event(&Event::Started, 0);
+        for who in ["bob", "carol"] {
+            s.on_event(&approved("gate", who, &["ic"]), 1);
+        }
+        s.on_event(&ok("move", 1), 2);
+        let a = s.on_event(&fail("c", 1, false), 3);
+        assert!(a.contains(&Action::Finished {
+            outcome: RunOutcome::Failed
+        }));
+        let a = s.on_event(
+            &Event::RollbackRequested {
+                operator: "Dave".into(),
+            },
+            10,
+        );
+        assert_eq!(
+            a,
+            vec![Action::AwaitApproval {
+                step: ROLLBACK_APPROVAL.into(),
+                required: 2
+            }],
+            "no undo runs before the gate's approvals"
+        );
+        assert_eq!(s.awaiting_approval(), vec![ROLLBACK_APPROVAL.to_owned()]);
+        assert_eq!(s.rollback_gate_step(), Some("gate"));
+        let refused = |a: &[Action]| {
+            a.iter().find_map(|a| match a {
+                Action::ApprovalRefused { reason, .. } => Some(reason.clone()),
+                _ => None,
+            })
+        };
+        // Whoever asked may not approve; the gate's roles apply; approvers are distinct.
+        let a = s.on_event(&approved(ROLLBACK_APPROVAL, " dave", &["ic"]), 11);
+        assert!(
+            refused(&a).is_some_and(|r| r.contains("asked for the rollback")),
+            "{a:?}"
+        );
+        let a = s.on_event(&approved(ROLLBACK_APPROVAL, "erin", &["dba"]), 12);
+        assert!(refused(&a).is_some_and(|r| r.contains("ic")), "{a:?}");
+        let a = s.on_event(&approved(ROLLBACK_APPROVAL, "erin", &["ic"]), 13);
+        assert!(refused(&a).is_none() && !a.iter().any(|a| matches!(a, Action::Compensate { .. })));
+        let a = s.on_event(&approved(ROLLBACK_APPROVAL, "Erin", &["ic"]), 14);
+        assert!(refused(&a).is_some_and(|r| r.contains("distinct")), "{a:?}");
+        let a = s.on_event(&approved(ROLLBACK_APPROVAL, "frank", &["ic"]), 15);
+        assert!(
+            a.contains(&Action::Compensate {
+                step: "move".into()
+            }),
+            "{a:?}"
+        );
+    }
+
+    #[test]
+    fn a_rollback_interrupted_while_it_waits_for_approval_keeps_its_approvals() {
+        let body = format!(
+            "step gate {{\n  action = approval\n  with {{\n    prompt = \"go?\"\n    approvers = 2\n  }}\n}}\n\
+             step move {{\n  action = aws_ec2.associate_address\n  after  = [gate]\n  with {{\n    allocation_id = \"eipalloc-1\"\n    instance_id   = \"i-1\"\n  }}\n}}\n{}{}",
+            step("c", "after = [move]"),
+            DONE
+        );
+        let mut s = sched(&body);
+        s.on_event(&Event::Started, 0);
+        for who in ["bob", "carol"] {
+            s.on_event(&approved("gate", who, &[]), 1);
+        }
+        s.on_event(&ok("move", 1), 2);
+        s.on_event(&fail("c", 1, false), 3);
+        let request = Event::RollbackRequested {
+            operator: "dave".into(),
+        };
+        s.on_event(&request, 10);
+        s.on_event(&approved(ROLLBACK_APPROVAL, "erin", &[]), 11);
+        let a = s.on_event(&Event::Interrupted, 12);
+        assert!(a.contains(&Action::Finished {
+            outcome: RunOutcome::Interrupted
+        }));
+        // `drover resume` goes on waiting rather than calling the run a success.
+        let mut resumed = s.clone();
+        let a = resumed.on_event(&Event::Resumed, 13);
+        assert_eq!(
+            a,
+            vec![Action::AwaitApproval {
+                step: ROLLBACK_APPROVAL.into(),
+                required: 2
+            }]
+        );
+        // Asked again: erin's approval still counts.
+        s.on_event(&request, 20);
+        let a = s.on_event(&approved(ROLLBACK_APPROVAL, "frank", &[]), 21);
+        assert!(
+            a.contains(&Action::Compensate {
+                step: "move".into()
+            }),
+            "{a:?}"
+        );
+    }
+
+    #[test]
+    fn a_rollback_of_ungated_steps_and_an_automatic_rollback_need_no_approval() {
+        let body = format!(
+            "step gate {{\n  action = approval\n  with {{\n    prompt = \"go?\"\n  }}\n}}\n\
+             step restore {{\n  action = wait\n  after = [gate]\n  compensate {{\n    action = wait\n    with {{\n      duration = 1s\n    }}\n  }}\n  with {{\n    duration = 1s\n  }}\n}}\n{}{}",
+            step("c", "after = [restore]"),
+            DONE
+        );
+        let mut s = sched(&body);
+        s.on_event(&Event::Started, 0);
+        s.on_event(&approved("gate", "bob", &[]), 1);
+        s.on_event(&ok("restore", 1), 2);
+        s.on_event(&fail("c", 1, false), 3);
+        let a = s.on_event(
+            &Event::RollbackRequested {
+                operator: "alice".into(),
+            },
+            4,
+        );
+        assert_eq!(
+            a,
+            vec![Action::Compensate {
+                step: "restore".into()
+            }],
+            "nothing destructive to undo: no gate"
+        );
+        let a = s.on_event(&approved(ROLLBACK_APPROVAL, "bob", &[]), 5);
+        assert!(
+            matches!(&a[..], [Action::ApprovalRefused { reason, .. }] if reason.contains("no rollback")),
+            "{a:?}"
+        );
     }
 
     #[test]

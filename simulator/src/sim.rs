@@ -621,7 +621,10 @@ impl Prepared {
                     }
                     NodeAction::Abandon { .. }
                     | NodeAction::ApprovalAccepted { .. }
-                    | NodeAction::ApprovalRefused { .. } => {}
+                    | NodeAction::ApprovalRefused { .. }
+                    | NodeAction::AwaitRollbackApproval { .. }
+                    | NodeAction::RollbackApprovalAccepted { .. }
+                    | NodeAction::RollbackApprovalRefused { .. } => {}
                 }
             }
         }

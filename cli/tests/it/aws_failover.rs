@@ -1414,6 +1414,37 @@ milestone done {{
         finish(child)
     };
 
+    // The cutover's destructive steps are gated by `go`: undoing them needs the same approval,
+    // and whoever asks for the rollback may not give it.
+    let rollback = |id: &str| {
+        let args: Vec<String> = ["rollback", id, "--as", "alice"]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
+        let mark = moto_log_mark();
+        let child = spawn(d, &args, None);
+        wait_until("the rollback to wait for approval", || {
+            text(&drover(d, &["status", id]).stdout).contains("waits for approval")
+        });
+        let calls = moto_calls_about(mark, &[&w.allocation, &w.route_table, &w.zone_id]);
+        assert!(
+            !calls.iter().any(|c| c.ends_with("AssociateAddress")
+                || c == "ReplaceRoute"
+                || (c.starts_with("POST") && c.contains("rrset"))),
+            "nothing is undone before the approval: {calls:?}"
+        );
+        let own = drover(d, &["approve", id, "rollback", "--as", "Alice "]);
+        assert_ne!(own.status.code(), Some(0));
+        assert!(
+            text(&own.stderr).contains("asked for the rollback"),
+            "{}",
+            text(&own.stderr)
+        );
+        let ok = drover(d, &["approve", id, "rollback", "--as", "bob"]);
+        assert_eq!(ok.status.code(), Some(0), "{}", text(&ok.stderr));
+        finish(child)
+    };
+
     // 1. Aborted by a failed check: the run fails, every change still in place.
     let (code, log) = run("r1", None);
     assert_eq!(code, Some(1), "{log}");
@@ -1431,9 +1462,12 @@ milestone done {{
     ] {
         assert!(st.contains(step), "status lists {step}: {st}");
     }
-    let rb = drover(d, &["rollback", "r1", "--as", "alice"]);
-    let log = format!("{}{}", text(&rb.stdout), text(&rb.stderr));
-    assert_eq!(rb.status.code(), Some(0), "{log}");
+    let (code, log) = rollback("r1");
+    assert_eq!(code, Some(0), "{log}");
+    assert!(
+        log.contains("needs 1 approval(s) by someone other than alice"),
+        "{log}"
+    );
     for step in ["dns", "reroute", "move_eip"] {
         assert!(log.contains(&format!("undo    {step} (")), "{step}: {log}");
     }
@@ -1467,9 +1501,8 @@ milestone done {{
         "{}",
         text(&st.stdout)
     );
-    let rb = drover(d, &["rollback", "r2", "--as", "alice"]);
-    let log = format!("{}{}", text(&rb.stdout), text(&rb.stderr));
-    assert_eq!(rb.status.code(), Some(0), "{log}");
+    let (code, log) = rollback("r2");
+    assert_eq!(code, Some(0), "{log}");
     assert!(!log.contains("start   reroute"), "nothing new runs: {log}");
     let after = rt.block_on(w.read());
     assert!(
