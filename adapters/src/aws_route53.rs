@@ -3,8 +3,14 @@
 //!
 //! Every change is one `ChangeResourceRecordSets` batch, so it applies whole or not at all. Before
 //! the first change a step saves the record sets it is about to replace (`capture.rs`);
-//! `compensate` puts them back, and a retry or a resume after a crash re-applies the same UPSERT
+//! `compensate` puts them back, and a retry or a resume after a crash re-applies the change
 //! (which changes nothing when it already took effect) without losing the original state.
+//!
+//! Writes are conditional on what was read: a record set that exists is replaced by a DELETE of
+//! exactly the values read and a CREATE of the new ones in the same batch, and a new one by a
+//! CREATE. Route 53 applies the batch only if every DELETE matches the current record set and no
+//! CREATE finds one, so someone else's change between the read and the write is a clear conflict
+//! instead of being silently overwritten (an UPSERT would replace whatever is there).
 
 use crate::capture;
 use crate::cloud_common::{
@@ -154,6 +160,31 @@ fn added(previous: &[Record], now: &[Record]) -> Vec<Record> {
         .collect()
 }
 
+/// The batch that turns `current` into `writes` (and removes `deletes`) only if nothing else
+/// changed them since they were read: a record set that exists (same name, type and set
+/// identifier) is deleted with exactly the values read and created anew; one that does not is
+/// created. DELETEs come first.
+fn conditional_batch<'a>(
+    current: &'a [Record],
+    writes: &'a [Record],
+    deletes: &'a [Record],
+) -> Vec<(ChangeAction, &'a Record)> {
+    let same_key = |a: &Record, b: &Record| {
+        a.name.eq_ignore_ascii_case(&b.name)
+            && a.rtype == b.rtype
+            && a.set_identifier == b.set_identifier
+    };
+    let replaced = writes
+        .iter()
+        .filter_map(|w| current.iter().find(|c| same_key(c, w)));
+    deletes
+        .iter()
+        .chain(replaced)
+        .map(|r| (ChangeAction::Delete, r))
+        .chain(writes.iter().map(|r| (ChangeAction::Create, r)))
+        .collect()
+}
+
 fn fqdn(name: &str) -> String {
     let n = name.trim().to_ascii_lowercase();
     if n.ends_with('.') { n } else { format!("{n}.") }
@@ -216,20 +247,19 @@ impl Call<'_> {
         Ok(out)
     }
 
-    /// Submits one all-or-nothing batch of UPSERTs (and DELETEs), returning the change id.
+    /// Submits one all-or-nothing batch that makes `writes` and removes `deletes`, conditional on
+    /// `current` (the record sets as just read): see [`conditional_batch`]. Returns the change id.
     async fn submit(
         &self,
         zone: &str,
-        upserts: &[Record],
+        current: &[Record],
+        writes: &[Record],
         deletes: &[Record],
         comment: &str,
     ) -> Result<String, AdapterError> {
+        let upserts = writes;
         let mut batch = ChangeBatch::builder().comment(comment);
-        for (action, r) in deletes
-            .iter()
-            .map(|r| (ChangeAction::Delete, r))
-            .chain(upserts.iter().map(|r| (ChangeAction::Upsert, r)))
-        {
+        for (action, r) in conditional_batch(current, writes, deletes) {
             batch = batch.changes(
                 Change::builder()
                     .action(action)
@@ -250,11 +280,17 @@ impl Call<'_> {
             .send()
             .await
             .map_err(|e| {
-                self.err(
+                let mut err = self.err(
                     "ChangeResourceRecordSets",
                     &format!("zone {zone} ({})", what.join(", ")),
                     &e,
-                )
+                );
+                if err.context.code.as_deref() == Some("InvalidChangeBatch") {
+                    err.message.push_str(
+                        " — the record sets no longer read as Drover read them just before: someone else changed them; check the zone and run the step again",
+                    );
+                }
+                err
             })?;
         Ok(out
             .change_info()
@@ -496,6 +532,7 @@ impl AwsRoute53Adapter {
         let id = c
             .submit(
                 &zone,
+                &current,
                 &todo,
                 &[],
                 &format!("drover {}", c.ctx.idempotency_key),
@@ -528,6 +565,7 @@ impl AwsRoute53Adapter {
             let id = c
                 .submit(
                     &zone,
+                    &current,
                     &todo,
                     &[],
                     &format!("drover {}", c.ctx.idempotency_key),
@@ -575,6 +613,7 @@ impl AwsRoute53Adapter {
         }
         c.submit(
             &zone,
+            &current,
             &upserts,
             &deletes,
             &format!("drover undo {}", c.ctx.idempotency_key),
@@ -899,6 +938,28 @@ mod tests {
         )
         .expect_err("unknown id");
         assert!(e.to_string().contains("east, west"), "{e}");
+    }
+
+    #[test]
+    fn writes_are_conditional_on_the_record_sets_as_read() {
+        let current = vec![rec("east", "PRIMARY"), rec("west", "SECONDARY")];
+        let want = vec![rec("east", "SECONDARY"), rec("north", "PRIMARY")];
+        let batch = conditional_batch(&current, &want, &[]);
+        let seen: Vec<(ChangeAction, &Record)> = batch.into_iter().collect();
+        // The existing set is deleted with exactly the values read, then created anew; the new
+        // one is only created (Route 53 refuses the batch if either was changed meanwhile).
+        assert_eq!(
+            seen,
+            vec![
+                (ChangeAction::Delete, &current[0]),
+                (ChangeAction::Create, &want[0]),
+                (ChangeAction::Create, &want[1]),
+            ]
+        );
+        assert!(
+            !seen.iter().any(|(a, _)| *a == ChangeAction::Upsert),
+            "no blind overwrite"
+        );
     }
 
     #[test]

@@ -92,7 +92,7 @@ pub(super) async fn zone(tag_production: bool) -> Zone {
     ] {
         batch = batch.changes(
             Change::builder()
-                .action(ChangeAction::Create)
+                .action(ChangeAction::Upsert)
                 .resource_record_set(
                     ResourceRecordSet::builder()
                         .name(&record)
