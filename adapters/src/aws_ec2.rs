@@ -11,6 +11,7 @@ use crate::aws_common::{IDEMPOTENCY_TAG, client_token};
 use crate::capture;
 use crate::cloud_common::{
     input_list, input_str, interval, pause, refuse_production_tags, require_str, resource_values,
+    still_changed,
 };
 use aws_sdk_ec2::Client;
 use aws_sdk_ec2::types::{
@@ -576,9 +577,18 @@ async fn undo_ingress(c: &Call<'_>, inputs: &Inputs, added: bool) -> Result<(), 
         return Ok(());
     };
     match (added, before.existed) {
-        (true, false) => rule.revoke(c).await,
-        (false, true) => rule.authorize(c).await,
-        _ => Ok(()),
+        (true, false) => rule.revoke(c).await?,
+        (false, true) => rule.authorize(c).await?,
+        _ => return Ok(()),
+    }
+    // Verified by reading the group back: the undo is done when the rule is as captured.
+    if rule.exists(c).await? == before.existed {
+        Ok(())
+    } else {
+        Err(
+            still_changed(&c.ctx.step_id, &format!("the rule {}", rule.label()))
+                .on_resource(rule.group),
+        )
     }
 }
 
@@ -1142,11 +1152,10 @@ impl drover_schema::Adapter for AwsEc2Adapter {
                 if route(&c, table, cidr).await?.satisfies(&previous.single()) {
                     Ok(())
                 } else {
-                    Err(AdapterError::permanent(format!(
-                        "step {}: the undo was sent, but the route {cidr} of {table} does not read as before: still changed",
-                        ctx.step_id
-                    ))
-                    .on_resource(table))
+                    Err(
+                        still_changed(&ctx.step_id, &format!("the route {cidr} of {table}"))
+                            .on_resource(table),
+                    )
                 }
             }
             "aws_ec2.authorize_ingress" => undo_ingress(&c, inputs, true).await,
@@ -1158,15 +1167,37 @@ impl drover_schema::Adapter for AwsEc2Adapter {
                     return Ok(());
                 };
                 match c.client.delete_volume().volume_id(id).send().await {
-                    Ok(_) => Ok(()),
+                    Ok(_) => {}
                     Err(e)
                         if e.as_service_error()
                             .and_then(aws_sdk_ec2::error::ProvideErrorMetadata::code)
                             == Some("InvalidVolume.NotFound") =>
                     {
-                        Ok(())
+                        return Ok(());
                     }
-                    Err(e) => Err(c.err("DeleteVolume", id, &e)),
+                    Err(e) => return Err(c.err("DeleteVolume", id, &e)),
+                }
+                // Verified by reading it back: deleting, deleted or gone.
+                let going = match c.client.describe_volumes().volume_ids(id).send().await {
+                    Ok(out) => out.volumes().iter().all(|v| {
+                        matches!(
+                            v.state(),
+                            Some(VolumeState::Deleting | VolumeState::Deleted)
+                        )
+                    }),
+                    Err(e)
+                        if e.as_service_error()
+                            .and_then(aws_sdk_ec2::error::ProvideErrorMetadata::code)
+                            == Some("InvalidVolume.NotFound") =>
+                    {
+                        true
+                    }
+                    Err(e) => return Err(c.err("DescribeVolumes", id, &e)),
+                };
+                if going {
+                    Ok(())
+                } else {
+                    Err(still_changed(&c.ctx.step_id, &format!("volume {id}")).on_resource(id))
                 }
             }
             "aws_ec2.run_instances" => {
@@ -1179,8 +1210,27 @@ impl drover_schema::Adapter for AwsEc2Adapter {
                     .set_instance_ids(Some(ids.clone()))
                     .send()
                     .await
-                    .map(|_| ())
-                    .map_err(|e| c.err("TerminateInstances", &ids.join(", "), &e))
+                    .map_err(|e| c.err("TerminateInstances", &ids.join(", "), &e))?;
+                // Verified by reading them back: shutting down or terminated.
+                let left: Vec<String> = instance_states(&c, &ids)
+                    .await?
+                    .into_iter()
+                    .filter(|(_, s)| {
+                        !matches!(
+                            s,
+                            InstanceStateName::ShuttingDown | InstanceStateName::Terminated
+                        )
+                    })
+                    .map(|(id, _)| id)
+                    .collect();
+                if left.is_empty() {
+                    Ok(())
+                } else {
+                    Err(
+                        still_changed(&c.ctx.step_id, &format!("instance(s) {}", left.join(", ")))
+                            .on_resource(&left.join(", ")),
+                    )
+                }
             }
             _ => Err(AdapterError::permanent(format!(
                 "`{action}` has no built-in undo"

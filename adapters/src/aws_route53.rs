@@ -14,7 +14,7 @@
 
 use crate::capture;
 use crate::cloud_common::{
-    input_list, input_str, interval, pause, refuse_production_tags, require_str,
+    input_list, input_str, interval, pause, refuse_production_tags, require_str, still_changed,
 };
 use aws_sdk_route53::Client;
 use aws_sdk_route53::types::{
@@ -624,11 +624,10 @@ impl AwsRoute53Adapter {
         if changed(&cap.previous, &after).is_empty() && added(&cap.previous, &after).is_empty() {
             Ok(())
         } else {
-            Err(AdapterError::permanent(format!(
-                "step {}: the undo was sent, but {name} ({rtype}) in zone {zone} does not read as before: still changed",
-                c.ctx.step_id
-            ))
-            .on_resource(name))
+            Err(
+                still_changed(&c.ctx.step_id, &format!("{name} ({rtype}) in zone {zone}"))
+                    .on_resource(name),
+            )
         }
     }
 

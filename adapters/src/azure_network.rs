@@ -9,7 +9,7 @@
 
 use crate::azure_common::{Arm, Clock, DELETE_POLL, DELETE_POLLS, not_found, sleep};
 use crate::capture;
-use crate::cloud_common::{input_str, refuse_production_tags, require_str};
+use crate::cloud_common::{input_str, refuse_production_tags, require_str, still_changed};
 use azure_mgmt_network::models;
 use drover_schema::{AdapterError, Inputs, Observation, Outputs, StepContext};
 use serde::{Deserialize, Serialize};
@@ -842,11 +842,7 @@ impl drover_schema::Adapter for AzureNetworkAdapter {
         if back {
             Ok(())
         } else {
-            Err(AdapterError::permanent(format!(
-                "step {}: the undo was sent, but {what} does not read as before: still changed",
-                ctx.step_id
-            ))
-            .on_resource(what))
+            Err(still_changed(&ctx.step_id, &what).on_resource(what))
         }
     }
 

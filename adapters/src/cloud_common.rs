@@ -94,3 +94,11 @@ pub(crate) fn refuse_production_tags<'a>(
     }
     Ok(())
 }
+
+/// An undo that was sent but whose resource does not read back as captured: the rollback is
+/// not complete (the run ends `rollback_incomplete`, and `drover rollback` tries again).
+pub fn still_changed(step: &str, what: &str) -> AdapterError {
+    AdapterError::permanent(format!(
+        "step {step}: the undo was sent, but {what} does not read as before: still changed"
+    ))
+}
