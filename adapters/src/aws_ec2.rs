@@ -1228,7 +1228,7 @@ impl drover_schema::Adapter for AwsEc2Adapter {
                 } else {
                     Err(
                         still_changed(&c.ctx.step_id, &format!("instance(s) {}", left.join(", ")))
-                            .on_resource(&left.join(", ")),
+                            .on_resource(left.join(", ")),
                     )
                 }
             }
