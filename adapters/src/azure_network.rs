@@ -257,6 +257,16 @@ fn same_props(current: Option<&Value>, prev: &Value) -> bool {
 
 // ---- subnets -----------------------------------------------------------------------------
 
+/// Reads route table `table`: preflight's check that it exists.
+async fn route_table_exists(a: &Arm<'_>, table: &str) -> Result<(), AdapterError> {
+    a.client
+        .route_tables_client()
+        .get(&a.resource_group, table, &a.subscription)
+        .await
+        .map(|_| ())
+        .map_err(|e| a.err("GET", &format!("route table {table}"), &e))
+}
+
 async fn get_subnet(a: &Arm<'_>, vnet: &str, subnet: &str) -> Result<Value, AdapterError> {
     a.client
         .subnets_client()
@@ -655,21 +665,17 @@ impl drover_schema::Adapter for AzureNetworkAdapter {
         let a = self.arm(inputs, ctx)?;
         match action {
             "azure_network.update_route" => {
-                let table = require_str(inputs, "route_table", action)?;
-                a.client
-                    .route_tables_client()
-                    .get(&a.resource_group, table, &a.subscription)
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| a.err("GET", &format!("route table {table}"), &e))
+                route_table_exists(&a, require_str(inputs, "route_table", action)?).await
             }
-            "azure_network.set_subnet_route_table" => get_subnet(
-                &a,
-                require_str(inputs, "vnet", action)?,
-                require_str(inputs, "subnet", action)?,
-            )
-            .await
-            .map(|_| ()),
+            "azure_network.set_subnet_route_table" => {
+                get_subnet(
+                    &a,
+                    require_str(inputs, "vnet", action)?,
+                    require_str(inputs, "subnet", action)?,
+                )
+                .await?;
+                route_table_exists(&a, require_str(inputs, "route_table", action)?).await
+            }
             "azure_network.set_nsg_rule" | "azure_network.remove_nsg_rule" => {
                 let nsg = require_str(inputs, "nsg", action)?;
                 a.client

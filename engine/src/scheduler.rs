@@ -293,7 +293,7 @@ pub enum NodeEvent<'a> {
 pub enum SkipReason {
     /// It is not part of the run's mode.
     NotInMode,
-    /// An operator asked for the run to be rolled back before it ran.
+    /// The run was rolled back (on request, or by `on_failure = rollback`) before it ran.
     RollbackRequested,
     /// Its `when` is false.
     WhenFalse,
@@ -1785,6 +1785,16 @@ impl Scheduler {
                     }
                 }
                 if why == RunOutcome::RolledBack {
+                    // What never started never will: the record says so rather than `pending`.
+                    for i in 0..self.status.len() {
+                        if matches!(self.status[i], Status::Pending | Status::Queued { .. }) {
+                            self.set(i, Status::Skipped);
+                            out.push(NodeAction::Skip {
+                                node: i,
+                                reason: SkipReason::RollbackRequested,
+                            });
+                        }
+                    }
                     self.phase = Phase::Compensating;
                     self.next_compensation(out);
                 } else {
@@ -2339,6 +2349,31 @@ mod tests {
         }));
         // A rolled-back run has nothing left to undo.
         assert!(s.on_event(&request, 30).is_empty());
+    }
+
+    #[test]
+    fn steps_an_automatic_rollback_kept_from_running_are_skipped_not_pending() {
+        let undo = "compensate {\n    action = wait\n    with {\n      duration = 1s\n    }\n  }";
+        let body = format!(
+            "{}{}{}{}",
+            step("a", undo),
+            step("b", "after = [a]\n  on_failure = rollback"),
+            step("c", "after = [b]"),
+            DONE
+        );
+        let mut s = sched(&body);
+        s.on_event(&Event::Started, 0);
+        s.on_event(&ok("a", 1), 1);
+        let a = s.on_event(&fail("b", 1, false), 2);
+        assert!(
+            a.contains(&Action::Skip {
+                step: "c".into(),
+                reason: "the run was rolled back before it ran".into()
+            }),
+            "{a:?}"
+        );
+        assert_eq!(s.status("c"), Some(&Status::Skipped));
+        assert!(a.contains(&Action::Compensate { step: "a".into() }));
     }
 
     #[test]

@@ -482,6 +482,28 @@ fn a_subnet_gets_the_dr_route_table_and_undo_restores_the_primary_one() {
 }
 
 #[test]
+fn preflight_of_a_subnet_swap_names_a_missing_route_table() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let s = ArmServer::start();
+    let clock = Arc::new(ManualClock::default());
+    let a = adapter(&clock);
+    let c = ctx(
+        dir.path(),
+        "attach_dr_table",
+        "azure_network.set_subnet_route_table",
+    );
+    let i = inputs(
+        &s,
+        json!({ "vnet": "vnet-ehr", "subnet": "app", "route_table": "rt-ehr-typo" }),
+    );
+    let e = rt()
+        .block_on(a.preflight("azure_network.set_subnet_route_table", &i, &c))
+        .expect_err("the table does not exist");
+    assert!(e.to_string().contains("route table rt-ehr-typo"), "{e}");
+    assert!(s.changes().is_empty(), "preflight changes nothing");
+}
+
+#[test]
 fn a_missing_resource_is_a_permanent_error_that_says_what_to_check() {
     let dir = tempfile::tempdir().expect("tmp");
     let s = ArmServer::start();
