@@ -437,6 +437,18 @@ async fn replace_route(c: &Call<'_>, inputs: &Inputs) -> Result<Outputs, Adapter
     let now = route(c, table, cidr).await?;
     let previous: RouteTarget = capture::first(c.ctx, async { Ok(now.clone()) }).await?;
     if !now.satisfies(&want.single()) {
+        // ReplaceRoute has no condition: a retry that finds the route pointed elsewhere than
+        // captured (someone else changed it meanwhile) stops rather than overwrite that change.
+        if now != previous {
+            return Err(AdapterError::permanent(format!(
+                "step {}: the route {cidr} of {table} changed since the step first read it (then: {}; now: {}) — someone else changed it; Drover does not overwrite another change: check the table, then run the step again or roll back",
+                c.ctx.step_id,
+                json!(previous),
+                json!(now)
+            ))
+            .on_resource(table)
+            .with_code("Conflict"));
+        }
         replace(c, table, cidr, &want).await?;
     }
     let mut o = Outputs::new();

@@ -92,7 +92,7 @@ pub(super) async fn zone(tag_production: bool) -> Zone {
     ] {
         batch = batch.changes(
             Change::builder()
-                .action(ChangeAction::Upsert)
+                .action(ChangeAction::Create)
                 .resource_record_set(
                     ResourceRecordSet::builder()
                         .name(&record)
@@ -228,6 +228,83 @@ fn set_failover_flips_the_pair_in_one_batch_is_idempotent_observable_and_undone(
     let roles = rt.block_on(z.roles());
     assert_eq!(primary_of(&roles), ["ehr-us-east-1"], "{roles:?}");
     assert_eq!(roles.len(), 2);
+}
+
+/// Route 53 has no If-Match: a retry that finds the record sets changed by someone else since
+/// the step's capture stops with a conflict instead of overwriting their change.
+#[test]
+fn a_retry_does_not_overwrite_someone_elses_change_to_the_records() {
+    use aws_sdk_route53::types::*;
+    let rt = rt();
+    let dir = tempfile::tempdir().expect("tmp");
+    let z = rt.block_on(zone(false));
+    let a = AwsRoute53Adapter;
+    let c = ctx(dir.path(), "dns_cutover", "failover");
+    let i =
+        inputs(json!({"zone_id": z.id, "name": z.record, "type": "A", "active": "ehr-us-west-2"}));
+    rt.block_on(a.execute("aws_route53.set_failover", &i, &c))
+        .expect("flip");
+    // Someone else puts east back as primary by hand, with another address.
+    let mut batch = ChangeBatch::builder();
+    for (set, role, ip) in [
+        (
+            "ehr-us-east-1",
+            ResourceRecordSetFailover::Primary,
+            "192.0.2.99",
+        ),
+        (
+            "ehr-us-west-2",
+            ResourceRecordSetFailover::Secondary,
+            "198.51.100.20",
+        ),
+    ] {
+        batch = batch.changes(
+            Change::builder()
+                .action(ChangeAction::Upsert)
+                .resource_record_set(
+                    ResourceRecordSet::builder()
+                        .name(&z.record)
+                        .r#type(RrType::A)
+                        .set_identifier(set)
+                        .failover(role)
+                        .ttl(60)
+                        .resource_records(ResourceRecord::builder().value(ip).build().expect("rr"))
+                        .build()
+                        .expect("rrs"),
+                )
+                .build()
+                .expect("change"),
+        );
+    }
+    rt.block_on(
+        z.r53
+            .change_resource_record_sets()
+            .hosted_zone_id(&z.id)
+            .change_batch(batch.build().expect("batch"))
+            .send(),
+    )
+    .expect("the other change");
+    let e = rt
+        .block_on(a.execute("aws_route53.set_failover", &i, &c))
+        .expect_err("a conflict");
+    let m = e.to_string();
+    assert!(!e.is_transient(), "{m}");
+    assert!(
+        m.contains("changed since the step first read them") && m.contains("192.0.2.99"),
+        "{m}"
+    );
+    let roles = rt.block_on(z.roles());
+    assert_eq!(
+        primary_of(&roles),
+        ["ehr-us-east-1"],
+        "their change stands: {roles:?}"
+    );
+    assert!(
+        roles
+            .iter()
+            .any(|(_, _, v)| v == &["192.0.2.99".to_owned()]),
+        "{roles:?}"
+    );
 }
 
 #[test]
@@ -689,6 +766,32 @@ fn replacing_a_route_is_read_back_and_the_undo_points_it_home() {
     assert_eq!(
         rt.block_on(n.route_target()).0.as_deref(),
         Some(n.vgw.as_str())
+    );
+
+    // A retry that finds the route pointed elsewhere by someone else does not overwrite it.
+    let c2 = ctx(dir.path(), "reroute_again", "failover");
+    call(&rt, &a, "aws_ec2.replace_route", &i, &c2);
+    rt.block_on(
+        n.ec2
+            .replace_route()
+            .route_table_id(&n.route_table)
+            .destination_cidr_block("10.20.0.0/16")
+            .network_interface_id(&n.primary_eni)
+            .send(),
+    )
+    .expect("someone else's change");
+    let e = rt
+        .block_on(a.execute("aws_ec2.replace_route", &i, &c2))
+        .expect_err("a conflict");
+    assert!(
+        e.to_string()
+            .contains("changed since the step first read it"),
+        "{e}"
+    );
+    assert_eq!(
+        rt.block_on(n.route_target()).1.as_deref(),
+        Some(n.primary_eni.as_str()),
+        "their change stands"
     );
 
     let missing = inputs(

@@ -251,7 +251,7 @@ async fn world(dir: &Path, standby_is_production: bool) -> World {
     ] {
         batch = batch.changes(
             Change::builder()
-                .action(ChangeAction::Upsert)
+                .action(ChangeAction::Create)
                 .resource_record_set(
                     ResourceRecordSet::builder()
                         .name(&record)
