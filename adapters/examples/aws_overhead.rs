@@ -186,6 +186,26 @@ async fn main() {
             .expect("observe");
     }
     let observe_eip = t.elapsed();
+    // Preflight, which `drover run` does for every step before the first change: for an EIP
+    // move it reads the address and the target instance; against one bare DescribeAddresses.
+    let t = now();
+    for _ in 0..n {
+        ec2.describe_addresses()
+            .allocation_ids(&alloc)
+            .send()
+            .await
+            .expect("describe");
+    }
+    let raw_read = t.elapsed();
+    let t = now();
+    for k in 0..n {
+        let c = ctx(dir.path(), format!("pre{k}"));
+        let i: Inputs = serde_json::from_value(json!({"allocation_id": alloc, "instance_id": instances[(k % 2) as usize], "region": "us-west-2"})).expect("inputs");
+        ec2a.preflight("aws_ec2.associate_address", &i, &c)
+            .await
+            .expect("preflight");
+    }
+    let preflight_eip = t.elapsed();
 
     println!("operations: {n} of each, moto on 127.0.0.1");
     println!(
@@ -204,5 +224,11 @@ async fn main() {
         "observe (resume read-back) of an EIP move: {:.2} ms/op = {:.2}x a bare AssociateAddress",
         per_op(observe_eip, n),
         observe_eip.as_secs_f64() / raw_eip.as_secs_f64()
+    );
+    println!(
+        "preflight of an EIP move: bare DescribeAddresses {:.2} ms/op   drover preflight {:.2} ms/op   ratio {:.2}x",
+        per_op(raw_read, n),
+        per_op(preflight_eip, n),
+        preflight_eip.as_secs_f64() / raw_read.as_secs_f64()
     );
 }
