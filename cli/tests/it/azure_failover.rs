@@ -270,14 +270,34 @@ fn an_outage_in_the_middle_of_a_public_ip_move_is_never_called_rolled_back() {
     assert!(log.contains("changes still in place"), "{log}");
 
     // The service is back: a rollback on request finishes the job.
+    // The move sat behind the `approve` gate: undoing it needs the gate's approval again.
     s.clear_faults();
-    let rb = Command::new(env!("CARGO_BIN_EXE_drover"))
+    let child = Command::new(env!("CARGO_BIN_EXE_drover"))
         .args(["rollback", "az3", "--as", "alice"])
         .current_dir(d)
         .env("DROVER_AZURE_TOKEN", TOKEN)
         .env_remove("AZURE_SUBSCRIPTION_ID")
-        .output()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .expect("drover runs");
+    wait_until("the rollback to wait for approval", || {
+        status(d, "az3")["rollback_approval"]["approved"] == false
+    });
+    let ok = drover(
+        d,
+        &[
+            "approve",
+            "az3",
+            "rollback",
+            "--as",
+            "bob",
+            "--role",
+            "network-lead",
+        ],
+    );
+    assert_eq!(ok.status.code(), Some(0), "{}", text(&ok.stderr));
+    let rb = child.wait_with_output().expect("wait");
     let out = format!("{}{}", text(&rb.stdout), text(&rb.stderr));
     assert_eq!(rb.status.code(), Some(0), "{out}");
     assert_eq!(pip_holder(&s), primary, "{out}");
