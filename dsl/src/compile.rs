@@ -15,7 +15,7 @@ use crate::lower::lower;
 use crate::parse::parse;
 use crate::plan::{
     Dependency, OutputRef, PLAN_FORMAT, Plan, PlanCompensate, PlanHeader, PlanMilestone, PlanNode,
-    PlanProduction, PlanRetry, PlanStep, PlanValue, SourceRef,
+    PlanProduction, PlanRetry, PlanRoster, PlanStep, PlanValue, SourceRef,
 };
 use crate::runbook::{Group, Mode, ModeSet, Param, ParamType, Runbook, Step};
 use crate::source_map::{SourceFile, SourceMap};
@@ -64,6 +64,7 @@ pub fn compile(main: &str, loader: &dyn SourceLoader, opts: &CompileOptions<'_>)
         jinja: std::rc::Rc::new(template_env()),
         used: HashSet::new(),
         broken: HashSet::new(),
+        roster: None,
     };
     let plan = c.run(main, loader);
     let mut diagnostics = c.diags;
@@ -163,6 +164,8 @@ struct Compiler<'o> {
     /// Parameters whose value could not be resolved (already reported): references to them are
     /// not reported again.
     broken: HashSet<String>,
+    /// The operator roster the header names, once read and valid.
+    roster: Option<(drover_identity::Roster, PlanRoster)>,
 }
 
 /// Every step and milestone id that is taken, with where.
@@ -208,6 +211,10 @@ impl Compiler<'_> {
         }
         for other in &runbooks[1..] {
             self.check_library(other);
+        }
+        if let Some(op) = rb.header.as_ref().and_then(|h| h.operators.as_ref()) {
+            let main_name = self.sources.get(file0).name.clone();
+            self.load_roster(&main_name, op, loader);
         }
 
         let runbook_modes = rb
@@ -376,6 +383,8 @@ impl Compiler<'_> {
             &mut self.diags,
         );
 
+        self.check_roles(&graph, &insts, &defs);
+
         let h = rb.header.as_ref()?;
         if !ok {
             return None;
@@ -401,6 +410,7 @@ impl Compiler<'_> {
                 max_parallel: h.max_parallel.and_then(|n| u32::try_from(n).ok()),
                 source: self.sources.get(file0).name.clone(),
                 source_sha256,
+                roster: self.roster.as_ref().map(|(_, p)| p.clone()),
             },
             params: params.into_iter().collect(),
             production: PlanProduction {
@@ -438,6 +448,116 @@ impl Compiler<'_> {
             file: f.name.clone(),
             line: u32::try_from(line).unwrap_or(u32::MAX),
             col: u32::try_from(col).unwrap_or(u32::MAX),
+        }
+    }
+
+    /// Reads and checks the operator roster the header names (`operators = "…"`, relative to
+    /// the runbook). Its problems are diagnostics in the roster file itself; the file joins the
+    /// sources, so the plan's SHA-256 covers it.
+    fn load_roster(&mut self, main: &str, op: &Spanned<String>, loader: &dyn SourceLoader) {
+        let name = loader.resolve(Some(main), &op.value);
+        let text = match loader.read(&name) {
+            Ok(t) => t,
+            Err(e) => {
+                self.err(
+                    Diagnostic::error(
+                        Code::InvalidRoster,
+                        op.span,
+                        format!("cannot read the operator roster `{name}`: {e}"),
+                    )
+                    .label("named here")
+                    .help("the path is relative to the runbook"),
+                );
+                return;
+            }
+        };
+        let id = self
+            .sources
+            .add(SourceFile::new(name.clone(), text.clone()));
+        let base = std::path::Path::new(&name)
+            .parent()
+            .unwrap_or(std::path::Path::new(""))
+            .to_path_buf();
+        match drover_identity::Roster::parse(&text, &base) {
+            Ok(r) => {
+                let plan = PlanRoster {
+                    path: name,
+                    sha256: r.sha256.clone(),
+                    text,
+                };
+                self.roster = Some((r, plan));
+            }
+            Err(issues) => {
+                for i in issues {
+                    let span = Span::new(id, i.span.start, i.span.end);
+                    let mut d = Diagnostic::error(Code::InvalidRoster, span, i.message)
+                        .label("in the operator roster");
+                    if let Some(h) = i.hint {
+                        d = d.help(h);
+                    }
+                    self.err(d);
+                }
+            }
+        }
+    }
+
+    /// With a roster, every role an approval step asks for must be held by some operator:
+    /// otherwise the step could never be approved, which is found at 3 a.m. otherwise.
+    fn check_roles(
+        &mut self,
+        graph: &DiGraph<PlanNode, Dependency>,
+        insts: &[Inst],
+        defs: &[Def<'_>],
+    ) {
+        let Some((roster, _)) = &self.roster else {
+            return;
+        };
+        let held: HashSet<String> = roster.roles().into_iter().map(str::to_owned).collect();
+        let mut found = Vec::new();
+        for (i, inst) in insts.iter().enumerate() {
+            let Some(step) = graph
+                .node_weight(NodeIndex::new(i))
+                .and_then(PlanNode::as_step)
+            else {
+                continue;
+            };
+            if step.role != drover_schema::Role::Approval {
+                continue;
+            }
+            let Some(PlanValue::List(roles)) = step.inputs.get("roles") else {
+                continue;
+            };
+            let span = defs[inst.def]
+                .step
+                .inputs
+                .iter()
+                .find(|a| a.key.value == "roles")
+                .map_or(defs[inst.def].step.id.span, |a| a.value.span);
+            for r in roles {
+                if let PlanValue::String(r) = r
+                    && !held.contains(r)
+                {
+                    found.push((span, r.clone(), step.id.clone()));
+                }
+            }
+        }
+        let mut known: Vec<&str> = held.iter().map(String::as_str).collect();
+        known.sort_unstable();
+        for (span, role, step) in found {
+            self.err(
+                Diagnostic::error(
+                    Code::UnknownRole,
+                    span,
+                    format!(
+                        "no operator in the roster holds the role `{role}` that `{step}` asks for"
+                    ),
+                )
+                .label("nobody could approve")
+                .help(format!(
+                    "{} — or add the role to an operator in the roster",
+                    typo_or_list(&role, &known, "roles")
+                )),
+            );
         }
     }
 

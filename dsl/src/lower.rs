@@ -369,6 +369,7 @@ impl Lowerer<'_> {
             rpo: None,
             modes: None,
             max_parallel: None,
+            operators: None,
             span,
         };
         const ATTRS: &[&str] = &[
@@ -379,6 +380,7 @@ impl Lowerer<'_> {
             "rpo",
             "modes",
             "max_parallel",
+            "operators",
         ];
         for (name, e) in self.entries(b, "the runbook header", ATTRS, &[]) {
             let Entry::Attr(a) = e else { continue };
@@ -391,6 +393,11 @@ impl Lowerer<'_> {
                 "rpo" => h.rpo = self.duration(v, "`rpo`"),
                 "modes" => h.modes = self.modes(v),
                 "max_parallel" => h.max_parallel = self.int(v, "`max_parallel`"),
+                "operators" => {
+                    h.operators = self
+                        .string(v, "`operators`")
+                        .map(|s| Spanned::new(s, v.span));
+                }
                 _ => {}
             }
         }

@@ -49,8 +49,24 @@ pub struct PlanHeader {
     pub max_parallel: Option<u32>,
     /// The main source file, as named on the command line.
     pub source: String,
-    /// SHA-256 over every source file (name and text), in load order.
+    /// SHA-256 over every source file (name and text), in load order — the operator roster
+    /// included.
     pub source_sha256: String,
+    /// The operator roster the runbook names (`operators = "…"`), as compiled: approvals and the
+    /// start of a run are verified against this copy, whatever happens to the file later.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roster: Option<PlanRoster>,
+}
+
+/// The operator roster of a plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanRoster {
+    /// Where it was read from (resolved against the runbook's directory).
+    pub path: String,
+    /// SHA-256 of its bytes.
+    pub sha256: String,
+    /// Its text (public keys, roles, secret references; never a secret).
+    pub text: String,
 }
 
 /// Production resources and tags.

@@ -163,6 +163,8 @@ pub struct Header {
     pub modes: Option<Spanned<ModeSet>>,
     /// Global step concurrency limit.
     pub max_parallel: Option<i64>,
+    /// The operator roster (a path relative to the runbook).
+    pub operators: Option<Spanned<String>>,
     /// Where.
     pub span: Span,
 }

@@ -6,5 +6,6 @@ mod golden;
 mod guard_walk;
 mod locations;
 mod robustness;
+mod roster;
 mod runbooks;
 mod support;

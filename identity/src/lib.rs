@@ -1,0 +1,87 @@
+//! Who an operator is, without trusting what they type.
+//!
+//! Operators are listed in a **roster** kept in version control ([`Roster`]): a name, roles, and
+//! the SSH public keys they already own (ed25519, ECDSA, RSA, and FIDO2 `sk-` keys). What an
+//! operator decides — starting a run, approving or denying a step — is a **statement**
+//! ([`Statement`]) they sign in OpenSSH's SSHSIG format under the namespace [`NAMESPACE`], with
+//! `ssh-agent` ([`agent`]), a key file ([`sign::with_key_file`]) or `ssh-keygen -Y sign` itself.
+//! Anyone holding the roster verifies a signature offline ([`verify`]): no identity provider and
+//! no cloud is needed, which is the point in a disaster. Step-up codes are TOTP ([`totp`]).
+
+pub mod agent;
+pub mod roster;
+pub mod sign;
+pub mod statement;
+pub mod totp;
+
+pub use roster::{Operator, Roster, RosterIssue, SecretRef};
+pub use statement::{Decision, Statement, StatementError};
+
+/// The SSHSIG namespace of every Drover statement: a signature made for something else (a git
+/// commit, a file) never verifies as a Drover statement.
+pub const NAMESPACE: &str = "drover";
+
+/// Who signed a statement, by the roster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signer {
+    /// The operator's name in the roster.
+    pub operator: String,
+    /// Their roles in the roster.
+    pub roles: Vec<String>,
+    /// The signing key's fingerprint (`SHA256:…`, as `ssh-keygen -l` prints it).
+    pub fingerprint: String,
+    /// The key's algorithm (`ssh-ed25519`, `sk-ssh-ed25519@openssh.com`, …).
+    pub algorithm: String,
+}
+
+/// Why a signature was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum VerifyError {
+    /// The text is not an SSH signature (`-----BEGIN SSH SIGNATURE-----`).
+    #[error("not an SSH signature: {0}")]
+    Malformed(String),
+    /// Signed for another purpose.
+    #[error(
+        "the signature is for namespace `{0}`, not `drover` (sign with `ssh-keygen -Y sign -n drover`)"
+    )]
+    Namespace(String),
+    /// The key is in no operator's entry.
+    #[error("the key {0} is not in the operator roster")]
+    UnknownKey(String),
+    /// The signature does not match the statement (a changed byte, another statement).
+    #[error("the signature by {operator} ({fingerprint}) does not match the statement")]
+    Mismatch {
+        /// The operator whose key it names.
+        operator: String,
+        /// The key.
+        fingerprint: String,
+    },
+}
+
+/// Verifies `signature` (an armored SSHSIG) over exactly `statement`, by a key in `roster`.
+///
+/// # Errors
+/// Any reason the signature does not prove that a roster operator signed these bytes.
+pub fn verify(roster: &Roster, statement: &str, signature: &str) -> Result<Signer, VerifyError> {
+    let sig = ssh_key::SshSig::from_pem(signature.trim())
+        .map_err(|e| VerifyError::Malformed(e.to_string()))?;
+    if sig.namespace() != NAMESPACE {
+        return Err(VerifyError::Namespace(sig.namespace().to_owned()));
+    }
+    let key = ssh_key::PublicKey::from(sig.public_key().clone());
+    let fingerprint = key.fingerprint(ssh_key::HashAlg::Sha256).to_string();
+    let op = roster
+        .operator_with_key(sig.public_key())
+        .ok_or_else(|| VerifyError::UnknownKey(fingerprint.clone()))?;
+    key.verify(NAMESPACE, statement.as_bytes(), &sig)
+        .map_err(|_| VerifyError::Mismatch {
+            operator: op.name.clone(),
+            fingerprint: fingerprint.clone(),
+        })?;
+    Ok(Signer {
+        operator: op.name.clone(),
+        roles: op.roles.clone(),
+        fingerprint,
+        algorithm: key.algorithm().as_str().to_owned(),
+    })
+}
