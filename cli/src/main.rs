@@ -203,9 +203,14 @@ or RPO target, 4 interrupted (drover resume), 5 finished with failed or refused 
         /// State directory (journal, audit log, run records).
         #[arg(long, default_value = ".drover")]
         state: String,
-        /// Who starts the run (default: the OS user).
+        /// Who starts the run (default: the OS user). Not accepted when the runbook has an
+        /// operator roster: then the run is started by a signed statement (--key, or ssh-agent).
         #[arg(long = "as")]
         operator: Option<String>,
+        /// Sign the start of the run with this OpenSSH private key (runbooks with an operator
+        /// roster; without it, the first key in ssh-agent that the roster lists is used).
+        #[arg(long, value_name = "PATH")]
+        key: Option<String>,
         /// When the incident or drill was declared, RFC 3339 (default: now).
         #[arg(long)]
         declared_at: Option<String>,
@@ -292,18 +297,38 @@ Examples:
     /// Approve a step that waits for approval.
     #[command(after_help = "\
 Examples:
-  drover approve latest approve_cutover --as bob --role incident-commander")]
+  drover approve latest approve_cutover --key ~/.ssh/id_ed25519      # runbook with a roster
+  drover approve latest approve_cutover                              # ... signed by ssh-agent
+  drover approve latest approve_cutover --print-statement > s.txt    # sign with OpenSSH:
+  ssh-keygen -Y sign -n drover -f ~/.ssh/id_ed25519 s.txt
+  drover approve latest approve_cutover --signature s.txt.sig
+  drover approve latest approve_cutover --as bob --role incident-commander   # no roster")]
     Approve {
         /// Run id, or `latest`.
         run_id: String,
-        /// The approval step.
+        /// The approval step (`rollback`: a rollback waiting for approval).
         step: String,
-        /// Who approves (required).
+        /// Who approves, typed: only for runbooks without an operator roster (such approvals
+        /// are marked unauthenticated).
         #[arg(long = "as")]
-        operator: String,
-        /// The roles the approver acts in.
+        operator: Option<String>,
+        /// The roles the approver acts in (typed approvals; with a roster, the roster says).
         #[arg(long = "role")]
         roles: Vec<String>,
+        /// Sign the approval with this OpenSSH private key (without --key, --as or
+        /// --signature: the first key in ssh-agent that the roster lists).
+        #[arg(long, value_name = "PATH")]
+        key: Option<String>,
+        /// Submit a signature made by `ssh-keygen -Y sign -n drover` over the statement that
+        /// --print-statement printed.
+        #[arg(long, value_name = "FILE")]
+        signature: Option<String>,
+        /// The signed statement (default: the signature's path without `.sig`).
+        #[arg(long, value_name = "FILE")]
+        statement: Option<String>,
+        /// Print the statement to sign for this approval, and stop.
+        #[arg(long)]
+        print_statement: bool,
         /// State directory.
         #[arg(long, default_value = ".drover")]
         state: String,
@@ -772,6 +797,7 @@ fn dispatch(cli: Cli) -> ExitCode {
             vars,
             state,
             operator,
+            key,
             declared_at,
             run_id,
             dry_run,
@@ -809,6 +835,7 @@ fn dispatch(cli: Cli) -> ExitCode {
                 mode,
                 state: state.into(),
                 operator,
+                key: key.map(Into::into),
                 declared_at,
                 run_id,
                 dry_run,
@@ -845,13 +872,23 @@ fn dispatch(cli: Cli) -> ExitCode {
             step,
             operator,
             roles,
+            key,
+            signature,
+            statement,
+            print_statement,
             state,
             format,
         } => run_cli::approve(
             &run_id,
             &step,
-            &operator,
-            roles,
+            run_cli::ApproveBy {
+                operator,
+                roles,
+                key: key.map(Into::into),
+                signature: signature.map(Into::into),
+                statement: statement.map(Into::into),
+                print_statement,
+            },
             state.into(),
             matches!(format, CheckFormat::Json),
         ),

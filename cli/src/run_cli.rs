@@ -22,6 +22,8 @@ pub struct RunArgs {
     pub mode: Mode,
     pub state: PathBuf,
     pub operator: Option<String>,
+    /// `--key`: sign the start of the run with this private key.
+    pub key: Option<PathBuf>,
     pub declared_at: Option<String>,
     pub run_id: Option<String>,
     pub dry_run: bool,
@@ -320,7 +322,35 @@ pub fn run(a: RunArgs) -> ExitCode {
     };
     let run_id = a
         .run_id
+        .clone()
         .unwrap_or_else(|| drover_engine::run_record::new_run_id(now));
+    // With a roster, the run is started by a signed statement, never by a typed name.
+    let start = if a.plan.runbook.roster.is_some() {
+        if let Some(name) = &a.operator {
+            errln!(
+                "error: this runbook has an operator roster: who starts the run is established by a signature, not typed (`--as {name}`); give --key PATH or load your key into ssh-agent"
+            );
+            return ExitCode::from(2);
+        }
+        let st = drover_engine::signed::statement(
+            &a.plan,
+            &run_id,
+            "",
+            drover_identity::Decision::Start,
+            "",
+            None,
+            now,
+        );
+        match sign_statement(&a.plan, &st, a.key.as_deref()) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                errln!("error: cannot sign the start of the run: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        None
+    };
     // Every step's preflight before the first effect: a typo in an id must not surface halfway
     // through a failover.
     if !a.skip_preflight {
@@ -362,6 +392,7 @@ pub fn run(a: RunArgs) -> ExitCode {
         sources: a.sources.clone(),
         concurrent: a.concurrent.clone().filter(|r| !r.trim().is_empty()),
         preflight_skipped: a.skip_preflight,
+        start,
     };
     let header = format!(
         "run {run_id}: {} in {} mode (state {})",
@@ -476,16 +507,53 @@ fn reopen(
     }
 }
 
-/// `drover approve`: checks the approval against the run's scheduler state (the same rules the
-/// running driver applies), then records it for the driver to pick up.
-pub fn approve(
-    run_id: &str,
-    step: &str,
-    operator: &str,
-    roles: Vec<String>,
-    state: PathBuf,
-    json: bool,
-) -> ExitCode {
+/// How `drover approve` establishes who approves.
+pub struct ApproveBy {
+    /// `--as`: a typed name (runbooks without a roster).
+    pub operator: Option<String>,
+    /// `--role`: typed roles.
+    pub roles: Vec<String>,
+    /// `--key`: sign with this private key.
+    pub key: Option<PathBuf>,
+    /// `--signature`: a signature made with `ssh-keygen -Y sign`.
+    pub signature: Option<PathBuf>,
+    /// `--statement`: the statement it signs.
+    pub statement: Option<PathBuf>,
+    /// `--print-statement`: print the statement to sign and stop.
+    pub print_statement: bool,
+}
+
+/// Signs `statement` with `key`, or else with the first ssh-agent key the plan's roster lists.
+fn sign_statement(
+    plan: &drover_engine::Plan,
+    statement: &drover_identity::Statement,
+    key: Option<&std::path::Path>,
+) -> Result<drover_engine::signed::SignedStatement, String> {
+    let text = statement.to_text().map_err(|e| e.to_string())?;
+    let signature = match key {
+        Some(path) => {
+            drover_identity::sign::with_key_file(path, &text).map_err(|e| e.to_string())?
+        }
+        None => {
+            let roster = drover_engine::signed::roster(plan)
+                .unwrap_or_else(|| Err("the runbook has no operator roster".into()))?;
+            let mut agent = drover_identity::agent::Agent::from_env()
+                .map_err(|e| format!("{e}; or give --key PATH"))?;
+            agent
+                .sign_with_first(&text, |k| roster.operator_with_key(k).is_some())
+                .map_err(|e| e.to_string())?
+        }
+    };
+    Ok(drover_engine::signed::SignedStatement {
+        statement: text,
+        signature,
+    })
+}
+
+/// `drover approve`: establishes who approves (a signature by a roster operator's key, or a
+/// typed name for runbooks without a roster), checks the approval against the run's scheduler
+/// state (the same rules the running driver applies), then records it for the driver to pick up.
+pub fn approve(run_id: &str, step: &str, by: ApproveBy, state: PathBuf, json: bool) -> ExitCode {
     let mut j = match journal(&state) {
         Ok(j) => j,
         Err(c) => return c,
@@ -495,30 +563,102 @@ pub fn approve(
         Err(c) => return c,
     };
     let now = SystemClock.now_ms();
-    match drover_engine::driver::approve(&mut j, &run_id, step, operator, &roles, now) {
-        Ok(Ok(())) => {}
+    let plan = match drover_engine::driver::plan_of(&j, &run_id) {
+        Ok(p) => p,
+        Err(e) => return driver_error(&e),
+    };
+    let statement = || {
+        drover_engine::signed::statement(
+            &plan,
+            &run_id,
+            step,
+            drover_identity::Decision::Approve,
+            "",
+            None,
+            now,
+        )
+    };
+    if by.print_statement {
+        match statement().to_text() {
+            Ok(t) => {
+                out!("{t}");
+                return ExitCode::SUCCESS;
+            }
+            Err(e) => {
+                errln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let approver = if let Some(sig_path) = &by.signature {
+        let statement_path = by.statement.clone().unwrap_or_else(|| {
+            let s = sig_path.to_string_lossy();
+            PathBuf::from(s.strip_suffix(".sig").unwrap_or(&s))
+        });
+        let read = |p: &std::path::Path| {
+            std::fs::read_to_string(p).map_err(|e| format!("cannot read {}: {e}", p.display()))
+        };
+        match (read(&statement_path), read(sig_path)) {
+            (Ok(statement), Ok(signature)) => {
+                drover_engine::signed::Approver::Signed(drover_engine::signed::SignedStatement {
+                    statement,
+                    signature,
+                })
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                errln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    } else if by.key.is_some() || (by.operator.is_none() && plan.runbook.roster.is_some()) {
+        match sign_statement(&plan, &statement(), by.key.as_deref()) {
+            Ok(s) => drover_engine::signed::Approver::Signed(s),
+            Err(e) => {
+                errln!("error: cannot sign the approval: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else if let Some(operator) = by.operator.clone() {
+        drover_engine::signed::Approver::Typed {
+            operator,
+            roles: by.roles.clone(),
+        }
+    } else {
+        errln!(
+            "error: say who approves: --as NAME (or, when the runbook has an operator roster, --key PATH, ssh-agent, or --signature FILE)"
+        );
+        return ExitCode::from(2);
+    };
+    let shown = match &approver {
+        drover_engine::signed::Approver::Typed { operator, .. } => operator.clone(),
+        drover_engine::signed::Approver::Signed(_) => "the signer".to_owned(),
+    };
+    let operator = match drover_engine::driver::approve(&mut j, &run_id, step, &approver, now) {
+        Ok(Ok(op)) => op,
         Ok(Err(reason)) => {
             if json {
                 outln!(
                     "{}",
-                    serde_json::json!({ "run_id": run_id, "step": step, "operator": operator, "accepted": false, "reason": reason })
+                    serde_json::json!({ "run_id": run_id, "step": step, "operator": shown, "accepted": false, "reason": reason })
                 );
             }
             errln!(
-                "refused: {operator} cannot approve `{step}` of run {run_id}: {reason} (the refusal is in the audit log)"
+                "refused: {shown} cannot approve `{step}` of run {run_id}: {reason} (the refusal is in the audit log)"
             );
             return ExitCode::FAILURE;
         }
         Err(e) => return driver_error(&e),
-    }
+    };
+    let signed = matches!(approver, drover_engine::signed::Approver::Signed(_));
     if json {
         outln!(
             "{}",
-            serde_json::json!({ "run_id": run_id, "step": step, "operator": operator, "roles": roles, "accepted": true })
+            serde_json::json!({ "run_id": run_id, "step": step, "operator": operator, "signed": signed, "accepted": true })
         );
     } else {
         outln!(
-            "approval of `{step}` by {operator} recorded for run {run_id}; the run picks it up (or `drover resume {run_id}`)"
+            "approval of `{step}` by {operator}{} recorded for run {run_id}; the run picks it up (or `drover resume {run_id}`)",
+            if signed { " (signature verified)" } else { "" }
         );
     }
     ExitCode::SUCCESS

@@ -108,6 +108,7 @@ fn main() {
         sources: Vec::new(),
         concurrent: None,
         preflight_skipped: false,
+        start: None,
     };
     let t0 = std::time::Instant::now();
     let record = rt

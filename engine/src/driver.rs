@@ -45,6 +45,10 @@ pub enum DriverError {
     /// A rollback was asked of a run that was rolled back already.
     #[error("run {0} was rolled back already: nothing is left to undo")]
     NothingToUndo(String),
+    /// Who starts the run could not be established (a runbook with an operator roster needs a
+    /// signed start statement by an operator in it).
+    #[error("{0}")]
+    Identity(String),
     /// A journal call could not run on the blocking pool (the runtime is shutting down, or an
     /// earlier call panicked while holding the journal).
     #[error("the journal is unavailable: {0}")]
@@ -234,6 +238,9 @@ pub struct RunSpec {
     pub concurrent: Option<String>,
     /// Whether the run was started without preflighting every step (`--skip-preflight`).
     pub preflight_skipped: bool,
+    /// The signed statement starting the run: required when the runbook has an operator
+    /// roster, and then its signer — not `initiator` — is the initiator.
+    pub start: Option<crate::signed::SignedStatement>,
 }
 
 enum Done {
@@ -421,7 +428,25 @@ impl Driver {
         adapters: Adapters,
         observer: Arc<dyn Observer>,
     ) -> Result<Self, DriverError> {
+        let mut spec = spec;
         let now = clock.now_ms();
+        // With a roster, the initiator is whoever signed the start statement, never a typed name.
+        if crate::signed::roster(&plan).is_some() {
+            let Some(signed) = &spec.start else {
+                return Err(DriverError::Identity(
+                    "this runbook has an operator roster: starting a run is a statement signed with your SSH key — give --key PATH, or load the key into ssh-agent (SSH_AUTH_SOCK)".into(),
+                ));
+            };
+            let (signer, _) = crate::signed::check(
+                &plan,
+                &spec.run_id,
+                "",
+                drover_identity::Decision::Start,
+                signed,
+            )
+            .map_err(|e| DriverError::Identity(format!("the start of the run is refused: {e}")))?;
+            spec.initiator = signer.operator;
+        }
         let claims = crate::journal::Claims {
             names: claims(&plan, spec.mode, &adapters),
             concurrent: spec.concurrent.clone(),
@@ -445,6 +470,9 @@ impl Driver {
         )?;
         if !spec.sources.is_empty() {
             journal.store_sources(&spec.run_id, &spec.sources)?;
+        }
+        if let Some(signed) = &spec.start {
+            journal.add_start_statement(&spec.run_id, signed, now)?;
         }
         let lease = journal.acquire(&spec.run_id, &holder(&spec.initiator), now, LEASE_TTL_MS)?;
         Ok(Self::new(
@@ -531,6 +559,7 @@ impl Driver {
             sources: Vec::new(),
             concurrent: None,
             preflight_skipped: false,
+            start: None,
         };
         let mut d = Self::new(
             spec,
@@ -1280,6 +1309,32 @@ impl Driver {
             .await?;
         for r in rows {
             self.approvals_seen = r.id;
+            // With a roster, a row counts only with a statement signed by the operator it names:
+            // a row written into the database by hand is refused, and audited.
+            if let Some(reason) = crate::signed::unverified_row(&self.plan, &self.spec.run_id, &r) {
+                self.say(&format!(
+                    "REFUSED approval of {} by {}: {reason}",
+                    r.step, r.operator
+                ));
+                let rec = AuditRecord {
+                    seq: 0,
+                    ts: rfc3339(self.clock.now_ms()),
+                    run_id: self.spec.run_id.clone(),
+                    operator: r.operator.clone(),
+                    step: Some(r.step.clone()),
+                    action: "approval".into(),
+                    backup_id: None,
+                    key_id: None,
+                    outcome: "refused".into(),
+                    error: Some(reason),
+                    prev: String::new(),
+                };
+                let run_id = self.spec.run_id.clone();
+                self.journal
+                    .call(move |j| j.append_audit(&run_id, &[rec]))
+                    .await?;
+                continue;
+            }
             self.handle(Event::Approved {
                 step: r.step,
                 operator: r.operator,
@@ -1386,6 +1441,14 @@ struct Replay {
     fed_approvals: usize,
 }
 
+/// The plan a run was started with.
+///
+/// # Errors
+/// Journal errors, or a plan that does not parse.
+pub fn plan_of(journal: &dyn Journal, run_id: &str) -> Result<Plan, DriverError> {
+    Ok(replay(journal, run_id)?.plan)
+}
+
 fn replay(journal: &dyn Journal, run_id: &str) -> Result<Replay, DriverError> {
     let row = journal.run(run_id)?;
     let plan: Plan =
@@ -1453,9 +1516,11 @@ pub fn check_approval(
     Ok(refusal.map_or(Ok(()), Err))
 }
 
-/// `drover approve`: checks the approval by the rules the running driver applies, then records
-/// it for the driver to pick up; a refusal is written to the run's audit log.
-/// `Ok(Err(reason))` is a refusal.
+/// `drover approve`: establishes who approves — the roster operator whose key signed the
+/// statement, when the runbook has a roster; the typed name otherwise — checks the approval by
+/// the rules the running driver applies, then records it (with its signature) for the driver to
+/// pick up. A refusal is written to the run's audit log. `Ok(Ok(operator))` is an approval
+/// recorded for `operator`; `Ok(Err(reason))` a refusal.
 ///
 /// # Errors
 /// Journal or plan errors.
@@ -1463,34 +1528,39 @@ pub fn approve(
     journal: &mut dyn Journal,
     run_id: &str,
     step: &str,
-    operator: &str,
-    roles: &[String],
+    approver: &crate::signed::Approver,
     now: u64,
-) -> Result<Result<(), String>, DriverError> {
-    match check_approval(journal, run_id, step, operator, roles)? {
+) -> Result<Result<String, String>, DriverError> {
+    let plan = replay(journal, run_id)?.plan;
+    let refuse = |journal: &mut dyn Journal, operator: &str, reason: String| {
+        journal.append_audit(
+            run_id,
+            &[AuditRecord {
+                seq: 0,
+                ts: rfc3339(now),
+                run_id: run_id.to_owned(),
+                operator: operator.to_owned(),
+                step: Some(step.to_owned()),
+                action: "approval".into(),
+                backup_id: None,
+                key_id: None,
+                outcome: "refused".into(),
+                error: Some(reason.clone()),
+                prev: String::new(),
+            }],
+        )?;
+        Ok::<_, DriverError>(Err(reason))
+    };
+    let (operator, roles, signed) = match crate::signed::identify(&plan, run_id, step, approver) {
+        Ok(x) => x,
+        Err((who, reason)) => return refuse(journal, &who, reason),
+    };
+    match check_approval(journal, run_id, step, &operator, &roles)? {
         Ok(()) => {
-            journal.add_approval(run_id, step, operator, roles, now)?;
-            Ok(Ok(()))
+            journal.add_approval(run_id, step, &operator, &roles, now, signed.as_ref())?;
+            Ok(Ok(operator))
         }
-        Err(reason) => {
-            journal.append_audit(
-                run_id,
-                &[AuditRecord {
-                    seq: 0,
-                    ts: rfc3339(now),
-                    run_id: run_id.to_owned(),
-                    operator: operator.to_owned(),
-                    step: Some(step.to_owned()),
-                    action: "approval".into(),
-                    backup_id: None,
-                    key_id: None,
-                    outcome: "refused".into(),
-                    error: Some(reason.clone()),
-                    prev: String::new(),
-                }],
-            )?;
-            Ok(Err(reason))
-        }
+        Err(reason) => refuse(journal, &operator, reason),
     }
 }
 

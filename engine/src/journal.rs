@@ -215,10 +215,12 @@ pub struct ApprovalRow {
     pub step: String,
     /// Who.
     pub operator: String,
-    /// Roles claimed.
+    /// Roles claimed (with a roster: the roster's roles of the signer).
     pub roles: Vec<String>,
     /// When.
     pub at: u64,
+    /// The signed statement, when the run's runbook has an operator roster.
+    pub signed: Option<crate::signed::SignedStatement>,
 }
 
 /// One journaled transition: an event, when it happened, and the actions it caused.
@@ -417,12 +419,31 @@ pub trait Journal: Send {
         operator: &str,
         roles: &[String],
         at: u64,
+        signed: Option<&crate::signed::SignedStatement>,
     ) -> Result<i64, JournalError>;
     /// Approvals with an id above `after`.
     ///
     /// # Errors
     /// Database errors.
     fn approvals_after(&self, run_id: &str, after: i64) -> Result<Vec<ApprovalRow>, JournalError>;
+    /// Records the signed statement that started a run.
+    ///
+    /// # Errors
+    /// Database errors.
+    fn add_start_statement(
+        &mut self,
+        run_id: &str,
+        signed: &crate::signed::SignedStatement,
+        at: u64,
+    ) -> Result<(), JournalError>;
+    /// The signed statement that started a run, if it was signed.
+    ///
+    /// # Errors
+    /// Database errors.
+    fn start_statement(
+        &self,
+        run_id: &str,
+    ) -> Result<Option<crate::signed::SignedStatement>, JournalError>;
     /// The run's audit records, in order, with their stored hashes.
     ///
     /// # Errors
@@ -454,6 +475,11 @@ CREATE TABLE IF NOT EXISTS approvals (
   id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, step TEXT NOT NULL,
   operator TEXT NOT NULL, roles TEXT NOT NULL, at INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS statements (
+  id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, approval_id INTEGER,
+  statement TEXT NOT NULL, signature TEXT NOT NULL, at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS statements_by_run ON statements (run_id, approval_id);
 CREATE TABLE IF NOT EXISTS sources (
   run_id TEXT NOT NULL, seq INTEGER NOT NULL, name TEXT NOT NULL, text TEXT NOT NULL,
   PRIMARY KEY (run_id, seq)
@@ -1065,18 +1091,65 @@ impl Journal for SqliteJournal {
         operator: &str,
         roles: &[String],
         at: u64,
+        signed: Option<&crate::signed::SignedStatement>,
     ) -> Result<i64, JournalError> {
         let roles =
             serde_json::to_string(roles).map_err(|e| JournalError::Corrupt(e.to_string()))?;
-        self.conn.execute(
+        // The approval and its signature land together or not at all.
+        let tx = self.conn.transaction()?;
+        tx.execute(
             "INSERT INTO approvals (run_id, step, operator, roles, at) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![run_id, step, operator, roles, at as i64],
         )?;
-        Ok(self.conn.last_insert_rowid())
+        let id = tx.last_insert_rowid();
+        if let Some(s) = signed {
+            tx.execute(
+                "INSERT INTO statements (run_id, approval_id, statement, signature, at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![run_id, id, s.statement, s.signature, at as i64],
+            )?;
+        }
+        tx.commit()?;
+        Ok(id)
+    }
+
+    fn add_start_statement(
+        &mut self,
+        run_id: &str,
+        signed: &crate::signed::SignedStatement,
+        at: u64,
+    ) -> Result<(), JournalError> {
+        self.conn.execute(
+            "INSERT INTO statements (run_id, approval_id, statement, signature, at) VALUES (?1, NULL, ?2, ?3, ?4)",
+            params![run_id, signed.statement, signed.signature, at as i64],
+        )?;
+        Ok(())
+    }
+
+    fn start_statement(
+        &self,
+        run_id: &str,
+    ) -> Result<Option<crate::signed::SignedStatement>, JournalError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT statement, signature FROM statements WHERE run_id = ?1 AND approval_id IS NULL ORDER BY id LIMIT 1",
+                params![run_id],
+                |r| {
+                    Ok(crate::signed::SignedStatement {
+                        statement: r.get(0)?,
+                        signature: r.get(1)?,
+                    })
+                },
+            )
+            .optional()?)
     }
 
     fn approvals_after(&self, run_id: &str, after: i64) -> Result<Vec<ApprovalRow>, JournalError> {
-        let mut stmt = self.conn.prepare("SELECT id, step, operator, roles, at FROM approvals WHERE run_id = ?1 AND id > ?2 ORDER BY id")?;
+        let mut stmt = self.conn.prepare(
+            "SELECT a.id, a.step, a.operator, a.roles, a.at, s.statement, s.signature FROM approvals a \
+             LEFT JOIN statements s ON s.run_id = a.run_id AND s.approval_id = a.id \
+             WHERE a.run_id = ?1 AND a.id > ?2 ORDER BY a.id",
+        )?;
         let rows = stmt.query_map(params![run_id, after], |r| {
             Ok((
                 r.get::<_, i64>(0)?,
@@ -1084,17 +1157,25 @@ impl Journal for SqliteJournal {
                 r.get::<_, String>(2)?,
                 r.get::<_, String>(3)?,
                 r.get::<_, i64>(4)?,
+                r.get::<_, Option<String>>(5)?,
+                r.get::<_, Option<String>>(6)?,
             ))
         })?;
         let mut out = Vec::new();
         for row in rows {
-            let (id, step, operator, roles, at) = row?;
+            let (id, step, operator, roles, at, statement, signature) = row?;
             out.push(ApprovalRow {
                 id,
                 step,
                 operator,
                 roles: serde_json::from_str(&roles).unwrap_or_default(),
                 at: at as u64,
+                signed: statement.zip(signature).map(|(statement, signature)| {
+                    crate::signed::SignedStatement {
+                        statement,
+                        signature,
+                    }
+                }),
             });
         }
         Ok(out)

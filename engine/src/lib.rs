@@ -23,6 +23,7 @@ pub mod operator;
 pub mod redactor;
 pub mod run_record;
 pub mod scheduler;
+pub mod signed;
 pub mod template_context;
 pub mod timeline;
 

@@ -58,6 +58,18 @@ pub enum VerifyError {
     },
 }
 
+/// The fingerprint (`SHA256:…`) of the key an armored SSHSIG names, verified or not: for saying
+/// whose refused signature it was.
+#[must_use]
+pub fn fingerprint_of(signature: &str) -> Option<String> {
+    let sig = ssh_key::SshSig::from_pem(signature.trim()).ok()?;
+    Some(
+        ssh_key::PublicKey::from(sig.public_key().clone())
+            .fingerprint(ssh_key::HashAlg::Sha256)
+            .to_string(),
+    )
+}
+
 /// Verifies `signature` (an armored SSHSIG) over exactly `statement`, by a key in `roster`.
 ///
 /// # Errors

@@ -8,6 +8,7 @@ mod aws_failover;
 #[cfg(feature = "azure")]
 mod azure_failover;
 mod hardening;
+mod identity;
 mod report;
 mod run;
 mod simulate;

@@ -91,6 +91,7 @@ fn start(
         sources: Vec::new(),
         concurrent: None,
         preflight_skipped: false,
+        start: None,
     };
     Driver::start(
         spec,
@@ -216,9 +217,13 @@ milestone done {
             waited += 1;
         }
         if waited == 360 {
-            let r = drover_engine::driver::approve(&mut other, "r1", "go", "bob", &[], 0)
-                .expect("journal");
-            assert_eq!(r, Ok(()));
+            let bob = drover_engine::signed::Approver::Typed {
+                operator: "bob".into(),
+                roles: Vec::new(),
+            };
+            let r =
+                drover_engine::driver::approve(&mut other, "r1", "go", &bob, 0).expect("journal");
+            assert_eq!(r, Ok("bob".to_owned()));
             approved = true;
         }
     })
@@ -541,8 +546,25 @@ impl Journal for SlowDisk {
         operator: &str,
         roles: &[String],
         at: u64,
+        signed: Option<&drover_engine::signed::SignedStatement>,
     ) -> Result<i64, drover_engine::journal::JournalError> {
-        self.inner.add_approval(run_id, step, operator, roles, at)
+        self.inner
+            .add_approval(run_id, step, operator, roles, at, signed)
+    }
+    fn add_start_statement(
+        &mut self,
+        run_id: &str,
+        signed: &drover_engine::signed::SignedStatement,
+        at: u64,
+    ) -> Result<(), drover_engine::journal::JournalError> {
+        self.inner.add_start_statement(run_id, signed, at)
+    }
+    fn start_statement(
+        &self,
+        run_id: &str,
+    ) -> Result<Option<drover_engine::signed::SignedStatement>, drover_engine::journal::JournalError>
+    {
+        self.inner.start_statement(run_id)
     }
     fn approvals_after(
         &self,

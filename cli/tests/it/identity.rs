@@ -1,0 +1,345 @@
+//! Operator identity through the binary, with real OpenSSH keys, `ssh-keygen -Y sign` and a
+//! real `ssh-agent`: with a roster, nobody is who they type; four eyes counts roster operators.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn drover(dir: &Path, args: &[&str]) -> Output {
+    drover_env(dir, args, &[])
+}
+
+fn drover_env(dir: &Path, args: &[&str], env: &[(&str, &Path)]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_drover"));
+    c.args(args).current_dir(dir).env_remove("SSH_AUTH_SOCK");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().expect("drover runs")
+}
+
+fn keygen(dir: &Path, name: &str) -> (PathBuf, String) {
+    let path = dir.join(format!("{name}_key"));
+    let out = Command::new("ssh-keygen")
+        .args([
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-C",
+            &format!("{name}@laptop"),
+            "-f",
+        ])
+        .arg(&path)
+        .output()
+        .expect("ssh-keygen");
+    assert!(out.status.success());
+    let public = std::fs::read_to_string(dir.join(format!("{name}_key.pub"))).expect("pub");
+    (path, public.trim().to_owned())
+}
+
+fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    for _ in 0..1200 {
+        if f() {
+            return;
+        }
+        #[allow(clippy::disallowed_methods, reason = "polling a real process")]
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+fn waiting(dir: &Path, run: &str) -> bool {
+    let out = drover(dir, &["status", run, "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    v["steps"].as_array().is_some_and(|s| {
+        s.iter()
+            .any(|s| s["id"] == "gate" && s["state"] == "awaiting_approval")
+    })
+}
+
+const RUNBOOK: &str = r#"runbook "signed cutover" {
+  rto       = 1h
+  rpo       = 1h
+  modes     = [failover]
+  operators = "operators.toml"
+}
+
+step gate {
+  action = approval
+  with {
+    prompt = "cut over?"
+    roles  = ["incident-commander"]
+  }
+}
+
+step cut {
+  action = shell
+  after  = [gate]
+  with {
+    command = "echo cut"
+  }
+}
+
+milestone done {
+  after     = [cut]
+  stops_rto = true
+}
+"#;
+
+fn spawn_run(dir: &Path, run: &str, key: &Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_drover"))
+        .args(["run", "cutover.drover", "--run-id", run, "--key"])
+        .arg(key)
+        .current_dir(dir)
+        .env_remove("SSH_AUTH_SOCK")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("drover run")
+}
+
+fn refused(out: &Output, needle: &str) {
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains(needle),
+        "expected `{needle}` in: {}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn four_eyes_counts_roster_operators_and_only_real_signatures_approve() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let d = dir.path();
+    let (alice, alice_pub) = keygen(d, "alice");
+    let (alice2, alice2_pub) = keygen(d, "alice2");
+    let (bob, bob_pub) = keygen(d, "bob");
+    let (mallory, _) = keygen(d, "mallory");
+    std::fs::write(
+        d.join("operators.toml"),
+        format!(
+            "[operators.alice]\nroles = [\"incident-commander\"]\nkeys = [\"{alice_pub}\", \"{alice2_pub}\"]\n\n[operators.bob]\nroles = [\"incident-commander\"]\nkeys = [\"{bob_pub}\"]\n"
+        ),
+    )
+    .expect("roster");
+    std::fs::write(d.join("cutover.drover"), RUNBOOK).expect("runbook");
+
+    // With a roster, nobody starts a run by typing a name.
+    let typed = drover(d, &["run", "cutover.drover", "--as", "alice"]);
+    assert_eq!(typed.status.code(), Some(2), "{}", text(&typed.stderr));
+
+    let child = spawn_run(d, "r1", &alice);
+    wait_until("the gate", || waiting(d, "r1"));
+    let st = text(&drover(d, &["status", "r1", "--format", "json"]).stdout);
+    assert!(
+        st.contains("\"initiator\": \"alice\""),
+        "the signer started it: {st}"
+    );
+
+    // Typing another name is refused; alice's keys, under any name, are alice.
+    refused(
+        &drover(
+            d,
+            &[
+                "approve",
+                "r1",
+                "gate",
+                "--as",
+                "bob",
+                "--role",
+                "incident-commander",
+            ],
+        ),
+        "not a typed name",
+    );
+    let own = drover(
+        d,
+        &[
+            "approve",
+            "r1",
+            "gate",
+            "--key",
+            alice.to_str().expect("utf-8"),
+        ],
+    );
+    refused(&own, "four eyes");
+    let other_key = drover(
+        d,
+        &[
+            "approve",
+            "r1",
+            "gate",
+            "--key",
+            alice2.to_str().expect("utf-8"),
+        ],
+    );
+    refused(&other_key, "four eyes");
+    // A key outside the roster.
+    refused(
+        &drover(
+            d,
+            &[
+                "approve",
+                "r1",
+                "gate",
+                "--key",
+                mallory.to_str().expect("utf-8"),
+            ],
+        ),
+        "not in the operator roster",
+    );
+
+    // bob signs with OpenSSH itself; a changed byte first, then the real thing.
+    let printed = drover(d, &["approve", "r1", "gate", "--print-statement"]);
+    assert_eq!(printed.status.code(), Some(0));
+    let statement = text(&printed.stdout);
+    assert!(statement.contains("run: r1\nstep: gate\n"), "{statement}");
+    std::fs::write(d.join("s.txt"), &statement).expect("write");
+    let signed = Command::new("ssh-keygen")
+        .args(["-Y", "sign", "-n", "drover", "-f"])
+        .arg(&bob)
+        .arg(d.join("s.txt"))
+        .output()
+        .expect("ssh-keygen -Y sign");
+    assert!(signed.status.success(), "{}", text(&signed.stderr));
+    std::fs::write(
+        d.join("s.txt"),
+        statement.replace("step: gate", "step: gatf"),
+    )
+    .expect("tamper");
+    refused(
+        &drover(d, &["approve", "r1", "gate", "--signature", "s.txt.sig"]),
+        "does not match",
+    );
+    std::fs::write(d.join("s.txt"), &statement).expect("restore");
+    let ok = drover(d, &["approve", "r1", "gate", "--signature", "s.txt.sig"]);
+    assert_eq!(ok.status.code(), Some(0), "{}", text(&ok.stderr));
+    assert!(text(&ok.stdout).contains("by bob (signature verified)"));
+
+    let out = child.wait_with_output().expect("run");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+
+    // The same signature replayed to another run is refused.
+    let child = spawn_run(d, "r2", &alice);
+    wait_until("the second gate", || waiting(d, "r2"));
+    refused(
+        &drover(d, &["approve", "r2", "gate", "--signature", "s.txt.sig"]),
+        "is for run `r1`, not `r2`",
+    );
+    // Every refusal is in the audit log.
+    let audit = text(&drover(d, &["audit", "show", "r1"]).stdout);
+    for why in [
+        "not a typed name",
+        "four eyes",
+        "not in the operator roster",
+        "does not match",
+    ] {
+        assert!(audit.contains(why), "audited: {why}\n{audit}");
+    }
+    assert!(text(&drover(d, &["audit", "show", "r2"]).stdout).contains("is for run `r1`"));
+    let ok = drover(
+        d,
+        &[
+            "approve",
+            "r2",
+            "gate",
+            "--key",
+            bob.to_str().expect("utf-8"),
+        ],
+    );
+    assert_eq!(ok.status.code(), Some(0), "{}", text(&ok.stderr));
+    let out = child.wait_with_output().expect("run");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}
+
+/// A real `ssh-agent`, stopped when dropped.
+struct Agent {
+    pid: String,
+    sock: PathBuf,
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg(&self.pid).status();
+    }
+}
+
+#[test]
+fn ssh_agent_signs_the_start_and_the_approval_without_a_key_file_argument() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let d = dir.path();
+    let (_, alice_pub) = keygen(d, "alice");
+    let (bob, bob_pub) = keygen(d, "bob");
+    std::fs::write(
+        d.join("operators.toml"),
+        format!(
+            "[operators.alice]\nroles = [\"incident-commander\"]\nkeys = [\"{alice_pub}\"]\n\n[operators.bob]\nroles = [\"incident-commander\"]\nkeys = [\"{bob_pub}\"]\n"
+        ),
+    )
+    .expect("roster");
+    std::fs::write(d.join("cutover.drover"), RUNBOOK).expect("runbook");
+    let sock = d.join("agent.sock");
+    let out = Command::new("ssh-agent")
+        .arg("-a")
+        .arg(&sock)
+        .output()
+        .expect("ssh-agent");
+    let pid = text(&out.stdout)
+        .split("SSH_AGENT_PID=")
+        .nth(1)
+        .and_then(|r| r.split(';').next())
+        .expect("pid")
+        .to_owned();
+    let agent = Agent { pid, sock };
+    let added = Command::new("ssh-add")
+        .arg("-q")
+        .arg(d.join("alice_key"))
+        .env("SSH_AUTH_SOCK", &agent.sock)
+        .output()
+        .expect("ssh-add");
+    assert!(added.status.success());
+    let child = Command::new(env!("CARGO_BIN_EXE_drover"))
+        .args(["run", "cutover.drover", "--run-id", "a1"])
+        .current_dir(d)
+        .env("SSH_AUTH_SOCK", &agent.sock)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("drover run");
+    wait_until("the gate", || waiting(d, "a1"));
+    // alice's agent signs for alice: four eyes refuses it.
+    let own = drover_env(
+        d,
+        &["approve", "a1", "gate"],
+        &[("SSH_AUTH_SOCK", &agent.sock)],
+    );
+    refused(&own, "four eyes");
+    let ok = drover(
+        d,
+        &[
+            "approve",
+            "a1",
+            "gate",
+            "--key",
+            bob.to_str().expect("utf-8"),
+        ],
+    );
+    assert_eq!(ok.status.code(), Some(0), "{}", text(&ok.stderr));
+    let out = child.wait_with_output().expect("run");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    // Without an agent or a key, the start is refused before anything runs.
+    let none = drover(d, &["run", "cutover.drover", "--run-id", "a2"]);
+    assert_eq!(none.status.code(), Some(1), "{}", text(&none.stderr));
+    assert!(
+        text(&none.stderr).contains("SSH_AUTH_SOCK"),
+        "{}",
+        text(&none.stderr)
+    );
+    drop(agent);
+}
