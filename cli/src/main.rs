@@ -211,6 +211,10 @@ or RPO target, 4 interrupted (drover resume), 5 finished with failed or refused 
         /// roster; without it, the first key in ssh-agent that the roster lists is used).
         #[arg(long, value_name = "PATH")]
         key: Option<String>,
+        /// Append signed checkpoints of the audit chain (after every approval, every 20 records
+        /// and at the end) to this anchor outside the state directory: `file:DIR`.
+        #[arg(long, value_name = "LOCATION")]
+        audit_anchor: Option<String>,
         /// When the incident or drill was declared, RFC 3339 (default: now).
         #[arg(long)]
         declared_at: Option<String>,
@@ -442,7 +446,8 @@ enum AuditCommand {
         #[arg(long, default_value = ".drover")]
         state: String,
     },
-    /// Check a run's hash-chained audit log against the chain head kept in the run record.
+    /// Check a run's hash-chained audit log against the chain head kept in the run record, and
+    /// with --anchor against every signed checkpoint anchored outside the host.
     Verify {
         /// Run id, or `latest`.
         #[arg(default_value = "latest")]
@@ -450,6 +455,10 @@ enum AuditCommand {
         /// State directory.
         #[arg(long, default_value = ".drover")]
         state: String,
+        /// The audit anchor the run wrote checkpoints to (`file:DIR`): a log rewritten with its
+        /// head is detected, naming the first checkpoint it contradicts.
+        #[arg(long, value_name = "LOCATION")]
+        anchor: Option<String>,
         /// Output format.
         #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
         format: CheckFormat,
@@ -798,6 +807,7 @@ fn dispatch(cli: Cli) -> ExitCode {
             state,
             operator,
             key,
+            audit_anchor,
             declared_at,
             run_id,
             dry_run,
@@ -836,6 +846,7 @@ fn dispatch(cli: Cli) -> ExitCode {
                 state: state.into(),
                 operator,
                 key: key.map(Into::into),
+                audit_anchor,
                 declared_at,
                 run_id,
                 dry_run,
@@ -900,8 +911,14 @@ fn dispatch(cli: Cli) -> ExitCode {
         Command::Audit(AuditCommand::Verify {
             run_id,
             state,
+            anchor,
             format,
-        }) => run_cli::audit_verify(&run_id, state.into(), matches!(format, CheckFormat::Json)),
+        }) => run_cli::audit_verify(
+            &run_id,
+            state.into(),
+            anchor.as_deref(),
+            matches!(format, CheckFormat::Json),
+        ),
         Command::Audit(AuditCommand::Show { run_id, state }) => {
             run_cli::audit_show(&run_id, state.into())
         }

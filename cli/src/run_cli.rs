@@ -24,6 +24,8 @@ pub struct RunArgs {
     pub operator: Option<String>,
     /// `--key`: sign the start of the run with this private key.
     pub key: Option<PathBuf>,
+    /// `--audit-anchor`: where checkpoints of the audit chain go.
+    pub audit_anchor: Option<String>,
     pub declared_at: Option<String>,
     pub run_id: Option<String>,
     pub dry_run: bool,
@@ -324,6 +326,18 @@ pub fn run(a: RunArgs) -> ExitCode {
         .run_id
         .clone()
         .unwrap_or_else(|| drover_engine::run_record::new_run_id(now));
+    let anchor = match a
+        .audit_anchor
+        .as_deref()
+        .map(drover_engine::anchor::Anchor::parse)
+    {
+        None => None,
+        Some(Ok(x)) => Some(x),
+        Some(Err(e)) => {
+            errln!("error: --audit-anchor: {e}");
+            return ExitCode::from(2);
+        }
+    };
     // With a roster, the run is started by a signed statement, never by a typed name.
     let start = if a.plan.runbook.roster.is_some() {
         if let Some(name) = &a.operator {
@@ -393,6 +407,7 @@ pub fn run(a: RunArgs) -> ExitCode {
         concurrent: a.concurrent.clone().filter(|r| !r.trim().is_empty()),
         preflight_skipped: a.skip_preflight,
         start,
+        anchor,
     };
     let header = format!(
         "run {run_id}: {} in {} mode (state {})",
@@ -830,7 +845,7 @@ pub fn runs(state: PathBuf, json: bool) -> ExitCode {
 }
 
 /// `drover audit verify`.
-pub fn audit_verify(run_id: &str, state: PathBuf, json: bool) -> ExitCode {
+pub fn audit_verify(run_id: &str, state: PathBuf, anchor: Option<&str>, json: bool) -> ExitCode {
     let (j, run_id) = match open_run(&state, run_id) {
         Ok(x) => x,
         Err(c) => return c,
@@ -842,7 +857,22 @@ pub fn audit_verify(run_id: &str, state: PathBuf, json: bool) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = audit::verify(&run_id, &rows, &row.audit_head, row.audit_count);
+    let mut result = audit::verify(&run_id, &rows, &row.audit_head, row.audit_count);
+    let mut anchored = None;
+    if let (Ok(_), Some(loc)) = (&result, anchor) {
+        let checked = drover_engine::anchor::Anchor::parse(loc)
+            .and_then(|a| a.read(&run_id))
+            .and_then(|cps| drover_engine::anchor::check(&run_id, &rows, &cps));
+        match checked {
+            Ok(n) => anchored = Some(n),
+            Err(e) => {
+                result = Err(audit::AuditFault {
+                    seq: 0,
+                    reason: format!("against the anchor {loc}: {e}"),
+                });
+            }
+        }
+    }
     if json {
         outln!(
             "{}",
@@ -852,6 +882,7 @@ pub fn audit_verify(run_id: &str, state: PathBuf, json: bool) -> ExitCode {
                 "records": result.as_ref().ok(),
                 "head": row.audit_head,
                 "problem": result.as_ref().err().map(ToString::to_string),
+                "checkpoints": anchored,
             })
         );
     }
@@ -859,11 +890,18 @@ pub fn audit_verify(run_id: &str, state: PathBuf, json: bool) -> ExitCode {
         Ok(n) => {
             if !json {
                 outln!(
-                    "audit log of run {run_id}: {n} records, hash chain intact, head {}",
-                    row.audit_head.get(..16).unwrap_or(&row.audit_head)
+                    "audit log of run {run_id}: {n} records, hash chain intact, head {}{}",
+                    row.audit_head.get(..16).unwrap_or(&row.audit_head),
+                    anchored.map_or_else(String::new, |c| format!(
+                        "; agrees with {c} anchored checkpoint(s)"
+                    ))
                 );
             }
             ExitCode::SUCCESS
+        }
+        Err(f) if f.seq == 0 => {
+            errln!("audit log of run {run_id} FAILED verification {}", f.reason);
+            ExitCode::FAILURE
         }
         Err(f) => {
             errln!("audit log of run {run_id} FAILED verification: {f}");

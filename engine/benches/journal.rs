@@ -109,6 +109,7 @@ fn main() {
         concurrent: None,
         preflight_skipped: false,
         start: None,
+        anchor: None,
     };
     let t0 = std::time::Instant::now();
     let record = rt

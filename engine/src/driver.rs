@@ -241,6 +241,8 @@ pub struct RunSpec {
     /// The signed statement starting the run: required when the runbook has an operator
     /// roster, and then its signer — not `initiator` — is the initiator.
     pub start: Option<crate::signed::SignedStatement>,
+    /// Where signed checkpoints of the audit chain go (`--audit-anchor`), if anywhere.
+    pub anchor: Option<crate::anchor::Anchor>,
 }
 
 enum Done {
@@ -283,6 +285,8 @@ pub struct Driver {
     crash_after: Option<u64>,
     /// Set when this process drives the run only to undo it (`drover rollback`): who asked.
     rollback_by: Option<String>,
+    /// Audit records covered by the last checkpoint written to the anchor.
+    anchored: u64,
     steps: HashMap<String, petgraph::graph::NodeIndex>,
     span: tracing::Span,
 }
@@ -411,6 +415,7 @@ impl Driver {
             commits: 0,
             crash_after: crash_hooks::after_commits(),
             rollback_by: None,
+            anchored: 0,
             steps,
             span,
         }
@@ -560,6 +565,7 @@ impl Driver {
             concurrent: None,
             preflight_skipped: false,
             start: None,
+            anchor: None,
         };
         let mut d = Self::new(
             spec,
@@ -764,11 +770,50 @@ impl Driver {
         if self.crash_after == Some(self.commits) {
             std::process::abort();
         }
+        let anchor_now = actions
+            .iter()
+            .any(|a| matches!(a, Action::ApprovalAccepted { .. } | Action::Finished { .. }));
+        self.checkpoint(anchor_now).await?;
         for a in actions {
             self.perform(a, now);
         }
         if self.observer.wants_status() {
             self.observer.status(&self.live(now));
+        }
+        Ok(())
+    }
+
+    /// Writes a signed checkpoint of the audit chain to the anchor, when one is configured and
+    /// `now` (an approval, the end) or [`crate::anchor::EVERY`] records since the last one ask
+    /// for it. An anchor that cannot be written is reported and the run goes on: a failover is
+    /// not stopped by its audit storage, but the gap shows at `audit verify --anchor`.
+    async fn checkpoint(&mut self, now: bool) -> Result<(), DriverError> {
+        let Some(anchor) = self.spec.anchor.clone() else {
+            return Ok(());
+        };
+        let run_id = self.spec.run_id.clone();
+        let row = self.journal.call(move |j| j.run(&run_id)).await?;
+        let due = row.audit_count > self.anchored
+            && (now || row.audit_count - self.anchored >= crate::anchor::EVERY);
+        if !due {
+            return Ok(());
+        }
+        let state = self.spec.state_dir.clone();
+        let time = rfc3339(self.clock.now_ms());
+        let run_id = self.spec.run_id.clone();
+        let (count, head) = (row.audit_count, row.audit_head);
+        let written = tokio::task::spawn_blocking(move || {
+            let key = crate::anchor::instance_key(&state)?;
+            anchor.append(&crate::anchor::Checkpoint::sign(
+                &run_id, count, &head, time, &key,
+            ))
+        })
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r);
+        match written {
+            Ok(()) => self.anchored = count,
+            Err(e) => self.say(&format!("WARNING: audit checkpoint not anchored: {e}")),
         }
         Ok(())
     }
@@ -1363,6 +1408,7 @@ impl Driver {
         for (_, h) in self.running.drain() {
             h.abort();
         }
+        self.checkpoint(true).await?;
         for a in self.adapters.all() {
             a.end_run(&self.spec.run_id, &self.spec.state_dir).await;
         }

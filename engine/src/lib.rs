@@ -14,6 +14,7 @@
 //!
 //! The plan it executes is the compiler's [`drover_dsl::Plan`], unchanged.
 
+pub mod anchor;
 pub mod audit;
 pub mod clock;
 pub mod driver;

@@ -1,5 +1,6 @@
 //! The `drover` binary, run for real: exit codes, stdout and stderr.
 
+mod anchor;
 #[cfg(feature = "azure")]
 #[path = "../../../adapters/tests/it/arm_server.rs"]
 mod arm_server;

@@ -92,6 +92,7 @@ fn start(
         concurrent: None,
         preflight_skipped: false,
         start: None,
+        anchor: None,
     };
     Driver::start(
         spec,

@@ -1,0 +1,144 @@
+//! The audit chain anchored outside the host: a log truncated and rehashed with its head
+//! rewritten in the database passes the in-database check, and fails against the anchor.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn drover(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_drover"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("drover runs")
+}
+
+const RUNBOOK: &str = r#"runbook "anchored" {
+  rto   = 1h
+  rpo   = 1h
+  modes = [drill]
+}
+
+step gate {
+  action = approval
+  with {
+    prompt = "go?"
+  }
+}
+
+step work {
+  action = shell
+  after  = [gate]
+  with {
+    command = "echo work"
+  }
+}
+
+milestone done {
+  after     = [work]
+  stops_rto = true
+}
+"#;
+
+/// Rewrites the run's audit log as someone with write access to the host would: drops the last
+/// records, edits one, recomputes every hash and the head so the chain is consistent again.
+const REWRITE: &str = r#"
+import hashlib, json, sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+run = sys.argv[2]
+rows = db.execute("SELECT seq, record FROM audit WHERE run_id = ? ORDER BY seq", (run,)).fetchall()
+keep = rows[:-2]
+db.execute("DELETE FROM audit WHERE run_id = ?", (run,))
+prev = "0" * 64
+for seq, record in keep:
+    r = json.loads(record)
+    if seq == 2:
+        r["operator"] = "mallory"
+    r["prev"] = prev
+    text = json.dumps(r, separators=(",", ":"))
+    h = hashlib.sha256((prev + "\n" + text).encode()).hexdigest()
+    db.execute("INSERT INTO audit (run_id, seq, record, hash) VALUES (?, ?, ?, ?)", (run, seq, text, h))
+    prev = h
+db.execute("UPDATE runs SET audit_head = ?, audit_count = ? WHERE run_id = ?", (prev, len(keep), run))
+db.commit()
+"#;
+
+#[test]
+fn a_rewritten_audit_log_contradicts_its_anchored_checkpoints() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let d = dir.path();
+    let anchor_dir = tempfile::tempdir().expect("anchor");
+    std::fs::write(d.join("a.drover"), RUNBOOK).expect("runbook");
+    let anchor = format!("file:{}", anchor_dir.path().display());
+    let child = Command::new(env!("CARGO_BIN_EXE_drover"))
+        .args([
+            "run",
+            "a.drover",
+            "--run-id",
+            "r1",
+            "--as",
+            "alice",
+            "--audit-anchor",
+            &anchor,
+        ])
+        .current_dir(d)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run");
+    let mut approved = false;
+    for _ in 0..1200 {
+        let ok = drover(d, &["approve", "r1", "gate", "--as", "bob"]);
+        if ok.status.success() {
+            approved = true;
+            break;
+        }
+        #[allow(clippy::disallowed_methods, reason = "polling a real process")]
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(approved, "bob approved");
+    let out = child.wait_with_output().expect("run");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let checkpoints = std::fs::read_to_string(anchor_dir.path().join("r1.checkpoints"))
+        .expect("the anchor holds the run's checkpoints");
+    assert!(
+        checkpoints.lines().count() >= 2,
+        "after the approval and at the end: {checkpoints}"
+    );
+
+    let ok = drover(d, &["audit", "verify", "r1", "--anchor", &anchor]);
+    assert_eq!(ok.status.code(), Some(0), "{}", text(&ok.stderr));
+    assert!(
+        text(&ok.stdout).contains("anchored checkpoint(s)"),
+        "{}",
+        text(&ok.stdout)
+    );
+
+    let py = Command::new("python3")
+        .arg("-c")
+        .arg(REWRITE)
+        .arg(d.join(".drover/drover.db"))
+        .arg("r1")
+        .output()
+        .expect("python3 with sqlite3");
+    assert!(py.status.success(), "{}", text(&py.stderr));
+    // The rewrite is consistent: the database alone cannot tell.
+    let inside = drover(d, &["audit", "verify", "r1"]);
+    assert_eq!(inside.status.code(), Some(0), "{}", text(&inside.stderr));
+    // The anchor can.
+    let bad = drover(d, &["audit", "verify", "r1", "--anchor", &anchor]);
+    assert_eq!(bad.status.code(), Some(1));
+    let err = text(&bad.stderr);
+    assert!(
+        err.contains("checkpoint 1 ("),
+        "names the checkpoint: {err}"
+    );
+    assert!(
+        err.contains("rewritten") || err.contains("truncated"),
+        "{err}"
+    );
+}
