@@ -131,6 +131,11 @@ fn core_actions() -> Vec<ActionSchema> {
             ValueType::Bool,
             "whether the operator who started the run may approve (default false)",
         )
+        .optional(
+            "mfa",
+            ValueType::Bool,
+            "whether each approval needs a current TOTP code in the signed statement (default: when the runbook has an operator roster, for approvals upstream of a destructive step in failover mode)",
+        )
         .output(
             "approved_by",
             list_of_strings(),

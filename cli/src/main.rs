@@ -333,6 +333,10 @@ Examples:
         /// Print the statement to sign for this approval, and stop.
         #[arg(long)]
         print_statement: bool,
+        /// The current code of your authenticator app, for approvals that need a step-up
+        /// (`mfa`): it goes inside the signed statement and is accepted once.
+        #[arg(long, value_name = "CODE")]
+        totp: Option<String>,
         /// State directory.
         #[arg(long, default_value = ".drover")]
         state: String,
@@ -887,6 +891,7 @@ fn dispatch(cli: Cli) -> ExitCode {
             signature,
             statement,
             print_statement,
+            totp,
             state,
             format,
         } => run_cli::approve(
@@ -899,6 +904,7 @@ fn dispatch(cli: Cli) -> ExitCode {
                 signature: signature.map(Into::into),
                 statement: statement.map(Into::into),
                 print_statement,
+                totp,
             },
             state.into(),
             matches!(format, CheckFormat::Json),

@@ -536,6 +536,8 @@ pub struct ApproveBy {
     pub statement: Option<PathBuf>,
     /// `--print-statement`: print the statement to sign and stop.
     pub print_statement: bool,
+    /// `--totp`: the step-up code to put in the statement.
+    pub totp: Option<String>,
 }
 
 /// Signs `statement` with `key`, or else with the first ssh-agent key the plan's roster lists.
@@ -589,7 +591,7 @@ pub fn approve(run_id: &str, step: &str, by: ApproveBy, state: PathBuf, json: bo
             step,
             drover_identity::Decision::Approve,
             "",
-            None,
+            by.totp.clone().map(|c| c.trim().to_owned()),
             now,
         )
     };

@@ -1577,7 +1577,8 @@ pub fn approve(
     approver: &crate::signed::Approver,
     now: u64,
 ) -> Result<Result<String, String>, DriverError> {
-    let plan = replay(journal, run_id)?.plan;
+    let rep = replay(journal, run_id)?;
+    let (plan, mode) = (rep.plan, rep.mode);
     let refuse = |journal: &mut dyn Journal, operator: &str, reason: String| {
         journal.append_audit(
             run_id,
@@ -1601,8 +1602,29 @@ pub fn approve(
         Ok(x) => x,
         Err((who, reason)) => return refuse(journal, &who, reason),
     };
+    // Step-up: a current TOTP code inside the signed statement, accepted once per operator.
+    let mut totp_step = None;
+    if let Some(s) = &signed
+        && crate::signed::needs_mfa(&plan, step, mode)
+    {
+        let st = drover_identity::Statement::parse(&s.statement)
+            .map_err(|e| DriverError::Plan(e.to_string()))?;
+        match crate::signed::check_totp(&plan, &operator, &st, now) {
+            Ok(counter) => totp_step = Some(counter),
+            Err(reason) => return refuse(journal, &operator, reason),
+        }
+    }
     match check_approval(journal, run_id, step, &operator, &roles)? {
         Ok(()) => {
+            if let Some(counter) = totp_step
+                && !journal.claim_totp(&operator, counter, now)?
+            {
+                return refuse(
+                    journal,
+                    &operator,
+                    "the TOTP code was used before: wait for the next one".into(),
+                );
+            }
             journal.add_approval(run_id, step, &operator, &roles, now, signed.as_ref())?;
             Ok(Ok(operator))
         }

@@ -436,6 +436,12 @@ pub trait Journal: Send {
         signed: &crate::signed::SignedStatement,
         at: u64,
     ) -> Result<(), JournalError>;
+    /// Marks TOTP time step `counter` as used by `operator`; `false` if it was used before (a
+    /// code is accepted once per operator, across runs).
+    ///
+    /// # Errors
+    /// Database errors.
+    fn claim_totp(&mut self, operator: &str, counter: u64, at: u64) -> Result<bool, JournalError>;
     /// The signed statement that started a run, if it was signed.
     ///
     /// # Errors
@@ -480,6 +486,10 @@ CREATE TABLE IF NOT EXISTS statements (
   statement TEXT NOT NULL, signature TEXT NOT NULL, at INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS statements_by_run ON statements (run_id, approval_id);
+CREATE TABLE IF NOT EXISTS totp_used (
+  operator TEXT NOT NULL, counter INTEGER NOT NULL, at INTEGER NOT NULL,
+  PRIMARY KEY (operator, counter)
+);
 CREATE TABLE IF NOT EXISTS sources (
   run_id TEXT NOT NULL, seq INTEGER NOT NULL, name TEXT NOT NULL, text TEXT NOT NULL,
   PRIMARY KEY (run_id, seq)
@@ -1123,6 +1133,14 @@ impl Journal for SqliteJournal {
             params![run_id, signed.statement, signed.signature, at as i64],
         )?;
         Ok(())
+    }
+
+    fn claim_totp(&mut self, operator: &str, counter: u64, at: u64) -> Result<bool, JournalError> {
+        let n = self.conn.execute(
+            "INSERT OR IGNORE INTO totp_used (operator, counter, at) VALUES (?1, ?2, ?3)",
+            params![operator, counter as i64, at as i64],
+        )?;
+        Ok(n == 1)
     }
 
     fn start_statement(

@@ -243,6 +243,67 @@ fn ssh_key_fingerprint(signature: &str) -> Option<String> {
     drover_identity::fingerprint_of(signature)
 }
 
+/// Whether approving `step` needs a current TOTP code in the signed statement: the step's
+/// `mfa` input when set; otherwise, with a roster, when the run is a failover and a destructive
+/// step lies downstream of the approval.
+#[must_use]
+pub fn needs_mfa(plan: &Plan, step: &str, mode: drover_dsl::Mode) -> bool {
+    let g = &plan.graph;
+    let Some(i) = g.node_indices().find(|&i| g[i].id() == step) else {
+        return false;
+    };
+    if let Some(drover_dsl::PlanValue::Bool(b)) = g[i].as_step().and_then(|s| s.inputs.get("mfa")) {
+        return *b;
+    }
+    if plan.runbook.roster.is_none() || mode != drover_dsl::Mode::Failover {
+        return false;
+    }
+    let mut bfs = petgraph::visit::Bfs::new(g, i);
+    while let Some(n) = bfs.next(g) {
+        if g[n]
+            .as_step()
+            .is_some_and(|s| s.effect == drover_schema::Effect::Destructive)
+        {
+            return true;
+        }
+    }
+    false
+}
+
+/// Checks the step-up code in `statement`, signed by `operator`: it must be the operator's
+/// current TOTP code (RFC 6238, 30 s steps, one step either side), from the secret the roster
+/// points to. Returns the code's time step, which the caller marks used.
+///
+/// # Errors
+/// Why it is refused; never the secret.
+pub fn check_totp(
+    plan: &Plan,
+    operator: &str,
+    statement: &Statement,
+    now_ms: u64,
+) -> Result<u64, String> {
+    let roster = roster(plan).ok_or("the runbook has no operator roster")??;
+    let Some(code) = statement.totp.as_deref() else {
+        return Err(
+            "this approval needs a current TOTP code (step-up): sign it with --totp CODE".into(),
+        );
+    };
+    let op = roster
+        .operators
+        .get(operator)
+        .ok_or_else(|| format!("{operator} is not in the roster"))?;
+    let secret_ref = op.totp.as_ref().ok_or_else(|| {
+        format!("this approval needs a TOTP code, and {operator} has no `totp` in the roster")
+    })?;
+    let secret = secret_ref
+        .resolve(&roster.base)
+        .map_err(|e| format!("the TOTP secret of {operator} cannot be read: {e}"))?;
+    let key = drover_identity::totp::decode_base32(&secret)
+        .ok_or_else(|| format!("the TOTP secret of {operator} is not base32"))?;
+    drover_identity::totp::verify(&key, code.trim(), now_ms / 1000)
+        .ok_or_else(|| "the TOTP code is wrong or expired".to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -343,3 +343,89 @@ fn ssh_agent_signs_the_start_and_the_approval_without_a_key_file_argument() {
     );
     drop(agent);
 }
+
+fn approve_with(dir: &Path, run: &str, key: &Path, totp: Option<&str>, secret: &str) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_drover"));
+    c.args(["approve", run, "gate", "--key"])
+        .arg(key)
+        .current_dir(dir)
+        .env_remove("SSH_AUTH_SOCK")
+        .env("BOB_TOTP", secret);
+    if let Some(code) = totp {
+        c.args(["--totp", code]);
+    }
+    c.output().expect("drover approve")
+}
+
+#[test]
+fn a_step_up_approval_needs_a_current_unused_totp_code() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let d = dir.path();
+    let (alice, alice_pub) = keygen(d, "alice");
+    let (bob, bob_pub) = keygen(d, "bob");
+    // The RFC 6238 test secret, as an authenticator app shows it.
+    let secret = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
+    std::fs::write(
+        d.join("operators.toml"),
+        format!(
+            "[operators.alice]\nroles = [\"incident-commander\"]\nkeys = [\"{alice_pub}\"]\n\n[operators.bob]\nroles = [\"incident-commander\"]\nkeys = [\"{bob_pub}\"]\ntotp = \"env(BOB_TOTP)\"\n"
+        ),
+    )
+    .expect("roster");
+    std::fs::write(
+        d.join("cutover.drover"),
+        RUNBOOK.replace(
+            "roles  = [\"incident-commander\"]",
+            "roles  = [\"incident-commander\"]\n    mfa    = true",
+        ),
+    )
+    .expect("runbook");
+    let key = drover_identity::totp::decode_base32(secret).expect("base32");
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "a TOTP code is for the wall clock"
+    )]
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("time")
+        .as_secs();
+    let step = now / 30;
+    let current = drover_identity::totp::code_at(&key, step);
+    let expired = drover_identity::totp::code_at(&key, step - 3);
+
+    let child = spawn_run(d, "t1", &alice);
+    wait_until("the gate", || waiting(d, "t1"));
+    refused(
+        &approve_with(d, "t1", &bob, None, secret),
+        "needs a current TOTP code",
+    );
+    refused(
+        &approve_with(d, "t1", &bob, Some("000000"), secret),
+        "wrong or expired",
+    );
+    refused(
+        &approve_with(d, "t1", &bob, Some(&expired), secret),
+        "wrong or expired",
+    );
+    let ok = approve_with(d, "t1", &bob, Some(&current), secret);
+    assert_eq!(ok.status.code(), Some(0), "{}", text(&ok.stderr));
+    let out = child.wait_with_output().expect("run");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+
+    // The same code again, in another run: refused (a code is good once).
+    let child = spawn_run(d, "t2", &alice);
+    wait_until("the gate", || waiting(d, "t2"));
+    refused(
+        &approve_with(d, "t2", &bob, Some(&current), secret),
+        "used before",
+    );
+    let audit = text(&drover(d, &["audit", "show", "t1"]).stdout);
+    assert!(audit.contains("wrong or expired"), "{audit}");
+    assert!(
+        !audit.contains(secret) && !audit.contains(&current),
+        "no secret, no code in the log"
+    );
+    let mut c = child;
+    let _ = c.kill();
+    let _ = c.wait();
+}

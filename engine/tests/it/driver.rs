@@ -560,6 +560,14 @@ impl Journal for SlowDisk {
     ) -> Result<(), drover_engine::journal::JournalError> {
         self.inner.add_start_statement(run_id, signed, at)
     }
+    fn claim_totp(
+        &mut self,
+        operator: &str,
+        counter: u64,
+        at: u64,
+    ) -> Result<bool, drover_engine::journal::JournalError> {
+        self.inner.claim_totp(operator, counter, at)
+    }
     fn start_statement(
         &self,
         run_id: &str,
