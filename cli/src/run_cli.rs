@@ -1166,6 +1166,7 @@ pub fn evidence_verify(bundle: &str, public_key: &str, json: bool) -> ExitCode {
                     "files": v.manifest.files.len(),
                     "audit_records": v.audit_records,
                     "sources_match_plan": v.sources,
+                    "signed_statements": v.signatures,
                     "subject": v.manifest.subject,
                 }),
                 Err(e) =>
@@ -1177,9 +1178,17 @@ pub fn evidence_verify(bundle: &str, public_key: &str, json: bool) -> ExitCode {
         Ok(v) => {
             if !json {
                 outln!(
-                    "{bundle}: OK — signature valid, {} files intact, audit chain of {} records intact{}; run {} of \"{}\"",
+                    "{bundle}: OK — signature valid, {} files intact, audit chain of {} records intact{}{}; run {} of \"{}\"",
                     v.manifest.files.len(),
                     v.audit_records,
+                    if v.signatures > 0 {
+                        format!(
+                            ", {} signed statement(s) verified against the roster",
+                            v.signatures
+                        )
+                    } else {
+                        String::new()
+                    },
                     if v.sources {
                         ", runbook sources match the plan"
                     } else {

@@ -206,6 +206,14 @@ pub struct Lease {
     pub holder: String,
 }
 
+/// A signed statement of a run: `(step, operator, statement)` — the start has no step and no
+/// operator (its signer is the initiator).
+pub type StatementRow = (
+    Option<String>,
+    Option<String>,
+    crate::signed::SignedStatement,
+);
+
 /// An approval given with `drover approve`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApprovalRow {
@@ -442,6 +450,12 @@ pub trait Journal: Send {
     /// # Errors
     /// Database errors.
     fn claim_totp(&mut self, operator: &str, counter: u64, at: u64) -> Result<bool, JournalError>;
+    /// Every signed statement of a run, in order: `(step, operator, statement)` — the start has
+    /// no step and no operator (its signer is the initiator).
+    ///
+    /// # Errors
+    /// Database errors.
+    fn signed_statements(&self, run_id: &str) -> Result<Vec<StatementRow>, JournalError>;
     /// The signed statement that started a run, if it was signed.
     ///
     /// # Errors
@@ -1141,6 +1155,29 @@ impl Journal for SqliteJournal {
             params![operator, counter as i64, at as i64],
         )?;
         Ok(n == 1)
+    }
+
+    fn signed_statements(&self, run_id: &str) -> Result<Vec<StatementRow>, JournalError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT a.step, a.operator, s.statement, s.signature FROM statements s \
+             LEFT JOIN approvals a ON a.id = s.approval_id \
+             WHERE s.run_id = ?1 ORDER BY s.id",
+        )?;
+        let rows = stmt.query_map(params![run_id], |r| {
+            Ok((
+                r.get::<_, Option<String>>(0)?,
+                r.get::<_, Option<String>>(1)?,
+                crate::signed::SignedStatement {
+                    statement: r.get(2)?,
+                    signature: r.get(3)?,
+                },
+            ))
+        })?;
+        let mut out = Vec::new();
+        for r in rows {
+            out.push(r?);
+        }
+        Ok(out)
     }
 
     fn start_statement(

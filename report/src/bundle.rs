@@ -66,6 +66,29 @@ pub fn export(
         files.push(("sources.json".into(), json(&index)));
     }
     files.push(("plan.json".into(), row.plan.as_bytes().to_vec()));
+    // Who decided: the roster the run verified against and every signed statement, so anyone
+    // can check each signature offline.
+    let plan: Option<drover_dsl::Plan> = serde_json::from_str(&row.plan).ok();
+    if let Some(roster) = plan.as_ref().and_then(|p| p.runbook.roster.as_ref()) {
+        files.push((
+            "identity/roster.toml".into(),
+            roster.text.as_bytes().to_vec(),
+        ));
+        let statements: Vec<serde_json::Value> = journal
+            .signed_statements(run_id)
+            .map_err(ReportError::from)?
+            .into_iter()
+            .map(|(step, operator, s)| {
+                serde_json::json!({
+                    "step": step,
+                    "operator": operator,
+                    "statement": s.statement,
+                    "signature": s.signature,
+                })
+            })
+            .collect();
+        files.push(("identity/statements.json".into(), json(&statements)));
+    }
     files.push(("run.json".into(), json(&record)));
     let mut events = Vec::new();
     for t in journal.transitions(run_id).map_err(ReportError::from)? {
@@ -134,6 +157,67 @@ pub struct Verified {
     pub audit_records: u64,
     /// Whether the runbook's sources were in the bundle (and matched the plan's hash).
     pub sources: bool,
+    /// Signed statements (the start, approvals) verified against the run's roster.
+    pub signatures: usize,
+}
+
+/// Re-verifies every signed statement in the bundle against the roster the plan carries: the
+/// start (its signer is the run's initiator) and each approval (signed by the operator it
+/// names, for this run, this step, this plan and these inputs).
+fn verify_statements(
+    files: &BTreeMap<String, Vec<u8>>,
+    plan: &drover_dsl::Plan,
+    run_id: &str,
+) -> Result<usize, BundleError> {
+    let Some(raw) = files.get("identity/statements.json") else {
+        if plan.runbook.roster.is_some() {
+            return Err(BundleError::Inconsistent(
+                "the run's runbook has an operator roster, but the bundle holds no signed statements".into(),
+            ));
+        }
+        return Ok(0);
+    };
+    #[derive(serde::Deserialize)]
+    struct Line {
+        step: Option<String>,
+        operator: Option<String>,
+        statement: String,
+        signature: String,
+    }
+    let lines: Vec<Line> = serde_json::from_slice(raw)
+        .map_err(|e| BundleError::Inconsistent(format!("identity/statements.json: {e}")))?;
+    for l in &lines {
+        let signed = drover_engine::signed::SignedStatement {
+            statement: l.statement.clone(),
+            signature: l.signature.clone(),
+        };
+        let (what, step, kind) = match &l.step {
+            None => (
+                "the start of the run".to_owned(),
+                "",
+                drover_identity::Decision::Start,
+            ),
+            Some(s) => (
+                format!(
+                    "the approval of `{s}` by {}",
+                    l.operator.as_deref().unwrap_or("?")
+                ),
+                s.as_str(),
+                drover_identity::Decision::Approve,
+            ),
+        };
+        let (signer, _) = drover_engine::signed::check(plan, run_id, step, kind, &signed)
+            .map_err(|e| BundleError::Inconsistent(format!("{what} does not verify: {e}")))?;
+        if let Some(op) = &l.operator
+            && *op != signer.operator
+        {
+            return Err(BundleError::Inconsistent(format!(
+                "{what} does not verify: it was signed by {}",
+                signer.operator
+            )));
+        }
+    }
+    Ok(lines.len())
 }
 
 /// Verifies a bundle offline: signature and files, then the audit chain against its head, then
@@ -198,9 +282,11 @@ pub fn verify_bundle(bundle: &[u8], public: &VerifyingKey) -> Result<Verified, B
             )));
         }
     }
+    let signatures = verify_statements(&files, &plan, run_id)?;
     Ok(Verified {
         manifest,
         audit_records: n,
         sources: !sources.is_empty(),
+        signatures,
     })
 }

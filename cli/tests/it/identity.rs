@@ -256,6 +256,80 @@ fn four_eyes_counts_roster_operators_and_only_real_signatures_approve() {
     assert_eq!(ok.status.code(), Some(0), "{}", text(&ok.stderr));
     let out = child.wait_with_output().expect("run");
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+
+    // The evidence bundle carries the roster and every signed statement, re-verified offline.
+    let made = drover(d, &["key", "generate", "--signing", "file:sign.key"]);
+    assert_eq!(made.status.code(), Some(0), "{}", text(&made.stderr));
+    let exported = drover(
+        d,
+        &[
+            "evidence",
+            "export",
+            "r1",
+            "b.tar",
+            "--signing-key",
+            "file:sign.key",
+        ],
+    );
+    assert_eq!(
+        exported.status.code(),
+        Some(0),
+        "{}",
+        text(&exported.stderr)
+    );
+    let verify = |name: &str| {
+        drover(
+            d,
+            &["evidence", "verify", name, "--public-key", "sign.key.pub"],
+        )
+    };
+    let ok = verify("b.tar");
+    assert_eq!(ok.status.code(), Some(0), "{}", text(&ok.stderr));
+    assert!(
+        text(&ok.stdout).contains("2 signed statement(s) verified"),
+        "{}",
+        text(&ok.stdout)
+    );
+    // Someone with the bundle key swaps bob's approval signature for another valid one and
+    // re-seals the bundle: the manifest verifies, the approval does not.
+    let mut files =
+        drover_evidence::read(&std::fs::read(d.join("b.tar")).expect("bundle")).expect("read");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&files["MANIFEST.json"]).expect("manifest");
+    let mut statements: Vec<serde_json::Value> =
+        serde_json::from_slice(&files["identity/statements.json"]).expect("statements");
+    let start_sig = statements[0]["signature"].clone();
+    statements[1]["signature"] = start_sig;
+    files.insert(
+        "identity/statements.json".into(),
+        serde_json::to_vec(&statements).expect("json"),
+    );
+    let order: Vec<String> = manifest["files"]
+        .as_array()
+        .expect("files")
+        .iter()
+        .map(|f| f["name"].as_str().expect("name").to_owned())
+        .collect();
+    let subject: std::collections::BTreeMap<String, String> =
+        serde_json::from_value(manifest["subject"].clone()).expect("subject");
+    let key = drover_evidence::read_signing_key(&d.join("sign.key")).expect("key");
+    let resealed = drover_evidence::seal(
+        &order
+            .iter()
+            .map(|n| (n.clone(), files[n].clone()))
+            .collect::<Vec<_>>(),
+        subject,
+        &key,
+    )
+    .expect("seal");
+    std::fs::write(d.join("forged.tar"), resealed).expect("write");
+    let bad = verify("forged.tar");
+    assert_eq!(bad.status.code(), Some(1), "{}", text(&bad.stdout));
+    assert!(
+        text(&bad.stderr).contains("the approval of `gate` by bob does not verify"),
+        "{}",
+        text(&bad.stderr)
+    );
 }
 
 /// A real `ssh-agent`, stopped when dropped.

@@ -568,6 +568,13 @@ impl Journal for SlowDisk {
     ) -> Result<bool, drover_engine::journal::JournalError> {
         self.inner.claim_totp(operator, counter, at)
     }
+    fn signed_statements(
+        &self,
+        run_id: &str,
+    ) -> Result<Vec<drover_engine::journal::StatementRow>, drover_engine::journal::JournalError>
+    {
+        self.inner.signed_statements(run_id)
+    }
     fn start_statement(
         &self,
         run_id: &str,
