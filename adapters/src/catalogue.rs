@@ -132,6 +132,11 @@ fn core_actions() -> Vec<ActionSchema> {
             "whether the operator who started the run may approve (default false)",
         )
         .optional(
+            "denials",
+            ValueType::Int,
+            "how many distinct denials (`drover approve --deny`) fail the step (default 1)",
+        )
+        .optional(
             "mfa",
             ValueType::Bool,
             "whether each approval needs a current TOTP code in the signed statement (default: when the runbook has an operator roster, for approvals upstream of a destructive step in failover mode)",

@@ -333,6 +333,13 @@ Examples:
         /// Print the statement to sign for this approval, and stop.
         #[arg(long)]
         print_statement: bool,
+        /// Deny the step instead of approving it (with --reason); the step fails once its
+        /// `denials` (default 1) are reached.
+        #[arg(long, requires = "reason")]
+        deny: bool,
+        /// Why the step is denied.
+        #[arg(long, value_name = "TEXT")]
+        reason: Option<String>,
         /// The current code of your authenticator app, for approvals that need a step-up
         /// (`mfa`): it goes inside the signed statement and is accepted once.
         #[arg(long, value_name = "CODE")]
@@ -892,6 +899,8 @@ fn dispatch(cli: Cli) -> ExitCode {
             statement,
             print_statement,
             totp,
+            deny,
+            reason,
             state,
             format,
         } => run_cli::approve(
@@ -905,6 +914,7 @@ fn dispatch(cli: Cli) -> ExitCode {
                 statement: statement.map(Into::into),
                 print_statement,
                 totp,
+                denial: if deny { reason } else { None },
             },
             state.into(),
             matches!(format, CheckFormat::Json),

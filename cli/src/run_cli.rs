@@ -538,6 +538,8 @@ pub struct ApproveBy {
     pub print_statement: bool,
     /// `--totp`: the step-up code to put in the statement.
     pub totp: Option<String>,
+    /// `--deny --reason`: deny the step, with this reason.
+    pub denial: Option<String>,
 }
 
 /// Signs `statement` with `key`, or else with the first ssh-agent key the plan's roster lists.
@@ -589,8 +591,12 @@ pub fn approve(run_id: &str, step: &str, by: ApproveBy, state: PathBuf, json: bo
             &plan,
             &run_id,
             step,
-            drover_identity::Decision::Approve,
-            "",
+            if by.denial.is_some() {
+                drover_identity::Decision::Deny
+            } else {
+                drover_identity::Decision::Approve
+            },
+            by.denial.as_deref().unwrap_or(""),
             by.totp.clone().map(|c| c.trim().to_owned()),
             now,
         )
@@ -650,7 +656,14 @@ pub fn approve(run_id: &str, step: &str, by: ApproveBy, state: PathBuf, json: bo
         drover_engine::signed::Approver::Typed { operator, .. } => operator.clone(),
         drover_engine::signed::Approver::Signed(_) => "the signer".to_owned(),
     };
-    let operator = match drover_engine::driver::approve(&mut j, &run_id, step, &approver, now) {
+    let operator = match drover_engine::driver::approve(
+        &mut j,
+        &run_id,
+        step,
+        &approver,
+        by.denial.as_deref(),
+        now,
+    ) {
         Ok(Ok(op)) => op,
         Ok(Err(reason)) => {
             if json {

@@ -727,6 +727,13 @@ impl Driver {
                         Some(reason.clone()),
                     ));
                 }
+                Action::Denied { step, operator, .. } => {
+                    let why = match event {
+                        Event::Denied { reason, .. } => reason.clone(),
+                        _ => String::new(),
+                    };
+                    out.push(rec(operator, Some(step), "approval", "denied", Some(why)));
+                }
                 Action::Skip { step, reason } => {
                     out.push(rec(me, Some(step), "skip", "skipped", Some(reason.clone())))
                 }
@@ -1189,6 +1196,18 @@ impl Driver {
             } => self.say(&format!(
                 "REFUSED approval of {step} by {operator}: {reason}"
             )),
+            Action::Denied {
+                step,
+                operator,
+                remaining,
+            } => self.say(&format!(
+                "DENIED  {step} by {operator}{}",
+                if remaining == 0 {
+                    String::new()
+                } else {
+                    format!(" ({remaining} more denial(s) fail it)")
+                }
+            )),
             Action::StepDone { step } => {
                 self.running.remove(&step);
                 self.say(&format!("done    {step}"));
@@ -1380,12 +1399,7 @@ impl Driver {
                     .await?;
                 continue;
             }
-            self.handle(Event::Approved {
-                step: r.step,
-                operator: r.operator,
-                roles: r.roles,
-            })
-            .await?;
+            self.handle(approval_event(&r)).await?;
         }
         let status = if self.sched.awaiting_approval().is_empty() {
             RunStatus::Running
@@ -1487,6 +1501,27 @@ struct Replay {
     fed_approvals: usize,
 }
 
+/// The event an approval row becomes: approved, or denied with its reason.
+fn approval_event(r: &crate::journal::ApprovalRow) -> Event {
+    decision_event(&r.step, &r.operator, &r.roles, r.denial.as_deref())
+}
+
+fn decision_event(step: &str, operator: &str, roles: &[String], denial: Option<&str>) -> Event {
+    match denial {
+        None => Event::Approved {
+            step: step.to_owned(),
+            operator: operator.to_owned(),
+            roles: roles.to_vec(),
+        },
+        Some(reason) => Event::Denied {
+            step: step.to_owned(),
+            operator: operator.to_owned(),
+            roles: roles.to_vec(),
+            reason: reason.to_owned(),
+        },
+    }
+}
+
 /// The plan a run was started with.
 ///
 /// # Errors
@@ -1508,7 +1543,7 @@ fn replay(journal: &dyn Journal, run_id: &str) -> Result<Replay, DriverError> {
     let events = journal.events(run_id)?;
     let mut fed_approvals = 0;
     for (at, e) in &events {
-        fed_approvals += usize::from(matches!(e, Event::Approved { .. }));
+        fed_approvals += usize::from(matches!(e, Event::Approved { .. } | Event::Denied { .. }));
         for a in sched.on_event(e, *at) {
             if let Action::MilestoneReached { milestone, at_ms } = a {
                 milestones.insert(milestone, at_ms);
@@ -1540,21 +1575,13 @@ pub fn check_approval(
     step: &str,
     operator: &str,
     roles: &[String],
+    denial: Option<&str>,
 ) -> Result<Result<(), String>, DriverError> {
     let mut rep = replay(journal, run_id)?;
     for r in rep.approvals.iter().skip(rep.fed_approvals) {
-        let e = Event::Approved {
-            step: r.step.clone(),
-            operator: r.operator.clone(),
-            roles: r.roles.clone(),
-        };
-        rep.sched.on_event(&e, r.at);
+        rep.sched.on_event(&approval_event(r), r.at);
     }
-    let e = Event::Approved {
-        step: step.to_owned(),
-        operator: operator.to_owned(),
-        roles: roles.to_vec(),
-    };
+    let e = decision_event(step, operator, roles, denial);
     let refusal = rep.sched.on_event(&e, 0).into_iter().find_map(|a| match a {
         Action::ApprovalRefused { reason, .. } => Some(reason),
         _ => None,
@@ -1575,8 +1602,14 @@ pub fn approve(
     run_id: &str,
     step: &str,
     approver: &crate::signed::Approver,
+    denial: Option<&str>,
     now: u64,
 ) -> Result<Result<String, String>, DriverError> {
+    let kind = if denial.is_some() {
+        drover_identity::Decision::Deny
+    } else {
+        drover_identity::Decision::Approve
+    };
     let rep = replay(journal, run_id)?;
     let (plan, mode) = (rep.plan, rep.mode);
     let refuse = |journal: &mut dyn Journal, operator: &str, reason: String| {
@@ -1598,13 +1631,22 @@ pub fn approve(
         )?;
         Ok::<_, DriverError>(Err(reason))
     };
-    let (operator, roles, signed) = match crate::signed::identify(&plan, run_id, step, approver) {
-        Ok(x) => x,
-        Err((who, reason)) => return refuse(journal, &who, reason),
-    };
+    let (operator, roles, signed) =
+        match crate::signed::identify(&plan, run_id, step, kind, approver) {
+            Ok(x) => x,
+            Err((who, reason)) => return refuse(journal, &who, reason),
+        };
+    // A signed denial's reason is the one signed.
+    let signed_reason = signed
+        .as_ref()
+        .filter(|_| denial.is_some())
+        .and_then(|s| drover_identity::Statement::parse(&s.statement).ok())
+        .map(|st| st.comment);
+    let denial = signed_reason.as_deref().or(denial);
     // Step-up: a current TOTP code inside the signed statement, accepted once per operator.
     let mut totp_step = None;
     if let Some(s) = &signed
+        && denial.is_none()
         && crate::signed::needs_mfa(&plan, step, mode)
     {
         let st = drover_identity::Statement::parse(&s.statement)
@@ -1614,7 +1656,7 @@ pub fn approve(
             Err(reason) => return refuse(journal, &operator, reason),
         }
     }
-    match check_approval(journal, run_id, step, &operator, &roles)? {
+    match check_approval(journal, run_id, step, &operator, &roles, denial)? {
         Ok(()) => {
             if let Some(counter) = totp_step
                 && !journal.claim_totp(&operator, counter, now)?
@@ -1625,7 +1667,17 @@ pub fn approve(
                     "the TOTP code was used before: wait for the next one".into(),
                 );
             }
-            journal.add_approval(run_id, step, &operator, &roles, now, signed.as_ref())?;
+            journal.add_approval(
+                run_id,
+                &crate::journal::NewApproval {
+                    step,
+                    operator: &operator,
+                    roles: &roles,
+                    at: now,
+                    signed: signed.as_ref(),
+                    denial,
+                },
+            )?;
             Ok(Ok(operator))
         }
         Err(reason) => refuse(journal, &operator, reason),

@@ -229,6 +229,25 @@ pub struct ApprovalRow {
     pub at: u64,
     /// The signed statement, when the run's runbook has an operator roster.
     pub signed: Option<crate::signed::SignedStatement>,
+    /// For a denial (`drover approve --deny`), its reason.
+    pub denial: Option<String>,
+}
+
+/// An approval or a denial to record.
+#[derive(Debug, Clone, Copy)]
+pub struct NewApproval<'a> {
+    /// The step.
+    pub step: &'a str,
+    /// Who (the roster operator, with a roster).
+    pub operator: &'a str,
+    /// Their roles.
+    pub roles: &'a [String],
+    /// When.
+    pub at: u64,
+    /// The signed statement, with a roster.
+    pub signed: Option<&'a crate::signed::SignedStatement>,
+    /// `Some(reason)` for a denial.
+    pub denial: Option<&'a str>,
 }
 
 /// One journaled transition: an event, when it happened, and the actions it caused.
@@ -420,15 +439,7 @@ pub trait Journal: Send {
     ///
     /// # Errors
     /// Database errors.
-    fn add_approval(
-        &mut self,
-        run_id: &str,
-        step: &str,
-        operator: &str,
-        roles: &[String],
-        at: u64,
-        signed: Option<&crate::signed::SignedStatement>,
-    ) -> Result<i64, JournalError>;
+    fn add_approval(&mut self, run_id: &str, a: &NewApproval<'_>) -> Result<i64, JournalError>;
     /// Approvals with an id above `after`.
     ///
     /// # Errors
@@ -493,7 +504,8 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE TABLE IF NOT EXISTS approvals (
   id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, step TEXT NOT NULL,
-  operator TEXT NOT NULL, roles TEXT NOT NULL, at INTEGER NOT NULL
+  operator TEXT NOT NULL, roles TEXT NOT NULL, at INTEGER NOT NULL,
+  decision TEXT NOT NULL DEFAULT 'approve', reason TEXT
 );
 CREATE TABLE IF NOT EXISTS statements (
   id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, approval_id INTEGER,
@@ -557,6 +569,16 @@ impl SqliteJournal {
         // Every transition is durable before it is acted on.
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.execute_batch(SCHEMA)?;
+        // Journals from before denials: add the columns.
+        let has_decision = conn
+            .prepare("SELECT 1 FROM pragma_table_info('approvals') WHERE name = 'decision'")?
+            .exists([])?;
+        if !has_decision {
+            conn.execute_batch(
+                "ALTER TABLE approvals ADD COLUMN decision TEXT NOT NULL DEFAULT 'approve'; \
+                 ALTER TABLE approvals ADD COLUMN reason TEXT;",
+            )?;
+        }
         Ok(Self {
             conn,
             redactor: Redactor::new(),
@@ -1108,25 +1130,26 @@ impl Journal for SqliteJournal {
             .optional()?)
     }
 
-    fn add_approval(
-        &mut self,
-        run_id: &str,
-        step: &str,
-        operator: &str,
-        roles: &[String],
-        at: u64,
-        signed: Option<&crate::signed::SignedStatement>,
-    ) -> Result<i64, JournalError> {
+    fn add_approval(&mut self, run_id: &str, a: &NewApproval<'_>) -> Result<i64, JournalError> {
         let roles =
-            serde_json::to_string(roles).map_err(|e| JournalError::Corrupt(e.to_string()))?;
+            serde_json::to_string(a.roles).map_err(|e| JournalError::Corrupt(e.to_string()))?;
+        let at = a.at;
         // The approval and its signature land together or not at all.
         let tx = self.conn.transaction()?;
         tx.execute(
-            "INSERT INTO approvals (run_id, step, operator, roles, at) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![run_id, step, operator, roles, at as i64],
+            "INSERT INTO approvals (run_id, step, operator, roles, at, decision, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                run_id,
+                a.step,
+                a.operator,
+                roles,
+                at as i64,
+                if a.denial.is_some() { "deny" } else { "approve" },
+                a.denial
+            ],
         )?;
         let id = tx.last_insert_rowid();
-        if let Some(s) = signed {
+        if let Some(s) = a.signed {
             tx.execute(
                 "INSERT INTO statements (run_id, approval_id, statement, signature, at) VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![run_id, id, s.statement, s.signature, at as i64],
@@ -1201,7 +1224,7 @@ impl Journal for SqliteJournal {
 
     fn approvals_after(&self, run_id: &str, after: i64) -> Result<Vec<ApprovalRow>, JournalError> {
         let mut stmt = self.conn.prepare(
-            "SELECT a.id, a.step, a.operator, a.roles, a.at, s.statement, s.signature FROM approvals a \
+            "SELECT a.id, a.step, a.operator, a.roles, a.at, s.statement, s.signature, a.decision, a.reason FROM approvals a \
              LEFT JOIN statements s ON s.run_id = a.run_id AND s.approval_id = a.id \
              WHERE a.run_id = ?1 AND a.id > ?2 ORDER BY a.id",
         )?;
@@ -1214,11 +1237,13 @@ impl Journal for SqliteJournal {
                 r.get::<_, i64>(4)?,
                 r.get::<_, Option<String>>(5)?,
                 r.get::<_, Option<String>>(6)?,
+                r.get::<_, String>(7)?,
+                r.get::<_, Option<String>>(8)?,
             ))
         })?;
         let mut out = Vec::new();
         for row in rows {
-            let (id, step, operator, roles, at, statement, signature) = row?;
+            let (id, step, operator, roles, at, statement, signature, decision, reason) = row?;
             out.push(ApprovalRow {
                 id,
                 step,
@@ -1231,6 +1256,7 @@ impl Journal for SqliteJournal {
                         signature,
                     }
                 }),
+                denial: (decision == "deny").then(|| reason.unwrap_or_default()),
             });
         }
         Ok(out)

@@ -79,6 +79,17 @@ pub enum Event {
         /// The roles they act in.
         roles: Vec<String>,
     },
+    /// An operator denied an approval step (`drover approve --deny`).
+    Denied {
+        /// The step.
+        step: String,
+        /// Who.
+        operator: String,
+        /// The roles they act in.
+        roles: Vec<String>,
+        /// Why.
+        reason: String,
+    },
     /// A compensation finished.
     CompensationFinished {
         /// Step id.
@@ -169,6 +180,15 @@ pub enum Action {
         /// Who.
         operator: String,
         /// Approvals still needed.
+        remaining: u32,
+    },
+    /// A denial was counted; the step fails when `remaining` reaches 0.
+    Denied {
+        /// The step.
+        step: String,
+        /// Who.
+        operator: String,
+        /// Denials still needed to fail the step.
         remaining: u32,
     },
     /// An approval was refused (four eyes, role, duplicate, not waiting).
@@ -264,6 +284,17 @@ pub enum NodeEvent<'a> {
         operator: &'a str,
         /// The roles they act in.
         roles: &'a [String],
+    },
+    /// An operator denied an approval step.
+    Denied {
+        /// Node index.
+        node: usize,
+        /// Who.
+        operator: &'a str,
+        /// The roles they act in.
+        roles: &'a [String],
+        /// Why.
+        reason: &'a str,
     },
     /// A compensation finished.
     CompensationFinished {
@@ -365,6 +396,13 @@ pub enum NodeAction {
         /// Node index.
         node: usize,
         /// Approvals still needed.
+        remaining: u32,
+    },
+    /// A denial was counted (the operator is the event's).
+    DenialCounted {
+        /// Node index.
+        node: usize,
+        /// Denials still needed to fail the step.
         remaining: u32,
     },
     /// An approval was refused (the operator is the event's).
@@ -518,6 +556,8 @@ impl Config {
 #[derive(Debug, Clone)]
 struct Approval {
     required: u32,
+    /// Denials that fail the step.
+    denials: u32,
     roles: Vec<String>,
     initiator_may_approve: bool,
 }
@@ -670,6 +710,8 @@ pub struct Scheduler {
     errors: Vec<Option<String>>,
     error_contexts: Vec<Option<Box<drover_schema::ErrorContext>>>,
     approvers: Vec<Vec<String>>,
+    /// Per node: who denied it.
+    deniers: Vec<Vec<String>>,
     /// The approvals of a rollback on request, once one was asked for under a gate.
     rollback_gate: Option<RollbackGate>,
     /// Per node: the armed retry and timeout timers, as (attempt, when).
@@ -771,6 +813,10 @@ impl Scheduler {
                     on_failure: s.on_failure,
                     when: s.when.clone(),
                     approval: (s.role == Role::Approval).then(|| Approval {
+                        denials: input_u64(s, "denials")
+                            .and_then(|n| u32::try_from(n).ok())
+                            .unwrap_or(1)
+                            .max(1),
                         required: input_u64(s, "approvers")
                             .and_then(|n| u32::try_from(n).ok())
                             .unwrap_or(1)
@@ -862,6 +908,7 @@ impl Scheduler {
             errors: vec![None; n],
             error_contexts: vec![None; n],
             approvers: vec![Vec::new(); n],
+            deniers: vec![Vec::new(); n],
             rollback_gate: None,
             timers: vec![[None; 2]; n],
             params: plan.params.clone(),
@@ -893,6 +940,9 @@ impl Scheduler {
         self.errors.fill(None);
         self.error_contexts.fill(None);
         for a in &mut self.approvers {
+            a.clear();
+        }
+        for a in &mut self.deniers {
             a.clear();
         }
         self.rollback_gate = None;
@@ -1211,6 +1261,26 @@ impl Scheduler {
                     }];
                 }
             },
+            Event::Denied {
+                step,
+                operator,
+                roles,
+                reason,
+            } => match idx(self, step) {
+                Some(node) => NodeEvent::Denied {
+                    node,
+                    operator,
+                    roles,
+                    reason,
+                },
+                None => {
+                    return vec![Action::ApprovalRefused {
+                        step: step.clone(),
+                        operator: operator.clone(),
+                        reason: "no such step".into(),
+                    }];
+                }
+            },
             Event::CompensationFinished { step, error } => match idx(self, step) {
                 Some(node) => NodeEvent::CompensationFinished {
                     node,
@@ -1220,9 +1290,9 @@ impl Scheduler {
             },
         };
         let operator = match event {
-            Event::Approved { operator, .. } | Event::RollbackRequested { operator } => {
-                operator.as_str()
-            }
+            Event::Approved { operator, .. }
+            | Event::Denied { operator, .. }
+            | Event::RollbackRequested { operator } => operator.as_str(),
             _ => "",
         };
         let mut acts = std::mem::take(&mut self.scratch);
@@ -1320,6 +1390,11 @@ impl Scheduler {
                     r => self.refusal(self.rollback_gate.as_ref().map_or(0, |g| g.node), r),
                 },
             },
+            NodeAction::DenialCounted { node, remaining } => Action::Denied {
+                step: id(node),
+                operator: operator.to_owned(),
+                remaining,
+            },
             NodeAction::StepDone { node } => Action::StepDone { step: id(node) },
             NodeAction::StepGaveUp { node } => Action::StepGaveUp {
                 step: id(node),
@@ -1369,10 +1444,12 @@ impl Scheduler {
         }
         if matches!(self.phase, Phase::Done(_)) {
             match event {
-                NodeEvent::Approved { node, .. } => out.push(NodeAction::ApprovalRefused {
-                    node,
-                    reason: Refusal::RunOver,
-                }),
+                NodeEvent::Approved { node, .. } | NodeEvent::Denied { node, .. } => {
+                    out.push(NodeAction::ApprovalRefused {
+                        node,
+                        reason: Refusal::RunOver,
+                    });
+                }
                 NodeEvent::RollbackApproved { .. } => {
                     out.push(NodeAction::RollbackApprovalRefused {
                         reason: Refusal::RunOver,
@@ -1500,6 +1577,12 @@ impl Scheduler {
             NodeEvent::RollbackApproved { operator, roles } => {
                 self.approve_rollback(operator, roles, out);
             }
+            NodeEvent::Denied {
+                node,
+                operator,
+                roles,
+                reason,
+            } => self.deny(node, operator, roles, reason, now, out),
             NodeEvent::RollbackRequested { .. } => {}
         }
         if self.started {
@@ -1568,6 +1651,47 @@ impl Scheduler {
         x ^= x >> 29;
         let frac = x % 1000;
         base / 2 + base / 2 * frac / 1000
+    }
+
+    /// Counts a denial of approval step `i`; once its `denials` are reached the step fails
+    /// (and the run follows the step's `on_failure`). Anyone holding a required role may deny,
+    /// the initiator included: stopping is always allowed. Each operator denies once.
+    fn deny(
+        &mut self,
+        i: usize,
+        operator: &str,
+        roles: &[String],
+        reason: &str,
+        now: u64,
+        out: &mut Vec<NodeAction>,
+    ) {
+        if i >= self.nodes.len() {
+            return;
+        }
+        let refused = match self.nodes[i].approval.as_ref() {
+            None => Some(Refusal::NotApproval),
+            Some(_) if self.status[i] != Status::AwaitingApproval => Some(Refusal::NotWaiting),
+            Some(p) if !p.roles.is_empty() && !roles.iter().any(|r| p.roles.contains(r)) => {
+                Some(Refusal::Role)
+            }
+            Some(_) if self.deniers[i].iter().any(|a| same_operator(a, operator)) => {
+                Some(Refusal::Duplicate)
+            }
+            Some(_) => None,
+        };
+        if let Some(reason) = refused {
+            out.push(NodeAction::ApprovalRefused { node: i, reason });
+            return;
+        }
+        self.deniers[i].push(operator.to_owned());
+        let needed = self.nodes[i].approval.as_ref().map_or(1, |p| p.denials);
+        let have = u32::try_from(self.deniers[i].len()).unwrap_or(u32::MAX);
+        let remaining = needed.saturating_sub(have);
+        out.push(NodeAction::DenialCounted { node: i, remaining });
+        if remaining == 0 {
+            let error = format!("denied by {}: {reason}", self.deniers[i].join(", "));
+            self.fail_attempt(i, 0, &error, false, now, out);
+        }
     }
 
     fn approve(&mut self, i: usize, operator: &str, roles: &[String], out: &mut Vec<NodeAction>) {
@@ -2349,6 +2473,54 @@ mod tests {
         }));
         // A rolled-back run has nothing left to undo.
         assert!(s.on_event(&request, 30).is_empty());
+    }
+
+    #[test]
+    fn a_denied_approval_fails_its_step_once_enough_operators_deny() {
+        let body = format!(
+            "step gate {{\n  action = approval\n  with {{\n    prompt = \"go?\"\n    denials = 2\n    roles = [\"ic\"]\n  }}\n}}\n{}{}",
+            step("c", "after = [gate]"),
+            DONE
+        );
+        let mut s = sched(&body);
+        s.on_event(&Event::Started, 0);
+        let deny = |who: &str, roles: &[&str]| Event::Denied {
+            step: "gate".into(),
+            operator: who.into(),
+            roles: roles.iter().map(|r| (*r).to_owned()).collect(),
+            reason: "the primary is back".into(),
+        };
+        let a = s.on_event(&deny("bob", &["dba"]), 1);
+        assert!(
+            matches!(&a[..], [Action::ApprovalRefused { .. }]),
+            "a role is needed: {a:?}"
+        );
+        let a = s.on_event(&deny("bob", &["ic"]), 2);
+        assert_eq!(
+            a,
+            vec![Action::Denied {
+                step: "gate".into(),
+                operator: "bob".into(),
+                remaining: 1
+            }]
+        );
+        let a = s.on_event(&deny("Bob ", &["ic"]), 3);
+        assert!(
+            matches!(&a[..], [Action::ApprovalRefused { .. }]),
+            "once each: {a:?}"
+        );
+        // The initiator may deny: stopping is always allowed.
+        let a = s.on_event(&deny("alice", &["ic"]), 4);
+        assert!(
+            a.contains(&Action::StepGaveUp {
+                step: "gate".into(),
+                error: "denied by bob, alice: the primary is back".into()
+            }),
+            "{a:?}"
+        );
+        assert!(a.contains(&Action::Finished {
+            outcome: RunOutcome::Failed
+        }));
     }
 
     #[test]

@@ -183,6 +183,7 @@ pub fn identify(
     plan: &Plan,
     run_id: &str,
     step: &str,
+    kind: Decision,
     approver: &Approver,
 ) -> Result<Identified, (String, String)> {
     match (plan.runbook.roster.is_some(), approver) {
@@ -192,7 +193,7 @@ pub fn identify(
                 "this runbook has an operator roster: an approval is a statement signed with the approver's SSH key, not a typed name (`{operator}`) — give --key PATH, load the key into ssh-agent, or sign the statement printed by --print-statement and pass --signature"
             ),
         )),
-        (true, Approver::Signed(s)) => match check(plan, run_id, step, Decision::Approve, s) {
+        (true, Approver::Signed(s)) => match check(plan, run_id, step, kind, s) {
             Ok((signer, _)) => Ok((signer.operator, signer.roles, Some(s.clone()))),
             Err(e) => Err((signer_hint(s), e)),
         },
@@ -220,7 +221,12 @@ pub fn unverified_row(
             "the approval carries no signature (written outside `drover approve`?)".into(),
         );
     };
-    match check(plan, run_id, &row.step, Decision::Approve, s) {
+    let kind = if row.denial.is_some() {
+        Decision::Deny
+    } else {
+        Decision::Approve
+    };
+    match check(plan, run_id, &row.step, kind, s) {
         Ok((signer, _)) if signer.operator == row.operator => None,
         Ok((signer, _)) => Some(format!(
             "the approval names {} but was signed by {}",
@@ -340,6 +346,7 @@ mod tests {
             roles: vec!["ic".into()],
             at: 0,
             signed,
+            denial: None,
         }
     }
 

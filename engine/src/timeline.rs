@@ -224,6 +224,19 @@ impl Timeline {
                     reason,
                 });
             }
+            Action::Denied { step, operator, .. } => {
+                let (roles, why) = match cause {
+                    Event::Denied { roles, reason, .. } => (roles.clone(), reason.clone()),
+                    _ => (Vec::new(), String::new()),
+                };
+                self.node(step).approvals.push(ApprovalGiven {
+                    operator: operator.clone(),
+                    roles,
+                    at_ms: at,
+                    accepted: false,
+                    reason: Some(format!("denied: {why}")),
+                });
+            }
             Action::StepDone { step } => {
                 self.node(step).done_ms.get_or_insert(at);
             }

@@ -191,6 +191,8 @@ fn verify_statements(
             statement: l.statement.clone(),
             signature: l.signature.clone(),
         };
+        let deny = drover_identity::Statement::parse(&l.statement)
+            .is_ok_and(|s| s.kind == drover_identity::Decision::Deny);
         let (what, step, kind) = match &l.step {
             None => (
                 "the start of the run".to_owned(),
@@ -199,11 +201,16 @@ fn verify_statements(
             ),
             Some(s) => (
                 format!(
-                    "the approval of `{s}` by {}",
+                    "the {} of `{s}` by {}",
+                    if deny { "denial" } else { "approval" },
                     l.operator.as_deref().unwrap_or("?")
                 ),
                 s.as_str(),
-                drover_identity::Decision::Approve,
+                if deny {
+                    drover_identity::Decision::Deny
+                } else {
+                    drover_identity::Decision::Approve
+                },
             ),
         };
         let (signer, _) = drover_engine::signed::check(plan, run_id, step, kind, &signed)

@@ -622,6 +622,7 @@ impl Prepared {
                     NodeAction::Abandon { .. }
                     | NodeAction::ApprovalAccepted { .. }
                     | NodeAction::ApprovalRefused { .. }
+                    | NodeAction::DenialCounted { .. }
                     | NodeAction::AwaitRollbackApproval { .. }
                     | NodeAction::RollbackApprovalAccepted { .. }
                     | NodeAction::RollbackApprovalRefused { .. } => {}

@@ -503,3 +503,91 @@ fn a_step_up_approval_needs_a_current_unused_totp_code() {
     let _ = c.kill();
     let _ = c.wait();
 }
+
+#[test]
+fn a_signed_denial_fails_the_gate_and_is_kept_as_evidence() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let d = dir.path();
+    let (alice, alice_pub) = keygen(d, "alice");
+    let (bob, bob_pub) = keygen(d, "bob");
+    std::fs::write(
+        d.join("operators.toml"),
+        format!(
+            "[operators.alice]\nroles = [\"incident-commander\"]\nkeys = [\"{alice_pub}\"]\n\n[operators.bob]\nroles = [\"incident-commander\"]\nkeys = [\"{bob_pub}\"]\n"
+        ),
+    )
+    .expect("roster");
+    std::fs::write(d.join("cutover.drover"), RUNBOOK).expect("runbook");
+    let child = spawn_run(d, "d1", &alice);
+    wait_until("the gate", || waiting(d, "d1"));
+    let bob_key = bob.to_str().expect("utf-8");
+    let no_reason = drover(d, &["approve", "d1", "gate", "--key", bob_key, "--deny"]);
+    assert_eq!(no_reason.status.code(), Some(2), "a denial needs a reason");
+    let denied = drover(
+        d,
+        &[
+            "approve",
+            "d1",
+            "gate",
+            "--key",
+            bob_key,
+            "--deny",
+            "--reason",
+            "primary is healthy again",
+        ],
+    );
+    assert_eq!(denied.status.code(), Some(0), "{}", text(&denied.stderr));
+    let out = child.wait_with_output().expect("run");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the run stops: {}",
+        text(&out.stdout)
+    );
+    let st = text(&drover(d, &["status", "d1"]).stdout);
+    assert!(
+        st.contains("denied by bob: primary is healthy again"),
+        "{st}"
+    );
+    assert!(
+        !st.contains("done           cut"),
+        "the gated step never ran: {st}"
+    );
+    let audit = text(&drover(d, &["audit", "show", "d1"]).stdout);
+    assert!(audit.contains("\"outcome\":\"denied\""), "{audit}");
+    let made = drover(d, &["key", "generate", "--signing", "file:sign.key"]);
+    assert_eq!(made.status.code(), Some(0));
+    let exported = drover(
+        d,
+        &[
+            "evidence",
+            "export",
+            "d1",
+            "b.tar",
+            "--signing-key",
+            "file:sign.key",
+        ],
+    );
+    assert_eq!(
+        exported.status.code(),
+        Some(0),
+        "{}",
+        text(&exported.stderr)
+    );
+    let ok = drover(
+        d,
+        &[
+            "evidence",
+            "verify",
+            "b.tar",
+            "--public-key",
+            "sign.key.pub",
+        ],
+    );
+    assert_eq!(ok.status.code(), Some(0), "{}", text(&ok.stderr));
+    assert!(
+        text(&ok.stdout).contains("2 signed statement(s) verified"),
+        "{}",
+        text(&ok.stdout)
+    );
+}

@@ -222,8 +222,8 @@ milestone done {
                 operator: "bob".into(),
                 roles: Vec::new(),
             };
-            let r =
-                drover_engine::driver::approve(&mut other, "r1", "go", &bob, 0).expect("journal");
+            let r = drover_engine::driver::approve(&mut other, "r1", "go", &bob, None, 0)
+                .expect("journal");
             assert_eq!(r, Ok("bob".to_owned()));
             approved = true;
         }
@@ -543,14 +543,9 @@ impl Journal for SlowDisk {
     fn add_approval(
         &mut self,
         run_id: &str,
-        step: &str,
-        operator: &str,
-        roles: &[String],
-        at: u64,
-        signed: Option<&drover_engine::signed::SignedStatement>,
+        a: &drover_engine::journal::NewApproval<'_>,
     ) -> Result<i64, drover_engine::journal::JournalError> {
-        self.inner
-            .add_approval(run_id, step, operator, roles, at, signed)
+        self.inner.add_approval(run_id, a)
     }
     fn add_start_statement(
         &mut self,
