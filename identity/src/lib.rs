@@ -70,6 +70,14 @@ pub fn fingerprint_of(signature: &str) -> Option<String> {
     )
 }
 
+/// The algorithm (`ssh-ed25519`, `sk-ssh-ed25519@openssh.com`, …) of the key an armored
+/// SSHSIG names.
+#[must_use]
+pub fn algorithm_of(signature: &str) -> Option<String> {
+    let sig = ssh_key::SshSig::from_pem(signature.trim()).ok()?;
+    Some(sig.public_key().algorithm().as_str().to_owned())
+}
+
 /// Verifies `signature` (an armored SSHSIG) over exactly `statement`, by a key in `roster`.
 ///
 /// # Errors

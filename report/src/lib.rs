@@ -141,8 +141,13 @@ pub struct ApprovalView {
     pub roles: Vec<String>,
     /// When (RFC 3339).
     pub at: String,
-    /// `accepted` or `refused: why`.
+    /// `accepted`, `denied: why` or `refused: why`.
     pub decision: String,
+    /// How the approver was established: `key SHA256:… (ssh-ed25519)` for a statement signed by
+    /// a roster operator's key; `unauthenticated (typed name)` without a roster.
+    pub identity: String,
+    /// Whether a step-up TOTP code was part of the signed statement.
+    pub mfa: bool,
 }
 
 /// The prediction beside what was achieved.
@@ -459,22 +464,54 @@ pub fn gather(journal: &dyn Journal, run_id: &str) -> Result<Report, ReportError
         })
         .collect();
 
-    let approvals = timeline
-        .nodes
-        .values()
-        .flat_map(|n| {
-            n.approvals.iter().map(|a| ApprovalView {
+    // Signed statements of counted approvals and denials, by (step, operator), in order.
+    let mut signed: std::collections::BTreeMap<(String, String), Vec<(String, bool)>> =
+        std::collections::BTreeMap::new();
+    for (step, operator, s) in journal.signed_statements(run_id).unwrap_or_default() {
+        if let (Some(step), Some(operator)) = (step, operator) {
+            let fp = drover_identity::fingerprint_of(&s.signature).unwrap_or_default();
+            let alg = drover_identity::algorithm_of(&s.signature).unwrap_or_default();
+            let mfa =
+                drover_identity::Statement::parse(&s.statement).is_ok_and(|st| st.totp.is_some());
+            signed
+                .entry((step, operator))
+                .or_default()
+                .push((format!("key {fp} ({alg})"), mfa));
+        }
+    }
+    let has_roster = plan.runbook.roster.is_some();
+    let mut approvals = Vec::new();
+    for n in timeline.nodes.values() {
+        for a in &n.approvals {
+            let denied = a
+                .reason
+                .as_deref()
+                .is_some_and(|r| r.starts_with("denied: "));
+            let (identity, mfa) = if !(a.accepted || denied) {
+                ("—".to_owned(), false)
+            } else if has_roster {
+                signed
+                    .get_mut(&(n.id.clone(), a.operator.clone()))
+                    .and_then(|v| (!v.is_empty()).then(|| v.remove(0)))
+                    .unwrap_or_else(|| ("signature missing".into(), false))
+            } else {
+                ("unauthenticated (typed name)".to_owned(), false)
+            };
+            approvals.push(ApprovalView {
                 step: n.id.clone(),
                 operator: a.operator.clone(),
                 roles: a.roles.clone(),
                 at: rfc3339(a.at_ms),
-                decision: a
-                    .reason
-                    .as_ref()
-                    .map_or_else(|| "accepted".into(), |r| format!("refused: {r}")),
-            })
-        })
-        .collect::<Vec<_>>();
+                decision: match a.reason.as_deref() {
+                    None => "accepted".into(),
+                    Some(r) if r.starts_with("denied: ") => r.to_owned(),
+                    Some(r) => format!("refused: {r}"),
+                },
+                identity,
+                mfa,
+            });
+        }
+    }
     let backups: Vec<BackupLine> = record.backups.clone();
 
     let mode = row.mode;

@@ -110,6 +110,13 @@ fn a_rewritten_audit_log_contradicts_its_anchored_checkpoints() {
         "after the approval and at the end: {checkpoints}"
     );
 
+    // Without a roster, approvals are typed names, and the report says so.
+    let md = text(&drover(d, &["report", "r1", "--format", "md"]).stdout);
+    assert!(
+        md.contains("| bob |") && md.contains("unauthenticated (typed name)"),
+        "{md}"
+    );
+
     let ok = drover(d, &["audit", "verify", "r1", "--anchor", &anchor]);
     assert_eq!(ok.status.code(), Some(0), "{}", text(&ok.stderr));
     assert!(

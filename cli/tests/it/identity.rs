@@ -257,6 +257,16 @@ fn four_eyes_counts_roster_operators_and_only_real_signatures_approve() {
     let out = child.wait_with_output().expect("run");
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
 
+    // The report shows who approved by which key.
+    let html = text(&drover(d, &["report", "r1", "--format", "html"]).stdout);
+    assert!(
+        html.contains("<td>bob</td>")
+            && html.contains("key SHA256:")
+            && html.contains("(ssh-ed25519)"),
+        "{html}"
+    );
+    assert!(!html.contains("unauthenticated"), "{html}");
+
     // The evidence bundle carries the roster and every signed statement, re-verified offline.
     let made = drover(d, &["key", "generate", "--signing", "file:sign.key"]);
     assert_eq!(made.status.code(), Some(0), "{}", text(&made.stderr));
