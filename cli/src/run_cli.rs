@@ -586,6 +586,30 @@ pub fn approve(run_id: &str, step: &str, by: ApproveBy, state: PathBuf, json: bo
         Ok(p) => p,
         Err(e) => return driver_error(&e),
     };
+    // The roster a run verifies against is the one it started with; a roster file changed since
+    // is refused for this run, so nobody adds themselves to it during an incident.
+    if let Some(r) = &plan.runbook.roster
+        && !by.print_statement
+        && let Ok(now_text) = std::fs::read(&r.path)
+    {
+        let now_sha = drover_identity::Roster::digest(&now_text);
+        if now_sha != r.sha256 {
+            let reason = format!(
+                "the operator roster {} changed since run {run_id} started (SHA-256 {} then, {} now): approvals of this run are refused until the roster is restored; a changed roster applies to the next run",
+                r.path,
+                r.sha256.get(..12).unwrap_or(&r.sha256),
+                now_sha.get(..12).unwrap_or(&now_sha)
+            );
+            let who = by.operator.clone().unwrap_or_else(|| "unverified".into());
+            if let Err(e) =
+                drover_engine::driver::audit_refusal(&mut j, &run_id, step, &who, &reason, now)
+            {
+                return driver_error(&e);
+            }
+            errln!("refused: {reason} (the refusal is in the audit log)");
+            return ExitCode::FAILURE;
+        }
+    }
     let statement = || {
         drover_engine::signed::statement(
             &plan,

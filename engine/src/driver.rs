@@ -1501,6 +1501,37 @@ struct Replay {
     fed_approvals: usize,
 }
 
+/// Writes a refused approval (or denial) of `step` to the run's audit log.
+///
+/// # Errors
+/// Journal errors.
+pub fn audit_refusal(
+    journal: &mut dyn Journal,
+    run_id: &str,
+    step: &str,
+    operator: &str,
+    reason: &str,
+    now: u64,
+) -> Result<(), DriverError> {
+    journal.append_audit(
+        run_id,
+        &[AuditRecord {
+            seq: 0,
+            ts: rfc3339(now),
+            run_id: run_id.to_owned(),
+            operator: operator.to_owned(),
+            step: Some(step.to_owned()),
+            action: "approval".into(),
+            backup_id: None,
+            key_id: None,
+            outcome: "refused".into(),
+            error: Some(reason.to_owned()),
+            prev: String::new(),
+        }],
+    )?;
+    Ok(())
+}
+
 /// The event an approval row becomes: approved, or denied with its reason.
 fn approval_event(r: &crate::journal::ApprovalRow) -> Event {
     decision_event(&r.step, &r.operator, &r.roles, r.denial.as_deref())
@@ -1613,22 +1644,7 @@ pub fn approve(
     let rep = replay(journal, run_id)?;
     let (plan, mode) = (rep.plan, rep.mode);
     let refuse = |journal: &mut dyn Journal, operator: &str, reason: String| {
-        journal.append_audit(
-            run_id,
-            &[AuditRecord {
-                seq: 0,
-                ts: rfc3339(now),
-                run_id: run_id.to_owned(),
-                operator: operator.to_owned(),
-                step: Some(step.to_owned()),
-                action: "approval".into(),
-                backup_id: None,
-                key_id: None,
-                outcome: "refused".into(),
-                error: Some(reason.clone()),
-                prev: String::new(),
-            }],
-        )?;
+        audit_refusal(journal, run_id, step, operator, &reason, now)?;
         Ok::<_, DriverError>(Err(reason))
     };
     let (operator, roles, signed) =

@@ -226,6 +226,12 @@ impl Roster {
         })
     }
 
+    /// The SHA-256 (hex) a roster with these bytes has: what a run records when it starts.
+    #[must_use]
+    pub fn digest(bytes: &[u8]) -> String {
+        hex::encode(Sha256::digest(bytes))
+    }
+
     /// Reads and parses the roster at `path`.
     ///
     /// # Errors

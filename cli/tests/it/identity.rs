@@ -601,3 +601,77 @@ fn a_signed_denial_fails_the_gate_and_is_kept_as_evidence() {
         text(&ok.stdout)
     );
 }
+
+#[test]
+fn a_roster_changed_during_the_run_is_refused_for_that_run() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let d = dir.path();
+    let (alice, alice_pub) = keygen(d, "alice");
+    let (bob, bob_pub) = keygen(d, "bob");
+    let (mallory, mallory_pub) = keygen(d, "mallory");
+    let roster = format!(
+        "[operators.alice]\nroles = [\"incident-commander\"]\nkeys = [\"{alice_pub}\"]\n\n[operators.bob]\nroles = [\"incident-commander\"]\nkeys = [\"{bob_pub}\"]\n"
+    );
+    std::fs::write(d.join("operators.toml"), &roster).expect("roster");
+    std::fs::write(d.join("cutover.drover"), RUNBOOK).expect("runbook");
+    let child = spawn_run(d, "m1", &alice);
+    wait_until("the gate", || waiting(d, "m1"));
+    // mallory adds herself to the roster during the incident.
+    std::fs::write(
+        d.join("operators.toml"),
+        format!("{roster}\n[operators.mallory]\nroles = [\"incident-commander\"]\nkeys = [\"{mallory_pub}\"]\n"),
+    )
+    .expect("edit");
+    let m = drover(
+        d,
+        &[
+            "approve",
+            "m1",
+            "gate",
+            "--key",
+            mallory.to_str().expect("utf-8"),
+        ],
+    );
+    refused(&m, "changed since run m1 started");
+    let b = drover(
+        d,
+        &[
+            "approve",
+            "m1",
+            "gate",
+            "--key",
+            bob.to_str().expect("utf-8"),
+        ],
+    );
+    refused(&b, "changed since run m1 started");
+    let audit = text(&drover(d, &["audit", "show", "m1"]).stdout);
+    assert!(audit.contains("changed since run m1 started"), "{audit}");
+    // Put back, bob's approval goes through; mallory's key was never in this run's roster.
+    std::fs::write(d.join("operators.toml"), &roster).expect("restore");
+    refused(
+        &drover(
+            d,
+            &[
+                "approve",
+                "m1",
+                "gate",
+                "--key",
+                mallory.to_str().expect("utf-8"),
+            ],
+        ),
+        "not in the operator roster",
+    );
+    let b = drover(
+        d,
+        &[
+            "approve",
+            "m1",
+            "gate",
+            "--key",
+            bob.to_str().expect("utf-8"),
+        ],
+    );
+    assert_eq!(b.status.code(), Some(0), "{}", text(&b.stderr));
+    let out = child.wait_with_output().expect("run");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}
