@@ -479,6 +479,9 @@ impl Driver {
         if let Some(signed) = &spec.start {
             journal.add_start_statement(&spec.run_id, signed, now)?;
         }
+        if let Some(a) = &spec.anchor {
+            journal.set_anchor(&spec.run_id, &a.location())?;
+        }
         let lease = journal.acquire(&spec.run_id, &holder(&spec.initiator), now, LEASE_TTL_MS)?;
         Ok(Self::new(
             spec, plan, journal, lease, clock, adapters, observer,
@@ -565,7 +568,10 @@ impl Driver {
             concurrent: None,
             preflight_skipped: false,
             start: None,
-            anchor: None,
+            // A resumed or rolled-back run goes on anchoring where it started to.
+            anchor: journal
+                .anchor(run_id)?
+                .and_then(|l| crate::anchor::Anchor::parse(&l).ok()),
         };
         let mut d = Self::new(
             spec,

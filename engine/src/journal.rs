@@ -455,6 +455,17 @@ pub trait Journal: Send {
         signed: &crate::signed::SignedStatement,
         at: u64,
     ) -> Result<(), JournalError>;
+    /// Records where a run anchors its audit checkpoints (`--audit-anchor`), so a resume or a
+    /// rollback goes on anchoring.
+    ///
+    /// # Errors
+    /// Database errors.
+    fn set_anchor(&mut self, run_id: &str, location: &str) -> Result<(), JournalError>;
+    /// Where a run anchors its audit checkpoints, if anywhere.
+    ///
+    /// # Errors
+    /// Database errors.
+    fn anchor(&self, run_id: &str) -> Result<Option<String>, JournalError>;
     /// Marks TOTP time step `counter` as used by `operator`; `false` if it was used before (a
     /// code is accepted once per operator, across runs).
     ///
@@ -512,6 +523,9 @@ CREATE TABLE IF NOT EXISTS statements (
   statement TEXT NOT NULL, signature TEXT NOT NULL, at INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS statements_by_run ON statements (run_id, approval_id);
+CREATE TABLE IF NOT EXISTS anchors (
+  run_id TEXT PRIMARY KEY, location TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS totp_used (
   operator TEXT NOT NULL, counter INTEGER NOT NULL, at INTEGER NOT NULL,
   PRIMARY KEY (operator, counter)
@@ -1170,6 +1184,25 @@ impl Journal for SqliteJournal {
             params![run_id, signed.statement, signed.signature, at as i64],
         )?;
         Ok(())
+    }
+
+    fn set_anchor(&mut self, run_id: &str, location: &str) -> Result<(), JournalError> {
+        self.conn.execute(
+            "INSERT OR REPLACE INTO anchors (run_id, location) VALUES (?1, ?2)",
+            params![run_id, location],
+        )?;
+        Ok(())
+    }
+
+    fn anchor(&self, run_id: &str) -> Result<Option<String>, JournalError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT location FROM anchors WHERE run_id = ?1",
+                params![run_id],
+                |r| r.get(0),
+            )
+            .optional()?)
     }
 
     fn claim_totp(&mut self, operator: &str, counter: u64, at: u64) -> Result<bool, JournalError> {

@@ -555,6 +555,16 @@ impl Journal for SlowDisk {
     ) -> Result<(), drover_engine::journal::JournalError> {
         self.inner.add_start_statement(run_id, signed, at)
     }
+    fn set_anchor(
+        &mut self,
+        run_id: &str,
+        location: &str,
+    ) -> Result<(), drover_engine::journal::JournalError> {
+        self.inner.set_anchor(run_id, location)
+    }
+    fn anchor(&self, run_id: &str) -> Result<Option<String>, drover_engine::journal::JournalError> {
+        self.inner.anchor(run_id)
+    }
     fn claim_totp(
         &mut self,
         operator: &str,
