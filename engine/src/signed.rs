@@ -366,6 +366,50 @@ mod tests {
     }
 
     #[test]
+    fn a_gate_upstream_of_a_destructive_step_asks_for_mfa_in_a_failover_by_default() {
+        let src = |mfa: &str| {
+            format!(
+                "runbook \"t\" {{\n  rto = 1h\n  rpo = 1h\n  modes = [drill, failover]\n  operators = \"ops.toml\"\n}}\nstep gate {{\n  action = approval\n  with {{\n    prompt = \"go?\"\n{mfa}  }}\n}}\nstep wait_a_bit {{\n  action = wait\n  after = [gate]\n  with {{\n    duration = 1s\n  }}\n}}\nstep move {{\n  action = aws_ec2.associate_address\n  after = [wait_a_bit]\n  with {{\n    allocation_id = \"eipalloc-1\"\n    instance_id = \"i-1\"\n  }}\n}}\nmilestone m {{\n  after = [move]\n  stops_rto = true\n}}\n"
+            )
+        };
+        let compile = |text: String| {
+            let loader = drover_dsl::MemoryLoader::new()
+                .with("t.drover", &text)
+                .with(
+                    "ops.toml",
+                    &format!("[operators.alice]\nroles = [\"ic\"]\nkeys = [\"{KEY}\"]\n"),
+                );
+            let catalogue = drover_adapters::builtin_catalogue();
+            let opts = drover_dsl::CompileOptions {
+                catalogue: &catalogue,
+                vars: Vec::new(),
+            };
+            let c = drover_dsl::compile("t.drover", &loader, &opts);
+            c.plan.unwrap_or_else(|| panic!("{:#?}", c.diagnostics))
+        };
+        let p = compile(src(""));
+        assert!(
+            needs_mfa(&p, "gate", drover_dsl::Mode::Failover),
+            "a destructive step is downstream"
+        );
+        assert!(
+            !needs_mfa(&p, "gate", drover_dsl::Mode::Drill),
+            "not in a drill"
+        );
+        let off = compile(src("    mfa = false\n"));
+        assert!(
+            !needs_mfa(&off, "gate", drover_dsl::Mode::Failover),
+            "turned off"
+        );
+        let on = compile(src("    mfa = true\n"));
+        assert!(needs_mfa(&on, "gate", drover_dsl::Mode::Drill), "asked for");
+        assert!(
+            !needs_mfa(&plan(false), "gate", drover_dsl::Mode::Failover),
+            "no roster"
+        );
+    }
+
+    #[test]
     fn the_subject_changes_with_what_the_gate_lets_through() {
         let p = plan(true);
         let a = subject(&p, "gate");
