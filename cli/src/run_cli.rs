@@ -600,10 +600,15 @@ pub fn approve(run_id: &str, step: &str, by: ApproveBy, state: PathBuf, json: bo
                 r.sha256.get(..12).unwrap_or(&r.sha256),
                 now_sha.get(..12).unwrap_or(&now_sha)
             );
-            let who = by.operator.clone().unwrap_or_else(|| "unverified".into());
-            if let Err(e) =
-                drover_engine::driver::audit_refusal(&mut j, &run_id, step, &who, &reason, now)
-            {
+            // Nobody is verified yet: the audit names no one rather than a typed name.
+            if let Err(e) = drover_engine::driver::audit_refusal(
+                &mut j,
+                &run_id,
+                step,
+                "unverified",
+                &reason,
+                now,
+            ) {
                 return driver_error(&e);
             }
             errln!("refused: {reason} (the refusal is in the audit log)");

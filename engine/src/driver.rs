@@ -1614,7 +1614,23 @@ pub fn check_approval(
     roles: &[String],
     denial: Option<&str>,
 ) -> Result<Result<(), String>, DriverError> {
-    let mut rep = replay(journal, run_id)?;
+    Ok(check_replayed(
+        replay(journal, run_id)?,
+        step,
+        operator,
+        roles,
+        denial,
+    ))
+}
+
+/// [`check_approval`] on a run already replayed.
+fn check_replayed(
+    mut rep: Replay,
+    step: &str,
+    operator: &str,
+    roles: &[String],
+    denial: Option<&str>,
+) -> Result<(), String> {
     for r in rep.approvals.iter().skip(rep.fed_approvals) {
         rep.sched.on_event(&approval_event(r), r.at);
     }
@@ -1623,7 +1639,7 @@ pub fn check_approval(
         Action::ApprovalRefused { reason, .. } => Some(reason),
         _ => None,
     });
-    Ok(refusal.map_or(Ok(()), Err))
+    refusal.map_or(Ok(()), Err)
 }
 
 /// `drover approve`: establishes who approves — the roster operator whose key signed the
@@ -1647,8 +1663,9 @@ pub fn approve(
     } else {
         drover_identity::Decision::Approve
     };
+    // One replay serves who approves (the plan's roster) and whether the approval counts.
     let rep = replay(journal, run_id)?;
-    let (plan, mode) = (rep.plan, rep.mode);
+    let (plan, mode) = (rep.plan.clone(), rep.mode);
     let refuse = |journal: &mut dyn Journal, operator: &str, reason: String| {
         audit_refusal(journal, run_id, step, operator, &reason, now)?;
         Ok::<_, DriverError>(Err(reason))
@@ -1678,7 +1695,7 @@ pub fn approve(
             Err(reason) => return refuse(journal, &operator, reason),
         }
     }
-    match check_approval(journal, run_id, step, &operator, &roles, denial)? {
+    match check_replayed(rep, step, &operator, &roles, denial) {
         Ok(()) => {
             if let Some(counter) = totp_step
                 && !journal.claim_totp(&operator, counter, now)?
