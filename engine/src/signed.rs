@@ -239,14 +239,10 @@ pub fn unverified_row(
 /// A name for the audit log of whoever sent a signature that was refused: the key's
 /// fingerprint (the signer is not established).
 fn signer_hint(s: &SignedStatement) -> String {
-    ssh_key_fingerprint(&s.signature).map_or_else(
+    drover_identity::fingerprint_of(&s.signature).map_or_else(
         || "unverified signature".to_owned(),
         |f| format!("unverified signature by key {f}"),
     )
-}
-
-fn ssh_key_fingerprint(signature: &str) -> Option<String> {
-    drover_identity::fingerprint_of(signature)
 }
 
 /// Whether approving `step` needs a current TOTP code in the signed statement: the step's

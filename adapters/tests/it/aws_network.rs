@@ -59,6 +59,43 @@ pub(super) struct Zone {
     pub(super) record: String,
 }
 
+/// The failover pair of `record`: us-east-1 primary at `east_ip`, us-west-2 secondary.
+fn failover_pair(
+    record: &str,
+    east_ip: &str,
+    action: aws_sdk_route53::types::ChangeAction,
+) -> aws_sdk_route53::types::builders::ChangeBatchBuilder {
+    use aws_sdk_route53::types::*;
+    let mut batch = ChangeBatch::builder();
+    for (set, role, ip) in [
+        ("ehr-us-east-1", ResourceRecordSetFailover::Primary, east_ip),
+        (
+            "ehr-us-west-2",
+            ResourceRecordSetFailover::Secondary,
+            "198.51.100.20",
+        ),
+    ] {
+        batch = batch.changes(
+            Change::builder()
+                .action(action.clone())
+                .resource_record_set(
+                    ResourceRecordSet::builder()
+                        .name(record)
+                        .r#type(RrType::A)
+                        .set_identifier(set)
+                        .failover(role)
+                        .ttl(60)
+                        .resource_records(ResourceRecord::builder().value(ip).build().expect("rr"))
+                        .build()
+                        .expect("rrs"),
+                )
+                .build()
+                .expect("change"),
+        );
+    }
+    batch
+}
+
 pub(super) async fn zone(tag_production: bool) -> Zone {
     use aws_sdk_route53::types::*;
     let r53 = aws_sdk_route53::Client::new(&conf().await);
@@ -77,37 +114,7 @@ pub(super) async fn zone(tag_production: bool) -> Zone {
         .trim_start_matches("/hostedzone/")
         .to_owned();
     let record = format!("app.{name}");
-    let mut batch = ChangeBatch::builder();
-    for (set, role, ip) in [
-        (
-            "ehr-us-east-1",
-            ResourceRecordSetFailover::Primary,
-            "192.0.2.10",
-        ),
-        (
-            "ehr-us-west-2",
-            ResourceRecordSetFailover::Secondary,
-            "198.51.100.20",
-        ),
-    ] {
-        batch = batch.changes(
-            Change::builder()
-                .action(ChangeAction::Create)
-                .resource_record_set(
-                    ResourceRecordSet::builder()
-                        .name(&record)
-                        .r#type(RrType::A)
-                        .set_identifier(set)
-                        .failover(role)
-                        .ttl(60)
-                        .resource_records(ResourceRecord::builder().value(ip).build().expect("rr"))
-                        .build()
-                        .expect("rrs"),
-                )
-                .build()
-                .expect("change"),
-        );
-    }
+    let batch = failover_pair(&record, "192.0.2.10", ChangeAction::Create);
     r53.change_resource_record_sets()
         .hosted_zone_id(&id)
         .change_batch(batch.build().expect("batch"))
@@ -245,37 +252,7 @@ fn a_retry_does_not_overwrite_someone_elses_change_to_the_records() {
     rt.block_on(a.execute("aws_route53.set_failover", &i, &c))
         .expect("flip");
     // Someone else puts east back as primary by hand, with another address.
-    let mut batch = ChangeBatch::builder();
-    for (set, role, ip) in [
-        (
-            "ehr-us-east-1",
-            ResourceRecordSetFailover::Primary,
-            "192.0.2.99",
-        ),
-        (
-            "ehr-us-west-2",
-            ResourceRecordSetFailover::Secondary,
-            "198.51.100.20",
-        ),
-    ] {
-        batch = batch.changes(
-            Change::builder()
-                .action(ChangeAction::Upsert)
-                .resource_record_set(
-                    ResourceRecordSet::builder()
-                        .name(&z.record)
-                        .r#type(RrType::A)
-                        .set_identifier(set)
-                        .failover(role)
-                        .ttl(60)
-                        .resource_records(ResourceRecord::builder().value(ip).build().expect("rr"))
-                        .build()
-                        .expect("rrs"),
-                )
-                .build()
-                .expect("change"),
-        );
-    }
+    let batch = failover_pair(&z.record, "192.0.2.99", ChangeAction::Upsert);
     rt.block_on(
         z.r53
             .change_resource_record_sets()

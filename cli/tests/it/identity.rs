@@ -92,6 +92,21 @@ milestone done {
 }
 "#;
 
+/// A roster entry: an incident commander with these public keys (and `extra` lines).
+fn commander(name: &str, keys: &[&str], extra: &str) -> String {
+    let keys: Vec<String> = keys.iter().map(|k| format!("\"{k}\"")).collect();
+    format!(
+        "[operators.{name}]\nroles = [\"incident-commander\"]\nkeys = [{}]\n{extra}\n",
+        keys.join(", ")
+    )
+}
+
+/// Writes the roster and the cutover runbook into `dir`.
+fn setup(dir: &Path, roster: &str, runbook: &str) {
+    std::fs::write(dir.join("operators.toml"), roster).expect("roster");
+    std::fs::write(dir.join("cutover.drover"), runbook).expect("runbook");
+}
+
 fn spawn_run(dir: &Path, run: &str, key: &Path) -> Child {
     Command::new(env!("CARGO_BIN_EXE_drover"))
         .args(["run", "cutover.drover", "--run-id", run, "--key"])
@@ -121,14 +136,11 @@ fn four_eyes_counts_roster_operators_and_only_real_signatures_approve() {
     let (alice2, alice2_pub) = keygen(d, "alice2");
     let (bob, bob_pub) = keygen(d, "bob");
     let (mallory, _) = keygen(d, "mallory");
-    std::fs::write(
-        d.join("operators.toml"),
-        format!(
-            "[operators.alice]\nroles = [\"incident-commander\"]\nkeys = [\"{alice_pub}\", \"{alice2_pub}\"]\n\n[operators.bob]\nroles = [\"incident-commander\"]\nkeys = [\"{bob_pub}\"]\n"
-        ),
-    )
-    .expect("roster");
-    std::fs::write(d.join("cutover.drover"), RUNBOOK).expect("runbook");
+    setup(
+        d,
+        &(commander("alice", &[&alice_pub, &alice2_pub], "") + &commander("bob", &[&bob_pub], "")),
+        RUNBOOK,
+    );
 
     // With a roster, nobody starts a run by typing a name.
     let typed = drover(d, &["run", "cutover.drover", "--as", "alice"]);
@@ -360,14 +372,11 @@ fn ssh_agent_signs_the_start_and_the_approval_without_a_key_file_argument() {
     let d = dir.path();
     let (_, alice_pub) = keygen(d, "alice");
     let (bob, bob_pub) = keygen(d, "bob");
-    std::fs::write(
-        d.join("operators.toml"),
-        format!(
-            "[operators.alice]\nroles = [\"incident-commander\"]\nkeys = [\"{alice_pub}\"]\n\n[operators.bob]\nroles = [\"incident-commander\"]\nkeys = [\"{bob_pub}\"]\n"
-        ),
-    )
-    .expect("roster");
-    std::fs::write(d.join("cutover.drover"), RUNBOOK).expect("runbook");
+    setup(
+        d,
+        &(commander("alice", &[&alice_pub], "") + &commander("bob", &[&bob_pub], "")),
+        RUNBOOK,
+    );
     let sock = d.join("agent.sock");
     let out = Command::new("ssh-agent")
         .arg("-a")
@@ -449,21 +458,15 @@ fn a_step_up_approval_needs_a_current_unused_totp_code() {
     let (bob, bob_pub) = keygen(d, "bob");
     // The RFC 6238 test secret, as an authenticator app shows it.
     let secret = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
-    std::fs::write(
-        d.join("operators.toml"),
-        format!(
-            "[operators.alice]\nroles = [\"incident-commander\"]\nkeys = [\"{alice_pub}\"]\n\n[operators.bob]\nroles = [\"incident-commander\"]\nkeys = [\"{bob_pub}\"]\ntotp = \"env(BOB_TOTP)\"\n"
-        ),
-    )
-    .expect("roster");
-    std::fs::write(
-        d.join("cutover.drover"),
-        RUNBOOK.replace(
+    setup(
+        d,
+        &(commander("alice", &[&alice_pub], "")
+            + &commander("bob", &[&bob_pub], "totp = \"env(BOB_TOTP)\"\n")),
+        &RUNBOOK.replace(
             "roles  = [\"incident-commander\"]",
             "roles  = [\"incident-commander\"]\n    mfa    = true",
         ),
-    )
-    .expect("runbook");
+    );
     let key = drover_identity::totp::decode_base32(secret).expect("base32");
     #[allow(
         clippy::disallowed_methods,
@@ -520,14 +523,11 @@ fn a_signed_denial_fails_the_gate_and_is_kept_as_evidence() {
     let d = dir.path();
     let (alice, alice_pub) = keygen(d, "alice");
     let (bob, bob_pub) = keygen(d, "bob");
-    std::fs::write(
-        d.join("operators.toml"),
-        format!(
-            "[operators.alice]\nroles = [\"incident-commander\"]\nkeys = [\"{alice_pub}\"]\n\n[operators.bob]\nroles = [\"incident-commander\"]\nkeys = [\"{bob_pub}\"]\n"
-        ),
-    )
-    .expect("roster");
-    std::fs::write(d.join("cutover.drover"), RUNBOOK).expect("runbook");
+    setup(
+        d,
+        &(commander("alice", &[&alice_pub], "") + &commander("bob", &[&bob_pub], "")),
+        RUNBOOK,
+    );
     let child = spawn_run(d, "d1", &alice);
     wait_until("the gate", || waiting(d, "d1"));
     let bob_key = bob.to_str().expect("utf-8");
@@ -609,17 +609,14 @@ fn a_roster_changed_during_the_run_is_refused_for_that_run() {
     let (alice, alice_pub) = keygen(d, "alice");
     let (bob, bob_pub) = keygen(d, "bob");
     let (mallory, mallory_pub) = keygen(d, "mallory");
-    let roster = format!(
-        "[operators.alice]\nroles = [\"incident-commander\"]\nkeys = [\"{alice_pub}\"]\n\n[operators.bob]\nroles = [\"incident-commander\"]\nkeys = [\"{bob_pub}\"]\n"
-    );
-    std::fs::write(d.join("operators.toml"), &roster).expect("roster");
-    std::fs::write(d.join("cutover.drover"), RUNBOOK).expect("runbook");
+    let roster = commander("alice", &[&alice_pub], "") + &commander("bob", &[&bob_pub], "");
+    setup(d, &roster, RUNBOOK);
     let child = spawn_run(d, "m1", &alice);
     wait_until("the gate", || waiting(d, "m1"));
     // mallory adds herself to the roster during the incident.
     std::fs::write(
         d.join("operators.toml"),
-        format!("{roster}\n[operators.mallory]\nroles = [\"incident-commander\"]\nkeys = [\"{mallory_pub}\"]\n"),
+        roster.clone() + &commander("mallory", &[&mallory_pub], ""),
     )
     .expect("edit");
     let m = drover(
