@@ -51,6 +51,18 @@ struct TelemetryArgs {
     otlp: Option<String>,
 }
 
+/// What a runbook is compiled with: parameters and the operator roster.
+#[derive(clap::Args, Clone, Default)]
+struct SourceArgs {
+    /// Set a parameter: `--var region=us-west-2`.
+    #[arg(long = "var", value_name = "KEY=VALUE", value_parser = parse_var)]
+    vars: Vec<(String, String)>,
+    /// The operator roster (TOML) to use instead of the one the runbook's header names
+    /// (`operators = "…"`).
+    #[arg(long, value_name = "FILE")]
+    operators: Option<String>,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Check runbooks for errors and safety problems.
@@ -58,9 +70,8 @@ enum Command {
         /// Runbook files.
         #[arg(required = true)]
         files: Vec<String>,
-        /// Set a parameter: `--var region=us-west-2`.
-        #[arg(long = "var", value_name = "KEY=VALUE", value_parser = parse_var)]
-        vars: Vec<(String, String)>,
+        #[command(flatten)]
+        source: SourceArgs,
         /// Output format.
         #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
         format: CheckFormat,
@@ -69,9 +80,8 @@ enum Command {
     Plan {
         /// Runbook file.
         file: String,
-        /// Set a parameter: `--var region=us-west-2`.
-        #[arg(long = "var", value_name = "KEY=VALUE", value_parser = parse_var)]
-        vars: Vec<(String, String)>,
+        #[command(flatten)]
+        source: SourceArgs,
         /// The mode to analyse (default: the runbook's first mode).
         #[arg(long, value_enum)]
         mode: Option<ModeArg>,
@@ -84,9 +94,8 @@ enum Command {
     Simulate {
         /// Runbook file.
         file: String,
-        /// Set a parameter.
-        #[arg(long = "var", value_name = "KEY=VALUE", value_parser = parse_var)]
-        vars: Vec<(String, String)>,
+        #[command(flatten)]
+        source: SourceArgs,
         /// The mode to simulate (default: the runbook's first mode).
         #[arg(long, value_enum)]
         mode: Option<ModeArg>,
@@ -130,9 +139,8 @@ enum Command {
     Tabletop {
         /// Runbook file.
         file: String,
-        /// Set a parameter.
-        #[arg(long = "var", value_name = "KEY=VALUE", value_parser = parse_var)]
-        vars: Vec<(String, String)>,
+        #[command(flatten)]
+        source: SourceArgs,
         /// The mode to rehearse (default: the runbook's first mode).
         #[arg(long, value_enum)]
         mode: Option<ModeArg>,
@@ -153,9 +161,8 @@ enum Command {
     Graph {
         /// Runbook file.
         file: String,
-        /// Set a parameter.
-        #[arg(long = "var", value_name = "KEY=VALUE", value_parser = parse_var)]
-        vars: Vec<(String, String)>,
+        #[command(flatten)]
+        source: SourceArgs,
         /// Output format.
         #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]
         format: GraphFormat,
@@ -197,9 +204,8 @@ or RPO target, 4 interrupted (drover resume), 5 finished with failed or refused 
         /// The mode (optional when the runbook has only one).
         #[arg(long, value_enum)]
         mode: Option<ModeArg>,
-        /// Set a parameter.
-        #[arg(long = "var", value_name = "KEY=VALUE", value_parser = parse_var)]
-        vars: Vec<(String, String)>,
+        #[command(flatten)]
+        source: SourceArgs,
         /// State directory (journal, audit log, run records).
         #[arg(long, default_value = ".drover")]
         state: String,
@@ -676,26 +682,30 @@ fn dispatch(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Check {
             files,
-            vars,
+            source,
             format,
-        } => check(&files, vars, format),
+        } => check(&files, &source, format),
         Command::Plan {
             file,
-            vars,
+            source,
             mode,
             format,
-        } => plan(&file, vars, mode, format),
-        Command::Graph { file, vars, format } => graph(&file, vars, format),
+        } => plan(&file, source, mode, format),
+        Command::Graph {
+            file,
+            source,
+            format,
+        } => graph(&file, source, format),
         Command::Tabletop {
             file,
-            vars,
+            source,
             mode,
             scenario,
             seed,
             speed,
             report,
         } => {
-            let plan = match compiled(&file, vars) {
+            let plan = match compiled(&file, source) {
                 Ok(p) => p,
                 Err(code) => return code,
             };
@@ -717,7 +727,7 @@ fn dispatch(cli: Cli) -> ExitCode {
         }
         Command::Simulate {
             file,
-            vars,
+            source,
             mode,
             scenario,
             trials,
@@ -730,7 +740,7 @@ fn dispatch(cli: Cli) -> ExitCode {
             state,
             record,
         } => {
-            let plan = match compiled(&file, vars) {
+            let plan = match compiled(&file, source) {
                 Ok(p) => p,
                 Err(code) => return code,
             };
@@ -814,7 +824,7 @@ fn dispatch(cli: Cli) -> ExitCode {
         Command::Run {
             file,
             mode,
-            vars,
+            source,
             state,
             operator,
             key,
@@ -827,7 +837,7 @@ fn dispatch(cli: Cli) -> ExitCode {
             format,
             telemetry: _,
         } => {
-            let (plan, sources) = match compiled_with_sources(&file, vars) {
+            let (plan, sources) = match compiled_with_sources(&file, source) {
                 Ok(p) => p,
                 Err(code) => return code,
             };
@@ -947,7 +957,7 @@ fn dispatch(cli: Cli) -> ExitCode {
         } => {
             // A file names its runbook; anything else is the name itself.
             let name = if std::path::Path::new(&runbook).is_file() {
-                match compiled(&runbook, Vec::new()) {
+                match compiled(&runbook, SourceArgs::default()) {
                     Ok(p) => p.runbook.name,
                     Err(code) => return code,
                 }
@@ -996,11 +1006,12 @@ fn modes_of(plan: &drover_dsl::Plan) -> String {
         .join(", ")
 }
 
-fn compile(file: &str, vars: Vec<(String, String)>) -> Compilation {
+fn compile(file: &str, source: SourceArgs) -> Compilation {
     let catalogue = drover_adapters::builtin_catalogue();
     let opts = CompileOptions {
         catalogue: &catalogue,
-        vars,
+        vars: source.vars,
+        operators: source.operators,
     };
     drover_dsl::compile(file, &FsLoader, &opts)
 }
@@ -1017,12 +1028,12 @@ fn summary(c: &Compilation) -> (usize, usize) {
     (errors, c.diagnostics.len() - errors)
 }
 
-fn check(files: &[String], vars: Vec<(String, String)>, format: CheckFormat) -> ExitCode {
+fn check(files: &[String], source: &SourceArgs, format: CheckFormat) -> ExitCode {
     let mut failed = false;
     let mut json = Vec::new();
     let (mut errors, mut warnings) = (0, 0);
     for f in files {
-        let c = compile(f, vars.clone());
+        let c = compile(f, source.clone());
         let (e, w) = summary(&c);
         errors += e;
         warnings += w;
@@ -1060,16 +1071,16 @@ fn check(files: &[String], vars: Vec<(String, String)>, format: CheckFormat) -> 
     }
 }
 
-fn compiled(file: &str, vars: Vec<(String, String)>) -> Result<drover_dsl::Plan, ExitCode> {
-    compiled_with_sources(file, vars).map(|(p, _)| p)
+fn compiled(file: &str, source: SourceArgs) -> Result<drover_dsl::Plan, ExitCode> {
+    compiled_with_sources(file, source).map(|(p, _)| p)
 }
 
 /// The plan and the source files it was compiled from.
 fn compiled_with_sources(
     file: &str,
-    vars: Vec<(String, String)>,
+    source: SourceArgs,
 ) -> Result<(drover_dsl::Plan, Vec<drover_engine::journal::SourceText>), ExitCode> {
-    let c = compile(file, vars);
+    let c = compile(file, source);
     print_diagnostics(&c);
     let sources = c
         .sources
@@ -1090,13 +1101,8 @@ fn compiled_with_sources(
     }
 }
 
-fn plan(
-    file: &str,
-    vars: Vec<(String, String)>,
-    mode: Option<ModeArg>,
-    format: PlanFormat,
-) -> ExitCode {
-    let plan = match compiled(file, vars) {
+fn plan(file: &str, source: SourceArgs, mode: Option<ModeArg>, format: PlanFormat) -> ExitCode {
+    let plan = match compiled(file, source) {
         Ok(p) => p,
         Err(code) => return code,
     };
@@ -1123,8 +1129,8 @@ fn plan(
     ExitCode::SUCCESS
 }
 
-fn graph(file: &str, vars: Vec<(String, String)>, format: GraphFormat) -> ExitCode {
-    let plan = match compiled(file, vars) {
+fn graph(file: &str, source: SourceArgs, format: GraphFormat) -> ExitCode {
+    let plan = match compiled(file, source) {
         Ok(p) => p,
         Err(code) => return code,
     };

@@ -683,7 +683,7 @@ pub fn approve(run_id: &str, step: &str, by: ApproveBy, state: PathBuf, json: bo
     };
     let shown = match &approver {
         drover_engine::signed::Approver::Typed { operator, .. } => operator.clone(),
-        drover_engine::signed::Approver::Signed(_) => "the signer".to_owned(),
+        drover_engine::signed::Approver::Signed(s) => drover_engine::signed::signer_name(&plan, s),
     };
     let operator = match drover_engine::driver::approve(
         &mut j,

@@ -13,6 +13,7 @@ fn compile(c: &mut Criterion) {
     let opts = CompileOptions {
         catalogue: &catalogue,
         vars: Vec::new(),
+        operators: None,
     };
     let compiled = compile_str("synthetic.drover", &source, &opts);
     assert!(!compiled.has_errors(), "{:?}", compiled.diagnostics.first());

@@ -32,6 +32,9 @@ pub struct CompileOptions<'a> {
     pub catalogue: &'a dyn Catalogue,
     /// `--var key=value` overrides, in command-line order.
     pub vars: Vec<(String, String)>,
+    /// `--operators FILE`: the operator roster to use instead of the one the header names (a
+    /// name the loader understands, not relative to the runbook).
+    pub operators: Option<String>,
 }
 
 /// The result of a compilation: the sources read, every diagnostic, and the plan if there was no
@@ -212,9 +215,17 @@ impl Compiler<'_> {
         for other in &runbooks[1..] {
             self.check_library(other);
         }
-        if let Some(op) = rb.header.as_ref().and_then(|h| h.operators.as_ref()) {
+        if let Some(path) = &self.opts.operators {
+            let at = rb
+                .header
+                .as_ref()
+                .and_then(|h| h.operators.as_ref())
+                .map_or(Span::new(file0, 0, 0), |op| op.span);
+            self.load_roster(path.clone(), at, "given with `--operators`", loader);
+        } else if let Some(op) = rb.header.as_ref().and_then(|h| h.operators.as_ref()) {
             let main_name = self.sources.get(file0).name.clone();
-            self.load_roster(&main_name, op, loader);
+            let name = loader.resolve(Some(&main_name), &op.value);
+            self.load_roster(name, op.span, "the path is relative to the runbook", loader);
         }
 
         let runbook_modes = rb
@@ -451,22 +462,21 @@ impl Compiler<'_> {
         }
     }
 
-    /// Reads and checks the operator roster the header names (`operators = "…"`, relative to
-    /// the runbook). Its problems are diagnostics in the roster file itself; the file joins the
-    /// sources, so the plan's SHA-256 covers it.
-    fn load_roster(&mut self, main: &str, op: &Spanned<String>, loader: &dyn SourceLoader) {
-        let name = loader.resolve(Some(main), &op.value);
+    /// Reads and checks the operator roster: the one given with `--operators`, or the one the
+    /// header names (`operators = "…"`, relative to the runbook). Its problems are diagnostics in
+    /// the roster file itself; the file joins the sources, so the plan's SHA-256 covers it.
+    fn load_roster(&mut self, name: String, at: Span, hint: &str, loader: &dyn SourceLoader) {
         let text = match loader.read(&name) {
             Ok(t) => t,
             Err(e) => {
                 self.err(
                     Diagnostic::error(
                         Code::InvalidRoster,
-                        op.span,
+                        at,
                         format!("cannot read the operator roster `{name}`: {e}"),
                     )
-                    .label("named here")
-                    .help("the path is relative to the runbook"),
+                    .label("roster expected")
+                    .help(hint.to_owned()),
                 );
                 return;
             }

@@ -66,6 +66,7 @@ fn main() {
     let opts = drover_dsl::CompileOptions {
         catalogue: &catalogue,
         vars: Vec::new(),
+        operators: None,
     };
     let plan = drover_dsl::compile_str("bench.drover", &runbook(steps), &opts)
         .plan

@@ -262,6 +262,7 @@ milestone done {
         let opts = drover_dsl::CompileOptions {
             catalogue: &catalogue,
             vars: Vec::new(),
+            operators: None,
         };
         let c = drover_dsl::compile_str("t.drover", SRC, &opts);
         c.plan.unwrap_or_else(|| panic!("{:#?}", c.diagnostics))

@@ -342,6 +342,7 @@ milestone up {
         let opts = drover_dsl::CompileOptions {
             catalogue: &catalogue,
             vars: Vec::new(),
+            operators: None,
         };
         let plan = drover_dsl::compile_str("t.drover", src, &opts)
             .plan

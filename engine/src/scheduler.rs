@@ -2114,6 +2114,7 @@ mod tests {
         let opts = drover_dsl::CompileOptions {
             catalogue: &catalogue,
             vars: Vec::new(),
+            operators: None,
         };
         let c = drover_dsl::compile_str("t.drover", &format!("{HEAD}{body}"), &opts);
         c.plan.unwrap_or_else(|| panic!("{:#?}", c.diagnostics))

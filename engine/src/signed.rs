@@ -236,6 +236,17 @@ pub fn unverified_row(
     }
 }
 
+/// Who signed `s`, for messages: the roster operator whose key made the signature (whatever the
+/// statement says), otherwise the key's fingerprint.
+#[must_use]
+pub fn signer_name(plan: &Plan, s: &SignedStatement) -> String {
+    match roster(plan) {
+        Some(Ok(r)) => drover_identity::verify(&r, &s.statement, &s.signature)
+            .map_or_else(|_| signer_hint(s), |signer| signer.operator),
+        _ => signer_hint(s),
+    }
+}
+
 /// A name for the audit log of whoever sent a signature that was refused: the key's
 /// fingerprint (the signer is not established).
 fn signer_hint(s: &SignedStatement) -> String {
@@ -329,6 +340,7 @@ mod tests {
         let opts = drover_dsl::CompileOptions {
             catalogue: &catalogue,
             vars: Vec::new(),
+            operators: None,
         };
         let c = drover_dsl::compile("t.drover", &loader, &opts);
         c.plan.unwrap_or_else(|| panic!("{:#?}", c.diagnostics))
@@ -379,6 +391,7 @@ mod tests {
             let opts = drover_dsl::CompileOptions {
                 catalogue: &catalogue,
                 vars: Vec::new(),
+                operators: None,
             };
             let c = drover_dsl::compile("t.drover", &loader, &opts);
             c.plan.unwrap_or_else(|| panic!("{:#?}", c.diagnostics))

@@ -17,6 +17,7 @@ fn montecarlo(c: &mut Criterion) {
     let opts = CompileOptions {
         catalogue: &catalogue,
         vars: Vec::new(),
+        operators: None,
     };
     let plan = compile_str("synthetic.drover", &source, &opts)
         .plan

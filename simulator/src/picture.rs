@@ -274,6 +274,7 @@ milestone up {
         let opts = CompileOptions {
             catalogue: &cat,
             vars: Vec::new(),
+            operators: None,
         };
         let plan = compile_str("pic.drover", SRC, &opts)
             .plan

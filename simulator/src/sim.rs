@@ -706,6 +706,7 @@ mod tests {
         let opts = CompileOptions {
             catalogue: &cat,
             vars: Vec::new(),
+            operators: None,
         };
         let c = compile_str("t.drover", src, &opts);
         c.plan

@@ -166,6 +166,7 @@ mod tests {
         let opts = drover_dsl::CompileOptions {
             catalogue: &catalogue,
             vars: Vec::new(),
+            operators: None,
         };
         let c = drover_dsl::compile_str(
             "t.drover",

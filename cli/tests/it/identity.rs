@@ -672,3 +672,89 @@ fn a_roster_changed_during_the_run_is_refused_for_that_run() {
     let out = child.wait_with_output().expect("run");
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
 }
+
+#[test]
+fn a_roster_given_with_operators_governs_a_runbook_that_names_none() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let d = dir.path();
+    let (alice, alice_pub) = keygen(d, "alice");
+    let (bob, bob_pub) = keygen(d, "bob");
+    let roster = commander("alice", &[&alice_pub], "") + &commander("bob", &[&bob_pub], "");
+    let bare = RUNBOOK.replace("  operators = \"operators.toml\"\n", "");
+    std::fs::create_dir(d.join("team")).expect("mkdir");
+    std::fs::write(d.join("team/roster.toml"), &roster).expect("roster");
+    std::fs::write(d.join("cutover.drover"), &bare).expect("runbook");
+
+    // The roles of the approval steps are checked against the roster given.
+    let wrong = roster.replace("incident-commander", "dba");
+    std::fs::write(d.join("team/wrong.toml"), wrong).expect("roster");
+    let c = drover(
+        d,
+        &["check", "cutover.drover", "--operators", "team/wrong.toml"],
+    );
+    assert_eq!(c.status.code(), Some(1), "{}", text(&c.stderr));
+    assert!(text(&c.stderr).contains("DR0035"), "{}", text(&c.stderr));
+
+    // With a roster, a typed name does not start a run.
+    let typed = drover(
+        d,
+        &[
+            "run",
+            "cutover.drover",
+            "--operators",
+            "team/roster.toml",
+            "--as",
+            "alice",
+        ],
+    );
+    assert_eq!(typed.status.code(), Some(2), "{}", text(&typed.stderr));
+
+    let child = Command::new(env!("CARGO_BIN_EXE_drover"))
+        .args([
+            "run",
+            "cutover.drover",
+            "--operators",
+            "team/roster.toml",
+            "--run-id",
+            "o1",
+            "--key",
+        ])
+        .arg(&alice)
+        .current_dir(d)
+        .env_remove("SSH_AUTH_SOCK")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("drover run");
+    wait_until("the gate", || waiting(d, "o1"));
+    // The run's roster is the one given: alice cannot approve her own start, a typed name is
+    // refused, bob's signature approves.
+    refused(
+        &drover(
+            d,
+            &[
+                "approve",
+                "o1",
+                "gate",
+                "--key",
+                alice.to_str().expect("utf-8"),
+            ],
+        ),
+        "alice",
+    );
+    let typed = drover(d, &["approve", "o1", "gate", "--as", "bob"]);
+    assert_ne!(typed.status.code(), Some(0), "{}", text(&typed.stderr));
+    let b = drover(
+        d,
+        &[
+            "approve",
+            "o1",
+            "gate",
+            "--key",
+            bob.to_str().expect("utf-8"),
+        ],
+    );
+    assert_eq!(b.status.code(), Some(0), "{}", text(&b.stderr));
+    let out = child.wait_with_output().expect("run");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}

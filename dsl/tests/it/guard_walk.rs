@@ -24,6 +24,7 @@ fn every_resource_input_of_every_action_is_guarded_in_a_drill() {
     let opts = CompileOptions {
         catalogue: &catalogue,
         vars: Vec::new(),
+        operators: None,
     };
     let mut walked = 0;
     for schema in catalogue.actions() {

@@ -33,6 +33,7 @@ fn exercise(text: &str) {
         &CompileOptions {
             catalogue: &catalogue,
             vars: Vec::new(),
+            operators: None,
         },
     );
     for d in &c.diagnostics {

@@ -48,6 +48,7 @@ fn run(main: &str, roster: Option<&str>) -> drover_dsl::Compilation {
     let opts = CompileOptions {
         catalogue: &catalogue,
         vars: Vec::new(),
+        operators: None,
     };
     let mut loader = MemoryLoader::new().with("ops/failover.drover", main);
     if let Some(r) = roster {
@@ -125,4 +126,59 @@ fn an_approval_role_nobody_holds_is_an_error_with_a_suggestion() {
             .is_some_and(|h| h.contains("did you mean `incident-commander`")),
         "{d:?}"
     );
+}
+
+#[test]
+fn operators_given_on_the_command_line_take_the_place_of_the_header() {
+    let catalogue = drover_adapters::builtin_catalogue();
+    let main = runbook("\"incident-commander\"");
+    let loader = MemoryLoader::new()
+        .with("ops/failover.drover", &main)
+        .with("elsewhere/team.toml", &roster_text(KEY));
+    let opts = CompileOptions {
+        catalogue: &catalogue,
+        vars: Vec::new(),
+        operators: Some("elsewhere/team.toml".to_owned()),
+    };
+    let c = compile("ops/failover.drover", &loader, &opts);
+    let plan = c.plan.unwrap_or_else(|| panic!("{:#?}", c.diagnostics));
+    let r = plan
+        .runbook
+        .roster
+        .expect("the roster given on the command line");
+    assert_eq!(r.path, "elsewhere/team.toml", "not the header's roster");
+
+    // A runbook without `operators` in its header gets one from the command line too, and the
+    // roles of its approval steps are checked against it.
+    let bare = main.replace("  operators = \"team/operators.toml\"\n", "");
+    let loader = MemoryLoader::new()
+        .with(
+            "ops/failover.drover",
+            &bare.replace("incident-commander", "dba"),
+        )
+        .with("elsewhere/team.toml", &roster_text(KEY));
+    let c = compile("ops/failover.drover", &loader, &opts);
+    assert!(c.plan.is_none());
+    assert!(
+        c.diagnostics
+            .iter()
+            .any(|d| d.code.as_str() == "DR0035" && d.message.contains("`dba`")),
+        "{:#?}",
+        c.diagnostics
+    );
+
+    // A roster file that is not there is an error, never a run without a roster.
+    let missing = CompileOptions {
+        operators: Some("nowhere.toml".to_owned()),
+        ..opts
+    };
+    let c = compile("ops/failover.drover", &loader, &missing);
+    assert!(c.plan.is_none());
+    let d = c
+        .diagnostics
+        .iter()
+        .find(|d| d.code.as_str() == "DR0034")
+        .expect("DR0034");
+    assert!(d.message.contains("nowhere.toml"), "{}", d.message);
+    assert!(d.help.as_deref().unwrap_or("").contains("--operators"));
 }

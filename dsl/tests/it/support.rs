@@ -61,6 +61,7 @@ pub fn compile_with(name: &str, loader: &MemoryLoader, vars: Vec<(String, String
         &CompileOptions {
             catalogue: &catalogue,
             vars,
+            operators: None,
         },
     )
 }

@@ -68,6 +68,7 @@ fn compile_with(body: &str, extra: &dyn Adapter) -> drover_dsl::Plan {
     let opts = drover_dsl::CompileOptions {
         catalogue: &catalogue,
         vars: Vec::new(),
+        operators: None,
     };
     let c = drover_dsl::compile_str("t.drover", &format!("{HEAD}{body}"), &opts);
     c.plan.unwrap_or_else(|| panic!("{:?}", c.diagnostics))
