@@ -141,6 +141,11 @@ fn core_actions() -> Vec<ActionSchema> {
             ValueType::Bool,
             "whether each approval needs a current TOTP code in the signed statement (default: when the runbook has an operator roster, for approvals upstream of a destructive step in failover mode)",
         )
+        .optional(
+            "break_glass",
+            ValueType::Bool,
+            "whether an operator the roster marks `break_glass = true` may approve alone (`drover approve --break-glass --reason`): a distinct audit record, and the runbook's notify steps tagged `break_glass` fire (default false)",
+        )
         .output(
             "approved_by",
             list_of_strings(),

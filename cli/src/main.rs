@@ -343,7 +343,12 @@ Examples:
         /// `denials` (default 1) are reached.
         #[arg(long, requires = "reason")]
         deny: bool,
-        /// Why the step is denied.
+        /// Approve alone, as an operator the roster marks `break_glass = true`, on a step that
+        /// allows it (`break_glass = true`), with --reason: written as a distinct audit record,
+        /// and the runbook's notify steps tagged `break_glass` fire.
+        #[arg(long, requires = "reason", conflicts_with = "deny")]
+        break_glass: bool,
+        /// Why the step is denied, or the glass broken.
         #[arg(long, value_name = "TEXT")]
         reason: Option<String>,
         /// The current code of your authenticator app, for approvals that need a step-up
@@ -910,6 +915,7 @@ fn dispatch(cli: Cli) -> ExitCode {
             print_statement,
             totp,
             deny,
+            break_glass,
             reason,
             state,
             format,
@@ -924,7 +930,8 @@ fn dispatch(cli: Cli) -> ExitCode {
                 statement: statement.map(Into::into),
                 print_statement,
                 totp,
-                denial: if deny { reason } else { None },
+                denial: if deny { reason.clone() } else { None },
+                break_glass: if break_glass { reason } else { None },
             },
             state.into(),
             matches!(format, CheckFormat::Json),

@@ -540,6 +540,19 @@ pub struct ApproveBy {
     pub totp: Option<String>,
     /// `--deny --reason`: deny the step, with this reason.
     pub denial: Option<String>,
+    /// `--break-glass --reason`: approve alone, as a break-glass operator, with this reason.
+    pub break_glass: Option<String>,
+}
+
+impl ApproveBy {
+    fn verdict(&self) -> drover_engine::driver::Verdict<'_> {
+        use drover_engine::driver::Verdict;
+        match (&self.denial, &self.break_glass) {
+            (Some(r), _) => Verdict::Deny(r),
+            (None, Some(r)) => Verdict::BreakGlass(r),
+            (None, None) => Verdict::Approve,
+        }
+    }
 }
 
 /// Signs `statement` with `key`, or else with the first ssh-agent key the plan's roster lists.
@@ -620,12 +633,17 @@ pub fn approve(run_id: &str, step: &str, by: ApproveBy, state: PathBuf, json: bo
             &plan,
             &run_id,
             step,
-            if by.denial.is_some() {
-                drover_identity::Decision::Deny
-            } else {
-                drover_identity::Decision::Approve
+            match by.verdict() {
+                drover_engine::driver::Verdict::Approve => drover_identity::Decision::Approve,
+                drover_engine::driver::Verdict::Deny(_) => drover_identity::Decision::Deny,
+                drover_engine::driver::Verdict::BreakGlass(_) => {
+                    drover_identity::Decision::BreakGlass
+                }
             },
-            by.denial.as_deref().unwrap_or(""),
+            by.denial
+                .as_deref()
+                .or(by.break_glass.as_deref())
+                .unwrap_or(""),
             by.totp.clone().map(|c| c.trim().to_owned()),
             now,
         )
@@ -690,7 +708,7 @@ pub fn approve(run_id: &str, step: &str, by: ApproveBy, state: PathBuf, json: bo
         &run_id,
         step,
         &approver,
-        by.denial.as_deref(),
+        by.verdict(),
         now,
     ) {
         Ok(Ok(op)) => op,

@@ -69,6 +69,7 @@ codes! {
     UnknownGroup = "DR0033", "unknown step group";
     InvalidRoster = "DR0034", "invalid operator roster";
     UnknownRole = "DR0035", "approval role no operator holds";
+    BreakGlassStep = "DR0036", "misplaced break-glass step";
     DestructiveWithoutApproval = "DR1001", "destructive step without an approval gate upstream";
     UnverifiedCutover = "DR1002", "restored data reaches a cutover without verification";
     MissingCompensate = "DR1003", "mutating step without compensate in a failback runbook";

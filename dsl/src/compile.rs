@@ -22,7 +22,9 @@ use crate::source_map::{SourceFile, SourceMap};
 use crate::span::{Span, Spanned};
 use crate::suggest::{did_you_mean, typo_or_list};
 use drover_schema::{ActionSchema, Catalogue, ValueType};
+use petgraph::Direction;
 use petgraph::graph::{DiGraph, NodeIndex};
+use petgraph::visit::EdgeRef;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -395,6 +397,8 @@ impl Compiler<'_> {
         );
 
         self.check_roles(&graph, &insts, &defs);
+        let milestone_spans: Vec<Span> = rb.milestones.iter().map(|m| m.id.span).collect();
+        self.check_break_glass(&graph, &insts, &defs, &milestone_spans);
 
         let h = rb.header.as_ref()?;
         if !ok {
@@ -568,6 +572,75 @@ impl Compiler<'_> {
                     typo_or_list(&role, &known, "roles")
                 )),
             );
+        }
+    }
+
+    /// Steps tagged `break_glass` fire when an operator breaks the glass on an approval, outside
+    /// the dependency order: they must be `notify` steps and nothing may wait for them (a step
+    /// or milestone after one would wait for an emergency that may never come).
+    fn check_break_glass(
+        &mut self,
+        graph: &DiGraph<PlanNode, Dependency>,
+        insts: &[Inst],
+        defs: &[Def<'_>],
+        milestone_spans: &[Span],
+    ) {
+        let mut found = Vec::new();
+        for (i, inst) in insts.iter().enumerate() {
+            let Some(step) = graph
+                .node_weight(NodeIndex::new(i))
+                .and_then(PlanNode::as_step)
+                .filter(|s| s.fires_on_break_glass())
+            else {
+                continue;
+            };
+            let def = defs[inst.def].step;
+            let tag = def
+                .tags
+                .iter()
+                .find(|t| t.value == crate::plan::BREAK_GLASS_TAG)
+                .map_or(def.id.span, |t| t.span);
+            if step.action != "notify" {
+                found.push(
+                    Diagnostic::error(
+                        Code::BreakGlassStep,
+                        tag,
+                        format!(
+                            "`{}` is tagged break_glass but is a `{}` step",
+                            step.id, step.action
+                        ),
+                    )
+                    .label("only notify steps fire on break-glass")
+                    .help("tag the `notify` steps that tell people the glass was broken; run other steps in the normal order"),
+                );
+            }
+            for e in graph.edges_directed(NodeIndex::new(i), Direction::Outgoing) {
+                let Some(other) = graph.node_weight(e.target()) else {
+                    continue;
+                };
+                let t = e.target().index();
+                let at = match insts.get(t) {
+                    Some(o) => defs[o.def].step.id.span,
+                    None => milestone_spans.get(t - insts.len()).copied().unwrap_or(tag),
+                };
+                found.push(
+                    Diagnostic::error(
+                        Code::BreakGlassStep,
+                        at,
+                        format!(
+                            "`{}` waits for `{}`, which runs only if someone breaks the glass",
+                            other.id(),
+                            step.id
+                        ),
+                    )
+                    .label("would wait for an emergency")
+                    .with(tag, "tagged here")
+                    .help("remove it from `after`: break-glass notifications are fired, never waited for"),
+                );
+            }
+        }
+        for d in found {
+            self.err(d);
         }
     }
 
@@ -1256,6 +1329,7 @@ impl Compiler<'_> {
                 .iter()
                 .map(|w| (w.lint, w.reason.value.clone()))
                 .collect(),
+            tags: s.tags.iter().map(|t| t.value.clone()).collect(),
             source: self.source_ref(s.id.span),
         };
         (step, refs)

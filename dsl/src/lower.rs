@@ -302,6 +302,32 @@ impl Lowerer<'_> {
         }
     }
 
+    /// `tags = [break_glass, "db"]`: words, quoted or not.
+    fn tags(&mut self, v: &Value) -> Vec<Spanned<String>> {
+        let one = |v: &Value| match &v.kind {
+            ValueKind::Path(p) | ValueKind::Str { text: p, .. } => {
+                Some(Spanned::new(p.clone(), v.span))
+            }
+            _ => None,
+        };
+        match &v.kind {
+            ValueKind::List(items) => {
+                let mut out = Vec::new();
+                for i in items {
+                    match one(i) {
+                        Some(s) => out.push(s),
+                        None => self.wrong(i, "a tag (a word)", "`tags`"),
+                    }
+                }
+                out
+            }
+            _ => {
+                self.wrong(v, "a list of tags `[break_glass]`", "`tags`");
+                Vec::new()
+            }
+        }
+    }
+
     fn modes(&mut self, v: &Value) -> Option<Spanned<ModeSet>> {
         let words = self.names(v, "`modes`");
         let mut set = ModeSet::default();
@@ -699,6 +725,7 @@ impl Lowerer<'_> {
             estimate: None,
             modes: None,
             waivers: Vec::new(),
+            tags: Vec::new(),
             span,
         };
         const ATTRS: &[&str] = &[
@@ -711,6 +738,7 @@ impl Lowerer<'_> {
             "for_each",
             "estimate",
             "modes",
+            "tags",
         ];
         const BLOCKS: &[&str] = &["with", "retry", "compensate", "allow"];
         for (name, e) in self.entries(b, "a step", ATTRS, BLOCKS) {
@@ -748,6 +776,7 @@ impl Lowerer<'_> {
                 ("for_each", Entry::Attr(a)) => s.for_each = Some(a.value.clone()),
                 ("estimate", Entry::Attr(a)) => s.estimate = self.estimate(&a.value),
                 ("modes", Entry::Attr(a)) => s.modes = self.modes(&a.value),
+                ("tags", Entry::Attr(a)) => s.tags = self.tags(&a.value),
                 ("with", Entry::Block(w, _)) => s.inputs = self.with_inputs(w),
                 ("retry", Entry::Block(r, rspan)) => s.retry = self.retry(r, rspan),
                 ("compensate", Entry::Block(c, cspan)) => s.compensate = self.compensate(c, cspan),

@@ -186,8 +186,23 @@ pub struct PlanStep {
     pub estimate: Option<Estimate>,
     /// Waived safety lints and why.
     pub waivers: BTreeMap<Lint, String>,
+    /// Its tags. A step tagged [`BREAK_GLASS_TAG`] runs only when an operator breaks the glass
+    /// on an approval (and is skipped otherwise).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
     /// Where it was written.
     pub source: SourceRef,
+}
+
+/// The tag of the notify steps that fire when an operator breaks the glass on an approval.
+pub const BREAK_GLASS_TAG: &str = "break_glass";
+
+impl PlanStep {
+    /// Whether the step runs only when someone breaks the glass (tagged `break_glass`).
+    #[must_use]
+    pub fn fires_on_break_glass(&self) -> bool {
+        self.tags.iter().any(|t| t == BREAK_GLASS_TAG)
+    }
 }
 
 /// A step output a run-time template reads.

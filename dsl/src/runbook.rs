@@ -279,6 +279,8 @@ pub struct Step {
     pub modes: Option<Spanned<ModeSet>>,
     /// Waived safety lints.
     pub waivers: Vec<Waiver>,
+    /// Tags (`tags = [break_glass]`).
+    pub tags: Vec<Spanned<String>>,
     /// Where (the whole block).
     pub span: Span,
 }

@@ -740,6 +740,19 @@ impl Driver {
                     };
                     out.push(rec(operator, Some(step), "approval", "denied", Some(why)));
                 }
+                Action::BrokeGlass { step, operator } => {
+                    let why = match event {
+                        Event::BreakGlass { reason, .. } => reason.clone(),
+                        _ => String::new(),
+                    };
+                    out.push(rec(
+                        operator,
+                        Some(step),
+                        "approval.break_glass",
+                        "approved alone",
+                        Some(why),
+                    ));
+                }
                 Action::Skip { step, reason } => {
                     out.push(rec(me, Some(step), "skip", "skipped", Some(reason.clone())))
                 }
@@ -783,9 +796,14 @@ impl Driver {
         if self.crash_after == Some(self.commits) {
             std::process::abort();
         }
-        let anchor_now = actions
-            .iter()
-            .any(|a| matches!(a, Action::ApprovalAccepted { .. } | Action::Finished { .. }));
+        let anchor_now = actions.iter().any(|a| {
+            matches!(
+                a,
+                Action::ApprovalAccepted { .. }
+                    | Action::BrokeGlass { .. }
+                    | Action::Finished { .. }
+            )
+        });
         self.checkpoint(anchor_now).await?;
         for a in actions {
             self.perform(a, now);
@@ -1202,6 +1220,9 @@ impl Driver {
             } => self.say(&format!(
                 "REFUSED approval of {step} by {operator}: {reason}"
             )),
+            Action::BrokeGlass { step, operator } => self.say(&format!(
+                "BREAK-GLASS {step}: {operator} approved alone; the steps tagged break_glass fire"
+            )),
             Action::Denied {
                 step,
                 operator,
@@ -1538,22 +1559,54 @@ pub fn audit_refusal(
     Ok(())
 }
 
-/// The event an approval row becomes: approved, or denied with its reason.
-fn approval_event(r: &crate::journal::ApprovalRow) -> Event {
-    decision_event(&r.step, &r.operator, &r.roles, r.denial.as_deref())
+/// What an operator decides on a waiting approval step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict<'a> {
+    /// Approve.
+    Approve,
+    /// Deny, with the reason.
+    Deny(&'a str),
+    /// Approve alone as an operator the roster marks `break_glass`, with the reason (the step
+    /// must allow it).
+    BreakGlass(&'a str),
 }
 
-fn decision_event(step: &str, operator: &str, roles: &[String], denial: Option<&str>) -> Event {
-    match denial {
-        None => Event::Approved {
+impl Verdict<'_> {
+    fn decision(self) -> drover_identity::Decision {
+        match self {
+            Verdict::Approve => drover_identity::Decision::Approve,
+            Verdict::Deny(_) => drover_identity::Decision::Deny,
+            Verdict::BreakGlass(_) => drover_identity::Decision::BreakGlass,
+        }
+    }
+}
+
+/// The event an approval row becomes: approved, denied or broken glass, with its reason.
+fn approval_event(r: &crate::journal::ApprovalRow) -> Event {
+    let verdict = match (&r.denial, &r.break_glass) {
+        (Some(why), _) => Verdict::Deny(why),
+        (None, Some(why)) => Verdict::BreakGlass(why),
+        (None, None) => Verdict::Approve,
+    };
+    decision_event(&r.step, &r.operator, &r.roles, verdict)
+}
+
+fn decision_event(step: &str, operator: &str, roles: &[String], verdict: Verdict<'_>) -> Event {
+    match verdict {
+        Verdict::Approve => Event::Approved {
             step: step.to_owned(),
             operator: operator.to_owned(),
             roles: roles.to_vec(),
         },
-        Some(reason) => Event::Denied {
+        Verdict::Deny(reason) => Event::Denied {
             step: step.to_owned(),
             operator: operator.to_owned(),
             roles: roles.to_vec(),
+            reason: reason.to_owned(),
+        },
+        Verdict::BreakGlass(reason) => Event::BreakGlass {
+            step: step.to_owned(),
+            operator: operator.to_owned(),
             reason: reason.to_owned(),
         },
     }
@@ -1580,7 +1633,10 @@ fn replay(journal: &dyn Journal, run_id: &str) -> Result<Replay, DriverError> {
     let events = journal.events(run_id)?;
     let mut fed_approvals = 0;
     for (at, e) in &events {
-        fed_approvals += usize::from(matches!(e, Event::Approved { .. } | Event::Denied { .. }));
+        fed_approvals += usize::from(matches!(
+            e,
+            Event::Approved { .. } | Event::Denied { .. } | Event::BreakGlass { .. }
+        ));
         for a in sched.on_event(e, *at) {
             if let Action::MilestoneReached { milestone, at_ms } = a {
                 milestones.insert(milestone, at_ms);
@@ -1612,14 +1668,14 @@ pub fn check_approval(
     step: &str,
     operator: &str,
     roles: &[String],
-    denial: Option<&str>,
+    verdict: Verdict<'_>,
 ) -> Result<Result<(), String>, DriverError> {
     Ok(check_replayed(
         replay(journal, run_id)?,
         step,
         operator,
         roles,
-        denial,
+        verdict,
     ))
 }
 
@@ -1629,12 +1685,12 @@ fn check_replayed(
     step: &str,
     operator: &str,
     roles: &[String],
-    denial: Option<&str>,
+    verdict: Verdict<'_>,
 ) -> Result<(), String> {
     for r in rep.approvals.iter().skip(rep.fed_approvals) {
         rep.sched.on_event(&approval_event(r), r.at);
     }
-    let e = decision_event(step, operator, roles, denial);
+    let e = decision_event(step, operator, roles, verdict);
     let refusal = rep.sched.on_event(&e, 0).into_iter().find_map(|a| match a {
         Action::ApprovalRefused { reason, .. } => Some(reason),
         _ => None,
@@ -1655,14 +1711,10 @@ pub fn approve(
     run_id: &str,
     step: &str,
     approver: &crate::signed::Approver,
-    denial: Option<&str>,
+    verdict: Verdict<'_>,
     now: u64,
 ) -> Result<Result<String, String>, DriverError> {
-    let kind = if denial.is_some() {
-        drover_identity::Decision::Deny
-    } else {
-        drover_identity::Decision::Approve
-    };
+    let kind = verdict.decision();
     // One replay serves who approves (the plan's roster) and whether the approval counts.
     let rep = replay(journal, run_id)?;
     let (plan, mode) = (rep.plan.clone(), rep.mode);
@@ -1675,17 +1727,36 @@ pub fn approve(
             Ok(x) => x,
             Err((who, reason)) => return refuse(journal, &who, reason),
         };
-    // A signed denial's reason is the one signed.
+    // A signed denial's or break-glass's reason is the one signed.
     let signed_reason = signed
         .as_ref()
-        .filter(|_| denial.is_some())
+        .filter(|_| verdict != Verdict::Approve)
         .and_then(|s| drover_identity::Statement::parse(&s.statement).ok())
         .map(|st| st.comment);
-    let denial = signed_reason.as_deref().or(denial);
+    let verdict = match (verdict, signed_reason.as_deref()) {
+        (Verdict::Deny(_), Some(r)) => Verdict::Deny(r),
+        (Verdict::BreakGlass(_), Some(r)) => Verdict::BreakGlass(r),
+        (v, _) => v,
+    };
+    // Break-glass is for operators the roster marks so, and only with a roster.
+    if let Verdict::BreakGlass(_) = verdict {
+        let marked = match crate::signed::roster(&plan) {
+            Some(Ok(r)) => r.operators.get(&operator).is_some_and(|o| o.break_glass),
+            _ => false,
+        };
+        if !marked {
+            let reason = if plan.runbook.roster.is_none() {
+                "break-glass needs an operator roster that marks who may break the glass (`break_glass = true`)".to_owned()
+            } else {
+                format!("{operator} is not marked `break_glass = true` in the operator roster")
+            };
+            return refuse(journal, &operator, reason);
+        }
+    }
     // Step-up: a current TOTP code inside the signed statement, accepted once per operator.
     let mut totp_step = None;
     if let Some(s) = &signed
-        && denial.is_none()
+        && !matches!(verdict, Verdict::Deny(_))
         && crate::signed::needs_mfa(&plan, step, mode)
     {
         let st = drover_identity::Statement::parse(&s.statement)
@@ -1695,7 +1766,7 @@ pub fn approve(
             Err(reason) => return refuse(journal, &operator, reason),
         }
     }
-    match check_replayed(rep, step, &operator, &roles, denial) {
+    match check_replayed(rep, step, &operator, &roles, verdict) {
         Ok(()) => {
             if let Some(counter) = totp_step
                 && !journal.claim_totp(&operator, counter, now)?
@@ -1714,7 +1785,14 @@ pub fn approve(
                     roles: &roles,
                     at: now,
                     signed: signed.as_ref(),
-                    denial,
+                    denial: match verdict {
+                        Verdict::Deny(r) => Some(r),
+                        _ => None,
+                    },
+                    break_glass: match verdict {
+                        Verdict::BreakGlass(r) => Some(r),
+                        _ => None,
+                    },
                 },
             )?;
             Ok(Ok(operator))

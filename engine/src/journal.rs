@@ -231,6 +231,8 @@ pub struct ApprovalRow {
     pub signed: Option<crate::signed::SignedStatement>,
     /// For a denial (`drover approve --deny`), its reason.
     pub denial: Option<String>,
+    /// For a break-glass approval (`drover approve --break-glass`), its reason.
+    pub break_glass: Option<String>,
 }
 
 /// An approval or a denial to record.
@@ -248,6 +250,8 @@ pub struct NewApproval<'a> {
     pub signed: Option<&'a crate::signed::SignedStatement>,
     /// `Some(reason)` for a denial.
     pub denial: Option<&'a str>,
+    /// `Some(reason)` for a break-glass approval.
+    pub break_glass: Option<&'a str>,
 }
 
 /// One journaled transition: an event, when it happened, and the actions it caused.
@@ -1158,8 +1162,12 @@ impl Journal for SqliteJournal {
                 a.operator,
                 roles,
                 at as i64,
-                if a.denial.is_some() { "deny" } else { "approve" },
-                a.denial
+                match (a.denial, a.break_glass) {
+                    (Some(_), _) => "deny",
+                    (None, Some(_)) => "break_glass",
+                    (None, None) => "approve",
+                },
+                a.denial.or(a.break_glass)
             ],
         )?;
         let id = tx.last_insert_rowid();
@@ -1289,7 +1297,8 @@ impl Journal for SqliteJournal {
                         signature,
                     }
                 }),
-                denial: (decision == "deny").then(|| reason.unwrap_or_default()),
+                denial: (decision == "deny").then(|| reason.clone().unwrap_or_default()),
+                break_glass: (decision == "break_glass").then(|| reason.unwrap_or_default()),
             });
         }
         Ok(out)

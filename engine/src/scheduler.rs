@@ -99,6 +99,17 @@ pub enum Event {
     },
     /// Stop scheduling (Ctrl-C): running steps finish or time out.
     Interrupted,
+    /// An operator broke the glass on an approval step (`drover approve --break-glass`): alone,
+    /// they satisfy it, when the step allows it (`break_glass = true`); the steps tagged
+    /// `break_glass` fire.
+    BreakGlass {
+        /// The step.
+        step: String,
+        /// Who (the identity layer checked that the roster marks them `break_glass`).
+        operator: String,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// How a run ended.
@@ -190,6 +201,13 @@ pub enum Action {
         operator: String,
         /// Denials still needed to fail the step.
         remaining: u32,
+    },
+    /// An operator broke the glass: alone, they satisfied the approval step.
+    BrokeGlass {
+        /// The step.
+        step: String,
+        /// Who.
+        operator: String,
     },
     /// An approval was refused (four eyes, role, duplicate, not waiting).
     ApprovalRefused {
@@ -317,6 +335,13 @@ pub enum NodeEvent<'a> {
         /// The roles they act in.
         roles: &'a [String],
     },
+    /// An operator broke the glass on an approval step (see [`Event::BreakGlass`]).
+    BreakGlass {
+        /// Node index.
+        node: usize,
+        /// Who.
+        operator: &'a str,
+    },
 }
 
 /// Why a node will not run.
@@ -330,6 +355,8 @@ pub enum SkipReason {
     WhenFalse,
     /// The node with this index, which it depends on, failed.
     Failed(usize),
+    /// It fires on break-glass, and nobody broke the glass.
+    NoBreakGlass,
 }
 
 /// Why an approval was refused.
@@ -349,6 +376,8 @@ pub enum Refusal {
     Duplicate,
     /// Whoever asked for a rollback may not approve it.
     OwnRollback,
+    /// The approval step does not allow break-glass (`break_glass = true`).
+    NoBreakGlass,
 }
 
 /// The name under which a rollback asked for by `drover rollback` waits for approval, when the
@@ -427,6 +456,12 @@ pub enum NodeAction {
     RollbackApprovalRefused {
         /// Why.
         reason: Refusal,
+    },
+    /// An operator broke the glass on this approval step (the operator is the event's); the
+    /// step succeeds next.
+    BrokeGlass {
+        /// Node index.
+        node: usize,
     },
     /// A step succeeded.
     StepDone {
@@ -560,6 +595,8 @@ struct Approval {
     denials: u32,
     roles: Vec<String>,
     initiator_may_approve: bool,
+    /// An operator the roster marks `break_glass` may satisfy it alone.
+    break_glass: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -578,6 +615,8 @@ struct Node {
     on_failure: OnFailure,
     when: Option<String>,
     approval: Option<Approval>,
+    /// Tagged `break_glass`: runs only once someone breaks the glass.
+    armed: bool,
     /// The action changes what serves production (its undo needs the same approvals).
     destructive: bool,
     has_compensate: bool,
@@ -600,6 +639,8 @@ struct Hot {
     approvals: u32,
     milestone: bool,
     has_when: bool,
+    /// Runs only once someone breaks the glass (tagged `break_glass`).
+    armed: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -712,6 +753,10 @@ pub struct Scheduler {
     approvers: Vec<Vec<String>>,
     /// Per node: who denied it.
     deniers: Vec<Vec<String>>,
+    /// Per node: a step tagged `break_glass` fired by a break-glass approval.
+    fired: Vec<bool>,
+    /// Whether any step is tagged `break_glass`.
+    any_armed: bool,
     /// The approvals of a rollback on request, once one was asked for under a gate.
     rollback_gate: Option<RollbackGate>,
     /// Per node: the armed retry and timeout timers, as (attempt, when).
@@ -787,6 +832,7 @@ impl Scheduler {
                     on_failure: OnFailure::Abort,
                     when: None,
                     approval: None,
+                    armed: false,
                     destructive: false,
                     has_compensate: false,
                     undoes_partial: false,
@@ -835,7 +881,12 @@ impl Scheduler {
                             s.inputs.get("initiator_may_approve"),
                             Some(PlanValue::Bool(true))
                         ),
+                        break_glass: matches!(
+                            s.inputs.get("break_glass"),
+                            Some(PlanValue::Bool(true))
+                        ),
                     }),
+                    armed: s.fires_on_break_glass(),
                     destructive: s.effect == drover_schema::Effect::Destructive,
                     has_compensate: s.compensate.is_some() || s.builtin_undo,
                     undoes_partial: s.compensate.is_none() && s.builtin_undo,
@@ -861,8 +912,10 @@ impl Scheduler {
                 approvals: nd.approval.as_ref().map_or(0, |a| a.required),
                 milestone: nd.milestone,
                 has_when: nd.when.is_some(),
+                armed: nd.armed,
             })
-            .collect();
+            .collect::<Vec<Hot>>();
+        let any_armed = hot.iter().any(|h| h.armed);
         let mut edges = Vec::new();
         let mut pred_at = Vec::with_capacity(n + 1);
         let mut succ_at = Vec::with_capacity(n + 1);
@@ -909,6 +962,8 @@ impl Scheduler {
             error_contexts: vec![None; n],
             approvers: vec![Vec::new(); n],
             deniers: vec![Vec::new(); n],
+            fired: vec![false; n],
+            any_armed,
             rollback_gate: None,
             timers: vec![[None; 2]; n],
             params: plan.params.clone(),
@@ -945,6 +1000,7 @@ impl Scheduler {
         for a in &mut self.deniers {
             a.clear();
         }
+        self.fired.fill(false);
         self.rollback_gate = None;
         self.timers.fill([None; 2]);
         self.phase = Phase::Running;
@@ -1281,6 +1337,16 @@ impl Scheduler {
                     }];
                 }
             },
+            Event::BreakGlass { step, operator, .. } => match idx(self, step) {
+                Some(node) => NodeEvent::BreakGlass { node, operator },
+                None => {
+                    return vec![Action::ApprovalRefused {
+                        step: step.clone(),
+                        operator: operator.clone(),
+                        reason: "no such step".into(),
+                    }];
+                }
+            },
             Event::CompensationFinished { step, error } => match idx(self, step) {
                 Some(node) => NodeEvent::CompensationFinished {
                     node,
@@ -1292,6 +1358,7 @@ impl Scheduler {
         let operator = match event {
             Event::Approved { operator, .. }
             | Event::Denied { operator, .. }
+            | Event::BreakGlass { operator, .. }
             | Event::RollbackRequested { operator } => operator.as_str(),
             _ => "",
         };
@@ -1333,6 +1400,10 @@ impl Scheduler {
             Refusal::OwnRollback => {
                 "four eyes: the operator who asked for the rollback may not approve it".into()
             }
+            Refusal::NoBreakGlass => format!(
+                "`{}` does not allow break-glass: the runbook must say `break_glass = true` on it",
+                self.nodes[i].id
+            ),
         }
     }
 
@@ -1395,6 +1466,10 @@ impl Scheduler {
                 operator: operator.to_owned(),
                 remaining,
             },
+            NodeAction::BrokeGlass { node } => Action::BrokeGlass {
+                step: id(node),
+                operator: operator.to_owned(),
+            },
             NodeAction::StepDone { node } => Action::StepDone { step: id(node) },
             NodeAction::StepGaveUp { node } => Action::StepGaveUp {
                 step: id(node),
@@ -1421,6 +1496,7 @@ impl Scheduler {
             SkipReason::WhenFalse => "`when` is false".into(),
             SkipReason::RollbackRequested => "the run was rolled back before it ran".into(),
             SkipReason::Failed(f) => format!("`{}` failed", self.nodes[f].id),
+            SkipReason::NoBreakGlass => "nobody broke the glass".into(),
         }
     }
 
@@ -1444,7 +1520,9 @@ impl Scheduler {
         }
         if matches!(self.phase, Phase::Done(_)) {
             match event {
-                NodeEvent::Approved { node, .. } | NodeEvent::Denied { node, .. } => {
+                NodeEvent::Approved { node, .. }
+                | NodeEvent::Denied { node, .. }
+                | NodeEvent::BreakGlass { node, .. } => {
                     out.push(NodeAction::ApprovalRefused {
                         node,
                         reason: Refusal::RunOver,
@@ -1583,6 +1661,7 @@ impl Scheduler {
                 roles,
                 reason,
             } => self.deny(node, operator, roles, reason, now, out),
+            NodeEvent::BreakGlass { node, operator } => self.break_glass(node, operator, out),
             NodeEvent::RollbackRequested { .. } => {}
         }
         if self.started {
@@ -1733,6 +1812,49 @@ impl Scheduler {
         }
     }
 
+    /// One operator satisfies approval step `i` alone, when it allows break-glass; every step
+    /// tagged `break_glass` then fires (once its own dependencies are done).
+    fn break_glass(&mut self, i: usize, operator: &str, out: &mut Vec<NodeAction>) {
+        if i >= self.nodes.len() {
+            return;
+        }
+        let refused = match self.nodes[i].approval.as_ref() {
+            None => Some(Refusal::NotApproval),
+            Some(_) if self.status[i] != Status::AwaitingApproval => Some(Refusal::NotWaiting),
+            Some(p) if !p.break_glass => Some(Refusal::NoBreakGlass),
+            Some(_) => None,
+        };
+        if let Some(reason) = refused {
+            out.push(NodeAction::ApprovalRefused { node: i, reason });
+            return;
+        }
+        self.approvers[i].push(operator.to_owned());
+        out.push(NodeAction::BrokeGlass { node: i });
+        self.set(i, Status::Succeeded);
+        let mut o = Outputs::new();
+        o.insert("approved_by".into(), serde_json::json!(self.approvers[i]));
+        o.insert("break_glass".into(), serde_json::json!(operator));
+        self.outputs[i] = o;
+        self.has_outputs[i] = true;
+        out.push(NodeAction::StepDone { node: i });
+        for j in 0..self.nodes.len() {
+            if self.hot[j].armed && !self.fired[j] {
+                self.fired[j] = true;
+                if self.status[j] == Status::Pending {
+                    self.candidate(j);
+                }
+            }
+        }
+    }
+
+    /// Whether every node still open is a `break_glass` step nobody fired (nothing else left).
+    fn only_unfired_open(&self) -> bool {
+        let unfired = (0..self.status.len())
+            .filter(|&j| self.hot[j].armed && !self.fired[j] && self.status[j] == Status::Pending)
+            .count();
+        unfired == self.open
+    }
+
     fn when_holds(&self, i: usize) -> Result<bool, String> {
         if !self.hot[i].has_when {
             return Ok(true);
@@ -1763,7 +1885,7 @@ impl Scheduler {
         loop {
             while let Some(i) = self.candidates.pop_first() {
                 self.is_candidate[i] = false;
-                if self.status[i] != Status::Pending {
+                if self.status[i] != Status::Pending || (self.hot[i].armed && !self.fired[i]) {
                     continue;
                 }
                 // One pass over the predecessors: the first that failed, and whether all are done.
@@ -1887,6 +2009,23 @@ impl Scheduler {
     /// Ends draining, runs compensations in reverse dependency order, and finishes the run.
     fn settle(&mut self, out: &mut Vec<NodeAction>) {
         let busy = self.running_total > 0 || self.compensating_count > 0;
+        if self.any_armed
+            && self.phase == Phase::Running
+            && self.open > 0
+            && !busy
+            && self.only_unfired_open()
+        {
+            // Nothing is left but notifications of a break-glass that did not happen.
+            for j in 0..self.status.len() {
+                if self.hot[j].armed && !self.fired[j] && self.status[j] == Status::Pending {
+                    self.set(j, Status::Skipped);
+                    out.push(NodeAction::Skip {
+                        node: j,
+                        reason: SkipReason::NoBreakGlass,
+                    });
+                }
+            }
+        }
         match self.phase {
             Phase::Running if self.open == 0 => {
                 let failed = self.status.contains(&Status::Failed);
@@ -2838,6 +2977,94 @@ mod tests {
             s.outputs("gate").and_then(|o| o.get("approved_by")),
             Some(&serde_json::json!(["bob", "carol"]))
         );
+    }
+
+    /// A gate needing two approvers that allows break-glass, a step after it, and a notify step
+    /// tagged `break_glass`.
+    fn break_glass_plan(allow: bool) -> String {
+        format!(
+            "{}step page {{\n  action = notify\n  tags = [break_glass]\n  with {{\n    message = \"glass broken\"\n  }}\n}}\n",
+            approval_plan(&format!(
+                "approvers = 2\n    roles = [\"ic\"]\n    break_glass = {allow}"
+            ))
+        )
+    }
+
+    fn break_glass(op: &str) -> Event {
+        Event::BreakGlass {
+            step: "gate".into(),
+            operator: op.into(),
+            reason: "nobody else reachable".into(),
+        }
+    }
+
+    #[test]
+    fn one_break_glass_approval_satisfies_the_gate_and_fires_the_tagged_notify_steps() {
+        let mut s = sched(&break_glass_plan(true));
+        let a = s.on_event(&Event::Started, 0);
+        assert!(executes(&a).is_empty(), "the tagged step waits: {a:?}");
+        // Alone, the initiator included, without the role: the roster marked them (checked by
+        // the identity layer before the event).
+        let a = s.on_event(&break_glass("alice"), 1);
+        assert!(
+            a.contains(&Action::BrokeGlass {
+                step: "gate".into(),
+                operator: "alice".into()
+            }),
+            "{a:?}"
+        );
+        let mut ran = executes(&a);
+        ran.sort();
+        assert_eq!(ran, vec!["c#1", "page#1"]);
+        assert_eq!(
+            s.outputs("gate").and_then(|o| o.get("break_glass")),
+            Some(&serde_json::json!("alice"))
+        );
+        s.on_event(&ok("page", 1), 2);
+        let a = s.on_event(&ok("c", 1), 3);
+        assert!(a.contains(&Action::Finished {
+            outcome: RunOutcome::Succeeded
+        }));
+        // A second break-glass finds nothing waiting.
+        let a = s.on_event(&break_glass("bob"), 4);
+        assert!(matches!(&a[0], Action::ApprovalRefused { .. }), "{a:?}");
+    }
+
+    #[test]
+    fn without_break_glass_the_tagged_steps_are_skipped_and_the_run_succeeds() {
+        let mut s = sched(&break_glass_plan(true));
+        s.on_event(&Event::Started, 0);
+        s.on_event(&approved("gate", "bob", &["ic"]), 1);
+        let a = s.on_event(&approved("gate", "carol", &["ic"]), 2);
+        assert_eq!(
+            executes(&a),
+            vec!["c#1"],
+            "the tagged step never runs on its own"
+        );
+        let a = s.on_event(&ok("c", 1), 3);
+        assert!(
+            a.contains(&Action::Skip {
+                step: "page".into(),
+                reason: "nobody broke the glass".into()
+            }),
+            "{a:?}"
+        );
+        assert!(a.contains(&Action::Finished {
+            outcome: RunOutcome::Succeeded
+        }));
+    }
+
+    #[test]
+    fn break_glass_is_refused_on_a_gate_that_does_not_allow_it() {
+        let mut s = sched(&break_glass_plan(false));
+        s.on_event(&Event::Started, 0);
+        let a = s.on_event(&break_glass("bob"), 1);
+        assert!(
+            matches!(&a[0], Action::ApprovalRefused { reason, .. } if reason.contains("break_glass = true")),
+            "{a:?}"
+        );
+        assert_eq!(s.status("gate"), Some(&Status::AwaitingApproval));
+        assert_eq!(s.status("page"), Some(&Status::Pending));
     }
 
     #[test]

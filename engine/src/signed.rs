@@ -221,12 +221,21 @@ pub fn unverified_row(
             "the approval carries no signature (written outside `drover approve`?)".into(),
         );
     };
-    let kind = if row.denial.is_some() {
-        Decision::Deny
-    } else {
-        Decision::Approve
+    let kind = match (&row.denial, &row.break_glass) {
+        (Some(_), _) => Decision::Deny,
+        (None, Some(_)) => Decision::BreakGlass,
+        (None, None) => Decision::Approve,
     };
     match check(plan, run_id, &row.step, kind, s) {
+        Ok((signer, _))
+            if kind == Decision::BreakGlass
+                && !matches!(roster(plan), Some(Ok(r)) if r.operators.get(&signer.operator).is_some_and(|o| o.break_glass)) =>
+        {
+            Some(format!(
+                "{} is not marked `break_glass = true` in the operator roster",
+                signer.operator
+            ))
+        }
         Ok((signer, _)) if signer.operator == row.operator => None,
         Ok((signer, _)) => Some(format!(
             "the approval names {} but was signed by {}",
@@ -355,6 +364,7 @@ mod tests {
             at: 0,
             signed,
             denial: None,
+            break_glass: None,
         }
     }
 

@@ -224,6 +224,19 @@ impl Timeline {
                     reason,
                 });
             }
+            Action::BrokeGlass { step, operator } => {
+                let why = match cause {
+                    Event::BreakGlass { reason, .. } => reason.clone(),
+                    _ => String::new(),
+                };
+                self.node(step).approvals.push(ApprovalGiven {
+                    operator: operator.clone(),
+                    roles: Vec::new(),
+                    at_ms: at,
+                    accepted: true,
+                    reason: Some(format!("break-glass: {why}")),
+                });
+            }
             Action::Denied { step, operator, .. } => {
                 let (roles, why) = match cause {
                     Event::Denied { roles, reason, .. } => (roles.clone(), reason.clone()),

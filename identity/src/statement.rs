@@ -29,6 +29,9 @@ pub enum Decision {
     Approve,
     /// Deny the step.
     Deny,
+    /// Approve the step alone, as an operator the roster marks `break_glass` (the comment says
+    /// why).
+    BreakGlass,
 }
 
 impl Decision {
@@ -39,6 +42,7 @@ impl Decision {
             Self::Start => "start",
             Self::Approve => "approve",
             Self::Deny => "deny",
+            Self::BreakGlass => "break-glass",
         }
     }
 
@@ -47,6 +51,7 @@ impl Decision {
             "start" => Some(Self::Start),
             "approve" => Some(Self::Approve),
             "deny" => Some(Self::Deny),
+            "break-glass" => Some(Self::BreakGlass),
             _ => None,
         }
     }
@@ -180,7 +185,10 @@ impl Statement {
         }
         let kind = Decision::parse(&values[0]).ok_or_else(|| StatementError::Value {
             field: "kind",
-            why: format!("`{}` is none of start, approve, deny", values[0]),
+            why: format!(
+                "`{}` is none of start, approve, deny, break-glass",
+                values[0]
+            ),
         })?;
         let mut it = values.into_iter().skip(1);
         let mut next = || it.next().unwrap_or_default();

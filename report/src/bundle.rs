@@ -191,8 +191,13 @@ fn verify_statements(
             statement: l.statement.clone(),
             signature: l.signature.clone(),
         };
-        let deny = drover_identity::Statement::parse(&l.statement)
-            .is_ok_and(|s| s.kind == drover_identity::Decision::Deny);
+        // A step's statement is checked as the decision it states (approve, deny, break-glass);
+        // one stating anything else is checked as an approval, and fails.
+        let stated = drover_identity::Statement::parse(&l.statement)
+            .map(|s| s.kind)
+            .ok()
+            .filter(|k| *k != drover_identity::Decision::Start)
+            .unwrap_or(drover_identity::Decision::Approve);
         let (what, step, kind) = match &l.step {
             None => (
                 "the start of the run".to_owned(),
@@ -202,15 +207,15 @@ fn verify_statements(
             Some(s) => (
                 format!(
                     "the {} of `{s}` by {}",
-                    if deny { "denial" } else { "approval" },
+                    match stated {
+                        drover_identity::Decision::Deny => "denial",
+                        drover_identity::Decision::BreakGlass => "break-glass approval",
+                        _ => "approval",
+                    },
                     l.operator.as_deref().unwrap_or("?")
                 ),
                 s.as_str(),
-                if deny {
-                    drover_identity::Decision::Deny
-                } else {
-                    drover_identity::Decision::Approve
-                },
+                stated,
             ),
         };
         let (signer, _) = drover_engine::signed::check(plan, run_id, step, kind, &signed)

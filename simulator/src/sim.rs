@@ -623,6 +623,7 @@ impl Prepared {
                     | NodeAction::ApprovalAccepted { .. }
                     | NodeAction::ApprovalRefused { .. }
                     | NodeAction::DenialCounted { .. }
+                    | NodeAction::BrokeGlass { .. }
                     | NodeAction::AwaitRollbackApproval { .. }
                     | NodeAction::RollbackApprovalAccepted { .. }
                     | NodeAction::RollbackApprovalRefused { .. } => {}

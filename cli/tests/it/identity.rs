@@ -758,3 +758,174 @@ fn a_roster_given_with_operators_governs_a_runbook_that_names_none() {
     let out = child.wait_with_output().expect("run");
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
 }
+
+const BREAK_GLASS_RUNBOOK: &str = r#"runbook "signed cutover" {
+  rto       = 1h
+  rpo       = 1h
+  modes     = [failover]
+  operators = "operators.toml"
+}
+
+step gate {
+  action = approval
+  with {
+    prompt      = "cut over?"
+    approvers   = 2
+    roles       = ["incident-commander"]
+    break_glass = true
+  }
+}
+
+step page_privacy_officer {
+  action = notify
+  tags   = [break_glass]
+  with {
+    message = "BREAK-GLASS used on the EHR cutover"
+  }
+}
+
+step cut {
+  action = shell
+  after  = [gate]
+  with {
+    command = "echo cut"
+  }
+}
+
+milestone done {
+  after     = [cut]
+  stops_rto = true
+}
+"#;
+
+#[test]
+fn a_break_glass_operator_approves_alone_with_a_distinct_record_and_the_tagged_notify_fires() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let d = dir.path();
+    let (alice, alice_pub) = keygen(d, "alice");
+    let (bob, bob_pub) = keygen(d, "bob");
+    let (carol, carol_pub) = keygen(d, "carol");
+    let roster = commander("alice", &[&alice_pub], "")
+        + &commander("bob", &[&bob_pub], "break_glass = true")
+        + &commander("carol", &[&carol_pub], "");
+    setup(d, &roster, BREAK_GLASS_RUNBOOK);
+    let child = spawn_run(d, "g1", &alice);
+    wait_until("the gate", || waiting(d, "g1"));
+    let key = |p: &Path| p.to_str().expect("utf-8").to_owned();
+
+    // The statement says what is decided: a break-glass, with its reason.
+    let printed = drover(
+        d,
+        &[
+            "approve",
+            "g1",
+            "gate",
+            "--break-glass",
+            "--reason",
+            "nobody else reachable",
+            "--print-statement",
+        ],
+    );
+    let printed = text(&printed.stdout);
+    assert!(printed.contains("kind: break-glass"), "{printed}");
+    assert!(printed.contains("nobody else reachable"), "{printed}");
+
+    // Not marked break_glass in the roster: refused, audited.
+    refused(
+        &drover(
+            d,
+            &[
+                "approve",
+                "g1",
+                "gate",
+                "--break-glass",
+                "--reason",
+                "in a hurry",
+                "--key",
+                &key(&carol),
+            ],
+        ),
+        "not marked `break_glass = true`",
+    );
+    // A break-glass needs a reason.
+    let no_reason = drover(
+        d,
+        &[
+            "approve",
+            "g1",
+            "gate",
+            "--break-glass",
+            "--key",
+            &key(&bob),
+        ],
+    );
+    assert_eq!(
+        no_reason.status.code(),
+        Some(2),
+        "{}",
+        text(&no_reason.stderr)
+    );
+
+    let b = drover(
+        d,
+        &[
+            "approve",
+            "g1",
+            "gate",
+            "--break-glass",
+            "--reason",
+            "nobody else reachable",
+            "--key",
+            &key(&bob),
+        ],
+    );
+    assert_eq!(b.status.code(), Some(0), "{}", text(&b.stderr));
+    let out = child.wait_with_output().expect("run");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let said = text(&out.stdout) + &text(&out.stderr);
+    assert!(
+        said.contains("BREAK-GLASS used on the EHR cutover"),
+        "{said}"
+    );
+
+    let audit = text(&drover(d, &["audit", "show", "g1"]).stdout);
+    let line = audit
+        .lines()
+        .find(|l| l.contains("approval.break_glass"))
+        .unwrap_or_else(|| panic!("no break-glass record: {audit}"));
+    assert!(line.contains("bob"), "{line}");
+    assert!(line.contains("nobody else reachable"), "{line}");
+    assert!(
+        audit.contains("carol") && audit.contains("refused"),
+        "the refusal is audited: {audit}"
+    );
+    let verify = drover(d, &["audit", "verify", "g1"]);
+    assert_eq!(verify.status.code(), Some(0), "{}", text(&verify.stderr));
+
+    // The evidence bundle carries the break-glass statement and verifies it offline.
+    let kg = drover(d, &["key", "generate", "--signing", "file:ev.key"]);
+    assert_eq!(kg.status.code(), Some(0), "{}", text(&kg.stderr));
+    let ex = drover(
+        d,
+        &[
+            "evidence",
+            "export",
+            "g1",
+            "g1.zip",
+            "--signing-key",
+            "file:ev.key",
+        ],
+    );
+    assert_eq!(ex.status.code(), Some(0), "{}", text(&ex.stderr));
+    let v = drover(
+        d,
+        &["evidence", "verify", "g1.zip", "--public-key", "ev.key.pub"],
+    );
+    assert_eq!(
+        v.status.code(),
+        Some(0),
+        "{}{}",
+        text(&v.stdout),
+        text(&v.stderr)
+    );
+}

@@ -223,8 +223,15 @@ milestone done {
                 operator: "bob".into(),
                 roles: Vec::new(),
             };
-            let r = drover_engine::driver::approve(&mut other, "r1", "go", &bob, None, 0)
-                .expect("journal");
+            let r = drover_engine::driver::approve(
+                &mut other,
+                "r1",
+                "go",
+                &bob,
+                drover_engine::driver::Verdict::Approve,
+                0,
+            )
+            .expect("journal");
             assert_eq!(r, Ok("bob".to_owned()));
             approved = true;
         }
