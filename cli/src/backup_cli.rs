@@ -1,7 +1,8 @@
 //! The `drover backup` and `drover key` verbs: argument handling and printing around
 //! `drover_adapters::backup`.
 
-use crate::{BackupCommand, CheckFormat};
+use crate::ops_audit::{Audited, Done};
+use crate::{BackupCommand, CheckFormat, OperatorArgs};
 use drover_adapters::backup::{
     self, BackupError, BackupReport, CreateOptions, KeyProvider, Location, Progress,
     key_provider_from_uri, location_from_uri,
@@ -112,6 +113,25 @@ fn print_report(verb: &str, r: &BackupReport, format: CheckFormat) {
     }
 }
 
+/// The audit outcome of a backup operation that produced `r`.
+fn done<'a>(outcome: &'a str, r: &'a BackupReport) -> Done<'a> {
+    Done {
+        outcome,
+        backup_id: Some(&r.backup_id),
+        key_id: Some(&r.key_id),
+        detail: Some(format!(
+            "data set {}, recovery point {}, plaintext SHA-256 {} ({})",
+            r.dataset,
+            r.recovery_point,
+            r.sha256,
+            match r.level {
+                backup::VerifyLevel::Full => "fully verified",
+                backup::VerifyLevel::Structure => "structure and ciphertext hash verified",
+            }
+        )),
+    }
+}
+
 fn fail(what: &str, e: &BackupError) -> ExitCode {
     errln!("error: {what}: {e}");
     ExitCode::FAILURE
@@ -135,6 +155,7 @@ fn run(cmd: BackupCommand) -> Result<ExitCode, ExitCode> {
             recovery_point,
             chunk_size,
             format,
+            by,
         } => {
             let key = key(&key_uri)?;
             let out = location(&output)?;
@@ -171,6 +192,18 @@ fn run(cmd: BackupCommand) -> Result<ExitCode, ExitCode> {
                     }
                 }
             };
+            let mut audit = Audited::open(
+                &by,
+                "backup.create",
+                &output,
+                &[
+                    ("input", &input),
+                    ("output", &output),
+                    ("key", &key_uri),
+                    ("dataset", &opts.dataset),
+                ],
+            )?;
+            audit.write("started", None, Some(&key_uri), None)?;
             let bar = Bar::new("encrypting");
             match rt.block_on(backup::create(
                 reader.as_mut(),
@@ -181,9 +214,12 @@ fn run(cmd: BackupCommand) -> Result<ExitCode, ExitCode> {
             )) {
                 Ok(r) => {
                     print_report("created", &r, format);
-                    ExitCode::SUCCESS
+                    audit.finish(Ok(done("ok", &r)), ExitCode::SUCCESS)
                 }
-                Err(e) => fail(&format!("creating {output}"), &e),
+                Err(e) => {
+                    let code = fail(&format!("creating {output}"), &e);
+                    audit.finish(Err(e.to_string()), code)
+                }
             }
         }
         BackupCommand::Verify {
@@ -193,10 +229,35 @@ fn run(cmd: BackupCommand) -> Result<ExitCode, ExitCode> {
             sample,
             seed,
             format,
+            by,
         } => {
             let key = key_uri.as_deref().map(key).transpose()?;
+            let mut audit = Audited::open(
+                &by,
+                "backup.verify",
+                &path,
+                &[
+                    ("backup", &path),
+                    ("key", key_uri.as_deref().unwrap_or("")),
+                    ("expect_sha256", expect_sha256.as_deref().unwrap_or("")),
+                ],
+            )?;
+            audit.write("started", None, key_uri.as_deref(), None)?;
             if std::path::Path::new(&path).is_dir() {
-                return Ok(sampled(&rt, &path, key.as_deref(), sample, seed, format));
+                let code = sampled(&rt, &path, key.as_deref(), sample, seed, format);
+                let result = if code == ExitCode::SUCCESS {
+                    Ok(Done {
+                        outcome: "verified",
+                        backup_id: None,
+                        key_id: key_uri.as_deref(),
+                        detail: Some(format!("a sample of the backups under {path}")),
+                    })
+                } else {
+                    Err(format!(
+                        "a sample of the backups under {path} did not verify"
+                    ))
+                };
+                return Ok(audit.finish(result, code));
             }
             let loc = location(&path)?;
             let bar = Bar::new("verifying");
@@ -208,9 +269,12 @@ fn run(cmd: BackupCommand) -> Result<ExitCode, ExitCode> {
             )) {
                 Ok(r) => {
                     print_report("verified", &r, format);
-                    ExitCode::SUCCESS
+                    audit.finish(Ok(done("verified", &r)), ExitCode::SUCCESS)
                 }
-                Err(e) => fail(&format!("verifying {path}"), &e),
+                Err(e) => {
+                    let code = fail(&format!("verifying {path}"), &e);
+                    audit.finish(Err(e.to_string()), code)
+                }
             }
         }
         BackupCommand::Restore {
@@ -220,9 +284,22 @@ fn run(cmd: BackupCommand) -> Result<ExitCode, ExitCode> {
             expect_sha256,
             force,
             format,
+            by,
         } => {
             let key = key(&key_uri)?;
             let loc = location(&path)?;
+            let mut audit = Audited::open(
+                &by,
+                "backup.restore",
+                &path,
+                &[
+                    ("backup", &path),
+                    ("dest", &dest),
+                    ("key", &key_uri),
+                    ("expect_sha256", expect_sha256.as_deref().unwrap_or("")),
+                ],
+            )?;
+            audit.write("started", None, Some(&key_uri), Some(&format!("to {dest}")))?;
             let bar = Bar::new("restoring");
             match rt.block_on(backup::restore(
                 loc.as_ref(),
@@ -234,23 +311,44 @@ fn run(cmd: BackupCommand) -> Result<ExitCode, ExitCode> {
             )) {
                 Ok(r) => {
                     print_report(&format!("restored to {dest} from"), &r, format);
-                    ExitCode::SUCCESS
+                    let mut d = done("ok", &r);
+                    d.detail = Some(format!(
+                        "restored to {dest}; {}",
+                        d.detail.unwrap_or_default()
+                    ));
+                    audit.finish(Ok(d), ExitCode::SUCCESS)
                 }
-                Err(e) => fail(
-                    &format!("restoring {path} (nothing was written to {dest})"),
-                    &e,
-                ),
+                Err(e) => {
+                    let code = fail(
+                        &format!("restoring {path} (nothing was written to {dest})"),
+                        &e,
+                    );
+                    audit.finish(Err(e.to_string()), code)
+                }
             }
         }
         BackupCommand::Rewrap {
             backup: path,
-            from,
-            to,
+            from: from_uri,
+            to: to_uri,
             format,
+            by,
         } => {
-            let from = key(&from)?;
-            let to = key(&to)?;
+            let from = key(&from_uri)?;
+            let to = key(&to_uri)?;
             let loc = location(&path)?;
+            let mut audit = Audited::open(
+                &by,
+                "backup.rewrap",
+                &path,
+                &[("backup", &path), ("from", &from_uri), ("to", &to_uri)],
+            )?;
+            audit.write(
+                "started",
+                None,
+                Some(&to_uri),
+                Some(&format!("from {from_uri}")),
+            )?;
             match rt.block_on(backup::rewrap(loc.as_ref(), from.as_ref(), to.as_ref())) {
                 Ok(r) => {
                     match format {
@@ -269,9 +367,21 @@ fn run(cmd: BackupCommand) -> Result<ExitCode, ExitCode> {
                             r.ciphertext_sha256
                         ),
                     }
-                    ExitCode::SUCCESS
+                    let d = Done {
+                        outcome: "ok",
+                        backup_id: None,
+                        key_id: Some(&r.key_id),
+                        detail: Some(format!(
+                            "data key rewrapped; ciphertext SHA-256 {} unchanged",
+                            r.ciphertext_sha256
+                        )),
+                    };
+                    audit.finish(Ok(d), ExitCode::SUCCESS)
                 }
-                Err(e) => fail(&format!("rewrapping {path} (the backup is unchanged)"), &e),
+                Err(e) => {
+                    let code = fail(&format!("rewrapping {path} (the backup is unchanged)"), &e);
+                    audit.finish(Err(e.to_string()), code)
+                }
             }
         }
         BackupCommand::Inspect {
@@ -378,14 +488,45 @@ fn rand_seed(b: &mut [u8; 8]) {
     b.copy_from_slice(&(t as u64).to_le_bytes());
 }
 
-/// Runs `drover key generate`.
-pub fn key_generate(uri: &str, if_missing: bool, json: bool) -> ExitCode {
+/// Runs `drover key generate`: a key-encryption key, or with `signing` an evidence signing key.
+pub fn key_generate(
+    uri: &str,
+    if_missing: bool,
+    signing: bool,
+    json: bool,
+    by: &OperatorArgs,
+) -> ExitCode {
     let Some(path) = uri.strip_prefix("file:").filter(|p| !p.is_empty()) else {
         errln!(
             "error: `drover key generate` makes file keys: file:PATH (KMS keys are created in the KMS)"
         );
         return ExitCode::from(2);
     };
+    let kind = if signing { "signing" } else { "key-encryption" };
+    let mut audit = match Audited::open(by, "key.generate", uri, &[("key", uri), ("kind", kind)]) {
+        Ok(a) => a,
+        Err(c) => return c,
+    };
+    if let Err(c) = audit.write("started", None, None, Some(&format!("a {kind} key"))) {
+        return c;
+    }
+    if signing {
+        let code = crate::run_cli::signing_key_generate(uri, json);
+        let result = if code == ExitCode::SUCCESS {
+            Ok(Done {
+                outcome: "ok",
+                backup_id: None,
+                key_id: None,
+                detail: Some(format!(
+                    "an evidence signing key; its public key is {}.pub",
+                    path
+                )),
+            })
+        } else {
+            Err("the signing key was not made".to_owned())
+        };
+        return audit.finish(result, code);
+    }
     match backup::generate_file_key(std::path::Path::new(path), if_missing) {
         Ok(id) => {
             if json {
@@ -393,11 +534,17 @@ pub fn key_generate(uri: &str, if_missing: bool, json: bool) -> ExitCode {
             } else {
                 outln!("key {uri} ready: {id}");
             }
-            ExitCode::SUCCESS
+            let d = Done {
+                outcome: "ok",
+                backup_id: None,
+                key_id: Some(&id),
+                detail: Some(format!("a {kind} key")),
+            };
+            audit.finish(Ok(d), ExitCode::SUCCESS)
         }
         Err(e) => {
             errln!("error: {e}");
-            ExitCode::FAILURE
+            audit.finish(Err(e.to_string()), ExitCode::FAILURE)
         }
     }
 }

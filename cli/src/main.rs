@@ -5,6 +5,7 @@
 #[macro_use]
 mod output;
 mod backup_cli;
+mod ops_audit;
 mod run_cli;
 mod sim_cli;
 mod tabletop_cli;
@@ -61,6 +62,27 @@ struct SourceArgs {
     /// (`operators = "…"`).
     #[arg(long, value_name = "FILE")]
     operators: Option<String>,
+}
+
+/// Who does a backup or key operation, and where its audit record goes.
+#[derive(clap::Args, Clone, Default)]
+pub(crate) struct OperatorArgs {
+    /// State directory whose audit log records the operation (`drover audit show --backups`).
+    #[arg(long, default_value = ".drover")]
+    pub(crate) state: String,
+    /// Who does it (default: the OS user), recorded as typed. Refused with --operators.
+    #[arg(long = "as")]
+    pub(crate) operator: Option<String>,
+    /// An operator roster: who does it is established by a statement they sign for this
+    /// operation (--operator-key, or the first roster key in ssh-agent).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) operators: Option<String>,
+    /// Sign the operation's statement with this OpenSSH private key (with --operators).
+    #[arg(long, value_name = "PATH", requires = "operators")]
+    pub(crate) operator_key: Option<String>,
+    /// Append a signed checkpoint of the audit log to this anchor (`file:DIR`), as runs do.
+    #[arg(long, value_name = "LOCATION")]
+    pub(crate) audit_anchor: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -459,11 +481,16 @@ enum ReportFormat {
 
 #[derive(Subcommand)]
 enum AuditCommand {
-    /// Print a run's audit records, one JSON object per line.
+    /// Print a run's audit records, one JSON object per line (--backups: those of the backup
+    /// and key operations done outside runs).
     Show {
         /// Run id, or `latest`.
         #[arg(default_value = "latest")]
         run_id: String,
+        /// The audit log of `drover backup create|verify|restore|rewrap` and `drover key
+        /// generate`, instead of a run's.
+        #[arg(long, conflicts_with = "run_id")]
+        backups: bool,
         /// State directory.
         #[arg(long, default_value = ".drover")]
         state: String,
@@ -481,6 +508,12 @@ enum AuditCommand {
         /// head is detected, naming the first checkpoint it contradicts.
         #[arg(long, value_name = "LOCATION")]
         anchor: Option<String>,
+        /// Verify the audit log of backup and key operations outside runs instead of a run's.
+        #[arg(long, conflicts_with = "run_id")]
+        backups: bool,
+        /// With --backups: re-verify every signed record against this operator roster.
+        #[arg(long, value_name = "FILE", requires = "backups")]
+        operators: Option<String>,
         /// Output format.
         #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
         format: CheckFormat,
@@ -503,6 +536,8 @@ enum KeyCommand {
         /// Output format.
         #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
         format: CheckFormat,
+        #[command(flatten)]
+        by: OperatorArgs,
     },
 }
 
@@ -549,6 +584,8 @@ enum BackupCommand {
         /// Output format.
         #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
         format: CheckFormat,
+        #[command(flatten)]
+        by: OperatorArgs,
     },
     /// Verify a backup, or a sample of the backups under a directory.
     #[command(after_help = BACKUP_SCHEMES)]
@@ -570,6 +607,8 @@ enum BackupCommand {
         /// Output format.
         #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
         format: CheckFormat,
+        #[command(flatten)]
+        by: OperatorArgs,
     },
     /// Decrypt a backup to a file, atomically, after every check passed.
     #[command(after_help = BACKUP_SCHEMES)]
@@ -590,6 +629,8 @@ enum BackupCommand {
         /// Output format.
         #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
         format: CheckFormat,
+        #[command(flatten)]
+        by: OperatorArgs,
     },
     /// Re-wrap the data key under a new key-encryption key; data chunks are unchanged.
     #[command(after_help = BACKUP_SCHEMES)]
@@ -605,6 +646,8 @@ enum BackupCommand {
         /// Output format.
         #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
         format: CheckFormat,
+        #[command(flatten)]
+        by: OperatorArgs,
     },
     /// Show a backup's header and manifest (no key needed).
     #[command(after_help = BACKUP_SCHEMES)]
@@ -797,16 +840,17 @@ fn dispatch(cli: Cli) -> ExitCode {
         Command::Backup(b) => backup_command(b),
         Command::Key(KeyCommand::Generate {
             uri,
-            if_missing: _,
-            signing: true,
-            format,
-        }) => run_cli::signing_key_generate(&uri, matches!(format, CheckFormat::Json)),
-        Command::Key(KeyCommand::Generate {
-            uri,
             if_missing,
+            signing,
             format,
-            ..
-        }) => key_generate(&uri, if_missing, matches!(format, CheckFormat::Json)),
+            by,
+        }) => key_generate(
+            &uri,
+            if_missing,
+            signing,
+            matches!(format, CheckFormat::Json),
+            &by,
+        ),
         Command::Evidence(EvidenceCommand::Export {
             run_id,
             out,
@@ -942,17 +986,36 @@ fn dispatch(cli: Cli) -> ExitCode {
             format,
         } => run_cli::status(&run_id, state.into(), matches!(format, CheckFormat::Json)),
         Command::Audit(AuditCommand::Verify {
+            state,
+            anchor,
+            backups: true,
+            operators,
+            format,
+            ..
+        }) => run_cli::audit_verify_backups(
+            state.into(),
+            anchor.as_deref(),
+            operators.as_deref(),
+            matches!(format, CheckFormat::Json),
+        ),
+        Command::Audit(AuditCommand::Verify {
             run_id,
             state,
             anchor,
             format,
+            ..
         }) => run_cli::audit_verify(
             &run_id,
             state.into(),
             anchor.as_deref(),
             matches!(format, CheckFormat::Json),
         ),
-        Command::Audit(AuditCommand::Show { run_id, state }) => {
+        Command::Audit(AuditCommand::Show {
+            state,
+            backups: true,
+            ..
+        }) => run_cli::audit_show_backups(state.into()),
+        Command::Audit(AuditCommand::Show { run_id, state, .. }) => {
             run_cli::audit_show(&run_id, state.into())
         }
         Command::Report {

@@ -151,12 +151,12 @@ fn journal_error(e: &JournalError) -> ExitCode {
 }
 
 /// Opens (creating if needed) the journal of a verb that writes: run, resume, approve.
-fn journal(state: &std::path::Path) -> Result<SqliteJournal, ExitCode> {
+pub(crate) fn journal(state: &std::path::Path) -> Result<SqliteJournal, ExitCode> {
     SqliteJournal::open(state).map_err(|e| journal_error(&e))
 }
 
 /// Opens the journal of a verb that only reads: creates nothing.
-fn journal_read_only(state: &std::path::Path) -> Result<SqliteJournal, ExitCode> {
+pub(crate) fn journal_read_only(state: &std::path::Path) -> Result<SqliteJournal, ExitCode> {
     SqliteJournal::open_read_only(state).map_err(|e| journal_error(&e))
 }
 
@@ -561,14 +561,29 @@ fn sign_statement(
     statement: &drover_identity::Statement,
     key: Option<&std::path::Path>,
 ) -> Result<drover_engine::signed::SignedStatement, String> {
+    let roster = match key {
+        Some(_) => None,
+        None => Some(
+            drover_engine::signed::roster(plan)
+                .unwrap_or_else(|| Err("the runbook has no operator roster".into()))?,
+        ),
+    };
+    sign_with(roster.as_ref(), statement, key)
+}
+
+/// Signs `statement` with `key`, or else with the first ssh-agent key `roster` lists.
+pub(crate) fn sign_with(
+    roster: Option<&drover_identity::Roster>,
+    statement: &drover_identity::Statement,
+    key: Option<&std::path::Path>,
+) -> Result<drover_engine::signed::SignedStatement, String> {
     let text = statement.to_text().map_err(|e| e.to_string())?;
-    let signature = match key {
-        Some(path) => {
+    let signature = match (key, roster) {
+        (Some(path), _) => {
             drover_identity::sign::with_key_file(path, &text).map_err(|e| e.to_string())?
         }
-        None => {
-            let roster = drover_engine::signed::roster(plan)
-                .unwrap_or_else(|| Err("the runbook has no operator roster".into()))?;
+        (None, None) => return Err("no key to sign with: give one".into()),
+        (None, Some(roster)) => {
             let mut agent = drover_identity::agent::Agent::from_env()
                 .map_err(|e| format!("{e}; or give --key PATH"))?;
             agent
@@ -972,6 +987,100 @@ pub fn audit_verify(run_id: &str, state: PathBuf, anchor: Option<&str>, json: bo
     }
 }
 
+/// `drover audit verify --backups`: the log of backup and key operations outside runs, against
+/// its head, the anchor's checkpoints and (with a roster) every signature.
+pub fn audit_verify_backups(
+    state: PathBuf,
+    anchor: Option<&str>,
+    operators: Option<&str>,
+    json: bool,
+) -> ExitCode {
+    use drover_engine::oplog::{self, BACKUPS_LOG};
+    let j = match journal_read_only(&state) {
+        Ok(j) => j,
+        Err(c) => return c,
+    };
+    let anchor = match anchor.map(drover_engine::anchor::Anchor::parse).transpose() {
+        Ok(a) => a,
+        Err(e) => {
+            errln!("error: --anchor: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut result = oplog::verify(&j, BACKUPS_LOG, anchor.as_ref()).map_err(|e| e.to_string());
+    let mut signed = None;
+    if let (Ok(_), Some(path)) = (&result, operators) {
+        let checked = drover_identity::Roster::load(std::path::Path::new(path))
+            .map_err(|issues| {
+                format!(
+                    "the operator roster {path} is not valid: {}",
+                    issues.first().map_or("", |i| i.message.as_str())
+                )
+            })
+            .and_then(|(roster, _)| {
+                let rows = j.audit(BACKUPS_LOG).map_err(|e| e.to_string())?;
+                oplog::check_signatures(&rows, BACKUPS_LOG, &roster)
+            });
+        match checked {
+            Ok(n) => signed = Some(n),
+            Err(e) => result = Err(e),
+        }
+    }
+    if json {
+        outln!(
+            "{}",
+            serde_json::json!({
+                "log": "backups",
+                "intact": result.is_ok(),
+                "records": result.as_ref().ok().map(|r| r.0),
+                "checkpoints": result.as_ref().ok().and_then(|r| r.1),
+                "signed_records": signed,
+                "problem": result.as_ref().err(),
+            })
+        );
+    }
+    match result {
+        Ok((n, anchored)) => {
+            if !json {
+                outln!(
+                    "audit log of backup and key operations: {n} records, hash chain intact{}{}",
+                    anchored.map_or_else(String::new, |c| format!(
+                        "; agrees with {c} anchored checkpoint(s)"
+                    )),
+                    signed.map_or_else(String::new, |s| format!(
+                        "; {s} signed record(s) verified against the roster"
+                    ))
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            errln!("audit log of backup and key operations FAILED verification: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `drover audit show --backups`.
+pub fn audit_show_backups(state: PathBuf) -> ExitCode {
+    let j = match journal_read_only(&state) {
+        Ok(j) => j,
+        Err(c) => return c,
+    };
+    match j.audit(drover_engine::oplog::BACKUPS_LOG) {
+        Ok(rows) => {
+            for (_, record, _) in rows {
+                outln!("{record}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            errln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// `drover audit show`.
 pub fn audit_show(run_id: &str, state: PathBuf) -> ExitCode {
     let (j, run_id) = match open_run(&state, run_id) {
@@ -1227,6 +1336,8 @@ pub fn evidence_verify(bundle: &str, public_key: &str, json: bool) -> ExitCode {
                     "audit_records": v.audit_records,
                     "sources_match_plan": v.sources,
                     "signed_statements": v.signatures,
+                    "backup_records": v.backup_records,
+                    "checkpoints": v.checkpoints,
                     "subject": v.manifest.subject,
                 }),
                 Err(e) =>
@@ -1238,9 +1349,15 @@ pub fn evidence_verify(bundle: &str, public_key: &str, json: bool) -> ExitCode {
         Ok(v) => {
             if !json {
                 outln!(
-                    "{bundle}: OK — signature valid, {} files intact, audit chain of {} records intact{}{}; run {} of \"{}\"",
+                    "{bundle}: OK — signature valid, {} files intact, audit chain of {} records intact{}{}{}{}; run {} of \"{}\"",
                     v.manifest.files.len(),
                     v.audit_records,
+                    v.checkpoints.map_or_else(String::new, |n| format!(
+                        " and in agreement with {n} anchored checkpoint(s)"
+                    )),
+                    v.backup_records.map_or_else(String::new, |n| format!(
+                        ", backup-operation log intact ({n} record(s) about the backups the run used)"
+                    )),
                     if v.signatures > 0 {
                         format!(
                             ", {} signed statement(s) verified against the roster",

@@ -20,7 +20,8 @@ pub struct AuditRecord {
     pub run_id: String,
     /// Who: the operator who started the run, or who approved.
     pub operator: String,
-    /// The step or milestone, if any.
+    /// The step or milestone, if any; for an operation outside a run, what it was about (the
+    /// backup's location, the key's URI).
     pub step: Option<String>,
     /// What: `run.start`, `run.finish`, an action name, `approval`, `compensate`, `milestone`.
     pub action: String,
@@ -34,6 +35,10 @@ pub struct AuditRecord {
     pub error: Option<String>,
     /// Hash of the previous record (set when appended).
     pub prev: String,
+    /// For an operation outside a run done by a roster operator: the statement they signed for
+    /// it, re-verifiable offline against the roster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed: Option<crate::signed::SignedStatement>,
 }
 
 /// `SHA-256(prev ‖ "\n" ‖ record JSON)`, hex.

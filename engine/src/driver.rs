@@ -638,6 +638,7 @@ impl Driver {
                 outcome: outcome.to_owned(),
                 error,
                 prev: String::new(),
+                signed: None,
             }
         };
         let me = self.spec.initiator.as_str();
@@ -1419,6 +1420,7 @@ impl Driver {
                     outcome: "refused".into(),
                     error: Some(reason),
                     prev: String::new(),
+                    signed: None,
                 };
                 let run_id = self.spec.run_id.clone();
                 self.journal
@@ -1554,6 +1556,7 @@ pub fn audit_refusal(
             outcome: "refused".into(),
             error: Some(reason.to_owned()),
             prev: String::new(),
+            signed: None,
         }],
     )?;
     Ok(())

@@ -490,11 +490,28 @@ pub trait Journal: Send {
         &self,
         run_id: &str,
     ) -> Result<Option<crate::signed::SignedStatement>, JournalError>;
-    /// The run's audit records, in order, with their stored hashes.
+    /// The run's audit records, in order, with their stored hashes (also the records of a log
+    /// of operations outside runs, by its name, e.g. [`crate::oplog::BACKUPS_LOG`]).
     ///
     /// # Errors
     /// Database errors.
     fn audit(&self, run_id: &str) -> Result<Vec<(u64, String, String)>, JournalError>;
+    /// Appends records to a log of operations outside runs (`log`, e.g.
+    /// [`crate::oplog::BACKUPS_LOG`]), hash-chained like a run's; returns the new head and
+    /// count.
+    ///
+    /// # Errors
+    /// Database errors.
+    fn append_log(
+        &mut self,
+        log: &str,
+        audit: &[AuditRecord],
+    ) -> Result<(String, u64), JournalError>;
+    /// A log's chain head and record count (the genesis hash and 0 for a log never written).
+    ///
+    /// # Errors
+    /// Database errors.
+    fn log_head(&self, log: &str) -> Result<(String, u64), JournalError>;
 }
 
 /// The SQLite journal (`STATE/drover.db`).
@@ -550,6 +567,9 @@ CREATE TABLE IF NOT EXISTS claims (
   run_id TEXT NOT NULL, claim TEXT NOT NULL, PRIMARY KEY (run_id, claim)
 );
 CREATE INDEX IF NOT EXISTS claims_by_name ON claims (claim);
+CREATE TABLE IF NOT EXISTS logs (
+  log_id TEXT PRIMARY KEY, audit_head TEXT NOT NULL, audit_count INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS audit (
   run_id TEXT NOT NULL, seq INTEGER NOT NULL, record TEXT NOT NULL, hash TEXT NOT NULL,
   PRIMARY KEY (run_id, seq)
@@ -728,6 +748,13 @@ pub fn hostname() -> String {
         .unwrap_or_else(|_| "localhost".into())
 }
 
+/// Where a chain's head and count are kept: a run's row, or a log's.
+#[derive(Clone, Copy)]
+enum HeadRow {
+    Run,
+    Log,
+}
+
 /// Chains `audit` after the run's current head inside `tx`, each record redacted.
 fn chain_audit(
     tx: &rusqlite::Transaction<'_>,
@@ -735,15 +762,35 @@ fn chain_audit(
     run_id: &str,
     audit: &[AuditRecord],
 ) -> Result<(), JournalError> {
-    if audit.is_empty() {
-        return Ok(());
-    }
+    chain_records(tx, redactor, run_id, audit, HeadRow::Run).map(|_| ())
+}
+
+fn chain_records(
+    tx: &rusqlite::Transaction<'_>,
+    redactor: &Redactor,
+    run_id: &str,
+    audit: &[AuditRecord],
+    row: HeadRow,
+) -> Result<(String, u64), JournalError> {
     let corrupt = |e: serde_json::Error| JournalError::Corrupt(e.to_string());
-    let (mut head, mut count): (String, i64) = tx.query_row(
-        "SELECT audit_head, audit_count FROM runs WHERE run_id = ?1",
-        [run_id],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )?;
+    let (mut head, mut count): (String, i64) = match row {
+        HeadRow::Run => tx.query_row(
+            "SELECT audit_head, audit_count FROM runs WHERE run_id = ?1",
+            [run_id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?,
+        HeadRow::Log => tx
+            .query_row(
+                "SELECT audit_head, audit_count FROM logs WHERE log_id = ?1",
+                [run_id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?
+            .unwrap_or_else(|| (crate::audit::GENESIS.to_owned(), 0)),
+    };
+    if audit.is_empty() {
+        return Ok((head, count as u64));
+    }
     for rec in audit {
         count += 1;
         let mut rec = rec.clone();
@@ -756,11 +803,18 @@ fn chain_audit(
             params![run_id, count, json, head],
         )?;
     }
-    tx.execute(
-        "UPDATE runs SET audit_head = ?1, audit_count = ?2 WHERE run_id = ?3",
-        params![head, count, run_id],
-    )?;
-    Ok(())
+    match row {
+        HeadRow::Run => tx.execute(
+            "UPDATE runs SET audit_head = ?1, audit_count = ?2 WHERE run_id = ?3",
+            params![head, count, run_id],
+        )?,
+        HeadRow::Log => tx.execute(
+            "INSERT INTO logs (log_id, audit_head, audit_count) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (log_id) DO UPDATE SET audit_head = excluded.audit_head, audit_count = excluded.audit_count",
+            params![run_id, head, count],
+        )?,
+    };
+    Ok((head, count as u64))
 }
 
 impl Journal for SqliteJournal {
@@ -1312,6 +1366,40 @@ impl Journal for SqliteJournal {
             Ok((r.get::<_, i64>(0)? as u64, r.get(1)?, r.get(2)?))
         })?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    fn append_log(
+        &mut self,
+        log: &str,
+        audit: &[AuditRecord],
+    ) -> Result<(String, u64), JournalError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let head = chain_records(&tx, &self.redactor, log, audit, HeadRow::Log)?;
+        tx.commit()?;
+        Ok(head)
+    }
+
+    fn log_head(&self, log: &str) -> Result<(String, u64), JournalError> {
+        // A state directory from before logs, opened read-only, has no `logs` table: no log.
+        let has_table: bool = self.conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'logs')",
+            [],
+            |r| r.get(0),
+        )?;
+        if !has_table {
+            return Ok((crate::audit::GENESIS.to_owned(), 0));
+        }
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT audit_head, audit_count FROM logs WHERE log_id = ?1",
+                [log],
+                |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)),
+            )
+            .optional()?
+            .unwrap_or_else(|| (crate::audit::GENESIS.to_owned(), 0)))
     }
 }
 

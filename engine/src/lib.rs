@@ -21,6 +21,7 @@ pub mod driver;
 pub mod inputs;
 pub mod journal;
 pub mod operator;
+pub mod oplog;
 pub mod redactor;
 pub mod run_record;
 pub mod scheduler;

@@ -32,6 +32,9 @@ pub enum Decision {
     /// Approve the step alone, as an operator the roster marks `break_glass` (the comment says
     /// why).
     BreakGlass,
+    /// Do an operation outside a run (`drover backup …`, `drover key generate`): the step is
+    /// the operation, the plan the roster's SHA-256, the inputs a digest of its arguments.
+    Operation,
 }
 
 impl Decision {
@@ -43,6 +46,7 @@ impl Decision {
             Self::Approve => "approve",
             Self::Deny => "deny",
             Self::BreakGlass => "break-glass",
+            Self::Operation => "operation",
         }
     }
 
@@ -52,6 +56,7 @@ impl Decision {
             "approve" => Some(Self::Approve),
             "deny" => Some(Self::Deny),
             "break-glass" => Some(Self::BreakGlass),
+            "operation" => Some(Self::Operation),
             _ => None,
         }
     }
@@ -186,7 +191,7 @@ impl Statement {
         let kind = Decision::parse(&values[0]).ok_or_else(|| StatementError::Value {
             field: "kind",
             why: format!(
-                "`{}` is none of start, approve, deny, break-glass",
+                "`{}` is none of start, approve, deny, break-glass, operation",
                 values[0]
             ),
         })?;

@@ -100,17 +100,62 @@ pub fn export(
         events.push(b'\n');
     }
     files.push(("events.jsonl".into(), events));
-    let mut audit = Vec::new();
-    for (seq, rec, hash) in journal.audit(run_id).map_err(ReportError::from)? {
-        let line = serde_json::json!({ "seq": seq, "record": rec, "hash": hash });
-        audit.extend(serde_json::to_vec(&line).unwrap_or_default());
-        audit.push(b'\n');
-    }
-    files.push(("audit.jsonl".into(), audit));
+    let run_audit = journal.audit(run_id).map_err(ReportError::from)?;
+    files.push(("audit.jsonl".into(), audit_lines(&run_audit)));
     files.push((
         "audit-head.json".into(),
         json(&serde_json::json!({ "run_id": run_id, "head": row.audit_head, "count": row.audit_count })),
     ));
+    // The checkpoints anchored outside the host, when the run wrote any and the anchor can be
+    // read from here: the bundle's audit chain must agree with every one.
+    let mut anchor_note = String::new();
+    if let Some(loc) = journal.anchor(run_id).map_err(ReportError::from)? {
+        match drover_engine::anchor::Anchor::parse(&loc).and_then(|a| a.read(run_id)) {
+            Ok(cps) => {
+                let mut lines = Vec::new();
+                for c in &cps {
+                    lines.extend(serde_json::to_vec(c).unwrap_or_default());
+                    lines.push(b'\n');
+                }
+                files.push(("anchor/checkpoints.jsonl".into(), lines));
+                anchor_note = format!(
+                    "The run anchored checkpoints of its audit chain at {loc}: anchor/checkpoints.jsonl.\n"
+                );
+            }
+            Err(e) => {
+                anchor_note = format!(
+                    "The run anchored checkpoints at {loc}, which could not be read when this bundle was made ({e}): check them there with drover audit verify RUN --anchor {loc}.\n"
+                );
+            }
+        }
+    }
+    // The backups the run used, with the log of backup operations outside runs (how and by whom
+    // each was made, verified, rewrapped): the whole log, so its chain verifies in the bundle.
+    let used = backups_named(&run_audit);
+    if !used.is_empty() {
+        let log = drover_engine::oplog::BACKUPS_LOG;
+        let rows = journal.audit(log).map_err(ReportError::from)?;
+        let (head, count) = journal.log_head(log).map_err(ReportError::from)?;
+        let about: Vec<u64> = rows
+            .iter()
+            .filter(|(_, rec, _)| {
+                serde_json::from_str::<drover_engine::audit::AuditRecord>(rec)
+                    .ok()
+                    .and_then(|r| r.backup_id)
+                    .is_some_and(|b| used.contains(&b))
+            })
+            .map(|(seq, _, _)| *seq)
+            .collect();
+        files.push(("backups/audit.jsonl".into(), audit_lines(&rows)));
+        files.push((
+            "backups/audit-head.json".into(),
+            json(&serde_json::json!({ "log": log, "head": head, "count": count })),
+        ));
+        files.push((
+            "backups/used.json".into(),
+            json(&serde_json::json!({ "backup_ids": used, "records": about })),
+        ));
+    }
     files.push((
         "report.html".into(),
         render(&report, Format::Html, None)?.into_bytes(),
@@ -129,7 +174,7 @@ pub fn export(
             "Evidence of {} run {} of \"{}\" (sources SHA-256 {}).\n\
              Verify offline: drover evidence verify BUNDLE.tar --public-key SIGNER.pub\n\
              or: openssl pkeyutl -verify -pubin -inkey SIGNER.pub -rawin -in MANIFEST.json -sigfile MANIFEST.sig\n\
-             then compare each file's SHA-256 with MANIFEST.json.\n{}",
+             then compare each file's SHA-256 with MANIFEST.json.\n{}{anchor_note}",
             report.mode,
             run_id,
             report.runbook,
@@ -148,6 +193,86 @@ pub fn export(
     Ok((drover_evidence::seal(&files, subject, key)?, report))
 }
 
+/// Audit rows as JSON lines: `{"seq", "record", "hash"}`.
+fn audit_lines(rows: &[(u64, String, String)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (seq, rec, hash) in rows {
+        let line = serde_json::json!({ "seq": seq, "record": rec, "hash": hash });
+        out.extend(serde_json::to_vec(&line).unwrap_or_default());
+        out.push(b'\n');
+    }
+    out
+}
+
+/// Reads audit rows back from JSON lines.
+fn audit_rows(name: &str, raw: &[u8]) -> Result<Vec<(u64, String, String)>, BundleError> {
+    let mut rows = Vec::new();
+    for line in raw.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+        let v: serde_json::Value = serde_json::from_slice(line)
+            .map_err(|e| BundleError::Inconsistent(format!("{name}: {e}")))?;
+        rows.push((
+            v["seq"].as_u64().unwrap_or(0),
+            v["record"].as_str().unwrap_or_default().to_owned(),
+            v["hash"].as_str().unwrap_or_default().to_owned(),
+        ));
+    }
+    Ok(rows)
+}
+
+/// The backup ids a run's audit records name, sorted.
+fn backups_named(rows: &[(u64, String, String)]) -> Vec<String> {
+    let mut ids: Vec<String> = rows
+        .iter()
+        .filter_map(|(_, rec, _)| {
+            serde_json::from_str::<drover_engine::audit::AuditRecord>(rec)
+                .ok()
+                .and_then(|r| r.backup_id)
+        })
+        .collect();
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
+/// Verifies the backup-operation log a bundle carries (when the run used backups): its chain
+/// against its head. Returns how many of its records are about the backups the run used.
+fn verify_backup_log(
+    files: &BTreeMap<String, Vec<u8>>,
+    run_rows: &[(u64, String, String)],
+) -> Result<Option<usize>, BundleError> {
+    let Some(raw) = files.get("backups/audit.jsonl") else {
+        return Ok(None);
+    };
+    let missing = |n: &str| BundleError::Inconsistent(format!("{n} is not in the bundle"));
+    let head: serde_json::Value = serde_json::from_slice(
+        files
+            .get("backups/audit-head.json")
+            .ok_or_else(|| missing("backups/audit-head.json"))?,
+    )
+    .map_err(|e| BundleError::Inconsistent(format!("backups/audit-head.json: {e}")))?;
+    let rows = audit_rows("backups/audit.jsonl", raw)?;
+    drover_engine::audit::verify(
+        drover_engine::oplog::BACKUPS_LOG,
+        &rows,
+        head["head"].as_str().unwrap_or_default(),
+        head["count"].as_u64().unwrap_or(0),
+    )
+    .map_err(|f| {
+        BundleError::Inconsistent(format!("the backup-operation log in the bundle: {f}"))
+    })?;
+    let used = backups_named(run_rows);
+    Ok(Some(
+        rows.iter()
+            .filter(|(_, rec, _)| {
+                serde_json::from_str::<drover_engine::audit::AuditRecord>(rec)
+                    .ok()
+                    .and_then(|r| r.backup_id)
+                    .is_some_and(|b| used.contains(&b))
+            })
+            .count(),
+    ))
+}
+
 /// What a verified bundle holds.
 #[derive(Debug, Clone)]
 pub struct Verified {
@@ -159,6 +284,11 @@ pub struct Verified {
     pub sources: bool,
     /// Signed statements (the start, approvals) verified against the run's roster.
     pub signatures: usize,
+    /// With a run that used backups: the records of the backup-operation log about them (the
+    /// whole log's chain verified).
+    pub backup_records: Option<usize>,
+    /// Anchored checkpoints in the bundle that the audit chain agrees with.
+    pub checkpoints: Option<usize>,
 }
 
 /// Re-verifies every signed statement in the bundle against the roster the plan carries: the
@@ -248,19 +378,7 @@ pub fn verify_bundle(bundle: &[u8], public: &VerifyingKey) -> Result<Verified, B
     let head: serde_json::Value = serde_json::from_slice(get("audit-head.json")?)
         .map_err(|e| BundleError::Inconsistent(format!("audit-head.json: {e}")))?;
     let run_id = head["run_id"].as_str().unwrap_or_default();
-    let mut rows = Vec::new();
-    for line in get("audit.jsonl")?
-        .split(|b| *b == b'\n')
-        .filter(|l| !l.is_empty())
-    {
-        let v: serde_json::Value = serde_json::from_slice(line)
-            .map_err(|e| BundleError::Inconsistent(format!("audit.jsonl: {e}")))?;
-        rows.push((
-            v["seq"].as_u64().unwrap_or(0),
-            v["record"].as_str().unwrap_or_default().to_owned(),
-            v["hash"].as_str().unwrap_or_default().to_owned(),
-        ));
-    }
+    let rows = audit_rows("audit.jsonl", get("audit.jsonl")?)?;
     let n = drover_engine::audit::verify(
         run_id,
         &rows,
@@ -295,10 +413,33 @@ pub fn verify_bundle(bundle: &[u8], public: &VerifyingKey) -> Result<Verified, B
         }
     }
     let signatures = verify_statements(&files, &plan, run_id)?;
+    let backup_records = verify_backup_log(&files, &rows)?;
+    let checkpoints = match files.get("anchor/checkpoints.jsonl") {
+        None => None,
+        Some(raw) => {
+            let mut cps = Vec::new();
+            for line in raw.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+                cps.push(
+                    serde_json::from_slice::<drover_engine::anchor::Checkpoint>(line).map_err(
+                        |e| BundleError::Inconsistent(format!("anchor/checkpoints.jsonl: {e}")),
+                    )?,
+                );
+            }
+            Some(
+                drover_engine::anchor::check(run_id, &rows, &cps).map_err(|e| {
+                    BundleError::Inconsistent(format!(
+                        "the audit log in the bundle against its anchored checkpoints: {e}"
+                    ))
+                })?,
+            )
+        }
+    };
     Ok(Verified {
         manifest,
         audit_records: n,
         sources: !sources.is_empty(),
         signatures,
+        backup_records,
+        checkpoints,
     })
 }

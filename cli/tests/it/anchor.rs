@@ -125,6 +125,35 @@ fn a_rewritten_audit_log_contradicts_its_anchored_checkpoints() {
         text(&ok.stdout)
     );
 
+    // The evidence bundle carries the checkpoints, and its audit chain agrees with them.
+    let made = drover(d, &["key", "generate", "--signing", "file:ev.key"]);
+    assert_eq!(made.status.code(), Some(0), "{}", text(&made.stderr));
+    let export = |name: &str| {
+        let out = drover(
+            d,
+            &[
+                "evidence",
+                "export",
+                "r1",
+                name,
+                "--signing-key",
+                "file:ev.key",
+            ],
+        );
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        drover(
+            d,
+            &["evidence", "verify", name, "--public-key", "ev.key.pub"],
+        )
+    };
+    let bundled = export("before.tar");
+    assert_eq!(bundled.status.code(), Some(0), "{}", text(&bundled.stderr));
+    assert!(
+        text(&bundled.stdout).contains("in agreement with"),
+        "{}",
+        text(&bundled.stdout)
+    );
+
     let py = Command::new("python3")
         .arg("-c")
         .arg(REWRITE)
@@ -147,5 +176,14 @@ fn a_rewritten_audit_log_contradicts_its_anchored_checkpoints() {
     assert!(
         err.contains("rewritten") || err.contains("truncated"),
         "{err}"
+    );
+    // A bundle exported from the rewritten log, sealed with the bundle key, fails too: the
+    // checkpoints it must carry contradict it.
+    let after = export("after.tar");
+    assert_eq!(after.status.code(), Some(1), "{}", text(&after.stdout));
+    assert!(
+        text(&after.stderr).contains("anchored checkpoints"),
+        "{}",
+        text(&after.stderr)
     );
 }

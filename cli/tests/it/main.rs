@@ -8,6 +8,7 @@ mod arm_server;
 mod aws_failover;
 #[cfg(feature = "azure")]
 mod azure_failover;
+mod backup_audit;
 mod hardening;
 mod identity;
 mod report;

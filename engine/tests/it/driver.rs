@@ -609,6 +609,16 @@ impl Journal for SlowDisk {
     ) -> Result<Vec<(u64, String, String)>, drover_engine::journal::JournalError> {
         self.inner.audit(run_id)
     }
+    fn append_log(
+        &mut self,
+        log: &str,
+        audit: &[drover_engine::audit::AuditRecord],
+    ) -> Result<(String, u64), drover_engine::journal::JournalError> {
+        self.inner.append_log(log, audit)
+    }
+    fn log_head(&self, log: &str) -> Result<(String, u64), drover_engine::journal::JournalError> {
+        self.inner.log_head(log)
+    }
 }
 
 /// One worker thread, the strictest runtime: while a commit waits on the disk, the steps that

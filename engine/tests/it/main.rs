@@ -40,6 +40,7 @@ fn record(i: u64) -> AuditRecord {
         outcome: "ok".into(),
         error: None,
         prev: String::new(),
+        signed: None,
     }
 }
 
