@@ -246,8 +246,8 @@ or RPO target, 4 interrupted (drover resume), 5 finished with failed or refused 
         /// When the incident or drill was declared, RFC 3339 (default: now).
         #[arg(long)]
         declared_at: Option<String>,
-        /// Run id (default: generated).
-        #[arg(long)]
+        /// Run id (default: generated): letters, digits, `.`, `_` and `-`, at most 64.
+        #[arg(long, value_parser = parse_run_id)]
         run_id: Option<String>,
         /// Validate and preflight every step, print what would change, change nothing.
         #[arg(long)]
@@ -709,6 +709,23 @@ fn parse_var(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.to_owned())),
         _ => Err(format!("`{s}` is not KEY=VALUE")),
+    }
+}
+
+/// A run id names files in the state directory and the anchor: no path separators, no names
+/// reserved for logs (`@backups`).
+fn parse_run_id(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty()
+        && s.len() <= 64
+        && !s.starts_with('.')
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if ok {
+        Ok(s.to_owned())
+    } else {
+        Err(format!(
+            "`{s}` is not a run id: use letters, digits, `.`, `_` and `-` (at most 64, not starting with `.`)"
+        ))
     }
 }
 

@@ -943,3 +943,27 @@ fn one_cutover_at_a_time_unless_concurrent_with_a_reason() {
         let _ = c.wait();
     }
 }
+
+#[test]
+fn a_run_id_that_could_name_a_path_or_a_reserved_log_is_refused_before_anything_is_made() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let d = dir.path();
+    std::fs::write(
+        d.join("q.drover"),
+        "runbook \"q\" {\n  rto = 1h\n  rpo = 1h\n  modes = [drill]\n}\n\nstep s {\n  action = wait\n  with {\n    duration = 1ms\n  }\n}\n\nmilestone m {\n  after = [s]\n  stops_rto = true\n}\n",
+    )
+    .expect("runbook");
+    for bad in ["../escape", "a/b", "@backups", ".hidden", ""] {
+        let out = drover(d, &["run", "q.drover", "--run-id", bad]);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {}", text(&out.stderr));
+        assert!(text(&out.stderr).contains("is not a run id"), "{bad}");
+    }
+    assert!(!d.join(".drover").exists(), "nothing was created");
+    assert!(
+        !dir.path()
+            .parent()
+            .map_or(false, |p| p.join("escape.json").exists())
+    );
+    let ok = drover(d, &["run", "q.drover", "--run-id", "drill-2026.12_a"]);
+    assert_eq!(ok.status.code(), Some(0), "{}", text(&ok.stderr));
+}
