@@ -962,7 +962,7 @@ fn a_run_id_that_could_name_a_path_or_a_reserved_log_is_refused_before_anything_
     assert!(
         !dir.path()
             .parent()
-            .map_or(false, |p| p.join("escape.json").exists())
+            .is_some_and(|p| p.join("escape.json").exists())
     );
     let ok = drover(d, &["run", "q.drover", "--run-id", "drill-2026.12_a"]);
     assert_eq!(ok.status.code(), Some(0), "{}", text(&ok.stderr));
