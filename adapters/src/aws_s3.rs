@@ -557,6 +557,49 @@ pub struct LockedObject {
     pub retain_until: i64,
 }
 
+/// Refuses a bucket created without Object Lock.
+async fn require_lock(c: &aws_sdk_s3::Client, bucket: &str) -> Result<(), BackupError> {
+    use aws_sdk_s3::types::ObjectLockEnabled;
+    let conf = c
+        .get_object_lock_configuration()
+        .bucket(bucket)
+        .send()
+        .await;
+    let enabled = match conf {
+        Ok(conf) => {
+            conf.object_lock_configuration()
+                .and_then(|c| c.object_lock_enabled())
+                == Some(&ObjectLockEnabled::Enabled)
+        }
+        // S3's answer for a bucket created without Object Lock.
+        Err(e)
+            if aws_sdk_s3::error::ProvideErrorMetadata::code(&e)
+                == Some("ObjectLockConfigurationNotFoundError") =>
+        {
+            false
+        }
+        Err(e) => return Err(s3_err("GetObjectLockConfiguration", bucket, &e)),
+    };
+    if enabled {
+        Ok(())
+    } else {
+        Err(BackupError::Invalid(format!(
+            "bucket {bucket} does not have Object Lock enabled: evidence and audit anchors need a bucket created with Object Lock (WORM)"
+        )))
+    }
+}
+
+/// Checks that `bucket` has Object Lock enabled (before anything is written to it).
+///
+/// # Errors
+/// It does not, or S3 cannot be asked.
+pub fn require_object_lock(bucket: &str) -> Result<(), BackupError> {
+    let bucket = bucket.to_owned();
+    on_own_runtime(move |rt| {
+        rt.block_on(async move { require_lock(&client().await, &bucket).await })
+    })?
+}
+
 /// Writes `bytes` to `location` as a new version under Object Lock in compliance mode, retained
 /// for `retain_days` days (WORM: no one, the root account included, can delete or overwrite that
 /// version until then). Refuses a bucket without Object Lock, and checks the lock on the stored
@@ -570,38 +613,13 @@ pub fn put_locked(
     retain_days: u32,
     now_secs: i64,
 ) -> Result<LockedObject, BackupError> {
-    use aws_sdk_s3::types::{ChecksumAlgorithm, ObjectLockEnabled, ObjectLockMode};
+    use aws_sdk_s3::types::{ChecksumAlgorithm, ObjectLockMode};
     let loc = location.clone();
     on_own_runtime(move |rt| {
         rt.block_on(async move {
             let c = client().await;
             let uri = format!("s3://{}/{}", loc.bucket, loc.key);
-            let conf = c
-                .get_object_lock_configuration()
-                .bucket(&loc.bucket)
-                .send()
-                .await;
-            let enabled = match conf {
-                Ok(conf) => {
-                    conf.object_lock_configuration()
-                        .and_then(|c| c.object_lock_enabled())
-                        == Some(&ObjectLockEnabled::Enabled)
-                }
-                // S3's answer for a bucket created without Object Lock.
-                Err(e)
-                    if aws_sdk_s3::error::ProvideErrorMetadata::code(&e)
-                        == Some("ObjectLockConfigurationNotFoundError") =>
-                {
-                    false
-                }
-                Err(e) => return Err(s3_err("GetObjectLockConfiguration", &loc.bucket, &e)),
-            };
-            if !enabled {
-                return Err(BackupError::Invalid(format!(
-                    "bucket {} does not have Object Lock enabled: evidence needs a bucket created with Object Lock (WORM)",
-                    loc.bucket
-                )));
-            }
+            require_lock(&c, &loc.bucket).await?;
             let retain_until = now_secs + i64::from(retain_days) * 86_400;
             let put = c
                 .put_object()
@@ -634,6 +652,73 @@ pub fn put_locked(
                 version_id,
                 retain_until,
             })
+        })
+    })?
+}
+
+/// Every version of every object under `prefix` in `bucket`, with its bytes: `(key, version id,
+/// bytes)`, in key order and, per key, newest first (as S3 lists them). Versions are read
+/// because a locked version cannot be removed, but a newer one can be put over it.
+///
+/// # Errors
+/// A listing or a read S3 refuses.
+pub fn read_versions(
+    bucket: &str,
+    prefix: &str,
+) -> Result<Vec<(String, String, Vec<u8>)>, BackupError> {
+    let (bucket, prefix) = (bucket.to_owned(), prefix.to_owned());
+    on_own_runtime(move |rt| {
+        rt.block_on(async move {
+            let c = client().await;
+            let what = format!("s3://{bucket}/{prefix}");
+            let mut found = Vec::new();
+            let (mut key_marker, mut version_marker) = (None::<String>, None::<String>);
+            loop {
+                let page = c
+                    .list_object_versions()
+                    .bucket(&bucket)
+                    .prefix(&prefix)
+                    .set_key_marker(key_marker.clone())
+                    .set_version_id_marker(version_marker.clone())
+                    .send()
+                    .await
+                    .map_err(|e| s3_err("ListObjectVersions", &what, &e))?;
+                for v in page.versions() {
+                    if let (Some(k), Some(id)) = (v.key(), v.version_id()) {
+                        found.push((k.to_owned(), id.to_owned()));
+                    }
+                }
+                if page.is_truncated() != Some(true) {
+                    break;
+                }
+                key_marker = page.next_key_marker().map(str::to_owned);
+                version_marker = page.next_version_id_marker().map(str::to_owned);
+                if key_marker.is_none() {
+                    break;
+                }
+            }
+            let mut out = Vec::with_capacity(found.len());
+            for (k, id) in found {
+                let body = c
+                    .get_object()
+                    .bucket(&bucket)
+                    .key(&k)
+                    .version_id(&id)
+                    .send()
+                    .await
+                    .map_err(|e| s3_err("GetObject", &format!("s3://{bucket}/{k}"), &e))?
+                    .body
+                    .collect()
+                    .await
+                    .map_err(|e| BackupError::Io {
+                        context: format!("S3 GetObject s3://{bucket}/{k}"),
+                        source: std::io::Error::other(e.to_string()),
+                    })?
+                    .into_bytes()
+                    .to_vec();
+                out.push((k, id, body));
+            }
+            Ok(out)
         })
     })?
 }

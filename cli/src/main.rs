@@ -7,6 +7,8 @@ mod output;
 mod backup_cli;
 mod ops_audit;
 mod run_cli;
+#[cfg(feature = "aws")]
+mod s3_anchor;
 mod sim_cli;
 mod tabletop_cli;
 mod telemetry;
@@ -80,7 +82,7 @@ pub(crate) struct OperatorArgs {
     /// Sign the operation's statement with this OpenSSH private key (with --operators).
     #[arg(long, value_name = "PATH", requires = "operators")]
     pub(crate) operator_key: Option<String>,
-    /// Append a signed checkpoint of the audit log to this anchor (`file:DIR`), as runs do.
+    /// Append a signed checkpoint of the audit log to this anchor (`file:DIR`, or `s3://BUCKET/PREFIX` under Object Lock with the aws feature), as runs do.
     #[arg(long, value_name = "LOCATION")]
     pub(crate) audit_anchor: Option<String>,
 }
@@ -240,7 +242,7 @@ or RPO target, 4 interrupted (drover resume), 5 finished with failed or refused 
         #[arg(long, value_name = "PATH")]
         key: Option<String>,
         /// Append signed checkpoints of the audit chain (after every approval, every 20 records
-        /// and at the end) to this anchor outside the state directory: `file:DIR`.
+        /// and at the end) to this anchor outside the state directory: `file:DIR`, or `s3://BUCKET/PREFIX` (a bucket with Object Lock; compliance-mode versions; the aws feature).
         #[arg(long, value_name = "LOCATION")]
         audit_anchor: Option<String>,
         /// When the incident or drill was declared, RFC 3339 (default: now).
@@ -504,7 +506,7 @@ enum AuditCommand {
         /// State directory.
         #[arg(long, default_value = ".drover")]
         state: String,
-        /// The audit anchor the run wrote checkpoints to (`file:DIR`): a log rewritten with its
+        /// The audit anchor the run wrote checkpoints to (`file:DIR` or `s3://BUCKET/PREFIX`): a log rewritten with its
         /// head is detected, naming the first checkpoint it contradicts.
         #[arg(long, value_name = "LOCATION")]
         anchor: Option<String>,
@@ -730,6 +732,8 @@ fn parse_run_id(s: &str) -> Result<String, String> {
 }
 
 fn main() -> ExitCode {
+    #[cfg(feature = "aws")]
+    drover_engine::anchor::register_schemes(vec![("s3://", s3_anchor::open)]);
     let cli = Cli::parse();
     let otlp = match &cli.command {
         Command::Run { telemetry, .. } | Command::Resume { telemetry, .. } => {

@@ -37,6 +37,12 @@ impl Audited {
                 ExitCode::from(2)
             })?),
         };
+        if let Some(a) = &anchor {
+            a.check().map_err(|e| {
+                errln!("error: {e}");
+                ExitCode::FAILURE
+            })?;
+        }
         if let (Some(name), Some(_)) = (&by.operator, &by.operators) {
             errln!(
                 "error: with an operator roster, who does this is established by a signature, not typed (`--as {name}`); give --operator-key PATH or load your key into ssh-agent"

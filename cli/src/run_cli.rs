@@ -338,6 +338,10 @@ pub fn run(a: RunArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(Err(e)) = anchor.as_ref().map(drover_engine::anchor::Anchor::check) {
+        errln!("error: {e}; nothing was started");
+        return ExitCode::FAILURE;
+    }
     // With a roster, the run is started by a signed statement, never by a typed name.
     let start = if a.plan.runbook.roster.is_some() {
         if let Some(name) = &a.operator {

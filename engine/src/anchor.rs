@@ -15,15 +15,54 @@ use ed25519_dalek::{Signer, SigningKey, Verifier, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// A checkpoint is written at least every this many audit records.
 pub const EVERY: u64 = 20;
 
 /// Where checkpoints go.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Anchor {
     /// `file:DIR`: one append-only file of checkpoints per run, `DIR/RUN.checkpoints`.
     Dir(PathBuf),
+    /// A store another crate provides for a scheme registered with [`register_scheme`] (for
+    /// example `s3://bucket/prefix` under S3 Object Lock, in drover-adapters).
+    Store(Arc<dyn AnchorStore>),
+}
+
+/// An anchor outside this crate: somewhere checkpoints are appended to and read back, that the
+/// host cannot rewrite.
+pub trait AnchorStore: Send + Sync + std::fmt::Debug {
+    /// The location as written (`s3://bucket/prefix`).
+    fn location(&self) -> String;
+    /// Appends one checkpoint.
+    ///
+    /// # Errors
+    /// The store cannot be written.
+    fn append(&self, c: &Checkpoint) -> Result<(), String>;
+    /// Every checkpoint of `run_id`, in the order written.
+    ///
+    /// # Errors
+    /// The store cannot be read, or holds something that is not a checkpoint.
+    fn read(&self, run_id: &str) -> Result<Vec<Checkpoint>, String>;
+    /// Whether checkpoints can be appended, asked before anything is done.
+    ///
+    /// # Errors
+    /// Why not.
+    fn check(&self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// Opens a location of a registered scheme.
+pub type Opener = fn(&str) -> Result<Arc<dyn AnchorStore>, String>;
+
+static SCHEMES: std::sync::OnceLock<Vec<(&'static str, Opener)>> = std::sync::OnceLock::new();
+
+/// Registers the anchor schemes other crates provide, by location prefix (`s3://`), once per
+/// process (the binary does it at start; later calls are ignored).
+pub fn register_schemes(schemes: Vec<(&'static str, Opener)>) {
+    let _ = SCHEMES.set(schemes);
 }
 
 /// A signed checkpoint.
@@ -92,12 +131,27 @@ impl Anchor {
     /// # Errors
     /// Any other form, named.
     pub fn parse(text: &str) -> Result<Self, String> {
-        match text.strip_prefix("file:") {
-            Some(dir) if !dir.is_empty() => Ok(Self::Dir(PathBuf::from(dir))),
-            _ => Err(format!(
-                "`{text}` is not an audit anchor: use file:DIR (a directory outside the state directory, on storage this host cannot rewrite)"
-            )),
+        if let Some(dir) = text.strip_prefix("file:").filter(|d| !d.is_empty()) {
+            return Ok(Self::Dir(PathBuf::from(dir)));
         }
+        if let Some((_, open)) = SCHEMES
+            .get()
+            .into_iter()
+            .flatten()
+            .find(|(prefix, _)| text.starts_with(prefix))
+        {
+            return open(text).map(Self::Store);
+        }
+        let more: Vec<String> = SCHEMES
+            .get()
+            .into_iter()
+            .flatten()
+            .map(|(p, _)| format!(" or {p}…"))
+            .collect();
+        Err(format!(
+            "`{text}` is not an audit anchor: use file:DIR (a directory outside the state directory, on storage this host cannot rewrite){}",
+            more.concat()
+        ))
     }
 
     /// The anchor as written (`file:DIR`).
@@ -105,21 +159,38 @@ impl Anchor {
     pub fn location(&self) -> String {
         match self {
             Self::Dir(d) => format!("file:{}", d.display()),
+            Self::Store(s) => s.location(),
         }
     }
 
-    fn file(&self, run_id: &str) -> PathBuf {
+    /// Whether checkpoints can be appended here: asked before a run or an operation starts, so a
+    /// mistyped or unprotected anchor is found before the first change, not at the first
+    /// checkpoint.
+    ///
+    /// # Errors
+    /// Why not.
+    pub fn check(&self) -> Result<(), String> {
         match self {
-            Self::Dir(d) => d.join(format!("{run_id}.checkpoints")),
+            Self::Dir(d) => std::fs::create_dir_all(d)
+                .map_err(|e| format!("cannot use the audit anchor {}: {e}", d.display())),
+            Self::Store(s) => s.check(),
         }
     }
 
-    /// Appends a checkpoint (one JSON line, opened for appending only, synced).
+    fn file(dir: &Path, run_id: &str) -> PathBuf {
+        dir.join(format!("{run_id}.checkpoints"))
+    }
+
+    /// Appends a checkpoint (to a directory: one JSON line, opened for appending only, synced).
     ///
     /// # Errors
     /// The anchor cannot be written.
     pub fn append(&self, c: &Checkpoint) -> Result<(), String> {
-        let path = self.file(&c.run_id);
+        let dir = match self {
+            Self::Dir(d) => d,
+            Self::Store(s) => return s.append(c),
+        };
+        let path = Self::file(dir, &c.run_id);
         let err = |e: std::io::Error| {
             format!("cannot append to the audit anchor {}: {e}", path.display())
         };
@@ -141,7 +212,11 @@ impl Anchor {
     /// # Errors
     /// The anchor cannot be read, or holds a line that is not a checkpoint.
     pub fn read(&self, run_id: &str) -> Result<Vec<Checkpoint>, String> {
-        let path = self.file(run_id);
+        let dir = match self {
+            Self::Dir(d) => d,
+            Self::Store(s) => return s.read(run_id),
+        };
+        let path = Self::file(dir, run_id);
         let text = std::fs::read_to_string(&path)
             .map_err(|e| format!("cannot read the audit anchor {}: {e}", path.display()))?;
         text.lines()

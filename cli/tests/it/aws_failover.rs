@@ -1510,3 +1510,97 @@ milestone done {{
         "the world is as before the run: {after:?} vs {before:?}\n{log}"
     );
 }
+
+#[test]
+fn an_audit_chain_anchored_in_s3_under_object_lock_catches_a_rewritten_log() {
+    let rt = rt();
+    let (locked, plain) = rt.block_on(async {
+        let s3 = aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(&conf("us-east-1").await)
+                .force_path_style(true)
+                .build(),
+        );
+        let locked = unique("anchor-worm");
+        s3.create_bucket()
+            .bucket(&locked)
+            .object_lock_enabled_for_bucket(true)
+            .send()
+            .await
+            .expect("bucket");
+        let plain = unique("anchor-plain");
+        s3.create_bucket()
+            .bucket(&plain)
+            .send()
+            .await
+            .expect("bucket");
+        (locked, plain)
+    });
+    // A bucket without Object Lock is refused before the run starts.
+    let dir = tempfile::tempdir().expect("tmp");
+    std::fs::write(dir.path().join("a.drover"), super::anchor::RUNBOOK).expect("runbook");
+    let refused = drover(
+        dir.path(),
+        &[
+            "run",
+            "a.drover",
+            "--as",
+            "alice",
+            "--audit-anchor",
+            &format!("s3://{plain}/audit"),
+        ],
+    );
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        text(&refused.stderr).contains("does not have Object Lock"),
+        "{}",
+        text(&refused.stderr)
+    );
+    assert!(
+        !dir.path().join(".drover/runs").exists()
+            || std::fs::read_dir(dir.path().join(".drover/runs"))
+                .map(|mut r| r.next().is_none())
+                .unwrap_or(true),
+        "no run was started"
+    );
+    // In a locked bucket: the same guarantees as a file anchor, checkpoints as locked versions.
+    super::anchor::rewritten_log_contradicts(&format!("s3://{locked}/audit"));
+    rt.block_on(async {
+        let s3 = aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(&conf("us-east-1").await)
+                .force_path_style(true)
+                .build(),
+        );
+        let listed = s3
+            .list_objects_v2()
+            .bucket(&locked)
+            .prefix("audit/r1/")
+            .send()
+            .await
+            .expect("list");
+        let first = listed
+            .contents()
+            .first()
+            .and_then(|o| o.key())
+            .expect("a checkpoint object")
+            .to_owned();
+        let head = s3
+            .head_object()
+            .bucket(&locked)
+            .key(&first)
+            .send()
+            .await
+            .expect("head");
+        assert_eq!(
+            head.object_lock_mode(),
+            Some(&aws_sdk_s3::types::ObjectLockMode::Compliance)
+        );
+        let deleted = s3
+            .delete_object()
+            .bucket(&locked)
+            .key(&first)
+            .version_id(head.version_id().expect("version"))
+            .send()
+            .await;
+        assert!(deleted.is_err(), "a locked checkpoint was deleted");
+    });
+}
