@@ -285,8 +285,11 @@ pub struct Driver {
     crash_after: Option<u64>,
     /// Set when this process drives the run only to undo it (`drover rollback`): who asked.
     rollback_by: Option<String>,
-    /// Audit records covered by the last checkpoint written to the anchor.
-    anchored: u64,
+    /// Audit records this process appended since its last checkpoint (a resumed run starts at
+    /// [`crate::anchor::EVERY`], so its first event is checkpointed).
+    since_anchor: u64,
+    /// The instance's key that signs checkpoints, once read.
+    instance_key: Option<ed25519_dalek::SigningKey>,
     steps: HashMap<String, petgraph::graph::NodeIndex>,
     span: tracing::Span,
 }
@@ -415,7 +418,8 @@ impl Driver {
             commits: 0,
             crash_after: crash_hooks::after_commits(),
             rollback_by: None,
-            anchored: 0,
+            since_anchor: 0,
+            instance_key: None,
             steps,
             span,
         }
@@ -584,6 +588,7 @@ impl Driver {
         );
         d.sched = rep.sched;
         d.milestones = rep.milestones;
+        d.since_anchor = crate::anchor::EVERY;
         d.approvals_seen = rep
             .approvals
             .get(rep.fed_approvals.wrapping_sub(1))
@@ -782,6 +787,7 @@ impl Driver {
         let now = self.clock.now_ms();
         let actions = self.sched.on_event(&event, now);
         let audit = self.audit_for(&event, &actions, now);
+        self.since_anchor += audit.len() as u64;
         // The journal redacts every payload it stores. Nothing is acted on before it is stored.
         let lease = self.lease.clone();
         let actions = {
@@ -823,28 +829,35 @@ impl Driver {
         let Some(anchor) = self.spec.anchor.clone() else {
             return Ok(());
         };
-        let run_id = self.spec.run_id.clone();
-        let row = self.journal.call(move |j| j.run(&run_id)).await?;
-        let due = row.audit_count > self.anchored
-            && (now || row.audit_count - self.anchored >= crate::anchor::EVERY);
+        let due = self.since_anchor > 0 && (now || self.since_anchor >= crate::anchor::EVERY);
         if !due {
             return Ok(());
         }
+        let run_id = self.spec.run_id.clone();
+        let (head, count) = self.journal.call(move |j| j.audit_head(&run_id)).await?;
         let state = self.spec.state_dir.clone();
         let time = rfc3339(self.clock.now_ms());
         let run_id = self.spec.run_id.clone();
-        let (count, head) = (row.audit_count, row.audit_head);
+        let cached = self.instance_key.clone();
         let written = tokio::task::spawn_blocking(move || {
-            let key = crate::anchor::instance_key(&state)?;
-            anchor.append(&crate::anchor::Checkpoint::sign(
-                &run_id, count, &head, time, &key,
-            ))
+            let key = match cached {
+                Some(k) => k,
+                None => crate::anchor::instance_key(&state)?,
+            };
+            anchor
+                .append(&crate::anchor::Checkpoint::sign(
+                    &run_id, count, &head, time, &key,
+                ))
+                .map(|()| key)
         })
         .await
         .map_err(|e| e.to_string())
         .and_then(|r| r);
         match written {
-            Ok(()) => self.anchored = count,
+            Ok(key) => {
+                self.instance_key = Some(key);
+                self.since_anchor = 0;
+            }
             Err(e) => self.say(&format!("WARNING: audit checkpoint not anchored: {e}")),
         }
         Ok(())

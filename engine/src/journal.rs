@@ -507,6 +507,11 @@ pub trait Journal: Send {
         log: &str,
         audit: &[AuditRecord],
     ) -> Result<(String, u64), JournalError>;
+    /// A run's audit chain head and record count.
+    ///
+    /// # Errors
+    /// [`JournalError::NoRun`], database errors.
+    fn audit_head(&self, run_id: &str) -> Result<(String, u64), JournalError>;
     /// A log's chain head and record count (the genesis hash and 0 for a log never written).
     ///
     /// # Errors
@@ -1379,6 +1384,17 @@ impl Journal for SqliteJournal {
         let head = chain_records(&tx, &self.redactor, log, audit, HeadRow::Log)?;
         tx.commit()?;
         Ok(head)
+    }
+
+    fn audit_head(&self, run_id: &str) -> Result<(String, u64), JournalError> {
+        self.conn
+            .query_row(
+                "SELECT audit_head, audit_count FROM runs WHERE run_id = ?1",
+                [run_id],
+                |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)),
+            )
+            .optional()?
+            .ok_or_else(|| JournalError::NoRun(run_id.to_owned()))
     }
 
     fn log_head(&self, log: &str) -> Result<(String, u64), JournalError> {

@@ -619,6 +619,12 @@ impl Journal for SlowDisk {
     fn log_head(&self, log: &str) -> Result<(String, u64), drover_engine::journal::JournalError> {
         self.inner.log_head(log)
     }
+    fn audit_head(
+        &self,
+        run_id: &str,
+    ) -> Result<(String, u64), drover_engine::journal::JournalError> {
+        self.inner.audit_head(run_id)
+    }
 }
 
 /// One worker thread, the strictest runtime: while a commit waits on the disk, the steps that
