@@ -186,7 +186,7 @@ pub struct PlanStep {
     pub estimate: Option<Estimate>,
     /// Waived safety lints and why.
     pub waivers: BTreeMap<Lint, String>,
-    /// Its tags. A step tagged [`BREAK_GLASS_TAG`] runs only when an operator breaks the glass
+    /// Its tags. A step tagged `break_glass` runs only when an operator breaks the glass
     /// on an approval (and is skipped otherwise).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,

@@ -25,7 +25,7 @@ pub const EVERY: u64 = 20;
 pub enum Anchor {
     /// `file:DIR`: one append-only file of checkpoints per run, `DIR/RUN.checkpoints`.
     Dir(PathBuf),
-    /// A store another crate provides for a scheme registered with [`register_scheme`] (for
+    /// A store another crate provides for a scheme registered with [`register_schemes`] (for
     /// example `s3://bucket/prefix` under S3 Object Lock, in drover-adapters).
     Store(Arc<dyn AnchorStore>),
 }
