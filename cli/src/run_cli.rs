@@ -605,70 +605,19 @@ pub(crate) fn sign_with(
 /// typed name for runbooks without a roster), checks the approval against the run's scheduler
 /// state (the same rules the running driver applies), then records it for the driver to pick up.
 pub fn approve(run_id: &str, step: &str, by: ApproveBy, state: PathBuf, json: bool) -> ExitCode {
-    let mut j = match journal(&state) {
-        Ok(j) => j,
-        Err(c) => return c,
-    };
-    let run_id = match resolve_run(&j, run_id) {
-        Ok(r) => r,
-        Err(c) => return c,
-    };
+    let ws = drover_ops::Workspace::new(state);
     let now = SystemClock.now_ms();
-    let plan = match drover_engine::driver::plan_of(&j, &run_id) {
-        Ok(p) => p,
-        Err(e) => return driver_error(&e),
+    let (run_id, plan) = match ws.run_plan(run_id) {
+        Ok(x) => x,
+        Err(e) => return ops_error(&e),
     };
-    // The roster a run verifies against is the one it started with; a roster file changed since
-    // is refused for this run, so nobody adds themselves to it during an incident.
-    if let Some(r) = &plan.runbook.roster
-        && !by.print_statement
-        && let Ok(now_text) = std::fs::read(&r.path)
-    {
-        let now_sha = drover_identity::Roster::digest(&now_text);
-        if now_sha != r.sha256 {
-            let reason = format!(
-                "the operator roster {} changed since run {run_id} started (SHA-256 {} then, {} now): approvals of this run are refused until the roster is restored; a changed roster applies to the next run",
-                r.path,
-                r.sha256.get(..12).unwrap_or(&r.sha256),
-                now_sha.get(..12).unwrap_or(&now_sha)
-            );
-            // Nobody is verified yet: the audit names no one rather than a typed name.
-            if let Err(e) = drover_engine::driver::audit_refusal(
-                &mut j,
-                &run_id,
-                step,
-                "unverified",
-                &reason,
-                now,
-            ) {
-                return driver_error(&e);
-            }
-            errln!("refused: {reason} (the refusal is in the audit log)");
-            return ExitCode::FAILURE;
-        }
-    }
-    let statement = || {
-        drover_engine::signed::statement(
-            &plan,
-            &run_id,
-            step,
-            match by.verdict() {
-                drover_engine::driver::Verdict::Approve => drover_identity::Decision::Approve,
-                drover_engine::driver::Verdict::Deny(_) => drover_identity::Decision::Deny,
-                drover_engine::driver::Verdict::BreakGlass(_) => {
-                    drover_identity::Decision::BreakGlass
-                }
-            },
-            by.denial
-                .as_deref()
-                .or(by.break_glass.as_deref())
-                .unwrap_or(""),
-            by.totp.clone().map(|c| c.trim().to_owned()),
-            now,
-        )
+    let totp = by.totp.clone().map(|c| c.trim().to_owned());
+    let statement = match ws.decision_statement(&run_id, step, by.verdict(), totp, now) {
+        Ok(s) => s,
+        Err(e) => return ops_error(&e),
     };
     if by.print_statement {
-        match statement().to_text() {
+        match statement.to_text() {
             Ok(t) => {
                 out!("{t}");
                 return ExitCode::SUCCESS;
@@ -700,7 +649,7 @@ pub fn approve(run_id: &str, step: &str, by: ApproveBy, state: PathBuf, json: bo
             }
         }
     } else if by.key.is_some() || (by.operator.is_none() && plan.runbook.roster.is_some()) {
-        match sign_statement(&plan, &statement(), by.key.as_deref()) {
+        match sign_statement(&plan, &statement, by.key.as_deref()) {
             Ok(s) => drover_engine::signed::Approver::Signed(s),
             Err(e) => {
                 errln!("error: cannot sign the approval: {e}");
@@ -718,46 +667,46 @@ pub fn approve(run_id: &str, step: &str, by: ApproveBy, state: PathBuf, json: bo
         );
         return ExitCode::from(2);
     };
-    let shown = match &approver {
-        drover_engine::signed::Approver::Typed { operator, .. } => operator.clone(),
-        drover_engine::signed::Approver::Signed(s) => drover_engine::signed::signer_name(&plan, s),
-    };
-    let operator = match drover_engine::driver::approve(
-        &mut j,
-        &run_id,
-        step,
-        &approver,
-        by.verdict(),
-        now,
-    ) {
-        Ok(Ok(op)) => op,
-        Ok(Err(reason)) => {
+    let approved = match ws.approve(&run_id, step, &approver, by.verdict(), now) {
+        Ok(a) => a,
+        Err(drover_ops::OpsError::Refused(reason)) => {
             if json {
                 outln!(
                     "{}",
-                    serde_json::json!({ "run_id": run_id, "step": step, "operator": shown, "accepted": false, "reason": reason })
+                    serde_json::json!({ "run_id": run_id, "step": step, "accepted": false, "reason": reason })
                 );
             }
-            errln!(
-                "refused: {shown} cannot approve `{step}` of run {run_id}: {reason} (the refusal is in the audit log)"
-            );
+            errln!("refused: {reason} (the refusal is in the audit log)");
             return ExitCode::FAILURE;
         }
-        Err(e) => return driver_error(&e),
+        Err(e) => return ops_error(&e),
     };
-    let signed = matches!(approver, drover_engine::signed::Approver::Signed(_));
+    let operator = approved.operator;
     if json {
         outln!(
             "{}",
-            serde_json::json!({ "run_id": run_id, "step": step, "operator": operator, "signed": signed, "accepted": true })
+            serde_json::json!({ "run_id": run_id, "step": step, "operator": operator, "signed": approved.signed, "accepted": true })
         );
     } else {
         outln!(
             "approval of `{step}` by {operator}{} recorded for run {run_id}; the run picks it up (or `drover resume {run_id}`)",
-            if signed { " (signature verified)" } else { "" }
+            if approved.signed {
+                " (signature verified)"
+            } else {
+                ""
+            }
         );
     }
     ExitCode::SUCCESS
+}
+
+/// An application-layer error, printed, as an exit code: 2 for a bad request, 1 otherwise.
+fn ops_error(e: &drover_ops::OpsError) -> ExitCode {
+    errln!("error: {e}");
+    match e.code() {
+        "bad_request" => ExitCode::from(2),
+        _ => ExitCode::FAILURE,
+    }
 }
 
 /// `drover status`.

@@ -115,9 +115,22 @@ impl Agent {
     /// # Errors
     /// The agent refused (the key is not loaded, a FIDO2 touch timed out) or answered wrongly.
     pub fn sign(&mut self, key: &KeyData, statement: &str) -> Result<String, SignError> {
+        self.sign_in(crate::NAMESPACE, key, statement)
+    }
+
+    /// [`Agent::sign`] under another namespace (a login: [`crate::LOGIN_NAMESPACE`]).
+    ///
+    /// # Errors
+    /// As [`Agent::sign`].
+    pub fn sign_in(
+        &mut self,
+        namespace: &str,
+        key: &KeyData,
+        statement: &str,
+    ) -> Result<String, SignError> {
         let hash = ssh_key::HashAlg::Sha512;
-        let data = ssh_key::SshSig::signed_data(crate::NAMESPACE, hash, statement.as_bytes())
-            .map_err(err)?;
+        let data =
+            ssh_key::SshSig::signed_data(namespace, hash, statement.as_bytes()).map_err(err)?;
         let blob = ssh_key::PublicKey::from(key.clone())
             .to_bytes()
             .map_err(err)?;
@@ -141,8 +154,7 @@ impl Agent {
         b = rest;
         let sig_blob = take_string(&mut b)?;
         let signature = ssh_key::Signature::try_from(sig_blob).map_err(err)?;
-        let sig =
-            ssh_key::SshSig::new(key.clone(), crate::NAMESPACE, hash, signature).map_err(err)?;
+        let sig = ssh_key::SshSig::new(key.clone(), namespace, hash, signature).map_err(err)?;
         sig.to_pem(ssh_key::LineEnding::LF).map_err(err)
     }
 
@@ -155,11 +167,24 @@ impl Agent {
         statement: &str,
         accept: impl Fn(&KeyData) -> bool,
     ) -> Result<String, SignError> {
+        self.sign_with_first_in(crate::NAMESPACE, statement, accept)
+    }
+
+    /// [`Agent::sign_with_first`] under another namespace.
+    ///
+    /// # Errors
+    /// As [`Agent::sign_with_first`].
+    pub fn sign_with_first_in(
+        &mut self,
+        namespace: &str,
+        statement: &str,
+        accept: impl Fn(&KeyData) -> bool,
+    ) -> Result<String, SignError> {
         let key = self
             .keys()?
             .into_iter()
             .find(|k| accept(k))
             .ok_or_else(|| err("no key in the agent belongs to an operator in the roster (ssh-add the key named there)"))?;
-        self.sign(&key, statement)
+        self.sign_in(namespace, &key, statement)
     }
 }

@@ -21,6 +21,10 @@ pub use statement::{Decision, Statement, StatementError};
 /// commit, a file) never verifies as a Drover statement.
 pub const NAMESPACE: &str = "drover";
 
+/// The SSHSIG namespace of a login to a Drover server (`drover login`): a signature made for a
+/// login can never pass as a statement, nor the other way round.
+pub const LOGIN_NAMESPACE: &str = "drover-login";
+
 /// Who signed a statement, by the roster.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Signer {
@@ -83,9 +87,22 @@ pub fn algorithm_of(signature: &str) -> Option<String> {
 /// # Errors
 /// Any reason the signature does not prove that a roster operator signed these bytes.
 pub fn verify(roster: &Roster, statement: &str, signature: &str) -> Result<Signer, VerifyError> {
+    verify_in(NAMESPACE, roster, statement, signature)
+}
+
+/// [`verify`] under another namespace (a login: [`LOGIN_NAMESPACE`]).
+///
+/// # Errors
+/// As [`verify`].
+pub fn verify_in(
+    namespace: &str,
+    roster: &Roster,
+    statement: &str,
+    signature: &str,
+) -> Result<Signer, VerifyError> {
     let sig = ssh_key::SshSig::from_pem(signature.trim())
         .map_err(|e| VerifyError::Malformed(e.to_string()))?;
-    if sig.namespace() != NAMESPACE {
+    if sig.namespace() != namespace {
         return Err(VerifyError::Namespace(sig.namespace().to_owned()));
     }
     let key = ssh_key::PublicKey::from(sig.public_key().clone());
@@ -93,7 +110,7 @@ pub fn verify(roster: &Roster, statement: &str, signature: &str) -> Result<Signe
     let op = roster
         .operator_with_key(sig.public_key())
         .ok_or_else(|| VerifyError::UnknownKey(fingerprint.clone()))?;
-    key.verify(NAMESPACE, statement.as_bytes(), &sig)
+    key.verify(namespace, statement.as_bytes(), &sig)
         .map_err(|_| VerifyError::Mismatch {
             operator: op.name.clone(),
             fingerprint: fingerprint.clone(),

@@ -29,6 +29,18 @@ pub enum SignError {
 /// # Errors
 /// An unreadable, encrypted or unsupported key.
 pub fn with_key_file(path: &Path, statement: &str) -> Result<String, SignError> {
+    with_key_file_in(crate::NAMESPACE, path, statement)
+}
+
+/// [`with_key_file`] under another namespace (a login: [`crate::LOGIN_NAMESPACE`]).
+///
+/// # Errors
+/// As [`with_key_file`].
+pub fn with_key_file_in(
+    namespace: &str,
+    path: &Path,
+    statement: &str,
+) -> Result<String, SignError> {
     let key_err = |why: String| SignError::Key {
         path: path.display().to_string(),
         why,
@@ -40,11 +52,7 @@ pub fn with_key_file(path: &Path, statement: &str) -> Result<String, SignError> 
         ));
     }
     let sig = key
-        .sign(
-            crate::NAMESPACE,
-            ssh_key::HashAlg::Sha512,
-            statement.as_bytes(),
-        )
+        .sign(namespace, ssh_key::HashAlg::Sha512, statement.as_bytes())
         .map_err(|e| SignError::Sign(e.to_string()))?;
     sig.to_pem(ssh_key::LineEnding::LF)
         .map_err(|e| SignError::Sign(e.to_string()))

@@ -1,0 +1,253 @@
+//! Drover's application layer: the operations a front end offers — look at runs, the statement
+//! an operator signs, approve or deny, the live transitions of a run, audit verification, reports,
+//! evidence — each a function taking typed inputs and returning typed results. The CLI and the
+//! server are thin front ends over it: neither opens the journal nor builds records itself.
+//!
+//! Every operation works on a [`Workspace`] (a state directory). Errors are [`OpsError`]s with a
+//! stable [`OpsError::code`] the server puts in its JSON and the CLI maps to an exit code.
+
+use drover_dsl::Plan;
+use drover_engine::driver::{DriverError, Verdict};
+use drover_engine::journal::{Journal, JournalError, RunRow, SqliteJournal};
+use drover_engine::run_record::RunRecord;
+use drover_engine::signed::Approver;
+use std::path::{Path, PathBuf};
+
+/// Why an operation did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum OpsError {
+    /// The request itself is wrong (a bad argument, a location not supported).
+    #[error("{0}")]
+    Usage(String),
+    /// No such run (or nothing to act on).
+    #[error("{0}")]
+    NotFound(String),
+    /// Refused by the rules (four eyes, a signature that does not verify, a changed roster): the
+    /// refusal is in the audit log.
+    #[error("{0}")]
+    Refused(String),
+    /// The journal.
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    /// The engine.
+    #[error(transparent)]
+    Driver(#[from] DriverError),
+}
+
+impl OpsError {
+    /// A stable code for machines (the server's JSON `code`).
+    #[must_use]
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Usage(_) => "bad_request",
+            Self::NotFound(_) => "not_found",
+            Self::Refused(_) => "refused",
+            Self::Journal(JournalError::NoRun(_)) => "not_found",
+            Self::Journal(JournalError::UnsupportedLocation { .. }) => "bad_request",
+            Self::Journal(JournalError::LeaseHeld { .. }) => "conflict",
+            Self::Journal(_) => "journal",
+            Self::Driver(DriverError::Journal(JournalError::NoRun(_))) => "not_found",
+            Self::Driver(DriverError::Identity(_)) => "refused",
+            Self::Driver(_) => "engine",
+        }
+    }
+}
+
+/// A state directory: the journal, run records, the audit logs.
+#[derive(Debug, Clone)]
+pub struct Workspace {
+    state: PathBuf,
+}
+
+impl Workspace {
+    /// The workspace in `state`.
+    #[must_use]
+    pub fn new(state: impl Into<PathBuf>) -> Self {
+        Self {
+            state: state.into(),
+        }
+    }
+
+    /// The state directory.
+    #[must_use]
+    pub fn dir(&self) -> &Path {
+        &self.state
+    }
+
+    /// The journal, for operations that write (created if needed).
+    ///
+    /// # Errors
+    /// The state directory cannot hold a journal.
+    pub fn journal(&self) -> Result<SqliteJournal, OpsError> {
+        Ok(SqliteJournal::open(&self.state)?)
+    }
+
+    /// The journal, for operations that only read: creates nothing.
+    ///
+    /// # Errors
+    /// No journal there.
+    pub fn journal_read(&self) -> Result<SqliteJournal, OpsError> {
+        Ok(SqliteJournal::open_read_only(&self.state)?)
+    }
+
+    /// `latest`, or the run id as given.
+    ///
+    /// # Errors
+    /// `latest` with no runs.
+    pub fn resolve(&self, j: &dyn Journal, run_id: &str) -> Result<String, OpsError> {
+        if run_id != "latest" {
+            return Ok(run_id.to_owned());
+        }
+        j.latest_run()?
+            .ok_or_else(|| OpsError::NotFound("no runs in this state directory".into()))
+    }
+
+    /// Every run, newest first.
+    ///
+    /// # Errors
+    /// Journal errors.
+    pub fn runs(&self) -> Result<Vec<RunRow>, OpsError> {
+        Ok(self.journal_read()?.runs()?)
+    }
+
+    /// A run's row and its record as it stands (replayed from the journal while it is live).
+    ///
+    /// # Errors
+    /// No such run.
+    pub fn status(&self, run_id: &str) -> Result<(RunRow, RunRecord), OpsError> {
+        let j = self.journal_read()?;
+        let run_id = self.resolve(&j, run_id)?;
+        Ok(drover_engine::driver::status(&j, &run_id)?)
+    }
+
+    /// The run (`latest` resolved) and the plan it was started with.
+    ///
+    /// # Errors
+    /// No such run.
+    pub fn run_plan(&self, run_id: &str) -> Result<(String, Plan), OpsError> {
+        let j = self.journal_read()?;
+        let run_id = self.resolve(&j, run_id)?;
+        let plan = drover_engine::driver::plan_of(&j, &run_id)?;
+        Ok((run_id, plan))
+    }
+
+    /// A run's transitions after the first `after` (1-based positions: the `n`-th transition of
+    /// a run is always the same one, so a client that saw `n` asks for what follows).
+    ///
+    /// # Errors
+    /// No such run.
+    pub fn transitions_after(
+        &self,
+        run_id: &str,
+        after: usize,
+    ) -> Result<Vec<(usize, drover_engine::journal::Transition)>, OpsError> {
+        let j = self.journal_read()?;
+        let all = j.transitions(run_id)?;
+        if all.is_empty() {
+            j.run(run_id)?;
+        }
+        Ok(all
+            .into_iter()
+            .enumerate()
+            .skip(after)
+            .map(|(i, t)| (i + 1, t))
+            .collect())
+    }
+
+    /// The statement an operator signs to decide `step` of `run_id` (`--print-statement`).
+    ///
+    /// # Errors
+    /// No such run, or a runbook without a roster (nothing to sign for).
+    pub fn decision_statement(
+        &self,
+        run_id: &str,
+        step: &str,
+        verdict: Verdict<'_>,
+        totp: Option<String>,
+        now: u64,
+    ) -> Result<drover_identity::Statement, OpsError> {
+        let (run_id, plan) = self.run_plan(run_id)?;
+        let (kind, comment) = match verdict {
+            Verdict::Approve => (drover_identity::Decision::Approve, ""),
+            Verdict::Deny(r) => (drover_identity::Decision::Deny, r),
+            Verdict::BreakGlass(r) => (drover_identity::Decision::BreakGlass, r),
+        };
+        Ok(drover_engine::signed::statement(
+            &plan, &run_id, step, kind, comment, totp, now,
+        ))
+    }
+
+    /// Approves, denies or breaks the glass on `step` of `run_id` as `approver`, by the rules the
+    /// running driver applies; records it for the driver to pick up. Returns who approved (the
+    /// roster operator who signed, or the typed name). A roster file changed since the run
+    /// started is refused for this run (audited, under no name).
+    ///
+    /// # Errors
+    /// [`OpsError::Refused`] with the reason (audited), or journal and engine errors.
+    pub fn approve(
+        &self,
+        run_id: &str,
+        step: &str,
+        approver: &Approver,
+        verdict: Verdict<'_>,
+        now: u64,
+    ) -> Result<Approved, OpsError> {
+        let mut j = self.journal()?;
+        let run_id = self.resolve(&j, run_id)?;
+        let plan = drover_engine::driver::plan_of(&j, &run_id)?;
+        if let Some(reason) = roster_changed(&plan, &run_id) {
+            drover_engine::driver::audit_refusal(
+                &mut j,
+                &run_id,
+                step,
+                "unverified",
+                &reason,
+                now,
+            )?;
+            return Err(OpsError::Refused(reason));
+        }
+        let shown = match approver {
+            Approver::Typed { operator, .. } => operator.clone(),
+            Approver::Signed(s) => drover_engine::signed::signer_name(&plan, s),
+        };
+        match drover_engine::driver::approve(&mut j, &run_id, step, approver, verdict, now)? {
+            Ok(operator) => Ok(Approved {
+                run_id,
+                operator,
+                signed: matches!(approver, Approver::Signed(_)),
+            }),
+            Err(reason) => Err(OpsError::Refused(format!(
+                "{shown} cannot approve `{step}` of run {run_id}: {reason}"
+            ))),
+        }
+    }
+}
+
+/// An approval (or denial) recorded.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Approved {
+    /// The run.
+    pub run_id: String,
+    /// Who: the roster operator who signed, or the typed name.
+    pub operator: String,
+    /// Whether a signature established who.
+    pub signed: bool,
+}
+
+/// Why approvals of `run_id` are refused because its roster file changed since it started, if
+/// they are: the roster a run verifies against is the one it started with, so nobody adds
+/// themselves to it during an incident.
+#[must_use]
+pub fn roster_changed(plan: &Plan, run_id: &str) -> Option<String> {
+    let r = plan.runbook.roster.as_ref()?;
+    let now_text = std::fs::read(&r.path).ok()?;
+    let now_sha = drover_identity::Roster::digest(&now_text);
+    (now_sha != r.sha256).then(|| {
+        format!(
+            "the operator roster {} changed since run {run_id} started (SHA-256 {} then, {} now): approvals of this run are refused until the roster is restored; a changed roster applies to the next run",
+            r.path,
+            r.sha256.get(..12).unwrap_or(&r.sha256),
+            now_sha.get(..12).unwrap_or(&now_sha)
+        )
+    })
+}
