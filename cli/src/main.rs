@@ -9,6 +9,7 @@ mod ops_audit;
 mod run_cli;
 #[cfg(feature = "aws")]
 mod s3_anchor;
+mod server_cli;
 mod sim_cli;
 mod tabletop_cli;
 mod telemetry;
@@ -328,6 +329,26 @@ Examples:
     },
     /// Print the man page (roff): `drover man | man -l -`.
     Man,
+    /// Serve the team: the JSON API (docs/api.md), live events, SSH-key logins; drives runs with
+    /// the same engine as `drover run`.
+    #[command(after_help = "\
+Examples:
+  drover server --operators team/operators.toml --runbooks runbooks --state /var/lib/drover")]
+    Server {
+        /// State directory the server owns.
+        #[arg(long, default_value = ".drover")]
+        state: String,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8440")]
+        listen: std::net::SocketAddr,
+        /// The operator roster: who may log in, and what starts and decisions are verified
+        /// against.
+        #[arg(long, value_name = "FILE")]
+        operators: String,
+        /// The directory of runbooks operators may start.
+        #[arg(long, value_name = "DIR", default_value = "runbooks")]
+        runbooks: String,
+    },
     /// Approve a step that waits for approval.
     #[command(after_help = "\
 Examples:
@@ -844,6 +865,17 @@ fn dispatch(cli: Cli) -> ExitCode {
             out!("{}", String::from_utf8_lossy(&buf));
             ExitCode::SUCCESS
         }
+        Command::Server {
+            state,
+            listen,
+            operators,
+            runbooks,
+        } => server_cli::serve(server_cli::ServeArgs {
+            state: state.into(),
+            listen,
+            operators: operators.into(),
+            runbooks: runbooks.into(),
+        }),
         Command::Man => {
             let cmd = <Cli as clap::CommandFactory>::command();
             let mut buf = Vec::new();

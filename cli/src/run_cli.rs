@@ -123,6 +123,11 @@ impl Drop for Lines {
 }
 
 fn adapters() -> Adapters {
+    builtin_adapters()
+}
+
+/// The adapters this build registers, `notify` printing to standard output.
+pub(crate) fn builtin_adapters() -> Adapters {
     let sink: drover_adapters::local::NotifySink =
         Arc::new(|m: &str| outln!("        notify: {m}"));
     drover_adapters::builtin_adapters(sink)

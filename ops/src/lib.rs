@@ -28,10 +28,22 @@ pub enum OpsError {
     Refused(String),
     /// The journal.
     #[error(transparent)]
-    Journal(#[from] JournalError),
+    Journal(Box<JournalError>),
     /// The engine.
     #[error(transparent)]
-    Driver(#[from] DriverError),
+    Driver(Box<DriverError>),
+}
+
+impl From<JournalError> for OpsError {
+    fn from(e: JournalError) -> Self {
+        Self::Journal(Box::new(e))
+    }
+}
+
+impl From<DriverError> for OpsError {
+    fn from(e: DriverError) -> Self {
+        Self::Driver(Box::new(e))
+    }
 }
 
 impl OpsError {
@@ -39,17 +51,25 @@ impl OpsError {
     #[must_use]
     pub fn code(&self) -> &'static str {
         match self {
+            Self::Journal(e) => journal_code(e),
+            Self::Driver(e) => match &**e {
+                DriverError::Journal(j) => journal_code(j),
+                DriverError::Identity(_) => "refused",
+                _ => "engine",
+            },
             Self::Usage(_) => "bad_request",
             Self::NotFound(_) => "not_found",
             Self::Refused(_) => "refused",
-            Self::Journal(JournalError::NoRun(_)) => "not_found",
-            Self::Journal(JournalError::UnsupportedLocation { .. }) => "bad_request",
-            Self::Journal(JournalError::LeaseHeld { .. }) => "conflict",
-            Self::Journal(_) => "journal",
-            Self::Driver(DriverError::Journal(JournalError::NoRun(_))) => "not_found",
-            Self::Driver(DriverError::Identity(_)) => "refused",
-            Self::Driver(_) => "engine",
         }
+    }
+}
+
+fn journal_code(e: &JournalError) -> &'static str {
+    match e {
+        JournalError::NoRun(_) => "not_found",
+        JournalError::UnsupportedLocation { .. } => "bad_request",
+        JournalError::LeaseHeld { .. } => "conflict",
+        _ => "journal",
     }
 }
 

@@ -13,6 +13,7 @@ mod hardening;
 mod identity;
 mod report;
 mod run;
+mod server;
 mod simulate;
 
 use std::path::{Path, PathBuf};
