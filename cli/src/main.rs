@@ -6,6 +6,7 @@
 mod output;
 mod backup_cli;
 mod ops_audit;
+mod remote;
 mod run_cli;
 #[cfg(feature = "aws")]
 mod s3_anchor;
@@ -265,6 +266,10 @@ or RPO target, 4 interrupted (drover resume), 5 finished with failed or refused 
         /// Recorded in the audit log.
         #[arg(long)]
         skip_preflight: bool,
+        /// Talk to a Drover server instead of the local state directory (also DROVER_SERVER;
+        /// `drover login --server URL` first).
+        #[arg(long, value_name = "URL")]
+        server: Option<String>,
         /// Output format: text (progress lines and a summary), or json (progress on standard
         /// error, the run record on standard output).
         #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
@@ -329,6 +334,16 @@ Examples:
     },
     /// Print the man page (roff): `drover man | man -l -`.
     Man,
+    /// Log in to a Drover server with your SSH key (a challenge signed under the namespace
+    /// `drover-login`); the token is kept 0600 in your config directory.
+    Login {
+        /// The server (also DROVER_SERVER).
+        #[arg(long, value_name = "URL")]
+        server: Option<String>,
+        /// Sign with this OpenSSH private key (default: the first key in ssh-agent).
+        #[arg(long, value_name = "PATH")]
+        key: Option<String>,
+    },
     /// Serve the team: the JSON API (docs/api.md), live events, SSH-key logins; drives runs with
     /// the same engine as `drover run`.
     #[command(after_help = "\
@@ -403,6 +418,10 @@ Examples:
         /// State directory.
         #[arg(long, default_value = ".drover")]
         state: String,
+        /// Talk to a Drover server instead of the local state directory (also DROVER_SERVER;
+        /// `drover login --server URL` first).
+        #[arg(long, value_name = "URL")]
+        server: Option<String>,
         /// Output format.
         #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
         format: CheckFormat,
@@ -419,6 +438,10 @@ Examples:
         /// State directory.
         #[arg(long, default_value = ".drover")]
         state: String,
+        /// Talk to a Drover server instead of the local state directory (also DROVER_SERVER;
+        /// `drover login --server URL` first).
+        #[arg(long, value_name = "URL")]
+        server: Option<String>,
         /// Output format.
         #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
         format: CheckFormat,
@@ -752,6 +775,12 @@ fn parse_run_id(s: &str) -> Result<String, String> {
     }
 }
 
+/// `--server URL`, else `DROVER_SERVER` (empty: none).
+fn remote_server(flag: Option<String>) -> Option<String> {
+    flag.or_else(|| std::env::var("DROVER_SERVER").ok())
+        .filter(|s| !s.trim().is_empty())
+}
+
 fn main() -> ExitCode {
     #[cfg(feature = "aws")]
     drover_engine::anchor::register_schemes(vec![("s3://", s3_anchor::open)]);
@@ -938,7 +967,20 @@ fn dispatch(cli: Cli) -> ExitCode {
             skip_preflight,
             format,
             telemetry: _,
+            server,
         } => {
+            if let Some(url) = remote_server(server) {
+                let name = std::path::Path::new(&file)
+                    .file_name()
+                    .map_or_else(|| file.clone(), |n| n.to_string_lossy().into_owned());
+                return remote::run(
+                    &url,
+                    &name,
+                    mode.map(|m| Mode::from(m).as_str()),
+                    key.as_deref().map(std::path::Path::new),
+                    matches!(format, CheckFormat::Json),
+                );
+            }
             let (plan, sources) = match compiled_with_sources(&file, source) {
                 Ok(p) => p,
                 Err(code) => return code,
@@ -1004,6 +1046,30 @@ fn dispatch(cli: Cli) -> ExitCode {
         Command::Approve {
             run_id,
             step,
+            key,
+            totp,
+            deny,
+            break_glass,
+            reason,
+            format,
+            server,
+            ..
+        } if remote_server(server.clone()).is_some() => remote::approve(
+            &remote_server(server).unwrap_or_default(),
+            &run_id,
+            &step,
+            match (deny, break_glass) {
+                (true, _) => ("deny", reason.as_deref()),
+                (_, true) => ("break-glass", reason.as_deref()),
+                _ => ("approve", None),
+            },
+            totp.as_deref(),
+            key.as_deref().map(std::path::Path::new),
+            matches!(format, CheckFormat::Json),
+        ),
+        Command::Approve {
+            run_id,
+            step,
             operator,
             roles,
             key,
@@ -1016,6 +1082,7 @@ fn dispatch(cli: Cli) -> ExitCode {
             reason,
             state,
             format,
+            ..
         } => run_cli::approve(
             &run_id,
             &step,
@@ -1037,7 +1104,18 @@ fn dispatch(cli: Cli) -> ExitCode {
             run_id,
             state,
             format,
-        } => run_cli::status(&run_id, state.into(), matches!(format, CheckFormat::Json)),
+            server,
+        } => match remote_server(server) {
+            Some(url) => remote::status(&url, &run_id, matches!(format, CheckFormat::Json)),
+            None => run_cli::status(&run_id, state.into(), matches!(format, CheckFormat::Json)),
+        },
+        Command::Login { server, key } => match remote_server(server) {
+            Some(url) => remote::login(&url, key.as_deref().map(std::path::Path::new)),
+            None => {
+                errln!("error: which server? --server URL (or DROVER_SERVER)");
+                ExitCode::from(2)
+            }
+        },
         Command::Audit(AuditCommand::Verify {
             state,
             anchor,

@@ -259,3 +259,156 @@ fn the_systemd_unit_verifies_where_systemd_analyze_exists() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+const GATED: &str = r#"runbook "gated" {
+  rto   = 1h
+  rpo   = 1h
+  modes = [drill]
+}
+
+step gate {
+  action = approval
+  with {
+    prompt = "go?"
+    roles  = ["incident-commander"]
+  }
+}
+
+step work {
+  action = shell
+  after  = [gate]
+  with {
+    command = "echo work"
+  }
+}
+
+milestone done {
+  after     = [work]
+  stops_rto = true
+}
+"#;
+
+#[test]
+fn two_cli_operators_with_their_own_keys_share_one_server() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let d = dir.path();
+    let (alice, alice_pub) = keygen(d, "alice");
+    let (bob, bob_pub) = keygen(d, "bob");
+    std::fs::write(
+        d.join("operators.toml"),
+        format!(
+            "[operators.alice]\nroles = [\"incident-commander\"]\nkeys = [\"{alice_pub}\"]\n[operators.bob]\nroles = [\"incident-commander\"]\nkeys = [\"{bob_pub}\"]\n"
+        ),
+    )
+    .expect("roster");
+    std::fs::create_dir(d.join("runbooks")).expect("dir");
+    std::fs::write(d.join("runbooks/gated.drover"), GATED).expect("runbook");
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let _server = start(d, port);
+    // Each operator on their own "laptop": their own config directory, their own key.
+    let laptop = |who: &str| {
+        let home = d.join(format!("{who}-laptop"));
+        std::fs::create_dir_all(&home).expect("laptop");
+        home
+    };
+    let cli = |who: &str, args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_drover"))
+            .args(args)
+            .current_dir(laptop(who))
+            .env("DROVER_CONFIG_DIR", laptop(who).join("config"))
+            .env("DROVER_SERVER", &url)
+            .env_remove("SSH_AUTH_SOCK")
+            .output()
+            .expect("drover")
+    };
+    let text = |o: &std::process::Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    };
+    // Without a login, nothing.
+    let o = cli("alice", &["status", "latest"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("not logged in"), "{}", text(&o));
+    for (who, key) in [("alice", &alice), ("bob", &bob)] {
+        let o = cli(who, &["login", "--key", key.to_str().expect("utf-8")]);
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+        assert!(text(&o).contains(&format!("as {who}")), "{}", text(&o));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(laptop(who).join("config/sessions.json"))
+                .expect("token file")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+    let o = cli(
+        "alice",
+        &[
+            "run",
+            "gated.drover",
+            "--key",
+            alice.to_str().expect("utf-8"),
+            "--format",
+            "json",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let started: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    let run = started["run_id"].as_str().expect("run").to_owned();
+    let mut waiting = false;
+    for _ in 0..400 {
+        let o = cli("bob", &["status", &run, "--format", "json"]);
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
+        if v["steps"].as_array().is_some_and(|s| {
+            s.iter()
+                .any(|x| x["id"] == "gate" && x["state"] == "awaiting_approval")
+        }) {
+            waiting = true;
+            break;
+        }
+        pause(25);
+    }
+    assert!(waiting, "the gate waits");
+    // The starter's own approval is refused; bob's, signed with his key on his laptop, counts.
+    let own = cli(
+        "alice",
+        &[
+            "approve",
+            &run,
+            "gate",
+            "--key",
+            alice.to_str().expect("utf-8"),
+        ],
+    );
+    assert_eq!(own.status.code(), Some(1), "{}", text(&own));
+    assert!(text(&own).contains("four eyes"), "{}", text(&own));
+    let ok = cli(
+        "bob",
+        &[
+            "approve",
+            &run,
+            "gate",
+            "--key",
+            bob.to_str().expect("utf-8"),
+        ],
+    );
+    assert_eq!(ok.status.code(), Some(0), "{}", text(&ok));
+    assert!(text(&ok).contains("by bob"), "{}", text(&ok));
+    let mut done = false;
+    for _ in 0..400 {
+        let o = cli("alice", &["status", &run, "--format", "json"]);
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
+        if v["outcome"] == "succeeded" {
+            done = true;
+            break;
+        }
+        pause(25);
+    }
+    assert!(done, "the run finished");
+}
