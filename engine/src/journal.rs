@@ -1126,27 +1126,7 @@ impl Journal for SqliteJournal {
     }
 
     fn transitions(&self, run_id: &str) -> Result<Vec<Transition>, JournalError> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT at, event, actions FROM events WHERE run_id = ?1 ORDER BY seq")?;
-        let rows = stmt.query_map([run_id], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-            ))
-        })?;
-        let corrupt = |e: serde_json::Error| JournalError::Corrupt(e.to_string());
-        let mut out = Vec::new();
-        for row in rows {
-            let (at, event, actions) = row?;
-            out.push(Transition {
-                at: u64::try_from(at).unwrap_or(0),
-                event: serde_json::from_str(&event).map_err(corrupt)?,
-                actions: serde_json::from_str(&actions).map_err(corrupt)?,
-            });
-        }
-        Ok(out)
+        self.transitions_from(run_id, 0)
     }
 
     fn store_sources(&mut self, run_id: &str, files: &[SourceText]) -> Result<(), JournalError> {
@@ -1420,6 +1400,42 @@ impl Journal for SqliteJournal {
 }
 
 impl SqliteJournal {
+    /// A run's transitions after the first `skip`, in order (a live event stream reads only
+    /// what it has not sent).
+    ///
+    /// # Errors
+    /// Database errors; a row that does not parse.
+    pub fn transitions_from(
+        &self,
+        run_id: &str,
+        skip: usize,
+    ) -> Result<Vec<Transition>, JournalError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT at, event, actions FROM events WHERE run_id = ?1 ORDER BY seq LIMIT -1 OFFSET ?2",
+        )?;
+        let rows = stmt.query_map(
+            params![run_id, i64::try_from(skip).unwrap_or(i64::MAX)],
+            |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
+            },
+        )?;
+        let corrupt = |e: serde_json::Error| JournalError::Corrupt(e.to_string());
+        let mut out = Vec::new();
+        for row in rows {
+            let (at, event, actions) = row?;
+            out.push(Transition {
+                at: u64::try_from(at).unwrap_or(0),
+                event: serde_json::from_str(&event).map_err(corrupt)?,
+                actions: serde_json::from_str(&actions).map_err(corrupt)?,
+            });
+        }
+        Ok(out)
+    }
+
     /// How long each step of the runbook named `runbook` took in past runs (any mode): per step
     /// id, the durations (ms) of its successful attempts, from the start of the attempt to its
     /// result, and for approval steps the wait from the request to the last approval. Interrupted

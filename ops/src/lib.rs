@@ -68,7 +68,9 @@ fn journal_code(e: &JournalError) -> &'static str {
     match e {
         JournalError::NoRun(_) => "not_found",
         JournalError::UnsupportedLocation { .. } => "bad_request",
-        JournalError::LeaseHeld { .. } => "conflict",
+        JournalError::LeaseHeld { .. }
+        | JournalError::Claimed { .. }
+        | JournalError::RunExists(_) => "conflict",
         _ => "journal",
     }
 }
@@ -162,15 +164,14 @@ impl Workspace {
         after: usize,
     ) -> Result<Vec<(usize, drover_engine::journal::Transition)>, OpsError> {
         let j = self.journal_read()?;
-        let all = j.transitions(run_id)?;
-        if all.is_empty() {
+        let fresh = j.transitions_from(run_id, after)?;
+        if fresh.is_empty() {
             j.run(run_id)?;
         }
-        Ok(all
+        Ok(fresh
             .into_iter()
             .enumerate()
-            .skip(after)
-            .map(|(i, t)| (i + 1, t))
+            .map(|(i, t)| (after + i + 1, t))
             .collect())
     }
 

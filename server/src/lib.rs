@@ -54,8 +54,8 @@ pub struct App {
     ws: Workspace,
     roster: drover_identity::Roster,
     sessions: auth::Sessions,
-    /// Woken on every transition of a run this server drives.
-    changed: Arc<Notify>,
+    /// Per run this server drives: woken on each of its transitions.
+    wakers: std::sync::Mutex<std::collections::HashMap<String, Arc<Notify>>>,
     clock: Arc<dyn Clock>,
     adapters: fn() -> Adapters,
 }
@@ -100,10 +100,21 @@ impl App {
             config,
             roster,
             sessions: auth::Sessions::default(),
-            changed: Arc::new(Notify::new()),
+            wakers: std::sync::Mutex::default(),
             clock: Arc::new(SystemClock),
             adapters,
         }))
+    }
+}
+
+impl App {
+    /// What wakes the event streams of `run_id`.
+    fn waker(&self, run_id: &str) -> Arc<Notify> {
+        let mut w = self
+            .wakers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Arc::clone(w.entry(run_id.to_owned()).or_default())
     }
 }
 
@@ -573,6 +584,9 @@ struct StartBody {
     run_id: String,
     statement: String,
     signature: String,
+    /// Why this run may share its runbook or resources with unfinished runs (audited).
+    #[serde(default)]
+    concurrent: Option<String>,
 }
 
 /// Compiles a runbook of the server's directory against the server's roster.
@@ -695,6 +709,7 @@ async fn start_run(
     let (plan, mode, sources) =
         blocking(move || compile(&a, &b.runbook, b.mode.as_deref(), &b.vars)).await?;
     let run_id = b.run_id.clone();
+    let concurrent = b.concurrent.clone().filter(|r| !r.trim().is_empty());
     let signed = SignedStatement {
         statement: b.statement,
         signature: b.signature,
@@ -743,7 +758,7 @@ async fn start_run(
         state_dir: app.ws.dir().to_path_buf(),
         declared_at: app.clock.now_ms(),
         sources,
-        concurrent: None,
+        concurrent,
         preflight_skipped: false,
         start: Some(signed),
         anchor: None,
@@ -754,7 +769,7 @@ async fn start_run(
         Box::new(journal),
         Arc::clone(&app.clock),
         adapters,
-        Arc::new(Wake(Arc::clone(&app.changed))),
+        Arc::new(Wake(app.waker(&run_id))),
     )
     .map_err(|e| ApiError::from(OpsError::from(e)))?;
     remember(&app, &run_id)
@@ -783,7 +798,7 @@ fn remember(app: &App, run_id: &str) -> std::io::Result<()> {
 
 /// Drives a run in the background, waking event streams as it goes.
 fn drive(app: &Arc<App>, driver: Driver, fresh: bool, run_id: String) {
-    let changed = Arc::clone(&app.changed);
+    let changed = app.waker(&run_id);
     tokio::spawn(async move {
         if let Err(e) = driver.drive(fresh).await {
             tracing::error!(run = %run_id, error = %e, "run stopped");
@@ -830,7 +845,7 @@ pub async fn resume_runs(app: &Arc<App>) -> Vec<String> {
             Box::new(journal),
             Arc::clone(&app.clock),
             (app.adapters)(),
-            Arc::new(Wake(Arc::clone(&app.changed))),
+            Arc::new(Wake(app.waker(run_id))),
         )
         .await
         {
@@ -842,6 +857,21 @@ pub async fn resume_runs(app: &Arc<App>) -> Vec<String> {
         }
     }
     resumed
+}
+
+/// Where one event stream stands.
+struct Stream {
+    app: Arc<App>,
+    run: String,
+    /// Transitions sent (or skipped with `Last-Event-ID`).
+    pos: usize,
+    pending: std::collections::VecDeque<SseEvent>,
+    /// The stream's own read connection, kept between reads.
+    journal: Option<drover_engine::journal::SqliteJournal>,
+    /// Whether the last transition read ended the run.
+    finished: bool,
+    ended: bool,
+    waker: Arc<Notify>,
 }
 
 /// Server-Sent Events of a run: every journaled transition, with its position as the event id.
@@ -859,58 +889,87 @@ async fn run_events(
         .unwrap_or(0);
     let a = Arc::clone(&app);
     let r = run.clone();
-    blocking(move || a.ws.transitions_after(&r, usize::MAX)).await?;
-    let state = (app, run, after, std::collections::VecDeque::new(), false);
-    let stream = futures_util::stream::unfold(
-        state,
-        |(app, run, mut pos, mut pending, ended)| async move {
-            if ended {
-                return None;
+    // Whether the last transition the client saw ended the run (then only `end` is left).
+    let (journal, finished) = blocking(move || {
+        let j = a.ws.journal_read()?;
+        drover_engine::journal::Journal::run(&j, &r)?;
+        let seen_last = match after.checked_sub(1) {
+            Some(k) => j.transitions_from(&r, k)?.into_iter().next(),
+            None => None,
+        };
+        let finished = seen_last.is_some_and(|t| {
+            t.actions
+                .iter()
+                .any(|a| matches!(a, drover_engine::scheduler::Action::Finished { .. }))
+        });
+        Ok((j, finished))
+    })
+    .await?;
+    let waker = app.waker(&run);
+    let state = Stream {
+        app,
+        run,
+        pos: after,
+        pending: std::collections::VecDeque::new(),
+        journal: Some(journal),
+        finished,
+        ended: false,
+        waker,
+    };
+    let stream = futures_util::stream::unfold(state, |mut st| async move {
+        if st.ended {
+            return None;
+        }
+        loop {
+            if let Some(ev) = st.pending.pop_front() {
+                return Some((Ok::<_, std::convert::Infallible>(ev), st));
             }
-            loop {
-                if let Some(ev) = pending.pop_front() {
-                    return Some((
-                        Ok::<_, std::convert::Infallible>(ev),
-                        (app, run, pos, pending, false),
-                    ));
-                }
-                let changed = Arc::clone(&app.changed);
-                let notified = changed.notified();
-                let (a, r) = (Arc::clone(&app), run.clone());
-                let fresh = tokio::task::spawn_blocking(move || {
-                    let t = a.ws.transitions_after(&r, pos)?;
-                    let (row, _) = a.ws.status(&r)?;
-                    Ok::<_, OpsError>((t, row.status.is_live()))
-                })
-                .await;
-                let Ok(Ok((fresh, live))) = fresh else {
-                    return None;
+            let waker = Arc::clone(&st.waker);
+            let notified = waker.notified();
+            let (journal, run, pos) = (st.journal.take(), st.run.clone(), st.pos);
+            let app = Arc::clone(&st.app);
+            let read = tokio::task::spawn_blocking(move || {
+                let j = match journal {
+                    Some(j) => j,
+                    None => app.ws.journal_read()?,
                 };
-                for (n, t) in fresh {
-                    pos = n;
-                    let data =
-                        serde_json::json!({ "at": t.at, "event": t.event, "actions": t.actions });
-                    pending.push_back(
-                        SseEvent::default()
-                            .id(n.to_string())
-                            .event("transition")
-                            .data(data.to_string()),
-                    );
-                }
-                if !pending.is_empty() {
-                    continue;
-                }
-                if !live {
-                    let end = SseEvent::default().event("end").data(run.clone());
-                    return Some((Ok(end), (app, run, pos, pending, true)));
-                }
-                tokio::select! {
-                    () = notified => {}
-                    () = app.clock.sleep(POLL_MS) => {}
-                }
+                let fresh = j.transitions_from(&run, pos)?;
+                Ok::<_, OpsError>((j, fresh))
+            })
+            .await;
+            let Ok(Ok((j, fresh))) = read else {
+                return None;
+            };
+            st.journal = Some(j);
+            for t in fresh {
+                st.pos += 1;
+                st.finished = t
+                    .actions
+                    .iter()
+                    .any(|a| matches!(a, drover_engine::scheduler::Action::Finished { .. }));
+                let data =
+                    serde_json::json!({ "at": t.at, "event": t.event, "actions": t.actions });
+                st.pending.push_back(
+                    SseEvent::default()
+                        .id(st.pos.to_string())
+                        .event("transition")
+                        .data(data.to_string()),
+                );
             }
-        },
-    );
+            if !st.pending.is_empty() {
+                continue;
+            }
+            if st.finished {
+                st.ended = true;
+                let end = SseEvent::default().event("end").data(st.run.clone());
+                return Some((Ok(end), st));
+            }
+            tokio::select! {
+                () = notified => {}
+                () = st.app.clock.sleep(POLL_MS) => {}
+            }
+        }
+    });
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(std::time::Duration::from_secs(15))))
 }
 
