@@ -881,33 +881,24 @@ pub fn runs(state: PathBuf, json: bool) -> ExitCode {
 
 /// `drover audit verify`.
 pub fn audit_verify(run_id: &str, state: PathBuf, anchor: Option<&str>, json: bool) -> ExitCode {
-    let (j, run_id) = match open_run(&state, run_id) {
-        Ok(x) => x,
-        Err(c) => return c,
+    let parsed = anchor.map(drover_engine::anchor::Anchor::parse).transpose();
+    let check = match drover_ops::Workspace::new(state)
+        .audit_verify(run_id, parsed.as_ref().ok().and_then(Option::as_ref))
+    {
+        Ok(c) => c,
+        Err(e) => return ops_error(&e),
     };
-    let (row, rows) = match (j.run(&run_id), j.audit(&run_id)) {
-        (Ok(r), Ok(a)) => (r, a),
-        (Err(e), _) | (_, Err(e)) => {
-            errln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let mut result = audit::verify(&run_id, &rows, &row.audit_head, row.audit_count);
-    let mut anchored = None;
-    if let (Ok(_), Some(loc)) = (&result, anchor) {
-        let checked = drover_engine::anchor::Anchor::parse(loc)
-            .and_then(|a| a.read(&run_id))
-            .and_then(|cps| drover_engine::anchor::check(&run_id, &rows, &cps));
-        match checked {
-            Ok(n) => anchored = Some(n),
-            Err(e) => {
-                result = Err(audit::AuditFault {
-                    seq: 0,
-                    reason: format!("against the anchor {loc}: {e}"),
-                });
-            }
-        }
+    let (run_id, head) = (check.run_id, check.head);
+    let mut result = check.result;
+    // A location that is not an anchor fails the verification, as a contradicting one does.
+    if let (Ok(_), Err(e), Some(loc)) = (&result, &parsed, anchor) {
+        result = Err(audit::AuditFault {
+            seq: 0,
+            reason: format!("against the anchor {loc}: {e}"),
+        });
     }
+    let anchored = result.as_ref().ok().and_then(|r| r.1);
+    let result = result.map(|r| r.0);
     if json {
         outln!(
             "{}",
@@ -915,7 +906,7 @@ pub fn audit_verify(run_id: &str, state: PathBuf, anchor: Option<&str>, json: bo
                 "run_id": run_id,
                 "intact": result.is_ok(),
                 "records": result.as_ref().ok(),
-                "head": row.audit_head,
+                "head": head,
                 "problem": result.as_ref().err().map(ToString::to_string),
                 "checkpoints": anchored,
             })
@@ -926,7 +917,7 @@ pub fn audit_verify(run_id: &str, state: PathBuf, anchor: Option<&str>, json: bo
             if !json {
                 outln!(
                     "audit log of run {run_id}: {n} records, hash chain intact, head {}{}",
-                    row.audit_head.get(..16).unwrap_or(&row.audit_head),
+                    head.get(..16).unwrap_or(&head),
                     anchored.map_or_else(String::new, |c| format!(
                         "; agrees with {c} anchored checkpoint(s)"
                     ))
@@ -1021,31 +1012,23 @@ pub fn audit_verify_backups(
 
 /// `drover audit show --backups`.
 pub fn audit_show_backups(state: PathBuf) -> ExitCode {
-    let j = match journal_read_only(&state) {
-        Ok(j) => j,
-        Err(c) => return c,
-    };
-    match j.audit(drover_engine::oplog::BACKUPS_LOG) {
-        Ok(rows) => {
-            for (_, record, _) in rows {
-                outln!("{record}");
-            }
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            errln!("error: {e}");
-            ExitCode::FAILURE
-        }
+    match journal_read_only(&state) {
+        Ok(j) => print_audit(&j, drover_engine::oplog::BACKUPS_LOG),
+        Err(c) => c,
     }
 }
 
 /// `drover audit show`.
 pub fn audit_show(run_id: &str, state: PathBuf) -> ExitCode {
-    let (j, run_id) = match open_run(&state, run_id) {
-        Ok(x) => x,
-        Err(c) => return c,
-    };
-    match j.audit(&run_id) {
+    match open_run(&state, run_id) {
+        Ok((j, run_id)) => print_audit(&j, &run_id),
+        Err(c) => c,
+    }
+}
+
+/// Prints a log's audit records, one JSON object per line.
+fn print_audit(j: &dyn Journal, log: &str) -> ExitCode {
+    match j.audit(log) {
         Ok(rows) => {
             for (_, record, _) in rows {
                 outln!("{record}");

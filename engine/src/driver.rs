@@ -1587,12 +1587,23 @@ pub enum Verdict<'a> {
     BreakGlass(&'a str),
 }
 
-impl Verdict<'_> {
-    fn decision(self) -> drover_identity::Decision {
+impl<'a> Verdict<'a> {
+    /// The kind of statement that makes this decision.
+    #[must_use]
+    pub fn decision(self) -> drover_identity::Decision {
         match self {
             Verdict::Approve => drover_identity::Decision::Approve,
             Verdict::Deny(_) => drover_identity::Decision::Deny,
             Verdict::BreakGlass(_) => drover_identity::Decision::BreakGlass,
+        }
+    }
+
+    /// The reason a denial or a break-glass gives (empty for an approval).
+    #[must_use]
+    pub fn reason(self) -> &'a str {
+        match self {
+            Verdict::Approve => "",
+            Verdict::Deny(r) | Verdict::BreakGlass(r) => r,
         }
     }
 }

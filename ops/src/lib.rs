@@ -188,13 +188,14 @@ impl Workspace {
         now: u64,
     ) -> Result<drover_identity::Statement, OpsError> {
         let (run_id, plan) = self.run_plan(run_id)?;
-        let (kind, comment) = match verdict {
-            Verdict::Approve => (drover_identity::Decision::Approve, ""),
-            Verdict::Deny(r) => (drover_identity::Decision::Deny, r),
-            Verdict::BreakGlass(r) => (drover_identity::Decision::BreakGlass, r),
-        };
         Ok(drover_engine::signed::statement(
-            &plan, &run_id, step, kind, comment, totp, now,
+            &plan,
+            &run_id,
+            step,
+            verdict.decision(),
+            verdict.reason(),
+            totp,
+            now,
         ))
     }
 
@@ -241,6 +242,53 @@ impl Workspace {
                 "{shown} cannot approve `{step}` of run {run_id}: {reason}"
             ))),
         }
+    }
+}
+
+/// A run's audit chain, checked.
+#[derive(Debug, Clone)]
+pub struct AuditCheck {
+    /// The run (`latest` resolved).
+    pub run_id: String,
+    /// The chain head kept in the run's row.
+    pub head: String,
+    /// Records checked and, with an anchor, checkpoints agreed with; or the first fault (with
+    /// `seq` 0 when an anchored checkpoint is contradicted).
+    pub result: Result<(u64, Option<usize>), drover_engine::audit::AuditFault>,
+}
+
+impl Workspace {
+    /// Checks a run's audit chain against the head in its row and, with `anchor`, against every
+    /// checkpoint anchored there (the chain recomputed from the records).
+    ///
+    /// # Errors
+    /// No such run.
+    pub fn audit_verify(
+        &self,
+        run_id: &str,
+        anchor: Option<&drover_engine::anchor::Anchor>,
+    ) -> Result<AuditCheck, OpsError> {
+        let j = self.journal_read()?;
+        let run_id = self.resolve(&j, run_id)?;
+        let row = j.run(&run_id)?;
+        let rows = j.audit(&run_id)?;
+        let result = drover_engine::audit::verify(&run_id, &rows, &row.audit_head, row.audit_count)
+            .and_then(|n| match anchor {
+                None => Ok((n, None)),
+                Some(a) => a
+                    .read(&run_id)
+                    .and_then(|cps| drover_engine::anchor::check(&run_id, &rows, &cps))
+                    .map(|c| (n, Some(c)))
+                    .map_err(|e| drover_engine::audit::AuditFault {
+                        seq: 0,
+                        reason: format!("against the anchor {}: {e}", a.location()),
+                    }),
+            });
+        Ok(AuditCheck {
+            run_id,
+            head: row.audit_head,
+            result,
+        })
     }
 }
 

@@ -103,6 +103,9 @@ impl Sessions {
     pub fn allow(&self, key: &str, limit: u32, now: u64) -> bool {
         let minute = now / 60_000;
         let mut w = lock(&self.windows);
+        // Windows of past minutes are forgotten, so the map stays as small as one minute's
+        // callers.
+        w.retain(|_, (m, _)| *m == minute);
         let e = w.entry(key.to_owned()).or_insert((minute, 0));
         if e.0 != minute {
             *e = (minute, 0);

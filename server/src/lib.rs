@@ -451,17 +451,8 @@ async fn run_audit(
     State(app): State<Arc<App>>,
     Path(run): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let (run_id, result) = blocking(move || {
-        let j = app.ws.journal_read()?;
-        let run = app.ws.resolve(&j, &run)?;
-        let row = drover_engine::journal::Journal::run(&j, &run)?;
-        let rows = drover_engine::journal::Journal::audit(&j, &run)?;
-        Ok::<_, OpsError>((
-            run.clone(),
-            drover_engine::audit::verify(&run, &rows, &row.audit_head, row.audit_count),
-        ))
-    })
-    .await?;
+    let check = blocking(move || app.ws.audit_verify(&run, None)).await?;
+    let (run_id, result) = (check.run_id, check.result.map(|r| r.0));
     Ok(Json(serde_json::json!({
         "run_id": run_id,
         "intact": result.is_ok(),
@@ -975,27 +966,32 @@ async fn run_events(
 
 async fn metrics(State(app): State<Arc<App>>) -> Result<Response, ApiError> {
     let text = blocking(move || {
-        let rows = app.ws.runs()?;
+        // One connection; a run's record is read only when it counts: live runs (approvals
+        // pending) and the latest run of each runbook (its RTO). Runs come newest first.
+        let j = app.ws.journal_read()?;
+        let rows = drover_engine::journal::Journal::runs(&j)?;
         let mut by_status: std::collections::BTreeMap<&str, usize> = Default::default();
         let mut pending = 0usize;
-        let mut last_rto: std::collections::BTreeMap<String, (u64, Option<u64>, u64)> =
+        let mut last_rto: std::collections::BTreeMap<String, (Option<u64>, u64)> =
             Default::default();
         for r in &rows {
             *by_status.entry(r.status.as_str()).or_default() += 1;
-            if r.status.is_live()
-                && let Ok((_, rec)) = app.ws.status(&r.run_id)
-            {
+            let latest = !last_rto.contains_key(&r.runbook);
+            if !r.status.is_live() && !latest {
+                continue;
+            }
+            let Ok((_, rec)) = drover_engine::driver::status(&j, &r.run_id) else {
+                continue;
+            };
+            if r.status.is_live() {
                 pending += rec
                     .steps
                     .iter()
                     .filter(|s| s.state == "awaiting_approval")
                     .count();
             }
-            if let Ok((_, rec)) = app.ws.status(&r.run_id) {
-                let e = last_rto.entry(r.runbook.clone()).or_insert((0, None, 0));
-                if r.created_at >= e.0 {
-                    *e = (r.created_at, rec.rto.achieved_ms, rec.rto.target_ms);
-                }
+            if latest {
+                last_rto.insert(r.runbook.clone(), (rec.rto.achieved_ms, rec.rto.target_ms));
             }
         }
         let mut out = String::from(
@@ -1008,7 +1004,7 @@ async fn metrics(State(app): State<Arc<App>>) -> Result<Response, ApiError> {
         out.push_str(&format!("drover_approvals_pending {pending}\n"));
         out.push_str("# HELP drover_last_rto_seconds Achieved RTO of the latest run of each runbook.\n# TYPE drover_last_rto_seconds gauge\n");
         out.push_str("# HELP drover_rto_target_seconds RTO target of each runbook.\n# TYPE drover_rto_target_seconds gauge\n");
-        for (book, (_, achieved, target)) in last_rto {
+        for (book, (achieved, target)) in last_rto {
             let name = book.replace(['"', '\\', '\n'], "_");
             if let Some(a) = achieved {
                 out.push_str(&format!(
