@@ -6,6 +6,7 @@
 mod output;
 mod backup_cli;
 mod ops_audit;
+mod pin;
 mod remote;
 mod run_cli;
 #[cfg(feature = "aws")]
@@ -315,8 +316,28 @@ Examples:
         /// Output format (see `drover run`).
         #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
         format: CheckFormat,
+        /// Talk to a Drover server instead of the local state directory (also DROVER_SERVER;
+        /// `drover login --server URL` first).
+        #[arg(long, value_name = "URL")]
+        server: Option<String>,
         #[command(flatten)]
         telemetry: TelemetryArgs,
+    },
+    /// Interrupt a run a Drover server drives, as Ctrl-C does `drover run`: no new steps start,
+    /// running ones finish (asked again: they are stopped now). `drover resume` goes on.
+    #[command(after_help = "\
+Examples:
+  drover interrupt latest --server https://drover.example:8440")]
+    Interrupt {
+        /// Run id, or `latest`.
+        run_id: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
+        format: CheckFormat,
+        /// Talk to a Drover server instead of the local state directory (also DROVER_SERVER;
+        /// `drover login --server URL` first).
+        #[arg(long, value_name = "URL")]
+        server: Option<String>,
     },
     /// List the runs in a state directory: id, runbook, mode, status, started, outcome.
     Runs {
@@ -343,12 +364,21 @@ Examples:
         /// Sign with this OpenSSH private key (default: the first key in ssh-agent).
         #[arg(long, value_name = "PATH")]
         key: Option<String>,
+        /// Trust the server's HTTPS certificate by its SHA-256 fingerprint (as `drover server`
+        /// prints it; kept with the token). Also DROVER_SERVER_FINGERPRINT.
+        #[arg(long, value_name = "SHA256")]
+        fingerprint: Option<String>,
     },
     /// Serve the team: the JSON API (docs/api.md), live events, SSH-key logins; drives runs with
     /// the same engine as `drover run`.
     #[command(after_help = "\
 Examples:
-  drover server --operators team/operators.toml --runbooks runbooks --state /var/lib/drover")]
+  drover server --operators team/operators.toml --runbooks runbooks --state /var/lib/drover
+  drover server --operators ops.toml --listen 0.0.0.0:8440 --tls-cert cert.pem --tls-key key.pem
+
+Without --tls-cert, the server generates a self-signed certificate once (STATE/tls/) and prints
+its SHA-256 fingerprint: clients pin it with `drover login --server https://HOST:8440
+--fingerprint FP`. On a loopback address plain HTTP is served on the same port too.")]
     Server {
         /// State directory the server owns.
         #[arg(long, default_value = ".drover")]
@@ -363,6 +393,19 @@ Examples:
         /// The directory of runbooks operators may start.
         #[arg(long, value_name = "DIR", default_value = "runbooks")]
         runbooks: String,
+        /// TLS certificate chain (PEM); without it, a self-signed certificate is generated.
+        #[arg(long, value_name = "FILE", requires = "tls_key")]
+        tls_cert: Option<String>,
+        /// TLS private key (PEM) of --tls-cert.
+        #[arg(long, value_name = "FILE", requires = "tls_cert")]
+        tls_key: Option<String>,
+        /// Serve plain HTTP only (behind a reverse proxy that terminates TLS on this host).
+        #[arg(long, conflicts_with_all = ["tls_cert", "tls_key"])]
+        no_tls: bool,
+        /// The Ed25519 key that signs evidence bundles exported through the server (default:
+        /// STATE/keys/evidence.key, generated the first time).
+        #[arg(long, value_name = "file:PATH")]
+        evidence_key: Option<String>,
     },
     /// Approve a step that waits for approval.
     #[command(after_help = "\
@@ -471,6 +514,10 @@ Examples:
         /// State directory.
         #[arg(long, default_value = ".drover")]
         state: String,
+        /// Talk to a Drover server instead of the local state directory (also DROVER_SERVER;
+        /// `drover login --server URL` first).
+        #[arg(long, value_name = "URL")]
+        server: Option<String>,
     },
     /// Evidence bundles for auditors: export a run's, verify one offline.
     #[command(subcommand)]
@@ -487,9 +534,10 @@ enum EvidenceCommand {
         run_id: String,
         /// The bundle to write (a tar file).
         out: String,
-        /// The signing key: `file:PATH` (`drover key generate --signing file:PATH`).
-        #[arg(long)]
-        signing_key: String,
+        /// The signing key: `file:PATH` (`drover key generate --signing file:PATH`); with
+        /// --server, the server signs with its own evidence key.
+        #[arg(long, required_unless_present = "server")]
+        signing_key: Option<String>,
         /// Also upload the bundle to `s3://bucket/key` under Object Lock in compliance mode
         /// (WORM; needs the `aws` feature and a bucket with Object Lock).
         #[arg(long, value_name = "S3_URI")]
@@ -500,6 +548,10 @@ enum EvidenceCommand {
         /// State directory.
         #[arg(long, default_value = ".drover")]
         state: String,
+        /// Talk to a Drover server instead of the local state directory (also DROVER_SERVER;
+        /// `drover login --server URL` first).
+        #[arg(long, value_name = "URL")]
+        server: Option<String>,
     },
     /// Check a bundle offline: the signature, every file, the audit chain, the sources' hash.
     Verify {
@@ -899,11 +951,21 @@ fn dispatch(cli: Cli) -> ExitCode {
             listen,
             operators,
             runbooks,
+            tls_cert,
+            tls_key,
+            no_tls,
+            evidence_key,
         } => server_cli::serve(server_cli::ServeArgs {
             state: state.into(),
             listen,
             operators: operators.into(),
             runbooks: runbooks.into(),
+            tls: match (tls_cert, tls_key) {
+                (Some(c), Some(k)) => server_cli::TlsArg::Files(c.into(), k.into()),
+                _ if no_tls => server_cli::TlsArg::Off,
+                _ => server_cli::TlsArg::SelfSigned,
+            },
+            evidence_key,
         }),
         Command::Man => {
             let cmd = <Cli as clap::CommandFactory>::command();
@@ -940,13 +1002,29 @@ fn dispatch(cli: Cli) -> ExitCode {
             state,
             upload,
             retain_days,
-        }) => run_cli::evidence_export(
-            &run_id,
-            &out,
-            &signing_key,
-            state.into(),
-            upload.as_deref().map(|u| (u, retain_days)),
-        ),
+            server,
+        }) => match (remote_server(server), signing_key) {
+            (Some(url), None) => match remote::evidence(&url, &run_id, &out) {
+                Ok(bytes) => match upload {
+                    Some(u) => run_cli::upload_locked(&u, bytes, retain_days),
+                    None => ExitCode::SUCCESS,
+                },
+                Err(code) => code,
+            },
+            (Some(_), Some(_)) => {
+                errln!(
+                    "error: with --server, the server signs the bundle with its evidence key: drop --signing-key"
+                );
+                ExitCode::from(2)
+            }
+            (None, key) => run_cli::evidence_export(
+                &run_id,
+                &out,
+                key.as_deref().unwrap_or_default(),
+                state.into(),
+                upload.as_deref().map(|u| (u, retain_days)),
+            ),
+        },
         Command::Evidence(EvidenceCommand::Verify {
             bundle,
             public_key,
@@ -1036,13 +1114,38 @@ fn dispatch(cli: Cli) -> ExitCode {
             state,
             operator,
             format,
+            server,
             telemetry: _,
-        } => run_cli::resume(
-            &run_id,
-            state.into(),
-            operator,
-            matches!(format, CheckFormat::Json),
-        ),
+        } => match remote_server(server) {
+            Some(url) => {
+                if let Some(name) = operator {
+                    errln!(
+                        "error: with --server, who resumes is who is logged in, not typed (`--as {name}`)"
+                    );
+                    return ExitCode::from(2);
+                }
+                remote::resume(&url, &run_id, matches!(format, CheckFormat::Json))
+            }
+            None => run_cli::resume(
+                &run_id,
+                state.into(),
+                operator,
+                matches!(format, CheckFormat::Json),
+            ),
+        },
+        Command::Interrupt {
+            run_id,
+            format,
+            server,
+        } => match remote_server(server) {
+            Some(url) => remote::interrupt(&url, &run_id, matches!(format, CheckFormat::Json)),
+            None => {
+                errln!(
+                    "error: which server? --server URL (or DROVER_SERVER); a run this machine drives stops with Ctrl-C (or SIGINT/SIGTERM to its process: `drover status RUN` names it)"
+                );
+                ExitCode::from(2)
+            }
+        },
         Command::Approve {
             run_id,
             step,
@@ -1109,8 +1212,16 @@ fn dispatch(cli: Cli) -> ExitCode {
             Some(url) => remote::status(&url, &run_id, matches!(format, CheckFormat::Json)),
             None => run_cli::status(&run_id, state.into(), matches!(format, CheckFormat::Json)),
         },
-        Command::Login { server, key } => match remote_server(server) {
-            Some(url) => remote::login(&url, key.as_deref().map(std::path::Path::new)),
+        Command::Login {
+            server,
+            key,
+            fingerprint,
+        } => match remote_server(server) {
+            Some(url) => remote::login(
+                &url,
+                key.as_deref().map(std::path::Path::new),
+                fingerprint.as_deref(),
+            ),
             None => {
                 errln!("error: which server? --server URL (or DROVER_SERVER)");
                 ExitCode::from(2)
@@ -1179,10 +1290,28 @@ fn dispatch(cli: Cli) -> ExitCode {
         Command::Report {
             run_id,
             format,
+            out,
+            server,
+            history: None,
+            ..
+        } if remote_server(server.clone()).is_some() => remote::report(
+            &remote_server(server).unwrap_or_default(),
+            &run_id,
+            match format {
+                ReportFormat::Html => "html",
+                ReportFormat::Md => "md",
+                ReportFormat::Json => "json",
+            },
+            out.as_deref(),
+        ),
+        Command::Report {
+            run_id,
+            format,
             template,
             out,
             state,
             history: None,
+            ..
         } => run_cli::report(
             &run_id,
             state.into(),

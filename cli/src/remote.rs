@@ -1,7 +1,12 @@
 //! The CLI as a client of `drover server` (`--server URL` or `DROVER_SERVER`): `drover login`
 //! proves possession of a roster SSH key and keeps the token it gets (mode 0600, in the user's
-//! config directory); `run`, `approve` and `status` then talk to the server. Statements are
-//! still signed here, with the operator's own key: the server verifies them.
+//! config directory); `run`, `approve`, `status`, `resume`, `interrupt`, `report` and
+//! `evidence export` then talk to the server. Statements are still signed here, with the
+//! operator's own key: the server verifies them.
+//!
+//! Over HTTPS, a server whose certificate no public authority vouches for (the self-signed one
+//! `drover server` generates) is trusted by its SHA-256 fingerprint: `drover login --fingerprint
+//! FP` (or `DROVER_SERVER_FINGERPRINT`) pins it, and the pin is kept with the token.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -52,27 +57,73 @@ fn base(server: &str) -> String {
     server.trim_end_matches('/').to_owned()
 }
 
-fn http() -> reqwest::blocking::Client {
-    reqwest::blocking::Client::builder()
-        .timeout(std::time::Duration::from_secs(60))
-        .build()
-        .unwrap_or_else(|_| reqwest::blocking::Client::new())
+/// The certificate fingerprint pinned for `url`: `DROVER_SERVER_FINGERPRINT`, else the one kept
+/// at login.
+fn pinned(url: &str) -> Option<String> {
+    std::env::var("DROVER_SERVER_FINGERPRINT")
+        .ok()
+        .filter(|f| !f.trim().is_empty())
+        .or_else(|| {
+            read_sessions()
+                .get(url)
+                .and_then(|v| v["fingerprint"].as_str())
+                .map(str::to_owned)
+        })
+}
+
+/// A client for `url`: with a pinned fingerprint, the server's certificate must have it (and
+/// nothing else is checked of it); without one, the usual web PKI.
+fn http_for(pin: Option<&str>) -> Result<reqwest::blocking::Client, String> {
+    let b = reqwest::blocking::Client::builder().timeout(std::time::Duration::from_secs(60));
+    let b = match pin {
+        None => b,
+        Some(fp) => b.use_preconfigured_tls(crate::pin::client_config(fp)?),
+    };
+    b.build()
+        .map_err(|e| format!("cannot make an HTTP client: {e}"))
+}
+
+fn http(url: &str) -> Result<reqwest::blocking::Client, String> {
+    http_for(pinned(url).as_deref())
 }
 
 /// A request's JSON answer, or the server's error message.
 fn answer(r: reqwest::Result<reqwest::blocking::Response>) -> Result<serde_json::Value, String> {
-    let r = r.map_err(|e| format!("cannot reach the server: {}", e.without_url()))?;
-    let status = r.status();
+    let r = checked(r)?;
     let v: serde_json::Value = r.json().unwrap_or_default();
+    Ok(v)
+}
+
+/// A response that succeeded, or the server's error message.
+fn checked(
+    r: reqwest::Result<reqwest::blocking::Response>,
+) -> Result<reqwest::blocking::Response, String> {
+    let r = r.map_err(|e| {
+        let e = e.without_url();
+        let mut why = e.to_string();
+        let mut src = std::error::Error::source(&e);
+        while let Some(s) = src {
+            why = format!("{why}: {s}");
+            src = s.source();
+        }
+        if why.contains("certificate") || why.contains("UnknownIssuer") {
+            format!(
+                "cannot reach the server: {why} (a self-signed server is trusted by its fingerprint: drover login --server URL --fingerprint FP, as `drover server` prints it)"
+            )
+        } else {
+            format!("cannot reach the server: {why}")
+        }
+    })?;
+    let status = r.status();
     if status.is_success() {
-        Ok(v)
-    } else {
-        Err(format!(
-            "{} ({})",
-            v["message"].as_str().unwrap_or("the server refused"),
-            v["code"].as_str().unwrap_or(status.as_str())
-        ))
+        return Ok(r);
     }
+    let v: serde_json::Value = r.json().unwrap_or_default();
+    Err(format!(
+        "{} ({})",
+        v["message"].as_str().unwrap_or("the server refused"),
+        v["code"].as_str().unwrap_or(status.as_str())
+    ))
 }
 
 /// Signs `text` under `namespace` with `key`, or the first ssh-agent key.
@@ -92,9 +143,14 @@ fn sign(namespace: &str, text: &str, key: Option<&Path>) -> Result<String, Strin
 }
 
 /// `drover login --server URL`.
-pub fn login(server: &str, key: Option<&Path>) -> ExitCode {
+pub fn login(server: &str, key: Option<&Path>, fingerprint: Option<&str>) -> ExitCode {
     let url = base(server);
-    let c = match answer(http().post(format!("{url}/api/v1/login/challenge")).send()) {
+    let pin = fingerprint.map(str::to_owned).or_else(|| pinned(&url));
+    let client = match http_for(pin.as_deref()) {
+        Ok(c) => c,
+        Err(e) => return fail(&e),
+    };
+    let c = match answer(client.post(format!("{url}/api/v1/login/challenge")).send()) {
         Ok(c) => c,
         Err(e) => return fail(&e),
     };
@@ -103,8 +159,8 @@ pub fn login(server: &str, key: Option<&Path>) -> ExitCode {
         Ok(s) => s,
         Err(e) => return fail(&format!("cannot sign the login challenge: {e}")),
     };
-    let v = match answer(
-        http()
+    let mut v = match answer(
+        client
             .post(format!("{url}/api/v1/login"))
             .json(&serde_json::json!({ "challenge": challenge, "signature": signature }))
             .send(),
@@ -112,6 +168,9 @@ pub fn login(server: &str, key: Option<&Path>) -> ExitCode {
         Ok(v) => v,
         Err(e) => return fail(&format!("login refused: {e}")),
     };
+    if let Some(fp) = &pin {
+        v["fingerprint"] = serde_json::json!(fp);
+    }
     let mut s = read_sessions();
     s.insert(url.clone(), v.clone());
     if let Err(e) = write_sessions(&s) {
@@ -140,13 +199,27 @@ fn token(url: &str) -> Result<String, String> {
 
 fn get(url: &str, path: &str) -> Result<serde_json::Value, String> {
     let t = token(url)?;
-    answer(http().get(format!("{url}{path}")).bearer_auth(t).send())
+    answer(http(url)?.get(format!("{url}{path}")).bearer_auth(t).send())
+}
+
+/// The bytes of a successful GET, and the run they are of (`x-drover-run-id`).
+fn get_bytes(url: &str, path: &str) -> Result<(Vec<u8>, Option<String>), String> {
+    let t = token(url)?;
+    let r = checked(http(url)?.get(format!("{url}{path}")).bearer_auth(t).send())?;
+    let run = r
+        .headers()
+        .get("x-drover-run-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    r.bytes()
+        .map(|b| (b.to_vec(), run))
+        .map_err(|e| format!("the answer broke off: {}", e.without_url()))
 }
 
 fn post(url: &str, path: &str, body: &serde_json::Value) -> Result<serde_json::Value, String> {
     let t = token(url)?;
     answer(
-        http()
+        http(url)?
             .post(format!("{url}{path}"))
             .bearer_auth(t)
             .json(body)
@@ -301,6 +374,101 @@ pub fn status(server: &str, run_id: &str, json: bool) -> ExitCode {
         }
         Err(e) => fail(&e),
     }
+}
+
+/// `drover resume RUN --server URL`: the server drives the run on.
+pub fn resume(server: &str, run_id: &str, json: bool) -> ExitCode {
+    let url = base(server);
+    match post(
+        &url,
+        &format!("/api/v1/runs/{}/resume", encode(run_id)),
+        &serde_json::json!({}),
+    ) {
+        Ok(v) => {
+            if json {
+                outln!("{v}");
+            } else {
+                let run = v["run_id"].as_str().unwrap_or("?");
+                outln!(
+                    "run {run} resumed on {url} by {}; follow it with drover status {run} --server {url}",
+                    v["resumed_by"].as_str().unwrap_or("?")
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&e),
+    }
+}
+
+/// `drover interrupt RUN --server URL`: as Ctrl-C does to `drover run` (asked again: running
+/// steps are stopped now).
+pub fn interrupt(server: &str, run_id: &str, json: bool) -> ExitCode {
+    let url = base(server);
+    match post(
+        &url,
+        &format!("/api/v1/runs/{}/interrupt", encode(run_id)),
+        &serde_json::json!({}),
+    ) {
+        Ok(v) => {
+            if json {
+                outln!("{v}");
+            } else {
+                let run = v["run_id"].as_str().unwrap_or("?");
+                outln!(
+                    "run {run} interrupted on {url}: no new steps start, running ones finish (again to stop them now); resume with drover resume {run} --server {url}"
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&e),
+    }
+}
+
+/// `drover report RUN --server URL`.
+pub fn report(server: &str, run_id: &str, format: &str, out: Option<&str>) -> ExitCode {
+    let url = base(server);
+    match get_bytes(
+        &url,
+        &format!("/api/v1/runs/{}/report?format={format}", encode(run_id)),
+    ) {
+        Ok((b, run)) => {
+            let run_id = run.as_deref().unwrap_or(run_id);
+            let text = String::from_utf8_lossy(&b);
+            match out {
+                None => {
+                    outln!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Some(path) => match std::fs::write(path, text.as_bytes()) {
+                    Ok(()) => {
+                        errln!("report of run {run_id} written to {path}");
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => fail(&format!("cannot write {path}: {e}")),
+                },
+            }
+        }
+        Err(e) => fail(&e),
+    }
+}
+
+/// `drover evidence export RUN OUT --server URL`: the bundle the server signs with its evidence
+/// key, written whole or not at all. Returns the bytes for an upload.
+pub fn evidence(server: &str, run_id: &str, out: &str) -> Result<Vec<u8>, ExitCode> {
+    let url = base(server);
+    let (bytes, run) = get_bytes(&url, &format!("/api/v1/runs/{}/evidence", encode(run_id)))
+        .map_err(|e| fail(&e))?;
+    let run_id = run.as_deref().unwrap_or(run_id);
+    let tmp = format!("{out}.partial");
+    if let Err(e) = std::fs::write(&tmp, &bytes).and_then(|()| std::fs::rename(&tmp, out)) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(fail(&format!("cannot write {out}: {e}")));
+    }
+    outln!(
+        "evidence of run {run_id} written to {out}: {} bytes, signed by the server's evidence key (verify with its public key: drover evidence verify {out} --public-key KEY.pub)",
+        bytes.len()
+    );
+    Ok(bytes)
 }
 
 /// Percent-encodes a path segment or a query value.

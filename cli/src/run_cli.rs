@@ -6,9 +6,9 @@
 use drover_dsl::{Mode, Plan, format_duration};
 use drover_engine::audit;
 use drover_engine::clock::{Clock, SystemClock};
-use drover_engine::driver::{Adapters, Driver, DriverError, Observer, RunSpec};
-use drover_engine::journal::{Journal, JournalError, SqliteJournal};
-use drover_engine::run_record::{Objective, RunRecord, parse_rfc3339, rfc3339};
+use drover_engine::driver::{Adapters, Observer};
+use drover_engine::journal::{JournalError, SqliteJournal};
+use drover_engine::run_record::{Objective, RunRecord, parse_rfc3339};
 use drover_engine::scheduler::RunOutcome;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -160,35 +160,6 @@ pub(crate) fn journal(state: &std::path::Path) -> Result<SqliteJournal, ExitCode
     SqliteJournal::open(state).map_err(|e| journal_error(&e))
 }
 
-/// Opens the journal of a verb that only reads: creates nothing.
-pub(crate) fn journal_read_only(state: &std::path::Path) -> Result<SqliteJournal, ExitCode> {
-    SqliteJournal::open_read_only(state).map_err(|e| journal_error(&e))
-}
-
-fn resolve_run(j: &dyn Journal, run_id: &str) -> Result<String, ExitCode> {
-    if run_id != "latest" {
-        return Ok(run_id.to_owned());
-    }
-    match j.latest_run() {
-        Ok(Some(r)) => Ok(r),
-        Ok(None) => {
-            errln!("error: no runs in this state directory");
-            Err(ExitCode::FAILURE)
-        }
-        Err(e) => {
-            errln!("error: {e}");
-            Err(ExitCode::FAILURE)
-        }
-    }
-}
-
-/// Opens the journal (read-only) and resolves `latest`.
-fn open_run(state: &std::path::Path, run_id: &str) -> Result<(SqliteJournal, String), ExitCode> {
-    let j = journal_read_only(state)?;
-    let run_id = resolve_run(&j, run_id)?;
-    Ok((j, run_id))
-}
-
 fn objective(name: &str, o: &Objective) -> String {
     match (o.achieved_ms, o.met) {
         (Some(a), Some(met)) => format!(
@@ -303,11 +274,6 @@ fn write_record(state: &std::path::Path, r: &RunRecord) {
     }
 }
 
-fn driver_error(e: &DriverError) -> ExitCode {
-    errln!("error: {e}");
-    ExitCode::FAILURE
-}
-
 /// `drover run`.
 pub fn run(a: RunArgs) -> ExitCode {
     let rt = match runtime() {
@@ -374,75 +340,60 @@ pub fn run(a: RunArgs) -> ExitCode {
     } else {
         None
     };
-    // Every step's preflight before the first effect: a typo in an id must not surface halfway
-    // through a failover.
-    if !a.skip_preflight {
-        let lines = rt.block_on(drover_engine::driver::dry_run(
-            &a.plan,
-            a.mode,
-            &adapters(),
-            &a.state,
-            &run_id,
-        ));
-        let problems: Vec<_> = lines.iter().filter(|l| l.problem.is_some()).collect();
-        if !problems.is_empty() {
-            errln!(
-                "error: preflight: {} step(s) would fail; nothing was started or changed:",
-                problems.len()
-            );
-            for l in problems {
-                errln!(
-                    "  {} ({}): {}",
-                    l.step,
-                    l.action,
-                    l.problem.as_deref().unwrap_or_default()
-                );
-            }
-            errln!("fix them, or start anyway with --skip-preflight (recorded in the audit log)");
-            return ExitCode::FAILURE;
-        }
-    }
-    let j = match journal(&a.state) {
-        Ok(j) => j,
-        Err(c) => return c,
-    };
-    let spec = RunSpec {
-        run_id: run_id.clone(),
-        mode: a.mode,
-        initiator: a.operator.unwrap_or_else(drover_engine::operator::os_user),
-        state_dir: a.state.clone(),
-        declared_at,
-        sources: a.sources.clone(),
-        concurrent: a.concurrent.clone().filter(|r| !r.trim().is_empty()),
-        preflight_skipped: a.skip_preflight,
-        start,
-        anchor,
-    };
     let header = format!(
         "run {run_id}: {} in {} mode (state {})",
         a.plan.runbook.name,
         a.mode.as_str(),
         a.state.display()
     );
-    if a.json {
-        errln!("{header}");
-    } else {
-        outln!("{header}");
-    }
+    let state = a.state.clone();
+    let ws = drover_ops::Workspace::new(a.state);
+    let compiled = drover_ops::Compiled {
+        plan: a.plan,
+        mode: a.mode,
+        sources: a.sources,
+    };
+    let begin = drover_ops::Start {
+        run_id,
+        initiator: a.operator.unwrap_or_else(drover_engine::operator::os_user),
+        statement: start,
+        declared_at,
+        concurrent: a.concurrent,
+        skip_preflight: a.skip_preflight,
+        anchor,
+    };
     let observer = Arc::new(Lines::new(Arc::clone(&clock), now, a.json));
-    let plan = Arc::new(a.plan);
+    let json = a.json;
     let result = rt.block_on(async move {
-        let d = Driver::start(spec, plan, Box::new(j), clock, adapters(), observer)?;
-        d.drive(true).await
+        let d = ws
+            .start(compiled, begin, clock, adapters(), observer)
+            .await?;
+        if json {
+            errln!("{header}");
+        } else {
+            outln!("{header}");
+        }
+        Ok::<_, drover_ops::OpsError>(d.drive(true).await?)
     });
     // Steps stopped by a forced interrupt may leave blocking work behind: do not wait for it.
     rt.shutdown_timeout(std::time::Duration::from_millis(500));
     match result {
         Ok(r) => {
-            write_record(&a.state, &r);
-            summary(&r, a.json)
+            write_record(&state, &r);
+            summary(&r, json)
         }
-        Err(e) => driver_error(&e),
+        Err(drover_ops::OpsError::Preflight(problems)) => {
+            errln!(
+                "error: preflight: {} step(s) would fail; nothing was started or changed:",
+                problems.len()
+            );
+            for p in problems {
+                errln!("  {} ({}): {}", p.step, p.action, p.problem);
+            }
+            errln!("fix them, or start anyway with --skip-preflight (recorded in the audit log)");
+            ExitCode::FAILURE
+        }
+        Err(e) => ops_error(&e),
     }
 }
 
@@ -491,14 +442,6 @@ fn reopen(
     json: bool,
     rollback: bool,
 ) -> ExitCode {
-    let j = match journal(&state) {
-        Ok(j) => j,
-        Err(c) => return c,
-    };
-    let run_id = match resolve_run(&j, run_id) {
-        Ok(r) => r,
-        Err(c) => return c,
-    };
     let rt = match runtime() {
         Ok(rt) => rt,
         Err(c) => return c,
@@ -506,14 +449,12 @@ fn reopen(
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let observer = Arc::new(Lines::new(Arc::clone(&clock), clock.now_ms(), json));
     let op = operator.unwrap_or_else(drover_engine::operator::os_user);
-    let st = state.clone();
+    let ws = drover_ops::Workspace::new(state.clone());
     let result = rt.block_on(async move {
-        let d = if rollback {
-            Driver::rollback(&run_id, st, &op, Box::new(j), clock, adapters(), observer).await?
-        } else {
-            Driver::resume(&run_id, st, &op, Box::new(j), clock, adapters(), observer).await?
-        };
-        d.drive(false).await
+        let d = ws
+            .reopen(run_id, &op, rollback, clock, adapters(), observer)
+            .await?;
+        Ok::<_, drover_ops::OpsError>(d.drive(false).await?)
     });
     rt.shutdown_timeout(std::time::Duration::from_millis(500));
     match result {
@@ -527,7 +468,7 @@ fn reopen(
                 code
             }
         }
-        Err(e) => driver_error(&e),
+        Err(e) => ops_error(&e),
     }
 }
 
@@ -716,133 +657,71 @@ fn ops_error(e: &drover_ops::OpsError) -> ExitCode {
 
 /// `drover status`.
 pub fn status(run_id: &str, state: PathBuf, json: bool) -> ExitCode {
-    let (j, run_id) = match open_run(&state, run_id) {
-        Ok(x) => x,
-        Err(c) => return c,
+    let view = match drover_ops::Workspace::new(state).run_view(run_id, SystemClock.now_ms()) {
+        Ok(v) => v,
+        Err(e) => return ops_error(&e),
     };
-    match drover_engine::driver::status(&j, &run_id) {
-        Ok((row, rec)) => {
-            let now = SystemClock.now_ms();
-            let driven_by = j.driven_by(&run_id, now).unwrap_or(None);
-            // A run journaled as running whose process is gone was interrupted (a crash, a kill).
-            let shown = if row.status.is_live() && driven_by.is_none() {
-                "interrupted".to_owned()
-            } else {
-                row.status.to_string()
-            };
-            let progress = j.progress(&run_id).unwrap_or_default();
-            let waiting: Vec<_> = progress
-                .iter()
-                .filter(|p| {
-                    rec.steps
-                        .iter()
-                        .any(|s| s.id == p.step && s.state == "running")
-                })
-                .collect();
-            if json {
-                let mut v = serde_json::to_value(&rec).unwrap_or_default();
-                if let Some(m) = v.as_object_mut() {
-                    m.insert("status".into(), serde_json::json!(shown));
-                    m.insert("driven_by".into(), serde_json::json!(driven_by));
-                    m.insert(
-                        "waiting_on".into(),
-                        serde_json::json!(
-                            waiting
-                                .iter()
-                                .map(|p| serde_json::json!({ "step": p.step, "text": p.text, "at": rfc3339(p.at) }))
-                                .collect::<Vec<_>>()
-                        ),
-                    );
-                }
-                outln!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
-                return ExitCode::SUCCESS;
-            }
-            outln!("run {} ({}), status {shown}", rec.run_id, rec.runbook);
-            match (&driven_by, row.status.is_live()) {
-                (Some(h), true) => outln!("  driven by {h}"),
-                (None, true) => outln!(
-                    "  no live process drives it (crashed or killed): resume it with `drover resume {}`",
-                    rec.run_id
-                ),
-                _ => {}
-            }
-            for s in &rec.steps {
-                match &s.error {
-                    Some(e) => outln!("  {:<14} {}: {e}", s.state, s.id),
-                    None => outln!("  {:<14} {}", s.state, s.id),
-                }
-                if let Some(p) = waiting.iter().find(|p| p.step == s.id) {
-                    outln!("  {:<14}   waiting: {}", "", p.text);
-                }
-            }
-            if let Some(r) = rec.rollback_approval.as_ref().filter(|r| !r.approved) {
-                outln!(
-                    "  rollback asked for by {} waits for approval ({} of {}, by the rules of `{}`{}): drover approve {} rollback --as NAME",
-                    r.requested_by,
-                    r.approved_by.len(),
-                    r.required,
-                    r.gate,
-                    if r.approved_by.is_empty() {
-                        String::new()
-                    } else {
-                        format!("; approved by {}", r.approved_by.join(", "))
-                    },
-                    rec.run_id
-                );
-            }
-            outln!("{}", objective("RTO", &rec.rto));
-            outln!("{}", objective("RPO", &rec.rpo));
-            changes_in_place(&rec);
-            ExitCode::SUCCESS
-        }
-        Err(e) => driver_error(&e),
+    if json {
+        outln!(
+            "{}",
+            serde_json::to_string_pretty(&view.to_json()).unwrap_or_default()
+        );
+        return ExitCode::SUCCESS;
     }
+    let rec = &view.record;
+    outln!(
+        "run {} ({}), status {}",
+        rec.run_id,
+        rec.runbook,
+        view.status
+    );
+    match (&view.driven_by, view.row.status.is_live()) {
+        (Some(h), true) => outln!("  driven by {h}"),
+        (None, true) => outln!(
+            "  no live process drives it (crashed or killed): resume it with `drover resume {}`",
+            rec.run_id
+        ),
+        _ => {}
+    }
+    for s in &rec.steps {
+        match &s.error {
+            Some(e) => outln!("  {:<14} {}: {e}", s.state, s.id),
+            None => outln!("  {:<14} {}", s.state, s.id),
+        }
+        if let Some(p) = view.waiting.iter().find(|p| p.step == s.id) {
+            outln!("  {:<14}   waiting: {}", "", p.text);
+        }
+    }
+    if let Some(r) = rec.rollback_approval.as_ref().filter(|r| !r.approved) {
+        outln!(
+            "  rollback asked for by {} waits for approval ({} of {}, by the rules of `{}`{}): drover approve {} rollback --as NAME",
+            r.requested_by,
+            r.approved_by.len(),
+            r.required,
+            r.gate,
+            if r.approved_by.is_empty() {
+                String::new()
+            } else {
+                format!("; approved by {}", r.approved_by.join(", "))
+            },
+            rec.run_id
+        );
+    }
+    outln!("{}", objective("RTO", &rec.rto));
+    outln!("{}", objective("RPO", &rec.rpo));
+    changes_in_place(rec);
+    ExitCode::SUCCESS
 }
 
 /// `drover runs`: every run in the state directory, newest first.
 pub fn runs(state: PathBuf, json: bool) -> ExitCode {
-    let j = match journal_read_only(&state) {
-        Ok(j) => j,
-        Err(c) => return c,
+    let listed = match drover_ops::Workspace::new(state.clone()).run_list(SystemClock.now_ms()) {
+        Ok(l) => l,
+        Err(e) => return ops_error(&e),
     };
-    let rows = match j.runs() {
-        Ok(r) => r,
-        Err(e) => return journal_error(&e),
-    };
-    let now = SystemClock.now_ms();
-    let listed: Vec<serde_json::Value> = rows
+    let listed: Vec<serde_json::Value> = listed
         .iter()
-        .map(|r| {
-            let live = r.status.is_live() && j.driven_by(&r.run_id, now).ok().flatten().is_some();
-            let status = if r.status.is_live() && !live {
-                "interrupted"
-            } else {
-                r.status.as_str()
-            };
-            let record: Option<RunRecord> = r
-                .record
-                .as_deref()
-                .and_then(|t| serde_json::from_str(t).ok());
-            let outcome = record.as_ref().and_then(|rec| {
-                rec.outcome.map(|o| {
-                    let missed = if rec.missed_target() {
-                        ", missed target"
-                    } else {
-                        ""
-                    };
-                    format!("{}{missed}", o.as_str())
-                })
-            });
-            serde_json::json!({
-                "run_id": r.run_id,
-                "runbook": r.runbook,
-                "mode": r.mode,
-                "status": status,
-                "initiator": r.initiator,
-                "started": rfc3339(r.created_at),
-                "outcome": outcome,
-            })
-        })
+        .map(|r| serde_json::to_value(r).unwrap_or_default())
         .collect();
     if json {
         outln!("{}", serde_json::Value::Array(listed));
@@ -944,11 +823,6 @@ pub fn audit_verify_backups(
     operators: Option<&str>,
     json: bool,
 ) -> ExitCode {
-    use drover_engine::oplog::{self, BACKUPS_LOG};
-    let j = match journal_read_only(&state) {
-        Ok(j) => j,
-        Err(c) => return c,
-    };
     let anchor = match anchor.map(drover_engine::anchor::Anchor::parse).transpose() {
         Ok(a) => a,
         Err(e) => {
@@ -956,25 +830,16 @@ pub fn audit_verify_backups(
             return ExitCode::from(2);
         }
     };
-    let mut result = oplog::verify(&j, BACKUPS_LOG, anchor.as_ref()).map_err(|e| e.to_string());
-    let mut signed = None;
-    if let (Ok(_), Some(path)) = (&result, operators) {
-        let checked = drover_identity::Roster::load(std::path::Path::new(path))
-            .map_err(|issues| {
-                format!(
-                    "the operator roster {path} is not valid: {}",
-                    issues.first().map_or("", |i| i.message.as_str())
-                )
-            })
-            .and_then(|(roster, _)| {
-                let rows = j.audit(BACKUPS_LOG).map_err(|e| e.to_string())?;
-                oplog::check_signatures(&rows, BACKUPS_LOG, &roster)
-            });
-        match checked {
-            Ok(n) => signed = Some(n),
-            Err(e) => result = Err(e),
-        }
-    }
+    let checked = drover_ops::Workspace::new(state).log_verify(
+        drover_engine::oplog::BACKUPS_LOG,
+        anchor.as_ref(),
+        operators.map(std::path::Path::new),
+    );
+    let (result, signed) = match checked {
+        Ok(Ok((n, anchored, signed))) => (Ok((n, anchored)), signed),
+        Ok(Err(e)) => (Err(e), None),
+        Err(e) => return ops_error(&e),
+    };
     if json {
         outln!(
             "{}",
@@ -1012,33 +877,19 @@ pub fn audit_verify_backups(
 
 /// `drover audit show --backups`.
 pub fn audit_show_backups(state: PathBuf) -> ExitCode {
-    match journal_read_only(&state) {
-        Ok(j) => print_audit(&j, drover_engine::oplog::BACKUPS_LOG),
-        Err(c) => c,
-    }
+    audit_show(drover_engine::oplog::BACKUPS_LOG, state)
 }
 
-/// `drover audit show`.
+/// `drover audit show`: a log's audit records, one JSON object per line.
 pub fn audit_show(run_id: &str, state: PathBuf) -> ExitCode {
-    match open_run(&state, run_id) {
-        Ok((j, run_id)) => print_audit(&j, &run_id),
-        Err(c) => c,
-    }
-}
-
-/// Prints a log's audit records, one JSON object per line.
-fn print_audit(j: &dyn Journal, log: &str) -> ExitCode {
-    match j.audit(log) {
-        Ok(rows) => {
-            for (_, record, _) in rows {
+    match drover_ops::Workspace::new(state).audit_records(run_id) {
+        Ok(records) => {
+            for record in records {
                 outln!("{record}");
             }
             ExitCode::SUCCESS
         }
-        Err(e) => {
-            errln!("error: {e}");
-            ExitCode::FAILURE
-        }
+        Err(e) => ops_error(&e),
     }
 }
 
@@ -1050,18 +901,9 @@ pub fn report(
     templates: Option<&std::path::Path>,
     out: Option<&str>,
 ) -> ExitCode {
-    let (j, run_id) = match open_run(&state, run_id) {
+    let (run_id, text) = match drover_ops::Workspace::new(state).report(run_id, format, templates) {
         Ok(x) => x,
-        Err(c) => return c,
-    };
-    let text = drover_report::gather(&j, &run_id)
-        .and_then(|r| drover_report::render(&r, format, templates));
-    let text = match text {
-        Ok(t) => t,
-        Err(e) => {
-            errln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(e) => return ops_error(&e),
     };
     write_out(&text, out, &format!("report of run {run_id}"))
 }
@@ -1073,22 +915,14 @@ pub fn report_history(
     format: drover_report::Format,
     out: Option<&str>,
 ) -> ExitCode {
-    let j = match journal_read_only(&state) {
-        Ok(j) => j,
-        Err(c) => return c,
-    };
-    let text = drover_report::history(&j, runbook).and_then(|h| {
-        if h.runs.is_empty() {
-            errln!("note: no runs of \"{runbook}\" in {}", state.display());
+    match drover_ops::Workspace::new(state.clone()).history(runbook, format) {
+        Ok((runs, text)) => {
+            if runs == 0 {
+                errln!("note: no runs of \"{runbook}\" in {}", state.display());
+            }
+            write_out(&text, out, &format!("history of \"{runbook}\""))
         }
-        drover_report::render_history(&h, format)
-    });
-    match text {
-        Ok(t) => write_out(&t, out, &format!("history of \"{runbook}\"")),
-        Err(e) => {
-            errln!("error: {e}");
-            ExitCode::FAILURE
-        }
+        Err(e) => ops_error(&e),
     }
 }
 
@@ -1177,10 +1011,6 @@ pub fn evidence_export(
         Ok(p) => p,
         Err(c) => return c,
     };
-    let (j, run_id) = match open_run(&state, run_id) {
-        Ok(x) => x,
-        Err(c) => return c,
-    };
     let key = match drover_evidence::read_signing_key(path) {
         Ok(k) => k,
         Err(e) => {
@@ -1188,12 +1018,9 @@ pub fn evidence_export(
             return ExitCode::FAILURE;
         }
     };
-    let (bytes, report) = match drover_report::bundle::export(&j, &run_id, &key) {
+    let (run_id, bytes, report) = match drover_ops::Workspace::new(state).evidence(run_id, &key) {
         Ok(x) => x,
-        Err(e) => {
-            errln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(e) => return ops_error(&e),
     };
     // Written beside the destination, then renamed: a bundle is whole or absent.
     let tmp = format!("{out}.partial");
@@ -1216,7 +1043,7 @@ pub fn evidence_export(
 }
 
 #[cfg(feature = "aws")]
-fn upload_locked(uri: &str, bytes: Vec<u8>, days: u32) -> ExitCode {
+pub(crate) fn upload_locked(uri: &str, bytes: Vec<u8>, days: u32) -> ExitCode {
     use drover_adapters::aws_s3::{S3Location, put_locked};
     let now = i64::try_from(SystemClock.now_ms() / 1000).unwrap_or(0);
     match S3Location::parse(uri).and_then(|l| put_locked(&l, bytes, days, now)) {
@@ -1238,7 +1065,7 @@ fn upload_locked(uri: &str, bytes: Vec<u8>, days: u32) -> ExitCode {
 }
 
 #[cfg(not(feature = "aws"))]
-fn upload_locked(uri: &str, _bytes: Vec<u8>, _days: u32) -> ExitCode {
+pub(crate) fn upload_locked(uri: &str, _bytes: Vec<u8>, _days: u32) -> ExitCode {
     errln!(
         "error: cannot upload to {uri}: this drover was built without the `aws` feature (the bundle is written locally)"
     );

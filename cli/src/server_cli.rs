@@ -4,12 +4,43 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// How the server does TLS.
+pub enum TlsArg {
+    /// `--tls-cert`, `--tls-key`.
+    Files(PathBuf, PathBuf),
+    /// A self-signed certificate kept in STATE/tls.
+    SelfSigned,
+    /// `--no-tls`.
+    Off,
+}
+
 /// Arguments of `drover server`.
 pub struct ServeArgs {
     pub state: PathBuf,
     pub listen: std::net::SocketAddr,
     pub operators: PathBuf,
     pub runbooks: PathBuf,
+    pub tls: TlsArg,
+    pub evidence_key: Option<String>,
+}
+
+/// The evidence key: the one named, or STATE/keys/evidence.key (generated the first time).
+fn evidence_key(a: &ServeArgs) -> Result<PathBuf, String> {
+    if let Some(uri) = &a.evidence_key {
+        return match uri.strip_prefix("file:") {
+            Some(p) if !p.is_empty() => Ok(PathBuf::from(p)),
+            _ => Err(format!(
+                "--evidence-key `{uri}`: evidence keys are files: file:PATH"
+            )),
+        };
+    }
+    let path = a.state.join("keys").join("evidence.key");
+    if !path.exists() {
+        let dir = a.state.join("keys");
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        drover_evidence::generate_signing_key(&path).map_err(|e| e.to_string())?;
+    }
+    Ok(path)
 }
 
 /// Runs the server until it is told to stop.
@@ -24,11 +55,19 @@ pub fn serve(a: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let key = match evidence_key(&a) {
+        Ok(k) => k,
+        Err(e) => {
+            errln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let config = drover_server::Config {
-        state: a.state,
-        operators: a.operators,
-        runbooks: a.runbooks,
+        state: a.state.clone(),
+        operators: a.operators.clone(),
+        runbooks: a.runbooks.clone(),
         name: a.listen.to_string(),
+        evidence_key: Some(key.clone()),
     };
     let app = match drover_server::App::new(config, crate::run_cli::builtin_adapters) {
         Ok(app) => app,
@@ -37,6 +76,35 @@ pub fn serve(a: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let loopback = a.listen.ip().is_loopback();
+    let tls = match &a.tls {
+        TlsArg::Off => None,
+        TlsArg::Files(c, k) => Some(drover_server::tls::Tls::from_files(c, k)),
+        TlsArg::SelfSigned => {
+            let mut names = vec!["localhost".to_owned(), a.listen.ip().to_string()];
+            if !loopback {
+                names.push(drover_engine::journal::hostname());
+            }
+            names.dedup();
+            Some(drover_server::tls::Tls::self_signed(
+                &a.state.join("tls"),
+                &names,
+            ))
+        }
+    };
+    let tls = match tls.transpose() {
+        Ok(t) => t,
+        Err(e) => {
+            errln!("error: TLS: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if tls.is_none() && !loopback {
+        errln!(
+            "warning: serving plain HTTP on {}: put a TLS-terminating proxy in front (tokens and statements cross the network)",
+            a.listen
+        );
+    }
     let result = rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(a.listen)
             .await
@@ -45,8 +113,46 @@ pub fn serve(a: ServeArgs) -> ExitCode {
         for run in drover_server::resume_runs(&app).await {
             outln!("resumed run {run}");
         }
-        outln!("drover server listening on http://{addr} (API under /api/v1; Ctrl-C stops it)");
-        drover_server::serve(app, listener, async {
+        if let Some(pk) = app.evidence_public_key() {
+            outln!(
+                "evidence bundles are signed with {} (Ed25519 {}; public key {})",
+                key.display(),
+                pk.as_bytes()
+                    .iter()
+                    .take(8)
+                    .map(|b| format!("{b:02x}"))
+                    .collect::<String>(),
+                drover_evidence::public_path(&key).display()
+            );
+        }
+        match &tls {
+            Some(t) => {
+                outln!(
+                    "TLS certificate {}{}: SHA-256 fingerprint {}",
+                    t.cert_path.display(),
+                    if t.self_signed { " (self-signed)" } else { "" },
+                    t.fingerprint
+                );
+                if t.self_signed {
+                    outln!(
+                        "clients pin it: drover login --server https://{addr} --fingerprint {}",
+                        t.fingerprint
+                    );
+                }
+                outln!(
+                    "drover server listening on https://{addr}{} (API under /api/v1; Ctrl-C stops it)",
+                    if loopback {
+                        format!(" and http://{addr}")
+                    } else {
+                        String::new()
+                    }
+                );
+            }
+            None => outln!(
+                "drover server listening on http://{addr} (API under /api/v1; Ctrl-C stops it)"
+            ),
+        }
+        drover_server::serve(app, listener, tls, loopback, async {
             let mut term =
                 tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
             tokio::select! {

@@ -128,14 +128,17 @@ impl Adapters {
 struct Interrupts {
     int: Option<tokio::signal::unix::Signal>,
     term: Option<tokio::signal::unix::Signal>,
+    /// Requests through an [`Interrupter`] (a server's interrupt endpoint).
+    requests: mpsc::UnboundedReceiver<()>,
 }
 
 impl Interrupts {
-    fn new() -> Self {
+    fn new(requests: mpsc::UnboundedReceiver<()>) -> Self {
         use tokio::signal::unix::{SignalKind, signal};
         Self {
             int: signal(SignalKind::interrupt()).ok(),
             term: signal(SignalKind::terminate()).ok(),
+            requests,
         }
     }
 
@@ -151,10 +154,11 @@ impl Interrupts {
                 std::future::pending::<()>().await;
             }
         }
-        let (int, term) = (&mut self.int, &mut self.term);
+        let (int, term, requests) = (&mut self.int, &mut self.term, &mut self.requests);
         tokio::select! {
             () = next(int) => {}
             () = next(term) => {}
+            Some(()) = requests.recv() => {}
         }
     }
 }
@@ -292,6 +296,20 @@ pub struct Driver {
     instance_key: Option<ed25519_dalek::SigningKey>,
     steps: HashMap<String, petgraph::graph::NodeIndex>,
     span: tracing::Span,
+    interrupt_tx: mpsc::UnboundedSender<()>,
+    interrupt_rx: Option<mpsc::UnboundedReceiver<()>>,
+}
+
+/// Interrupts a run a driver drives in this process, as Ctrl-C does: the first request starts
+/// no new steps and waits for running ones, a second stops running steps now.
+#[derive(Debug, Clone)]
+pub struct Interrupter(mpsc::UnboundedSender<()>);
+
+impl Interrupter {
+    /// Asks for an interrupt; false when the run is no longer driven.
+    pub fn interrupt(&self) -> bool {
+        self.0.send(()).is_ok()
+    }
 }
 
 /// Crash hooks for the crash-resume tests, compiled only with the `crash-hooks` feature (the
@@ -377,6 +395,7 @@ impl Driver {
             Config::new(spec.mode, spec.initiator.clone(), seed_of(&spec.run_id)),
         );
         let (tx, rx) = mpsc::unbounded_channel();
+        let (interrupt_tx, interrupt_rx) = mpsc::unbounded_channel();
         let steps = plan
             .graph
             .node_indices()
@@ -422,6 +441,8 @@ impl Driver {
             instance_key: None,
             steps,
             span,
+            interrupt_tx,
+            interrupt_rx: Some(interrupt_rx),
         }
     }
 
@@ -598,6 +619,12 @@ impl Driver {
             rep.events
         ));
         Ok(d)
+    }
+
+    /// A handle that interrupts this run while it is driven (from another task).
+    #[must_use]
+    pub fn interrupter(&self) -> Interrupter {
+        Interrupter(self.interrupt_tx.clone())
     }
 
     /// The run's id.
@@ -1285,7 +1312,8 @@ impl Driver {
 
     async fn drive_in_span(mut self, fresh: bool) -> Result<RunRecord, DriverError> {
         // Signal handlers before anything runs: an interrupt is never the default (death).
-        let mut interrupts = Interrupts::new();
+        let (_, idle) = mpsc::unbounded_channel();
+        let mut interrupts = Interrupts::new(self.interrupt_rx.take().unwrap_or(idle));
         if let Some(operator) = self.rollback_by.clone() {
             self.say(&format!(
                 "rollback requested by {operator}: undoing completed steps in reverse order"
@@ -1307,17 +1335,22 @@ impl Driver {
         } else if fresh {
             self.handle(Event::Started).await?;
         } else {
+            // What the interruption caught, taken before resuming: the resume itself starts
+            // steps, and those are run, never read back.
+            let in_flight = self.sched.in_flight();
+            let compensating = self.sched.compensating();
+            let timers = self.sched.pending_timers();
             self.handle(Event::Resumed).await?;
-            for (step, attempt) in self.sched.in_flight() {
+            for (step, attempt) in in_flight {
                 self.say(&format!(
                     "observe {step}: outcome unknown after the interruption; reading back"
                 ));
                 self.execute(&step, attempt, true);
             }
-            for step in self.sched.compensating() {
+            for step in compensating {
                 self.compensate(&step);
             }
-            for (step, attempt, kind, at) in self.sched.pending_timers() {
+            for (step, attempt, kind, at) in timers {
                 self.timers.insert((at, step, attempt, kind));
             }
         }

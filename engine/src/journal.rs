@@ -1400,6 +1400,67 @@ impl Journal for SqliteJournal {
 }
 
 impl SqliteJournal {
+    /// Transitions of every run journaled after the one numbered `after` (0: from the first),
+    /// at most `limit`, in the order they were journaled: `(number, run, transition)`. The number
+    /// orders transitions across runs (the all-runs event stream's ids); writes are serialised,
+    /// so a reader never sees a number before a smaller one is committed.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub fn transitions_after(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, String, Transition)>, JournalError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT rowid, run_id, at, event, actions FROM events WHERE rowid > ?1 ORDER BY rowid LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(
+            params![
+                i64::try_from(after).unwrap_or(i64::MAX),
+                i64::try_from(limit).unwrap_or(i64::MAX)
+            ],
+            |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                ))
+            },
+        )?;
+        let corrupt = |e: serde_json::Error| JournalError::Corrupt(e.to_string());
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, run_id, at, event, actions) = row?;
+            out.push((
+                u64::try_from(id).unwrap_or(0),
+                run_id,
+                Transition {
+                    at: u64::try_from(at).unwrap_or(0),
+                    event: serde_json::from_str(&event).map_err(corrupt)?,
+                    actions: serde_json::from_str(&actions).map_err(corrupt)?,
+                },
+            ));
+        }
+        Ok(out)
+    }
+
+    /// The number of the last transition journaled (0 with none): where an all-runs stream that
+    /// wants only what comes next starts.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub fn last_transition(&self) -> Result<u64, JournalError> {
+        let n: i64 =
+            self.conn
+                .query_row("SELECT COALESCE(MAX(rowid), 0) FROM events", [], |r| {
+                    r.get(0)
+                })?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
     /// A run's transitions after the first `skip`, in order (a live event stream reads only
     /// what it has not sent).
     ///

@@ -6,6 +6,12 @@
 //! Every operation works on a [`Workspace`] (a state directory). Errors are [`OpsError`]s with a
 //! stable [`OpsError::code`] the server puts in its JSON and the CLI maps to an exit code.
 
+mod runs;
+mod views;
+
+pub use runs::{Compiled, Start};
+pub use views::{RunSummary, RunView};
+
 use drover_dsl::Plan;
 use drover_engine::driver::{DriverError, Verdict};
 use drover_engine::journal::{Journal, JournalError, RunRow, SqliteJournal};
@@ -32,6 +38,32 @@ pub enum OpsError {
     /// The engine.
     #[error(transparent)]
     Driver(Box<DriverError>),
+    /// Steps whose preflight fails: nothing was started or changed.
+    #[error("preflight: {} step(s) would fail; nothing was started or changed", .0.len())]
+    Preflight(Vec<PreflightProblem>),
+    /// A report or an evidence bundle could not be made.
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// A step whose preflight fails.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PreflightProblem {
+    /// The step.
+    pub step: String,
+    /// Its action.
+    pub action: String,
+    /// What is wrong.
+    pub problem: String,
+}
+
+impl From<drover_report::ReportError> for OpsError {
+    fn from(e: drover_report::ReportError) -> Self {
+        match e {
+            drover_report::ReportError::Journal(j) => Self::from(j),
+            other => Self::Failed(other.to_string()),
+        }
+    }
 }
 
 impl From<JournalError> for OpsError {
@@ -60,6 +92,8 @@ impl OpsError {
             Self::Usage(_) => "bad_request",
             Self::NotFound(_) => "not_found",
             Self::Refused(_) => "refused",
+            Self::Preflight(_) => "preflight",
+            Self::Failed(_) => "failed",
         }
     }
 }

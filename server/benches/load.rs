@@ -146,6 +146,7 @@ fn main() {
                 operators: d.join("operators.toml"),
                 runbooks: d.join("runbooks"),
                 name: "load".into(),
+                evidence_key: None,
             },
             adapters,
         )
@@ -154,7 +155,13 @@ fn main() {
             .await
             .expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("addr"));
-        tokio::spawn(drover_server::serve(app, listener, std::future::pending()));
+        tokio::spawn(drover_server::serve(
+            app,
+            listener,
+            None,
+            true,
+            std::future::pending(),
+        ));
         let http = reqwest::Client::new();
         let c: serde_json::Value = http
             .post(format!("{base}/api/v1/login/challenge"))

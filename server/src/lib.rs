@@ -8,6 +8,7 @@
 //! error into JSON.
 
 pub mod auth;
+pub mod tls;
 
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -17,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use drover_engine::clock::{Clock, SystemClock};
-use drover_engine::driver::{Adapters, Driver, Observer, RunSpec, Verdict};
+use drover_engine::driver::{Adapters, Driver, Observer, Verdict};
 use drover_engine::signed::{Approver, SignedStatement};
 use drover_ops::{OpsError, Workspace};
 use serde::Deserialize;
@@ -25,6 +26,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::sync::Notify;
+
+/// The header naming the run a report or an evidence bundle is of (`latest` resolved).
+pub const RUN_ID_HEADER: header::HeaderName = header::HeaderName::from_static("x-drover-run-id");
 
 /// Largest request body accepted.
 pub const BODY_LIMIT: usize = 64 * 1024;
@@ -45,6 +49,9 @@ pub struct Config {
     pub runbooks: PathBuf,
     /// A name for this server in login challenges.
     pub name: String,
+    /// The Ed25519 key evidence bundles exported through the server are signed with (PKCS#8
+    /// PEM, as `drover key generate --signing` writes); `None`: evidence export is refused.
+    pub evidence_key: Option<PathBuf>,
 }
 
 /// The server's shared state.
@@ -56,6 +63,11 @@ pub struct App {
     sessions: auth::Sessions,
     /// Per run this server drives: woken on each of its transitions.
     wakers: std::sync::Mutex<std::collections::HashMap<String, Arc<Notify>>>,
+    /// Woken on every transition of every run this server drives (the all-runs stream).
+    all: Arc<Notify>,
+    /// The runs this server drives now, and what interrupts each.
+    driven: std::sync::Mutex<std::collections::HashMap<String, drover_engine::driver::Interrupter>>,
+    evidence_key: Option<drover_evidence::SigningKey>,
     clock: Arc<dyn Clock>,
     adapters: fn() -> Adapters,
 }
@@ -66,6 +78,14 @@ pub enum ServerError {
     /// The roster.
     #[error("the operator roster {path}: {why}")]
     Roster {
+        /// Where.
+        path: String,
+        /// What is wrong.
+        why: String,
+    },
+    /// The evidence signing key.
+    #[error("the evidence signing key {path}: {why}")]
+    EvidenceKey {
         /// Where.
         path: String,
         /// What is wrong.
@@ -95,12 +115,24 @@ impl App {
                     .map_or_else(String::new, |i| i.message.clone()),
             }
         })?;
+        let evidence_key = match &config.evidence_key {
+            None => None,
+            Some(path) => Some(drover_evidence::read_signing_key(path).map_err(|e| {
+                ServerError::EvidenceKey {
+                    path: path.display().to_string(),
+                    why: e.to_string(),
+                }
+            })?),
+        };
         Ok(Arc::new(Self {
             ws: Workspace::new(config.state.clone()),
             config,
             roster,
             sessions: auth::Sessions::default(),
             wakers: std::sync::Mutex::default(),
+            all: Arc::default(),
+            driven: std::sync::Mutex::default(),
+            evidence_key,
             clock: Arc::new(SystemClock),
             adapters,
         }))
@@ -115,6 +147,23 @@ impl App {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         Arc::clone(w.entry(run_id.to_owned()).or_default())
+    }
+
+    /// What interrupts `run_id`, if this server drives it.
+    fn interrupter(&self, run_id: &str) -> Option<drover_engine::driver::Interrupter> {
+        self.driven
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(run_id)
+            .cloned()
+    }
+
+    /// The Ed25519 public key of evidence bundles exported through this server, if it has one.
+    #[must_use]
+    pub fn evidence_public_key(&self) -> Option<drover_evidence::VerifyingKey> {
+        self.evidence_key
+            .as_ref()
+            .map(drover_evidence::SigningKey::verifying_key)
     }
 }
 
@@ -131,6 +180,10 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/v1/runs/prepare", post(prepare_run))
         .route("/api/v1/runs/{run}", get(run_status))
         .route("/api/v1/runs/{run}/events", get(run_events))
+        .route("/api/v1/runs/{run}/interrupt", post(interrupt_run))
+        .route("/api/v1/runs/{run}/resume", post(resume_run))
+        .route("/api/v1/runs/{run}/evidence", get(run_evidence))
+        .route("/api/v1/events", get(all_events))
         .route("/api/v1/runs/{run}/report", get(run_report))
         .route("/api/v1/runs/{run}/audit", get(run_audit))
         .route(
@@ -151,18 +204,23 @@ pub fn router(app: Arc<App>) -> Router {
         .with_state(app)
 }
 
-/// Serves `app` on `listener` until `shutdown` completes.
+/// Serves `app` on `listener` until `shutdown` completes: with `tls`, connections that open
+/// with a TLS handshake get TLS; plain HTTP is served when `plain` is true or there is no
+/// `tls`.
 ///
 /// # Errors
 /// The socket fails.
 pub async fn serve(
     app: Arc<App>,
     listener: tokio::net::TcpListener,
+    tls: Option<tls::Tls>,
+    plain: bool,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let listener = tls::Listener::new(listener, tls.as_ref(), plain)?;
     axum::serve(
         listener,
-        router(app).into_make_service_with_connect_info::<SocketAddr>(),
+        router(app).into_make_service_with_connect_info::<tls::Peer>(),
     )
     .with_graceful_shutdown(shutdown)
     .await
@@ -208,9 +266,21 @@ impl From<OpsError> for ApiError {
             "not_found" => StatusCode::NOT_FOUND,
             "refused" => StatusCode::FORBIDDEN,
             "conflict" => StatusCode::CONFLICT,
+            "preflight" => StatusCode::UNPROCESSABLE_ENTITY,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        Self::new(status, code, e.to_string())
+        let message = match &e {
+            OpsError::Preflight(problems) => format!(
+                "{e}: {}",
+                problems
+                    .iter()
+                    .map(|p| format!("{} ({}): {}", p.step, p.action, p.problem))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+            _ => e.to_string(),
+        };
+        Self::new(status, code, message)
     }
 }
 
@@ -285,7 +355,7 @@ pub const SERVER_LOG: &str = "@server";
 
 async fn login_challenge(
     State(app): State<Arc<App>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(tls::Peer(peer)): ConnectInfo<tls::Peer>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let now = app.clock.now_ms();
     if !app.sessions.allow(
@@ -315,7 +385,7 @@ struct LoginBody {
 
 async fn login(
     State(app): State<Arc<App>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(tls::Peer(peer)): ConnectInfo<tls::Peer>,
     Body(b): Body<LoginBody>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let now = app.clock.now_ms();
@@ -392,27 +462,21 @@ async fn runbooks(State(app): State<Arc<App>>) -> Result<Json<serde_json::Value>
 }
 
 async fn runs(State(app): State<Arc<App>>) -> Result<Json<serde_json::Value>, ApiError> {
-    let rows = blocking(move || app.ws.runs()).await?;
-    Ok(Json(serde_json::json!({
-        "runs": rows.iter().map(|r| serde_json::json!({
-            "run_id": r.run_id,
-            "runbook": r.runbook,
-            "mode": r.mode.as_str(),
-            "initiator": r.initiator,
-            "status": r.status.as_str(),
-            "created_at": drover_engine::run_record::rfc3339(r.created_at),
-        })).collect::<Vec<_>>()
-    })))
+    let now = app.clock.now_ms();
+    let runs = blocking(move || app.ws.run_list(now)).await?;
+    Ok(Json(serde_json::json!({ "runs": runs })))
 }
 
 async fn run_status(
     State(app): State<Arc<App>>,
     Path(run): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let (row, record) = blocking(move || app.ws.status(&run)).await?;
+    let now = app.clock.now_ms();
+    let view = blocking(move || app.ws.run_view(&run, now)).await?;
     Ok(Json(serde_json::json!({
-        "status": row.status.as_str(),
-        "record": record,
+        "status": view.status,
+        "driven_by": view.driven_by,
+        "record": view.to_json(),
     })))
 }
 
@@ -436,15 +500,15 @@ async fn run_report(
             ));
         }
     };
-    let text = blocking(move || {
-        let j = app.ws.journal_read()?;
-        let run = app.ws.resolve(&j, &run)?;
-        drover_report::gather(&j, &run)
-            .and_then(|r| drover_report::render(&r, format.0, None))
-            .map_err(|e| OpsError::NotFound(e.to_string()))
-    })
-    .await?;
-    Ok(([(header::CONTENT_TYPE, format.1)], text).into_response())
+    let (run_id, text) = blocking(move || app.ws.report(&run, format.0, None)).await?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, format.1.to_owned()),
+            (RUN_ID_HEADER, run_id),
+        ],
+        text,
+    )
+        .into_response())
 }
 
 async fn run_audit(
@@ -586,14 +650,7 @@ fn compile(
     runbook: &str,
     mode: Option<&str>,
     vars: &std::collections::BTreeMap<String, String>,
-) -> Result<
-    (
-        drover_dsl::Plan,
-        drover_dsl::Mode,
-        Vec<drover_engine::journal::SourceText>,
-    ),
-    OpsError,
-> {
+) -> Result<drover_ops::Compiled, OpsError> {
     let name_ok = runbook.ends_with(".drover")
         && !runbook.starts_with('.')
         && runbook
@@ -604,52 +661,12 @@ fn compile(
             "`{runbook}` is not a runbook of this server: name a .drover file of its runbooks directory"
         )));
     }
-    let path = app.config.runbooks.join(runbook);
-    let catalogue = drover_adapters::builtin_catalogue();
-    let opts = drover_dsl::CompileOptions {
-        catalogue: &catalogue,
-        vars: vars.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-        operators: Some(app.config.operators.display().to_string()),
-    };
-    let c = drover_dsl::compile(&path.display().to_string(), &drover_dsl::FsLoader, &opts);
-    let Some(plan) = c.plan else {
-        let first = c
-            .diagnostics
-            .iter()
-            .find(|d| d.is_error())
-            .map_or_else(String::new, |d| {
-                format!("{}: {}", d.code.as_str(), d.message)
-            });
-        return Err(OpsError::Usage(format!(
-            "{runbook} does not compile: {first}"
-        )));
-    };
-    let mode = match mode {
-        Some(m) => drover_dsl::Mode::parse(m)
-            .ok_or_else(|| OpsError::Usage(format!("mode `{m}`: drill, failover or failback")))?,
-        None => plan
-            .runbook
-            .modes
-            .first()
-            .copied()
-            .ok_or_else(|| OpsError::Usage("the runbook has no modes".into()))?,
-    };
-    if !plan.runbook.modes.contains(&mode) {
-        return Err(OpsError::Usage(format!(
-            "{runbook} has no {} mode",
-            mode.as_str()
-        )));
-    }
-    let sources = c
-        .sources
-        .files()
-        .iter()
-        .map(|f| drover_engine::journal::SourceText {
-            name: f.name.clone(),
-            text: f.text.clone(),
-        })
-        .collect();
-    Ok((plan, mode, sources))
+    Workspace::compile(
+        &app.config.runbooks.join(runbook),
+        vars,
+        Some(&app.config.operators),
+        mode,
+    )
 }
 
 async fn prepare_run(
@@ -657,7 +674,8 @@ async fn prepare_run(
     Body(b): Body<PrepareBody>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let out = blocking(move || {
-        let (plan, mode, _) = compile(&app, &b.runbook, b.mode.as_deref(), &b.vars)?;
+        let c = compile(&app, &b.runbook, b.mode.as_deref(), &b.vars)?;
+        let (plan, mode) = (c.plan, c.mode);
         let now = app.clock.now_ms();
         let run_id = drover_engine::run_record::new_run_id(now);
         let st = drover_engine::signed::statement(
@@ -681,13 +699,26 @@ async fn prepare_run(
     Ok(Json(out))
 }
 
-/// Wakes event streams on every line the driver says.
+/// Wakes the run's event streams and the all-runs streams on every line the driver says.
 #[derive(Debug)]
-struct Wake(Arc<Notify>);
+struct Wake {
+    run: Arc<Notify>,
+    all: Arc<Notify>,
+}
+
+impl Wake {
+    fn new(app: &App, run_id: &str) -> Arc<Self> {
+        Arc::new(Self {
+            run: app.waker(run_id),
+            all: Arc::clone(&app.all),
+        })
+    }
+}
 
 impl Observer for Wake {
     fn line(&self, _: &str) {
-        self.0.notify_waiters();
+        self.run.notify_waiters();
+        self.all.notify_waiters();
     }
 }
 
@@ -697,17 +728,16 @@ async fn start_run(
     Body(b): Body<StartBody>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     let a = Arc::clone(&app);
-    let (plan, mode, sources) =
-        blocking(move || compile(&a, &b.runbook, b.mode.as_deref(), &b.vars)).await?;
+    let (runbook, mode, vars) = (b.runbook.clone(), b.mode.clone(), b.vars.clone());
+    let compiled = blocking(move || compile(&a, &runbook, mode.as_deref(), &vars)).await?;
     let run_id = b.run_id.clone();
-    let concurrent = b.concurrent.clone().filter(|r| !r.trim().is_empty());
     let signed = SignedStatement {
         statement: b.statement,
         signature: b.signature,
     };
     // The session says who is calling; the statement says who starts. They must agree.
     let (signer, _) = drover_engine::signed::check(
-        &plan,
+        &compiled.plan,
         &run_id,
         "",
         drover_identity::Decision::Start,
@@ -724,52 +754,134 @@ async fn start_run(
             ),
         ));
     }
-    let adapters = (app.adapters)();
-    let lines = drover_engine::driver::dry_run(&plan, mode, &adapters, app.ws.dir(), &run_id).await;
-    let problems: Vec<String> = lines
-        .iter()
-        .filter_map(|l| l.problem.as_ref().map(|p| format!("{}: {p}", l.step)))
-        .collect();
-    if !problems.is_empty() {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "preflight",
-            format!(
-                "preflight: {} step(s) would fail; nothing was started: {}",
-                problems.len(),
-                problems.join("; ")
-            ),
-        ));
-    }
-    let journal = app.ws.journal().map_err(ApiError::from)?;
-    let spec = RunSpec {
+    let start = drover_ops::Start {
         run_id: run_id.clone(),
-        mode,
         initiator: signer.operator.clone(),
-        state_dir: app.ws.dir().to_path_buf(),
+        statement: Some(signed),
         declared_at: app.clock.now_ms(),
-        sources,
-        concurrent,
-        preflight_skipped: false,
-        start: Some(signed),
+        concurrent: b.concurrent,
+        skip_preflight: false,
         anchor: None,
     };
-    let driver = Driver::start(
-        spec,
-        Arc::new(plan),
-        Box::new(journal),
-        Arc::clone(&app.clock),
-        adapters,
-        Arc::new(Wake(app.waker(&run_id))),
-    )
-    .map_err(|e| ApiError::from(OpsError::from(e)))?;
+    let driver = app
+        .ws
+        .start(
+            compiled,
+            start,
+            Arc::clone(&app.clock),
+            (app.adapters)(),
+            Wake::new(&app, &run_id),
+        )
+        .await?;
     remember(&app, &run_id)
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "state", e.to_string()))?;
-    drive(&app, driver, true, run_id.clone());
+    drive(&app, driver, true);
     Ok((
         StatusCode::ACCEPTED,
         Json(serde_json::json!({ "run_id": run_id, "initiator": signer.operator })),
     ))
+}
+
+/// Interrupts a run this server drives, as Ctrl-C does `drover run`: no new steps, running ones
+/// finish; asked again, running steps are stopped now. Resume it with `resume`.
+async fn interrupt_run(
+    State(app): State<Arc<App>>,
+    Extension(s): Extension<auth::Session>,
+    Path(run): Path<String>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    let now = app.clock.now_ms();
+    let a = Arc::clone(&app);
+    let r = run.clone();
+    let view = blocking(move || a.ws.run_view(&r, now)).await?;
+    let run_id = view.record.run_id.clone();
+    let Some(stop) = app.interrupter(&run_id).filter(|i| i.interrupt()) else {
+        let why = match (&view.driven_by, view.row.status.is_live()) {
+            (_, false) => format!("run {run_id} is over ({})", view.status),
+            (Some(h), true) => {
+                format!("run {run_id} is driven by {h}, not by this server: interrupt it there")
+            }
+            (None, true) => format!("run {run_id} is not driven by anyone (already interrupted)"),
+        };
+        return Err(ApiError::new(StatusCode::CONFLICT, "conflict", why));
+    };
+    drop(stop);
+    audit(&app, &s.operator, "run.interrupt", "ok", Some(&run_id));
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({ "run_id": run_id, "interrupted_by": s.operator })),
+    ))
+}
+
+/// Resumes an interrupted run (or one whose process died) under this server: steps journaled
+/// as done are not run again; a step caught in flight is read back first.
+async fn resume_run(
+    State(app): State<Arc<App>>,
+    Extension(s): Extension<auth::Session>,
+    Path(run): Path<String>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    let j = app.ws.journal_read().map_err(ApiError::from)?;
+    let run_id = app.ws.resolve(&j, &run).map_err(ApiError::from)?;
+    drop(j);
+    if app.interrupter(&run_id).is_some() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!("run {run_id} is already driven by this server"),
+        ));
+    }
+    let driver = app
+        .ws
+        .reopen(
+            &run_id,
+            &s.operator,
+            false,
+            Arc::clone(&app.clock),
+            (app.adapters)(),
+            Wake::new(&app, &run_id),
+        )
+        .await?;
+    remember(&app, &run_id)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "state", e.to_string()))?;
+    audit(&app, &s.operator, "run.resume", "ok", Some(&run_id));
+    drive(&app, driver, false);
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({ "run_id": run_id, "resumed_by": s.operator })),
+    ))
+}
+
+/// A run's evidence bundle, signed with the server's evidence key.
+async fn run_evidence(
+    State(app): State<Arc<App>>,
+    Extension(s): Extension<auth::Session>,
+    Path(run): Path<String>,
+) -> Result<Response, ApiError> {
+    if app.evidence_key.is_none() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_configured",
+            "this server has no evidence signing key: start it with --evidence-key file:PATH (drover key generate --signing file:PATH makes one)",
+        ));
+    }
+    let a = Arc::clone(&app);
+    let (run_id, bytes, _) = blocking(move || match &a.evidence_key {
+        Some(k) => a.ws.evidence(&run, k),
+        None => Err(OpsError::Failed("no evidence key".into())),
+    })
+    .await?;
+    audit(&app, &s.operator, "evidence.export", "ok", Some(&run_id));
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/x-tar".to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"evidence-{run_id}.tar\""),
+            ),
+            (RUN_ID_HEADER, run_id),
+        ],
+        bytes,
+    )
+        .into_response())
 }
 
 /// The file listing the runs this server started (resumed when it starts again).
@@ -787,14 +899,26 @@ fn remember(app: &App, run_id: &str) -> std::io::Result<()> {
     f.sync_all()
 }
 
-/// Drives a run in the background, waking event streams as it goes.
-fn drive(app: &Arc<App>, driver: Driver, fresh: bool, run_id: String) {
+/// Drives a run in the background, waking event streams as it goes; while it is driven it
+/// can be interrupted.
+fn drive(app: &Arc<App>, driver: Driver, fresh: bool) {
+    let run_id = driver.run_id().to_owned();
+    app.driven
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .insert(run_id.clone(), driver.interrupter());
     let changed = app.waker(&run_id);
+    let app = Arc::clone(app);
     tokio::spawn(async move {
         if let Err(e) = driver.drive(fresh).await {
             tracing::error!(run = %run_id, error = %e, "run stopped");
         }
+        app.driven
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&run_id);
         changed.notify_waiters();
+        app.all.notify_waiters();
     });
 }
 
@@ -822,26 +946,20 @@ pub async fn resume_runs(app: &Arc<App>) -> Vec<String> {
         ) {
             continue;
         }
-        let journal = match app.ws.journal() {
-            Ok(j) => j,
-            Err(e) => {
-                tracing::error!(run = %run_id, error = %e, "cannot resume");
-                continue;
-            }
-        };
-        match Driver::resume(
-            run_id,
-            app.ws.dir().to_path_buf(),
-            "drover-server",
-            Box::new(journal),
-            Arc::clone(&app.clock),
-            (app.adapters)(),
-            Arc::new(Wake(app.waker(run_id))),
-        )
-        .await
+        match app
+            .ws
+            .reopen(
+                run_id,
+                "drover-server",
+                false,
+                Arc::clone(&app.clock),
+                (app.adapters)(),
+                Wake::new(app, run_id),
+            )
+            .await
         {
             Ok(d) => {
-                drive(app, d, false, run_id.to_owned());
+                drive(app, d, false);
                 resumed.push(run_id.to_owned());
             }
             Err(e) => tracing::error!(run = %run_id, error = %e, "cannot resume"),
@@ -964,6 +1082,99 @@ async fn run_events(
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(std::time::Duration::from_secs(15))))
 }
 
+/// Where the all-runs stream stands.
+struct AllStream {
+    app: Arc<App>,
+    /// The number of the last transition sent.
+    after: u64,
+    pending: std::collections::VecDeque<SseEvent>,
+    journal: Option<drover_engine::journal::SqliteJournal>,
+}
+
+/// How many transitions the all-runs stream reads at once.
+const ALL_BATCH: usize = 500;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AllQuery {
+    /// Send what follows the transition numbered `after` (0: every transition journaled);
+    /// without it (and without `Last-Event-ID`), only what comes next.
+    after: Option<u64>,
+}
+
+/// Server-Sent Events of every run: each journaled transition, with its run, numbered in the
+/// order it was journaled (the event id). A client reconnecting with `Last-Event-ID: N` gets
+/// every transition after the `N`-th, none twice.
+async fn all_events(
+    State(app): State<Arc<App>>,
+    Query(q): Query<AllQuery>,
+    headers: HeaderMap,
+) -> Result<impl IntoResponse, ApiError> {
+    let last_id: Option<u64> = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok());
+    let a = Arc::clone(&app);
+    let (journal, after) = blocking(move || {
+        let j = a.ws.journal_read()?;
+        let after = match last_id.or(q.after) {
+            Some(n) => n,
+            None => j.last_transition()?,
+        };
+        Ok((j, after))
+    })
+    .await?;
+    let state = AllStream {
+        app,
+        after,
+        pending: std::collections::VecDeque::new(),
+        journal: Some(journal),
+    };
+    let stream = futures_util::stream::unfold(state, |mut st| async move {
+        loop {
+            if let Some(ev) = st.pending.pop_front() {
+                return Some((Ok::<_, std::convert::Infallible>(ev), st));
+            }
+            let all = Arc::clone(&st.app.all);
+            let notified = all.notified();
+            let (journal, after, app) = (st.journal.take(), st.after, Arc::clone(&st.app));
+            let read = tokio::task::spawn_blocking(move || {
+                let j = match journal {
+                    Some(j) => j,
+                    None => app.ws.journal_read()?,
+                };
+                let fresh = j.transitions_after(after, ALL_BATCH)?;
+                Ok::<_, OpsError>((j, fresh))
+            })
+            .await;
+            let Ok(Ok((j, fresh))) = read else {
+                return None;
+            };
+            st.journal = Some(j);
+            for (id, run_id, t) in fresh {
+                st.after = id;
+                let data = serde_json::json!({
+                    "run_id": run_id, "at": t.at, "event": t.event, "actions": t.actions,
+                });
+                st.pending.push_back(
+                    SseEvent::default()
+                        .id(id.to_string())
+                        .event("transition")
+                        .data(data.to_string()),
+                );
+            }
+            if !st.pending.is_empty() {
+                continue;
+            }
+            tokio::select! {
+                () = notified => {}
+                () = st.app.clock.sleep(POLL_MS) => {}
+            }
+        }
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(std::time::Duration::from_secs(15))))
+}
+
 async fn metrics(State(app): State<Arc<App>>) -> Result<Response, ApiError> {
     let text = blocking(move || {
         // One connection; a run's record is read only when it counts: live runs (approvals
@@ -974,6 +1185,8 @@ async fn metrics(State(app): State<Arc<App>>) -> Result<Response, ApiError> {
         let mut pending = 0usize;
         let mut last_rto: std::collections::BTreeMap<String, (Option<u64>, u64)> =
             Default::default();
+        // Per runbook, the steps of its latest run and how long each took.
+        let mut durations: Vec<(String, String, u64)> = Vec::new();
         for r in &rows {
             *by_status.entry(r.status.as_str()).or_default() += 1;
             let latest = !last_rto.contains_key(&r.runbook);
@@ -992,6 +1205,14 @@ async fn metrics(State(app): State<Arc<App>>) -> Result<Response, ApiError> {
             }
             if latest {
                 last_rto.insert(r.runbook.clone(), (rec.rto.achieved_ms, rec.rto.target_ms));
+                let t = drover_engine::journal::Journal::transitions(&j, &r.run_id)
+                    .map(|t| drover_engine::timeline::Timeline::from_transitions(&t))
+                    .unwrap_or_default();
+                for (step, n) in &t.nodes {
+                    if let (Some(a), Some(b)) = (n.start_ms(), n.end_ms()) {
+                        durations.push((r.runbook.clone(), step.clone(), b.saturating_sub(a)));
+                    }
+                }
             }
         }
         let mut out = String::from(
@@ -1005,7 +1226,7 @@ async fn metrics(State(app): State<Arc<App>>) -> Result<Response, ApiError> {
         out.push_str("# HELP drover_last_rto_seconds Achieved RTO of the latest run of each runbook.\n# TYPE drover_last_rto_seconds gauge\n");
         out.push_str("# HELP drover_rto_target_seconds RTO target of each runbook.\n# TYPE drover_rto_target_seconds gauge\n");
         for (book, (achieved, target)) in last_rto {
-            let name = book.replace(['"', '\\', '\n'], "_");
+            let name = label(&book);
             if let Some(a) = achieved {
                 out.push_str(&format!(
                     "drover_last_rto_seconds{{runbook=\"{name}\"}} {}\n",
@@ -1017,10 +1238,24 @@ async fn metrics(State(app): State<Arc<App>>) -> Result<Response, ApiError> {
                 target as f64 / 1000.0
             ));
         }
+        out.push_str("# HELP drover_step_duration_seconds How long each step of the latest run of each runbook took.\n# TYPE drover_step_duration_seconds gauge\n");
+        for (book, step, ms) in durations {
+            out.push_str(&format!(
+                "drover_step_duration_seconds{{runbook=\"{}\",step=\"{}\"}} {}\n",
+                label(&book),
+                label(&step),
+                ms as f64 / 1000.0
+            ));
+        }
         Ok::<_, OpsError>(out)
     })
     .await?;
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
+}
+
+/// A Prometheus label value: quotes, backslashes and newlines replaced.
+fn label(v: &str) -> String {
+    v.replace(['"', '\\', '\n'], "_")
 }
 
 /// Runs journal work off the async threads.

@@ -88,6 +88,7 @@ async fn server() -> Server {
             operators: d.join("operators.toml"),
             runbooks: d.join("runbooks"),
             name: "test".into(),
+            evidence_key: None,
         },
         adapters,
     )
@@ -96,7 +97,13 @@ async fn server() -> Server {
         .await
         .expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
-    tokio::spawn(drover_server::serve(app, listener, std::future::pending()));
+    tokio::spawn(drover_server::serve(
+        app,
+        listener,
+        None,
+        true,
+        std::future::pending(),
+    ));
     Server {
         base,
         dir,
