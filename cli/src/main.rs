@@ -536,7 +536,7 @@ enum EvidenceCommand {
         out: String,
         /// The signing key: `file:PATH` (`drover key generate --signing file:PATH`); with
         /// --server, the server signs with its own evidence key.
-        #[arg(long, required_unless_present = "server")]
+        #[arg(long)]
         signing_key: Option<String>,
         /// Also upload the bundle to `s3://bucket/key` under Object Lock in compliance mode
         /// (WORM; needs the `aws` feature and a bucket with Object Lock).
@@ -1017,10 +1017,16 @@ fn dispatch(cli: Cli) -> ExitCode {
                 );
                 ExitCode::from(2)
             }
-            (None, key) => run_cli::evidence_export(
+            (None, None) => {
+                errln!(
+                    "error: which key signs the bundle? --signing-key file:PATH (drover key generate --signing file:PATH makes one), or --server URL to have the server sign it"
+                );
+                ExitCode::from(2)
+            }
+            (None, Some(key)) => run_cli::evidence_export(
                 &run_id,
                 &out,
-                key.as_deref().unwrap_or_default(),
+                &key,
                 state.into(),
                 upload.as_deref().map(|u| (u, retain_days)),
             ),

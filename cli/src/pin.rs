@@ -105,7 +105,10 @@ mod tests {
         let colons = vec!["ab"; 32].join(":");
         assert_eq!(parse(&hex).expect("hex"), [0xab; 32]);
         assert_eq!(parse(&colons).expect("colons"), [0xab; 32]);
-        assert_eq!(parse(&format!("SHA256:{hex}")).expect("prefixed"), [0xab; 32]);
+        assert_eq!(
+            parse(&format!("SHA256:{hex}")).expect("prefixed"),
+            [0xab; 32]
+        );
         assert!(parse("AB:CD").is_err());
         assert!(parse(&"zz".repeat(32)).is_err());
     }

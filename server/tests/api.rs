@@ -214,11 +214,29 @@ async fn events(
     last: Option<usize>,
     stop_after: Option<usize>,
 ) -> Vec<(Option<usize>, String)> {
+    stream(
+        s,
+        token,
+        &format!("/api/v1/runs/{run}/events"),
+        last,
+        stop_after,
+    )
+    .await
+    .into_iter()
+    .map(|(id, name, _)| (id, name))
+    .collect()
+}
+
+/// Reads an event stream until `end` (or until `stop_after` events): `(id, event name, data)`.
+async fn stream(
+    s: &Server,
+    token: &str,
+    path: &str,
+    last: Option<usize>,
+    stop_after: Option<usize>,
+) -> Vec<(Option<usize>, String, String)> {
     use futures_util::StreamExt;
-    let mut rq = s
-        .http
-        .get(format!("{}/api/v1/runs/{run}/events", s.base))
-        .bearer_auth(token);
+    let mut rq = s.http.get(format!("{}{path}", s.base)).bearer_auth(token);
     if let Some(l) = last {
         rq = rq.header("Last-Event-ID", l.to_string());
     }
@@ -233,17 +251,20 @@ async fn events(
             let block: String = buf.drain(..i + 2).collect();
             let mut id = None;
             let mut name = String::from("message");
+            let mut data = String::new();
             for line in block.lines() {
                 if let Some(v) = line.strip_prefix("id:") {
                     id = v.trim().parse().ok();
                 } else if let Some(v) = line.strip_prefix("event:") {
                     name = v.trim().to_owned();
+                } else if let Some(v) = line.strip_prefix("data:") {
+                    data.push_str(v.trim());
                 }
             }
             if block.lines().all(|l| l.starts_with(':') || l.is_empty()) {
                 continue; // a heartbeat
             }
-            out.push((id, name.clone()));
+            out.push((id, name.clone(), data));
             if name == "end" || stop_after.is_some_and(|n| out.len() >= n) {
                 return out;
             }
@@ -271,6 +292,10 @@ async fn nothing_answers_without_a_live_token() {
         ("POST", "/api/v1/runs/prepare"),
         ("GET", "/api/v1/runs/r1"),
         ("GET", "/api/v1/runs/r1/events"),
+        ("GET", "/api/v1/events"),
+        ("POST", "/api/v1/runs/r1/interrupt"),
+        ("POST", "/api/v1/runs/r1/resume"),
+        ("GET", "/api/v1/runs/r1/evidence"),
         ("GET", "/api/v1/runs/r1/report"),
         ("GET", "/api/v1/runs/r1/audit"),
         ("GET", "/api/v1/runs/r1/steps/gate/statement"),
@@ -530,5 +555,61 @@ async fn two_operators_one_run_four_eyes_and_resumable_events() {
     assert!(
         metrics.contains("drover_runs{status=\"succeeded\"} 1"),
         "{metrics}"
+    );
+    assert!(
+        metrics.contains("drover_step_duration_seconds{runbook=\"signed cutover\",step=\"cut\"}"),
+        "{metrics}"
+    );
+
+    // A finished run is not interrupted; this server has no evidence key.
+    let r = s
+        .post(
+            &alice,
+            &format!("/api/v1/runs/{run}/interrupt"),
+            serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(r.status(), 409);
+    let r = s.get(&alice, &format!("/api/v1/runs/{run}/evidence")).await;
+    assert_eq!(r.status(), 409);
+    let v: serde_json::Value = r.json().await.expect("json");
+    assert_eq!(v["code"], "not_configured");
+
+    // The all-runs stream from the start: one event, then a reconnection with the last id
+    // gets the rest, none twice; with the run they belong to, in the journal's order.
+    let all = drover_engine::journal::Journal::transitions(&journal, &run).expect("transitions");
+    assert!(all.len() >= 2, "{all:?}");
+    let head = stream(&s, &bob, "/api/v1/events?after=0", None, Some(1)).await;
+    let first_id = head.last().and_then(|(id, _, _)| *id).expect("an id");
+    let tail = stream(
+        &s,
+        &bob,
+        "/api/v1/events",
+        Some(first_id),
+        Some(all.len() - 1),
+    )
+    .await;
+    let got: Vec<(usize, serde_json::Value)> = head
+        .iter()
+        .chain(&tail)
+        .map(|(id, name, data)| {
+            assert_eq!(name, "transition");
+            (
+                id.expect("an id"),
+                serde_json::from_str(data).expect("json data"),
+            )
+        })
+        .collect();
+    assert!(got.windows(2).all(|w| w[0].0 < w[1].0), "ids increase");
+    assert!(got.iter().all(|(_, d)| d["run_id"] == run.as_str()));
+    let events: Vec<&serde_json::Value> = got.iter().map(|(_, d)| &d["event"]).collect();
+    let journaled: Vec<serde_json::Value> = all
+        .iter()
+        .map(|t| serde_json::to_value(&t.event).expect("event"))
+        .collect();
+    assert_eq!(
+        events,
+        journaled.iter().collect::<Vec<_>>(),
+        "the all-runs stream is the journal's"
     );
 }

@@ -412,3 +412,203 @@ fn two_cli_operators_with_their_own_keys_share_one_server() {
     }
     assert!(done, "the run finished");
 }
+
+const SLOW: &str = r#"runbook "slow" {
+  rto   = 1h
+  rpo   = 1h
+  modes = [drill]
+}
+
+step first {
+  action = shell
+  with {
+    command = "echo ran >> first.log"
+  }
+}
+
+step slow {
+  action = shell
+  after  = [first]
+  with {
+    command = "sleep 2; echo ran >> slow.log"
+  }
+}
+
+step last {
+  action = shell
+  after  = [slow]
+  with {
+    command = "echo ran >> last.log"
+  }
+}
+
+milestone done {
+  after     = [last]
+  stops_rto = true
+}
+"#;
+
+#[test]
+fn over_https_with_a_pinned_certificate_a_run_is_interrupted_resumed_reported_and_exported() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let d = dir.path();
+    let (alice, public) = keygen(d, "alice");
+    std::fs::write(
+        d.join("operators.toml"),
+        format!("[operators.alice]\nroles = [\"incident-commander\"]\nkeys = [\"{public}\"]\n"),
+    )
+    .expect("roster");
+    std::fs::create_dir(d.join("runbooks")).expect("dir");
+    std::fs::write(d.join("runbooks/slow.drover"), SLOW).expect("runbook");
+    let port = free_port();
+    let out = std::fs::File::create(d.join("server.out")).expect("out");
+    let mut server = Server(
+        Command::new(env!("CARGO_BIN_EXE_drover"))
+            .args([
+                "server",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--operators",
+                "operators.toml",
+                "--runbooks",
+                "runbooks",
+            ])
+            .current_dir(d)
+            .stdout(out)
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("drover server"),
+    );
+    let http = reqwest::blocking::Client::new();
+    let mut up = false;
+    for _ in 0..400 {
+        if http
+            .get(format!("http://127.0.0.1:{port}/healthz"))
+            .send()
+            .is_ok_and(|r| r.status().is_success())
+        {
+            up = true;
+            break;
+        }
+        pause(25);
+    }
+    if !up {
+        let _ = server.0.kill();
+        panic!("the server did not come up");
+    }
+    let printed = std::fs::read_to_string(d.join("server.out")).expect("server output");
+    let fingerprint = printed
+        .split_whitespace()
+        .skip_while(|w| *w != "fingerprint")
+        .nth(1)
+        .expect("the server prints its certificate's fingerprint")
+        .to_owned();
+    assert_eq!(fingerprint.len(), 95, "{printed}");
+    let url = format!("https://127.0.0.1:{port}");
+    let cli = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_drover"))
+            .args(args)
+            .current_dir(d)
+            .env("DROVER_CONFIG_DIR", d.join("config"))
+            .env("DROVER_SERVER", &url)
+            .env_remove("DROVER_SERVER_FINGERPRINT")
+            .env_remove("SSH_AUTH_SOCK")
+            .output()
+            .expect("drover")
+    };
+    let text = |o: &std::process::Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    };
+    let key = alice.to_str().expect("utf-8");
+    // A self-signed certificate is not trusted without its fingerprint, nor with another one.
+    let o = cli(&["login", "--key", key]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("--fingerprint"), "{}", text(&o));
+    let other = format!("00{}", &fingerprint[2..]);
+    let o = cli(&["login", "--key", key, "--fingerprint", &other]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("not the pinned one"), "{}", text(&o));
+    let o = cli(&["login", "--key", key, "--fingerprint", &fingerprint]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+
+    let o = cli(&["run", "slow.drover", "--key", key, "--format", "json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let started: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    let run = started["run_id"].as_str().expect("run").to_owned();
+    let status = || -> serde_json::Value {
+        serde_json::from_slice(&cli(&["status", &run, "--format", "json"]).stdout)
+            .unwrap_or_default()
+    };
+    let step = |v: &serde_json::Value, id: &str| -> String {
+        v["steps"]
+            .as_array()
+            .and_then(|s| s.iter().find(|x| x["id"] == id))
+            .and_then(|x| x["state"].as_str())
+            .unwrap_or("")
+            .to_owned()
+    };
+    let mut running = false;
+    for _ in 0..400 {
+        if step(&status(), "slow") == "running" {
+            running = true;
+            break;
+        }
+        pause(10);
+    }
+    assert!(running, "slow is running");
+    let o = cli(&["interrupt", &run]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let mut stopped = false;
+    for _ in 0..400 {
+        let v = status();
+        if v["outcome"] == "interrupted" {
+            assert_eq!(step(&v, "slow"), "succeeded", "the running step finished");
+            assert_eq!(step(&v, "last"), "pending", "no new step started");
+            stopped = true;
+            break;
+        }
+        pause(25);
+    }
+    assert!(stopped, "the run stopped");
+    // Interrupting what is over is refused.
+    let o = cli(&["interrupt", &run]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("conflict"), "{}", text(&o));
+
+    let o = cli(&["resume", &run]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("by alice"), "{}", text(&o));
+    let mut done = false;
+    for _ in 0..400 {
+        if status()["outcome"] == "succeeded" {
+            done = true;
+            break;
+        }
+        pause(25);
+    }
+    assert!(done, "the resumed run finished");
+    for log in ["first.log", "slow.log", "last.log"] {
+        let ran = std::fs::read_to_string(d.join(log)).expect(log);
+        assert_eq!(ran.lines().count(), 1, "{log}: each step ran once");
+    }
+
+    let o = cli(&["report", "latest", "--format", "md"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains(&run), "{}", text(&o));
+    let o = cli(&["evidence", "export", "latest", "bundle.tar"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains(&run), "{}", text(&o));
+    let o = cli(&[
+        "evidence",
+        "verify",
+        "bundle.tar",
+        "--public-key",
+        ".drover/keys/evidence.key.pub",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("signature valid"), "{}", text(&o));
+}
