@@ -264,13 +264,10 @@ fn changes_in_place(r: &RunRecord) {
     }
 }
 
+/// Keeps the record of a drive in the state directory (a failure is said, not fatal).
 fn write_record(state: &std::path::Path, r: &RunRecord) {
-    let dir = state.join("runs");
-    if std::fs::create_dir_all(&dir).is_ok() {
-        let _ = std::fs::write(
-            dir.join(format!("{}.json", r.run_id)),
-            serde_json::to_string_pretty(r).unwrap_or_default(),
-        );
+    if let Err(e) = drover_ops::Workspace::new(state).keep_record(r) {
+        errln!("warning: cannot keep the run record: {e}");
     }
 }
 

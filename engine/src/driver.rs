@@ -198,6 +198,9 @@ pub trait Observer: Send + Sync {
 
     /// The run's state after each transition (a live view redraws from it).
     fn status(&self, _status: &LiveStatus) {}
+
+    /// A transition was journaled (committed): a reader of the journal finds it now.
+    fn committed(&self) {}
 }
 
 /// A summary of a run in progress, for live views.
@@ -830,6 +833,7 @@ impl Driver {
         if self.crash_after == Some(self.commits) {
             std::process::abort();
         }
+        self.observer.committed();
         let anchor_now = actions.iter().any(|a| {
             matches!(
                 a,

@@ -11,8 +11,8 @@ use crate::scheduler::{Action, Event, RunOutcome};
 use drover_dsl::Mode;
 use rusqlite::{OptionalExtension, params};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
-use std::path::Path;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
 
 /// Why a journal operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -523,6 +523,23 @@ pub trait Journal: Send {
 pub struct SqliteJournal {
     conn: rusqlite::Connection,
     redactor: Redactor,
+    /// Taken around every write transaction: writers of one database in this process queue
+    /// here (woken as soon as the one before commits) instead of in SQLite's busy handler,
+    /// which sleeps in growing steps — many runs in one server otherwise wait tens of ms each.
+    writer: std::sync::Arc<std::sync::Mutex<()>>,
+}
+
+/// The writer lock of the database at `db`, shared by every connection of this process.
+fn writer_lock(db: &Path) -> std::sync::Arc<std::sync::Mutex<()>> {
+    static LOCKS: std::sync::OnceLock<
+        std::sync::Mutex<HashMap<PathBuf, std::sync::Arc<std::sync::Mutex<()>>>>,
+    > = std::sync::OnceLock::new();
+    let key = std::fs::canonicalize(db).unwrap_or_else(|_| db.to_path_buf());
+    let mut locks = LOCKS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    std::sync::Arc::clone(locks.entry(key).or_default())
 }
 
 const SCHEMA: &str = "
@@ -625,6 +642,7 @@ impl SqliteJournal {
         Ok(Self {
             conn,
             redactor: Redactor::new(),
+            writer: writer_lock(&db),
         })
     }
 
@@ -688,6 +706,7 @@ impl SqliteJournal {
         Ok(Self {
             conn,
             redactor: Redactor::new(),
+            writer: writer_lock(&db),
         })
     }
 }
@@ -839,6 +858,10 @@ impl Journal for SqliteJournal {
     }
 
     fn append_audit(&mut self, run_id: &str, audit: &[AuditRecord]) -> Result<(), JournalError> {
+        let writer = std::sync::Arc::clone(&self.writer);
+        let _queue = writer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -858,6 +881,10 @@ impl Journal for SqliteJournal {
         text: &str,
         at: u64,
     ) -> Result<(), JournalError> {
+        let writer = std::sync::Arc::clone(&self.writer);
+        let _queue = writer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let tx = self.conn.transaction()?;
         let held: Option<i64> = tx
             .query_row(
@@ -903,6 +930,10 @@ impl Journal for SqliteJournal {
         // The plan lives in its own table: the run's row is rewritten on every commit (lease,
         // audit head), and must stay small whatever the plan's size. The claims are checked and
         // taken in the same (immediate) transaction: two runs starting at once cannot both pass.
+        let writer = std::sync::Arc::clone(&self.writer);
+        let _queue = writer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -999,6 +1030,10 @@ impl Journal for SqliteJournal {
         now: u64,
         ttl_ms: u64,
     ) -> Result<Lease, JournalError> {
+        let writer = std::sync::Arc::clone(&self.writer);
+        let _queue = writer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -1052,6 +1087,10 @@ impl Journal for SqliteJournal {
         actions: &[Action],
         audit: &[AuditRecord],
     ) -> Result<(), JournalError> {
+        let writer = std::sync::Arc::clone(&self.writer);
+        let _queue = writer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -1080,6 +1119,10 @@ impl Journal for SqliteJournal {
     }
 
     fn renew(&mut self, lease: &Lease, now: u64, ttl_ms: u64) -> Result<(), JournalError> {
+        let writer = std::sync::Arc::clone(&self.writer);
+        let _queue = writer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let n = self.conn.execute(
             "UPDATE runs SET lease_until = ?1 WHERE run_id = ?2 AND lease_token = ?3",
             params![(now + ttl_ms) as i64, lease.run_id, lease.token],
@@ -1098,6 +1141,10 @@ impl Journal for SqliteJournal {
     ) -> Result<(), JournalError> {
         let status = status.as_str();
         let record = record.map(|r| self.redactor.text(r));
+        let writer = std::sync::Arc::clone(&self.writer);
+        let _queue = writer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let n = self.conn.execute(
             "UPDATE runs SET status = ?1, record = COALESCE(?2, record) WHERE run_id = ?3 AND lease_token = ?4",
             params![status, record, lease.run_id, lease.token],
@@ -1130,6 +1177,10 @@ impl Journal for SqliteJournal {
     }
 
     fn store_sources(&mut self, run_id: &str, files: &[SourceText]) -> Result<(), JournalError> {
+        let writer = std::sync::Arc::clone(&self.writer);
+        let _queue = writer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let tx = self.conn.transaction()?;
         for (k, f) in files.iter().enumerate() {
             tx.execute(
@@ -1192,6 +1243,10 @@ impl Journal for SqliteJournal {
             serde_json::to_string(a.roles).map_err(|e| JournalError::Corrupt(e.to_string()))?;
         let at = a.at;
         // The approval and its signature land together or not at all.
+        let writer = std::sync::Arc::clone(&self.writer);
+        let _queue = writer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let tx = self.conn.transaction()?;
         tx.execute(
             "INSERT INTO approvals (run_id, step, operator, roles, at, decision, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -1358,6 +1413,10 @@ impl Journal for SqliteJournal {
         log: &str,
         audit: &[AuditRecord],
     ) -> Result<(String, u64), JournalError> {
+        let writer = std::sync::Arc::clone(&self.writer);
+        let _queue = writer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;

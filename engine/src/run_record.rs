@@ -131,18 +131,18 @@ impl RunRecord {
     }
 }
 
-/// A new run id: `r` + the UTC time to the second + a 16-bit salt mixed from the milliseconds
-/// and the process id (`r20261202T103000-1a2b`). Sortable by start; the journal refuses a
-/// repeated id.
+/// A new run id: `r` + the UTC time to the second + a 16-bit salt (`r20261202T103000-1a2b`).
+/// The salt starts at a random value in each process and counts up, so ids one process makes
+/// never repeat within a second (a server preparing runs for several operators at once) and
+/// two processes rarely collide; the journal refuses a repeated id. Sortable by start.
 #[must_use]
 pub fn new_run_id(now_ms: u64) -> String {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: std::sync::OnceLock<AtomicU16> = std::sync::OnceLock::new();
+    let salt = NEXT
+        .get_or_init(|| AtomicU16::new(rand::random()))
+        .fetch_add(1, Ordering::Relaxed);
     let t = rfc3339(now_ms).replace([':', '-'], "");
-    let salt = u16::try_from(
-        (now_ms ^ u64::from(std::process::id()).rotate_left(17))
-            .wrapping_mul(0x9e37_79b9_7f4a_7c15)
-            >> 48,
-    )
-    .unwrap_or(0);
     format!("r{}-{salt:04x}", &t[..t.len().min(15)])
 }
 
@@ -304,6 +304,13 @@ mod tests {
         assert!(id.starts_with("r20261202T103000-"), "{id}");
         assert_eq!(id.len(), "r20261202T103000-1a2b".len());
         assert!(new_run_id(at + 1_000) > id, "a later run sorts after");
+    }
+
+    #[test]
+    fn run_ids_made_in_the_same_millisecond_differ() {
+        let at = parse_rfc3339("2026-12-02T10:30:00Z").expect("a time");
+        let ids: std::collections::BTreeSet<String> = (0..1000).map(|_| new_run_id(at)).collect();
+        assert_eq!(ids.len(), 1000);
     }
 
     #[test]

@@ -221,6 +221,23 @@ impl Workspace {
         Ok(driver)
     }
 
+    /// Keeps a finished drive's record as `STATE/runs/RUN.json` (beside the run's scratch
+    /// directory), for people and tools that read files.
+    ///
+    /// # Errors
+    /// The file cannot be written.
+    pub fn keep_record(
+        &self,
+        record: &drover_engine::run_record::RunRecord,
+    ) -> Result<(), OpsError> {
+        let dir = self.dir().join("runs");
+        let text = serde_json::to_string_pretty(record)
+            .map_err(|e| OpsError::Failed(format!("run record: {e}")))?;
+        std::fs::create_dir_all(&dir)
+            .and_then(|()| std::fs::write(dir.join(format!("{}.json", record.run_id)), text))
+            .map_err(|e| OpsError::Failed(format!("{}: {e}", dir.display())))
+    }
+
     /// A run's report (`latest` resolved) in `format`, with templates from `templates` if
     /// given: `(run id, text)`.
     ///

@@ -699,7 +699,8 @@ async fn prepare_run(
     Ok(Json(out))
 }
 
-/// Wakes the run's event streams and the all-runs streams on every line the driver says.
+/// Wakes the run's event streams and the all-runs streams on every transition the driver
+/// journals.
 #[derive(Debug)]
 struct Wake {
     run: Arc<Notify>,
@@ -716,7 +717,9 @@ impl Wake {
 }
 
 impl Observer for Wake {
-    fn line(&self, _: &str) {
+    fn line(&self, _: &str) {}
+
+    fn committed(&self) {
         self.run.notify_waiters();
         self.all.notify_waiters();
     }
@@ -910,8 +913,13 @@ fn drive(app: &Arc<App>, driver: Driver, fresh: bool) {
     let changed = app.waker(&run_id);
     let app = Arc::clone(app);
     tokio::spawn(async move {
-        if let Err(e) = driver.drive(fresh).await {
-            tracing::error!(run = %run_id, error = %e, "run stopped");
+        match driver.drive(fresh).await {
+            Ok(record) => {
+                if let Err(e) = app.ws.keep_record(&record) {
+                    tracing::error!(run = %run_id, error = %e, "cannot keep the run record");
+                }
+            }
+            Err(e) => tracing::error!(run = %run_id, error = %e, "run stopped"),
         }
         app.driven
             .lock()
