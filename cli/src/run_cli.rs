@@ -1008,6 +1008,11 @@ pub fn evidence_export(
         Ok(p) => p,
         Err(c) => return c,
     };
+    let ws = drover_ops::Workspace::new(state);
+    // A mistyped state directory is named before the key is looked at.
+    if let Err(e) = ws.journal_read() {
+        return ops_error(&e);
+    }
     let key = match drover_evidence::read_signing_key(path) {
         Ok(k) => k,
         Err(e) => {
@@ -1015,7 +1020,7 @@ pub fn evidence_export(
             return ExitCode::FAILURE;
         }
     };
-    let (run_id, bytes, report) = match drover_ops::Workspace::new(state).evidence(run_id, &key) {
+    let (run_id, bytes, report) = match ws.evidence(run_id, &key) {
         Ok(x) => x,
         Err(e) => return ops_error(&e),
     };
