@@ -376,23 +376,25 @@ pub fn status(server: &str, run_id: &str, json: bool) -> ExitCode {
     }
 }
 
-/// `drover resume RUN --server URL`: the server drives the run on.
-pub fn resume(server: &str, run_id: &str, json: bool) -> ExitCode {
+/// `POST /api/v1/runs/RUN/VERB`, printing the answer as JSON or as `say` words it.
+fn run_action(
+    server: &str,
+    run_id: &str,
+    verb: &str,
+    json: bool,
+    say: impl Fn(&serde_json::Value, &str, &str) -> String,
+) -> ExitCode {
     let url = base(server);
     match post(
         &url,
-        &format!("/api/v1/runs/{}/resume", encode(run_id)),
+        &format!("/api/v1/runs/{}/{verb}", encode(run_id)),
         &serde_json::json!({}),
     ) {
         Ok(v) => {
             if json {
                 outln!("{v}");
             } else {
-                let run = v["run_id"].as_str().unwrap_or("?");
-                outln!(
-                    "run {run} resumed on {url} by {}; follow it with drover status {run} --server {url}",
-                    v["resumed_by"].as_str().unwrap_or("?")
-                );
+                outln!("{}", say(&v, v["run_id"].as_str().unwrap_or("?"), &url));
             }
             ExitCode::SUCCESS
         }
@@ -400,28 +402,24 @@ pub fn resume(server: &str, run_id: &str, json: bool) -> ExitCode {
     }
 }
 
+/// `drover resume RUN --server URL`: the server drives the run on.
+pub fn resume(server: &str, run_id: &str, json: bool) -> ExitCode {
+    run_action(server, run_id, "resume", json, |v, run, url| {
+        format!(
+            "run {run} resumed on {url} by {}; follow it with drover status {run} --server {url}",
+            v["resumed_by"].as_str().unwrap_or("?")
+        )
+    })
+}
+
 /// `drover interrupt RUN --server URL`: as Ctrl-C does to `drover run` (asked again: running
 /// steps are stopped now).
 pub fn interrupt(server: &str, run_id: &str, json: bool) -> ExitCode {
-    let url = base(server);
-    match post(
-        &url,
-        &format!("/api/v1/runs/{}/interrupt", encode(run_id)),
-        &serde_json::json!({}),
-    ) {
-        Ok(v) => {
-            if json {
-                outln!("{v}");
-            } else {
-                let run = v["run_id"].as_str().unwrap_or("?");
-                outln!(
-                    "run {run} interrupted on {url}: no new steps start, running ones finish (again to stop them now); resume with drover resume {run} --server {url}"
-                );
-            }
-            ExitCode::SUCCESS
-        }
-        Err(e) => fail(&e),
-    }
+    run_action(server, run_id, "interrupt", json, |_, run, url| {
+        format!(
+            "run {run} interrupted on {url}: no new steps start, running ones finish (again to stop them now); resume with drover resume {run} --server {url}"
+        )
+    })
 }
 
 /// `drover report RUN --server URL`.

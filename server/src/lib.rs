@@ -776,9 +776,7 @@ async fn start_run(
             Wake::new(&app, &run_id),
         )
         .await?;
-    remember(&app, &run_id)
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "state", e.to_string()))?;
-    drive(&app, driver, true);
+    adopt(&app, driver, true)?;
     Ok((
         StatusCode::ACCEPTED,
         Json(serde_json::json!({ "run_id": run_id, "initiator": signer.operator })),
@@ -843,10 +841,8 @@ async fn resume_run(
             Wake::new(&app, &run_id),
         )
         .await?;
-    remember(&app, &run_id)
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "state", e.to_string()))?;
+    adopt(&app, driver, false)?;
     audit(&app, &s.operator, "run.resume", "ok", Some(&run_id));
-    drive(&app, driver, false);
     Ok((
         StatusCode::ACCEPTED,
         Json(serde_json::json!({ "run_id": run_id, "resumed_by": s.operator })),
@@ -900,6 +896,14 @@ fn remember(app: &App, run_id: &str) -> std::io::Result<()> {
         .open(runs_file(app))?;
     f.write_all(format!("{run_id}\n").as_bytes())?;
     f.sync_all()
+}
+
+/// Makes a run this server's: listed for resuming after a restart, then driven.
+fn adopt(app: &Arc<App>, driver: Driver, fresh: bool) -> Result<(), ApiError> {
+    remember(app, driver.run_id())
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "state", e.to_string()))?;
+    drive(app, driver, fresh);
+    Ok(())
 }
 
 /// Drives a run in the background, waking event streams as it goes; while it is driven it

@@ -39,6 +39,11 @@ impl Drop for Server {
 }
 
 fn start(dir: &Path, port: u16) -> Server {
+    start_printing_to(dir, port, Stdio::null())
+}
+
+/// Starts the server with its standard output going to `out`; returns once it answers.
+fn start_printing_to(dir: &Path, port: u16, out: impl Into<Stdio>) -> Server {
     let mut server = Server(
         Command::new(env!("CARGO_BIN_EXE_drover"))
             .args([
@@ -51,7 +56,7 @@ fn start(dir: &Path, port: u16) -> Server {
                 "runbooks",
             ])
             .current_dir(dir)
-            .stdout(Stdio::null())
+            .stdout(out)
             .stderr(Stdio::null())
             .spawn()
             .expect("drover server"),
@@ -462,40 +467,7 @@ fn over_https_with_a_pinned_certificate_a_run_is_interrupted_resumed_reported_an
     std::fs::write(d.join("runbooks/slow.drover"), SLOW).expect("runbook");
     let port = free_port();
     let out = std::fs::File::create(d.join("server.out")).expect("out");
-    let mut server = Server(
-        Command::new(env!("CARGO_BIN_EXE_drover"))
-            .args([
-                "server",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--operators",
-                "operators.toml",
-                "--runbooks",
-                "runbooks",
-            ])
-            .current_dir(d)
-            .stdout(out)
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("drover server"),
-    );
-    let http = reqwest::blocking::Client::new();
-    let mut up = false;
-    for _ in 0..400 {
-        if http
-            .get(format!("http://127.0.0.1:{port}/healthz"))
-            .send()
-            .is_ok_and(|r| r.status().is_success())
-        {
-            up = true;
-            break;
-        }
-        pause(25);
-    }
-    if !up {
-        let _ = server.0.kill();
-        panic!("the server did not come up");
-    }
+    let _server = start_printing_to(d, port, out);
     let printed = std::fs::read_to_string(d.join("server.out")).expect("server output");
     let fingerprint = printed
         .split_whitespace()
