@@ -369,6 +369,22 @@ Examples:
         #[arg(long, value_name = "SHA256")]
         fingerprint: Option<String>,
     },
+    /// Open the server's web console: prints a one-time link (valid a minute) that signs your
+    /// browser in as the operator you are logged in as.
+    #[command(after_help = "\
+Examples:
+  drover console --server https://drover.example:8440")]
+    Console {
+        /// Open this run's live page (a run id, or `latest`).
+        #[arg(long, value_name = "RUN")]
+        run: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
+        format: CheckFormat,
+        /// The server (also DROVER_SERVER; `drover login --server URL` first).
+        #[arg(long, value_name = "URL")]
+        server: Option<String>,
+    },
     /// Serve the team: the JSON API (docs/api.md), live events, SSH-key logins; drives runs with
     /// the same engine as `drover run`.
     #[command(after_help = "\
@@ -1138,6 +1154,17 @@ fn dispatch(cli: Cli) -> ExitCode {
                 operator,
                 matches!(format, CheckFormat::Json),
             ),
+        },
+        Command::Console {
+            run,
+            format,
+            server,
+        } => match remote_server(server) {
+            Some(url) => remote::console(&url, run.as_deref(), matches!(format, CheckFormat::Json)),
+            None => {
+                errln!("error: which server? --server URL (or DROVER_SERVER)");
+                ExitCode::from(2)
+            }
         },
         Command::Interrupt {
             run_id,

@@ -422,6 +422,30 @@ pub fn interrupt(server: &str, run_id: &str, json: bool) -> ExitCode {
     })
 }
 
+/// `drover console --server URL`: a one-time link (one minute) that signs this operator's
+/// browser in to the server's console.
+pub fn console(server: &str, run: Option<&str>, json: bool) -> ExitCode {
+    let url = base(server);
+    match post(&url, "/api/v1/console/link", &serde_json::json!({})) {
+        Ok(v) => {
+            let mut link = format!("{url}{}", v["path"].as_str().unwrap_or_default());
+            if let Some(r) = run {
+                link.push_str(&format!("&run={}", encode(r)));
+            }
+            if json {
+                outln!(
+                    "{}",
+                    serde_json::json!({ "url": link, "expires_at": v["expires_at"] })
+                );
+            } else {
+                outln!("open within a minute (it works once): {link}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&e),
+    }
+}
+
 /// `drover report RUN --server URL`.
 pub fn report(server: &str, run_id: &str, format: &str, out: Option<&str>) -> ExitCode {
     let url = base(server);

@@ -24,13 +24,21 @@ pub struct Session {
     pub expires_at: u64,
     /// SHA-256 of the token (hex): what is kept, and what revocation names.
     pub token_sha256: String,
+    /// What a browser session's state-changing requests must carry in `x-csrf-token` (the
+    /// console reads it from `GET /api/v1/session`; other sites cannot).
+    pub csrf: String,
 }
+
+/// How long a console link may be opened.
+pub const LINK_TTL_MS: u64 = 60_000;
 
 /// Outstanding challenges, live sessions and rate-limit windows.
 #[derive(Debug, Default)]
 pub struct Sessions {
     challenges: Mutex<HashMap<String, u64>>,
     tokens: Mutex<HashMap<String, Session>>,
+    /// One-time console links: code SHA-256 → (operator, expiry).
+    links: Mutex<HashMap<String, (String, u64)>>,
     windows: Mutex<HashMap<String, (u64, u32)>>,
 }
 
@@ -71,11 +79,30 @@ impl Sessions {
             operator: operator.to_owned(),
             expires_at: now + ttl_ms,
             token_sha256: sha256_hex(&token),
+            csrf: hex::encode(rand::random::<[u8; 16]>()),
         };
         let mut t = lock(&self.tokens);
         t.retain(|_, s| s.expires_at > now);
         t.insert(s.token_sha256.clone(), s.clone());
         (token, s)
+    }
+
+    /// A one-time code that opens a browser session for `operator` (an operator logged in with
+    /// the CLI hands it to their browser: `drover console`), valid [`LINK_TTL_MS`].
+    pub fn link(&self, operator: &str, now: u64) -> String {
+        let code = hex::encode(rand::random::<[u8; 32]>());
+        let mut l = lock(&self.links);
+        l.retain(|_, (_, exp)| *exp > now);
+        l.insert(sha256_hex(&code), (operator.to_owned(), now + LINK_TTL_MS));
+        code
+    }
+
+    /// Consumes a console link: its operator, once, if it has not expired.
+    pub fn take_link(&self, code: &str, now: u64) -> Option<String> {
+        lock(&self.links)
+            .remove(&sha256_hex(code))
+            .filter(|(_, exp)| *exp > now)
+            .map(|(op, _)| op)
     }
 
     /// The session a bearer token opens, if it is live.
@@ -144,6 +171,17 @@ mod tests {
         assert!(s.check(&token, 1).is_none(), "revoked");
         assert!(!s.revoke(&session.token_sha256) || s.check("x", 0).is_none());
         assert!(s.check("not a token", 0).is_none());
+    }
+
+    #[test]
+    fn a_console_link_opens_once_and_expires() {
+        let s = Sessions::default();
+        let code = s.link("alice", 0);
+        assert_eq!(s.take_link(&code, 1), Some("alice".into()));
+        assert_eq!(s.take_link(&code, 1), None, "once");
+        let late = s.link("bob", 0);
+        assert_eq!(s.take_link(&late, LINK_TTL_MS), None, "expired");
+        assert_eq!(s.take_link("not a code", 0), None);
     }
 
     #[test]

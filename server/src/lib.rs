@@ -8,6 +8,7 @@
 //! error into JSON.
 
 pub mod auth;
+mod console;
 pub mod tls;
 
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, Request, State};
@@ -172,9 +173,11 @@ pub fn router(app: Arc<App>) -> Router {
     let open = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/api/v1/login/challenge", post(login_challenge))
-        .route("/api/v1/login", post(login));
+        .route("/api/v1/login", post(login))
+        .merge(console::routes());
     let authed = Router::new()
         .route("/api/v1/session", get(whoami).delete(logout))
+        .route("/api/v1/console/link", post(console::link))
         .route("/api/v1/runbooks", get(runbooks))
         .route("/api/v1/runs", get(runs).post(start_run))
         .route("/api/v1/runs/prepare", post(prepare_run))
@@ -300,27 +303,70 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<
     }
 }
 
+/// The cookie a browser session lives in.
+pub const SESSION_COOKIE: &str = "drover_session";
+
+/// The value of cookie `name` in `headers`.
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.trim())
+}
+
+/// Who is calling: a bearer token (the CLI), or the console's session cookie — whose
+/// state-changing requests must also carry the session's `x-csrf-token`.
 async fn require_session(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
     mut req: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let token = headers
+    let now = app.clock.now_ms();
+    let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or_else(|| {
-            ApiError::unauthorized(
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let session = match (bearer, cookie(&headers, SESSION_COOKIE)) {
+        (Some(token), _) => app.sessions.check(token.trim(), now),
+        (None, Some(token)) => {
+            let session = app.sessions.check(token, now);
+            let safe = matches!(req.method().as_str(), "GET" | "HEAD");
+            if let Some(s) = session.as_ref().filter(|_| !safe) {
+                let sent = headers.get("x-csrf-token").and_then(|v| v.to_str().ok());
+                let ok = sent.is_some_and(|t| {
+                    subtle::ConstantTimeEq::ct_eq(t.as_bytes(), s.csrf.as_bytes()).into()
+                });
+                if !ok {
+                    audit(
+                        &app,
+                        &s.operator,
+                        "server.csrf",
+                        "refused",
+                        Some(&format!("{} {}", req.method(), req.uri().path())),
+                    );
+                    return Err(ApiError::new(
+                        StatusCode::FORBIDDEN,
+                        "csrf",
+                        "a browser request that changes something must carry the session's x-csrf-token",
+                    ));
+                }
+            }
+            session
+        }
+        (None, None) => {
+            return Err(ApiError::unauthorized(
                 "log in first: drover login --server URL (a bearer token is needed)",
-            )
-        })?;
-    let session = app
-        .sessions
-        .check(token.trim(), app.clock.now_ms())
-        .ok_or_else(|| {
-            ApiError::unauthorized("the token is unknown, expired or revoked: log in again")
-        })?;
+            ));
+        }
+    };
+    let session = session.ok_or_else(|| {
+        ApiError::unauthorized("the token is unknown, expired or revoked: log in again")
+    })?;
     req.extensions_mut().insert(session);
     Ok(next.run(req).await)
 }
@@ -435,13 +481,21 @@ async fn whoami(Extension(s): Extension<auth::Session>) -> Json<serde_json::Valu
     Json(serde_json::json!({
         "operator": s.operator,
         "expires_at": drover_engine::run_record::rfc3339(s.expires_at),
+        "csrf": s.csrf,
     }))
 }
 
-async fn logout(State(app): State<Arc<App>>, Extension(s): Extension<auth::Session>) -> StatusCode {
+async fn logout(State(app): State<Arc<App>>, Extension(s): Extension<auth::Session>) -> Response {
     app.sessions.revoke(&s.token_sha256);
     audit(&app, &s.operator, "server.logout", "ok", None);
-    StatusCode::NO_CONTENT
+    (
+        StatusCode::NO_CONTENT,
+        [(
+            header::SET_COOKIE,
+            format!("{SESSION_COOKIE}=; HttpOnly; Secure; SameSite=Strict; Path=/; Max-Age=0"),
+        )],
+    )
+        .into_response()
 }
 
 async fn runbooks(State(app): State<Arc<App>>) -> Result<Json<serde_json::Value>, ApiError> {
@@ -1009,10 +1063,10 @@ async fn run_events(
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0);
     let a = Arc::clone(&app);
-    let r = run.clone();
     // Whether the last transition the client saw ended the run (then only `end` is left).
-    let (journal, finished) = blocking(move || {
+    let (journal, finished, run) = blocking(move || {
         let j = a.ws.journal_read()?;
+        let r = a.ws.resolve(&j, &run)?;
         drover_engine::journal::Journal::run(&j, &r)?;
         let seen_last = match after.checked_sub(1) {
             Some(k) => j.transitions_from(&r, k)?.into_iter().next(),
@@ -1023,7 +1077,7 @@ async fn run_events(
                 .iter()
                 .any(|a| matches!(a, drover_engine::scheduler::Action::Finished { .. }))
         });
-        Ok((j, finished))
+        Ok((j, finished, r))
     })
     .await?;
     let waker = app.waker(&run);

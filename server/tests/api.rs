@@ -293,6 +293,7 @@ async fn nothing_answers_without_a_live_token() {
         ("GET", "/api/v1/runs/r1"),
         ("GET", "/api/v1/runs/r1/events"),
         ("GET", "/api/v1/events"),
+        ("POST", "/api/v1/console/link"),
         ("POST", "/api/v1/runs/r1/interrupt"),
         ("POST", "/api/v1/runs/r1/resume"),
         ("GET", "/api/v1/runs/r1/evidence"),
@@ -612,4 +613,137 @@ async fn two_operators_one_run_four_eyes_and_resumable_events() {
         journaled.iter().collect::<Vec<_>>(),
         "the all-runs stream is the journal's"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_signs_a_browser_in_from_a_cli_session_and_guards_its_changes() {
+    let s = server().await;
+    // The page and its assets are embedded, with a strict content security policy.
+    for (path, kind) in [
+        ("/console/", "text/html"),
+        ("/console/app.js", "text/javascript"),
+        ("/console/app.css", "text/css"),
+    ] {
+        let r = s
+            .http
+            .get(format!("{}{path}", s.base))
+            .send()
+            .await
+            .expect("asset");
+        assert_eq!(r.status(), 200, "{path}");
+        let h = r.headers();
+        assert!(
+            h[reqwest::header::CONTENT_TYPE]
+                .to_str()
+                .is_ok_and(|t| t.starts_with(kind))
+        );
+        assert!(
+            h["content-security-policy"]
+                .to_str()
+                .is_ok_and(|c| c.contains("script-src 'self'") && !c.contains("unsafe"))
+        );
+    }
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let who = |cookie: Option<String>| {
+        let mut rq = browser.get(format!("{}/console/session", s.base));
+        if let Some(c) = cookie {
+            rq = rq.header(reqwest::header::COOKIE, c);
+        }
+        async move {
+            rq.send()
+                .await
+                .expect("session")
+                .json::<serde_json::Value>()
+                .await
+                .expect("json")
+        }
+    };
+    assert_eq!(who(None).await["operator"], serde_json::Value::Null);
+
+    // alice, logged in with her key, makes a one-time link; opening it sets the cookie.
+    let alice = s.token("alice").await;
+    let link: serde_json::Value = s
+        .post(&alice, "/api/v1/console/link", serde_json::json!({}))
+        .await
+        .json()
+        .await
+        .expect("link");
+    let path = link["path"].as_str().expect("path").to_owned();
+    let r = browser
+        .get(format!("{}{path}&run=r1", s.base))
+        .send()
+        .await
+        .expect("enter");
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "/console/#/runs/r1");
+    let set = r.headers()["set-cookie"]
+        .to_str()
+        .expect("cookie")
+        .to_owned();
+    for attr in ["HttpOnly", "Secure", "SameSite=Strict", "Path=/"] {
+        assert!(set.contains(attr), "{set}");
+    }
+    let cookie = set.split(';').next().expect("pair").to_owned();
+    let again = browser
+        .get(format!("{}{path}", s.base))
+        .send()
+        .await
+        .expect("enter again");
+    assert_eq!(again.status(), 401, "a link works once");
+
+    let me = who(Some(cookie.clone())).await;
+    assert_eq!(me["operator"], "alice");
+    let csrf = me["csrf"].as_str().expect("csrf").to_owned();
+    let r = browser
+        .get(format!("{}/api/v1/runs", s.base))
+        .header(reqwest::header::COOKIE, &cookie)
+        .send()
+        .await
+        .expect("runs");
+    assert_eq!(r.status(), 200);
+
+    // A state-changing request on the cookie alone (what a forged cross-site form would send)
+    // is refused; with the session's token it goes through.
+    let prepare = |token: Option<&str>| {
+        let mut rq = browser
+            .post(format!("{}/api/v1/runs/prepare", s.base))
+            .header(reqwest::header::COOKIE, &cookie)
+            .json(&serde_json::json!({ "runbook": "cutover.drover" }));
+        if let Some(t) = token {
+            rq = rq.header("x-csrf-token", t);
+        }
+        async move { rq.send().await.expect("prepare") }
+    };
+    for bad in [None, Some("0123456789abcdef0123456789abcdef")] {
+        let r = prepare(bad).await;
+        assert_eq!(r.status(), 403);
+        let v: serde_json::Value = r.json().await.expect("json");
+        assert_eq!(v["code"], "csrf");
+    }
+    assert_eq!(prepare(Some(&csrf)).await.status(), 200);
+
+    // Signing out clears the cookie and ends the session.
+    let r = browser
+        .delete(format!("{}/api/v1/session", s.base))
+        .header(reqwest::header::COOKIE, &cookie)
+        .header("x-csrf-token", &csrf)
+        .send()
+        .await
+        .expect("logout");
+    assert_eq!(r.status(), 204);
+    assert!(
+        r.headers()["set-cookie"]
+            .to_str()
+            .is_ok_and(|c| c.contains("Max-Age=0"))
+    );
+    let r = browser
+        .get(format!("{}/api/v1/runs", s.base))
+        .header(reqwest::header::COOKIE, &cookie)
+        .send()
+        .await
+        .expect("runs");
+    assert_eq!(r.status(), 401);
 }
