@@ -147,7 +147,7 @@ async function route() {
   } catch (e) {
     if (e.status === 401) { show('signin'); setLive('signed out', 'off'); }
   }
-  $('main').focus();
+  $('main').focus({ preventScroll: true });
 }
 
 async function start() {
