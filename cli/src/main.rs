@@ -90,6 +90,27 @@ pub(crate) struct OperatorArgs {
     pub(crate) audit_anchor: Option<String>,
 }
 
+/// `drover passkey …`.
+#[derive(Subcommand, Debug)]
+enum PasskeyCommand {
+    /// Make the passkey you registered in the console yours: shows its fingerprint and signs its
+    /// certificate with your SSH key (the roster's), so its browser approvals verify offline.
+    #[command(after_help = "\
+Examples:
+  drover passkey confirm --server https://drover.example:8440 --key ~/.ssh/id_ed25519")]
+    Confirm {
+        /// The server (also DROVER_SERVER; `drover login --server URL` first).
+        #[arg(long, value_name = "URL")]
+        server: Option<String>,
+        /// Sign with this OpenSSH private key (default: the first key in ssh-agent).
+        #[arg(long, value_name = "PATH")]
+        key: Option<String>,
+        /// Certify every pending passkey (default: only the newest).
+        #[arg(long)]
+        all: bool,
+    },
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Check runbooks for errors and safety problems.
@@ -385,6 +406,9 @@ Examples:
         #[arg(long, value_name = "URL")]
         server: Option<String>,
     },
+    /// Passkeys for approving in the console's browser.
+    #[command(subcommand)]
+    Passkey(PasskeyCommand),
     /// Serve the team: the JSON API (docs/api.md), live events, SSH-key logins; drives runs with
     /// the same engine as `drover run`.
     #[command(after_help = "\
@@ -1155,6 +1179,17 @@ fn dispatch(cli: Cli) -> ExitCode {
                 matches!(format, CheckFormat::Json),
             ),
         },
+        Command::Passkey(PasskeyCommand::Confirm { server, key, all }) => {
+            match remote_server(server) {
+                Some(url) => {
+                    remote::passkey_confirm(&url, key.as_deref().map(std::path::Path::new), all)
+                }
+                None => {
+                    errln!("error: which server? --server URL (or DROVER_SERVER)");
+                    ExitCode::from(2)
+                }
+            }
+        }
         Command::Console {
             run,
             format,

@@ -446,6 +446,66 @@ pub fn console(server: &str, run: Option<&str>, json: bool) -> ExitCode {
     }
 }
 
+/// `drover passkey confirm --server URL`: certifies the caller's pending passkeys with their SSH
+/// key (the newest only, unless `all`).
+pub fn passkey_confirm(server: &str, key: Option<&Path>, all: bool) -> ExitCode {
+    let url = base(server);
+    let list = match get(&url, "/api/v1/passkeys") {
+        Ok(v) => v,
+        Err(e) => return fail(&e),
+    };
+    let mut pending: Vec<&serde_json::Value> = list["passkeys"]
+        .as_array()
+        .map(|a| a.iter().filter(|k| k["confirmed"] == false).collect())
+        .unwrap_or_default();
+    if pending.is_empty() {
+        return fail(
+            "no passkey of yours waits for confirmation: register one in the console first (drover console --server URL)",
+        );
+    }
+    pending.sort_by_key(|k| k["registered_at"].as_str().unwrap_or_default().to_owned());
+    if !all {
+        pending.drain(..pending.len() - 1);
+    }
+    for k in pending {
+        let cert = k["certificate"].as_str().unwrap_or_default();
+        let namespace = k["namespace"]
+            .as_str()
+            .unwrap_or(drover_identity::passkey::PASSKEY_NAMESPACE);
+        if namespace != drover_identity::passkey::PASSKEY_NAMESPACE {
+            return fail(&format!(
+                "the server asks for a signature in namespace `{namespace}`: refused"
+            ));
+        }
+        // What is signed is read back here: the operator and the key it names are the ones shown.
+        let c = match drover_identity::passkey::Certificate::parse(cert) {
+            Ok(c) => c,
+            Err(e) => return fail(&format!("the server's certificate: {e}")),
+        };
+        let signature = match sign(namespace, cert, key) {
+            Ok(s) => s,
+            Err(e) => return fail(&format!("cannot sign the passkey's certificate: {e}")),
+        };
+        let id = k["credential_id"].as_str().unwrap_or_default();
+        match post(
+            &url,
+            &format!("/api/v1/passkeys/{}/confirm", encode(id)),
+            &serde_json::json!({ "signature": signature }),
+        ) {
+            Ok(_) => outln!(
+                "passkey {} of {} on {} (registered {}) confirmed: approvals made with it in the console are signed as {}",
+                drover_identity::passkey::fingerprint(&c.public_key),
+                c.operator,
+                c.rp_id,
+                c.time,
+                c.operator
+            ),
+            Err(e) => return fail(&format!("confirmation refused: {e}")),
+        }
+    }
+    ExitCode::SUCCESS
+}
+
 /// `drover report RUN --server URL`.
 pub fn report(server: &str, run_id: &str, format: &str, out: Option<&str>) -> ExitCode {
     let url = base(server);

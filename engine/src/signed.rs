@@ -56,17 +56,15 @@ pub fn roster(plan: &Plan) -> Option<Result<Roster, String>> {
     })
 }
 
-/// SHA-256 (hex) of what deciding `step` decides: its inputs and the inputs of every step it
-/// gates directly, as canonical JSON. Empty for the start of a run.
+/// What deciding `step` decides, as shown to the person deciding: its own action and inputs and
+/// those of every step it gates directly. `None` for the start of a run or an unknown step.
 #[must_use]
-pub fn subject(plan: &Plan, step: &str) -> String {
+pub fn subject_doc(plan: &Plan, step: &str) -> Option<serde_json::Value> {
     if step.is_empty() {
-        return String::new();
+        return None;
     }
     let g = &plan.graph;
-    let Some(i) = g.node_indices().find(|&i| g[i].id() == step) else {
-        return String::new();
-    };
+    let i = g.node_indices().find(|&i| g[i].id() == step)?;
     let mut gated = std::collections::BTreeMap::new();
     for s in g.neighbors_directed(i, Direction::Outgoing) {
         if let PlanNode::Step(s) = &g[s] {
@@ -79,8 +77,16 @@ pub fn subject(plan: &Plan, step: &str) -> String {
     let own = g[i]
         .as_step()
         .map(|s| serde_json::json!({"action": s.action, "inputs": s.inputs}));
-    let doc = serde_json::json!({"step": step, "own": own, "gates": gated});
-    hex::encode(Sha256::digest(doc.to_string().as_bytes()))
+    Some(serde_json::json!({"step": step, "own": own, "gates": gated}))
+}
+
+/// SHA-256 (hex) of what deciding `step` decides ([`subject_doc`], as canonical JSON). Empty
+/// for the start of a run.
+#[must_use]
+pub fn subject(plan: &Plan, step: &str) -> String {
+    subject_doc(plan, step).map_or_else(String::new, |doc| {
+        hex::encode(Sha256::digest(doc.to_string().as_bytes()))
+    })
 }
 
 /// The statement an operator signs to decide `step` (empty: to start the run).

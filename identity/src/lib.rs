@@ -9,6 +9,7 @@
 //! no cloud is needed, which is the point in a disaster. Step-up codes are TOTP ([`totp`]).
 
 pub mod agent;
+pub mod passkey;
 pub mod roster;
 pub mod sign;
 pub mod statement;
@@ -66,6 +67,11 @@ pub enum VerifyError {
 /// whose refused signature it was.
 #[must_use]
 pub fn fingerprint_of(signature: &str) -> Option<String> {
+    if passkey::PasskeySignature::is_armored(signature) {
+        let s = passkey::PasskeySignature::from_armored(signature).ok()?;
+        let c = passkey::Certificate::parse(&s.certificate).ok()?;
+        return Some(passkey::fingerprint(&c.public_key));
+    }
     let sig = ssh_key::SshSig::from_pem(signature.trim()).ok()?;
     Some(
         ssh_key::PublicKey::from(sig.public_key().clone())
@@ -78,16 +84,64 @@ pub fn fingerprint_of(signature: &str) -> Option<String> {
 /// SSHSIG names.
 #[must_use]
 pub fn algorithm_of(signature: &str) -> Option<String> {
+    if passkey::PasskeySignature::is_armored(signature) {
+        return Some(PASSKEY_ALGORITHM.to_owned());
+    }
     let sig = ssh_key::SshSig::from_pem(signature.trim()).ok()?;
     Some(sig.public_key().algorithm().as_str().to_owned())
 }
 
-/// Verifies `signature` (an armored SSHSIG) over exactly `statement`, by a key in `roster`.
+/// What [`Signer::algorithm`] says of a statement signed with a passkey.
+pub const PASSKEY_ALGORITHM: &str = "webauthn-es256";
+
+/// Verifies `signature` over exactly `statement`, by a key in `roster`: an armored SSHSIG, or a
+/// passkey's WebAuthn assertion ([`passkey::PasskeySignature`]) whose certificate an operator
+/// signed with a key in `roster`.
 ///
 /// # Errors
 /// Any reason the signature does not prove that a roster operator signed these bytes.
 pub fn verify(roster: &Roster, statement: &str, signature: &str) -> Result<Signer, VerifyError> {
+    if passkey::PasskeySignature::is_armored(signature) {
+        return verify_passkey(roster, statement, signature);
+    }
     verify_in(NAMESPACE, roster, statement, signature)
+}
+
+fn verify_passkey(
+    roster: &Roster,
+    statement: &str,
+    signature: &str,
+) -> Result<Signer, VerifyError> {
+    let sig = passkey::PasskeySignature::from_armored(signature)
+        .map_err(|e| VerifyError::Malformed(e.to_string()))?;
+    let certifier = verify_in(
+        passkey::PASSKEY_NAMESPACE,
+        roster,
+        &sig.certificate,
+        &sig.certificate_signature,
+    )
+    .map_err(|e| VerifyError::Malformed(format!("the passkey's certificate: {e}")))?;
+    let cert = passkey::check_assertion(&sig, statement).map_err(|e| match e {
+        passkey::PasskeyError::Check(_) => VerifyError::Mismatch {
+            operator: certifier.operator.clone(),
+            fingerprint: passkey::Certificate::parse(&sig.certificate)
+                .map(|c| passkey::fingerprint(&c.public_key))
+                .unwrap_or_default(),
+        },
+        e @ passkey::PasskeyError::Malformed { .. } => VerifyError::Malformed(e.to_string()),
+    })?;
+    if cert.operator != certifier.operator {
+        return Err(VerifyError::Malformed(format!(
+            "the passkey's certificate names {} but was signed by {}",
+            cert.operator, certifier.operator
+        )));
+    }
+    Ok(Signer {
+        operator: certifier.operator,
+        roles: certifier.roles,
+        fingerprint: passkey::fingerprint(&cert.public_key),
+        algorithm: PASSKEY_ALGORITHM.to_owned(),
+    })
 }
 
 /// [`verify`] under another namespace (a login: [`LOGIN_NAMESPACE`]).

@@ -10,7 +10,9 @@ mod runs;
 mod views;
 
 pub use runs::{Compiled, Start};
-pub use views::{RunSummary, RunView};
+pub use views::{
+    ApprovalView, GivenView, GraphNode, PREDICTION_TRIALS, Prediction, RunSummary, RunView,
+};
 
 use drover_dsl::Plan;
 use drover_engine::driver::{DriverError, Verdict};

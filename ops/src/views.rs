@@ -36,6 +36,69 @@ pub struct RunView {
     pub driven_by: Option<String>,
     /// What running steps last said they wait for.
     pub waiting: Vec<ProgressRow>,
+    /// The plan's nodes with what happened to each, in plan order (the DAG and the Gantt).
+    pub graph: Vec<GraphNode>,
+    /// Every approval step: what it approves, who may, who did.
+    pub approvals: Vec<ApprovalView>,
+}
+
+/// One node of a run's plan with what happened to it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct GraphNode {
+    /// Node id.
+    pub id: String,
+    /// `step` or `milestone`.
+    pub kind: &'static str,
+    /// The step's action (`approval`, `aws_route53.upsert`…); the milestone's title.
+    pub label: String,
+    /// Nodes it waits for.
+    pub after: Vec<String>,
+    /// What happened to it (attempts, approval request, done).
+    #[serde(flatten)]
+    pub timeline: drover_engine::timeline::NodeTimeline,
+}
+
+/// An approval step as the console shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ApprovalView {
+    /// The step.
+    pub step: String,
+    /// Its state (`pending`, `waiting`, `succeeded`, `failed`, `skipped`…).
+    pub state: String,
+    /// Exactly what is approved: the step's own action and inputs and those of the steps it
+    /// gates, as signed (by their SHA-256, `inputs_sha256`).
+    pub subject: Option<serde_json::Value>,
+    /// The digest a statement names.
+    pub inputs_sha256: String,
+    /// Distinct approvals needed.
+    pub required: u32,
+    /// Roles that may approve (empty: any).
+    pub roles: Vec<String>,
+    /// Whether the initiator may approve (four eyes off).
+    pub initiator_may_approve: bool,
+    /// Whether a roster `break_glass` operator may approve alone.
+    pub break_glass: bool,
+    /// Roster operators who may still approve (none without a roster: names are typed).
+    pub eligible: Option<Vec<String>>,
+    /// Approvals and refusals, in order.
+    pub given: Vec<GivenView>,
+    /// Whether distinct approvers other than the initiator reached `required`.
+    pub four_eyes_satisfied: bool,
+}
+
+/// One approval given (or refused).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct GivenView {
+    /// Who.
+    pub operator: String,
+    /// When (RFC 3339).
+    pub at: String,
+    /// Whether it counted.
+    pub accepted: bool,
+    /// Why not.
+    pub reason: Option<String>,
+    /// What signed it (`ssh-ed25519`, `webauthn-es256`…), when signed.
+    pub signed_with: Option<String>,
 }
 
 impl RunView {
@@ -55,6 +118,8 @@ impl RunView {
                         .collect::<Vec<_>>()
                 ),
             );
+            m.insert("graph".into(), serde_json::json!(self.graph));
+            m.insert("approvals".into(), serde_json::json!(self.approvals));
         }
         v
     }
@@ -128,12 +193,27 @@ impl Workspace {
                     .any(|s| s.id == p.step && s.state == "running")
             })
             .collect();
+        let timeline =
+            drover_engine::timeline::Timeline::from_transitions(&j.transitions(&run_id)?);
+        let plan: Option<drover_dsl::Plan> = serde_json::from_str(&row.plan).ok();
+        let (graph, approvals) = match &plan {
+            Some(plan) => {
+                let signed = j.signed_statements(&run_id).unwrap_or_default();
+                (
+                    graph(plan, &timeline),
+                    approvals(plan, &row, &record, &timeline, &signed),
+                )
+            }
+            None => (Vec::new(), Vec::new()),
+        };
         Ok(RunView {
             status: shown(&row, driven_by.is_some()),
             row,
             record,
             driven_by,
             waiting,
+            graph,
+            approvals,
         })
     }
 
@@ -186,6 +266,183 @@ impl Workspace {
                 ),
             };
             Ok((n, anchored, signed))
+        }))
+    }
+}
+
+fn graph(plan: &drover_dsl::Plan, t: &drover_engine::timeline::Timeline) -> Vec<GraphNode> {
+    let g = &plan.graph;
+    g.node_indices()
+        .map(|i| {
+            let n = &g[i];
+            let (kind, label) = match n {
+                drover_dsl::PlanNode::Step(s) => ("step", s.action.clone()),
+                drover_dsl::PlanNode::Milestone(m) => {
+                    ("milestone", m.title.clone().unwrap_or_default())
+                }
+            };
+            GraphNode {
+                id: n.id().to_owned(),
+                kind,
+                label,
+                after: g
+                    .neighbors_directed(i, petgraph::Direction::Incoming)
+                    .map(|p| g[p].id().to_owned())
+                    .collect(),
+                timeline: t.nodes.get(n.id()).cloned().unwrap_or_else(|| {
+                    drover_engine::timeline::NodeTimeline {
+                        id: n.id().to_owned(),
+                        ..Default::default()
+                    }
+                }),
+            }
+        })
+        .collect()
+}
+
+fn approvals(
+    plan: &drover_dsl::Plan,
+    row: &RunRow,
+    record: &RunRecord,
+    t: &drover_engine::timeline::Timeline,
+    signed: &[drover_engine::journal::StatementRow],
+) -> Vec<ApprovalView> {
+    let roster = drover_engine::signed::roster(plan).and_then(Result::ok);
+    plan.graph
+        .node_weights()
+        .filter_map(drover_dsl::PlanNode::as_step)
+        .filter(|s| s.role == drover_schema::Role::Approval)
+        .map(|s| {
+            let strings = |k: &str| match s.inputs.get(k) {
+                Some(drover_dsl::PlanValue::List(l)) => l
+                    .iter()
+                    .filter_map(|v| match v {
+                        drover_dsl::PlanValue::String(s) => Some(s.clone()),
+                        _ => None,
+                    })
+                    .collect(),
+                _ => Vec::new(),
+            };
+            let number = |k: &str, d: u32| match s.inputs.get(k) {
+                Some(drover_dsl::PlanValue::Int(n)) => u32::try_from(*n).unwrap_or(d).max(1),
+                _ => d,
+            };
+            let flag = |k: &str| matches!(s.inputs.get(k), Some(drover_dsl::PlanValue::Bool(true)));
+            let roles: Vec<String> = strings("roles");
+            let initiator_may_approve = flag("initiator_may_approve");
+            let node = t.nodes.get(&s.id);
+            let given: Vec<GivenView> = node
+                .map(|n| {
+                    n.approvals
+                        .iter()
+                        .map(|a| GivenView {
+                            operator: a.operator.clone(),
+                            at: rfc3339(a.at_ms),
+                            accepted: a.accepted,
+                            reason: a.reason.clone(),
+                            signed_with: signed
+                                .iter()
+                                .filter(|(step, op, _)| {
+                                    step.as_deref() == Some(&s.id)
+                                        && op.as_deref() == Some(&a.operator)
+                                })
+                                .find_map(|(_, _, st)| {
+                                    drover_identity::algorithm_of(&st.signature)
+                                }),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let approved: std::collections::BTreeSet<&str> = given
+                .iter()
+                .filter(|g| g.accepted)
+                .map(|g| g.operator.as_str())
+                .collect();
+            let required = number("approvers", 1);
+            let counted = approved
+                .iter()
+                .filter(|o| initiator_may_approve || **o != row.initiator)
+                .count();
+            let eligible = roster.as_ref().map(|r| {
+                r.operators
+                    .values()
+                    .filter(|o| roles.is_empty() || o.roles.iter().any(|x| roles.contains(x)))
+                    .filter(|o| initiator_may_approve || o.name != row.initiator)
+                    .filter(|o| !approved.contains(o.name.as_str()))
+                    .map(|o| o.name.clone())
+                    .collect()
+            });
+            ApprovalView {
+                step: s.id.clone(),
+                state: record
+                    .steps
+                    .iter()
+                    .find(|l| l.id == s.id)
+                    .map_or_else(|| "pending".to_owned(), |l| l.state.clone()),
+                subject: drover_engine::signed::subject_doc(plan, &s.id),
+                inputs_sha256: drover_engine::signed::subject(plan, &s.id),
+                required,
+                roles,
+                initiator_may_approve,
+                break_glass: flag("break_glass"),
+                eligible,
+                given,
+                four_eyes_satisfied: u32::try_from(counted).unwrap_or(u32::MAX) >= required,
+            }
+        })
+        .collect()
+}
+
+/// What the simulator predicts of a run's recovery time, from its plan and the durations its
+/// runbook's past runs measured in this workspace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Prediction {
+    /// Median predicted RTO.
+    pub p50_ms: Option<u64>,
+    /// 95th percentile predicted RTO.
+    pub p95_ms: Option<u64>,
+    /// Trials run.
+    pub trials: u64,
+}
+
+/// Trials behind a run page's prediction: enough for a stable p95, quick on one core.
+pub const PREDICTION_TRIALS: u64 = 1000;
+
+impl Workspace {
+    /// The simulator's prediction of `run_id`'s RTO (`None` when the plan has no RTO milestone).
+    ///
+    /// # Errors
+    /// No such run.
+    pub fn prediction(&self, run_id: &str) -> Result<Option<Prediction>, OpsError> {
+        let (_, plan) = self.run_plan(run_id)?;
+        let j = self.journal_read()?;
+        let run_id = self.resolve(&j, run_id)?;
+        let mode = j.run(&run_id)?.mode;
+        let measured = j.measured_durations(&plan.runbook.name).unwrap_or_default();
+        let prep = drover_simulator::Prepared::with_measured(
+            &plan,
+            mode,
+            &drover_simulator::Scenario::default(),
+            &measured,
+        );
+        if !prep.has_rto_milestone() {
+            return Ok(None);
+        }
+        let s = drover_simulator::run(
+            &prep,
+            &plan,
+            "",
+            mode.as_str(),
+            drover_simulator::Settings {
+                trials: PREDICTION_TRIALS,
+                seed: 1,
+                threads: 1,
+            },
+        );
+        Ok(Some(Prediction {
+            p50_ms: s.rto.p50_ms,
+            p95_ms: s.rto.p95_ms,
+            trials: s.trials,
         }))
     }
 }

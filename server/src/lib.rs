@@ -9,6 +9,7 @@
 
 pub mod auth;
 mod console;
+mod passkeys;
 pub mod tls;
 
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, Request, State};
@@ -69,6 +70,10 @@ pub struct App {
     /// The runs this server drives now, and what interrupts each.
     driven: std::sync::Mutex<std::collections::HashMap<String, drover_engine::driver::Interrupter>>,
     evidence_key: Option<drover_evidence::SigningKey>,
+    passkeys: passkeys::Passkeys,
+    /// The simulator's RTO prediction per run (computed once, on the first look).
+    predictions:
+        std::sync::Mutex<std::collections::HashMap<String, Option<drover_ops::Prediction>>>,
     clock: Arc<dyn Clock>,
     adapters: fn() -> Adapters,
 }
@@ -89,6 +94,12 @@ pub enum ServerError {
     EvidenceKey {
         /// Where.
         path: String,
+        /// What is wrong.
+        why: String,
+    },
+    /// The registered passkeys.
+    #[error("the passkeys: {why}")]
+    Passkeys {
         /// What is wrong.
         why: String,
     },
@@ -125,8 +136,12 @@ impl App {
                 }
             })?),
         };
+        let passkeys = passkeys::Passkeys::load(config.state.join("passkeys.json"))
+            .map_err(|why| ServerError::Passkeys { why })?;
         Ok(Arc::new(Self {
             ws: Workspace::new(config.state.clone()),
+            passkeys,
+            predictions: std::sync::Mutex::default(),
             config,
             roster,
             sessions: auth::Sessions::default(),
@@ -143,20 +158,13 @@ impl App {
 impl App {
     /// What wakes the event streams of `run_id`.
     fn waker(&self, run_id: &str) -> Arc<Notify> {
-        let mut w = self
-            .wakers
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut w = lock(&self.wakers);
         Arc::clone(w.entry(run_id.to_owned()).or_default())
     }
 
     /// What interrupts `run_id`, if this server drives it.
     fn interrupter(&self, run_id: &str) -> Option<drover_engine::driver::Interrupter> {
-        self.driven
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(run_id)
-            .cloned()
+        lock(&self.driven).get(run_id).cloned()
     }
 
     /// The Ed25519 public key of evidence bundles exported through this server, if it has one.
@@ -178,6 +186,15 @@ pub fn router(app: Arc<App>) -> Router {
     let authed = Router::new()
         .route("/api/v1/session", get(whoami).delete(logout))
         .route("/api/v1/console/link", post(console::link))
+        .route(
+            "/api/v1/passkeys",
+            get(passkeys::list).post(passkeys::register),
+        )
+        .route("/api/v1/passkeys/options", post(passkeys::options))
+        .route(
+            "/api/v1/passkeys/{credential}/confirm",
+            post(passkeys::confirm),
+        )
         .route("/api/v1/runbooks", get(runbooks))
         .route("/api/v1/runs", get(runs).post(start_run))
         .route("/api/v1/runs/prepare", post(prepare_run))
@@ -373,6 +390,18 @@ async fn require_session(
 
 /// Writes a server audit record (logins, their refusals) to the state directory's `@server` log.
 fn audit(app: &App, operator: &str, action: &str, outcome: &str, detail: Option<&str>) {
+    audit_signed(app, operator, action, outcome, detail, None);
+}
+
+/// [`audit`] with the signed statement the event rests on (a passkey's certificate).
+fn audit_signed(
+    app: &App,
+    operator: &str,
+    action: &str,
+    outcome: &str,
+    detail: Option<&str>,
+    signed: Option<&SignedStatement>,
+) {
     let op = drover_engine::oplog::Operation {
         action,
         operator,
@@ -381,7 +410,7 @@ fn audit(app: &App, operator: &str, action: &str, outcome: &str, detail: Option<
         key_id: None,
         outcome,
         detail,
-        signed: None,
+        signed,
     };
     let written = app
         .ws
@@ -526,10 +555,26 @@ async fn run_status(
     Path(run): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let now = app.clock.now_ms();
-    let view = blocking(move || app.ws.run_view(&run, now)).await?;
+    let (view, prediction) = blocking(move || {
+        let view = app.ws.run_view(&run, now)?;
+        // The prediction depends on the plan and past runs only: once per run.
+        let id = view.row.run_id.clone();
+        let known = lock(&app.predictions).get(&id).copied();
+        let prediction = match known {
+            Some(p) => p,
+            None => {
+                let p = app.ws.prediction(&id)?;
+                lock(&app.predictions).insert(id, p);
+                p
+            }
+        };
+        Ok((view, prediction))
+    })
+    .await?;
     Ok(Json(serde_json::json!({
         "status": view.status,
         "driven_by": view.driven_by,
+        "prediction": prediction,
         "record": view.to_json(),
     })))
 }
@@ -611,9 +656,11 @@ fn verdict<'a>(decision: Option<&str>, reason: Option<&'a str>) -> Result<Verdic
 
 async fn decision_statement(
     State(app): State<Arc<App>>,
+    Extension(s): Extension<auth::Session>,
     Path((run, step)): Path<(String, String)>,
     Query(q): Query<StatementQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    let credentials = passkeys::credentials_of(&app, &s.operator);
     let text = blocking(move || {
         let v = verdict(q.decision.as_deref(), q.reason.as_deref())
             .map_err(|e| OpsError::Usage(e.message))?;
@@ -624,8 +671,10 @@ async fn decision_statement(
     })
     .await?;
     Ok(Json(serde_json::json!({
+        "challenge": drover_identity::passkey::b64url(&drover_identity::passkey::challenge(&text)),
         "statement": text,
         "namespace": drover_identity::NAMESPACE,
+        "passkeys": credentials,
     })))
 }
 
@@ -633,7 +682,12 @@ async fn decision_statement(
 #[serde(deny_unknown_fields)]
 struct DecisionBody {
     statement: String,
-    signature: String,
+    /// An armored SSHSIG (the CLI)…
+    #[serde(default)]
+    signature: Option<String>,
+    /// …or a WebAuthn assertion by one of the caller's confirmed passkeys (the console).
+    #[serde(default)]
+    passkey: Option<passkeys::Assertion>,
     #[serde(default)]
     decision: Option<String>,
     #[serde(default)]
@@ -659,12 +713,23 @@ async fn decide(
         ));
     }
     verdict(b.decision.as_deref(), b.reason.as_deref())?;
+    let signature = match (b.signature, b.passkey) {
+        (Some(sig), None) => sig,
+        (None, Some(a)) => passkeys::armored(&app, &s.operator, a)?,
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "give either `signature` (an SSH signature) or `passkey` (a WebAuthn assertion)",
+            ));
+        }
+    };
     let approved = blocking(move || {
         let v = verdict(b.decision.as_deref(), b.reason.as_deref())
             .map_err(|e| OpsError::Usage(e.message))?;
         let approver = Approver::Signed(SignedStatement {
             statement: b.statement,
-            signature: b.signature,
+            signature,
         });
         app.ws.approve(&run, &step, &approver, v, now)
     })
@@ -964,10 +1029,7 @@ fn adopt(app: &Arc<App>, driver: Driver, fresh: bool) -> Result<(), ApiError> {
 /// can be interrupted.
 fn drive(app: &Arc<App>, driver: Driver, fresh: bool) {
     let run_id = driver.run_id().to_owned();
-    app.driven
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .insert(run_id.clone(), driver.interrupter());
+    lock(&app.driven).insert(run_id.clone(), driver.interrupter());
     let changed = app.waker(&run_id);
     let app = Arc::clone(app);
     tokio::spawn(async move {
@@ -979,10 +1041,7 @@ fn drive(app: &Arc<App>, driver: Driver, fresh: bool) {
             }
             Err(e) => tracing::error!(run = %run_id, error = %e, "run stopped"),
         }
-        app.driven
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(&run_id);
+        lock(&app.driven).remove(&run_id);
         changed.notify_waiters();
         app.all.notify_waiters();
     });
@@ -1332,4 +1391,9 @@ async fn blocking<T: Send + 'static>(
         .await
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
         .map_err(ApiError::from)
+}
+
+/// A mutex's guard, whatever a panicking holder left (the maps it guards stay consistent).
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }

@@ -2,6 +2,11 @@
 //! endpoint closed without a token, two operators on one run (four eyes by roster operator), and
 //! live events that a client resumes with `Last-Event-ID`.
 
+#[path = "browser/cdp.rs"]
+mod cdp;
+#[path = "browser/console.rs"]
+mod console_browser;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
@@ -294,6 +299,10 @@ async fn nothing_answers_without_a_live_token() {
         ("GET", "/api/v1/runs/r1/events"),
         ("GET", "/api/v1/events"),
         ("POST", "/api/v1/console/link"),
+        ("GET", "/api/v1/passkeys"),
+        ("POST", "/api/v1/passkeys"),
+        ("POST", "/api/v1/passkeys/options"),
+        ("POST", "/api/v1/passkeys/abc/confirm"),
         ("POST", "/api/v1/runs/r1/interrupt"),
         ("POST", "/api/v1/runs/r1/resume"),
         ("GET", "/api/v1/runs/r1/evidence"),
