@@ -71,6 +71,9 @@ pub struct App {
     driven: std::sync::Mutex<std::collections::HashMap<String, drover_engine::driver::Interrupter>>,
     evidence_key: Option<drover_evidence::SigningKey>,
     passkeys: passkeys::Passkeys,
+    /// Set when the server is told to stop: event streams end, so that graceful shutdown does
+    /// not wait on browsers that would hold them open forever.
+    closing: tokio::sync::watch::Sender<bool>,
     /// The simulator's RTO prediction per run (computed once, on the first look).
     predictions:
         std::sync::Mutex<std::collections::HashMap<String, Option<drover_ops::Prediction>>>,
@@ -142,6 +145,7 @@ impl App {
             ws: Workspace::new(config.state.clone()),
             passkeys,
             predictions: std::sync::Mutex::default(),
+            closing: tokio::sync::watch::Sender::new(false),
             config,
             roster,
             sessions: auth::Sessions::default(),
@@ -156,6 +160,12 @@ impl App {
 }
 
 impl App {
+    /// Completes once the server is stopping.
+    async fn closed(&self) {
+        let mut rx = self.closing.subscribe();
+        let _ = rx.wait_for(|closing| *closing).await;
+    }
+
     /// What wakes the event streams of `run_id`.
     fn waker(&self, run_id: &str) -> Arc<Notify> {
         let mut w = lock(&self.wakers);
@@ -238,11 +248,15 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let listener = tls::Listener::new(listener, tls.as_ref(), plain)?;
+    let closing = Arc::clone(&app);
     axum::serve(
         listener,
         router(app).into_make_service_with_connect_info::<tls::Peer>(),
     )
-    .with_graceful_shutdown(shutdown)
+    .with_graceful_shutdown(async move {
+        shutdown.await;
+        closing.closing.send_replace(true);
+    })
     .await
 }
 
@@ -1201,6 +1215,7 @@ async fn run_events(
             tokio::select! {
                 () = notified => {}
                 () = st.app.clock.sleep(POLL_MS) => {}
+                () = st.app.closed() => return None,
             }
         }
     });
@@ -1294,6 +1309,7 @@ async fn all_events(
             tokio::select! {
                 () = notified => {}
                 () = st.app.clock.sleep(POLL_MS) => {}
+                () = st.app.closed() => return None,
             }
         }
     });

@@ -119,9 +119,14 @@ async fn server() -> Server {
 
 impl Server {
     async fn login(&self, who: &str) -> reqwest::Response {
+        self.login_on(&self.base, who).await
+    }
+
+    /// Logs `who` in to the server at `base` (another one than this test's, on the same state).
+    async fn login_on(&self, base: &str, who: &str) -> reqwest::Response {
         let c: serde_json::Value = self
             .http
-            .post(format!("{}/api/v1/login/challenge", self.base))
+            .post(format!("{base}/api/v1/login/challenge"))
             .send()
             .await
             .expect("challenge")
@@ -136,7 +141,7 @@ impl Server {
         )
         .expect("sign");
         self.http
-            .post(format!("{}/api/v1/login", self.base))
+            .post(format!("{base}/api/v1/login"))
             .json(&serde_json::json!({ "challenge": challenge, "signature": sig }))
             .send()
             .await
@@ -755,4 +760,52 @@ async fn the_console_signs_a_browser_in_from_a_cli_session_and_guards_its_change
         .await
         .expect("runs");
     assert_eq!(r.status(), 401);
+}
+
+/// A server told to stop while consoles hold event streams open stops: the streams end (the
+/// browsers' EventSource reconnects to whatever serves next) instead of holding the process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_the_server_ends_open_event_streams() {
+    let s = server().await;
+    let app = drover_server::App::new(
+        drover_server::Config {
+            state: s.dir.path().join("state"),
+            operators: s.dir.path().join("operators.toml"),
+            runbooks: s.dir.path().join("runbooks"),
+            name: "test".into(),
+            evidence_key: None,
+        },
+        adapters,
+    )
+    .expect("app");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let served = tokio::spawn(drover_server::serve(app, listener, None, true, async {
+        let _ = stopped.await;
+    }));
+    let login: serde_json::Value = s.login_on(&base, "alice").await.json().await.expect("login");
+    let token = login["token"].as_str().expect("token").to_owned();
+    let mut open = Vec::new();
+    for path in ["/api/v1/events", "/api/v1/events?after=0"] {
+        let r = s
+            .http
+            .get(format!("{base}{path}"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("stream");
+        assert_eq!(r.status(), 200);
+        open.push(r);
+    }
+    stop.send(()).expect("stop");
+    // The streams are still held open by this client: the server must end them itself.
+    let done = tokio::time::timeout(std::time::Duration::from_secs(30), served).await;
+    assert!(
+        matches!(done, Ok(Ok(Ok(())))),
+        "the server did not stop with event streams open: {done:?}"
+    );
+    drop(open);
 }
