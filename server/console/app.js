@@ -44,19 +44,30 @@ function duration(ms) {
 function closeStream() {
   if (state.stream) { state.stream.close(); state.stream = null; }
   if (state.tick) { clearInterval(state.tick); state.tick = null; }
+  if (state.retry) { clearTimeout(state.retry); state.retry = null; }
 }
 
 /// Calls `f` at most every 250 ms while events arrive.
 function soon(f) {
   if (state.refresh) return;
-  state.refresh = setTimeout(() => { state.refresh = null; f(); }, 250);
+  state.refresh = setTimeout(() => { state.refresh = null; Promise.resolve().then(f).catch(() => {}); }, 250);
 }
 
+/// Follows an event stream. EventSource reconnects by itself (with Last-Event-ID) while the
+/// server is unreachable; a stream it gives up on (an error answer, e.g. during a restart behind
+/// a proxy) is opened again after a pause, and `onEvent` catches the page up.
 function stream(path, onEvent) {
-  closeStream();
+  if (state.stream) { state.stream.close(); state.stream = null; }
   const es = new EventSource(path);
-  es.addEventListener('open', () => setLive('live', 'on'));
-  es.addEventListener('error', () => setLive(es.readyState === EventSource.CLOSED ? 'stopped' : 'reconnecting…', 'off'));
+  es.addEventListener('open', () => { setLive('live', 'on'); onEvent(); });
+  es.addEventListener('error', () => {
+    if (es.readyState === EventSource.CLOSED) {
+      setLive('reconnecting…', 'off');
+      state.retry = setTimeout(() => { state.retry = null; if (state.stream === es) stream(path, onEvent); }, 5000);
+    } else {
+      setLive('reconnecting…', 'off');
+    }
+  });
   es.addEventListener('transition', onEvent);
   es.addEventListener('end', () => { onEvent(); setLive('run over', ''); es.close(); });
   state.stream = es;
@@ -228,7 +239,13 @@ function renderGantt(r) {
   const t0 = Date.parse(r.declared_at);
   const now = Date.now();
   const ends = nodes.flatMap(n => [n.done_ms, n.gave_up_ms, ...(n.attempts || []).map(a => a.end_ms || now)]).filter(x => x);
-  const t1 = Math.max(t0 + 1000, r.outcome ? Math.max(...ends, t0 + 1000) : now, t0 + (r.rto.target_ms || 0) * 1.05);
+  // The span: a finished run's own length; a live run's time so far, and the RTO target when it
+  // is near enough to matter.
+  const target = r.rto.target_ms || 0;
+  const elapsed = (r.outcome ? Math.max(...ends, t0) : now) - t0;
+  const span = Math.max(1000, r.outcome ? elapsed * 1.05 :
+    Math.max(elapsed * 1.2, Math.min(target * 1.05, Math.max(elapsed * 3, 300000))));
+  const t1 = t0 + span;
   const labelW = 190, w = 900, rowH = 22, top = 24;
   const g = $('gantt');
   g.setAttribute('viewBox', `0 0 ${w} ${top + nodes.length * rowH + 8}`);
@@ -258,7 +275,10 @@ function renderGantt(r) {
     kids.push(row);
   });
   const bottom = top + nodes.length * rowH;
-  if (r.rto.target_ms) kids.push(svg('line', { class: 'target', x1: x(t0 + r.rto.target_ms), y1: top - 4, x2: x(t0 + r.rto.target_ms), y2: bottom }));
+  if (target && target <= span) {
+    kids.push(svg('line', { class: 'target', x1: x(t0 + target), y1: top - 4, x2: x(t0 + target), y2: bottom }));
+    kids.push(svg('text', { x: x(t0 + target) - 4, y: bottom, 'text-anchor': 'end' }, 'RTO target'));
+  }
   if (!r.outcome) kids.push(svg('line', { class: 'now', x1: x(now), y1: top - 4, x2: x(now), y2: bottom }));
   g.replaceChildren(g.querySelector('desc'), ...kids);
 }

@@ -1,6 +1,8 @@
 //! Who is calling: a login proves possession of a roster SSH key (a challenge signed as SSHSIG
 //! under its own namespace, [`drover_identity::LOGIN_NAMESPACE`]) and yields a short-lived bearer
-//! token. Only the token's SHA-256 is kept; tokens can be revoked. Logins are rate-limited per
+//! token. Only the token's SHA-256 is kept — in memory and in the state directory
+//! (`sessions.json`), so sessions survive a restart of the server and an open console reconnects
+//! by itself; tokens can be revoked. Logins are rate-limited per
 //! client address. A session never replaces a statement signature: approvals and starts are still
 //! verified statement by statement.
 
@@ -16,7 +18,7 @@ pub const LOGINS_PER_MINUTE: u32 = 20;
 pub const DECISIONS_PER_MINUTE: u32 = 30;
 
 /// An authenticated operator.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Session {
     /// The roster operator.
     pub operator: String,
@@ -25,8 +27,15 @@ pub struct Session {
     /// SHA-256 of the token (hex): what is kept, and what revocation names.
     pub token_sha256: String,
     /// What a browser session's state-changing requests must carry in `x-csrf-token` (the
-    /// console reads it from `GET /api/v1/session`; other sites cannot).
+    /// console reads it from `GET /api/v1/session`; other sites cannot). Derived from the token,
+    /// so it is never kept.
+    #[serde(skip)]
     pub csrf: String,
+}
+
+/// The CSRF token of the session `token` opens: a one-way function of it.
+fn csrf_of(token: &str) -> String {
+    sha256_hex(&format!("drover-csrf\0{token}"))[..32].to_owned()
 }
 
 /// How long a console link may be opened.
@@ -35,6 +44,8 @@ pub const LINK_TTL_MS: u64 = 60_000;
 /// Outstanding challenges, live sessions and rate-limit windows.
 #[derive(Debug, Default)]
 pub struct Sessions {
+    /// Where live sessions (token hashes) are kept across restarts; `None`: in memory only.
+    path: Option<std::path::PathBuf>,
     challenges: Mutex<HashMap<String, u64>>,
     tokens: Mutex<HashMap<String, Session>>,
     /// One-time console links: code SHA-256 → (operator, expiry).
@@ -51,6 +62,55 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Sessions {
+    /// Sessions kept in `path` (`STATE/sessions.json`): those still live there, of operators
+    /// `known` still accepts, are open again.
+    ///
+    /// # Errors
+    /// The file exists but cannot be read.
+    pub fn kept(
+        path: std::path::PathBuf,
+        now: u64,
+        known: impl Fn(&str) -> bool,
+    ) -> Result<Self, String> {
+        let list: Vec<Session> = match std::fs::read(&path) {
+            Ok(b) => serde_json::from_slice(&b).map_err(|e| format!("{}: {e}", path.display()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(format!("{}: {e}", path.display())),
+        };
+        let tokens = list
+            .into_iter()
+            .filter(|s| s.expires_at > now && known(&s.operator))
+            .map(|s| (s.token_sha256.clone(), s))
+            .collect();
+        Ok(Self {
+            path: Some(path),
+            tokens: Mutex::new(tokens),
+            ..Self::default()
+        })
+    }
+
+    /// Writes the live sessions to the file (when there is one); a failure is logged, never
+    /// fatal: sessions then last until the server stops.
+    fn keep(&self, tokens: &HashMap<String, Session>) {
+        let Some(path) = &self.path else { return };
+        let list: Vec<&Session> = tokens.values().collect();
+        let tmp = path.with_extension("json.tmp");
+        let written = serde_json::to_vec(&list)
+            .map_err(std::io::Error::other)
+            .and_then(|b| {
+                use std::io::Write as _;
+                let mut f = std::fs::OpenOptions::new();
+                f.write(true).create(true).truncate(true);
+                #[cfg(unix)]
+                std::os::unix::fs::OpenOptionsExt::mode(&mut f, 0o600);
+                f.open(&tmp)?.write_all(&b)
+            })
+            .and_then(|()| std::fs::rename(&tmp, path));
+        if let Err(e) = written {
+            tracing::error!(error = %e, path = %path.display(), "cannot keep the sessions");
+        }
+    }
+
     /// A new challenge text for `server`, valid [`CHALLENGE_TTL_MS`].
     pub fn challenge(&self, server: &str, now: u64) -> String {
         let nonce = drover_identity::statement::nonce();
@@ -79,11 +139,12 @@ impl Sessions {
             operator: operator.to_owned(),
             expires_at: now + ttl_ms,
             token_sha256: sha256_hex(&token),
-            csrf: hex::encode(rand::random::<[u8; 16]>()),
+            csrf: csrf_of(&token),
         };
         let mut t = lock(&self.tokens);
         t.retain(|_, s| s.expires_at > now);
         t.insert(s.token_sha256.clone(), s.clone());
+        self.keep(&t);
         (token, s)
     }
 
@@ -110,12 +171,18 @@ impl Sessions {
         lock(&self.tokens)
             .get(&sha256_hex(token))
             .filter(|s| s.expires_at > now)
-            .cloned()
+            .map(|s| Session {
+                csrf: csrf_of(token),
+                ..s.clone()
+            })
     }
 
     /// Revokes the session with this token hash; `true` if there was one.
     pub fn revoke(&self, token_sha256: &str) -> bool {
-        lock(&self.tokens).remove(token_sha256).is_some()
+        let mut t = lock(&self.tokens);
+        let had = t.remove(token_sha256).is_some();
+        self.keep(&t);
+        had
     }
 
     /// Revokes every session of `operator`; returns how many.
@@ -123,6 +190,7 @@ impl Sessions {
         let mut t = lock(&self.tokens);
         let before = t.len();
         t.retain(|_, s| s.operator != operator);
+        self.keep(&t);
         before - t.len()
     }
 

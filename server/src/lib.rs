@@ -100,9 +100,9 @@ pub enum ServerError {
         /// What is wrong.
         why: String,
     },
-    /// The registered passkeys.
-    #[error("the passkeys: {why}")]
-    Passkeys {
+    /// What the state directory keeps (sessions, passkeys).
+    #[error("the state directory: {why}")]
+    State {
         /// What is wrong.
         why: String,
     },
@@ -139,8 +139,17 @@ impl App {
                 }
             })?),
         };
+        std::fs::create_dir_all(&config.state).map_err(|e| ServerError::State {
+            why: format!("{}: {e}", config.state.display()),
+        })?;
+        let sessions = auth::Sessions::kept(
+            config.state.join("sessions.json"),
+            SystemClock.now_ms(),
+            |op| roster.operators.contains_key(op),
+        )
+        .map_err(|why| ServerError::State { why })?;
         let passkeys = passkeys::Passkeys::load(config.state.join("passkeys.json"))
-            .map_err(|why| ServerError::Passkeys { why })?;
+            .map_err(|why| ServerError::State { why })?;
         Ok(Arc::new(Self {
             ws: Workspace::new(config.state.clone()),
             passkeys,
@@ -148,7 +157,7 @@ impl App {
             closing: tokio::sync::watch::Sender::new(false),
             config,
             roster,
-            sessions: auth::Sessions::default(),
+            sessions,
             wakers: std::sync::Mutex::default(),
             all: Arc::default(),
             driven: std::sync::Mutex::default(),

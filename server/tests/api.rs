@@ -786,7 +786,12 @@ async fn stopping_the_server_ends_open_event_streams() {
     let served = tokio::spawn(drover_server::serve(app, listener, None, true, async {
         let _ = stopped.await;
     }));
-    let login: serde_json::Value = s.login_on(&base, "alice").await.json().await.expect("login");
+    let login: serde_json::Value = s
+        .login_on(&base, "alice")
+        .await
+        .json()
+        .await
+        .expect("login");
     let token = login["token"].as_str().expect("token").to_owned();
     let mut open = Vec::new();
     for path in ["/api/v1/events", "/api/v1/events?after=0"] {

@@ -9,6 +9,13 @@ mod aws_failover;
 #[cfg(feature = "azure")]
 mod azure_failover;
 mod backup_audit;
+#[allow(
+    dead_code,
+    reason = "shared with the server's tests, which use all of it"
+)]
+#[path = "../../../server/tests/browser/cdp.rs"]
+mod cdp;
+mod console;
 mod hardening;
 mod identity;
 mod report;

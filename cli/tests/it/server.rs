@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-fn keygen(dir: &Path, name: &str) -> (PathBuf, String) {
+pub(crate) fn keygen(dir: &Path, name: &str) -> (PathBuf, String) {
     let path = dir.join(format!("{name}_key"));
     let out = Command::new("ssh-keygen")
         .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
@@ -17,19 +17,19 @@ fn keygen(dir: &Path, name: &str) -> (PathBuf, String) {
     (path, public.trim().to_owned())
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("free port")
 }
 
-fn pause(ms: u64) {
+pub(crate) fn pause(ms: u64) {
     #[allow(clippy::disallowed_methods, reason = "polling a real process")]
     std::thread::sleep(std::time::Duration::from_millis(ms));
 }
 
-struct Server(Child);
+pub(crate) struct Server(pub(crate) Child);
 
 impl Drop for Server {
     fn drop(&mut self) {
@@ -38,7 +38,7 @@ impl Drop for Server {
     }
 }
 
-fn start(dir: &Path, port: u16) -> Server {
+pub(crate) fn start(dir: &Path, port: u16) -> Server {
     start_printing_to(dir, port, Stdio::null())
 }
 
@@ -74,6 +74,55 @@ fn start_printing_to(dir: &Path, port: u16, out: impl Into<Stdio>) -> Server {
     }
     let _ = server.0.kill();
     panic!("the server did not come up");
+}
+
+/// Logs in to the server at `base` with the SSH key `key`; returns the bearer token.
+pub(crate) fn login(base: &str, key: &Path) -> String {
+    let http = reqwest::blocking::Client::new();
+    let c: serde_json::Value = http
+        .post(format!("{base}/api/v1/login/challenge"))
+        .send()
+        .and_then(reqwest::blocking::Response::json)
+        .expect("challenge");
+    let challenge = c["challenge"].as_str().expect("text");
+    let sig =
+        drover_identity::sign::with_key_file_in(drover_identity::LOGIN_NAMESPACE, key, challenge)
+            .expect("sign");
+    let login: serde_json::Value = http
+        .post(format!("{base}/api/v1/login"))
+        .json(&serde_json::json!({ "challenge": challenge, "signature": sig }))
+        .send()
+        .and_then(reqwest::blocking::Response::json)
+        .expect("login");
+    login["token"].as_str().expect("token").to_owned()
+}
+
+/// Starts `runbook` through the server's API, signed with `key`; returns the run id.
+pub(crate) fn start_run(base: &str, token: &str, key: &Path, runbook: &str) -> String {
+    let http = reqwest::blocking::Client::new();
+    let prep: serde_json::Value = http
+        .post(format!("{base}/api/v1/runs/prepare"))
+        .bearer_auth(token)
+        .json(&serde_json::json!({ "runbook": runbook }))
+        .send()
+        .and_then(reqwest::blocking::Response::json)
+        .expect("prepare");
+    let run = prep["run_id"].as_str().expect("run").to_owned();
+    let statement = prep["statement"].as_str().expect("statement");
+    let signature = drover_identity::sign::with_key_file(key, statement).expect("sign");
+    let started = http
+        .post(format!("{base}/api/v1/runs"))
+        .bearer_auth(token)
+        .json(&serde_json::json!({
+            "runbook": runbook,
+            "run_id": run,
+            "statement": statement,
+            "signature": signature,
+        }))
+        .send()
+        .expect("start");
+    assert_eq!(started.status(), 202, "{:?}", started.text());
+    run
 }
 
 const RUNBOOK: &str = r#"runbook "two steps" {
@@ -120,48 +169,17 @@ fn a_run_started_through_the_server_survives_a_sigkill_of_the_server() {
     let mut server = start(d, port);
     let http = reqwest::blocking::Client::new();
 
-    let c: serde_json::Value = http
-        .post(format!("{base}/api/v1/login/challenge"))
+    let token = login(&base, &alice);
+    // A second session, logged out before the kill: revoked, it stays revoked after the restart.
+    let gone = login(&base, &alice);
+    let out = http
+        .delete(format!("{base}/api/v1/session"))
+        .bearer_auth(&gone)
         .send()
-        .and_then(reqwest::blocking::Response::json)
-        .expect("challenge");
-    let challenge = c["challenge"].as_str().expect("text");
-    let sig = drover_identity::sign::with_key_file_in(
-        drover_identity::LOGIN_NAMESPACE,
-        &alice,
-        challenge,
-    )
-    .expect("sign");
-    let login: serde_json::Value = http
-        .post(format!("{base}/api/v1/login"))
-        .json(&serde_json::json!({ "challenge": challenge, "signature": sig }))
-        .send()
-        .and_then(reqwest::blocking::Response::json)
-        .expect("login");
-    let token = login["token"].as_str().expect("token").to_owned();
+        .expect("logout");
+    assert!(out.status().is_success());
 
-    let prep: serde_json::Value = http
-        .post(format!("{base}/api/v1/runs/prepare"))
-        .bearer_auth(&token)
-        .json(&serde_json::json!({ "runbook": "two.drover" }))
-        .send()
-        .and_then(reqwest::blocking::Response::json)
-        .expect("prepare");
-    let run = prep["run_id"].as_str().expect("run").to_owned();
-    let statement = prep["statement"].as_str().expect("statement");
-    let signature = drover_identity::sign::with_key_file(&alice, statement).expect("sign");
-    let started = http
-        .post(format!("{base}/api/v1/runs"))
-        .bearer_auth(&token)
-        .json(&serde_json::json!({
-            "runbook": "two.drover",
-            "run_id": run,
-            "statement": statement,
-            "signature": signature,
-        }))
-        .send()
-        .expect("start");
-    assert_eq!(started.status(), 202, "{:?}", started.text());
+    let run = start_run(&base, &token, &alice, "two.drover");
 
     // Once `first` is journaled as done and `slow` is under way: SIGKILL.
     let state = |token: &str| -> serde_json::Value {
@@ -193,14 +211,23 @@ fn a_run_started_through_the_server_survives_a_sigkill_of_the_server() {
     server.0.wait().expect("reaped");
     drop(server);
 
-    // Started again, the server resumes the run; a new login is needed (tokens do not survive).
+    // Started again, the server resumes the run; sessions survive (only their token hashes are
+    // kept), revocations too.
     let _server = start(d, port);
-    let refused = http
-        .get(format!("{base}/api/v1/runs/{run}"))
-        .bearer_auth(&token)
-        .send()
-        .expect("status");
-    assert_eq!(refused.status(), 401);
+    let status = |t: &str| {
+        http.get(format!("{base}/api/v1/runs/{run}"))
+            .bearer_auth(t)
+            .send()
+            .expect("status")
+            .status()
+    };
+    assert_eq!(status(&token), 200);
+    assert_eq!(status(&gone), 401);
+    let kept = std::fs::read_to_string(d.join(".drover/sessions.json")).expect("sessions kept");
+    assert!(
+        !kept.contains(&token) && !kept.contains(&gone),
+        "a token was stored"
+    );
     let mut done = false;
     for _ in 0..800 {
         let out = Command::new(env!("CARGO_BIN_EXE_drover"))
