@@ -204,6 +204,14 @@ enum Command {
         /// Write the report (timeline, decisions, simulated RTO/RPO) as JSON here.
         #[arg(long)]
         report: Option<String>,
+        /// Run the exercise on this server for the whole team (only when given: DROVER_SERVER
+        /// does not move a terminal tabletop): journaled as a simulated run; participants follow
+        /// and approve in the console, where you facilitate (pause, speed, injects).
+        #[arg(long, value_name = "URL")]
+        server: Option<String>,
+        /// With --server: sign the start with this OpenSSH private key (default: ssh-agent).
+        #[arg(long, value_name = "PATH")]
+        key: Option<String>,
     },
     /// Draw a runbook's dependency graph.
     Graph {
@@ -909,12 +917,34 @@ fn dispatch(cli: Cli) -> ExitCode {
         } => graph(&file, source, format),
         Command::Tabletop {
             file,
+            mode,
+            scenario,
+            speed,
+            server: Some(url),
+            key,
+            ..
+        } => {
+            let name = std::path::Path::new(&file)
+                .file_name()
+                .map_or_else(|| file.clone(), |n| n.to_string_lossy().into_owned());
+            remote::tabletop(
+                &url,
+                &name,
+                mode.map(|m| Mode::from(m).as_str()),
+                scenario.as_deref(),
+                speed,
+                key.as_deref().map(std::path::Path::new),
+            )
+        }
+        Command::Tabletop {
+            file,
             source,
             mode,
             scenario,
             seed,
             speed,
             report,
+            ..
         } => {
             let plan = match compiled(&file, source) {
                 Ok(p) => p,

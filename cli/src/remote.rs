@@ -236,23 +236,14 @@ pub fn run(
     json: bool,
 ) -> ExitCode {
     let url = base(server);
-    let mut body = serde_json::json!({ "runbook": runbook });
-    if let Some(m) = mode {
-        body["mode"] = serde_json::json!(m);
-    }
-    let prep = match post(&url, "/api/v1/runs/prepare", &body) {
-        Ok(v) => v,
-        Err(e) => return fail(&e),
-    };
-    let statement = prep["statement"].as_str().unwrap_or_default();
-    let signature = match sign(drover_identity::NAMESPACE, statement, key) {
-        Ok(s) => s,
-        Err(e) => return fail(&format!("cannot sign the start of the run: {e}")),
-    };
-    body["run_id"] = prep["run_id"].clone();
-    body["statement"] = serde_json::json!(statement);
-    body["signature"] = serde_json::json!(signature);
-    match post(&url, "/api/v1/runs", &body) {
+    match signed_start(
+        &url,
+        runbook,
+        mode,
+        key,
+        "/api/v1/runs",
+        serde_json::json!({}),
+    ) {
         Ok(v) => {
             if json {
                 outln!("{v}");
@@ -267,6 +258,70 @@ pub fn run(
         }
         Err(e) => fail(&e),
     }
+}
+
+/// Prepares a start on the server, signs its statement here, and posts it to `path` with
+/// `extra` fields.
+fn signed_start(
+    url: &str,
+    runbook: &str,
+    mode: Option<&str>,
+    key: Option<&Path>,
+    path: &str,
+    extra: serde_json::Value,
+) -> Result<serde_json::Value, String> {
+    let mut body = serde_json::json!({ "runbook": runbook });
+    if let Some(m) = mode {
+        body["mode"] = serde_json::json!(m);
+    }
+    let prep = post(url, "/api/v1/runs/prepare", &body)?;
+    let statement = prep["statement"].as_str().unwrap_or_default();
+    let signature = sign(drover_identity::NAMESPACE, statement, key)
+        .map_err(|e| format!("cannot sign the start of the run: {e}"))?;
+    body["run_id"] = prep["run_id"].clone();
+    body["statement"] = serde_json::json!(statement);
+    body["signature"] = serde_json::json!(signature);
+    if let (Some(b), Some(x)) = (body.as_object_mut(), extra.as_object()) {
+        b.extend(x.clone());
+    }
+    post(url, path, &body)
+}
+
+/// `drover tabletop FILE --server URL`: starts the exercise on the server (signed like a run's
+/// start) and prints how the team joins.
+pub fn tabletop(
+    server: &str,
+    runbook: &str,
+    mode: Option<&str>,
+    scenario: Option<&str>,
+    speed: f64,
+    key: Option<&Path>,
+) -> ExitCode {
+    let url = base(server);
+    let scenario_text = match scenario.map(std::fs::read_to_string).transpose() {
+        Ok(t) => t.unwrap_or_default(),
+        Err(e) => return fail(&format!("the scenario {}: {e}", scenario.unwrap_or(""))),
+    };
+    let extra = serde_json::json!({ "scenario": scenario_text, "speed": speed });
+    let v = match signed_start(&url, runbook, mode, key, "/api/v1/tabletops", extra) {
+        Ok(v) => v,
+        Err(e) => return fail(&e),
+    };
+    let run = v["run_id"].as_str().unwrap_or("?");
+    outln!("TABLETOP EXERCISE {run} started on {url} (SIMULATED: nothing is changed)");
+    outln!(
+        "participants follow and approve in the console: drover console --server {url} --run {run}"
+    );
+    match post(&url, "/api/v1/console/link", &serde_json::json!({})) {
+        Ok(l) => outln!(
+            "you facilitate there (pause, speed, injects); open within a minute: {url}{}&run={}",
+            l["path"].as_str().unwrap_or_default(),
+            encode(run)
+        ),
+        Err(e) => errln!("warning: no console link: {e}"),
+    }
+    outln!("report afterwards: drover report {run} --server {url}");
+    ExitCode::SUCCESS
 }
 
 /// `drover approve RUN STEP --server URL`: the statement comes from the server, the signature

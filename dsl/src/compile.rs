@@ -426,6 +426,7 @@ impl Compiler<'_> {
                 source: self.sources.get(file0).name.clone(),
                 source_sha256,
                 roster: self.roster.as_ref().map(|(_, p)| p.clone()),
+                simulated: false,
             },
             params: params.into_iter().collect(),
             production: PlanProduction {

@@ -56,6 +56,11 @@ pub struct PlanHeader {
     /// start of a run are verified against this copy, whatever happens to the file later.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub roster: Option<PlanRoster>,
+    /// A tabletop exercise's plan: run on a virtual clock by simulated actions (nothing is
+    /// changed); never a verified recovery, and kept apart from real runs in history and
+    /// measurements.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub simulated: bool,
 }
 
 /// The operator roster of a plan.

@@ -1567,13 +1567,20 @@ impl SqliteJournal {
         &self,
         runbook: &str,
     ) -> Result<BTreeMap<String, Vec<u64>>, JournalError> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT run_id FROM runs WHERE runbook = ?1 ORDER BY created_at, rowid")?;
+        let mut stmt = self.conn.prepare(
+            "SELECT run_id, plan FROM runs WHERE runbook = ?1 ORDER BY created_at, rowid",
+        )?;
         let runs = stmt
-            .query_map([runbook], |r| r.get::<_, String>(0))?
+            .query_map([runbook], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })?
             .collect::<Result<Vec<_>, _>>()?;
         let mut out: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+        // Tabletop exercises ran on simulated time: they measure nothing.
+        let runs = runs.into_iter().filter_map(|(run, plan)| {
+            (!serde_json::from_str::<drover_dsl::Plan>(&plan).is_ok_and(|p| p.runbook.simulated))
+                .then_some(run)
+        });
         for run in runs {
             let timeline = crate::timeline::Timeline::from_transitions(&self.transitions(&run)?);
             for (step, ds) in timeline.durations() {

@@ -7,9 +7,11 @@
 //! stable [`OpsError::code`] the server puts in its JSON and the CLI maps to an exit code.
 
 mod runs;
+mod tabletop;
 mod views;
 
 pub use runs::{Compiled, Start};
+pub use tabletop::{Inject, Tabletop, tabletop_log};
 pub use views::{
     ApprovalView, GivenView, GraphNode, PREDICTION_TRIALS, Prediction, RunSummary, RunView,
 };

@@ -192,6 +192,42 @@ impl Workspace {
         adapters: Adapters,
         observer: Arc<dyn Observer>,
     ) -> Result<Driver, OpsError> {
+        if self.is_tabletop(run_id)? {
+            if rollback {
+                return Err(OpsError::Usage(
+                    "a tabletop exercise changed nothing: there is nothing to roll back".into(),
+                ));
+            }
+            // A tabletop goes on simulated, whatever the caller would drive it with.
+            return Ok(self.reopen_tabletop(run_id, operator, observer).await?.0);
+        }
+        self.reopen_with_mode(run_id, operator, rollback, clock, adapters, observer)
+            .await
+    }
+
+    /// [`Workspace::reopen`] to go on, with these clock and adapters (a tabletop's simulated
+    /// ones).
+    pub(crate) async fn reopen_with(
+        &self,
+        run_id: &str,
+        operator: &str,
+        clock: Arc<dyn Clock>,
+        adapters: Adapters,
+        observer: Arc<dyn Observer>,
+    ) -> Result<Driver, OpsError> {
+        self.reopen_with_mode(run_id, operator, false, clock, adapters, observer)
+            .await
+    }
+
+    async fn reopen_with_mode(
+        &self,
+        run_id: &str,
+        operator: &str,
+        rollback: bool,
+        clock: Arc<dyn Clock>,
+        adapters: Adapters,
+        observer: Arc<dyn Observer>,
+    ) -> Result<Driver, OpsError> {
         let j = self.journal()?;
         let run_id = self.resolve(&j, run_id)?;
         let state = self.dir().to_path_buf();

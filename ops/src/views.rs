@@ -13,6 +13,8 @@ pub struct RunSummary {
     pub runbook: String,
     /// Its mode.
     pub mode: String,
+    /// A tabletop exercise (simulated: never a verified recovery).
+    pub simulated: bool,
     /// Its status; a run journaled as live that no process drives shows as `interrupted`.
     pub status: String,
     /// Who started it.
@@ -40,6 +42,8 @@ pub struct RunView {
     pub graph: Vec<GraphNode>,
     /// Every approval step: what it approves, who may, who did.
     pub approvals: Vec<ApprovalView>,
+    /// A tabletop exercise (simulated: never a verified recovery).
+    pub simulated: bool,
 }
 
 /// One node of a run's plan with what happened to it.
@@ -120,6 +124,7 @@ impl RunView {
             );
             m.insert("graph".into(), serde_json::json!(self.graph));
             m.insert("approvals".into(), serde_json::json!(self.approvals));
+            m.insert("simulated".into(), serde_json::json!(self.simulated));
         }
         v
     }
@@ -164,6 +169,7 @@ impl Workspace {
                     run_id: r.run_id.clone(),
                     runbook: r.runbook.clone(),
                     mode: r.mode.as_str().to_owned(),
+                    simulated: simulated(&r.plan),
                     status: shown(r, driven),
                     initiator: r.initiator.clone(),
                     started: rfc3339(r.created_at),
@@ -214,6 +220,7 @@ impl Workspace {
             waiting,
             graph,
             approvals,
+            simulated: plan.as_ref().is_some_and(|p| p.runbook.simulated),
         })
     }
 
@@ -445,4 +452,18 @@ impl Workspace {
             trials: s.trials,
         }))
     }
+}
+
+/// Whether a journaled plan is a tabletop's, without building its graph.
+fn simulated(plan: &str) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Plan {
+        runbook: Header,
+    }
+    #[derive(serde::Deserialize)]
+    struct Header {
+        #[serde(default)]
+        simulated: bool,
+    }
+    serde_json::from_str::<Plan>(plan).is_ok_and(|p| p.runbook.simulated)
 }

@@ -552,7 +552,7 @@ pub fn gather(journal: &dyn Journal, run_id: &str) -> Result<Report, ReportError
         outcome == "succeeded" && record.rto.met == Some(true) && record.rpo.met != Some(false);
     let controls = controls(&record, &audit, &backups, &approvals, row.mode.as_str());
     Ok(Report {
-        simulated: false,
+        simulated: plan.runbook.simulated,
         run_id: row.run_id.clone(),
         runbook: plan.runbook.name.clone(),
         description: plan.runbook.description.clone(),
@@ -890,8 +890,10 @@ pub struct HistoryRun {
 pub struct History {
     /// Runbook name.
     pub runbook: String,
-    /// Runs, oldest first.
+    /// Real runs (drills, failovers…), oldest first: the trend.
     pub runs: Vec<HistoryRun>,
+    /// Tabletop exercises (simulated runs), oldest first: kept apart, never in the trend.
+    pub simulated: Vec<HistoryRun>,
 }
 
 /// Reads every run of the runbook named `runbook` from the journal, oldest first.
@@ -900,14 +902,17 @@ pub struct History {
 /// Journal errors; a stored record that does not parse.
 pub fn history(journal: &dyn Journal, runbook: &str) -> Result<History, ReportError> {
     let mut runs = Vec::new();
+    let mut simulated = Vec::new();
     for row in journal.runs_of(runbook)? {
+        let tabletop = serde_json::from_str::<Plan>(&row.plan).is_ok_and(|p| p.runbook.simulated);
         let (_, rec) = drover_engine::driver::status(journal, &row.run_id).map_err(|e| {
             ReportError::Stored {
                 run_id: row.run_id.clone(),
                 what: e.to_string(),
             }
         })?;
-        runs.push(HistoryRun {
+        let list = if tabletop { &mut simulated } else { &mut runs };
+        list.push(HistoryRun {
             run_id: row.run_id.clone(),
             mode: row.mode.to_string(),
             declared_at: rfc3339(row.declared_at),
@@ -927,6 +932,7 @@ pub fn history(journal: &dyn Journal, runbook: &str) -> Result<History, ReportEr
     Ok(History {
         runbook: runbook.to_owned(),
         runs,
+        simulated,
     })
 }
 

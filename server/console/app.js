@@ -32,6 +32,7 @@ function setLive(text, cls) {
 
 function show(id) {
   for (const s of ['signin', 'runs', 'run']) $(s).hidden = s !== id;
+  if (id !== 'run') $('sim-banner').hidden = true;
 }
 
 function duration(ms) {
@@ -69,6 +70,7 @@ function stream(path, onEvent) {
     }
   });
   es.addEventListener('transition', onEvent);
+  es.addEventListener('changed', onEvent);
   es.addEventListener('end', () => { onEvent(); setLive('run over', ''); es.close(); });
   state.stream = es;
 }
@@ -81,7 +83,7 @@ async function showRuns() {
     body.replaceChildren(...runs.map(r => el('tr', {},
       el('td', {}, el('a', { href: '#/runs/' + encodeURIComponent(r.run_id) }, r.run_id)),
       el('td', {}, r.runbook),
-      el('td', {}, r.mode),
+      el('td', {}, r.mode, r.simulated ? ' ' : '', r.simulated ? el('span', { class: 'sim' }, 'SIMULATED') : ''),
       el('td', { class: 'state state-' + r.status }, r.status),
       el('td', {}, r.started),
       el('td', {}, r.outcome || '—'))));
@@ -98,7 +100,7 @@ function objective(box, valueId, targetId, o, since, over) {
     text = duration(o.achieved_ms);
     cls = o.met ? 'met' : 'over';
   } else if (since != null) {
-    const elapsed = Date.now() - since;
+    const elapsed = runNow() - since;
     text = duration(elapsed);
     if (over && elapsed > target) cls = 'over';
   } else {
@@ -106,7 +108,7 @@ function objective(box, valueId, targetId, o, since, over) {
   }
   $(valueId).textContent = text;
   $(targetId).textContent = 'target ' + duration(target) + (o.achieved_ms != null ? (o.met ? ' · met' : ' · missed') :
-    (since != null && over ? ' · ' + (Date.now() - since > target ? 'over by ' + duration(Date.now() - since - target) : duration(target - (Date.now() - since)) + ' left') : ''));
+    (since != null && over ? ' · ' + (runNow() - since > target ? 'over by ' + duration(runNow() - since - target) : duration(target - (runNow() - since)) + ' left') : ''));
   $(box).className = 'clock ' + cls;
 }
 
@@ -206,7 +208,8 @@ function renderApprovals(r) {
       el('dt', {}, 'State'), el('dd', { class: 'state state-' + a.state }, a.state.replace('_', ' ')),
       el('dt', {}, 'Needs'), el('dd', {}, `${a.required} distinct approver${a.required > 1 ? 's' : ''}` +
         (a.roles.length ? ' in role ' + a.roles.join(' or ') : '') + (a.initiator_may_approve ? '' : `, not ${r.initiator} (who started the run)`)),
-      el('dt', {}, 'Eligible'), el('dd', {}, a.eligible == null ? 'anyone with the role (no roster)' : (a.eligible.join(', ') || 'nobody left')),
+      el('dt', {}, 'Eligible'), el('dd', {}, !['awaiting_approval', 'pending'].includes(a.state) ? 'decided' :
+        a.eligible == null ? 'anyone with the role (no roster)' : (a.eligible.join(', ') || 'nobody left')),
       el('dt', {}, 'Approved by'), el('dd', {}, approved.length ? approved.map(g => `${g.operator} (${g.signed_with || 'unsigned'}, ${g.at})`).join('; ') : 'nobody yet'),
       el('dt', {}, 'Four eyes'), el('dd', { class: a.four_eyes_satisfied ? 'four-ok' : 'four-no' },
         a.four_eyes_satisfied ? 'satisfied' : `not yet: ${approved.length} of ${a.required}`),
@@ -234,10 +237,16 @@ function svg(tag, attrs, text) {
 
 /// The Gantt: one row per node, its attempts and approval waits against time since the
 /// disaster was declared, the RTO target and now.
+/// Now, on the run's clock: the wall clock, or a live tabletop's exercise time.
+function runNow() {
+  const p = state.pace;
+  return p ? p.v + (Date.now() - p.real) * p.rate : Date.now();
+}
+
 function renderGantt(r) {
   const nodes = r.graph || [];
   const t0 = Date.parse(r.declared_at);
-  const now = Date.now();
+  const now = runNow();
   const ends = nodes.flatMap(n => [n.done_ms, n.gave_up_ms, ...(n.attempts || []).map(a => a.end_ms || now)]).filter(x => x);
   // The span: a finished run's own length; a live run's time so far, and the RTO target when it
   // is near enough to matter.
@@ -283,11 +292,38 @@ function renderGantt(r) {
   g.replaceChildren(g.querySelector('desc'), ...kids);
 }
 
+/// A tabletop's pace, its injects, and the facilitator's controls (for the facilitator only).
+function renderTabletop(t) {
+  $('tabletop-box').hidden = !t;
+  // A live tabletop's clocks run on the exercise's time, not the wall clock's.
+  state.pace = t && t.driven_here && t.virtual_now ?
+    { v: Date.parse(t.virtual_now), real: Date.now(), rate: t.paused ? 0 : t.speed } : null;
+  if (!t) return;
+  if (t.speed && [...$('tt-speed').options].some(o => Number(o.value) === t.speed)) $('tt-speed').value = String(t.speed);
+  $('tabletop-pace').textContent = `Facilitated by ${t.facilitator}` + (t.driven_here ?
+    ` · ${t.paused ? 'PAUSED' : 'running at ' + t.speed + '×'} · exercise time ${t.virtual_now}` : ' · over');
+  $('facilitator').hidden = !(t.driven_here && t.facilitator === state.operator);
+  $('injects').replaceChildren(...(t.injects.length ? t.injects.map(i => el('li', { class: 'inject' }, `${i.at} — ${i.text}`, i.by === 'scenario' ? '' : ` (added by ${i.by})`)) :
+    [el('li', {}, 'none yet')]));
+}
+
+async function facilitate(body, path) {
+  const run = state.record.run_id;
+  try {
+    await api('/api/v1/runs/' + encodeURIComponent(run) + (path || '/tabletop'), { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    notice('');
+  } catch (e) {
+    notice('Not done: ' + e.message, true);
+  }
+}
+
 function renderRun(v) {
   const r = v.record;
   state.record = r;
   state.view = v;
-  $('run-title').replaceChildren(r.runbook + ' ', r.mode === 'simulated' ? el('span', { class: 'sim' }, 'SIMULATED') : '');
+  $('run-title').replaceChildren(r.runbook + ' ', r.simulated ? el('span', { class: 'sim' }, 'SIMULATED') : '');
+  $('sim-banner').hidden = !r.simulated;
+  renderTabletop(v.tabletop);
   $('run-meta').textContent = `run ${r.run_id} · ${r.mode} · started by ${r.initiator} · ${v.status}` +
     (v.driven_by ? ` · driven by ${v.driven_by}` : '');
   const waiting = new Map((r.waiting_on || []).map(w => [w.step, w.text]));
@@ -353,6 +389,14 @@ async function start() {
   state.csrf = who.csrf;
   state.operator = who.operator;
   $('who').textContent = 'signed in as ' + who.operator;
+  $('tt-pause').addEventListener('click', () => facilitate({ action: 'pause' }));
+  $('tt-resume').addEventListener('click', () => facilitate({ action: 'resume' }));
+  $('tt-speed').addEventListener('change', e => facilitate({ action: 'speed', speed: Number(e.target.value) }));
+  $('facilitator').addEventListener('submit', e => {
+    e.preventDefault();
+    const text = $('tt-inject').value.trim();
+    if (text) facilitate({ text }, '/injects').then(() => { $('tt-inject').value = ''; });
+  });
   if (window.PublicKeyCredential) {
     const b = $('passkey-register');
     b.hidden = false;

@@ -10,6 +10,7 @@
 pub mod auth;
 mod console;
 mod passkeys;
+mod tabletop;
 pub mod tls;
 
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, Request, State};
@@ -74,6 +75,8 @@ pub struct App {
     /// Set when the server is told to stop: event streams end, so that graceful shutdown does
     /// not wait on browsers that would hold them open forever.
     closing: tokio::sync::watch::Sender<bool>,
+    /// The tabletop exercises this server drives now: their clocks, injects, facilitators.
+    tabletops: std::sync::Mutex<std::collections::HashMap<String, drover_ops::Tabletop>>,
     /// The simulator's RTO prediction per run (computed once, on the first look).
     predictions:
         std::sync::Mutex<std::collections::HashMap<String, Option<drover_ops::Prediction>>>,
@@ -154,6 +157,7 @@ impl App {
             ws: Workspace::new(config.state.clone()),
             passkeys,
             predictions: std::sync::Mutex::default(),
+            tabletops: std::sync::Mutex::default(),
             closing: tokio::sync::watch::Sender::new(false),
             config,
             roster,
@@ -230,6 +234,9 @@ pub fn router(app: Arc<App>) -> Router {
             get(decision_statement),
         )
         .route("/api/v1/runs/{run}/steps/{step}/decisions", post(decide))
+        .route("/api/v1/tabletops", post(tabletop::start))
+        .route("/api/v1/runs/{run}/tabletop", post(tabletop::control))
+        .route("/api/v1/runs/{run}/injects", post(tabletop::inject))
         .route("/metrics", get(metrics))
         .route_layer(middleware::from_fn_with_state(
             Arc::clone(&app),
@@ -578,7 +585,7 @@ async fn run_status(
     Path(run): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let now = app.clock.now_ms();
-    let (view, prediction) = blocking(move || {
+    let (view, prediction, tabletop) = blocking(move || {
         let view = app.ws.run_view(&run, now)?;
         // The prediction depends on the plan and past runs only: once per run.
         let id = view.row.run_id.clone();
@@ -591,13 +598,15 @@ async fn run_status(
                 p
             }
         };
-        Ok((view, prediction))
+        let tabletop = tabletop::view(&app, &view)?;
+        Ok((view, prediction, tabletop))
     })
     .await?;
     Ok(Json(serde_json::json!({
         "status": view.status,
         "driven_by": view.driven_by,
         "prediction": prediction,
+        "tabletop": tabletop,
         "record": view.to_json(),
     })))
 }
@@ -772,7 +781,7 @@ struct PrepareBody {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct StartBody {
+pub(crate) struct StartBody {
     runbook: String,
     #[serde(default)]
     mode: Option<String>,
@@ -872,7 +881,34 @@ async fn start_run(
     Extension(s): Extension<auth::Session>,
     Body(b): Body<StartBody>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
-    let a = Arc::clone(&app);
+    let (compiled, start) = signed_start(&app, &s, b).await?;
+    let run_id = start.run_id.clone();
+    let initiator = start.initiator.clone();
+    let driver = app
+        .ws
+        .start(
+            compiled,
+            start,
+            Arc::clone(&app.clock),
+            (app.adapters)(),
+            Wake::new(&app, &run_id),
+        )
+        .await?;
+    adopt(&app, driver, true)?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({ "run_id": run_id, "initiator": initiator })),
+    ))
+}
+
+/// Compiles the runbook a start names and checks its signed statement: the signer must be the
+/// caller.
+async fn signed_start(
+    app: &Arc<App>,
+    s: &auth::Session,
+    b: StartBody,
+) -> Result<(drover_ops::Compiled, drover_ops::Start), ApiError> {
+    let a = Arc::clone(app);
     let (runbook, mode, vars) = (b.runbook.clone(), b.mode.clone(), b.vars.clone());
     let compiled = blocking(move || compile(&a, &runbook, mode.as_deref(), &vars)).await?;
     let run_id = b.run_id.clone();
@@ -900,29 +936,15 @@ async fn start_run(
         ));
     }
     let start = drover_ops::Start {
-        run_id: run_id.clone(),
-        initiator: signer.operator.clone(),
+        run_id,
+        initiator: signer.operator,
         statement: Some(signed),
         declared_at: app.clock.now_ms(),
         concurrent: b.concurrent,
         skip_preflight: false,
         anchor: None,
     };
-    let driver = app
-        .ws
-        .start(
-            compiled,
-            start,
-            Arc::clone(&app.clock),
-            (app.adapters)(),
-            Wake::new(&app, &run_id),
-        )
-        .await?;
-    adopt(&app, driver, true)?;
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(serde_json::json!({ "run_id": run_id, "initiator": signer.operator })),
-    ))
+    Ok((compiled, start))
 }
 
 /// Interrupts a run this server drives, as Ctrl-C does `drover run`: no new steps, running ones
@@ -1065,6 +1087,7 @@ fn drive(app: &Arc<App>, driver: Driver, fresh: bool) {
             Err(e) => tracing::error!(run = %run_id, error = %e, "run stopped"),
         }
         lock(&app.driven).remove(&run_id);
+        lock(&app.tabletops).remove(&run_id);
         changed.notify_waiters();
         app.all.notify_waiters();
     });
@@ -1092,6 +1115,20 @@ pub async fn resume_runs(app: &Arc<App>) -> Vec<String> {
                     drover_engine::scheduler::RunOutcome::Interrupted
                 )
         ) {
+            continue;
+        }
+        if app.ws.is_tabletop(run_id).unwrap_or(false) {
+            match app
+                .ws
+                .reopen_tabletop(run_id, "drover-server", Wake::new(app, run_id))
+                .await
+            {
+                Ok((d, t)) => {
+                    tabletop::drive(app, d, t, false);
+                    resumed.push(run_id.to_owned());
+                }
+                Err(e) => tracing::error!(run = %run_id, error = %e, "cannot resume"),
+            }
             continue;
         }
         match app
@@ -1128,6 +1165,9 @@ struct Stream {
     /// Whether the last transition read ended the run.
     finished: bool,
     ended: bool,
+    /// Woken with nothing journaled (a tabletop's inject, its facilitator's control): the page
+    /// is told something changed.
+    nudged: bool,
     waker: Arc<Notify>,
 }
 
@@ -1171,6 +1211,7 @@ async fn run_events(
         journal: Some(journal),
         finished,
         ended: false,
+        nudged: false,
         waker,
     };
     let stream = futures_util::stream::unfold(state, |mut st| async move {
@@ -1214,6 +1255,7 @@ async fn run_events(
                 );
             }
             if !st.pending.is_empty() {
+                st.nudged = false;
                 continue;
             }
             if st.finished {
@@ -1221,8 +1263,12 @@ async fn run_events(
                 let end = SseEvent::default().event("end").data(st.run.clone());
                 return Some((Ok(end), st));
             }
+            if std::mem::take(&mut st.nudged) {
+                let changed = SseEvent::default().event("changed").data(st.run.clone());
+                return Some((Ok(changed), st));
+            }
             tokio::select! {
-                () = notified => {}
+                () = notified => st.nudged = true,
                 () = st.app.clock.sleep(POLL_MS) => {}
                 () = st.app.closed() => return None,
             }

@@ -6,6 +6,8 @@
 mod cdp;
 #[path = "browser/console.rs"]
 mod console_browser;
+#[path = "browser/tabletop.rs"]
+mod tabletop_browser;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -75,7 +77,7 @@ async fn server() -> Server {
     let d = dir.path();
     let mut keys = std::collections::BTreeMap::new();
     let mut roster = String::new();
-    for name in ["alice", "bob"] {
+    for name in ["alice", "bob", "carol"] {
         let (k, public) = keygen(d, name);
         roster.push_str(&format!(
             "[operators.{name}]\nroles = [\"incident-commander\"]\nkeys = [\"{public}\"]\n"

@@ -12,6 +12,7 @@
 //!
 //! Simulated results are marked `simulated` everywhere and never count as a verified recovery.
 
+pub mod live;
 pub mod model;
 pub mod monte_carlo;
 pub mod picture;

@@ -150,6 +150,9 @@ impl Workspace<'_> {
     }
 }
 
+/// How a simulated attempt ends: success, or its error and whether a retry may help.
+pub type AttemptResult = Result<(), (String, bool)>;
+
 /// How one trial ended (its spans and critical path stay in the [`Workspace`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Outcome {
@@ -359,6 +362,26 @@ impl Prepared {
             rpo_lag: scenario.recovery_point_lag,
             injects: injects(scenario),
         }
+    }
+
+    /// One attempt of step `id` begun at virtual time `now` (ms since the declaration), as a
+    /// trial would run it: how long it takes, and its error (`transient`) under the scenario.
+    /// `None` for an unknown step.
+    pub fn simulate_attempt(
+        &self,
+        id: &str,
+        now: u64,
+        rng: &mut ChaCha8Rng,
+    ) -> Option<(u64, AttemptResult)> {
+        let k = self.ids.iter().position(|x| x == id)?;
+        let (after, r) = self.attempt(k, now, rng);
+        Some((after, r.map_err(|(e, t)| (e.to_owned(), t))))
+    }
+
+    /// The scenario's injects: when each fault begins (virtual ms) and what it is.
+    #[must_use]
+    pub fn injects(&self) -> &[(u64, String)] {
+        &self.injects
     }
 
     /// Node ids, by index.

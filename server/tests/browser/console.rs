@@ -83,6 +83,11 @@ async fn start_drill(s: &Server, token: &str, who: &str) -> String {
 
 /// Signs `who` into a fresh browser through a one-time console link, on the page of `run`.
 async fn open_console(s: &Server, token: &str, run: &str) -> Browser {
+    open_console_on(s, token, run, "browser drill").await
+}
+
+/// [`open_console`] on a run of the runbook titled `title`.
+pub(super) async fn open_console_on(s: &Server, token: &str, run: &str, title: &str) -> Browser {
     let link: serde_json::Value = s
         .post(token, "/api/v1/console/link", serde_json::json!({}))
         .await
@@ -98,7 +103,7 @@ async fn open_console(s: &Server, token: &str, run: &str) -> Browser {
     b.goto(&url).await;
     b.wait(
         "the run page",
-        "document.getElementById('run-title').textContent.includes('browser drill')",
+        &format!("document.getElementById('run-title').textContent.includes('{title}')"),
     )
     .await;
     b
@@ -106,7 +111,7 @@ async fn open_console(s: &Server, token: &str, run: &str) -> Browser {
 
 /// Registers a passkey in the browser, then certifies it with `who`'s SSH key as
 /// `drover passkey confirm` does.
-async fn passkey(s: &Server, b: &Browser, token: &str, who: &str) {
+pub(super) async fn passkey(s: &Server, b: &Browser, token: &str, who: &str) {
     b.virtual_authenticator().await;
     b.eval("document.getElementById('passkey-register').click()")
         .await;
@@ -181,7 +186,7 @@ async fn a_drill_is_watched_live_and_approved_with_a_passkey_in_chromium() {
     assert_eq!(b.eval("window.__loaded_once === true").await, true);
     let text = b.text().await;
     assert!(
-        text.contains("Eligible\nbob"),
+        text.contains("Eligible\nbob, carol"),
         "eligible approvers shown:\n{text}"
     );
     assert!(
