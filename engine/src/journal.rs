@@ -1568,7 +1568,8 @@ impl SqliteJournal {
         runbook: &str,
     ) -> Result<BTreeMap<String, Vec<u64>>, JournalError> {
         let mut stmt = self.conn.prepare(
-            "SELECT run_id, plan FROM runs WHERE runbook = ?1 ORDER BY created_at, rowid",
+            "SELECT r.run_id, COALESCE(p.plan, '') FROM runs r LEFT JOIN plans p ON p.run_id = r.run_id \
+             WHERE r.runbook = ?1 ORDER BY r.created_at, r.rowid",
         )?;
         let runs = stmt
             .query_map([runbook], |r| {

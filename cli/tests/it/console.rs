@@ -231,6 +231,19 @@ fn the_cli_confirms_a_passkey_and_starts_a_team_tabletop() {
         h.contains("over 0 runs") && h.contains("Tabletop exercises"),
         "{h}"
     );
+    // Its simulated durations measure nothing.
+    let (code, sim) = cli(&[
+        "simulate",
+        "runbooks/restart.drover",
+        "--durations",
+        "measured",
+        "--trials",
+        "10",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code, Some(0), "{sim}");
+    assert!(sim.contains("no past runs"), "{sim}");
     // Nothing ran for real: the runbook's shell step would have written this file.
     assert!(!d.join("first.log").exists(), "a tabletop ran a real step");
 }
