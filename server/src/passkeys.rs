@@ -19,6 +19,9 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+/// Pending (uncertified) passkeys kept per operator; older ones are forgotten.
+const MAX_PENDING: usize = 5;
+
 /// How long a registration challenge may be answered.
 const CHALLENGE_TTL_MS: u64 = 300_000;
 
@@ -224,6 +227,16 @@ pub(crate) async fn register(
             return Err(refused("this passkey is registered already"));
         }
         keys.push(stored.clone());
+        // Pending passkeys nobody certifies do not pile up: an operator keeps the newest few.
+        let pending: Vec<String> = keys
+            .iter()
+            .filter(|k| k.operator == operator && k.certificate_signature.is_none())
+            .map(|k| k.credential_id.clone())
+            .collect();
+        if let Some(extra) = pending.len().checked_sub(MAX_PENDING).filter(|n| *n > 0) {
+            let dropped: std::collections::BTreeSet<&String> = pending.iter().take(extra).collect();
+            keys.retain(|k| !dropped.contains(&k.credential_id));
+        }
         app.passkeys.save(&keys)?;
     }
     audit(

@@ -155,7 +155,7 @@ async fn click_approve(b: &Browser) {
     .await;
 }
 
-fn no_console_messages(b: &Browser, page: &str) {
+pub(super) fn no_console_messages(b: &Browser, page: &str) {
     let m = b.console_messages();
     assert!(m.is_empty(), "console messages on {page}: {m:#?}");
 }
@@ -291,6 +291,19 @@ async fn a_drill_is_watched_live_and_approved_with_a_passkey_in_chromium() {
     );
     b.screenshot("5-phone").await;
     b.phone(false).await;
+
+    // Signed out, the page says how to sign in: no message, nothing serious for axe.
+    let out = Browser::launch(&shots()).await;
+    out.goto(&format!("{}/console/", localhost(&s))).await;
+    out.wait(
+        "the sign-in page",
+        "!document.getElementById('signin').hidden",
+    )
+    .await;
+    assert!(out.text().await.contains("drover console --server URL"));
+    let v = out.accessibility_violations().await;
+    assert!(v.is_empty(), "serious accessibility violations: {v:#?}");
+    no_console_messages(&out, "the sign-in page");
 
     // The runs list: no message, nothing serious for axe either.
     b.goto(&format!("{}/console/", localhost(&s))).await;

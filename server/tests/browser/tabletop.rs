@@ -4,7 +4,7 @@
 //! passkey; the facilitator pauses it and changes its speed; the report renders as simulated and
 //! history keeps it apart from real runs.
 
-use super::console_browser::{open_console_on, passkey};
+use super::console_browser::{no_console_messages, open_console_on, passkey};
 use super::server;
 
 const EXERCISE: &str = r#"runbook "tabletop drill" {
@@ -217,6 +217,14 @@ async fn a_team_tabletop_runs_in_browsers_and_reports_as_simulated() {
         .await;
     }
     b.screenshot("tabletop-participant").await;
+    for (p, who) in [(&fac, "the facilitator"), (&b, "bob"), (&c, "carol")] {
+        let v = p.accessibility_violations().await;
+        assert!(
+            v.is_empty(),
+            "serious accessibility violations for {who}: {v:#?}"
+        );
+        no_console_messages(p, who);
+    }
     fac.screenshot("tabletop-facilitator").await;
     let text = c.text().await;
     assert!(text.contains("bob (webauthn-es256"), "{text}");
