@@ -65,6 +65,21 @@ fn adapters() -> drover_engine::driver::Adapters {
     )
 }
 
+/// The server's state for the directory `d` (roster, runbooks, state) a test set up.
+fn app_on(d: &Path) -> Arc<drover_server::App> {
+    drover_server::App::new(
+        drover_server::Config {
+            state: d.join("state"),
+            operators: d.join("operators.toml"),
+            runbooks: d.join("runbooks"),
+            name: "test".into(),
+            evidence_key: None,
+        },
+        adapters,
+    )
+    .expect("app")
+}
+
 struct Server {
     base: String,
     dir: tempfile::TempDir,
@@ -89,17 +104,7 @@ async fn server() -> Server {
     std::fs::write(d.join("operators.toml"), roster).expect("roster");
     std::fs::create_dir(d.join("runbooks")).expect("runbooks");
     std::fs::write(d.join("runbooks/cutover.drover"), RUNBOOK).expect("runbook");
-    let app = drover_server::App::new(
-        drover_server::Config {
-            state: d.join("state"),
-            operators: d.join("operators.toml"),
-            runbooks: d.join("runbooks"),
-            name: "test".into(),
-            evidence_key: None,
-        },
-        adapters,
-    )
-    .expect("app");
+    let app = app_on(d);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -769,17 +774,7 @@ async fn the_console_signs_a_browser_in_from_a_cli_session_and_guards_its_change
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stopping_the_server_ends_open_event_streams() {
     let s = server().await;
-    let app = drover_server::App::new(
-        drover_server::Config {
-            state: s.dir.path().join("state"),
-            operators: s.dir.path().join("operators.toml"),
-            runbooks: s.dir.path().join("runbooks"),
-            name: "test".into(),
-            evidence_key: None,
-        },
-        adapters,
-    )
-    .expect("app");
+    let app = app_on(s.dir.path());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");

@@ -32,9 +32,8 @@ milestone done {
 }
 "#;
 
-#[test]
-fn an_open_console_catches_up_after_the_server_restarts() {
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
+/// A server's directory: a roster with alice (her SSH key is returned) and the drill runbook.
+fn workspace() -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().expect("tmp");
     let d = dir.path();
     let (alice, public) = keygen(d, "alice");
@@ -45,6 +44,14 @@ fn an_open_console_catches_up_after_the_server_restarts() {
     .expect("roster");
     std::fs::create_dir(d.join("runbooks")).expect("dir");
     std::fs::write(d.join("runbooks/restart.drover"), RUNBOOK).expect("runbook");
+    (dir, alice)
+}
+
+#[test]
+fn an_open_console_catches_up_after_the_server_restarts() {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let (dir, alice) = workspace();
+    let d = dir.path();
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let mut server = start(d, port);
@@ -122,16 +129,8 @@ fn an_open_console_catches_up_after_the_server_restarts() {
 #[test]
 fn the_cli_confirms_a_passkey_and_starts_a_team_tabletop() {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let dir = tempfile::tempdir().expect("tmp");
+    let (dir, alice) = workspace();
     let d = dir.path();
-    let (alice, public) = keygen(d, "alice");
-    std::fs::write(
-        d.join("operators.toml"),
-        format!("[operators.alice]\nroles = [\"incident-commander\"]\nkeys = [\"{public}\"]\n"),
-    )
-    .expect("roster");
-    std::fs::create_dir(d.join("runbooks")).expect("dir");
-    std::fs::write(d.join("runbooks/restart.drover"), RUNBOOK).expect("runbook");
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}");
     let _server = start(d, port);
