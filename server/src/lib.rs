@@ -959,7 +959,7 @@ async fn interrupt_run(
     let r = run.clone();
     let view = blocking(move || a.ws.run_view(&r, now)).await?;
     let run_id = view.record.run_id.clone();
-    let Some(stop) = app.interrupter(&run_id).filter(|i| i.interrupt()) else {
+    if !app.interrupter(&run_id).is_some_and(|i| i.interrupt()) {
         let why = match (&view.driven_by, view.row.status.is_live()) {
             (_, false) => format!("run {run_id} is over ({})", view.status),
             (Some(h), true) => {
@@ -968,8 +968,7 @@ async fn interrupt_run(
             (None, true) => format!("run {run_id} is not driven by anyone (already interrupted)"),
         };
         return Err(ApiError::new(StatusCode::CONFLICT, "conflict", why));
-    };
-    drop(stop);
+    }
     audit(&app, &s.operator, "run.interrupt", "ok", Some(&run_id));
     Ok((
         StatusCode::ACCEPTED,
@@ -984,9 +983,14 @@ async fn resume_run(
     Extension(s): Extension<auth::Session>,
     Path(run): Path<String>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
-    let j = app.ws.journal_read().map_err(ApiError::from)?;
-    let run_id = app.ws.resolve(&j, &run).map_err(ApiError::from)?;
-    drop(j);
+    let a = Arc::clone(&app);
+    let (run_id, tabletop) = blocking(move || {
+        let j = a.ws.journal_read()?;
+        let run_id = a.ws.resolve(&j, &run)?;
+        let tabletop = a.ws.is_tabletop(&run_id)?;
+        Ok((run_id, tabletop))
+    })
+    .await?;
     if app.interrupter(&run_id).is_some() {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -994,18 +998,30 @@ async fn resume_run(
             format!("run {run_id} is already driven by this server"),
         ));
     }
-    let driver = app
-        .ws
-        .reopen(
-            &run_id,
-            &s.operator,
-            false,
-            Arc::clone(&app.clock),
-            (app.adapters)(),
-            Wake::new(&app, &run_id),
-        )
-        .await?;
-    adopt(&app, driver, false)?;
+    if tabletop {
+        // Simulated as it started, with its clock and injects under the facilitator's control.
+        let (driver, t) = app
+            .ws
+            .reopen_tabletop(&run_id, &s.operator, Wake::new(&app, &run_id))
+            .await?;
+        remember(&app, &run_id).map_err(|e| {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "state", e.to_string())
+        })?;
+        tabletop::drive(&app, driver, t, false);
+    } else {
+        let driver = app
+            .ws
+            .reopen(
+                &run_id,
+                &s.operator,
+                false,
+                Arc::clone(&app.clock),
+                (app.adapters)(),
+                Wake::new(&app, &run_id),
+            )
+            .await?;
+        adopt(&app, driver, false)?;
+    }
     audit(&app, &s.operator, "run.resume", "ok", Some(&run_id));
     Ok((
         StatusCode::ACCEPTED,

@@ -811,3 +811,86 @@ async fn stopping_the_server_ends_open_event_streams() {
     );
     drop(open);
 }
+
+/// A tabletop interrupted and resumed through the API goes on simulated, still under its
+/// facilitator's control (pause), and never with the server's real actions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resumed_tabletop_stays_simulated_and_facilitated() {
+    let s = server().await;
+    let alice = s.token("alice").await;
+    let prep: serde_json::Value = s
+        .post(
+            &alice,
+            "/api/v1/runs/prepare",
+            serde_json::json!({ "runbook": "cutover.drover" }),
+        )
+        .await
+        .json()
+        .await
+        .expect("prepare");
+    let run = prep["run_id"].as_str().expect("run").to_owned();
+    let statement = prep["statement"].as_str().expect("statement").to_owned();
+    let started = s
+        .post(
+            &alice,
+            "/api/v1/tabletops",
+            serde_json::json!({
+                "runbook": "cutover.drover",
+                "run_id": run,
+                "statement": statement,
+                "signature": s.sign("alice", &statement),
+            }),
+        )
+        .await;
+    assert_eq!(started.status(), 202);
+    wait_for("the gate", async || {
+        let v = s.status(&alice, &run).await;
+        v["record"]["steps"].as_array().is_some_and(|st| {
+            st.iter()
+                .any(|x| x["id"] == "gate" && x["state"] == "awaiting_approval")
+        })
+    })
+    .await;
+    let control = |action: &'static str| {
+        let (s, alice, run) = (&s, alice.clone(), run.clone());
+        async move {
+            s.post(
+                &alice,
+                &format!("/api/v1/runs/{run}/tabletop"),
+                serde_json::json!({ "action": action }),
+            )
+            .await
+            .status()
+        }
+    };
+    let interrupted = s
+        .post(
+            &alice,
+            &format!("/api/v1/runs/{run}/interrupt"),
+            serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(interrupted.status(), 202);
+    wait_for("the tabletop interrupted", async || {
+        s.status(&alice, &run).await["status"] == "interrupted"
+    })
+    .await;
+    assert_eq!(control("pause").await, 409, "nothing drives it now");
+    let resumed = s
+        .post(
+            &alice,
+            &format!("/api/v1/runs/{run}/resume"),
+            serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(resumed.status(), 202);
+    assert_eq!(
+        control("pause").await,
+        200,
+        "the facilitator controls it again"
+    );
+    let v = s.status(&alice, &run).await;
+    assert_eq!(v["record"]["simulated"], true);
+    assert_eq!(v["tabletop"]["paused"], true);
+    assert_eq!(v["tabletop"]["driven_here"], true);
+}
