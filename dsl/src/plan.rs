@@ -63,6 +63,24 @@ pub struct PlanHeader {
     pub simulated: bool,
 }
 
+impl Plan {
+    /// Whether a plan stored as JSON is a tabletop's ([`PlanHeader::simulated`]), read from its
+    /// header alone (the graph is not built). A text that is no plan is not simulated.
+    #[must_use]
+    pub fn json_is_simulated(json: &str) -> bool {
+        #[derive(Deserialize)]
+        struct Head {
+            runbook: Simulated,
+        }
+        #[derive(Deserialize)]
+        struct Simulated {
+            #[serde(default)]
+            simulated: bool,
+        }
+        serde_json::from_str::<Head>(json).is_ok_and(|h| h.runbook.simulated)
+    }
+}
+
 /// The operator roster of a plan.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlanRoster {

@@ -195,6 +195,15 @@ pub struct RunRow {
     pub audit_count: u64,
 }
 
+impl RunRow {
+    /// Whether the run is a tabletop exercise (its plan is marked simulated): never a verified
+    /// recovery, and no measurement.
+    #[must_use]
+    pub fn simulated(&self) -> bool {
+        drover_dsl::Plan::json_is_simulated(&self.plan)
+    }
+}
+
 /// A held lease.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lease {
@@ -1567,23 +1576,15 @@ impl SqliteJournal {
         &self,
         runbook: &str,
     ) -> Result<BTreeMap<String, Vec<u64>>, JournalError> {
-        let mut stmt = self.conn.prepare(
-            "SELECT r.run_id, COALESCE(p.plan, '') FROM runs r LEFT JOIN plans p ON p.run_id = r.run_id \
-             WHERE r.runbook = ?1 ORDER BY r.created_at, r.rowid",
-        )?;
-        let runs = stmt
-            .query_map([runbook], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
         let mut out: BTreeMap<String, Vec<u64>> = BTreeMap::new();
         // Tabletop exercises ran on simulated time: they measure nothing.
-        let runs = runs.into_iter().filter_map(|(run, plan)| {
-            (!serde_json::from_str::<drover_dsl::Plan>(&plan).is_ok_and(|p| p.runbook.simulated))
-                .then_some(run)
-        });
+        let runs = self
+            .runs_of(runbook)?
+            .into_iter()
+            .filter(|r| !r.simulated());
         for run in runs {
-            let timeline = crate::timeline::Timeline::from_transitions(&self.transitions(&run)?);
+            let timeline =
+                crate::timeline::Timeline::from_transitions(&self.transitions(&run.run_id)?);
             for (step, ds) in timeline.durations() {
                 out.entry(step.to_owned()).or_default().extend(ds);
             }

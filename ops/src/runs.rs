@@ -201,25 +201,13 @@ impl Workspace {
             // A tabletop goes on simulated, whatever the caller would drive it with.
             return Ok(self.reopen_tabletop(run_id, operator, observer).await?.0);
         }
-        self.reopen_with_mode(run_id, operator, rollback, clock, adapters, observer)
+        self.reopen_with(run_id, operator, rollback, clock, adapters, observer)
             .await
     }
 
-    /// [`Workspace::reopen`] to go on, with these clock and adapters (a tabletop's simulated
-    /// ones).
+    /// [`Workspace::reopen`] with these clock and adapters, whatever the run (a tabletop's are
+    /// its simulated ones).
     pub(crate) async fn reopen_with(
-        &self,
-        run_id: &str,
-        operator: &str,
-        clock: Arc<dyn Clock>,
-        adapters: Adapters,
-        observer: Arc<dyn Observer>,
-    ) -> Result<Driver, OpsError> {
-        self.reopen_with_mode(run_id, operator, false, clock, adapters, observer)
-            .await
-    }
-
-    async fn reopen_with_mode(
         &self,
         run_id: &str,
         operator: &str,

@@ -101,7 +101,7 @@ impl Workspace {
         start.declared_at = origin;
         // A tabletop touches nothing: it never conflicts with the runs that do.
         start.concurrent = Some("tabletop exercise: simulated, touches nothing".into());
-        let seed = u64::from(origin.to_le_bytes()[0]) ^ origin;
+        let seed = origin;
         let (adapters, injects) = simulated(&compiled.plan, compiled.mode, &parsed, origin, seed);
         let facilitator = start.initiator.clone();
         let run_id = start.run_id.clone();
@@ -137,7 +137,9 @@ impl Workspace {
     /// # Errors
     /// No such run.
     pub fn is_tabletop(&self, run_id: &str) -> Result<bool, OpsError> {
-        Ok(self.run_plan(run_id)?.1.runbook.simulated)
+        let j = self.journal_read()?;
+        let run_id = self.resolve(&j, run_id)?;
+        Ok(j.run(&run_id)?.simulated())
     }
 
     /// Reopens a tabletop after an interruption (a restarted server), simulated as it started.
@@ -174,6 +176,7 @@ impl Workspace {
             .reopen_with(
                 &run_id,
                 operator,
+                false,
                 Arc::new(clock.clone()),
                 adapters,
                 observer,

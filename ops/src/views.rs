@@ -169,7 +169,7 @@ impl Workspace {
                     run_id: r.run_id.clone(),
                     runbook: r.runbook.clone(),
                     mode: r.mode.as_str().to_owned(),
-                    simulated: simulated(&r.plan),
+                    simulated: r.simulated(),
                     status: shown(r, driven),
                     initiator: r.initiator.clone(),
                     started: rfc3339(r.created_at),
@@ -452,18 +452,4 @@ impl Workspace {
             trials: s.trials,
         }))
     }
-}
-
-/// Whether a journaled plan is a tabletop's, without building its graph.
-fn simulated(plan: &str) -> bool {
-    #[derive(serde::Deserialize)]
-    struct Plan {
-        runbook: Header,
-    }
-    #[derive(serde::Deserialize)]
-    struct Header {
-        #[serde(default)]
-        simulated: bool,
-    }
-    serde_json::from_str::<Plan>(plan).is_ok_and(|p| p.runbook.simulated)
 }

@@ -904,7 +904,7 @@ pub fn history(journal: &dyn Journal, runbook: &str) -> Result<History, ReportEr
     let mut runs = Vec::new();
     let mut simulated = Vec::new();
     for row in journal.runs_of(runbook)? {
-        let tabletop = serde_json::from_str::<Plan>(&row.plan).is_ok_and(|p| p.runbook.simulated);
+        let tabletop = row.simulated();
         let (_, rec) = drover_engine::driver::status(journal, &row.run_id).map_err(|e| {
             ReportError::Stored {
                 run_id: row.run_id.clone(),

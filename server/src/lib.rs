@@ -984,11 +984,9 @@ async fn resume_run(
     Path(run): Path<String>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     let a = Arc::clone(&app);
-    let (run_id, tabletop) = blocking(move || {
+    let run_id = blocking(move || {
         let j = a.ws.journal_read()?;
-        let run_id = a.ws.resolve(&j, &run)?;
-        let tabletop = a.ws.is_tabletop(&run_id)?;
-        Ok((run_id, tabletop))
+        a.ws.resolve(&j, &run)
     })
     .await?;
     if app.interrupter(&run_id).is_some() {
@@ -998,30 +996,8 @@ async fn resume_run(
             format!("run {run_id} is already driven by this server"),
         ));
     }
-    if tabletop {
-        // Simulated as it started, with its clock and injects under the facilitator's control.
-        let (driver, t) = app
-            .ws
-            .reopen_tabletop(&run_id, &s.operator, Wake::new(&app, &run_id))
-            .await?;
-        remember(&app, &run_id).map_err(|e| {
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "state", e.to_string())
-        })?;
-        tabletop::drive(&app, driver, t, false);
-    } else {
-        let driver = app
-            .ws
-            .reopen(
-                &run_id,
-                &s.operator,
-                false,
-                Arc::clone(&app.clock),
-                (app.adapters)(),
-                Wake::new(&app, &run_id),
-            )
-            .await?;
-        adopt(&app, driver, false)?;
-    }
+    reopen_and_drive(&app, &run_id, &s.operator).await?;
+    remember(&app, &run_id).map_err(state_error)?;
     audit(&app, &s.operator, "run.resume", "ok", Some(&run_id));
     Ok((
         StatusCode::ACCEPTED,
@@ -1080,8 +1056,7 @@ fn remember(app: &App, run_id: &str) -> std::io::Result<()> {
 
 /// Makes a run this server's: listed for resuming after a restart, then driven.
 fn adopt(app: &Arc<App>, driver: Driver, fresh: bool) -> Result<(), ApiError> {
-    remember(app, driver.run_id())
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "state", e.to_string()))?;
+    remember(app, driver.run_id()).map_err(state_error)?;
     drive(app, driver, fresh);
     Ok(())
 }
@@ -1109,6 +1084,38 @@ fn drive(app: &Arc<App>, driver: Driver, fresh: bool) {
     });
 }
 
+/// The server could not keep its list of runs.
+fn state_error(e: std::io::Error) -> ApiError {
+    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "state", e.to_string())
+}
+
+/// Reopens `run_id` as `operator` and drives it here: a tabletop simulated as it started, under
+/// its facilitator's control; any other run with this server's adapters.
+async fn reopen_and_drive(app: &Arc<App>, run_id: &str, operator: &str) -> Result<(), ApiError> {
+    let (a, r) = (Arc::clone(app), run_id.to_owned());
+    if blocking(move || a.ws.is_tabletop(&r)).await? {
+        let (driver, t) = app
+            .ws
+            .reopen_tabletop(run_id, operator, Wake::new(app, run_id))
+            .await?;
+        tabletop::drive(app, driver, t, false);
+    } else {
+        let driver = app
+            .ws
+            .reopen(
+                run_id,
+                operator,
+                false,
+                Arc::clone(&app.clock),
+                (app.adapters)(),
+                Wake::new(app, run_id),
+            )
+            .await?;
+        drive(app, driver, false);
+    }
+    Ok(())
+}
+
 /// Resumes every run this server started that is not over (after a crash, a kill or a stop):
 /// steps journaled as done are not run again; a step caught in flight is read back first.
 /// Returns the runs resumed.
@@ -1133,37 +1140,9 @@ pub async fn resume_runs(app: &Arc<App>) -> Vec<String> {
         ) {
             continue;
         }
-        if app.ws.is_tabletop(run_id).unwrap_or(false) {
-            match app
-                .ws
-                .reopen_tabletop(run_id, "drover-server", Wake::new(app, run_id))
-                .await
-            {
-                Ok((d, t)) => {
-                    tabletop::drive(app, d, t, false);
-                    resumed.push(run_id.to_owned());
-                }
-                Err(e) => tracing::error!(run = %run_id, error = %e, "cannot resume"),
-            }
-            continue;
-        }
-        match app
-            .ws
-            .reopen(
-                run_id,
-                "drover-server",
-                false,
-                Arc::clone(&app.clock),
-                (app.adapters)(),
-                Wake::new(app, run_id),
-            )
-            .await
-        {
-            Ok(d) => {
-                drive(app, d, false);
-                resumed.push(run_id.to_owned());
-            }
-            Err(e) => tracing::error!(run = %run_id, error = %e, "cannot resume"),
+        match reopen_and_drive(app, run_id, "drover-server").await {
+            Ok(()) => resumed.push(run_id.to_owned()),
+            Err(e) => tracing::error!(run = %run_id, error = %e.message, "cannot resume"),
         }
     }
     resumed

@@ -4,7 +4,7 @@
 //! own signatures; the facilitator pauses it, changes its speed and adds injects. It is
 //! journaled as a simulated run (drover-ops).
 
-use super::{ApiError, App, Body, StartBody, Wake, adopt, blocking, lock, signed_start};
+use super::{ApiError, App, Body, StartBody, Wake, blocking, lock, signed_start};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
@@ -70,9 +70,8 @@ pub(crate) async fn start(
         .start_tabletop(compiled, start, &scenario, speed, Wake::new(&app, &run_id))
         .await?;
     let facilitator = tabletop.facilitator.clone();
-    lock(&app.tabletops).insert(run_id.clone(), tabletop.clone());
-    adopt(&app, driver, true)?;
-    fire_injects(&app, &run_id, tabletop);
+    super::remember(&app, &run_id).map_err(super::state_error)?;
+    drive(&app, driver, tabletop, true);
     Ok((
         StatusCode::ACCEPTED,
         Json(serde_json::json!({
@@ -84,7 +83,8 @@ pub(crate) async fn start(
     ))
 }
 
-/// Drives a reopened tabletop (after a restart) and fires its injects still to come.
+/// Drives a tabletop here, its clock under the facilitator's control, and fires its injects
+/// still to come.
 pub(crate) fn drive(app: &Arc<App>, driver: Driver, t: drover_ops::Tabletop, fresh: bool) {
     let run_id = driver.run_id().to_owned();
     lock(&app.tabletops).insert(run_id.clone(), t.clone());

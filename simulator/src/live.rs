@@ -7,7 +7,7 @@
 use crate::Prepared;
 use drover_engine::clock::{Clock, Sleep, SystemClock};
 use drover_schema::{ActionSchema, ValueType};
-use drover_schema::{Adapter, AdapterError, Inputs, Observation, Outputs, StepContext};
+use drover_schema::{Adapter, AdapterError, Inputs, Outputs, StepContext};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::sync::{Arc, Mutex};
@@ -249,15 +249,6 @@ impl Adapter for SimulatedAdapter {
                     .collect()
             })
             .unwrap_or_default())
-    }
-
-    async fn observe(
-        &self,
-        _action: &str,
-        _inputs: &Inputs,
-        _ctx: &StepContext,
-    ) -> Result<Observation, AdapterError> {
-        Ok(Observation::NotDone)
     }
 }
 
