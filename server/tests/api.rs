@@ -875,7 +875,11 @@ async fn a_resumed_tabletop_stays_simulated_and_facilitated() {
         s.status(&alice, &run).await["status"] == "interrupted"
     })
     .await;
-    assert_eq!(control("pause").await, 409, "nothing drives it now");
+    // The journal says "interrupted" a moment before the driving task lets go of it.
+    wait_for("nothing to drive it (409)", async || {
+        control("pause").await == 409
+    })
+    .await;
     let resumed = s
         .post(
             &alice,
