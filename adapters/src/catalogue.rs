@@ -276,6 +276,37 @@ fn backup_actions() -> Vec<ActionSchema> {
                 "plaintext SHA-256 the backup must hold",
             ),
         ),
+        ActionSchema::new(
+            "backup.verify_sample",
+            "Fully decrypts a random sample of the backups under a directory or S3 prefix, checks the rest by structure and ciphertext hash, and fails on any error (the 0 of 3-2-1-1-0)",
+            Effect::ReadOnly,
+            Role::Verify,
+        )
+        .with_default_timeout_ms(BACKUP_TIMEOUT_MS)
+        .required(
+            "source",
+            ValueType::String,
+            "the directory or s3:// prefix holding the backups",
+        )
+        .required(
+            "key",
+            ValueType::String,
+            "key URI (file:PATH or aws-kms:KEY)",
+        )
+        .optional(
+            "sample",
+            ValueType::Int,
+            "how many backups to decrypt fully (default 3)",
+        )
+        .optional(
+            "seed",
+            ValueType::Int,
+            "the seed that picks the sample (default: random; it is in the outputs, to check the same ones again)",
+        )
+        .output("backups", ValueType::Int, "how many backups were found")
+        .output("sampled", ValueType::Int, "how many were fully decrypted")
+        .output("errors", ValueType::Int, "unresolved verification errors (0 on success)")
+        .output("seed", ValueType::Int, "the seed that picked the sample"),
     ]
 }
 
@@ -733,6 +764,7 @@ mod tests {
         for name in [
             "backup.rehydrate",
             "backup.verify",
+            "backup.verify_sample",
             "aws_route53.upsert_record",
             "aws_ec2.associate_address",
             "azure_network.update_route",

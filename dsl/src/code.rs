@@ -70,6 +70,11 @@ codes! {
     InvalidRoster = "DR0034", "invalid operator roster";
     UnknownRole = "DR0035", "approval role no operator holds";
     BreakGlassStep = "DR0036", "misplaced break-glass step";
+    InvalidCron = "DR0037", "invalid cron expression";
+    UnknownTimeZone = "DR0038", "unknown time zone";
+    InvalidBlackout = "DR0039", "invalid blackout";
+    JitterTooLarge = "DR0040", "jitter not shorter than the schedule's interval";
+    InvalidSchedule = "DR0041", "invalid schedule";
     DestructiveWithoutApproval = "DR1001", "destructive step without an approval gate upstream";
     UnverifiedCutover = "DR1002", "restored data reaches a cutover without verification";
     MissingCompensate = "DR1003", "mutating step without compensate in a failback runbook";

@@ -5,6 +5,8 @@
 //! build the DAG, then run the graph checks and safety lints ([`crate::checks`]). Every phase
 //! reports all it finds; a plan is produced only when no error was reported.
 
+mod schedules;
+
 use crate::checks;
 use crate::code::Code;
 use crate::diagnostic::Diagnostic;
@@ -400,6 +402,10 @@ impl Compiler<'_> {
         let milestone_spans: Vec<Span> = rb.milestones.iter().map(|m| m.id.span).collect();
         self.check_break_glass(&graph, &insts, &defs, &milestone_spans);
 
+        let before = self.diags.len();
+        let schedules = self.schedules(rb, runbook_modes);
+        let policy = Self::policy(rb);
+        let ok = ok && self.diags.len() == before;
         let h = rb.header.as_ref()?;
         if !ok {
             return None;
@@ -439,6 +445,8 @@ impl Compiler<'_> {
                 tags: rb.production.tags.iter().cloned().collect(),
             },
             graph,
+            schedules,
+            policy,
         })
     }
 

@@ -49,13 +49,13 @@ pub use lower::lower;
 pub use parse::{MAX_DEPTH, parse};
 pub use plan::{
     Dependency, OutputRef, PLAN_FORMAT, Plan, PlanCompensate, PlanHeader, PlanMilestone, PlanNode,
-    PlanProduction, PlanRetry, PlanStep, PlanValue, SourceRef,
+    PlanPolicy, PlanProduction, PlanRetry, PlanStep, PlanValue, SourceRef,
 };
 #[cfg(feature = "render")]
 pub use render::render;
 pub use runbook::{
     Compensate, Estimate, Group, GroupUse, Header, Import, Lint, Milestone, Mode, ModeSet,
-    OnFailure, Param, ParamType, Production, Retry, Runbook, Step, Waiver,
+    OnFailure, Param, ParamType, Policy, Production, Retry, Runbook, ScheduleBlock, Step, Waiver,
 };
 pub use source_map::{SourceFile, SourceMap};
 pub use span::{FileId, Span, Spanned};

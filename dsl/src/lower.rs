@@ -9,7 +9,7 @@ use crate::document::{
 use crate::duration::parse_duration;
 use crate::runbook::{
     Compensate, Estimate, Group, GroupUse, Header, Import, Lint, Milestone, Mode, ModeSet,
-    OnFailure, Param, ParamType, Production, Retry, Runbook, Step, Waiver,
+    OnFailure, Param, ParamType, Policy, Production, Retry, Runbook, ScheduleBlock, Step, Waiver,
 };
 use crate::span::{FileId, Span, Spanned};
 use crate::suggest::did_you_mean;
@@ -29,6 +29,8 @@ pub fn lower(file: FileId, doc: &Document, diags: &mut Vec<Diagnostic>) -> Runbo
         uses: Vec::new(),
         groups: Vec::new(),
         milestones: Vec::new(),
+        schedules: Vec::new(),
+        policy: None,
         recovered: doc
             .recovered
             .iter()
@@ -44,6 +46,8 @@ pub fn lower(file: FileId, doc: &Document, diags: &mut Vec<Diagnostic>) -> Runbo
         "milestone",
         "group",
         "use",
+        "schedule",
+        "policy",
     ];
     for item in &doc.items {
         match &item.kind {
@@ -79,6 +83,23 @@ pub fn lower(file: FileId, doc: &Document, diags: &mut Vec<Diagnostic>) -> Runbo
                 "milestone" => rb.milestones.push(l.milestone(b, item.span)),
                 "group" => rb.groups.push(l.group(b, item.span)),
                 "use" => rb.uses.push(l.group_use(b, item.span)),
+                "schedule" => rb.schedules.push(l.schedule(b)),
+                "policy" => {
+                    let p = l.policy(b);
+                    match &rb.policy {
+                        Some(first) => l.diags.push(
+                            Diagnostic::error(
+                                Code::DuplicateAttribute,
+                                b.kind.span,
+                                "a runbook has one `policy` block",
+                            )
+                            .label("second policy")
+                            .with(first.span, "first policy here")
+                            .help("merge the two blocks"),
+                        ),
+                        None => rb.policy = Some(p),
+                    }
+                }
                 other => l.unknown(b.kind.span, other, "block", "a runbook", TOP),
             },
         }
@@ -856,6 +877,104 @@ impl Lowerer<'_> {
             }
         }
         out
+    }
+
+    fn schedule(&mut self, b: &Block) -> ScheduleBlock {
+        let name = self.label(b, "schedule");
+        let mut s = ScheduleBlock {
+            name,
+            mode: None,
+            cron: None,
+            every: None,
+            timezone: None,
+            blackout: Vec::new(),
+            overlap: None,
+            catch_up: None,
+            jitter: None,
+            vars: Vec::new(),
+            span: b.kind.span,
+        };
+        const ATTRS: &[&str] = &[
+            "mode", "cron", "every", "timezone", "blackout", "overlap", "catch_up", "jitter",
+            "vars",
+        ];
+        for (name, e) in self.entries(b, "a schedule", ATTRS, &[]) {
+            let Entry::Attr(a) = e else { continue };
+            let v = &a.value;
+            let spanned = |t: Option<String>| t.map(|t| Spanned::new(t, v.span));
+            match name {
+                "mode" => s.mode = self.one_mode(v),
+                "cron" => s.cron = spanned(self.string(v, "`cron`")),
+                "every" => s.every = self.duration(v, "`every`"),
+                "timezone" => s.timezone = spanned(self.string(v, "`timezone`")),
+                "blackout" => match &v.kind {
+                    ValueKind::List(items) => {
+                        for i in items {
+                            if let Some(t) = self.string(i, "a blackout") {
+                                s.blackout.push(Spanned::new(t, i.span));
+                            }
+                        }
+                    }
+                    _ => self.wrong(v, "a list of strings", "`blackout`"),
+                },
+                "overlap" => match &v.kind {
+                    ValueKind::Path(p) => s.overlap = Some(Spanned::new(p.clone(), v.span)),
+                    _ => self.wrong(v, "`skip`, `queue` or `cancel_running`", "`overlap`"),
+                },
+                "catch_up" => s.catch_up = self.duration(v, "`catch_up`"),
+                "jitter" => s.jitter = self.duration(v, "`jitter`"),
+                "vars" => match &v.kind {
+                    ValueKind::Map(entries) => s.vars = entries.clone(),
+                    _ => self.wrong(v, "a map `{ name = value }`", "`vars`"),
+                },
+                _ => {}
+            }
+        }
+        s
+    }
+
+    fn one_mode(&mut self, v: &Value) -> Option<Spanned<Mode>> {
+        let ValueKind::Path(word) = &v.kind else {
+            self.wrong(v, "a mode (drill, failover or failback)", "`mode`");
+            return None;
+        };
+        let m = Mode::parse(word);
+        if m.is_none() {
+            let mut d =
+                Diagnostic::error(Code::InvalidMode, v.span, format!("`{word}` is not a mode"))
+                    .label("unknown mode");
+            d = match did_you_mean(word, Mode::ALL.iter().map(|m| m.as_str())) {
+                Some(s) => d.help(format!(
+                    "did you mean `{s}`? modes are drill, failover and failback"
+                )),
+                None => d.help("modes are drill, failover and failback"),
+            };
+            self.diags.push(d);
+        }
+        m.map(|m| Spanned::new(m, v.span))
+    }
+
+    fn policy(&mut self, b: &Block) -> Policy {
+        let mut p = Policy {
+            drill_every: None,
+            verify_every: None,
+            span: b.kind.span,
+        };
+        if let Some(l) = b.labels.first() {
+            self.diags.push(
+                Diagnostic::error(Code::SyntaxError, l.span, "`policy` takes no name")
+                    .label("name here")
+                    .help("write `policy { drill_every = 90d }`"),
+            );
+        }
+        for (name, e) in self.entries(b, "`policy`", &["drill_every", "verify_every"], &[]) {
+            let Entry::Attr(a) = e else { continue };
+            match name {
+                "drill_every" => p.drill_every = self.duration(&a.value, "`drill_every`"),
+                _ => p.verify_every = self.duration(&a.value, "`verify_every`"),
+            }
+        }
+        p
     }
 
     fn milestone(&mut self, b: &Block, span: Span) -> Milestone {

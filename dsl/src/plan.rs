@@ -26,6 +26,23 @@ pub struct Plan {
     pub production: PlanProduction,
     /// Steps and milestones; an edge `a → b` means `b` waits for `a`.
     pub graph: DiGraph<PlanNode, Dependency>,
+    /// When the server starts the runbook by itself.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub schedules: Vec<drover_schedule::ScheduleSpec>,
+    /// How fresh its drills and verifications must be.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<PlanPolicy>,
+}
+
+/// The runbook's `policy` block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct PlanPolicy {
+    /// Overdue when the last successful drill is older than this (ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drill_every_ms: Option<u64>,
+    /// Overdue when the last successful verification run is older than this (ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify_every_ms: Option<u64>,
 }
 
 /// The runbook's header, resolved.

@@ -339,6 +339,44 @@ pub struct Import {
     pub path: Spanned<String>,
 }
 
+/// `schedule NAME { ... }`: when the server starts the runbook by itself.
+#[derive(Debug, Clone)]
+pub struct ScheduleBlock {
+    /// Its name.
+    pub name: Spanned<String>,
+    /// The mode its runs start in.
+    pub mode: Option<Spanned<Mode>>,
+    /// A five-field cron expression.
+    pub cron: Option<Spanned<String>>,
+    /// Or a fixed interval (ms).
+    pub every: Option<Spanned<u64>>,
+    /// The IANA time zone the cron is read in.
+    pub timezone: Option<Spanned<String>>,
+    /// Blackout entries as written.
+    pub blackout: Vec<Spanned<String>>,
+    /// What a fire does while the previous run is going, as written.
+    pub overlap: Option<Spanned<String>>,
+    /// How old a missed fire may be and still start a late run (ms).
+    pub catch_up: Option<Spanned<u64>>,
+    /// The bound of each fire's random delay (ms).
+    pub jitter: Option<Spanned<u64>>,
+    /// Parameter values for its runs.
+    pub vars: Vec<Attribute>,
+    /// Where (the block's keyword).
+    pub span: Span,
+}
+
+/// `policy { drill_every = 90d  verify_every = 1d }`: how fresh the evidence must be.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// The runbook is overdue when its last successful drill is older than this (ms).
+    pub drill_every: Option<Spanned<u64>>,
+    /// The runbook is overdue when its last successful verification is older than this (ms).
+    pub verify_every: Option<Spanned<u64>>,
+    /// Where.
+    pub span: Span,
+}
+
 /// One file, lowered.
 #[derive(Debug, Clone)]
 pub struct Runbook {
@@ -362,6 +400,10 @@ pub struct Runbook {
     pub groups: Vec<Group>,
     /// Milestones.
     pub milestones: Vec<Milestone>,
+    /// Schedules.
+    pub schedules: Vec<ScheduleBlock>,
+    /// The freshness policy.
+    pub policy: Option<Policy>,
     /// Names of items dropped by syntax-error recovery.
     pub recovered: Vec<String>,
 }
