@@ -11,6 +11,7 @@ mod remote;
 mod run_cli;
 #[cfg(feature = "aws")]
 mod s3_anchor;
+mod schedule_cli;
 mod server_cli;
 mod sim_cli;
 mod tabletop_cli;
@@ -88,6 +89,35 @@ pub(crate) struct OperatorArgs {
     /// Append a signed checkpoint of the audit log to this anchor (`file:DIR`, or `s3://BUCKET/PREFIX` under Object Lock with the aws feature), as runs do.
     #[arg(long, value_name = "LOCATION")]
     pub(crate) audit_anchor: Option<String>,
+}
+
+/// `drover schedule …`.
+#[derive(Subcommand)]
+enum ScheduleCommand {
+    /// Every schedule: its next fire times in its own zone and in UTC, and why a time is skipped
+    /// (blackout, overlap); with a state directory or a server, missed fires and the last
+    /// decision.
+    #[command(after_help = "\
+Examples:
+  drover schedule list runbooks/
+  drover schedule list runbooks/quarterly-drill.drover --count 8
+  drover schedule list --server https://drover.example:8440")]
+    List {
+        /// Runbook files or directories (default: runbooks).
+        paths: Vec<String>,
+        /// How many upcoming times per schedule.
+        #[arg(long, default_value_t = 5)]
+        count: usize,
+        /// State directory (for missed fires and the last decision).
+        #[arg(long, default_value = ".drover")]
+        state: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
+        format: CheckFormat,
+        /// Ask a Drover server about its runbook directory instead (also DROVER_SERVER).
+        #[arg(long, value_name = "URL")]
+        server: Option<String>,
+    },
 }
 
 /// `drover passkey …`.
@@ -417,6 +447,9 @@ Examples:
     /// Passkeys for approving in the console's browser.
     #[command(subcommand)]
     Passkey(PasskeyCommand),
+    /// Schedules: when runbooks run by themselves.
+    #[command(subcommand)]
+    Schedule(ScheduleCommand),
     /// Serve the team: the JSON API (docs/api.md), live events, SSH-key logins; drives runs with
     /// the same engine as `drover run`.
     #[command(after_help = "\
@@ -1209,6 +1242,27 @@ fn dispatch(cli: Cli) -> ExitCode {
                 matches!(format, CheckFormat::Json),
             ),
         },
+        Command::Schedule(ScheduleCommand::List {
+            paths,
+            count,
+            state,
+            format,
+            server,
+        }) => {
+            let json = matches!(format, CheckFormat::Json);
+            let count = count.clamp(1, 100);
+            match remote_server(server) {
+                Some(url) if paths.is_empty() => schedule_cli::list_remote(&url, count, json),
+                _ => {
+                    let paths = if paths.is_empty() {
+                        vec!["runbooks".to_owned()]
+                    } else {
+                        paths
+                    };
+                    schedule_cli::list_local(&paths, &state, count, json)
+                }
+            }
+        }
         Command::Passkey(PasskeyCommand::Confirm { server, key, all }) => {
             match remote_server(server) {
                 Some(url) => {

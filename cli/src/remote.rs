@@ -53,7 +53,7 @@ fn write_sessions(s: &serde_json::Map<String, serde_json::Value>) -> Result<(), 
     std::fs::rename(&tmp, &path).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-fn base(server: &str) -> String {
+pub(crate) fn base(server: &str) -> String {
     server.trim_end_matches('/').to_owned()
 }
 
@@ -197,7 +197,7 @@ fn token(url: &str) -> Result<String, String> {
         .ok_or_else(|| format!("not logged in to {url}: drover login --server {url}"))
 }
 
-fn get(url: &str, path: &str) -> Result<serde_json::Value, String> {
+pub(crate) fn get(url: &str, path: &str) -> Result<serde_json::Value, String> {
     let t = token(url)?;
     answer(http(url)?.get(format!("{url}{path}")).bearer_auth(t).send())
 }

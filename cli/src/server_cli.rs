@@ -113,6 +113,7 @@ pub fn serve(a: ServeArgs) -> ExitCode {
         for run in drover_server::resume_runs(&app).await {
             outln!("resumed run {run}");
         }
+        drover_server::schedules::spawn(&app);
         if let Some(pk) = app.evidence_public_key() {
             outln!(
                 "evidence bundles are signed with {} (Ed25519 {}; public key {})",

@@ -456,6 +456,44 @@ impl Driver {
     pub fn start(
         spec: RunSpec,
         plan: Arc<Plan>,
+        journal: Box<dyn Journal>,
+        clock: Arc<dyn Clock>,
+        adapters: Adapters,
+        observer: Arc<dyn Observer>,
+    ) -> Result<Self, DriverError> {
+        Self::start_as(spec, None, plan, journal, clock, adapters, observer)
+    }
+
+    /// Starts a run that the runbook's own schedule `schedule` fires: no person starts it, so
+    /// no one signs; the initiator is `schedule:NAME`, and the schedule must be in the plan, for
+    /// the run's mode. Approvals in the run still need their signatures.
+    ///
+    /// # Errors
+    /// The plan has no such schedule for the mode; journal errors.
+    pub fn start_scheduled(
+        spec: RunSpec,
+        schedule: &str,
+        plan: Arc<Plan>,
+        journal: Box<dyn Journal>,
+        clock: Arc<dyn Clock>,
+        adapters: Adapters,
+        observer: Arc<dyn Observer>,
+    ) -> Result<Self, DriverError> {
+        Self::start_as(
+            spec,
+            Some(schedule),
+            plan,
+            journal,
+            clock,
+            adapters,
+            observer,
+        )
+    }
+
+    fn start_as(
+        spec: RunSpec,
+        schedule: Option<&str>,
+        plan: Arc<Plan>,
         mut journal: Box<dyn Journal>,
         clock: Arc<dyn Clock>,
         adapters: Adapters,
@@ -463,8 +501,22 @@ impl Driver {
     ) -> Result<Self, DriverError> {
         let mut spec = spec;
         let now = clock.now_ms();
-        // With a roster, the initiator is whoever signed the start statement, never a typed name.
-        if crate::signed::roster(&plan).is_some() {
+        if let Some(name) = schedule {
+            if !plan
+                .schedules
+                .iter()
+                .any(|s| s.name == name && s.mode == spec.mode)
+            {
+                return Err(DriverError::Identity(format!(
+                    "the runbook has no schedule `{name}` for {} mode: a scheduled start is refused",
+                    spec.mode.as_str()
+                )));
+            }
+            spec.initiator = format!("schedule:{name}");
+            spec.start = None;
+        } else if crate::signed::roster(&plan).is_some() {
+            // With a roster, the initiator is whoever signed the start statement, never a
+            // typed name.
             let Some(signed) = &spec.start else {
                 return Err(DriverError::Identity(
                     "this runbook has an operator roster: starting a run is a statement signed with your SSH key — give --key PATH, or load the key into ssh-agent (SSH_AUTH_SOCK)".into(),

@@ -601,13 +601,185 @@ CREATE INDEX IF NOT EXISTS claims_by_name ON claims (claim);
 CREATE TABLE IF NOT EXISTS logs (
   log_id TEXT PRIMARY KEY, audit_head TEXT NOT NULL, audit_count INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS fires (
+  runbook TEXT NOT NULL, schedule TEXT NOT NULL, slot_ms INTEGER NOT NULL,
+  decision TEXT NOT NULL, state TEXT NOT NULL, run_id TEXT, count INTEGER NOT NULL,
+  detail TEXT, decided_at INTEGER NOT NULL, updated_at INTEGER NOT NULL,
+  PRIMARY KEY (runbook, schedule, slot_ms, decision)
+);
 CREATE TABLE IF NOT EXISTS audit (
   run_id TEXT NOT NULL, seq INTEGER NOT NULL, record TEXT NOT NULL, hash TEXT NOT NULL,
   PRIMARY KEY (run_id, seq)
 );
 ";
 
+/// The audit log of schedule decisions (fires, blackouts, missed fires, overlaps).
+pub const SCHEDULES_LOG: &str = "@schedules";
+
+/// A schedule's decision about one slot, as journaled (`fires` table): written before anything
+/// is started, so that a crash between decision and start neither loses nor doubles a run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FireRow {
+    /// The runbook (its file name in the server's runbook directory).
+    pub runbook: String,
+    /// The schedule's name.
+    pub schedule: String,
+    /// The slot (ms since the Unix epoch; for missed fires, the newest one).
+    pub slot_ms: i64,
+    /// What was decided: `fire`, `catch_up`, `blackout`, `missed`, `overlap`, `registered`.
+    pub decision: String,
+    /// Where it stands: `decided` (a run to start), `queued`, `started`, `skipped`, `failed`,
+    /// `recorded`.
+    pub state: String,
+    /// The run it starts (chosen when deciding).
+    pub run_id: Option<String>,
+    /// How many slots it stands for (missed fires: the count).
+    pub count: u64,
+    /// Why (the blackout, the run still going, the start's error).
+    pub detail: Option<String>,
+    /// When it was decided (ms).
+    pub decided_at: u64,
+    /// When it last changed (ms).
+    pub updated_at: u64,
+}
+
 impl SqliteJournal {
+    /// Journals a schedule's decision with its audit record, in one transaction. Returns
+    /// `false`, writing nothing, when that slot of that schedule has that decision already.
+    ///
+    /// # Errors
+    /// The database.
+    pub fn record_fire(
+        &mut self,
+        fire: &FireRow,
+        audit: &AuditRecord,
+    ) -> Result<bool, JournalError> {
+        let writer = std::sync::Arc::clone(&self.writer);
+        let _queue = writer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let n = tx.execute(
+            "INSERT OR IGNORE INTO fires (runbook, schedule, slot_ms, decision, state, run_id, count, detail, decided_at, updated_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)",
+            params![
+                fire.runbook,
+                fire.schedule,
+                fire.slot_ms,
+                fire.decision,
+                fire.state,
+                fire.run_id,
+                i64::try_from(fire.count).unwrap_or(i64::MAX),
+                fire.detail.as_deref().map(|d| self.redactor.text(d)),
+                i64::try_from(fire.decided_at).unwrap_or(i64::MAX),
+            ],
+        )?;
+        if n == 0 {
+            return Ok(false);
+        }
+        chain_records(
+            &tx,
+            &self.redactor,
+            SCHEDULES_LOG,
+            std::slice::from_ref(audit),
+            HeadRow::Log,
+        )?;
+        tx.commit()?;
+        Ok(true)
+    }
+
+    /// Moves a decided fire on (`started`, `skipped`, `failed`), with its audit record, in one
+    /// transaction. Returns `false` when the fire is not in `from`.
+    ///
+    /// # Errors
+    /// The database.
+    #[allow(clippy::too_many_arguments)]
+    pub fn update_fire(
+        &mut self,
+        key: (&str, &str, i64, &str),
+        from: &[&str],
+        state: &str,
+        detail: Option<&str>,
+        at: u64,
+        audit: &AuditRecord,
+    ) -> Result<bool, JournalError> {
+        let writer = std::sync::Arc::clone(&self.writer);
+        let _queue = writer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let current: Option<String> = tx
+            .query_row(
+                "SELECT state FROM fires WHERE runbook = ?1 AND schedule = ?2 AND slot_ms = ?3 AND decision = ?4",
+                params![key.0, key.1, key.2, key.3],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if !current.is_some_and(|c| from.contains(&c.as_str())) {
+            return Ok(false);
+        }
+        tx.execute(
+            "UPDATE fires SET state = ?5, detail = COALESCE(?6, detail), updated_at = ?7 \
+             WHERE runbook = ?1 AND schedule = ?2 AND slot_ms = ?3 AND decision = ?4",
+            params![
+                key.0,
+                key.1,
+                key.2,
+                key.3,
+                state,
+                detail.map(|d| self.redactor.text(d)),
+                i64::try_from(at).unwrap_or(i64::MAX)
+            ],
+        )?;
+        chain_records(
+            &tx,
+            &self.redactor,
+            SCHEDULES_LOG,
+            std::slice::from_ref(audit),
+            HeadRow::Log,
+        )?;
+        tx.commit()?;
+        Ok(true)
+    }
+
+    /// Every schedule decision, oldest slot first.
+    ///
+    /// # Errors
+    /// The database.
+    pub fn fires(&self) -> Result<Vec<FireRow>, JournalError> {
+        let has_table: bool = self.conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'fires')",
+            [],
+            |r| r.get(0),
+        )?;
+        if !has_table {
+            return Ok(Vec::new());
+        }
+        let mut stmt = self.conn.prepare(
+            "SELECT runbook, schedule, slot_ms, decision, state, run_id, count, detail, decided_at, updated_at \
+             FROM fires ORDER BY slot_ms, runbook, schedule",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(FireRow {
+                runbook: r.get(0)?,
+                schedule: r.get(1)?,
+                slot_ms: r.get(2)?,
+                decision: r.get(3)?,
+                state: r.get(4)?,
+                run_id: r.get(5)?,
+                count: u64::try_from(r.get::<_, i64>(6)?).unwrap_or(0),
+                detail: r.get(7)?,
+                decided_at: u64::try_from(r.get::<_, i64>(8)?).unwrap_or(0),
+                updated_at: u64::try_from(r.get::<_, i64>(9)?).unwrap_or(0),
+            })
+        })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
     /// Opens (creating if needed) `STATE/drover.db`.
     ///
     /// # Errors

@@ -7,6 +7,7 @@
 //! stable [`OpsError::code`] the server puts in its JSON and the CLI maps to an exit code.
 
 mod runs;
+pub mod schedules;
 mod tabletop;
 mod views;
 

@@ -10,6 +10,7 @@
 pub mod auth;
 mod console;
 mod passkeys;
+pub mod schedules;
 mod tabletop;
 pub mod tls;
 
@@ -219,6 +220,7 @@ pub fn router(app: Arc<App>) -> Router {
             post(passkeys::confirm),
         )
         .route("/api/v1/runbooks", get(runbooks))
+        .route("/api/v1/schedules", get(schedules::list))
         .route("/api/v1/runs", get(runs).post(start_run))
         .route("/api/v1/runs/prepare", post(prepare_run))
         .route("/api/v1/runs/{run}", get(run_status))
