@@ -120,6 +120,46 @@ Examples:
     },
 }
 
+/// How `drover posture drills` prints.
+#[derive(Clone, Copy, ValueEnum)]
+enum PostureFormat {
+    /// A Markdown table.
+    Md,
+    /// A self-contained HTML page with the calendar of the past and next twelve months.
+    Html,
+    /// JSON.
+    Json,
+}
+
+/// `drover posture …`.
+#[derive(Subcommand)]
+enum PostureCommand {
+    /// Per runbook with a policy or a schedule: the last successful drill (RTO/RPO against
+    /// targets, its report), the last failed one, the next scheduled, days until overdue. Exits 3
+    /// when any runbook is overdue, so CI or cron can gate on it.
+    #[command(after_help = "\
+Examples:
+  drover posture drills runbooks/ --state /var/lib/drover
+  drover posture drills --format html -o posture.html
+  drover posture drills --server https://drover.example:8440 || page-the-dr-lead")]
+    Drills {
+        /// Runbook files or directories (default: runbooks).
+        paths: Vec<String>,
+        /// State directory (the runs).
+        #[arg(long, default_value = ".drover")]
+        state: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = PostureFormat::Md)]
+        format: PostureFormat,
+        /// Write to this file instead of standard output.
+        #[arg(short, long, value_name = "FILE")]
+        out: Option<String>,
+        /// Ask a Drover server about its runbook directory and runs instead (also DROVER_SERVER).
+        #[arg(long, value_name = "URL")]
+        server: Option<String>,
+    },
+}
+
 /// `drover passkey …`.
 #[derive(Subcommand, Debug)]
 enum PasskeyCommand {
@@ -450,6 +490,9 @@ Examples:
     /// Schedules: when runbooks run by themselves.
     #[command(subcommand)]
     Schedule(ScheduleCommand),
+    /// Compliance posture: is every runbook's evidence fresh enough?
+    #[command(subcommand)]
+    Posture(PostureCommand),
     /// Serve the team: the JSON API (docs/api.md), live events, SSH-key logins; drives runs with
     /// the same engine as `drover run`.
     #[command(after_help = "\
@@ -1260,6 +1303,32 @@ fn dispatch(cli: Cli) -> ExitCode {
                         paths
                     };
                     schedule_cli::list_local(&paths, &state, count, json)
+                }
+            }
+        }
+        Command::Posture(PostureCommand::Drills {
+            paths,
+            state,
+            format,
+            out,
+            server,
+        }) => {
+            let format = match format {
+                PostureFormat::Md => schedule_cli::PostureOut::Md,
+                PostureFormat::Html => schedule_cli::PostureOut::Html,
+                PostureFormat::Json => schedule_cli::PostureOut::Json,
+            };
+            match remote_server(server) {
+                Some(url) if paths.is_empty() => {
+                    schedule_cli::posture_remote(&url, format, out.as_deref())
+                }
+                _ => {
+                    let paths = if paths.is_empty() {
+                        vec!["runbooks".to_owned()]
+                    } else {
+                        paths
+                    };
+                    schedule_cli::posture_local(&paths, &state, format, out.as_deref())
                 }
             }
         }

@@ -1,17 +1,19 @@
 //! `drover schedule list`: every schedule, its next fire times in its zone and UTC, and why a
-//! time will be skipped — from runbook files here, or from a server's runbook directory.
+//! time will be skipped; `drover posture drills`: the compliance calendar — from runbook files
+//! here, or from a server's runbook directory.
 
 use drover_engine::clock::{Clock, SystemClock};
 use drover_ops::Workspace;
+use drover_ops::posture::{DrillPosture, drill_posture, render_html, render_markdown};
 use drover_ops::schedules::{
-    ScheduleView, Unschedulable, runbooks_in, schedule_views, scheduled_runbook,
+    ScheduleView, ScheduledRunbook, Unschedulable, runbooks_in, schedule_views, scheduled_runbook,
 };
 use std::path::Path;
 use std::process::ExitCode;
 
-/// Lists the schedules of the runbooks at `paths` (files or directories), with what `state`'s
-/// journal knows of them.
-pub fn list_local(paths: &[String], state: &str, count: usize, json: bool) -> ExitCode {
+/// The runbooks with schedules or a policy at `paths` (files or directories), and those that do
+/// not compile.
+fn load(paths: &[String]) -> Result<(Vec<ScheduledRunbook>, Vec<Unschedulable>), ExitCode> {
     let mut rbs = Vec::new();
     let mut bad = Vec::new();
     for p in paths {
@@ -24,7 +26,7 @@ pub fn list_local(paths: &[String], state: &str, count: usize, json: bool) -> Ex
                 }
                 Err(e) => {
                     errln!("error: {e}");
-                    return ExitCode::from(2);
+                    return Err(ExitCode::from(2));
                 }
             }
         } else {
@@ -38,6 +40,16 @@ pub fn list_local(paths: &[String], state: &str, count: usize, json: bool) -> Ex
             }
         }
     }
+    Ok((rbs, bad))
+}
+
+/// Lists the schedules of the runbooks at `paths` (files or directories), with what `state`'s
+/// journal knows of them.
+pub fn list_local(paths: &[String], state: &str, count: usize, json: bool) -> ExitCode {
+    let (rbs, bad) = match load(paths) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
     let ws = Workspace::new(state);
     let views = match schedule_views(&rbs, Some(&ws), SystemClock.now_ms(), count) {
         Ok(v) => v,
@@ -138,5 +150,91 @@ fn print(views: &[ScheduleView], bad: &[Unschedulable], json: bool) -> ExitCode 
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    }
+}
+
+/// How `drover posture drills` prints.
+#[derive(Clone, Copy)]
+pub enum PostureOut {
+    /// Markdown.
+    Md,
+    /// HTML with the calendar.
+    Html,
+    /// JSON.
+    Json,
+}
+
+/// The posture of the runbooks at `paths` from `state`'s runs.
+pub fn posture_local(
+    paths: &[String],
+    state: &str,
+    format: PostureOut,
+    out: Option<&str>,
+) -> ExitCode {
+    let (rbs, bad) = match load(paths) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    for b in &bad {
+        errln!("not assessed: {}: {}", b.file, b.error);
+    }
+    let now = SystemClock.now_ms();
+    let shown = state.to_owned();
+    let report = move |run: &str| format!("drover report {run} --state {shown}");
+    match drill_posture(&rbs, &Workspace::new(state), now, &report) {
+        Ok(p) => emit(&p, now, format, out),
+        Err(e) => {
+            errln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// The posture a server reports for its runbook directory.
+pub fn posture_remote(server: &str, format: PostureOut, out: Option<&str>) -> ExitCode {
+    let url = crate::remote::base(server);
+    let v = match crate::remote::get(&url, "/api/v1/posture/drills") {
+        Ok(v) => v,
+        Err(e) => {
+            errln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let posture: Vec<DrillPosture> = match serde_json::from_value(v["runbooks"].clone()) {
+        Ok(p) => p,
+        Err(e) => {
+            errln!("error: the server's answer does not read: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let now = v["now_ms"].as_u64().unwrap_or_else(|| SystemClock.now_ms());
+    emit(&posture, now, format, out)
+}
+
+fn emit(posture: &[DrillPosture], now: u64, format: PostureOut, out: Option<&str>) -> ExitCode {
+    let text = match format {
+        PostureOut::Md => render_markdown(posture, now),
+        PostureOut::Html => render_html(posture, now),
+        PostureOut::Json => format!(
+            "{}\n",
+            serde_json::json!({ "now_ms": now, "runbooks": posture, "overdue": posture.iter().filter(|p| p.overdue).count() })
+        ),
+    };
+    match out {
+        Some(path) => {
+            if let Err(e) = std::fs::write(path, text) {
+                errln!("error: {path}: {e}");
+                return ExitCode::from(2);
+            }
+        }
+        None => out!("{text}"),
+    }
+    if posture.iter().any(|p| p.overdue) {
+        for p in posture.iter().filter(|p| p.overdue) {
+            errln!("overdue: {} ({})", p.runbook, p.file);
+        }
+        ExitCode::from(3)
+    } else {
+        ExitCode::SUCCESS
     }
 }

@@ -221,6 +221,7 @@ pub fn router(app: Arc<App>) -> Router {
         )
         .route("/api/v1/runbooks", get(runbooks))
         .route("/api/v1/schedules", get(schedules::list))
+        .route("/api/v1/posture/drills", get(schedules::posture))
         .route("/api/v1/runs", get(runs).post(start_run))
         .route("/api/v1/runs/prepare", post(prepare_run))
         .route("/api/v1/runs/{run}", get(run_status))

@@ -176,3 +176,29 @@ pub(crate) async fn list(
         serde_json::json!({ "schedules": views, "unschedulable": bad }),
     ))
 }
+
+/// `GET /api/v1/posture/drills`: per runbook with a policy or a schedule, the last successful
+/// and failed drill, the next scheduled one, and whether it is overdue.
+pub(crate) async fn posture(
+    State(app): State<Arc<App>>,
+) -> Result<Json<serde_json::Value>, crate::ApiError> {
+    let (dir, state, now) = (
+        app.config.runbooks.clone(),
+        app.ws.dir().to_path_buf(),
+        app.clock.now_ms(),
+    );
+    let (posture, bad) = blocking(move || {
+        let (rbs, bad) = runbooks_in(&dir)?;
+        let report = |run: &str| format!("/api/v1/runs/{run}/report");
+        let p = drover_ops::posture::drill_posture(&rbs, &Workspace::new(state), now, &report)?;
+        Ok((p, bad))
+    })
+    .await?;
+    let overdue = posture.iter().filter(|p| p.overdue).count();
+    Ok(Json(serde_json::json!({
+        "now_ms": now,
+        "runbooks": posture,
+        "overdue": overdue,
+        "unschedulable": bad,
+    })))
+}
