@@ -4,6 +4,7 @@
 
 #[macro_use]
 mod output;
+mod alerts_cli;
 mod backup_cli;
 mod ops_audit;
 mod pin;
@@ -157,6 +158,42 @@ Examples:
         /// Ask a Drover server about its runbook directory and runs instead (also DROVER_SERVER).
         #[arg(long, value_name = "URL")]
         server: Option<String>,
+    },
+}
+
+/// `drover alerts …`.
+#[derive(Subcommand)]
+enum AlertsCommand {
+    /// The configured sinks, and every alert (firing or resolved) with where it stands with
+    /// each sink: delivered, attempts, the last error.
+    List {
+        /// The server (also DROVER_SERVER).
+        #[arg(long, value_name = "URL")]
+        server: Option<String>,
+        /// Read a state directory instead of asking a server.
+        #[arg(long)]
+        state: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
+        format: CheckFormat,
+    },
+    /// Send a test alert through one sink now and say what it answered.
+    #[command(after_help = "\
+Examples:
+  drover alerts test pagerduty --server https://drover.example:8440
+  drover alerts test ops-mail --config /etc/drover/server.toml   # from this host, no server")]
+    Test {
+        /// The sink's name.
+        sink: String,
+        /// Ask the server to send it (also DROVER_SERVER).
+        #[arg(long, value_name = "URL")]
+        server: Option<String>,
+        /// Send it from here, with this server configuration file.
+        #[arg(long, value_name = "FILE")]
+        config: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
+        format: CheckFormat,
     },
 }
 
@@ -493,6 +530,9 @@ Examples:
     /// Compliance posture: is every runbook's evidence fresh enough?
     #[command(subcommand)]
     Posture(PostureCommand),
+    /// Alerts: what the server told people, and testing its sinks.
+    #[command(subcommand)]
+    Alerts(AlertsCommand),
     /// Serve the team: the JSON API (docs/api.md), live events, SSH-key logins; drives runs with
     /// the same engine as `drover run`.
     #[command(after_help = "\
@@ -526,6 +566,10 @@ its SHA-256 fingerprint: clients pin it with `drover login --server https://HOST
         /// Serve plain HTTP only (behind a reverse proxy that terminates TLS on this host).
         #[arg(long, conflicts_with_all = ["tls_cert", "tls_key"])]
         no_tls: bool,
+        /// The server configuration (TOML): alert sinks and thresholds under `[alerts]`
+        /// (docs/alerts.md). Secrets only as `env(NAME)` or `file:PATH`.
+        #[arg(long, value_name = "FILE")]
+        config: Option<String>,
         /// The Ed25519 key that signs evidence bundles exported through the server (default:
         /// STATE/keys/evidence.key, generated the first time).
         #[arg(long, value_name = "file:PATH")]
@@ -1101,7 +1145,9 @@ fn dispatch(cli: Cli) -> ExitCode {
             tls_key,
             no_tls,
             evidence_key,
+            config,
         } => server_cli::serve(server_cli::ServeArgs {
+            config: config.map(Into::into),
             state: state.into(),
             listen,
             operators: operators.into(),
@@ -1329,6 +1375,36 @@ fn dispatch(cli: Cli) -> ExitCode {
                         paths
                     };
                     schedule_cli::posture_local(&paths, &state, format, out.as_deref())
+                }
+            }
+        }
+        Command::Alerts(AlertsCommand::List {
+            server,
+            state,
+            format,
+        }) => {
+            let json = matches!(format, CheckFormat::Json);
+            match (state, remote_server(server)) {
+                (Some(state), _) => alerts_cli::list_local(&state, json),
+                (None, Some(url)) => alerts_cli::list_remote(&url, json),
+                (None, None) => alerts_cli::list_local(".drover", json),
+            }
+        }
+        Command::Alerts(AlertsCommand::Test {
+            sink,
+            server,
+            config,
+            format,
+        }) => {
+            let json = matches!(format, CheckFormat::Json);
+            match (config, remote_server(server)) {
+                (Some(config), _) => alerts_cli::test_local(&config, &sink, json),
+                (None, Some(url)) => alerts_cli::test_remote(&url, &sink, json),
+                (None, None) => {
+                    errln!(
+                        "error: test through which server? --server URL (or DROVER_SERVER), or --config FILE to send from here"
+                    );
+                    ExitCode::from(2)
                 }
             }
         }

@@ -216,7 +216,11 @@ fn get_bytes(url: &str, path: &str) -> Result<(Vec<u8>, Option<String>), String>
         .map_err(|e| format!("the answer broke off: {}", e.without_url()))
 }
 
-fn post(url: &str, path: &str, body: &serde_json::Value) -> Result<serde_json::Value, String> {
+pub(crate) fn post(
+    url: &str,
+    path: &str,
+    body: &serde_json::Value,
+) -> Result<serde_json::Value, String> {
     let t = token(url)?;
     answer(
         http(url)?

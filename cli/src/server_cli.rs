@@ -22,6 +22,7 @@ pub struct ServeArgs {
     pub runbooks: PathBuf,
     pub tls: TlsArg,
     pub evidence_key: Option<String>,
+    pub config: Option<PathBuf>,
 }
 
 /// The evidence key: the one named, or STATE/keys/evidence.key (generated the first time).
@@ -62,7 +63,22 @@ pub fn serve(a: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let alerts = match &a.config {
+        None => drover_alerts::AlertsConfig::default(),
+        Some(path) => match std::fs::read_to_string(path)
+            .map_err(|e| e.to_string())
+            .and_then(|t| drover_alerts::AlertsConfig::from_toml(&t).map_err(|e| e.to_string()))
+        {
+            Ok(c) => c,
+            Err(e) => {
+                errln!("error: {}: {e}", path.display());
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    let sinks = alerts.sinks.len();
     let config = drover_server::Config {
+        alerts,
         state: a.state.clone(),
         operators: a.operators.clone(),
         runbooks: a.runbooks.clone(),
@@ -114,6 +130,10 @@ pub fn serve(a: ServeArgs) -> ExitCode {
             outln!("resumed run {run}");
         }
         drover_server::schedules::spawn(&app);
+        drover_server::alerts::spawn(&app);
+        if sinks > 0 {
+            outln!("alerting through {sinks} sink(s)");
+        }
         if let Some(pk) = app.evidence_public_key() {
             outln!(
                 "evidence bundles are signed with {} (Ed25519 {}; public key {})",

@@ -607,6 +607,14 @@ CREATE TABLE IF NOT EXISTS fires (
   detail TEXT, decided_at INTEGER NOT NULL, updated_at INTEGER NOT NULL,
   PRIMARY KEY (runbook, schedule, slot_ms, decision)
 );
+CREATE TABLE IF NOT EXISTS alerts (
+  key TEXT PRIMARY KEY, kind TEXT NOT NULL, state TEXT NOT NULL, alert TEXT NOT NULL,
+  first_at INTEGER NOT NULL, updated_at INTEGER NOT NULL, resolved_at INTEGER
+);
+CREATE TABLE IF NOT EXISTS alert_sinks (
+  key TEXT NOT NULL, sink TEXT NOT NULL, delivered TEXT NOT NULL, attempts INTEGER NOT NULL,
+  last_error TEXT, gave_up TEXT, updated_at INTEGER NOT NULL, PRIMARY KEY (key, sink)
+);
 CREATE TABLE IF NOT EXISTS audit (
   run_id TEXT NOT NULL, seq INTEGER NOT NULL, record TEXT NOT NULL, hash TEXT NOT NULL,
   PRIMARY KEY (run_id, seq)
@@ -643,7 +651,229 @@ pub struct FireRow {
     pub updated_at: u64,
 }
 
+/// The audit log of alerts: each trigger, resolve and delivery attempt.
+pub const ALERTS_LOG: &str = "@alerts";
+
+/// An alert as journaled (`alerts` table).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlertRow {
+    /// The dedup key.
+    pub key: String,
+    /// Its kind (`run_failed`, …).
+    pub kind: String,
+    /// `firing` or `resolved`.
+    pub state: String,
+    /// The alert (JSON).
+    pub alert: String,
+    /// When it first fired (ms).
+    pub first_at: u64,
+    /// When it last changed (ms).
+    pub updated_at: u64,
+    /// When it resolved (ms).
+    pub resolved_at: Option<u64>,
+}
+
+/// Where one alert stands with one sink (`alert_sinks` table).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlertSinkRow {
+    /// The alert's key.
+    pub key: String,
+    /// The sink.
+    pub sink: String,
+    /// The last action the sink took (`trigger`, `resolve`; empty: none yet).
+    pub delivered: String,
+    /// Attempts so far.
+    pub attempts: u64,
+    /// The last error.
+    pub last_error: Option<String>,
+    /// The action whose delivery was given up (retries exhausted, or refused).
+    pub gave_up: Option<String>,
+    /// When it last changed (ms).
+    pub updated_at: u64,
+}
+
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn to_u64(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
 impl SqliteJournal {
+    /// Every alert, oldest first.
+    ///
+    /// # Errors
+    /// The database.
+    pub fn alerts(&self) -> Result<Vec<AlertRow>, JournalError> {
+        if !self.has_table("alerts")? {
+            return Ok(Vec::new());
+        }
+        let mut stmt = self.conn.prepare(
+            "SELECT key, kind, state, alert, first_at, updated_at, resolved_at FROM alerts ORDER BY first_at, key",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(AlertRow {
+                key: r.get(0)?,
+                kind: r.get(1)?,
+                state: r.get(2)?,
+                alert: r.get(3)?,
+                first_at: to_u64(r.get(4)?),
+                updated_at: to_u64(r.get(5)?),
+                resolved_at: r.get::<_, Option<i64>>(6)?.map(to_u64),
+            })
+        })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    /// Where every alert stands with every sink.
+    ///
+    /// # Errors
+    /// The database.
+    pub fn alert_sinks(&self) -> Result<Vec<AlertSinkRow>, JournalError> {
+        if !self.has_table("alert_sinks")? {
+            return Ok(Vec::new());
+        }
+        let mut stmt = self.conn.prepare(
+            "SELECT key, sink, delivered, attempts, last_error, gave_up, updated_at FROM alert_sinks ORDER BY updated_at",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(AlertSinkRow {
+                key: r.get(0)?,
+                sink: r.get(1)?,
+                delivered: r.get(2)?,
+                attempts: to_u64(r.get(3)?),
+                last_error: r.get(4)?,
+                gave_up: r.get(5)?,
+                updated_at: to_u64(r.get(6)?),
+            })
+        })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    fn has_table(&self, name: &str) -> Result<bool, JournalError> {
+        Ok(self.conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1)",
+            [name],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// Fires (a new key, or a resolved one firing again) or resolves an alert, with its audit
+    /// record, in one transaction. Returns `false`, writing nothing, when it is in that state
+    /// already (deduplicated).
+    ///
+    /// # Errors
+    /// The database.
+    pub fn set_alert(
+        &mut self,
+        key: &str,
+        kind: &str,
+        state: &str,
+        alert_json: &str,
+        at: u64,
+        audit: &AuditRecord,
+    ) -> Result<bool, JournalError> {
+        let writer = std::sync::Arc::clone(&self.writer);
+        let _queue = writer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let current: Option<String> = tx
+            .query_row("SELECT state FROM alerts WHERE key = ?1", [key], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        if current.as_deref() == Some(state) || (current.is_none() && state != "firing") {
+            return Ok(false);
+        }
+        let alert_json = self.redactor.text(alert_json);
+        if state == "firing" {
+            tx.execute(
+                "INSERT INTO alerts (key, kind, state, alert, first_at, updated_at, resolved_at) VALUES (?1, ?2, 'firing', ?3, ?4, ?4, NULL) \
+                 ON CONFLICT (key) DO UPDATE SET state = 'firing', alert = ?3, updated_at = ?4, resolved_at = NULL",
+                params![key, kind, alert_json, to_i64(at)],
+            )?;
+        } else {
+            tx.execute(
+                "UPDATE alerts SET state = ?2, updated_at = ?3, resolved_at = ?3 WHERE key = ?1",
+                params![key, state, to_i64(at)],
+            )?;
+        }
+        // A new state: every sink is owed a delivery again.
+        tx.execute(
+            "UPDATE alert_sinks SET gave_up = NULL, attempts = 0 WHERE key = ?1",
+            [key],
+        )?;
+        chain_records(
+            &tx,
+            &self.redactor,
+            ALERTS_LOG,
+            std::slice::from_ref(audit),
+            HeadRow::Log,
+        )?;
+        tx.commit()?;
+        Ok(true)
+    }
+
+    /// Journals one delivery attempt of `action` for `key` to `sink` with its audit record:
+    /// `Ok(answer)` marks the action delivered; an error is kept, and `give_up` stops retries
+    /// of that action.
+    ///
+    /// # Errors
+    /// The database.
+    #[allow(clippy::too_many_arguments)]
+    pub fn record_delivery(
+        &mut self,
+        key: &str,
+        sink: &str,
+        action: &str,
+        outcome: Result<&str, &str>,
+        give_up: bool,
+        at: u64,
+        audit: &AuditRecord,
+    ) -> Result<(), JournalError> {
+        let writer = std::sync::Arc::clone(&self.writer);
+        let _queue = writer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        tx.execute(
+            "INSERT INTO alert_sinks (key, sink, delivered, attempts, last_error, gave_up, updated_at) VALUES (?1, ?2, '', 0, NULL, NULL, ?3) \
+             ON CONFLICT (key, sink) DO NOTHING",
+            params![key, sink, to_i64(at)],
+        )?;
+        match outcome {
+            Ok(_) => tx.execute(
+                "UPDATE alert_sinks SET delivered = ?3, attempts = attempts + 1, last_error = NULL, gave_up = NULL, updated_at = ?4 WHERE key = ?1 AND sink = ?2",
+                params![key, sink, action, to_i64(at)],
+            )?,
+            Err(e) => tx.execute(
+                "UPDATE alert_sinks SET attempts = attempts + 1, last_error = ?3, gave_up = ?4, updated_at = ?5 WHERE key = ?1 AND sink = ?2",
+                params![
+                    key,
+                    sink,
+                    self.redactor.text(e),
+                    give_up.then_some(action),
+                    to_i64(at)
+                ],
+            )?,
+        };
+        chain_records(
+            &tx,
+            &self.redactor,
+            ALERTS_LOG,
+            std::slice::from_ref(audit),
+            HeadRow::Log,
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
     /// Journals a schedule's decision with its audit record, in one transaction. Returns
     /// `false`, writing nothing, when that slot of that schedule has that decision already.
     ///

@@ -6,6 +6,7 @@
 //! Every operation works on a [`Workspace`] (a state directory). Errors are [`OpsError`]s with a
 //! stable [`OpsError::code`] the server puts in its JSON and the CLI maps to an exit code.
 
+pub mod alerts;
 pub mod posture;
 mod runs;
 pub mod schedules;

@@ -7,6 +7,7 @@
 //! The handlers are thin: each calls one operation of `drover-ops` and turns its result or its
 //! error into JSON.
 
+pub mod alerts;
 pub mod auth;
 mod console;
 mod passkeys;
@@ -56,6 +57,8 @@ pub struct Config {
     /// The Ed25519 key evidence bundles exported through the server are signed with (PKCS#8
     /// PEM, as `drover key generate --signing` writes); `None`: evidence export is refused.
     pub evidence_key: Option<PathBuf>,
+    /// Alert sinks and thresholds (the configuration file's `[alerts]`).
+    pub alerts: drover_alerts::AlertsConfig,
 }
 
 /// The server's shared state.
@@ -221,6 +224,8 @@ pub fn router(app: Arc<App>) -> Router {
         )
         .route("/api/v1/runbooks", get(runbooks))
         .route("/api/v1/schedules", get(schedules::list))
+        .route("/api/v1/alerts", get(alerts::list))
+        .route("/api/v1/alerts/test", post(alerts::test))
         .route("/api/v1/posture/drills", get(schedules::posture))
         .route("/api/v1/runs", get(runs).post(start_run))
         .route("/api/v1/runs/prepare", post(prepare_run))

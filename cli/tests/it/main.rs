@@ -1,5 +1,6 @@
 //! The `drover` binary, run for real: exit codes, stdout and stderr.
 
+mod alerting;
 mod anchor;
 #[cfg(feature = "azure")]
 #[path = "../../../adapters/tests/it/arm_server.rs"]

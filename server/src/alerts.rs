@@ -1,0 +1,404 @@
+//! The server's alerting: reconciles the conditions that hold (`drover_ops::alerts`) with the
+//! alerts journaled, fires new ones, resolves cleared ones, and delivers each change to every
+//! sink with retries — each attempt journaled and audited (`@alerts`). A sink that cannot be
+//! reached raises `delivery_failing` on the others.
+
+use crate::{App, blocking, lock};
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use drover_alerts::{Action, Alert, AlertKind, SinkConfig};
+use drover_engine::audit::AuditRecord;
+use drover_engine::journal::{ALERTS_LOG, AlertRow, Journal as _};
+use drover_engine::run_record::rfc3339;
+use drover_ops::Workspace;
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+/// How often conditions are looked at when nothing wakes the loop (ms).
+const LOOK_MS: u64 = 5_000;
+
+/// Who the alert audit records name.
+const ALERTER: &str = "alerts";
+
+fn audit(
+    now_ms: u64,
+    subject: Option<String>,
+    action: &str,
+    outcome: &str,
+    detail: String,
+) -> AuditRecord {
+    AuditRecord {
+        seq: 0,
+        ts: rfc3339(now_ms),
+        run_id: ALERTS_LOG.to_owned(),
+        operator: ALERTER.to_owned(),
+        step: subject,
+        action: action.to_owned(),
+        backup_id: None,
+        key_id: None,
+        outcome: outcome.to_owned(),
+        error: Some(detail),
+        prev: String::new(),
+        signed: None,
+    }
+}
+
+/// What this server calls itself in alerts.
+fn source(app: &App) -> String {
+    format!("drover server {}", app.config.name)
+}
+
+/// Starts alerting in the background (nothing to do without sinks); it stops with the server.
+pub fn spawn(app: &Arc<App>) {
+    if app.config.alerts.sinks.is_empty() {
+        return;
+    }
+    let app = Arc::clone(app);
+    tokio::spawn(async move {
+        let inflight: Arc<std::sync::Mutex<HashSet<(String, String)>>> = Arc::default();
+        let http = reqwest::Client::new();
+        let mut closing = app.closing.subscribe();
+        loop {
+            if *closing.borrow() {
+                return;
+            }
+            match owed(&app).await {
+                Ok(todo) => {
+                    for (alert, sink, action) in todo {
+                        let k = (alert.key.clone(), sink.name.clone());
+                        if !lock(&inflight).insert(k.clone()) {
+                            continue;
+                        }
+                        let (app, http, inflight) =
+                            (Arc::clone(&app), http.clone(), Arc::clone(&inflight));
+                        tokio::spawn(async move {
+                            send(&app, &http, &alert, &sink, action).await;
+                            lock(&inflight).remove(&k);
+                        });
+                    }
+                }
+                Err(e) => tracing::error!(error = %e.message, "alerts: cannot read the journal"),
+            }
+            tokio::select! {
+                () = app.clock.sleep(LOOK_MS) => {}
+                () = app.all.notified() => {}
+                _ = closing.changed() => return,
+            }
+        }
+    });
+}
+
+/// Reconciles and returns the deliveries owed: (alert, sink, action).
+async fn owed(app: &Arc<App>) -> Result<Vec<(Alert, SinkConfig, Action)>, crate::ApiError> {
+    let (dir, state, now) = (
+        app.config.runbooks.clone(),
+        app.ws.dir().to_path_buf(),
+        app.clock.now_ms(),
+    );
+    let cfg = app.config.alerts.clone();
+    blocking(move || {
+        let ws = Workspace::new(state);
+        let (rbs, _) = drover_ops::schedules::runbooks_in(&dir).unwrap_or_default();
+        let report = |run: &str| format!("/api/v1/runs/{run}/report");
+        let posture = drover_ops::posture::drill_posture(&rbs, &ws, now, &report)?;
+        let mut holding = drover_ops::alerts::conditions(&ws, &posture, now, cfg.approval_wait_ms)?;
+        let mut j = ws.journal()?;
+        let sinks = j.alert_sinks()?;
+        for s in &cfg.sinks {
+            let failing: Vec<_> = sinks
+                .iter()
+                .filter(|r| r.sink == s.name && r.gave_up.is_some())
+                .collect();
+            if let Some(last) = failing.iter().max_by_key(|r| r.updated_at) {
+                let mut details = BTreeMap::new();
+                details.insert("sink".into(), s.name.clone());
+                details.insert("type".into(), s.kind.as_str().to_owned());
+                details.insert("undelivered".into(), failing.len().to_string());
+                details.insert(
+                    "last error".into(),
+                    last.last_error.clone().unwrap_or_default(),
+                );
+                holding.push(Alert {
+                    key: format!("drover/delivery_failing/{}", s.name),
+                    kind: AlertKind::DeliveryFailing,
+                    summary: format!(
+                        "Alert delivery failing: sink `{}` ({}): {}",
+                        s.name,
+                        s.kind.as_str(),
+                        last.last_error.as_deref().unwrap_or("no answer")
+                    ),
+                    runbook: None,
+                    run_id: None,
+                    details,
+                    since: rfc3339(last.updated_at),
+                });
+            }
+        }
+        let current = j.alerts()?;
+        let keys: HashSet<&str> = holding.iter().map(|a| a.key.as_str()).collect();
+        for a in &holding {
+            let json = serde_json::to_string(a)
+                .map_err(|e| drover_ops::OpsError::Failed(e.to_string()))?;
+            j.set_alert(
+                &a.key,
+                a.kind.as_str(),
+                "firing",
+                &json,
+                now,
+                &audit(
+                    now,
+                    Some(a.key.clone()),
+                    "alert.trigger",
+                    "firing",
+                    a.summary.clone(),
+                ),
+            )?;
+        }
+        for a in current
+            .iter()
+            .filter(|a| a.state == "firing" && !keys.contains(a.key.as_str()))
+        {
+            j.set_alert(
+                &a.key,
+                &a.kind,
+                "resolved",
+                &a.alert,
+                now,
+                &audit(
+                    now,
+                    Some(a.key.clone()),
+                    "alert.resolve",
+                    "resolved",
+                    "the condition cleared".into(),
+                ),
+            )?;
+        }
+        let sinks = j.alert_sinks()?;
+        let mut todo = Vec::new();
+        for a in j.alerts()? {
+            let Ok(alert) = serde_json::from_str::<Alert>(&a.alert) else {
+                continue;
+            };
+            for s in &cfg.sinks {
+                // A sink is not told that it is failing; the others are.
+                if alert.kind == AlertKind::DeliveryFailing
+                    && alert.key.ends_with(&format!("/{}", s.name))
+                {
+                    continue;
+                }
+                let row = sinks.iter().find(|r| r.key == a.key && r.sink == s.name);
+                let delivered = row.map_or("", |r| r.delivered.as_str());
+                let gave_up = row.and_then(|r| r.gave_up.as_deref());
+                let action = if a.state == "firing" {
+                    (delivered != "trigger" && gave_up != Some("trigger"))
+                        .then_some(Action::Trigger)
+                } else {
+                    (delivered == "trigger" && gave_up != Some("resolve"))
+                        .then_some(Action::Resolve)
+                };
+                if let Some(action) = action {
+                    todo.push((alert.clone(), s.clone(), action));
+                }
+            }
+        }
+        Ok(todo)
+    })
+    .await
+}
+
+/// Delivers one change to one sink with retries, journaling every attempt.
+async fn send(
+    app: &Arc<App>,
+    http: &reqwest::Client,
+    alert: &Alert,
+    sink: &SinkConfig,
+    action: Action,
+) {
+    let cfg = &app.config.alerts;
+    let ws = app.ws.clone();
+    let clock = Arc::clone(&app.clock);
+    let attempts = cfg.attempts;
+    let result = drover_alerts::deliver_with_retry(
+        sink,
+        alert,
+        action,
+        &source(app),
+        http,
+        attempts,
+        cfg.backoff_ms,
+        || clock.now_ms(),
+        |ms| clock.sleep(ms),
+        |n, r| {
+            let now = clock.now_ms();
+            let give_up = matches!(r, Err(e) if !e.retryable() || n >= attempts);
+            let (outcome, detail) = match r {
+                Ok(answer) => (
+                    "delivered",
+                    format!("{} {} attempt {n}: {answer}", action.as_str(), alert.key),
+                ),
+                Err(e) => (
+                    if give_up { "gave_up" } else { "failed" },
+                    format!("{} {} attempt {n}: {e}", action.as_str(), alert.key),
+                ),
+            };
+            let rec = audit(
+                now,
+                Some(sink.name.clone()),
+                "alert.deliver",
+                outcome,
+                detail,
+            );
+            let err_text = r.as_ref().err().map(ToString::to_string);
+            let outcome = match r {
+                Ok(answer) => Ok(answer.as_str()),
+                Err(_) => Err(err_text.as_deref().unwrap_or("")),
+            };
+            let written = ws.journal().map_err(|e| e.to_string()).and_then(|mut j| {
+                j.record_delivery(
+                    &alert.key,
+                    &sink.name,
+                    action.as_str(),
+                    outcome,
+                    give_up,
+                    now,
+                    &rec,
+                )
+                .map_err(|e| e.to_string())
+            });
+            if let Err(e) = written {
+                tracing::error!(error = %e, "alerts: cannot journal a delivery attempt");
+            }
+        },
+    )
+    .await;
+    match result {
+        Ok(_) => {
+            tracing::info!(sink = %sink.name, key = %alert.key, action = action.as_str(), "alert delivered")
+        }
+        Err(e) => {
+            tracing::warn!(sink = %sink.name, key = %alert.key, action = action.as_str(), error = %e, "alert not delivered")
+        }
+    }
+}
+
+/// `GET /api/v1/alerts`: the sinks, and every alert with where it stands with each sink.
+pub(crate) async fn list(
+    State(app): State<Arc<App>>,
+) -> Result<Json<serde_json::Value>, crate::ApiError> {
+    let state = app.ws.dir().to_path_buf();
+    let (alerts, sinks): (Vec<AlertRow>, _) = blocking(move || {
+        let ws = Workspace::new(state);
+        if !ws.dir().join("drover.db").exists() {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        let j = ws.journal_read()?;
+        Ok((j.alerts()?, j.alert_sinks()?))
+    })
+    .await?;
+    let list: Vec<serde_json::Value> = alerts
+        .iter()
+        .rev()
+        .map(|a| {
+            let alert: serde_json::Value = serde_json::from_str(&a.alert).unwrap_or_default();
+            serde_json::json!({
+                "key": a.key,
+                "kind": a.kind,
+                "state": a.state,
+                "summary": alert["summary"],
+                "runbook": alert["runbook"],
+                "run_id": alert["run_id"],
+                "details": alert["details"],
+                "first_at": rfc3339(a.first_at),
+                "updated_at": rfc3339(a.updated_at),
+                "resolved_at": a.resolved_at.map(rfc3339),
+                "sinks": sinks.iter().filter(|s| s.key == a.key).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let configured: Vec<serde_json::Value> = app
+        .config
+        .alerts
+        .sinks
+        .iter()
+        .map(|s| serde_json::json!({ "name": s.name, "type": s.kind.as_str() }))
+        .collect();
+    Ok(Json(
+        serde_json::json!({ "sinks": configured, "alerts": list }),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct TestBody {
+    sink: String,
+}
+
+/// `POST /api/v1/alerts/test {"sink": NAME}`: a test alert, delivered once to that sink now
+/// (journaled and audited with the caller's name); the answer says what the sink said.
+pub(crate) async fn test(
+    State(app): State<Arc<App>>,
+    axum::Extension(s): axum::Extension<crate::auth::Session>,
+    crate::Body(b): crate::Body<TestBody>,
+) -> Result<Json<serde_json::Value>, crate::ApiError> {
+    let Some(sink) = app.config.alerts.sink(&b.sink).cloned() else {
+        let known: Vec<&str> = app
+            .config
+            .alerts
+            .sinks
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect();
+        return Err(crate::ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!(
+                "no sink `{}` (configured: {})",
+                b.sink,
+                if known.is_empty() {
+                    "none".to_owned()
+                } else {
+                    known.join(", ")
+                }
+            ),
+        ));
+    };
+    let now = app.clock.now_ms();
+    let alert = Alert {
+        key: format!("drover/test/{}/{now}", sink.name),
+        kind: AlertKind::Test,
+        summary: format!(
+            "Test alert from {} to sink `{}`, asked by {}",
+            source(&app),
+            sink.name,
+            s.operator
+        ),
+        runbook: None,
+        run_id: None,
+        details: BTreeMap::from([("asked by".to_owned(), s.operator.clone())]),
+        since: rfc3339(now),
+    };
+    let http = reqwest::Client::new();
+    let r = drover_alerts::deliver(&sink, &alert, Action::Trigger, &source(&app), now, &http).await;
+    let (outcome, detail) = match &r {
+        Ok(a) => ("delivered", format!("test by {}: {a}", s.operator)),
+        Err(e) => ("failed", format!("test by {}: {e}", s.operator)),
+    };
+    let rec = audit(now, Some(sink.name.clone()), "alert.test", outcome, detail);
+    let ws = app.ws.clone();
+    blocking(move || {
+        ws.journal()?.append_log(ALERTS_LOG, &[rec])?;
+        Ok(())
+    })
+    .await?;
+    match r {
+        Ok(answer) => Ok(Json(
+            serde_json::json!({ "sink": sink.name, "delivered": true, "answer": answer }),
+        )),
+        Err(e) => Err(crate::ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "delivery",
+            format!("sink `{}`: {e}", sink.name),
+        )),
+    }
+}
