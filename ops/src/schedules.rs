@@ -313,6 +313,8 @@ pub struct Pending {
 #[derive(Clone)]
 pub struct Scheduler {
     ws: Workspace,
+    /// The roster runs are compiled against (the server's), if any.
+    operators: Option<PathBuf>,
     runbooks: Vec<ScheduledRunbook>,
     /// For each ticker entry: (runbook index, schedule index).
     entries: Vec<(usize, usize)>,
@@ -412,10 +414,19 @@ impl Scheduler {
         }
         Ok(Scheduler {
             ws,
+            operators: None,
             runbooks,
             entries,
             ticker,
         })
+    }
+
+    /// Compiles the runs it starts against the roster at `path` (the server's `--operators`), as
+    /// runs started through the server are: approvals in them are verified against it.
+    #[must_use]
+    pub fn with_operators(mut self, path: Option<PathBuf>) -> Self {
+        self.operators = path;
+        self
     }
 
     /// The runbooks it schedules.
@@ -614,7 +625,12 @@ impl Scheduler {
             return Ok(None);
         }
         let started = async {
-            let compiled = Workspace::compile(&p.path, &p.vars, None, Some(p.mode.as_str()))?;
+            let compiled = Workspace::compile(
+                &p.path,
+                &p.vars,
+                self.operators.as_deref(),
+                Some(p.mode.as_str()),
+            )?;
             self.ws
                 .start_scheduled(
                     compiled,

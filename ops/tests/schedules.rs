@@ -168,3 +168,85 @@ async fn downtime_is_recorded_by_schedule_with_its_count_and_one_late_run_catche
     assert_eq!(views[0].next.len(), 3);
     Ok(())
 }
+
+const OVERLAPPING: &str = r#"
+runbook "Hourly overlap" {
+  rto   = 10m
+  rpo   = 1h
+  modes = [drill]
+}
+
+schedule hourly {
+  every   = 1h
+  overlap = POLICY
+}
+
+step note {
+  action = wait
+  with { duration = 1ms }
+}
+
+milestone done {
+  after     = [note]
+  stops_rto = true
+}
+"#;
+
+#[tokio::test]
+async fn a_fire_while_the_previous_run_is_going_is_skipped_or_queued_as_the_schedule_says()
+-> Result<(), Box<dyn std::error::Error>> {
+    for policy in ["skip", "queue"] {
+        let dir = tempfile::tempdir()?;
+        let d = dir.path();
+        std::fs::create_dir_all(d.join("runbooks"))?;
+        std::fs::write(
+            d.join("runbooks/hourly.drover"),
+            OVERLAPPING.replace("POLICY", policy),
+        )?;
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let mut s = scheduler(d, T0)?;
+        let first = s.decide(T0 + HOUR)?;
+        assert_eq!(first.len(), 1);
+        // Started, not yet driven to its end: still going when the next hour comes.
+        let driver = s
+            .launch(&first[0], clock.clone(), adapters(), Arc::new(Quiet))
+            .await?
+            .ok_or("a fresh fire starts a run")?;
+        s.mark_started(&first[0], T0 + HOUR)?;
+        let second = s.decide(T0 + 2 * HOUR)?;
+        let ws = Workspace::new(d.join("state"));
+        let fires = ws.journal_read()?.fires()?;
+        match policy {
+            "skip" => {
+                assert!(second.is_empty(), "{second:?}");
+                let skipped: Vec<_> = fires.iter().filter(|f| f.decision == "overlap").collect();
+                assert_eq!(skipped.len(), 1);
+                assert_eq!(skipped[0].state, "skipped");
+                assert!(
+                    skipped[0]
+                        .detail
+                        .as_deref()
+                        .is_some_and(|t| t.contains(driver.run_id()))
+                );
+                driver.drive(true).await?;
+            }
+            _ => {
+                assert_eq!(second.len(), 1);
+                assert!(second[0].queued, "waits for the run going: {second:?}");
+                driver.drive(true).await?;
+                // The previous run over: the queued fire starts.
+                let now = s.pending()?;
+                assert_eq!(now.len(), 1);
+                assert!(!now[0].queued);
+                let d2 = s
+                    .launch(&now[0], clock.clone(), adapters(), Arc::new(Quiet))
+                    .await?
+                    .ok_or("the queued fire starts a run")?;
+                s.mark_started(&now[0], T0 + 2 * HOUR + 1)?;
+                d2.drive(true).await?;
+                assert_eq!(runs(d)?.len(), 2);
+            }
+        }
+    }
+    Ok(())
+}

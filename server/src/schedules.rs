@@ -59,12 +59,16 @@ async fn run(app: Arc<App>) {
         if scheduler.is_none() || fp != seen {
             seen = fp;
             let (state, now) = (app.ws.dir().to_path_buf(), app.clock.now_ms());
+            let operators = app.config.operators.clone();
             let built = blocking(move || {
                 let (rbs, bad) = runbooks_in(&dir)?;
                 for b in &bad {
                     tracing::warn!(runbook = %b.file, error = %b.error, "runbook not scheduled");
                 }
-                Scheduler::new(Workspace::new(state), rbs, now)
+                Ok(
+                    Scheduler::new(Workspace::new(state), rbs, now)?
+                        .with_operators(Some(operators)),
+                )
             })
             .await;
             match built {
