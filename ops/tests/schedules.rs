@@ -250,3 +250,48 @@ async fn a_fire_while_the_previous_run_is_going_is_skipped_or_queued_as_the_sche
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn missed_fires_raise_an_alert_that_the_next_started_fire_resolves()
+-> Result<(), Box<dyn std::error::Error>> {
+    let dir = tempfile::tempdir()?;
+    let d = dir.path();
+    setup(d)?;
+    drop(scheduler(d, T0)?);
+    // Down for 10 h: 10 fires missed; the newest is within the 3 h catch-up, so one late run.
+    let back = T0 + 10 * HOUR + 60_000 * 5;
+    let mut s = scheduler(d, back)?;
+    let pending = s.decide(back)?;
+    let ws = Workspace::new(d.join("state"));
+    let alerts = drover_ops::alerts::conditions(&ws, &[], back, HOUR)?;
+    let missed: Vec<_> = alerts
+        .iter()
+        .filter(|a| a.kind == drover_alerts::AlertKind::ScheduleMissed)
+        .collect();
+    assert_eq!(missed.len(), 1, "{alerts:?}");
+    assert!(
+        missed[0].summary.contains("`hourly`") && missed[0].summary.contains("missed 10 fire(s)"),
+        "{}",
+        missed[0].summary
+    );
+    assert_eq!(
+        missed[0].details.get("missed").map(String::as_str),
+        Some("10")
+    );
+    // The catch-up run starts: the condition clears.
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let driver = s
+        .launch(&pending[0], clock, adapters(), Arc::new(Quiet))
+        .await?
+        .ok_or("starts")?;
+    s.mark_started(&pending[0], back)?;
+    driver.drive(true).await?;
+    let alerts = drover_ops::alerts::conditions(&ws, &[], back + 1_000, HOUR)?;
+    assert!(
+        alerts
+            .iter()
+            .all(|a| a.kind != drover_alerts::AlertKind::ScheduleMissed),
+        "{alerts:?}"
+    );
+    Ok(())
+}

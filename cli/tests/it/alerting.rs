@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 
 const HOOK_SECRET: &str = "whsec-5f1e0c2a9b7d4e3f8a6c1b0d";
 const PD_KEY: &str = "R0UT1NGKEY5ECRET0000000000000000";
+const SLACK_TOKEN: &str = "T000/B000/XOXBSLACKSECRET";
 
 /// One HTTP request the receiver got.
 #[derive(Debug, Clone)]
@@ -216,9 +217,21 @@ name = "pd"
 type = "pagerduty"
 url = "http://127.0.0.1:{hport}/pd"
 routing_key = "file:{}"
+
+[[alerts.sink]]
+name = "slack"
+type = "slack"
+url = "file:{}"
 "#,
-        d.join("pd.key").display()
+        d.join("pd.key").display(),
+        d.join("slack.url").display()
     );
+    // A Slack incoming-webhook URL is a credential: kept in a file, never in the configuration.
+    std::fs::write(
+        d.join("slack.url"),
+        format!("http://127.0.0.1:{hport}/slack/{SLACK_TOKEN}\n"),
+    )
+    .expect("slack url");
     std::fs::write(d.join("pd.key"), format!("{PD_KEY}\n")).expect("pd key");
     if let Some((_, port, cert, _)) = &mail {
         config.push_str(&format!(
@@ -292,6 +305,24 @@ routing_key = "file:{}"
             format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
         );
     }
+    let slack = wait_for("Slack's message", 30, || {
+        hooks
+            .lock()
+            .expect("lock")
+            .iter()
+            .find(|r| {
+                r.path.starts_with("/slack/")
+                    && r.body["text"]
+                        .as_str()
+                        .is_some_and(|t| t.contains("FIRING") && t.contains(key))
+            })
+            .cloned()
+    });
+    let said = slack.body["text"].as_str().unwrap_or("");
+    assert!(
+        said.contains("Run failed: Scheduled drill") && said.contains(key),
+        "{said}"
+    );
     assert_eq!(pd.body["routing_key"], PD_KEY);
     assert_eq!(pd.body["payload"]["severity"], "critical");
     assert_eq!(pd.body["payload"]["class"], "run_failed");
@@ -411,4 +442,118 @@ routing_key = "file:{}"
             f.display()
         );
     }
+}
+
+fn drover_in(dir: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_drover"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("drover runs")
+}
+
+const POLICED: &str = r#"runbook "Policed drill" {
+  rto   = 1h
+  rpo   = 1h
+  modes = [drill]
+}
+
+schedule monthly {
+  cron     = "0 9 1 * *"
+  timezone = "Europe/Berlin"
+}
+
+policy {
+  drill_every = 30d
+}
+
+step probe {
+  action = wait
+  with { duration = 1ms }
+}
+
+milestone done {
+  after     = [probe]
+  stops_rto = true
+}
+"#;
+
+#[test]
+fn posture_drills_exits_3_while_a_runbook_is_overdue_and_0_once_it_is_drilled() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let d = dir.path();
+    std::fs::create_dir(d.join("runbooks")).expect("dir");
+    std::fs::write(d.join("runbooks/policed.drover"), POLICED).expect("runbook");
+
+    // Never drilled: overdue, exit 3, in every format.
+    let md = drover_in(d, &["posture", "drills"]);
+    assert_eq!(
+        md.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&md.stderr)
+    );
+    let text = String::from_utf8_lossy(&md.stdout);
+    assert!(
+        text.contains("| Policed drill | drill every 30d | never |"),
+        "{text}"
+    );
+    assert!(text.contains("OVERDUE"), "{text}");
+    let json = drover_in(d, &["posture", "drills", "--format", "json"]);
+    assert_eq!(json.status.code(), Some(3));
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).expect("json");
+    assert_eq!(v["overdue"], 1);
+    assert_eq!(v["runbooks"][0]["overdue"], true);
+    assert!(v["runbooks"][0]["next_scheduled"].as_str().is_some());
+
+    // A successful drill: no longer overdue; the last success carries RTO against its target.
+    let run = drover_in(d, &["run", "runbooks/policed.drover", "--mode", "drill"]);
+    assert_eq!(
+        run.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let json = drover_in(d, &["posture", "drills", "--format", "json"]);
+    assert_eq!(
+        json.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&json.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).expect("json");
+    let p = &v["runbooks"][0];
+    assert_eq!(p["overdue"], false);
+    assert_eq!(p["days_until_overdue"], 29);
+    assert_eq!(p["last_success"]["rto_target_ms"], 3_600_000);
+    assert_eq!(p["last_success"]["rto_met"], true);
+    assert!(
+        p["last_success"]["report"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("drover report "))
+    );
+
+    // The HTML calendar: 24 months, the success marked in this month.
+    let html = drover_in(
+        d,
+        &[
+            "posture",
+            "drills",
+            "--format",
+            "html",
+            "-o",
+            "posture.html",
+        ],
+    );
+    assert_eq!(html.status.code(), Some(0));
+    let page = std::fs::read_to_string(d.join("posture.html")).expect("html");
+    assert_eq!(page.matches("<td class=").count(), 24, "one cell per month");
+    assert!(
+        page.contains("title=\"1 successful\""),
+        "the drill is on the calendar"
+    );
+    assert!(
+        page.contains("title=\"1 scheduled\""),
+        "the monthly schedule is on the calendar"
+    );
 }
