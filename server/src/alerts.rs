@@ -18,6 +18,8 @@ use std::sync::Arc;
 
 /// How often conditions are looked at when nothing wakes the loop (ms).
 const LOOK_MS: u64 = 5_000;
+/// After a run changes, how long to let its burst of transitions settle before looking (ms).
+const SETTLE_MS: u64 = 500;
 
 /// Who the alert audit records name.
 const ALERTER: &str = "alerts";
@@ -83,7 +85,8 @@ pub fn spawn(app: &Arc<App>) {
             }
             tokio::select! {
                 () = app.clock.sleep(LOOK_MS) => {}
-                () = app.all.notified() => {}
+                // A run changed: look again soon, once for a burst of transitions.
+                () = app.all.notified() => app.clock.sleep(SETTLE_MS).await,
                 _ = closing.changed() => return,
             }
         }
