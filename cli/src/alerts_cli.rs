@@ -61,31 +61,13 @@ fn print_list(v: &serde_json::Value, json: bool) -> ExitCode {
 
 /// The alerts journaled in `state` (no sinks: those are the server's configuration).
 pub fn list_local(state: &str, json: bool) -> ExitCode {
-    let ws = drover_ops::Workspace::new(state);
-    let read = ws
-        .journal_read()
-        .and_then(|j| Ok((j.alerts()?, j.alert_sinks()?)));
-    let (alerts, sinks) = match read {
-        Ok(x) => x,
+    match drover_ops::alerts::alert_list(&drover_ops::Workspace::new(state)) {
+        Ok(list) => print_list(&serde_json::json!({ "sinks": [], "alerts": list }), json),
         Err(e) => {
             errln!("error: {e}");
-            return ExitCode::from(2);
+            ExitCode::from(2)
         }
-    };
-    let list: Vec<serde_json::Value> = alerts
-        .iter()
-        .rev()
-        .map(|a| {
-            let alert: serde_json::Value = serde_json::from_str(&a.alert).unwrap_or_default();
-            serde_json::json!({
-                "key": a.key, "kind": a.kind, "state": a.state, "summary": alert["summary"],
-                "first_at": rfc3339(a.first_at), "updated_at": rfc3339(a.updated_at),
-                "resolved_at": a.resolved_at.map(rfc3339),
-                "sinks": sinks.iter().filter(|s| s.key == a.key).collect::<Vec<_>>(),
-            })
-        })
-        .collect();
-    print_list(&serde_json::json!({ "sinks": [], "alerts": list }), json)
+    }
 }
 
 /// The server's sinks and alerts.

@@ -249,3 +249,36 @@ fn missed_schedules(fires: &[FireRow]) -> Vec<Alert> {
     }
     out
 }
+
+/// Every journaled alert, newest first, as `drover alerts list` and the API show it: key, kind,
+/// state, summary, runbook, run, details, times, and where it stands with each sink.
+///
+/// # Errors
+/// The journal cannot be read (a state directory without a journal has no alerts).
+pub fn alert_list(ws: &Workspace) -> Result<Vec<serde_json::Value>, OpsError> {
+    if !ws.dir().join("drover.db").exists() {
+        return Ok(Vec::new());
+    }
+    let j = ws.journal_read()?;
+    let (alerts, sinks) = (j.alerts()?, j.alert_sinks()?);
+    Ok(alerts
+        .iter()
+        .rev()
+        .map(|a| {
+            let alert: serde_json::Value = serde_json::from_str(&a.alert).unwrap_or_default();
+            serde_json::json!({
+                "key": a.key,
+                "kind": a.kind,
+                "state": a.state,
+                "summary": alert["summary"],
+                "runbook": alert["runbook"],
+                "run_id": alert["run_id"],
+                "details": alert["details"],
+                "first_at": rfc3339(a.first_at),
+                "updated_at": rfc3339(a.updated_at),
+                "resolved_at": a.resolved_at.map(rfc3339),
+                "sinks": sinks.iter().filter(|s| s.key == a.key).collect::<Vec<_>>(),
+            })
+        })
+        .collect())
+}

@@ -9,7 +9,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use drover_alerts::{Action, Alert, AlertKind, SinkConfig};
 use drover_engine::audit::AuditRecord;
-use drover_engine::journal::{ALERTS_LOG, AlertRow, Journal as _};
+use drover_engine::journal::{ALERTS_LOG, Journal as _};
 use drover_engine::run_record::rfc3339;
 use drover_ops::Workspace;
 use serde::Deserialize;
@@ -291,35 +291,7 @@ pub(crate) async fn list(
     State(app): State<Arc<App>>,
 ) -> Result<Json<serde_json::Value>, crate::ApiError> {
     let state = app.ws.dir().to_path_buf();
-    let (alerts, sinks): (Vec<AlertRow>, _) = blocking(move || {
-        let ws = Workspace::new(state);
-        if !ws.dir().join("drover.db").exists() {
-            return Ok((Vec::new(), Vec::new()));
-        }
-        let j = ws.journal_read()?;
-        Ok((j.alerts()?, j.alert_sinks()?))
-    })
-    .await?;
-    let list: Vec<serde_json::Value> = alerts
-        .iter()
-        .rev()
-        .map(|a| {
-            let alert: serde_json::Value = serde_json::from_str(&a.alert).unwrap_or_default();
-            serde_json::json!({
-                "key": a.key,
-                "kind": a.kind,
-                "state": a.state,
-                "summary": alert["summary"],
-                "runbook": alert["runbook"],
-                "run_id": alert["run_id"],
-                "details": alert["details"],
-                "first_at": rfc3339(a.first_at),
-                "updated_at": rfc3339(a.updated_at),
-                "resolved_at": a.resolved_at.map(rfc3339),
-                "sinks": sinks.iter().filter(|s| s.key == a.key).collect::<Vec<_>>(),
-            })
-        })
-        .collect();
+    let list = blocking(move || drover_ops::alerts::alert_list(&Workspace::new(state))).await?;
     let configured: Vec<serde_json::Value> = app
         .config
         .alerts

@@ -404,6 +404,22 @@ url = "file:{}"
             .find(|r| r.body["kind"] == "test")
             .cloned()
     });
+    let listed: serde_json::Value = http
+        .get(format!("{base}/api/v1/alerts"))
+        .bearer_auth(&token)
+        .send()
+        .and_then(reqwest::blocking::Response::json)
+        .expect("alerts");
+    assert_eq!(
+        listed["sinks"].as_array().map(Vec::len),
+        Some(if mail.is_some() { 4 } else { 3 })
+    );
+    assert!(
+        listed["alerts"].as_array().is_some_and(|a| a
+            .iter()
+            .any(|x| x["key"] == key && x["state"] == "resolved")),
+        "{listed}"
+    );
     drop(server);
     let out = Command::new(env!("CARGO_BIN_EXE_drover"))
         .args(["alerts", "list", "--state", ".drover", "--format", "json"])
