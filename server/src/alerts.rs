@@ -60,13 +60,14 @@ pub fn spawn(app: &Arc<App>) {
     let app = Arc::clone(app);
     tokio::spawn(async move {
         let inflight: Arc<std::sync::Mutex<HashSet<(String, String)>>> = Arc::default();
+        let cache: RunbookCache = Arc::default();
         let http = reqwest::Client::new();
         let mut closing = app.closing.subscribe();
         loop {
             if *closing.borrow() {
                 return;
             }
-            match owed(&app).await {
+            match owed(&app, &cache).await {
                 Ok(todo) => {
                     for (alert, sink, action) in todo {
                         let k = (alert.key.clone(), sink.name.clone());
@@ -93,8 +94,22 @@ pub fn spawn(app: &Arc<App>) {
     });
 }
 
+/// The runbook directory compiled, kept until a file in it changes.
+type RunbookCache = Arc<
+    std::sync::Mutex<
+        Option<(
+            crate::schedules::Fingerprint,
+            Vec<drover_ops::schedules::ScheduledRunbook>,
+        )>,
+    >,
+>;
+
 /// Reconciles and returns the deliveries owed: (alert, sink, action).
-async fn owed(app: &Arc<App>) -> Result<Vec<(Alert, SinkConfig, Action)>, crate::ApiError> {
+async fn owed(
+    app: &Arc<App>,
+    cache: &RunbookCache,
+) -> Result<Vec<(Alert, SinkConfig, Action)>, crate::ApiError> {
+    let cache = Arc::clone(cache);
     let (dir, state, now) = (
         app.config.runbooks.clone(),
         app.ws.dir().to_path_buf(),
@@ -103,7 +118,19 @@ async fn owed(app: &Arc<App>) -> Result<Vec<(Alert, SinkConfig, Action)>, crate:
     let cfg = app.config.alerts.clone();
     blocking(move || {
         let ws = Workspace::new(state);
-        let (rbs, _) = drover_ops::schedules::runbooks_in(&dir).unwrap_or_default();
+        // Compiled again only when a runbook changed (this runs every few seconds).
+        let fp = crate::schedules::fingerprint(&dir);
+        let rbs = {
+            let mut c = lock(&cache);
+            match c.as_ref() {
+                Some((seen, rbs)) if *seen == fp => rbs.clone(),
+                _ => {
+                    let (rbs, _) = drover_ops::schedules::runbooks_in(&dir).unwrap_or_default();
+                    *c = Some((fp, rbs.clone()));
+                    rbs
+                }
+            }
+        };
         let report = |run: &str| format!("/api/v1/runs/{run}/report");
         let posture = drover_ops::posture::drill_posture(&rbs, &ws, now, &report)?;
         let mut holding = drover_ops::alerts::conditions(&ws, &posture, now, cfg.approval_wait_ms)?;

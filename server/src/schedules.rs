@@ -15,8 +15,11 @@ use std::sync::Arc;
 /// The longest the scheduler sleeps without looking again (queued fires, a changed runbook).
 const LOOK_MS: u64 = 30_000;
 
+/// What a runbook directory holds: names, sizes, modification times.
+pub(crate) type Fingerprint = Vec<(String, u64, Option<std::time::SystemTime>)>;
+
 /// What the runbook directory holds, to notice a change (names, sizes, modification times).
-fn fingerprint(dir: &Path) -> Vec<(String, u64, Option<std::time::SystemTime>)> {
+pub(crate) fn fingerprint(dir: &Path) -> Fingerprint {
     let mut out: Vec<_> = std::fs::read_dir(dir)
         .into_iter()
         .flatten()

@@ -18,11 +18,13 @@ step first {
   }
 }
 
+# Long enough that the page sees it running even when Chromium is slow to start on a busy
+# machine (with 3 s, a loaded CI host let it finish before the first look).
 step slow {
   action = shell
   after  = [first]
   with {
-    command = "sleep 3"
+    command = "sleep 12"
   }
 }
 
