@@ -759,6 +759,36 @@ impl SqliteJournal {
         )?)
     }
 
+    /// One immediate write transaction: `f` writes (given the redactor) and says whether it
+    /// changed anything; if it did, `audit` is chained onto `log` in the same transaction and
+    /// it commits, otherwise nothing is written. Returns what `f` said.
+    fn audited_write(
+        &mut self,
+        log: &str,
+        audit: &AuditRecord,
+        f: impl FnOnce(&rusqlite::Transaction<'_>, &Redactor) -> Result<bool, JournalError>,
+    ) -> Result<bool, JournalError> {
+        let writer = std::sync::Arc::clone(&self.writer);
+        let _queue = writer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        if !f(&tx, &self.redactor)? {
+            return Ok(false);
+        }
+        chain_records(
+            &tx,
+            &self.redactor,
+            log,
+            std::slice::from_ref(audit),
+            HeadRow::Log,
+        )?;
+        tx.commit()?;
+        Ok(true)
+    }
+
     /// Fires (a new key, or a resolved one firing again) or resolves an alert, with its audit
     /// record, in one transaction. Returns `false`, writing nothing, when it is in that state
     /// already (deduplicated).
@@ -774,48 +804,33 @@ impl SqliteJournal {
         at: u64,
         audit: &AuditRecord,
     ) -> Result<bool, JournalError> {
-        let writer = std::sync::Arc::clone(&self.writer);
-        let _queue = writer
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let current: Option<String> = tx
-            .query_row("SELECT state FROM alerts WHERE key = ?1", [key], |r| {
-                r.get(0)
-            })
-            .optional()?;
-        if current.as_deref() == Some(state) || (current.is_none() && state != "firing") {
-            return Ok(false);
-        }
-        let alert_json = self.redactor.text(alert_json);
-        if state == "firing" {
+        self.audited_write(ALERTS_LOG, audit, |tx, redactor| {
+            let current: Option<String> = tx
+                .query_row("SELECT state FROM alerts WHERE key = ?1", [key], |r| r.get(0))
+                .optional()?;
+            if current.as_deref() == Some(state) || (current.is_none() && state != "firing") {
+                return Ok(false);
+            }
+            let alert_json = redactor.text(alert_json);
+            if state == "firing" {
+                tx.execute(
+                    "INSERT INTO alerts (key, kind, state, alert, first_at, updated_at, resolved_at) VALUES (?1, ?2, 'firing', ?3, ?4, ?4, NULL) \
+                     ON CONFLICT (key) DO UPDATE SET state = 'firing', alert = ?3, updated_at = ?4, resolved_at = NULL",
+                    params![key, kind, alert_json, to_i64(at)],
+                )?;
+            } else {
+                tx.execute(
+                    "UPDATE alerts SET state = ?2, updated_at = ?3, resolved_at = ?3 WHERE key = ?1",
+                    params![key, state, to_i64(at)],
+                )?;
+            }
+            // A new state: every sink is owed a delivery again.
             tx.execute(
-                "INSERT INTO alerts (key, kind, state, alert, first_at, updated_at, resolved_at) VALUES (?1, ?2, 'firing', ?3, ?4, ?4, NULL) \
-                 ON CONFLICT (key) DO UPDATE SET state = 'firing', alert = ?3, updated_at = ?4, resolved_at = NULL",
-                params![key, kind, alert_json, to_i64(at)],
+                "UPDATE alert_sinks SET gave_up = NULL, attempts = 0 WHERE key = ?1",
+                [key],
             )?;
-        } else {
-            tx.execute(
-                "UPDATE alerts SET state = ?2, updated_at = ?3, resolved_at = ?3 WHERE key = ?1",
-                params![key, state, to_i64(at)],
-            )?;
-        }
-        // A new state: every sink is owed a delivery again.
-        tx.execute(
-            "UPDATE alert_sinks SET gave_up = NULL, attempts = 0 WHERE key = ?1",
-            [key],
-        )?;
-        chain_records(
-            &tx,
-            &self.redactor,
-            ALERTS_LOG,
-            std::slice::from_ref(audit),
-            HeadRow::Log,
-        )?;
-        tx.commit()?;
-        Ok(true)
+            Ok(true)
+        })
     }
 
     /// Journals one delivery attempt of `action` for `key` to `sink` with its audit record:
@@ -835,42 +850,24 @@ impl SqliteJournal {
         at: u64,
         audit: &AuditRecord,
     ) -> Result<(), JournalError> {
-        let writer = std::sync::Arc::clone(&self.writer);
-        let _queue = writer
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        tx.execute(
-            "INSERT INTO alert_sinks (key, sink, delivered, attempts, last_error, gave_up, updated_at) VALUES (?1, ?2, '', 0, NULL, NULL, ?3) \
-             ON CONFLICT (key, sink) DO NOTHING",
-            params![key, sink, to_i64(at)],
-        )?;
-        match outcome {
-            Ok(_) => tx.execute(
-                "UPDATE alert_sinks SET delivered = ?3, attempts = attempts + 1, last_error = NULL, gave_up = NULL, updated_at = ?4 WHERE key = ?1 AND sink = ?2",
-                params![key, sink, action, to_i64(at)],
-            )?,
-            Err(e) => tx.execute(
-                "UPDATE alert_sinks SET attempts = attempts + 1, last_error = ?3, gave_up = ?4, updated_at = ?5 WHERE key = ?1 AND sink = ?2",
-                params![
-                    key,
-                    sink,
-                    self.redactor.text(e),
-                    give_up.then_some(action),
-                    to_i64(at)
-                ],
-            )?,
-        };
-        chain_records(
-            &tx,
-            &self.redactor,
-            ALERTS_LOG,
-            std::slice::from_ref(audit),
-            HeadRow::Log,
-        )?;
-        tx.commit()?;
+        self.audited_write(ALERTS_LOG, audit, |tx, redactor| {
+            tx.execute(
+                "INSERT INTO alert_sinks (key, sink, delivered, attempts, last_error, gave_up, updated_at) VALUES (?1, ?2, '', 0, NULL, NULL, ?3) \
+                 ON CONFLICT (key, sink) DO NOTHING",
+                params![key, sink, to_i64(at)],
+            )?;
+            match outcome {
+                Ok(_) => tx.execute(
+                    "UPDATE alert_sinks SET delivered = ?3, attempts = attempts + 1, last_error = NULL, gave_up = NULL, updated_at = ?4 WHERE key = ?1 AND sink = ?2",
+                    params![key, sink, action, to_i64(at)],
+                )?,
+                Err(e) => tx.execute(
+                    "UPDATE alert_sinks SET attempts = attempts + 1, last_error = ?3, gave_up = ?4, updated_at = ?5 WHERE key = ?1 AND sink = ?2",
+                    params![key, sink, redactor.text(e), give_up.then_some(action), to_i64(at)],
+                )?,
+            };
+            Ok(true)
+        })?;
         Ok(())
     }
 
@@ -884,40 +881,24 @@ impl SqliteJournal {
         fire: &FireRow,
         audit: &AuditRecord,
     ) -> Result<bool, JournalError> {
-        let writer = std::sync::Arc::clone(&self.writer);
-        let _queue = writer
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let n = tx.execute(
-            "INSERT OR IGNORE INTO fires (runbook, schedule, slot_ms, decision, state, run_id, count, detail, decided_at, updated_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)",
-            params![
-                fire.runbook,
-                fire.schedule,
-                fire.slot_ms,
-                fire.decision,
-                fire.state,
-                fire.run_id,
-                i64::try_from(fire.count).unwrap_or(i64::MAX),
-                fire.detail.as_deref().map(|d| self.redactor.text(d)),
-                i64::try_from(fire.decided_at).unwrap_or(i64::MAX),
-            ],
-        )?;
-        if n == 0 {
-            return Ok(false);
-        }
-        chain_records(
-            &tx,
-            &self.redactor,
-            SCHEDULES_LOG,
-            std::slice::from_ref(audit),
-            HeadRow::Log,
-        )?;
-        tx.commit()?;
-        Ok(true)
+        self.audited_write(SCHEDULES_LOG, audit, |tx, redactor| {
+            let n = tx.execute(
+                "INSERT OR IGNORE INTO fires (runbook, schedule, slot_ms, decision, state, run_id, count, detail, decided_at, updated_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)",
+                params![
+                    fire.runbook,
+                    fire.schedule,
+                    fire.slot_ms,
+                    fire.decision,
+                    fire.state,
+                    fire.run_id,
+                    to_i64(fire.count),
+                    fire.detail.as_deref().map(|d| redactor.text(d)),
+                    to_i64(fire.decided_at),
+                ],
+            )?;
+            Ok(n > 0)
+        })
     }
 
     /// Moves a decided fire on (`started`, `skipped`, `failed`), with its audit record, in one
@@ -935,45 +916,32 @@ impl SqliteJournal {
         at: u64,
         audit: &AuditRecord,
     ) -> Result<bool, JournalError> {
-        let writer = std::sync::Arc::clone(&self.writer);
-        let _queue = writer
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let current: Option<String> = tx
-            .query_row(
-                "SELECT state FROM fires WHERE runbook = ?1 AND schedule = ?2 AND slot_ms = ?3 AND decision = ?4",
-                params![key.0, key.1, key.2, key.3],
-                |r| r.get(0),
-            )
-            .optional()?;
-        if !current.is_some_and(|c| from.contains(&c.as_str())) {
-            return Ok(false);
-        }
-        tx.execute(
-            "UPDATE fires SET state = ?5, detail = COALESCE(?6, detail), updated_at = ?7 \
-             WHERE runbook = ?1 AND schedule = ?2 AND slot_ms = ?3 AND decision = ?4",
-            params![
-                key.0,
-                key.1,
-                key.2,
-                key.3,
-                state,
-                detail.map(|d| self.redactor.text(d)),
-                i64::try_from(at).unwrap_or(i64::MAX)
-            ],
-        )?;
-        chain_records(
-            &tx,
-            &self.redactor,
-            SCHEDULES_LOG,
-            std::slice::from_ref(audit),
-            HeadRow::Log,
-        )?;
-        tx.commit()?;
-        Ok(true)
+        self.audited_write(SCHEDULES_LOG, audit, |tx, redactor| {
+            let current: Option<String> = tx
+                .query_row(
+                    "SELECT state FROM fires WHERE runbook = ?1 AND schedule = ?2 AND slot_ms = ?3 AND decision = ?4",
+                    params![key.0, key.1, key.2, key.3],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if !current.is_some_and(|c| from.contains(&c.as_str())) {
+                return Ok(false);
+            }
+            tx.execute(
+                "UPDATE fires SET state = ?5, detail = COALESCE(?6, detail), updated_at = ?7 \
+                 WHERE runbook = ?1 AND schedule = ?2 AND slot_ms = ?3 AND decision = ?4",
+                params![
+                    key.0,
+                    key.1,
+                    key.2,
+                    key.3,
+                    state,
+                    detail.map(|d| redactor.text(d)),
+                    to_i64(at)
+                ],
+            )?;
+            Ok(true)
+        })
     }
 
     /// Every schedule decision, oldest slot first.

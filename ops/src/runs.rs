@@ -151,6 +151,21 @@ impl Workspace {
         adapters: Adapters,
         observer: Arc<dyn Observer>,
     ) -> Result<Driver, OpsError> {
+        self.start_as(compiled, start, None, clock, adapters, observer)
+            .await
+    }
+
+    /// [`Workspace::start`], or with `schedule` the start of a run the runbook's own schedule
+    /// fires ([`Driver::start_scheduled`]: no statement, initiator `schedule:NAME`).
+    pub(crate) async fn start_as(
+        &self,
+        compiled: Compiled,
+        start: Start,
+        schedule: Option<&str>,
+        clock: Arc<dyn Clock>,
+        adapters: Adapters,
+        observer: Arc<dyn Observer>,
+    ) -> Result<Driver, OpsError> {
         if !start.skip_preflight {
             self.preflight(&compiled.plan, compiled.mode, &adapters, &start.run_id)
                 .await?;
@@ -168,14 +183,13 @@ impl Workspace {
             start: start.statement,
             anchor: start.anchor,
         };
-        Ok(Driver::start(
-            spec,
-            Arc::new(compiled.plan),
-            Box::new(journal),
-            clock,
-            adapters,
-            observer,
-        )?)
+        let (plan, journal) = (Arc::new(compiled.plan), Box::new(journal));
+        Ok(match schedule {
+            None => Driver::start(spec, plan, journal, clock, adapters, observer)?,
+            Some(name) => {
+                Driver::start_scheduled(spec, name, plan, journal, clock, adapters, observer)?
+            }
+        })
     }
 
     /// Reopens a run (`latest` resolved) to go on after an interruption or a crash, or to undo

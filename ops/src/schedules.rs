@@ -11,7 +11,7 @@ use crate::{Compiled, OpsError, Workspace};
 use drover_dsl::{Mode, Plan};
 use drover_engine::audit::AuditRecord;
 use drover_engine::clock::Clock;
-use drover_engine::driver::{Adapters, Driver, Observer, RunSpec};
+use drover_engine::driver::{Adapters, Driver, Observer};
 use drover_engine::journal::{FireRow, Journal};
 use drover_engine::run_record::{new_run_id, rfc3339};
 use drover_schedule::{Decision, Overlap, Schedule, Slot, Ticker, Trigger};
@@ -708,29 +708,16 @@ impl Workspace {
         adapters: Adapters,
         observer: Arc<dyn Observer>,
     ) -> Result<Driver, OpsError> {
-        self.preflight(&compiled.plan, compiled.mode, &adapters, run_id)
-            .await?;
-        let journal = self.journal()?;
-        let spec = RunSpec {
+        let start = crate::Start {
             run_id: run_id.to_owned(),
-            mode: compiled.mode,
             initiator: format!("schedule:{schedule}"),
-            state_dir: self.dir().to_path_buf(),
+            statement: None,
             declared_at,
-            sources: compiled.sources,
             concurrent: None,
-            preflight_skipped: false,
-            start: None,
+            skip_preflight: false,
             anchor: None,
         };
-        Ok(Driver::start_scheduled(
-            spec,
-            schedule,
-            Arc::new(compiled.plan),
-            Box::new(journal),
-            clock,
-            adapters,
-            observer,
-        )?)
+        self.start_as(compiled, start, Some(schedule), clock, adapters, observer)
+            .await
     }
 }
