@@ -75,7 +75,7 @@ struct SourceArgs {
 #[derive(clap::Args, Clone, Default)]
 pub(crate) struct OperatorArgs {
     /// State directory whose audit log records the operation (`drover audit show --backups`).
-    #[arg(long, default_value = ".drover")]
+    #[arg(long, env = "DROVER_STATE", default_value = ".drover")]
     pub(crate) state: String,
     /// Who does it (default: the OS user), recorded as typed. Refused with --operators.
     #[arg(long = "as")]
@@ -110,7 +110,7 @@ Examples:
         #[arg(long, default_value_t = 5)]
         count: usize,
         /// State directory (for missed fires and the last decision).
-        #[arg(long, default_value = ".drover")]
+        #[arg(long, env = "DROVER_STATE", default_value = ".drover")]
         state: String,
         /// Output format.
         #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
@@ -147,7 +147,7 @@ Examples:
         /// Runbook files or directories (default: runbooks).
         paths: Vec<String>,
         /// State directory (the runs).
-        #[arg(long, default_value = ".drover")]
+        #[arg(long, env = "DROVER_STATE", default_value = ".drover")]
         state: String,
         /// Output format.
         #[arg(long, value_enum, default_value_t = PostureFormat::Md)]
@@ -282,7 +282,7 @@ enum Command {
         durations: DurationSource,
         /// State directory whose journal holds the past runs (with `--durations measured`) and
         /// where `--record` keeps the result.
-        #[arg(long, default_value = ".drover")]
+        #[arg(long, env = "DROVER_STATE", default_value = ".drover")]
         state: String,
         /// Keep the result in the state directory's journal, so that reports of runs of the same
         /// runbook (same sources, same mode) set this prediction beside what they achieved.
@@ -370,7 +370,7 @@ or RPO target, 4 interrupted (drover resume), 5 finished with failed or refused 
         #[command(flatten)]
         source: SourceArgs,
         /// State directory (journal, audit log, run records).
-        #[arg(long, default_value = ".drover")]
+        #[arg(long, env = "DROVER_STATE", default_value = ".drover")]
         state: String,
         /// Who starts the run (default: the OS user). Not accepted when the runbook has an
         /// operator roster: then the run is started by a signed statement (--key, or ssh-agent).
@@ -426,7 +426,7 @@ Examples:
         /// Run id, or `latest`.
         run_id: String,
         /// State directory.
-        #[arg(long, default_value = ".drover")]
+        #[arg(long, env = "DROVER_STATE", default_value = ".drover")]
         state: String,
         /// Who asks for the rollback (default: the OS user).
         #[arg(long = "as")]
@@ -444,7 +444,7 @@ Examples:
         /// Run id, or `latest`.
         run_id: String,
         /// State directory.
-        #[arg(long, default_value = ".drover")]
+        #[arg(long, env = "DROVER_STATE", default_value = ".drover")]
         state: String,
         /// Who resumes it (default: the OS user).
         #[arg(long = "as")]
@@ -478,7 +478,7 @@ Examples:
     /// List the runs in a state directory: id, runbook, mode, status, started, outcome.
     Runs {
         /// State directory.
-        #[arg(long, default_value = ".drover")]
+        #[arg(long, env = "DROVER_STATE", default_value = ".drover")]
         state: String,
         /// Output format.
         #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
@@ -545,7 +545,7 @@ its SHA-256 fingerprint: clients pin it with `drover login --server https://HOST
 --fingerprint FP`. On a loopback address plain HTTP is served on the same port too.")]
     Server {
         /// State directory the server owns.
-        #[arg(long, default_value = ".drover")]
+        #[arg(long, env = "DROVER_STATE", default_value = ".drover")]
         state: String,
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:8440")]
@@ -574,6 +574,18 @@ its SHA-256 fingerprint: clients pin it with `drover login --server https://HOST
         /// STATE/keys/evidence.key, generated the first time).
         #[arg(long, value_name = "file:PATH")]
         evidence_key: Option<String>,
+        /// This replica's id, named in the leases it holds and in /metrics (several servers on
+        /// one `--state postgres://…` journal: docs/ha.md). Default: HOST-PID.
+        #[arg(long, value_name = "ID")]
+        replica_id: Option<String>,
+        /// How long a run's lease lasts without renewal: another replica takes over a run
+        /// within it after its driver dies (renewed at a third of it; at least 1s).
+        #[arg(long, value_name = "DURATION", default_value = "10s")]
+        lease_ttl: String,
+        /// With a PostgreSQL journal: this replica's own directory (sessions, passkeys, keys,
+        /// run scratch files). Default: DROVER_LOCAL_DIR, else .drover-local.
+        #[arg(long, value_name = "DIR")]
+        local_dir: Option<String>,
     },
     /// Approve a step that waits for approval.
     #[command(after_help = "\
@@ -627,7 +639,7 @@ Examples:
         #[arg(long, value_name = "CODE")]
         totp: Option<String>,
         /// State directory.
-        #[arg(long, default_value = ".drover")]
+        #[arg(long, env = "DROVER_STATE", default_value = ".drover")]
         state: String,
         /// Talk to a Drover server instead of the local state directory (also DROVER_SERVER;
         /// `drover login --server URL` first).
@@ -647,7 +659,7 @@ Examples:
         #[arg(default_value = "latest")]
         run_id: String,
         /// State directory.
-        #[arg(long, default_value = ".drover")]
+        #[arg(long, env = "DROVER_STATE", default_value = ".drover")]
         state: String,
         /// Talk to a Drover server instead of the local state directory (also DROVER_SERVER;
         /// `drover login --server URL` first).
@@ -680,7 +692,7 @@ Examples:
         #[arg(long, short = 'o', value_name = "FILE")]
         out: Option<String>,
         /// State directory.
-        #[arg(long, default_value = ".drover")]
+        #[arg(long, env = "DROVER_STATE", default_value = ".drover")]
         state: String,
         /// Talk to a Drover server instead of the local state directory (also DROVER_SERVER;
         /// `drover login --server URL` first).
@@ -714,7 +726,7 @@ enum EvidenceCommand {
         #[arg(long, default_value_t = 2557)]
         retain_days: u32,
         /// State directory.
-        #[arg(long, default_value = ".drover")]
+        #[arg(long, env = "DROVER_STATE", default_value = ".drover")]
         state: String,
         /// Talk to a Drover server instead of the local state directory (also DROVER_SERVER;
         /// `drover login --server URL` first).
@@ -758,7 +770,7 @@ enum AuditCommand {
         #[arg(long, conflicts_with = "run_id")]
         backups: bool,
         /// State directory.
-        #[arg(long, default_value = ".drover")]
+        #[arg(long, env = "DROVER_STATE", default_value = ".drover")]
         state: String,
     },
     /// Check a run's hash-chained audit log against the chain head kept in the run record, and
@@ -768,7 +780,7 @@ enum AuditCommand {
         #[arg(default_value = "latest")]
         run_id: String,
         /// State directory.
-        #[arg(long, default_value = ".drover")]
+        #[arg(long, env = "DROVER_STATE", default_value = ".drover")]
         state: String,
         /// The audit anchor the run wrote checkpoints to (`file:DIR` or `s3://BUCKET/PREFIX`): a log rewritten with its
         /// head is detected, naming the first checkpoint it contradicts.
@@ -1011,7 +1023,10 @@ fn main() -> ExitCode {
         }
         _ => None,
     };
-    let telemetry = telemetry::init(otlp);
+    // A server reports what it decides on its own (takeovers, a lost lease, a stopped run) on
+    // standard error.
+    let log = matches!(cli.command, Command::Server { .. });
+    let telemetry = telemetry::init(otlp, log);
     let code = dispatch(cli);
     telemetry.shutdown();
     code
@@ -1146,7 +1161,13 @@ fn dispatch(cli: Cli) -> ExitCode {
             no_tls,
             evidence_key,
             config,
+            replica_id,
+            lease_ttl,
+            local_dir,
         } => server_cli::serve(server_cli::ServeArgs {
+            replica_id,
+            lease_ttl,
+            local_dir: local_dir.map(Into::into),
             config: config.map(Into::into),
             state: state.into(),
             listen,

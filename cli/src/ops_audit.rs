@@ -5,7 +5,6 @@
 
 use crate::OperatorArgs;
 use drover_engine::clock::{Clock, SystemClock};
-use drover_engine::journal::SqliteJournal;
 use drover_engine::oplog::{self, Anchoring, BACKUPS_LOG, Operation};
 use drover_engine::signed::SignedStatement;
 use std::path::Path;
@@ -13,7 +12,7 @@ use std::process::ExitCode;
 
 /// One operation being audited.
 pub(crate) struct Audited {
-    journal: SqliteJournal,
+    journal: Box<dyn drover_engine::journal::Journal>,
     operator: String,
     signed: Option<SignedStatement>,
     anchoring: Option<Anchoring>,
@@ -98,7 +97,7 @@ impl Audited {
                             signed: None,
                         };
                         if let Err(e) = oplog::record(
-                            &mut journal,
+                            &mut *journal,
                             BACKUPS_LOG,
                             &refused,
                             now,
@@ -146,7 +145,7 @@ impl Audited {
             },
         };
         oplog::record(
-            &mut self.journal,
+            &mut *self.journal,
             BACKUPS_LOG,
             &op,
             SystemClock.now_ms(),

@@ -7,7 +7,7 @@ use drover_dsl::{Mode, Plan, format_duration};
 use drover_engine::audit;
 use drover_engine::clock::{Clock, SystemClock};
 use drover_engine::driver::{Adapters, Observer};
-use drover_engine::journal::{JournalError, SqliteJournal};
+use drover_engine::journal::JournalError;
 use drover_engine::run_record::{Objective, RunRecord, parse_rfc3339};
 use drover_engine::scheduler::RunOutcome;
 use std::path::PathBuf;
@@ -156,8 +156,18 @@ fn journal_error(e: &JournalError) -> ExitCode {
 }
 
 /// Opens (creating if needed) the journal of a verb that writes: run, resume, approve.
-pub(crate) fn journal(state: &std::path::Path) -> Result<SqliteJournal, ExitCode> {
-    SqliteJournal::open(state).map_err(|e| journal_error(&e))
+pub(crate) fn journal(
+    state: &std::path::Path,
+) -> Result<Box<dyn drover_engine::journal::Journal>, ExitCode> {
+    drover_ops::Workspace::new(state)
+        .journal()
+        .map_err(|e| match e {
+            drover_ops::OpsError::Journal(j) => journal_error(&j),
+            other => {
+                errln!("error: {other}");
+                ExitCode::FAILURE
+            }
+        })
 }
 
 fn objective(name: &str, o: &Objective) -> String {

@@ -23,6 +23,19 @@ pub struct ServeArgs {
     pub tls: TlsArg,
     pub evidence_key: Option<String>,
     pub config: Option<PathBuf>,
+    pub replica_id: Option<String>,
+    pub lease_ttl: String,
+    pub local_dir: Option<PathBuf>,
+}
+
+/// The directory this server keeps its own files in: the state directory, or with a PostgreSQL
+/// journal `--local-dir` (else DROVER_LOCAL_DIR, else .drover-local).
+fn local_dir(a: &ServeArgs) -> PathBuf {
+    let ws = drover_ops::Workspace::new(a.state.clone());
+    match &a.local_dir {
+        Some(d) => ws.with_local_dir(d).dir().to_path_buf(),
+        None => ws.dir().to_path_buf(),
+    }
 }
 
 /// The evidence key: the one named, or STATE/keys/evidence.key (generated the first time).
@@ -35,9 +48,9 @@ fn evidence_key(a: &ServeArgs) -> Result<PathBuf, String> {
             )),
         };
     }
-    let path = a.state.join("keys").join("evidence.key");
+    let path = local_dir(a).join("keys").join("evidence.key");
     if !path.exists() {
-        let dir = a.state.join("keys");
+        let dir = local_dir(a).join("keys");
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         drover_evidence::generate_signing_key(&path).map_err(|e| e.to_string())?;
     }
@@ -77,7 +90,28 @@ pub fn serve(a: ServeArgs) -> ExitCode {
         },
     };
     let sinks = alerts.sinks.len();
+    let Some(lease_ttl_ms) = drover_dsl::parse_duration(&a.lease_ttl).filter(|ms| *ms >= 1_000)
+    else {
+        errln!(
+            "error: --lease-ttl `{}`: a duration of at least 1s, such as 10s or 1m",
+            a.lease_ttl
+        );
+        return ExitCode::from(2);
+    };
+    let mut replica = drover_server::replicas::ReplicaConfig {
+        lease_ttl_ms,
+        local_dir: a.local_dir.clone(),
+        ..Default::default()
+    };
+    if let Some(id) = &a.replica_id {
+        if id.trim().is_empty() || id.chars().any(char::is_whitespace) {
+            errln!("error: --replica-id `{id}`: a name without spaces");
+            return ExitCode::from(2);
+        }
+        replica.id = id.clone();
+    }
     let config = drover_server::Config {
+        replica,
         alerts,
         state: a.state.clone(),
         operators: a.operators.clone(),
@@ -103,7 +137,7 @@ pub fn serve(a: ServeArgs) -> ExitCode {
             }
             names.dedup();
             Some(drover_server::tls::Tls::self_signed(
-                &a.state.join("tls"),
+                &local_dir(&a).join("tls"),
                 &names,
             ))
         }
@@ -130,6 +164,7 @@ pub fn serve(a: ServeArgs) -> ExitCode {
             outln!("resumed run {run}");
         }
         drover_server::schedules::spawn(&app);
+        drover_server::replicas::spawn(&app);
         drover_server::alerts::spawn(&app);
         if sinks > 0 {
             outln!("alerting through {sinks} sink(s)");

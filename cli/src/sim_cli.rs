@@ -119,7 +119,7 @@ fn record(
     summary: &drover_simulator::Summary,
     state: &std::path::Path,
 ) -> Result<(), ExitCode> {
-    use drover_engine::journal::{Journal, SimulationRow};
+    use drover_engine::journal::SimulationRow;
     let fail = |e: String| {
         errln!(
             "error: cannot record the simulation in {}: {e}",
@@ -127,8 +127,9 @@ fn record(
         );
         ExitCode::FAILURE
     };
-    let mut journal =
-        drover_engine::journal::SqliteJournal::open(state).map_err(|e| fail(e.to_string()))?;
+    let mut journal = drover_ops::Workspace::new(state)
+        .journal()
+        .map_err(|e| fail(e.to_string()))?;
     let json = serde_json::to_string(summary).map_err(|e| fail(e.to_string()))?;
     let now = drover_engine::clock::Clock::now_ms(&drover_engine::clock::SystemClock);
     journal
@@ -149,14 +150,15 @@ fn measured(
     plan: &Plan,
     state: &std::path::Path,
 ) -> Result<std::collections::BTreeMap<String, Vec<u64>>, ExitCode> {
-    if !state.join("drover.db").exists() {
+    let ws = drover_ops::Workspace::new(state);
+    if !ws.has_journal() {
         errln!(
             "error: no journal in {} (--state): no past runs to measure",
             state.display()
         );
         return Err(ExitCode::FAILURE);
     }
-    let journal = drover_engine::journal::SqliteJournal::open(state).map_err(|e| {
+    let journal = ws.journal().map_err(|e| {
         errln!("error: {e}");
         ExitCode::FAILURE
     })?;

@@ -2,6 +2,9 @@
 //! driver, scheduler and SQLite journal (WAL, synchronous=FULL: every transition durable before it
 //! is acted on), next to the raw SQLite commit rate with the same settings on the same disk,
 //! measured in the same run. Prints steps/s, journal commits per step, and the ratio.
+//! With `DROVER_BENCH_PG=postgres://…` (a scratch database) the same plan is driven through the
+//! PostgreSQL journal too, next to the raw single-row commit rate of that server (autocommitted
+//! one-row inserts on the same connection pool), measured in the same run.
 //! Run: `cargo bench -p drover-engine --bench journal` (optionally `-- STEPS`).
 
 use drover_engine::clock::{Clock, SystemClock};
@@ -92,49 +95,12 @@ fn main() {
     }
     let raw_rate = raw_n as f64 / t0.elapsed().as_secs_f64();
 
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("rt");
     let state = dir.path().join("state");
-    let journal = SqliteJournal::open(&state).expect("journal");
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let spec = RunSpec {
-        run_id: "bench".into(),
-        mode: drover_dsl::Mode::Drill,
-        initiator: "bench".into(),
-        state_dir: state.clone(),
-        declared_at: clock.now_ms(),
-        sources: Vec::new(),
-        concurrent: None,
-        preflight_skipped: false,
-        start: None,
-        anchor: None,
-    };
-    let t0 = std::time::Instant::now();
-    let record = rt
-        .block_on(async {
-            let d = Driver::start(
-                spec,
-                Arc::new(plan),
-                Box::new(journal),
-                clock,
-                Adapters::default().with(Arc::new(Noop)),
-                Arc::new(Quiet),
-            )?;
-            d.drive(true).await
-        })
-        .expect("run");
-    let took = t0.elapsed().as_secs_f64();
-    let commits = SqliteJournal::open(&state)
-        .expect("journal")
-        .events("bench")
-        .expect("events")
-        .len();
-    let steps_per_s = steps as f64 / took;
+    let sqlite = || -> Box<dyn Journal> { Box::new(SqliteJournal::open(&state).expect("journal")) };
+    let (took, commits, outcome) = drive(&plan, sqlite(), &state, sqlite);
     let commits_per_step = commits as f64 / steps as f64;
-    println!("outcome {:?}", record.outcome);
+    let steps_per_s = steps as f64 / took;
+    println!("outcome {outcome}");
     println!("raw SQLite commits (WAL, synchronous=FULL): {raw_rate:.0}/s");
     println!(
         "drover: {steps} steps in {took:.2} s = {steps_per_s:.0} steps/s, {commits} journal commits = {commits_per_step:.2} commits/step"
@@ -144,4 +110,74 @@ fn main() {
         steps_per_s * commits_per_step,
         steps_per_s * commits_per_step / raw_rate
     );
+    if let Ok(url) = std::env::var("DROVER_BENCH_PG") {
+        let j = drover_journal_pg::PostgresJournal::open(&url).expect("postgres journal");
+        let raw_n = 2_000u64;
+        let t0 = std::time::Instant::now();
+        j.raw_commit(raw_n).expect("raw commits");
+        let raw_rate = raw_n as f64 / t0.elapsed().as_secs_f64();
+        let pg = || -> Box<dyn Journal> {
+            Box::new(drover_journal_pg::PostgresJournal::open(&url).expect("journal"))
+        };
+        let (took, commits, outcome) = drive(&plan, Box::new(j), &state, pg);
+        let steps_per_s = steps as f64 / took;
+        let commits_per_step = commits as f64 / steps as f64;
+        println!("outcome on PostgreSQL {outcome}");
+        println!("raw PostgreSQL single-row commits (autocommit): {raw_rate:.0}/s");
+        println!(
+            "drover on PostgreSQL: {steps} steps in {took:.2} s = {steps_per_s:.0} steps/s, {commits_per_step:.2} commits/step"
+        );
+        println!(
+            "PostgreSQL journal commit rate {:.0}/s = {:.2} of the raw commit rate",
+            steps_per_s * commits_per_step,
+            steps_per_s * commits_per_step / raw_rate
+        );
+    }
+}
+
+/// Drives `plan` through `journal` under a fresh run id; returns (seconds, journal commits,
+/// outcome), the commits counted by `reopen` (a second handle on the same journal).
+#[allow(clippy::disallowed_methods)] // A benchmark measures wall time.
+fn drive(
+    plan: &drover_dsl::Plan,
+    journal: Box<dyn Journal>,
+    state: &std::path::Path,
+    reopen: impl Fn() -> Box<dyn Journal>,
+) -> (f64, usize, String) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("rt");
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let run_id = format!("bench-{}", clock.now_ms());
+    let spec = RunSpec {
+        run_id: run_id.clone(),
+        mode: drover_dsl::Mode::Drill,
+        initiator: "bench".into(),
+        state_dir: state.to_path_buf(),
+        declared_at: clock.now_ms(),
+        sources: Vec::new(),
+        concurrent: Some("benchmark".into()),
+        preflight_skipped: false,
+        start: None,
+        anchor: None,
+    };
+    let t0 = std::time::Instant::now();
+    let record = rt
+        .block_on(async {
+            let d = Driver::start(
+                spec,
+                Arc::new(plan.clone()),
+                journal,
+                clock,
+                Adapters::default().with(Arc::new(Noop)),
+                Arc::new(Quiet),
+            )?;
+            d.drive(true).await
+        })
+        .expect("run");
+    let took = t0.elapsed().as_secs_f64();
+    let commits = reopen().events(&run_id).expect("events").len();
+    (took, commits, format!("{:?}", record.outcome))
 }

@@ -24,8 +24,59 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
-/// How long a lease lasts without renewal.
-pub const LEASE_TTL_MS: u64 = 30_000;
+/// How long a lease lasts without renewal, unless [`set_lease`] says otherwise: a replica
+/// takes over a run whose driver died within this, and the driver renews at a third of it.
+pub const LEASE_TTL_MS: u64 = 10_000;
+
+static LEASE_TTL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(LEASE_TTL_MS);
+static REPLICA: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Sets this process's lease TTL (ms, at least 1 s) and, for a server replica, its id (named in
+/// every lease it holds). Called once at start, before any run is driven.
+pub fn set_lease(ttl_ms: u64, replica: Option<&str>) {
+    LEASE_TTL.store(ttl_ms.max(1_000), std::sync::atomic::Ordering::Relaxed);
+    if let Some(r) = replica {
+        let _ = REPLICA.set(r.to_owned());
+    }
+}
+
+/// This process's lease TTL (ms).
+#[must_use]
+pub fn lease_ttl_ms() -> u64 {
+    LEASE_TTL.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// This process's replica id, when it is a server replica.
+#[must_use]
+pub fn replica_id() -> Option<&'static str> {
+    REPLICA.get().map(String::as_str)
+}
+
+/// The steps a driver has running: when the driver is dropped (it lost its lease, or its
+/// journal failed) they are stopped, so a process that no longer owns the run acts no further.
+#[derive(Default)]
+struct Running(HashMap<String, JoinHandle<()>>);
+
+impl std::ops::Deref for Running {
+    type Target = HashMap<String, JoinHandle<()>>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Running {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        for (_, h) in self.0.drain() {
+            h.abort();
+        }
+    }
+}
 
 /// How often the driver looks for approvals recorded by `drover approve` (and renews its lease).
 pub const APPROVAL_POLL_MS: u64 = 500;
@@ -279,7 +330,14 @@ pub struct Driver {
     adapters: Adapters,
     observer: Arc<dyn Observer>,
     timers: BTreeSet<(u64, String, u32, TimerKind)>,
-    running: HashMap<String, JoinHandle<()>>,
+    running: Running,
+    /// The status last written by the approval poll.
+    last_status: Option<RunStatus>,
+    /// Until when this process's lease is surely valid (its last renewal's start plus the TTL):
+    /// past it, the lease is renewed before anything is acted on.
+    lease_until: u64,
+    /// When the lease was last renewed.
+    renewed_at: u64,
     tx: mpsc::UnboundedSender<Done>,
     rx: mpsc::UnboundedReceiver<Done>,
     approvals_seen: i64,
@@ -376,11 +434,15 @@ fn seed_of(run_id: &str) -> u64 {
 }
 
 fn holder(initiator: &str) -> String {
-    format!(
+    let mut h = format!(
         "{initiator}@{} pid {}",
         crate::journal::hostname(),
         std::process::id()
-    )
+    );
+    if let Some(r) = replica_id() {
+        h.push_str(&format!(" replica {r}"));
+    }
+    h
 }
 
 impl Driver {
@@ -429,7 +491,10 @@ impl Driver {
             adapters,
             observer,
             timers: BTreeSet::new(),
-            running: HashMap::new(),
+            running: Running::default(),
+            last_status: None,
+            lease_until: 0,
+            renewed_at: 0,
             tx,
             rx,
             approvals_seen: 0,
@@ -562,7 +627,7 @@ impl Driver {
         if let Some(a) = &spec.anchor {
             journal.set_anchor(&spec.run_id, &a.location())?;
         }
-        let lease = journal.acquire(&spec.run_id, &holder(&spec.initiator), now, LEASE_TTL_MS)?;
+        let lease = journal.acquire(&spec.run_id, &holder(&spec.initiator), now, lease_ttl_ms())?;
         Ok(Self::new(
             spec, plan, journal, lease, clock, adapters, observer,
         ))
@@ -625,7 +690,7 @@ impl Driver {
     ) -> Result<Self, DriverError> {
         // The lease first: the journal cannot change under the replay.
         let now = clock.now_ms();
-        let lease = journal.acquire(run_id, &holder(operator), now, LEASE_TTL_MS)?;
+        let lease = journal.acquire(run_id, &holder(operator), now, lease_ttl_ms())?;
         let rep = replay(journal.as_ref(), run_id)?;
         if let Some(o) = rep.sched.outcome()
             && o != RunOutcome::Interrupted
@@ -872,15 +937,22 @@ impl Driver {
         self.since_anchor += audit.len() as u64;
         // The journal redacts every payload it stores. Nothing is acted on before it is stored.
         let lease = self.lease.clone();
+        let ttl = lease_ttl_ms();
         let actions = {
             let journal_actions = actions;
             self.journal
                 .call(move |j| {
-                    j.append(&lease, now, LEASE_TTL_MS, &event, &journal_actions, &audit)
+                    j.append(&lease, now, ttl, &event, &journal_actions, &audit)
                         .map(|()| journal_actions)
                 })
                 .await?
         };
+        self.lease_until = now + ttl;
+        self.renewed_at = now;
+        // The lease was valid when the commit started; if this process was stopped since
+        // (SIGSTOP, a long pause) for longer than the lease, another replica may own the run
+        // now: renew (compare-and-set on the token) before acting, and stop if it is gone.
+        self.ensure_lease().await?;
         self.commits += 1;
         if self.crash_after == Some(self.commits) {
             std::process::abort();
@@ -1538,13 +1610,40 @@ impl Driver {
             RunStatus::Waiting
         };
         let now = self.clock.now_ms();
+        let ttl = lease_ttl_ms();
+        let renew = now.saturating_sub(self.renewed_at) >= ttl / 3 || now >= self.lease_until;
+        if !renew && self.last_status == Some(status) {
+            return Ok(());
+        }
         let lease = self.lease.clone();
         self.journal
             .call(move |j| {
                 j.set_status(&lease, status, None)?;
-                j.renew(&lease, now, LEASE_TTL_MS)
+                j.renew(&lease, now, ttl)
             })
-            .await
+            .await?;
+        self.last_status = Some(status);
+        self.lease_until = now + ttl;
+        self.renewed_at = now;
+        Ok(())
+    }
+
+    /// Renews the lease when this process cannot be sure it still holds it (its last renewal
+    /// is older than the TTL): a replica that lost it gets [`JournalError::Fenced`] and stops
+    /// before its next effect.
+    async fn ensure_lease(&mut self) -> Result<(), DriverError> {
+        let now = self.clock.now_ms();
+        if now < self.lease_until {
+            return Ok(());
+        }
+        let ttl = lease_ttl_ms();
+        let lease = self.lease.clone();
+        self.journal
+            .call(move |j| j.renew(&lease, now, ttl))
+            .await?;
+        self.lease_until = now + ttl;
+        self.renewed_at = now;
+        Ok(())
     }
 
     /// Ends driving: stops what is still running (only after a forced interrupt), lets every

@@ -54,13 +54,26 @@ pub enum JournalError {
     NoJournal(String),
     /// The state location names a scheme this build cannot keep a journal in.
     #[error(
-        "state location {location}: `{scheme}://` is not supported by this build; --state takes a local directory path (the journal is a SQLite database inside it)"
+        "state location {location}: `{scheme}://` is not supported; --state takes a local directory path (the journal is a SQLite database inside it) or a PostgreSQL location postgres://USER@HOST:PORT/DB"
     )]
     UnsupportedLocation {
         /// What was given.
         location: String,
         /// Its scheme.
         scheme: String,
+    },
+    /// The database server (PostgreSQL) failed, or could not be reached.
+    #[error("journal database: {0}")]
+    Remote(String),
+    /// The database was migrated by a newer Drover than this one: it is not touched.
+    #[error(
+        "the journal database is at schema version {found}, newer than this drover supports ({supported}); upgrade drover on this host before it uses that database"
+    )]
+    SchemaTooNew {
+        /// The database's version.
+        found: i64,
+        /// The newest this build knows.
+        supported: i64,
     },
     /// A run with this id already exists.
     #[error("a run with id {0} already exists in this state directory; choose another --run-id")]
@@ -310,6 +323,21 @@ pub struct ProgressRow {
     pub at: u64,
 }
 
+/// The lease on a live run, as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LiveLease {
+    /// The run.
+    pub run_id: String,
+    /// Its status (`running` or `waiting`).
+    pub status: RunStatus,
+    /// Who holds (or last held) the lease; `None` once released.
+    pub holder: Option<String>,
+    /// Until when it is valid (ms since the epoch).
+    pub until: u64,
+    /// The fencing token (bumped by every takeover).
+    pub token: i64,
+}
+
 /// The journal's operations. Every payload a journal stores passes its [`Redactor`] first: no
 /// other path writes to it.
 pub trait Journal: Send {
@@ -526,6 +554,133 @@ pub trait Journal: Send {
     /// # Errors
     /// Database errors.
     fn log_head(&self, log: &str) -> Result<(String, u64), JournalError>;
+
+    /// Every alert, oldest first.
+    ///
+    /// # Errors
+    /// The database.
+    fn alerts(&self) -> Result<Vec<AlertRow>, JournalError>;
+    /// Where every alert stands with every sink.
+    ///
+    /// # Errors
+    /// The database.
+    fn alert_sinks(&self) -> Result<Vec<AlertSinkRow>, JournalError>;
+    /// Fires (a new key, or a resolved one firing again) or resolves an alert, with its audit
+    /// record, in one transaction. Returns `false`, writing nothing, when it is in that state
+    /// already (deduplicated).
+    ///
+    /// # Errors
+    /// The database.
+    fn set_alert(
+        &mut self,
+        key: &str,
+        kind: &str,
+        state: &str,
+        alert_json: &str,
+        at: u64,
+        audit: &AuditRecord,
+    ) -> Result<bool, JournalError>;
+    /// Journals one delivery attempt of `action` for `key` to `sink` with its audit record:
+    /// `Ok(answer)` marks the action delivered; an error is kept, and `give_up` stops retries
+    /// of that action.
+    ///
+    /// # Errors
+    /// The database.
+    #[allow(clippy::too_many_arguments)]
+    fn record_delivery(
+        &mut self,
+        key: &str,
+        sink: &str,
+        action: &str,
+        outcome: Result<&str, &str>,
+        give_up: bool,
+        at: u64,
+        audit: &AuditRecord,
+    ) -> Result<(), JournalError>;
+    /// Journals a schedule's decision with its audit record, in one transaction. Returns
+    /// `false`, writing nothing, when that slot of that schedule has that decision already (on
+    /// a shared database: another replica decided it first).
+    ///
+    /// # Errors
+    /// The database.
+    fn record_fire(&mut self, fire: &FireRow, audit: &AuditRecord) -> Result<bool, JournalError>;
+    /// Moves a decided fire on (`started`, `skipped`, `failed`), with its audit record, in one
+    /// transaction. Returns `false` when the fire is not in `from`.
+    ///
+    /// # Errors
+    /// The database.
+    #[allow(clippy::too_many_arguments)]
+    fn update_fire(
+        &mut self,
+        key: (&str, &str, i64, &str),
+        from: &[&str],
+        state: &str,
+        detail: Option<&str>,
+        at: u64,
+        audit: &AuditRecord,
+    ) -> Result<bool, JournalError>;
+    /// Every schedule decision, oldest slot first.
+    ///
+    /// # Errors
+    /// The database.
+    fn fires(&self) -> Result<Vec<FireRow>, JournalError>;
+    /// Transitions of every run journaled after the one numbered `after` (0: from the first),
+    /// at most `limit`, in the order they were journaled: `(number, run, transition)`. The number
+    /// orders transitions across runs (the all-runs event stream's ids); writes are serialised,
+    /// so a reader never sees a number before a smaller one is committed.
+    ///
+    /// # Errors
+    /// Database errors.
+    fn transitions_after(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, String, Transition)>, JournalError>;
+    /// The number of the last transition journaled (0 with none): where an all-runs stream that
+    /// wants only what comes next starts.
+    ///
+    /// # Errors
+    /// Database errors.
+    fn last_transition(&self) -> Result<u64, JournalError>;
+    /// A run's transitions after the first `skip`, in order (a live event stream reads only
+    /// what it has not sent).
+    ///
+    /// # Errors
+    /// Database errors; a row that does not parse.
+    fn transitions_from(&self, run_id: &str, skip: usize) -> Result<Vec<Transition>, JournalError>;
+    /// Every lease on a live run (`running` or `waiting`): `(run, holder, valid until ms)`,
+    /// the holder `None` when released. A replica reads it to find runs whose driver died (an
+    /// expired lease) and to show who owns what.
+    ///
+    /// # Errors
+    /// Database errors.
+    fn live_leases(&self) -> Result<Vec<LiveLease>, JournalError>;
+    /// How long each step of the runbook named `runbook` took in past runs (any mode): per step
+    /// id, the durations (ms) of its successful attempts, from the start of the attempt to its
+    /// result, and for approval steps the wait from the request to the last approval. Interrupted
+    /// and failed attempts are left out. The simulator draws from these (empirical models).
+    ///
+    /// # Errors
+    /// Database errors; a row that does not parse.
+    fn measured_durations(
+        &self,
+        runbook: &str,
+    ) -> Result<BTreeMap<String, Vec<u64>>, JournalError> {
+        let mut out: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+        // Tabletop exercises ran on simulated time: they measure nothing.
+        let runs = self
+            .runs_of(runbook)?
+            .into_iter()
+            .filter(|r| !r.simulated());
+        for run in runs {
+            let timeline =
+                crate::timeline::Timeline::from_transitions(&self.transitions(&run.run_id)?);
+            for (step, ds) in timeline.durations() {
+                out.entry(step.to_owned()).or_default().extend(ds);
+            }
+        }
+        Ok(out)
+    }
 }
 
 /// The SQLite journal (`STATE/drover.db`).
@@ -701,56 +856,6 @@ fn to_u64(v: i64) -> u64 {
 }
 
 impl SqliteJournal {
-    /// Every alert, oldest first.
-    ///
-    /// # Errors
-    /// The database.
-    pub fn alerts(&self) -> Result<Vec<AlertRow>, JournalError> {
-        if !self.has_table("alerts")? {
-            return Ok(Vec::new());
-        }
-        let mut stmt = self.conn.prepare(
-            "SELECT key, kind, state, alert, first_at, updated_at, resolved_at FROM alerts ORDER BY first_at, key",
-        )?;
-        let rows = stmt.query_map([], |r| {
-            Ok(AlertRow {
-                key: r.get(0)?,
-                kind: r.get(1)?,
-                state: r.get(2)?,
-                alert: r.get(3)?,
-                first_at: to_u64(r.get(4)?),
-                updated_at: to_u64(r.get(5)?),
-                resolved_at: r.get::<_, Option<i64>>(6)?.map(to_u64),
-            })
-        })?;
-        Ok(rows.collect::<Result<Vec<_>, _>>()?)
-    }
-
-    /// Where every alert stands with every sink.
-    ///
-    /// # Errors
-    /// The database.
-    pub fn alert_sinks(&self) -> Result<Vec<AlertSinkRow>, JournalError> {
-        if !self.has_table("alert_sinks")? {
-            return Ok(Vec::new());
-        }
-        let mut stmt = self.conn.prepare(
-            "SELECT key, sink, delivered, attempts, last_error, gave_up, updated_at FROM alert_sinks ORDER BY updated_at",
-        )?;
-        let rows = stmt.query_map([], |r| {
-            Ok(AlertSinkRow {
-                key: r.get(0)?,
-                sink: r.get(1)?,
-                delivered: r.get(2)?,
-                attempts: to_u64(r.get(3)?),
-                last_error: r.get(4)?,
-                gave_up: r.get(5)?,
-                updated_at: to_u64(r.get(6)?),
-            })
-        })?;
-        Ok(rows.collect::<Result<Vec<_>, _>>()?)
-    }
-
     fn has_table(&self, name: &str) -> Result<bool, JournalError> {
         Ok(self.conn.query_row(
             "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1)",
@@ -787,195 +892,6 @@ impl SqliteJournal {
         )?;
         tx.commit()?;
         Ok(true)
-    }
-
-    /// Fires (a new key, or a resolved one firing again) or resolves an alert, with its audit
-    /// record, in one transaction. Returns `false`, writing nothing, when it is in that state
-    /// already (deduplicated).
-    ///
-    /// # Errors
-    /// The database.
-    pub fn set_alert(
-        &mut self,
-        key: &str,
-        kind: &str,
-        state: &str,
-        alert_json: &str,
-        at: u64,
-        audit: &AuditRecord,
-    ) -> Result<bool, JournalError> {
-        self.audited_write(ALERTS_LOG, audit, |tx, redactor| {
-            let current: Option<String> = tx
-                .query_row("SELECT state FROM alerts WHERE key = ?1", [key], |r| r.get(0))
-                .optional()?;
-            if current.as_deref() == Some(state) || (current.is_none() && state != "firing") {
-                return Ok(false);
-            }
-            let alert_json = redactor.text(alert_json);
-            if state == "firing" {
-                tx.execute(
-                    "INSERT INTO alerts (key, kind, state, alert, first_at, updated_at, resolved_at) VALUES (?1, ?2, 'firing', ?3, ?4, ?4, NULL) \
-                     ON CONFLICT (key) DO UPDATE SET state = 'firing', alert = ?3, updated_at = ?4, resolved_at = NULL",
-                    params![key, kind, alert_json, to_i64(at)],
-                )?;
-            } else {
-                tx.execute(
-                    "UPDATE alerts SET state = ?2, updated_at = ?3, resolved_at = ?3 WHERE key = ?1",
-                    params![key, state, to_i64(at)],
-                )?;
-            }
-            // A new state: every sink is owed a delivery again.
-            tx.execute(
-                "UPDATE alert_sinks SET gave_up = NULL, attempts = 0 WHERE key = ?1",
-                [key],
-            )?;
-            Ok(true)
-        })
-    }
-
-    /// Journals one delivery attempt of `action` for `key` to `sink` with its audit record:
-    /// `Ok(answer)` marks the action delivered; an error is kept, and `give_up` stops retries
-    /// of that action.
-    ///
-    /// # Errors
-    /// The database.
-    #[allow(clippy::too_many_arguments)]
-    pub fn record_delivery(
-        &mut self,
-        key: &str,
-        sink: &str,
-        action: &str,
-        outcome: Result<&str, &str>,
-        give_up: bool,
-        at: u64,
-        audit: &AuditRecord,
-    ) -> Result<(), JournalError> {
-        self.audited_write(ALERTS_LOG, audit, |tx, redactor| {
-            tx.execute(
-                "INSERT INTO alert_sinks (key, sink, delivered, attempts, last_error, gave_up, updated_at) VALUES (?1, ?2, '', 0, NULL, NULL, ?3) \
-                 ON CONFLICT (key, sink) DO NOTHING",
-                params![key, sink, to_i64(at)],
-            )?;
-            match outcome {
-                Ok(_) => tx.execute(
-                    "UPDATE alert_sinks SET delivered = ?3, attempts = attempts + 1, last_error = NULL, gave_up = NULL, updated_at = ?4 WHERE key = ?1 AND sink = ?2",
-                    params![key, sink, action, to_i64(at)],
-                )?,
-                Err(e) => tx.execute(
-                    "UPDATE alert_sinks SET attempts = attempts + 1, last_error = ?3, gave_up = ?4, updated_at = ?5 WHERE key = ?1 AND sink = ?2",
-                    params![key, sink, redactor.text(e), give_up.then_some(action), to_i64(at)],
-                )?,
-            };
-            Ok(true)
-        })?;
-        Ok(())
-    }
-
-    /// Journals a schedule's decision with its audit record, in one transaction. Returns
-    /// `false`, writing nothing, when that slot of that schedule has that decision already.
-    ///
-    /// # Errors
-    /// The database.
-    pub fn record_fire(
-        &mut self,
-        fire: &FireRow,
-        audit: &AuditRecord,
-    ) -> Result<bool, JournalError> {
-        self.audited_write(SCHEDULES_LOG, audit, |tx, redactor| {
-            let n = tx.execute(
-                "INSERT OR IGNORE INTO fires (runbook, schedule, slot_ms, decision, state, run_id, count, detail, decided_at, updated_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)",
-                params![
-                    fire.runbook,
-                    fire.schedule,
-                    fire.slot_ms,
-                    fire.decision,
-                    fire.state,
-                    fire.run_id,
-                    to_i64(fire.count),
-                    fire.detail.as_deref().map(|d| redactor.text(d)),
-                    to_i64(fire.decided_at),
-                ],
-            )?;
-            Ok(n > 0)
-        })
-    }
-
-    /// Moves a decided fire on (`started`, `skipped`, `failed`), with its audit record, in one
-    /// transaction. Returns `false` when the fire is not in `from`.
-    ///
-    /// # Errors
-    /// The database.
-    #[allow(clippy::too_many_arguments)]
-    pub fn update_fire(
-        &mut self,
-        key: (&str, &str, i64, &str),
-        from: &[&str],
-        state: &str,
-        detail: Option<&str>,
-        at: u64,
-        audit: &AuditRecord,
-    ) -> Result<bool, JournalError> {
-        self.audited_write(SCHEDULES_LOG, audit, |tx, redactor| {
-            let current: Option<String> = tx
-                .query_row(
-                    "SELECT state FROM fires WHERE runbook = ?1 AND schedule = ?2 AND slot_ms = ?3 AND decision = ?4",
-                    params![key.0, key.1, key.2, key.3],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            if !current.is_some_and(|c| from.contains(&c.as_str())) {
-                return Ok(false);
-            }
-            tx.execute(
-                "UPDATE fires SET state = ?5, detail = COALESCE(?6, detail), updated_at = ?7 \
-                 WHERE runbook = ?1 AND schedule = ?2 AND slot_ms = ?3 AND decision = ?4",
-                params![
-                    key.0,
-                    key.1,
-                    key.2,
-                    key.3,
-                    state,
-                    detail.map(|d| redactor.text(d)),
-                    to_i64(at)
-                ],
-            )?;
-            Ok(true)
-        })
-    }
-
-    /// Every schedule decision, oldest slot first.
-    ///
-    /// # Errors
-    /// The database.
-    pub fn fires(&self) -> Result<Vec<FireRow>, JournalError> {
-        let has_table: bool = self.conn.query_row(
-            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'fires')",
-            [],
-            |r| r.get(0),
-        )?;
-        if !has_table {
-            return Ok(Vec::new());
-        }
-        let mut stmt = self.conn.prepare(
-            "SELECT runbook, schedule, slot_ms, decision, state, run_id, count, detail, decided_at, updated_at \
-             FROM fires ORDER BY slot_ms, runbook, schedule",
-        )?;
-        let rows = stmt.query_map([], |r| {
-            Ok(FireRow {
-                runbook: r.get(0)?,
-                schedule: r.get(1)?,
-                slot_ms: r.get(2)?,
-                decision: r.get(3)?,
-                state: r.get(4)?,
-                run_id: r.get(5)?,
-                count: u64::try_from(r.get::<_, i64>(6)?).unwrap_or(0),
-                detail: r.get(7)?,
-                decided_at: u64::try_from(r.get::<_, i64>(8)?).unwrap_or(0),
-                updated_at: u64::try_from(r.get::<_, i64>(9)?).unwrap_or(0),
-            })
-        })?;
-        Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 
     /// Opens (creating if needed) `STATE/drover.db`.
@@ -1128,14 +1044,27 @@ fn run_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
     })
 }
 
-fn holder_alive(holder: &str) -> bool {
-    // Holders are `operator@host pid N`: a holder on this host whose process is gone is dead.
-    let this_host = hostname();
-    let mut parts = holder.rsplit(' ');
-    let pid = parts.next().and_then(|p| p.parse::<u32>().ok());
-    let host = holder.split('@').nth(1).and_then(|h| h.split(' ').next());
+/// Whether the holder of a lease may still be alive: `false` only for a holder on this host
+/// whose process is gone (then its lease is void at once, expired or not).
+#[must_use]
+pub fn holder_alive(holder: &str) -> bool {
+    // Holders are `operator@host pid N` (a server replica adds ` replica ID`): a holder on this
+    // host whose process is gone is dead. A replica's lease ends only by expiring: replicas may
+    // share a host name without sharing a process table (containers), where a missing pid
+    // proves nothing.
+    if holder.contains(" replica ") {
+        return true;
+    }
+    let Some(at) = holder.rfind(" pid ") else {
+        return true;
+    };
+    let pid = holder[at + 5..]
+        .split(' ')
+        .next()
+        .and_then(|p| p.parse::<u32>().ok());
+    let host = holder[..at].rsplit_once('@').map(|(_, h)| h);
     match (pid, host) {
-        (Some(pid), Some(h)) if h == this_host && Path::new("/proc").exists() => {
+        (Some(pid), Some(h)) if h == hostname() && Path::new("/proc").exists() => {
             Path::new(&format!("/proc/{pid}")).exists()
         }
         _ => true,
@@ -1221,6 +1150,362 @@ fn chain_records(
 }
 
 impl Journal for SqliteJournal {
+    /// Every alert, oldest first.
+    ///
+    /// # Errors
+    /// The database.
+    fn alerts(&self) -> Result<Vec<AlertRow>, JournalError> {
+        if !self.has_table("alerts")? {
+            return Ok(Vec::new());
+        }
+        let mut stmt = self.conn.prepare(
+            "SELECT key, kind, state, alert, first_at, updated_at, resolved_at FROM alerts ORDER BY first_at, key",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(AlertRow {
+                key: r.get(0)?,
+                kind: r.get(1)?,
+                state: r.get(2)?,
+                alert: r.get(3)?,
+                first_at: to_u64(r.get(4)?),
+                updated_at: to_u64(r.get(5)?),
+                resolved_at: r.get::<_, Option<i64>>(6)?.map(to_u64),
+            })
+        })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    /// Where every alert stands with every sink.
+    ///
+    /// # Errors
+    /// The database.
+    fn alert_sinks(&self) -> Result<Vec<AlertSinkRow>, JournalError> {
+        if !self.has_table("alert_sinks")? {
+            return Ok(Vec::new());
+        }
+        let mut stmt = self.conn.prepare(
+            "SELECT key, sink, delivered, attempts, last_error, gave_up, updated_at FROM alert_sinks ORDER BY updated_at",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(AlertSinkRow {
+                key: r.get(0)?,
+                sink: r.get(1)?,
+                delivered: r.get(2)?,
+                attempts: to_u64(r.get(3)?),
+                last_error: r.get(4)?,
+                gave_up: r.get(5)?,
+                updated_at: to_u64(r.get(6)?),
+            })
+        })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    /// Fires (a new key, or a resolved one firing again) or resolves an alert, with its audit
+    /// record, in one transaction. Returns `false`, writing nothing, when it is in that state
+    /// already (deduplicated).
+    ///
+    /// # Errors
+    /// The database.
+    fn set_alert(
+        &mut self,
+        key: &str,
+        kind: &str,
+        state: &str,
+        alert_json: &str,
+        at: u64,
+        audit: &AuditRecord,
+    ) -> Result<bool, JournalError> {
+        self.audited_write(ALERTS_LOG, audit, |tx, redactor| {
+            let current: Option<String> = tx
+                .query_row("SELECT state FROM alerts WHERE key = ?1", [key], |r| r.get(0))
+                .optional()?;
+            if current.as_deref() == Some(state) || (current.is_none() && state != "firing") {
+                return Ok(false);
+            }
+            let alert_json = redactor.text(alert_json);
+            if state == "firing" {
+                tx.execute(
+                    "INSERT INTO alerts (key, kind, state, alert, first_at, updated_at, resolved_at) VALUES (?1, ?2, 'firing', ?3, ?4, ?4, NULL) \
+                     ON CONFLICT (key) DO UPDATE SET state = 'firing', alert = ?3, updated_at = ?4, resolved_at = NULL",
+                    params![key, kind, alert_json, to_i64(at)],
+                )?;
+            } else {
+                tx.execute(
+                    "UPDATE alerts SET state = ?2, updated_at = ?3, resolved_at = ?3 WHERE key = ?1",
+                    params![key, state, to_i64(at)],
+                )?;
+            }
+            // A new state: every sink is owed a delivery again.
+            tx.execute(
+                "UPDATE alert_sinks SET gave_up = NULL, attempts = 0 WHERE key = ?1",
+                [key],
+            )?;
+            Ok(true)
+        })
+    }
+
+    /// Journals one delivery attempt of `action` for `key` to `sink` with its audit record:
+    /// `Ok(answer)` marks the action delivered; an error is kept, and `give_up` stops retries
+    /// of that action.
+    ///
+    /// # Errors
+    /// The database.
+    #[allow(clippy::too_many_arguments)]
+    fn record_delivery(
+        &mut self,
+        key: &str,
+        sink: &str,
+        action: &str,
+        outcome: Result<&str, &str>,
+        give_up: bool,
+        at: u64,
+        audit: &AuditRecord,
+    ) -> Result<(), JournalError> {
+        self.audited_write(ALERTS_LOG, audit, |tx, redactor| {
+            tx.execute(
+                "INSERT INTO alert_sinks (key, sink, delivered, attempts, last_error, gave_up, updated_at) VALUES (?1, ?2, '', 0, NULL, NULL, ?3) \
+                 ON CONFLICT (key, sink) DO NOTHING",
+                params![key, sink, to_i64(at)],
+            )?;
+            match outcome {
+                Ok(_) => tx.execute(
+                    "UPDATE alert_sinks SET delivered = ?3, attempts = attempts + 1, last_error = NULL, gave_up = NULL, updated_at = ?4 WHERE key = ?1 AND sink = ?2",
+                    params![key, sink, action, to_i64(at)],
+                )?,
+                Err(e) => tx.execute(
+                    "UPDATE alert_sinks SET attempts = attempts + 1, last_error = ?3, gave_up = ?4, updated_at = ?5 WHERE key = ?1 AND sink = ?2",
+                    params![key, sink, redactor.text(e), give_up.then_some(action), to_i64(at)],
+                )?,
+            };
+            Ok(true)
+        })?;
+        Ok(())
+    }
+
+    /// Journals a schedule's decision with its audit record, in one transaction. Returns
+    /// `false`, writing nothing, when that slot of that schedule has that decision already.
+    ///
+    /// # Errors
+    /// The database.
+    fn record_fire(&mut self, fire: &FireRow, audit: &AuditRecord) -> Result<bool, JournalError> {
+        self.audited_write(SCHEDULES_LOG, audit, |tx, redactor| {
+            let n = tx.execute(
+                "INSERT OR IGNORE INTO fires (runbook, schedule, slot_ms, decision, state, run_id, count, detail, decided_at, updated_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)",
+                params![
+                    fire.runbook,
+                    fire.schedule,
+                    fire.slot_ms,
+                    fire.decision,
+                    fire.state,
+                    fire.run_id,
+                    to_i64(fire.count),
+                    fire.detail.as_deref().map(|d| redactor.text(d)),
+                    to_i64(fire.decided_at),
+                ],
+            )?;
+            Ok(n > 0)
+        })
+    }
+
+    /// Moves a decided fire on (`started`, `skipped`, `failed`), with its audit record, in one
+    /// transaction. Returns `false` when the fire is not in `from`.
+    ///
+    /// # Errors
+    /// The database.
+    #[allow(clippy::too_many_arguments)]
+    fn update_fire(
+        &mut self,
+        key: (&str, &str, i64, &str),
+        from: &[&str],
+        state: &str,
+        detail: Option<&str>,
+        at: u64,
+        audit: &AuditRecord,
+    ) -> Result<bool, JournalError> {
+        self.audited_write(SCHEDULES_LOG, audit, |tx, redactor| {
+            let current: Option<String> = tx
+                .query_row(
+                    "SELECT state FROM fires WHERE runbook = ?1 AND schedule = ?2 AND slot_ms = ?3 AND decision = ?4",
+                    params![key.0, key.1, key.2, key.3],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if !current.is_some_and(|c| from.contains(&c.as_str())) {
+                return Ok(false);
+            }
+            tx.execute(
+                "UPDATE fires SET state = ?5, detail = COALESCE(?6, detail), updated_at = ?7 \
+                 WHERE runbook = ?1 AND schedule = ?2 AND slot_ms = ?3 AND decision = ?4",
+                params![
+                    key.0,
+                    key.1,
+                    key.2,
+                    key.3,
+                    state,
+                    detail.map(|d| redactor.text(d)),
+                    to_i64(at)
+                ],
+            )?;
+            Ok(true)
+        })
+    }
+
+    /// Every schedule decision, oldest slot first.
+    ///
+    /// # Errors
+    /// The database.
+    fn fires(&self) -> Result<Vec<FireRow>, JournalError> {
+        let has_table: bool = self.conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'fires')",
+            [],
+            |r| r.get(0),
+        )?;
+        if !has_table {
+            return Ok(Vec::new());
+        }
+        let mut stmt = self.conn.prepare(
+            "SELECT runbook, schedule, slot_ms, decision, state, run_id, count, detail, decided_at, updated_at \
+             FROM fires ORDER BY slot_ms, runbook, schedule",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(FireRow {
+                runbook: r.get(0)?,
+                schedule: r.get(1)?,
+                slot_ms: r.get(2)?,
+                decision: r.get(3)?,
+                state: r.get(4)?,
+                run_id: r.get(5)?,
+                count: u64::try_from(r.get::<_, i64>(6)?).unwrap_or(0),
+                detail: r.get(7)?,
+                decided_at: u64::try_from(r.get::<_, i64>(8)?).unwrap_or(0),
+                updated_at: u64::try_from(r.get::<_, i64>(9)?).unwrap_or(0),
+            })
+        })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    /// Transitions of every run journaled after the one numbered `after` (0: from the first),
+    /// at most `limit`, in the order they were journaled: `(number, run, transition)`. The number
+    /// orders transitions across runs (the all-runs event stream's ids); writes are serialised,
+    /// so a reader never sees a number before a smaller one is committed.
+    ///
+    /// # Errors
+    /// Database errors.
+    fn transitions_after(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, String, Transition)>, JournalError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT rowid, run_id, at, event, actions FROM events WHERE rowid > ?1 ORDER BY rowid LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(
+            params![
+                i64::try_from(after).unwrap_or(i64::MAX),
+                i64::try_from(limit).unwrap_or(i64::MAX)
+            ],
+            |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                ))
+            },
+        )?;
+        let corrupt = |e: serde_json::Error| JournalError::Corrupt(e.to_string());
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, run_id, at, event, actions) = row?;
+            out.push((
+                u64::try_from(id).unwrap_or(0),
+                run_id,
+                Transition {
+                    at: u64::try_from(at).unwrap_or(0),
+                    event: serde_json::from_str(&event).map_err(corrupt)?,
+                    actions: serde_json::from_str(&actions).map_err(corrupt)?,
+                },
+            ));
+        }
+        Ok(out)
+    }
+
+    /// The number of the last transition journaled (0 with none): where an all-runs stream that
+    /// wants only what comes next starts.
+    ///
+    /// # Errors
+    /// Database errors.
+    fn last_transition(&self) -> Result<u64, JournalError> {
+        let n: i64 =
+            self.conn
+                .query_row("SELECT COALESCE(MAX(rowid), 0) FROM events", [], |r| {
+                    r.get(0)
+                })?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    /// A run's transitions after the first `skip`, in order (a live event stream reads only
+    /// what it has not sent).
+    ///
+    /// # Errors
+    /// Database errors; a row that does not parse.
+    fn transitions_from(&self, run_id: &str, skip: usize) -> Result<Vec<Transition>, JournalError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT at, event, actions FROM events WHERE run_id = ?1 ORDER BY seq LIMIT -1 OFFSET ?2",
+        )?;
+        let rows = stmt.query_map(
+            params![run_id, i64::try_from(skip).unwrap_or(i64::MAX)],
+            |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
+            },
+        )?;
+        let corrupt = |e: serde_json::Error| JournalError::Corrupt(e.to_string());
+        let mut out = Vec::new();
+        for row in rows {
+            let (at, event, actions) = row?;
+            out.push(Transition {
+                at: u64::try_from(at).unwrap_or(0),
+                event: serde_json::from_str(&event).map_err(corrupt)?,
+                actions: serde_json::from_str(&actions).map_err(corrupt)?,
+            });
+        }
+        Ok(out)
+    }
+
+    fn live_leases(&self) -> Result<Vec<LiveLease>, JournalError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT run_id, status, lease_holder, lease_until, lease_token FROM runs \
+             WHERE status IN ('running', 'waiting') ORDER BY created_at",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, Option<String>>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, i64>(4)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (run_id, status, holder, until, token) = row?;
+            out.push(LiveLease {
+                run_id,
+                status: RunStatus::parse(&status).unwrap_or(RunStatus::Running),
+                holder,
+                until: to_u64(until),
+                token,
+            });
+        }
+        Ok(out)
+    }
+
     fn driven_by(&self, run_id: &str, now: u64) -> Result<Option<String>, JournalError> {
         let row: Option<(Option<String>, i64)> = self
             .conn
@@ -1834,132 +2119,6 @@ impl Journal for SqliteJournal {
             )
             .optional()?
             .unwrap_or_else(|| (crate::audit::GENESIS.to_owned(), 0)))
-    }
-}
-
-impl SqliteJournal {
-    /// Transitions of every run journaled after the one numbered `after` (0: from the first),
-    /// at most `limit`, in the order they were journaled: `(number, run, transition)`. The number
-    /// orders transitions across runs (the all-runs event stream's ids); writes are serialised,
-    /// so a reader never sees a number before a smaller one is committed.
-    ///
-    /// # Errors
-    /// Database errors.
-    pub fn transitions_after(
-        &self,
-        after: u64,
-        limit: usize,
-    ) -> Result<Vec<(u64, String, Transition)>, JournalError> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT rowid, run_id, at, event, actions FROM events WHERE rowid > ?1 ORDER BY rowid LIMIT ?2",
-        )?;
-        let rows = stmt.query_map(
-            params![
-                i64::try_from(after).unwrap_or(i64::MAX),
-                i64::try_from(limit).unwrap_or(i64::MAX)
-            ],
-            |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, i64>(2)?,
-                    r.get::<_, String>(3)?,
-                    r.get::<_, String>(4)?,
-                ))
-            },
-        )?;
-        let corrupt = |e: serde_json::Error| JournalError::Corrupt(e.to_string());
-        let mut out = Vec::new();
-        for row in rows {
-            let (id, run_id, at, event, actions) = row?;
-            out.push((
-                u64::try_from(id).unwrap_or(0),
-                run_id,
-                Transition {
-                    at: u64::try_from(at).unwrap_or(0),
-                    event: serde_json::from_str(&event).map_err(corrupt)?,
-                    actions: serde_json::from_str(&actions).map_err(corrupt)?,
-                },
-            ));
-        }
-        Ok(out)
-    }
-
-    /// The number of the last transition journaled (0 with none): where an all-runs stream that
-    /// wants only what comes next starts.
-    ///
-    /// # Errors
-    /// Database errors.
-    pub fn last_transition(&self) -> Result<u64, JournalError> {
-        let n: i64 =
-            self.conn
-                .query_row("SELECT COALESCE(MAX(rowid), 0) FROM events", [], |r| {
-                    r.get(0)
-                })?;
-        Ok(u64::try_from(n).unwrap_or(0))
-    }
-
-    /// A run's transitions after the first `skip`, in order (a live event stream reads only
-    /// what it has not sent).
-    ///
-    /// # Errors
-    /// Database errors; a row that does not parse.
-    pub fn transitions_from(
-        &self,
-        run_id: &str,
-        skip: usize,
-    ) -> Result<Vec<Transition>, JournalError> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT at, event, actions FROM events WHERE run_id = ?1 ORDER BY seq LIMIT -1 OFFSET ?2",
-        )?;
-        let rows = stmt.query_map(
-            params![run_id, i64::try_from(skip).unwrap_or(i64::MAX)],
-            |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                ))
-            },
-        )?;
-        let corrupt = |e: serde_json::Error| JournalError::Corrupt(e.to_string());
-        let mut out = Vec::new();
-        for row in rows {
-            let (at, event, actions) = row?;
-            out.push(Transition {
-                at: u64::try_from(at).unwrap_or(0),
-                event: serde_json::from_str(&event).map_err(corrupt)?,
-                actions: serde_json::from_str(&actions).map_err(corrupt)?,
-            });
-        }
-        Ok(out)
-    }
-
-    /// How long each step of the runbook named `runbook` took in past runs (any mode): per step
-    /// id, the durations (ms) of its successful attempts, from the start of the attempt to its
-    /// result, and for approval steps the wait from the request to the last approval. Interrupted
-    /// and failed attempts are left out. The simulator draws from these (empirical models).
-    ///
-    /// # Errors
-    /// Database errors; a row that does not parse.
-    pub fn measured_durations(
-        &self,
-        runbook: &str,
-    ) -> Result<BTreeMap<String, Vec<u64>>, JournalError> {
-        let mut out: BTreeMap<String, Vec<u64>> = BTreeMap::new();
-        // Tabletop exercises ran on simulated time: they measure nothing.
-        let runs = self
-            .runs_of(runbook)?
-            .into_iter()
-            .filter(|r| !r.simulated());
-        for run in runs {
-            let timeline =
-                crate::timeline::Timeline::from_transitions(&self.transitions(&run.run_id)?);
-            for (step, ds) in timeline.durations() {
-                out.entry(step.to_owned()).or_default().extend(ds);
-            }
-        }
-        Ok(out)
     }
 }
 

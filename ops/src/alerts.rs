@@ -5,7 +5,7 @@
 use crate::posture::{DrillPosture, Evidence};
 use crate::{OpsError, Workspace};
 use drover_alerts::{Alert, AlertKind};
-use drover_engine::journal::{FireRow, Journal, RunRow, RunStatus};
+use drover_engine::journal::{FireRow, RunRow, RunStatus};
 use drover_engine::run_record::{RunRecord, rfc3339};
 use drover_engine::scheduler::RunOutcome;
 use std::collections::BTreeMap;
@@ -37,7 +37,7 @@ pub fn conditions(
     now_ms: u64,
     approval_wait_ms: u64,
 ) -> Result<Vec<Alert>, OpsError> {
-    if !ws.dir().join("drover.db").exists() {
+    if !ws.has_journal() {
         return Ok(Vec::new());
     }
     let j = ws.journal_read()?;
@@ -256,7 +256,7 @@ fn missed_schedules(fires: &[FireRow]) -> Vec<Alert> {
 /// # Errors
 /// The journal cannot be read (a state directory without a journal has no alerts).
 pub fn alert_list(ws: &Workspace) -> Result<Vec<serde_json::Value>, OpsError> {
-    if !ws.dir().join("drover.db").exists() {
+    if !ws.has_journal() {
         return Ok(Vec::new());
     }
     let j = ws.journal_read()?;

@@ -116,41 +116,99 @@ fn journal_code(e: &JournalError) -> &'static str {
     }
 }
 
-/// A state directory: the journal, run records, the audit logs.
+/// A state location: the journal (a SQLite database in a directory, or a PostgreSQL database
+/// shared by server replicas) and a local directory for run records, scratch files and keys.
 #[derive(Debug, Clone)]
 pub struct Workspace {
+    /// The local directory (the state directory itself, with SQLite).
     state: PathBuf,
+    /// The PostgreSQL location, when the journal is there.
+    postgres: Option<String>,
+}
+
+/// The local directory used with a PostgreSQL journal when none is given: `DROVER_LOCAL_DIR`,
+/// else `.drover-local` in the working directory.
+fn default_local_dir() -> PathBuf {
+    std::env::var_os("DROVER_LOCAL_DIR")
+        .map_or_else(|| PathBuf::from(".drover-local"), PathBuf::from)
 }
 
 impl Workspace {
-    /// The workspace in `state`.
+    /// The workspace at `state`: a directory, or `postgres://…` (then local files go to
+    /// `DROVER_LOCAL_DIR`, else `.drover-local`; see [`Workspace::with_local_dir`]).
     #[must_use]
     pub fn new(state: impl Into<PathBuf>) -> Self {
+        let state: PathBuf = state.into();
+        let text = state.to_string_lossy();
+        if drover_journal_pg::is_postgres(&text) {
+            return Self {
+                postgres: Some(text.into_owned()),
+                state: default_local_dir(),
+            };
+        }
         Self {
-            state: state.into(),
+            state,
+            postgres: None,
         }
     }
 
-    /// The state directory.
+    /// The same journal, with local files in `dir` (a server replica's own directory).
+    #[must_use]
+    pub fn with_local_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        if self.postgres.is_some() {
+            self.state = dir.into();
+        }
+        self
+    }
+
+    /// The local directory: the state directory with SQLite; with PostgreSQL, this host's
+    /// directory for run records, scratch files and keys.
     #[must_use]
     pub fn dir(&self) -> &Path {
         &self.state
     }
 
+    /// Where the journal is, for messages (a database's password hidden).
+    #[must_use]
+    pub fn location(&self) -> String {
+        match &self.postgres {
+            Some(url) => drover_journal_pg::pool::shown(url),
+            None => self.state.display().to_string(),
+        }
+    }
+
+    /// Whether the journal is a shared database (several replicas may drive runs from it).
+    #[must_use]
+    pub fn shared(&self) -> bool {
+        self.postgres.is_some()
+    }
+
+    /// Whether there is a journal to read (a database always has one once reachable).
+    #[must_use]
+    pub fn has_journal(&self) -> bool {
+        self.postgres.is_some() || self.state.join("drover.db").exists()
+    }
+
     /// The journal, for operations that write (created if needed).
     ///
     /// # Errors
-    /// The state directory cannot hold a journal.
-    pub fn journal(&self) -> Result<SqliteJournal, OpsError> {
-        Ok(SqliteJournal::open(&self.state)?)
+    /// The state location cannot hold a journal.
+    pub fn journal(&self) -> Result<Box<dyn Journal>, OpsError> {
+        Ok(match &self.postgres {
+            Some(url) => Box::new(drover_journal_pg::PostgresJournal::open(url)?),
+            None => Box::new(SqliteJournal::open(&self.state)?),
+        })
     }
 
-    /// The journal, for operations that only read: creates nothing.
+    /// The journal, for operations that only read: creates nothing in a directory.
     ///
     /// # Errors
     /// No journal there.
-    pub fn journal_read(&self) -> Result<SqliteJournal, OpsError> {
-        Ok(SqliteJournal::open_read_only(&self.state)?)
+    pub fn journal_read(&self) -> Result<Box<dyn Journal>, OpsError> {
+        Ok(match &self.postgres {
+            Some(url) => Box::new(drover_journal_pg::PostgresJournal::open(url)?),
+            None => Box::new(SqliteJournal::open_read_only(&self.state)?),
+        })
     }
 
     /// `latest`, or the run id as given.
@@ -179,8 +237,8 @@ impl Workspace {
     /// No such run.
     pub fn status(&self, run_id: &str) -> Result<(RunRow, RunRecord), OpsError> {
         let j = self.journal_read()?;
-        let run_id = self.resolve(&j, run_id)?;
-        Ok(drover_engine::driver::status(&j, &run_id)?)
+        let run_id = self.resolve(&*j, run_id)?;
+        Ok(drover_engine::driver::status(&*j, &run_id)?)
     }
 
     /// The run (`latest` resolved) and the plan it was started with.
@@ -189,8 +247,8 @@ impl Workspace {
     /// No such run.
     pub fn run_plan(&self, run_id: &str) -> Result<(String, Plan), OpsError> {
         let j = self.journal_read()?;
-        let run_id = self.resolve(&j, run_id)?;
-        let plan = drover_engine::driver::plan_of(&j, &run_id)?;
+        let run_id = self.resolve(&*j, run_id)?;
+        let plan = drover_engine::driver::plan_of(&*j, &run_id)?;
         Ok((run_id, plan))
     }
 
@@ -256,11 +314,11 @@ impl Workspace {
         now: u64,
     ) -> Result<Approved, OpsError> {
         let mut j = self.journal()?;
-        let run_id = self.resolve(&j, run_id)?;
-        let plan = drover_engine::driver::plan_of(&j, &run_id)?;
+        let run_id = self.resolve(&*j, run_id)?;
+        let plan = drover_engine::driver::plan_of(&*j, &run_id)?;
         if let Some(reason) = roster_changed(&plan, &run_id) {
             drover_engine::driver::audit_refusal(
-                &mut j,
+                &mut *j,
                 &run_id,
                 step,
                 "unverified",
@@ -273,7 +331,7 @@ impl Workspace {
             Approver::Typed { operator, .. } => operator.clone(),
             Approver::Signed(s) => drover_engine::signed::signer_name(&plan, s),
         };
-        match drover_engine::driver::approve(&mut j, &run_id, step, approver, verdict, now)? {
+        match drover_engine::driver::approve(&mut *j, &run_id, step, approver, verdict, now)? {
             Ok(operator) => Ok(Approved {
                 run_id,
                 operator,
@@ -310,7 +368,7 @@ impl Workspace {
         anchor: Option<&drover_engine::anchor::Anchor>,
     ) -> Result<AuditCheck, OpsError> {
         let j = self.journal_read()?;
-        let run_id = self.resolve(&j, run_id)?;
+        let run_id = self.resolve(&*j, run_id)?;
         let row = j.run(&run_id)?;
         let rows = j.audit(&run_id)?;
         let result = drover_engine::audit::verify(&run_id, &rows, &row.audit_head, row.audit_count)

@@ -117,7 +117,7 @@ pub fn drill_posture(
     now_ms: u64,
     report: &dyn Fn(&str) -> String,
 ) -> Result<Vec<DrillPosture>, OpsError> {
-    let rows = if ws.dir().join("drover.db").exists() {
+    let rows = if ws.has_journal() {
         ws.runs()?
     } else {
         Vec::new()

@@ -183,7 +183,7 @@ impl Workspace {
             start: start.statement,
             anchor: start.anchor,
         };
-        let (plan, journal) = (Arc::new(compiled.plan), Box::new(journal));
+        let plan = Arc::new(compiled.plan);
         Ok(match schedule {
             None => Driver::start(spec, plan, journal, clock, adapters, observer)?,
             Some(name) => {
@@ -231,30 +231,12 @@ impl Workspace {
         observer: Arc<dyn Observer>,
     ) -> Result<Driver, OpsError> {
         let j = self.journal()?;
-        let run_id = self.resolve(&j, run_id)?;
+        let run_id = self.resolve(&*j, run_id)?;
         let state = self.dir().to_path_buf();
         let driver = if rollback {
-            Driver::rollback(
-                &run_id,
-                state,
-                operator,
-                Box::new(j),
-                clock,
-                adapters,
-                observer,
-            )
-            .await?
+            Driver::rollback(&run_id, state, operator, j, clock, adapters, observer).await?
         } else {
-            Driver::resume(
-                &run_id,
-                state,
-                operator,
-                Box::new(j),
-                clock,
-                adapters,
-                observer,
-            )
-            .await?
+            Driver::resume(&run_id, state, operator, j, clock, adapters, observer).await?
         };
         Ok(driver)
     }
@@ -288,9 +270,9 @@ impl Workspace {
         templates: Option<&std::path::Path>,
     ) -> Result<(String, String), OpsError> {
         let j = self.journal_read()?;
-        let run_id = self.resolve(&j, run_id)?;
-        drover_engine::journal::Journal::run(&j, &run_id)?;
-        let report = drover_report::gather(&j, &run_id)?;
+        let run_id = self.resolve(&*j, run_id)?;
+        drover_engine::journal::Journal::run(&*j, &run_id)?;
+        let report = drover_report::gather(&*j, &run_id)?;
         let text = drover_report::render(&report, format, templates)?;
         Ok((run_id, text))
     }
@@ -305,7 +287,7 @@ impl Workspace {
         format: drover_report::Format,
     ) -> Result<(usize, String), OpsError> {
         let j = self.journal_read()?;
-        let h = drover_report::history(&j, runbook)?;
+        let h = drover_report::history(&*j, runbook)?;
         Ok((h.runs.len(), drover_report::render_history(&h, format)?))
     }
 
@@ -320,9 +302,9 @@ impl Workspace {
         key: &drover_evidence::SigningKey,
     ) -> Result<(String, Vec<u8>, drover_report::Report), OpsError> {
         let j = self.journal_read()?;
-        let run_id = self.resolve(&j, run_id)?;
-        drover_engine::journal::Journal::run(&j, &run_id)?;
-        let (bytes, report) = drover_report::bundle::export(&j, &run_id, key)
+        let run_id = self.resolve(&*j, run_id)?;
+        drover_engine::journal::Journal::run(&*j, &run_id)?;
+        let (bytes, report) = drover_report::bundle::export(&*j, &run_id, key)
             .map_err(|e| OpsError::Failed(e.to_string()))?;
         Ok((run_id, bytes, report))
     }

@@ -12,7 +12,7 @@ use drover_dsl::{Mode, Plan};
 use drover_engine::audit::AuditRecord;
 use drover_engine::clock::Clock;
 use drover_engine::driver::{Adapters, Driver, Observer};
-use drover_engine::journal::{FireRow, Journal};
+use drover_engine::journal::{FireRow, JournalError};
 use drover_engine::run_record::{new_run_id, rfc3339};
 use drover_schedule::{Decision, Overlap, Schedule, Slot, Ticker, Trigger};
 use jiff::Timestamp;
@@ -189,7 +189,7 @@ pub fn schedule_views(
     n: usize,
 ) -> Result<Vec<ScheduleView>, OpsError> {
     let (fires, runs) = match ws {
-        Some(ws) if ws.dir().join("drover.db").exists() => {
+        Some(ws) if ws.has_journal() => {
             let j = ws.journal_read()?;
             (j.fires()?, j.runs()?)
         }
@@ -646,6 +646,15 @@ impl Scheduler {
         .await;
         match started {
             Ok(d) => Ok(Some(d)),
+            // Another replica sharing the journal started it first: one run, not two.
+            Err(OpsError::Driver(e))
+                if matches!(
+                    &*e,
+                    drover_engine::driver::DriverError::Journal(JournalError::RunExists(_))
+                ) =>
+            {
+                Ok(None)
+            }
             Err(e) => {
                 let now = clock.now_ms();
                 let detail = format!("run {} not started: {e}", p.run_id);

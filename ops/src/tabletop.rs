@@ -9,7 +9,6 @@ use crate::runs::{Compiled, Start};
 use crate::{OpsError, Workspace};
 use drover_engine::clock::Clock;
 use drover_engine::driver::{Adapters, Driver, Observer};
-use drover_engine::journal::Journal;
 use drover_simulator::Scenario;
 use drover_simulator::live::{SimulatedAdapter, TabletopClock};
 use std::sync::Arc;
@@ -138,7 +137,7 @@ impl Workspace {
     /// No such run.
     pub fn is_tabletop(&self, run_id: &str) -> Result<bool, OpsError> {
         let j = self.journal_read()?;
-        let run_id = self.resolve(&j, run_id)?;
+        let run_id = self.resolve(&*j, run_id)?;
         Ok(j.run(&run_id)?.simulated())
     }
 
@@ -207,7 +206,7 @@ impl Workspace {
     ) -> Result<(), OpsError> {
         let mut j = self.journal()?;
         drover_engine::oplog::record(
-            &mut j,
+            &mut *j,
             &tabletop_log(run_id),
             &drover_engine::oplog::Operation {
                 action,

@@ -1,7 +1,7 @@
 //! What front ends show of runs: the list, one run's status, an audit log.
 
 use crate::{OpsError, Workspace};
-use drover_engine::journal::{Journal, ProgressRow, RunRow};
+use drover_engine::journal::{ProgressRow, RunRow};
 use drover_engine::run_record::{RunRecord, rfc3339};
 
 /// One run as a list shows it.
@@ -185,8 +185,8 @@ impl Workspace {
     /// No such run.
     pub fn run_view(&self, run_id: &str, now: u64) -> Result<RunView, OpsError> {
         let j = self.journal_read()?;
-        let run_id = self.resolve(&j, run_id)?;
-        let (row, record) = drover_engine::driver::status(&j, &run_id)?;
+        let run_id = self.resolve(&*j, run_id)?;
+        let (row, record) = drover_engine::driver::status(&*j, &run_id)?;
         let driven_by = j.driven_by(&run_id, now).unwrap_or(None);
         let waiting = j
             .progress(&run_id)
@@ -234,7 +234,7 @@ impl Workspace {
         let log = if log.starts_with('@') {
             log.to_owned()
         } else {
-            self.resolve(&j, log)?
+            self.resolve(&*j, log)?
         };
         Ok(j.audit(&log)?.into_iter().map(|(_, r, _)| r).collect())
     }
@@ -253,7 +253,7 @@ impl Workspace {
         roster: Option<&std::path::Path>,
     ) -> Result<Result<(u64, Option<usize>, Option<usize>), String>, OpsError> {
         let j = self.journal_read()?;
-        let checked = drover_engine::oplog::verify(&j, log, anchor).map_err(|e| e.to_string());
+        let checked = drover_engine::oplog::verify(&*j, log, anchor).map_err(|e| e.to_string());
         Ok(checked.and_then(|(n, anchored)| {
             let signed = match roster {
                 None => None,
@@ -423,7 +423,7 @@ impl Workspace {
     pub fn prediction(&self, run_id: &str) -> Result<Option<Prediction>, OpsError> {
         let (_, plan) = self.run_plan(run_id)?;
         let j = self.journal_read()?;
-        let run_id = self.resolve(&j, run_id)?;
+        let run_id = self.resolve(&*j, run_id)?;
         let mode = j.run(&run_id)?.mode;
         let measured = j.measured_durations(&plan.runbook.name).unwrap_or_default();
         let prep = drover_simulator::Prepared::with_measured(

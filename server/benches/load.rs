@@ -142,6 +142,7 @@ fn main() {
     let result = rt.block_on(async move {
         let app = drover_server::App::new(
             drover_server::Config {
+                replica: Default::default(),
                 alerts: drover_alerts::AlertsConfig::default(),
                 state: d.join("state"),
                 operators: d.join("operators.toml"),

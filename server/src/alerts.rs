@@ -9,9 +9,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use drover_alerts::{Action, Alert, AlertKind, SinkConfig};
 use drover_engine::audit::AuditRecord;
-use drover_engine::journal::{ALERTS_LOG, Journal as _};
+use drover_engine::journal::ALERTS_LOG;
 use drover_engine::run_record::rfc3339;
-use drover_ops::Workspace;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -112,12 +111,12 @@ async fn owed(
     let cache = Arc::clone(cache);
     let (dir, state, now) = (
         app.config.runbooks.clone(),
-        app.ws.dir().to_path_buf(),
+        app.ws.clone(),
         app.clock.now_ms(),
     );
     let cfg = app.config.alerts.clone();
     blocking(move || {
-        let ws = Workspace::new(state);
+        let ws = state;
         // Compiled again only when a runbook changed (this runs every few seconds).
         let fp = crate::schedules::fingerprint(&dir);
         let rbs = {
@@ -317,8 +316,8 @@ async fn send(
 pub(crate) async fn list(
     State(app): State<Arc<App>>,
 ) -> Result<Json<serde_json::Value>, crate::ApiError> {
-    let state = app.ws.dir().to_path_buf();
-    let list = blocking(move || drover_ops::alerts::alert_list(&Workspace::new(state))).await?;
+    let state = app.ws.clone();
+    let list = blocking(move || drover_ops::alerts::alert_list(&state)).await?;
     let configured: Vec<serde_json::Value> = app
         .config
         .alerts

@@ -11,6 +11,7 @@ pub mod alerts;
 pub mod auth;
 mod console;
 mod passkeys;
+pub mod replicas;
 pub mod schedules;
 mod tabletop;
 pub mod tls;
@@ -59,6 +60,8 @@ pub struct Config {
     pub evidence_key: Option<PathBuf>,
     /// Alert sinks and thresholds (the configuration file's `[alerts]`).
     pub alerts: drover_alerts::AlertsConfig,
+    /// Replication: this replica's id, its lease TTL, its local directory.
+    pub replica: replicas::ReplicaConfig,
 }
 
 /// The server's shared state.
@@ -146,19 +149,24 @@ impl App {
                 }
             })?),
         };
-        std::fs::create_dir_all(&config.state).map_err(|e| ServerError::State {
-            why: format!("{}: {e}", config.state.display()),
+        let ws = match &config.replica.local_dir {
+            Some(d) => Workspace::new(config.state.clone()).with_local_dir(d),
+            None => Workspace::new(config.state.clone()),
+        };
+        let local = ws.dir().to_path_buf();
+        std::fs::create_dir_all(&local).map_err(|e| ServerError::State {
+            why: format!("{}: {e}", local.display()),
         })?;
-        let sessions = auth::Sessions::kept(
-            config.state.join("sessions.json"),
-            SystemClock.now_ms(),
-            |op| roster.operators.contains_key(op),
-        )
-        .map_err(|why| ServerError::State { why })?;
-        let passkeys = passkeys::Passkeys::load(config.state.join("passkeys.json"))
+        drover_engine::driver::set_lease(config.replica.lease_ttl_ms, Some(&config.replica.id));
+        let sessions =
+            auth::Sessions::kept(local.join("sessions.json"), SystemClock.now_ms(), |op| {
+                roster.operators.contains_key(op)
+            })
+            .map_err(|why| ServerError::State { why })?;
+        let passkeys = passkeys::Passkeys::load(local.join("passkeys.json"))
             .map_err(|why| ServerError::State { why })?;
         Ok(Arc::new(Self {
-            ws: Workspace::new(config.state.clone()),
+            ws,
             passkeys,
             predictions: std::sync::Mutex::default(),
             tabletops: std::sync::Mutex::default(),
@@ -246,6 +254,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/v1/runs/{run}/tabletop", post(tabletop::control))
         .route("/api/v1/runs/{run}/injects", post(tabletop::inject))
         .route("/metrics", get(metrics))
+        .route("/api/v1/replicas", get(replicas::list))
         .route_layer(middleware::from_fn_with_state(
             Arc::clone(&app),
             require_session,
@@ -455,7 +464,7 @@ fn audit_signed(
         .journal()
         .map_err(|e| e.to_string())
         .and_then(|mut j| {
-            drover_engine::oplog::record(&mut j, SERVER_LOG, &op, app.clock.now_ms(), None)
+            drover_engine::oplog::record(&mut *j, SERVER_LOG, &op, app.clock.now_ms(), None)
                 .map_err(|e| e.to_string())
         });
     if let Err(e) = written {
@@ -994,7 +1003,7 @@ async fn resume_run(
     let a = Arc::clone(&app);
     let run_id = blocking(move || {
         let j = a.ws.journal_read()?;
-        a.ws.resolve(&j, &run)
+        a.ws.resolve(&*j, &run)
     })
     .await?;
     if app.interrupter(&run_id).is_some() {
@@ -1083,6 +1092,13 @@ fn drive(app: &Arc<App>, driver: Driver, fresh: bool) {
                     tracing::error!(run = %run_id, error = %e, "cannot keep the run record");
                 }
             }
+            Err(drover_engine::driver::DriverError::Journal(
+                drover_engine::journal::JournalError::Fenced(_),
+            )) => tracing::error!(
+                run = %run_id,
+                replica = %app.config.replica.id,
+                "lost the lease on the run: another replica took it over; this replica stopped its steps and acts no more on it"
+            ),
             Err(e) => tracing::error!(run = %run_id, error = %e, "run stopped"),
         }
         lock(&app.driven).remove(&run_id);
@@ -1128,6 +1144,11 @@ async fn reopen_and_drive(app: &Arc<App>, run_id: &str, operator: &str) -> Resul
 /// steps journaled as done are not run again; a step caught in flight is read back first.
 /// Returns the runs resumed.
 pub async fn resume_runs(app: &Arc<App>) -> Vec<String> {
+    if app.ws.shared() {
+        // With a shared journal every replica takes over runs whose lease expired
+        // (`replicas`), whoever started them.
+        return Vec::new();
+    }
     let listed = std::fs::read_to_string(runs_file(app)).unwrap_or_default();
     let mut resumed = Vec::new();
     let mut seen = std::collections::BTreeSet::new();
@@ -1164,7 +1185,7 @@ struct Stream {
     pos: usize,
     pending: std::collections::VecDeque<SseEvent>,
     /// The stream's own read connection, kept between reads.
-    journal: Option<drover_engine::journal::SqliteJournal>,
+    journal: Option<Box<dyn drover_engine::journal::Journal>>,
     /// Whether the last transition read ended the run.
     finished: bool,
     ended: bool,
@@ -1191,8 +1212,8 @@ async fn run_events(
     // Whether the last transition the client saw ended the run (then only `end` is left).
     let (journal, finished, run) = blocking(move || {
         let j = a.ws.journal_read()?;
-        let r = a.ws.resolve(&j, &run)?;
-        drover_engine::journal::Journal::run(&j, &r)?;
+        let r = a.ws.resolve(&*j, &run)?;
+        drover_engine::journal::Journal::run(&*j, &r)?;
         let seen_last = match after.checked_sub(1) {
             Some(k) => j.transitions_from(&r, k)?.into_iter().next(),
             None => None,
@@ -1286,7 +1307,7 @@ struct AllStream {
     /// The number of the last transition sent.
     after: u64,
     pending: std::collections::VecDeque<SseEvent>,
-    journal: Option<drover_engine::journal::SqliteJournal>,
+    journal: Option<Box<dyn drover_engine::journal::Journal>>,
 }
 
 /// How many transitions the all-runs stream reads at once.
@@ -1379,7 +1400,8 @@ async fn metrics(State(app): State<Arc<App>>) -> Result<Response, ApiError> {
         // One connection; a run's record is read only when it counts: live runs (approvals
         // pending) and the latest run of each runbook (its RTO). Runs come newest first.
         let j = app.ws.journal_read()?;
-        let rows = drover_engine::journal::Journal::runs(&j)?;
+        let rows = drover_engine::journal::Journal::runs(&*j)?;
+        let leases = j.live_leases()?;
         let mut by_status: std::collections::BTreeMap<&str, usize> = Default::default();
         let mut pending = 0usize;
         let mut last_rto: std::collections::BTreeMap<String, (Option<u64>, u64)> =
@@ -1392,7 +1414,7 @@ async fn metrics(State(app): State<Arc<App>>) -> Result<Response, ApiError> {
             if !r.status.is_live() && !latest {
                 continue;
             }
-            let Ok((_, rec)) = drover_engine::driver::status(&j, &r.run_id) else {
+            let Ok((_, rec)) = drover_engine::driver::status(&*j, &r.run_id) else {
                 continue;
             };
             if r.status.is_live() {
@@ -1404,7 +1426,7 @@ async fn metrics(State(app): State<Arc<App>>) -> Result<Response, ApiError> {
             }
             if latest {
                 last_rto.insert(r.runbook.clone(), (rec.rto.achieved_ms, rec.rto.target_ms));
-                let t = drover_engine::journal::Journal::transitions(&j, &r.run_id)
+                let t = drover_engine::journal::Journal::transitions(&*j, &r.run_id)
                     .map(|t| drover_engine::timeline::Timeline::from_transitions(&t))
                     .unwrap_or_default();
                 for (step, n) in &t.nodes {
@@ -1414,7 +1436,8 @@ async fn metrics(State(app): State<Arc<App>>) -> Result<Response, ApiError> {
                 }
             }
         }
-        let mut out = String::from(
+        let mut out = replicas::metrics(&app, &leases, app.clock.now_ms());
+        out.push_str(
             "# HELP drover_runs Runs in the state directory, by status.\n# TYPE drover_runs gauge\n",
         );
         for (s, n) in by_status {

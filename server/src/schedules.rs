@@ -6,7 +6,6 @@
 use crate::{App, Wake, blocking, drive, lock, remember, reopen_and_drive};
 use axum::Json;
 use axum::extract::{Query, State};
-use drover_ops::Workspace;
 use drover_ops::schedules::{Pending, Scheduler, runbooks_in, schedule_views};
 use serde::Deserialize;
 use std::path::Path;
@@ -61,17 +60,14 @@ async fn run(app: Arc<App>) {
         };
         if scheduler.is_none() || fp != seen {
             seen = fp;
-            let (state, now) = (app.ws.dir().to_path_buf(), app.clock.now_ms());
+            let (state, now) = (app.ws.clone(), app.clock.now_ms());
             let operators = app.config.operators.clone();
             let built = blocking(move || {
                 let (rbs, bad) = runbooks_in(&dir)?;
                 for b in &bad {
                     tracing::warn!(runbook = %b.file, error = %b.error, "runbook not scheduled");
                 }
-                Ok(
-                    Scheduler::new(Workspace::new(state), rbs, now)?
-                        .with_operators(Some(operators)),
-                )
+                Ok(Scheduler::new(state, rbs, now)?.with_operators(Some(operators)))
             })
             .await;
             match built {
@@ -170,12 +166,12 @@ pub(crate) async fn list(
     let n = q.count.unwrap_or(5).clamp(1, 100);
     let (dir, state, now) = (
         app.config.runbooks.clone(),
-        app.ws.dir().to_path_buf(),
+        app.ws.clone(),
         app.clock.now_ms(),
     );
     let (views, bad) = blocking(move || {
         let (rbs, bad) = runbooks_in(&dir)?;
-        let views = schedule_views(&rbs, Some(&Workspace::new(state)), now, n)?;
+        let views = schedule_views(&rbs, Some(&state), now, n)?;
         Ok((views, bad))
     })
     .await?;
@@ -191,13 +187,13 @@ pub(crate) async fn posture(
 ) -> Result<Json<serde_json::Value>, crate::ApiError> {
     let (dir, state, now) = (
         app.config.runbooks.clone(),
-        app.ws.dir().to_path_buf(),
+        app.ws.clone(),
         app.clock.now_ms(),
     );
     let (posture, bad) = blocking(move || {
         let (rbs, bad) = runbooks_in(&dir)?;
         let report = |run: &str| format!("/api/v1/runs/{run}/report");
-        let p = drover_ops::posture::drill_posture(&rbs, &Workspace::new(state), now, &report)?;
+        let p = drover_ops::posture::drill_posture(&rbs, &state, now, &report)?;
         Ok((p, bad))
     })
     .await?;

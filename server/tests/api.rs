@@ -69,6 +69,7 @@ fn adapters() -> drover_engine::driver::Adapters {
 fn app_on(d: &Path) -> Arc<drover_server::App> {
     drover_server::App::new(
         drover_server::Config {
+            replica: Default::default(),
             alerts: drover_alerts::AlertsConfig::default(),
             state: d.join("state"),
             operators: d.join("operators.toml"),

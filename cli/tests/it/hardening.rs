@@ -607,13 +607,33 @@ fn a_state_location_that_is_not_a_path_is_refused() {
             "run",
             "quickstart.drover",
             "--state",
-            "postgres://db.example/drover",
+            "s3://db.example/drover",
         ],
     );
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(err.contains("`postgres://` is not supported"), "{err}");
+    assert!(err.contains("`s3://` is not supported"), "{err}");
     assert!(err.contains("local directory"), "{err}");
+    assert!(err.contains("postgres://"), "{err}");
+    assert!(!d.join("s3:").exists());
+}
+
+#[test]
+fn an_unreachable_postgresql_journal_is_a_clear_error_without_its_password() {
+    let (_tmp, d) = quickstart_dir();
+    let out = drover(
+        &d,
+        &[
+            "run",
+            "quickstart.drover",
+            "--state",
+            "postgres://drover:hunter2-not-shown@127.0.0.1:1/drover",
+        ],
+    );
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("cannot connect"), "{err}");
+    assert!(!err.contains("hunter2"), "the password was printed: {err}");
     assert!(!d.join("postgres:").exists());
 }
 

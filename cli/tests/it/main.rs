@@ -17,6 +17,7 @@ mod backup_audit;
 #[path = "../../../server/tests/browser/cdp.rs"]
 mod cdp;
 mod console;
+mod ha;
 mod hardening;
 mod identity;
 mod report;

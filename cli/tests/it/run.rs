@@ -10,20 +10,27 @@ fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_drover")
 }
 
+/// `drover` in `dir`: the state is `dir/.drover`, or with `DROVER_TEST_JOURNAL=postgres` a
+/// database of the test's own (`DROVER_STATE`): these tests run on both journals.
+fn command(dir: &Path) -> Command {
+    let mut c = Command::new(bin());
+    c.current_dir(dir).env("USER", "alice");
+    if drover_journal_pg::testing::on_postgres() {
+        c.env(
+            "DROVER_STATE",
+            drover_journal_pg::testing::database_for(dir),
+        );
+    }
+    c
+}
+
 fn drover(dir: &Path, args: &[&str]) -> Output {
-    Command::new(bin())
-        .args(args)
-        .current_dir(dir)
-        .env("USER", "alice")
-        .output()
-        .expect("drover runs")
+    command(dir).args(args).output().expect("drover runs")
 }
 
 fn spawn(dir: &Path, args: &[&str]) -> Child {
-    Command::new(bin())
+    command(dir)
         .args(args)
-        .current_dir(dir)
-        .env("USER", "alice")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -185,7 +192,11 @@ fn crash_at_many_points_and_resume_never_reruns_a_journaled_step() {
             vec!["resume", "crash"]
         };
         first = false;
-        let out = Command::new("sh")
+        let mut sh = Command::new("sh");
+        if drover_journal_pg::testing::on_postgres() {
+            sh.env("DROVER_STATE", drover_journal_pg::testing::database_for(d));
+        }
+        let out = sh
             .arg("-c")
             .arg("ulimit -c 0; exec \"$0\" \"$@\"")
             .arg(bin())
@@ -356,34 +367,38 @@ fn audit_verify_detects_tampering_through_the_binary() {
     let d = dir.path();
     let log = d.join("effects.log");
     std::fs::write(d.join("r.drover"), chain_runbook(60, &log)).expect("write");
-    let out = drover(d, &["run", "r.drover", "--mode", "drill", "--run-id", "t"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    assert_eq!(drover(d, &["audit", "verify", "t"]).status.code(), Some(0));
-    let db = d.join(".drover/drover.db");
-    let pristine = std::fs::read(&db).expect("db");
-    let tamper = |sql: &str| {
-        std::fs::write(&db, &pristine).expect("restore db");
-        let _ = std::fs::remove_file(d.join(".drover/drover.db-wal"));
-        let conn = rusqlite::Connection::open(&db).expect("open");
-        conn.execute_batch(sql).expect("tamper");
-        drop(conn);
-        drover(d, &["audit", "verify", "t"])
+    // Each tampering on a run of its own, in the journal's own database, by someone with write
+    // access to it.
+    let tamper = |run: &str, sql: &str| {
+        let out = drover(d, &["run", "r.drover", "--mode", "drill", "--run-id", run]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        assert_eq!(drover(d, &["audit", "verify", run]).status.code(), Some(0));
+        let sql = sql.replace("RUN", run);
+        if drover_journal_pg::testing::on_postgres() {
+            let url = drover_journal_pg::testing::database_for(d);
+            let mut c = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
+            c.batch_execute(&sql).expect("tamper");
+        } else {
+            let conn = rusqlite::Connection::open(d.join(".drover/drover.db")).expect("open");
+            conn.execute_batch(&sql).expect("tamper");
+        }
+        drover(d, &["audit", "verify", run])
     };
     for (what, sql) in [
         (
             "edit",
-            "UPDATE audit SET record = replace(record, '\"outcome\":\"ok\"', '\"outcome\":\"failed\"') WHERE run_id = 't' AND seq = 10",
+            "UPDATE audit SET record = replace(record, '\"outcome\":\"ok\"', '\"outcome\":\"failed\"') WHERE run_id = 'RUN' AND seq = 10",
         ),
         (
             "delete",
-            "DELETE FROM audit WHERE run_id = 't' AND seq = 20",
+            "DELETE FROM audit WHERE run_id = 'RUN' AND seq = 20",
         ),
         (
             "truncate",
-            "DELETE FROM audit WHERE run_id = 't' AND seq > 50",
+            "DELETE FROM audit WHERE run_id = 'RUN' AND seq > 50",
         ),
     ] {
-        let out = tamper(sql);
+        let out = tamper(&format!("t-{what}"), sql);
         assert_eq!(out.status.code(), Some(1), "{what} not detected");
         assert!(
             text(&out.stderr).contains("audit record"),

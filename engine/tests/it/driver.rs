@@ -3,7 +3,7 @@
 
 use drover_engine::clock::{Clock, ManualClock};
 use drover_engine::driver::{Adapters, Driver, Observer, RunSpec};
-use drover_engine::journal::{Journal, RunStatus, SqliteJournal};
+use drover_engine::journal::{Journal, JournalError, RunStatus};
 use drover_engine::scheduler::RunOutcome;
 use drover_schema::{Adapter, AdapterError, Inputs, Outputs, StepContext};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -123,11 +123,11 @@ async fn drive(
             Arc::new(|_: &str| {}),
         )))
         .with(flaky);
-    let journal = SqliteJournal::open(dir).expect("journal");
+    let journal = crate::backend::journal(dir);
     let d = start(
         plan,
         dir,
-        Box::new(journal),
+        journal,
         clock,
         adapters,
         Arc::clone(&lines) as Arc<dyn Observer>,
@@ -206,7 +206,7 @@ milestone done {
     let mut approved = false;
     let mut waited = 0u32;
     // Another journal handle, as `drover approve` has.
-    let mut other = SqliteJournal::open(&state).expect("journal");
+    let mut other = crate::backend::journal(&state);
     let (record, lines) = drive(plan, Arc::clone(&flaky), dir.path(), &clock, 1, || {
         // Bob approves after the run has waited for him for an hour (360 ticks of 10 s).
         if approved {
@@ -224,7 +224,7 @@ milestone done {
                 roles: Vec::new(),
             };
             let r = drover_engine::driver::approve(
-                &mut other,
+                &mut *other,
                 "r1",
                 "go",
                 &bob,
@@ -309,7 +309,7 @@ milestone done {{
         "{error}"
     );
     // What it waited for, and why, was journaled for `drover status`.
-    let j = SqliteJournal::open_read_only(dir.path()).expect("journal");
+    let j = crate::backend::journal_read(dir.path());
     let progress = j.progress("r1").expect("progress");
     assert_eq!(progress.len(), 1);
     assert!(progress[0].text.starts_with("attempt "), "{progress:?}");
@@ -387,7 +387,7 @@ impl Adapter for Gate {
 /// A journal whose commit of `first`'s success blocks, as a commit waiting on a slow disk does,
 /// until the `release` step lets it go (or 20 s pass: then the runtime stalled).
 struct SlowDisk {
-    inner: SqliteJournal,
+    inner: Box<dyn Journal>,
     armed: Arc<tokio::sync::Notify>,
     release: std::sync::mpsc::Receiver<()>,
     stalled: Arc<std::sync::atomic::AtomicBool>,
@@ -625,6 +625,78 @@ impl Journal for SlowDisk {
     ) -> Result<(String, u64), drover_engine::journal::JournalError> {
         self.inner.audit_head(run_id)
     }
+    fn alerts(&self) -> Result<Vec<drover_engine::journal::AlertRow>, JournalError> {
+        self.inner.alerts()
+    }
+    fn alert_sinks(&self) -> Result<Vec<drover_engine::journal::AlertSinkRow>, JournalError> {
+        self.inner.alert_sinks()
+    }
+    fn set_alert(
+        &mut self,
+        key: &str,
+        kind: &str,
+        state: &str,
+        alert_json: &str,
+        at: u64,
+        audit: &drover_engine::audit::AuditRecord,
+    ) -> Result<bool, JournalError> {
+        self.inner
+            .set_alert(key, kind, state, alert_json, at, audit)
+    }
+    fn record_delivery(
+        &mut self,
+        key: &str,
+        sink: &str,
+        action: &str,
+        outcome: Result<&str, &str>,
+        give_up: bool,
+        at: u64,
+        audit: &drover_engine::audit::AuditRecord,
+    ) -> Result<(), JournalError> {
+        self.inner
+            .record_delivery(key, sink, action, outcome, give_up, at, audit)
+    }
+    fn record_fire(
+        &mut self,
+        fire: &drover_engine::journal::FireRow,
+        audit: &drover_engine::audit::AuditRecord,
+    ) -> Result<bool, JournalError> {
+        self.inner.record_fire(fire, audit)
+    }
+    fn update_fire(
+        &mut self,
+        key: (&str, &str, i64, &str),
+        from: &[&str],
+        state: &str,
+        detail: Option<&str>,
+        at: u64,
+        audit: &drover_engine::audit::AuditRecord,
+    ) -> Result<bool, JournalError> {
+        self.inner.update_fire(key, from, state, detail, at, audit)
+    }
+    fn fires(&self) -> Result<Vec<drover_engine::journal::FireRow>, JournalError> {
+        self.inner.fires()
+    }
+    fn transitions_after(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, String, drover_engine::journal::Transition)>, JournalError> {
+        self.inner.transitions_after(after, limit)
+    }
+    fn last_transition(&self) -> Result<u64, JournalError> {
+        self.inner.last_transition()
+    }
+    fn transitions_from(
+        &self,
+        run_id: &str,
+        skip: usize,
+    ) -> Result<Vec<drover_engine::journal::Transition>, JournalError> {
+        self.inner.transitions_from(run_id, skip)
+    }
+    fn live_leases(&self) -> Result<Vec<drover_engine::journal::LiveLease>, JournalError> {
+        self.inner.live_leases()
+    }
 }
 
 /// One worker thread, the strictest runtime: while a commit waits on the disk, the steps that
@@ -655,7 +727,7 @@ milestone done {
 "#;
     let plan = compile_with(body, &*gate);
     let journal = SlowDisk {
-        inner: SqliteJournal::open(dir.path()).expect("journal"),
+        inner: crate::backend::journal(dir.path()),
         armed,
         release: rx,
         stalled: Arc::clone(&stalled),
@@ -726,7 +798,7 @@ milestone done {
     let d = start(
         plan,
         dir.path(),
-        Box::new(SqliteJournal::open(dir.path()).expect("journal")),
+        crate::backend::journal(dir.path()),
         &clock,
         Adapters::default().with(Arc::new(Denied)),
         Arc::new(Lines::default()) as Arc<dyn Observer>,
@@ -755,7 +827,7 @@ milestone done {
     );
     assert_eq!(live.error_context.as_ref(), Some(&expected));
     // Rebuilt from the journal alone, as `drover status` does.
-    let j = SqliteJournal::open_read_only(dir.path()).expect("journal");
-    let (_, stored) = drover_engine::driver::status(&j, "r1").expect("status");
+    let j = crate::backend::journal_read(dir.path());
+    let (_, stored) = drover_engine::driver::status(&*j, "r1").expect("status");
     assert_eq!(line(&stored).error_context.as_ref(), Some(&expected));
 }

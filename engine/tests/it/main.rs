@@ -1,10 +1,11 @@
 //! Engine integration tests: the audit chain against every single-record tampering of a 100-record
 //! log, and the journal's lease.
 
+mod backend;
 mod driver;
 
 use drover_engine::audit::{AuditRecord, GENESIS, verify};
-use drover_engine::journal::{Journal, JournalError, RunRow, SqliteJournal};
+use drover_engine::journal::{JournalError, RunRow};
 use drover_engine::scheduler::Event;
 
 fn run_row(id: &str) -> RunRow {
@@ -47,7 +48,7 @@ fn record(i: u64) -> AuditRecord {
 /// A journal holding a 100-record audit log for run `r`, and the stored rows and head.
 fn hundred() -> (tempfile::TempDir, Vec<(u64, String, String)>, String, u64) {
     let dir = tempfile::tempdir().expect("tmp");
-    let mut j = SqliteJournal::open(dir.path()).expect("journal");
+    let mut j = crate::backend::journal(dir.path());
     j.create_run(&run_row("r"), &Default::default())
         .expect("run");
     let lease = j.acquire("r", "alice@h pid 1", 0, 30_000).expect("lease");
@@ -152,7 +153,7 @@ fn every_tail_truncation_is_detected_against_the_head() {
 #[test]
 fn a_second_holder_is_refused_and_a_fenced_writer_cannot_append() {
     let dir = tempfile::tempdir().expect("tmp");
-    let mut j = SqliteJournal::open(dir.path()).expect("journal");
+    let mut j = crate::backend::journal(dir.path());
     j.create_run(&run_row("r"), &Default::default())
         .expect("run");
     let me = format!(
@@ -180,7 +181,7 @@ fn a_second_holder_is_refused_and_a_fenced_writer_cannot_append() {
 #[test]
 fn a_dead_local_holder_does_not_block_resume() {
     let dir = tempfile::tempdir().expect("tmp");
-    let mut j = SqliteJournal::open(dir.path()).expect("journal");
+    let mut j = crate::backend::journal(dir.path());
     j.create_run(&run_row("r"), &Default::default())
         .expect("run");
     // A pid that cannot exist on this host.
