@@ -1601,6 +1601,16 @@ impl Journal for SqliteJournal {
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        // A run that exists already is named as such, before its own claims could be mistaken
+        // for another run's.
+        let exists: Option<i64> = tx
+            .query_row("SELECT 1 FROM runs WHERE run_id = ?1", [&r.run_id], |x| {
+                x.get(0)
+            })
+            .optional()?;
+        if exists.is_some() {
+            return Err(JournalError::RunExists(r.run_id.clone()));
+        }
         if claims.concurrent.is_none() {
             for claim in &claims.names {
                 let holder: Option<(String, String, String, String)> = tx
@@ -1627,14 +1637,6 @@ impl Journal for SqliteJournal {
                     });
                 }
             }
-        }
-        let exists: Option<i64> = tx
-            .query_row("SELECT 1 FROM runs WHERE run_id = ?1", [&r.run_id], |x| {
-                x.get(0)
-            })
-            .optional()?;
-        if exists.is_some() {
-            return Err(JournalError::RunExists(r.run_id.clone()));
         }
         let red = |t: &str| self.redactor.text(t);
         let record = r.record.as_deref().map(red);

@@ -409,6 +409,15 @@ impl Journal for PostgresJournal {
             // Claims are checked and taken by one creator at a time, across replicas.
             tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK_CLAIMS])
                 .map_err(pg)?;
+            // A run that exists already (another replica created it first) is named as such,
+            // before its own claims could be mistaken for another run's.
+            if tx
+                .query_opt("SELECT 1 FROM runs WHERE run_id = $1", &[&r.run_id])
+                .map_err(pg)?
+                .is_some()
+            {
+                return Err(JournalError::RunExists(r.run_id.clone()));
+            }
             if claims.concurrent.is_none() {
                 for claim in &claims.names {
                     let holder = tx

@@ -157,7 +157,12 @@ impl App {
         std::fs::create_dir_all(&local).map_err(|e| ServerError::State {
             why: format!("{}: {e}", local.display()),
         })?;
-        drover_engine::driver::set_lease(config.replica.lease_ttl_ms, Some(&config.replica.id));
+        // A replica id in its leases only with a shared journal: a lone server's lease ends as
+        // soon as its process is gone (a restart resumes its runs at once).
+        drover_engine::driver::set_lease(
+            config.replica.lease_ttl_ms,
+            ws.shared().then_some(config.replica.id.as_str()),
+        );
         let sessions =
             auth::Sessions::kept(local.join("sessions.json"), SystemClock.now_ms(), |op| {
                 roster.operators.contains_key(op)

@@ -138,7 +138,10 @@ async fn fire(app: &Arc<App>, s: &Arc<std::sync::Mutex<Scheduler>>, p: &Pending)
             if let Err(e) = scheduler.mark_started(p, now) {
                 tracing::error!(run = %p.run_id, error = %e, "cannot mark the fire started");
             }
-            if app.interrupter(&p.run_id).is_none()
+            // With a shared journal another replica may drive it; if nobody does, the takeover
+            // loop (`replicas`) takes it once its lease expires.
+            if !app.ws.shared()
+                && app.interrupter(&p.run_id).is_none()
                 && let Err(e) = reopen_and_drive(app, &p.run_id, "drover-server").await
             {
                 tracing::error!(run = %p.run_id, error = %e.message, "cannot resume the scheduled run");

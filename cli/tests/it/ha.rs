@@ -592,3 +592,43 @@ fn postgres_restarted_mid_run_the_replicas_reconnect_and_the_run_finishes() {
     );
     assert_eq!(live, 0);
 }
+
+#[test]
+fn a_schedule_fires_once_per_slot_across_two_replicas() {
+    let Some(_) = pg() else { return };
+    let dir = tempfile::tempdir().expect("tmp");
+    let d = dir.path();
+    let url = drover_journal_pg::testing::database_for(d);
+    let rb = "runbook \"often\" {\n  rto   = 1h\n  rpo   = 1h\n  modes = [drill]\n}\n\nschedule often {\n  every = 2s\n}\n\nstep probe {\n  action = shell\n  with {\n    command = \"true\"\n  }\n}\n\nmilestone done {\n  after     = [probe]\n  stops_rto = true\n}\n";
+    team(d, rb);
+    let _a = replica(d, &url, "a", free_port());
+    let _b = replica(d, &url, "b", free_port());
+    let count = |sql: &str| query_i64(&url, sql, "schedule:often");
+    let started = "SELECT count(*) FROM fires WHERE decision IN ('fire', 'catch_up') AND state = 'started' AND $1 <> ''";
+    for _ in 0..400 {
+        if count(started) >= 4 {
+            break;
+        }
+        pause(50);
+    }
+    // Let the last decided fire start and its run finish.
+    pause(1_500);
+    let fires = count(started);
+    assert!(fires >= 4, "only {fires} fires started");
+    let runs = count("SELECT count(*) FROM runs WHERE initiator = $1");
+    let orphans = count(
+        "SELECT count(*) FROM runs r WHERE r.initiator = $1 AND NOT EXISTS (SELECT 1 FROM fires f WHERE f.run_id = r.run_id)",
+    );
+    let per_slot = count(
+        "SELECT COALESCE(MAX(n), 0) FROM (SELECT count(*) AS n FROM fires WHERE decision IN ('fire', 'catch_up') AND $1 <> '' GROUP BY runbook, schedule, slot_ms) s",
+    );
+    assert_eq!(orphans, 0, "a run that no journaled fire decided");
+    assert_eq!(per_slot, 1, "a slot decided twice");
+    let pending = count(
+        "SELECT count(*) FROM fires WHERE decision IN ('fire', 'catch_up') AND state IN ('decided', 'queued') AND $1 <> ''",
+    );
+    assert!(
+        fires <= runs && runs <= fires + pending,
+        "{runs} runs for {fires} fires started ({pending} being started): a slot ran twice"
+    );
+}
