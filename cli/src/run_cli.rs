@@ -155,6 +155,11 @@ fn journal_error(e: &JournalError) -> ExitCode {
     }
 }
 
+/// The state location as printed: a database's password hidden.
+pub(crate) fn shown_state(state: &std::path::Path) -> String {
+    drover_ops::Workspace::new(state).location()
+}
+
 /// Opens (creating if needed) the journal of a verb that writes: run, resume, approve.
 pub(crate) fn journal(
     state: &std::path::Path,
@@ -351,7 +356,7 @@ pub fn run(a: RunArgs) -> ExitCode {
         "run {run_id}: {} in {} mode (state {})",
         a.plan.runbook.name,
         a.mode.as_str(),
-        a.state.display()
+        shown_state(&a.state)
     );
     let state = a.state.clone();
     let ws = drover_ops::Workspace::new(a.state);
@@ -735,7 +740,7 @@ pub fn runs(state: PathBuf, json: bool) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     if listed.is_empty() {
-        errln!("no runs in {}", state.display());
+        errln!("no runs in {}", shown_state(&state));
         return ExitCode::SUCCESS;
     }
     outln!(
@@ -925,7 +930,7 @@ pub fn report_history(
     match drover_ops::Workspace::new(state.clone()).history(runbook, format) {
         Ok((runs, text)) => {
             if runs == 0 {
-                errln!("note: no runs of \"{runbook}\" in {}", state.display());
+                errln!("note: no runs of \"{runbook}\" in {}", shown_state(&state));
             }
             write_out(&text, out, &format!("history of \"{runbook}\""))
         }

@@ -123,7 +123,7 @@ fn record(
     let fail = |e: String| {
         errln!(
             "error: cannot record the simulation in {}: {e}",
-            state.display()
+            crate::run_cli::shown_state(state)
         );
         ExitCode::FAILURE
     };
@@ -141,7 +141,7 @@ fn record(
             summary: json,
         })
         .map_err(|e| fail(e.to_string()))?;
-    errln!("recorded in {}", state.display());
+    errln!("recorded in {}", crate::run_cli::shown_state(state));
     Ok(())
 }
 
@@ -154,7 +154,7 @@ fn measured(
     if !ws.has_journal() {
         errln!(
             "error: no journal in {} (--state): no past runs to measure",
-            state.display()
+            crate::run_cli::shown_state(state)
         );
         return Err(ExitCode::FAILURE);
     }
@@ -172,7 +172,7 @@ fn measured(
         errln!(
             "warning: no past runs of \"{}\" in {}: using the estimates",
             plan.runbook.name,
-            state.display()
+            crate::run_cli::shown_state(state)
         );
     } else {
         let fewest = m.values().map(Vec::len).min().unwrap_or(0);

@@ -634,6 +634,11 @@ fn an_unreachable_postgresql_journal_is_a_clear_error_without_its_password() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("cannot connect"), "{err}");
     assert!(!err.contains("hunter2"), "the password was printed: {err}");
+    assert!(
+        !text(&out.stdout).contains("hunter2"),
+        "the password was printed: {}",
+        text(&out.stdout)
+    );
     assert!(!d.join("postgres:").exists());
 }
 
