@@ -490,6 +490,22 @@ fn a_replica_stopped_past_its_lease_acts_no_more_when_continued_and_approvals_cr
         "replica A drives the run after B journaled the approval"
     );
     assert_eq!(owner(&b, &bob_token, &run).as_deref(), Some("a"));
+    let metrics = http
+        .get(format!("{}/metrics", b.base()))
+        .bearer_auth(&bob_token)
+        .send()
+        .and_then(reqwest::blocking::Response::text)
+        .expect("metrics");
+    assert!(
+        metrics.contains(&format!(
+            "drover_run_owner{{run_id=\"{run}\",replica=\"a\"}} 1"
+        )),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("drover_replica_info{replica=\"b\",shared_journal=\"true\"} 1"),
+        "{metrics}"
+    );
 
     // SIGSTOP A for twice its lease: B takes the run over.
     a.signal("-STOP");
@@ -631,4 +647,40 @@ fn a_schedule_fires_once_per_slot_across_two_replicas() {
         fires <= runs && runs <= fires + pending,
         "{runs} runs for {fires} fires started ({pending} being started): a slot ran twice"
     );
+}
+
+#[test]
+fn a_journal_database_newer_than_the_binary_is_refused_untouched() {
+    let Some(_) = pg() else { return };
+    let dir = tempfile::tempdir().expect("tmp");
+    let d = dir.path();
+    let url = drover_journal_pg::testing::database_for(d);
+    let runs = || {
+        Command::new(env!("CARGO_BIN_EXE_drover"))
+            .args(["runs", "--state", &url])
+            .current_dir(d)
+            .output()
+            .expect("drover runs")
+    };
+    // First use migrates the empty database.
+    let _ = runs();
+    let versions = |c: &mut postgres::Client| -> i64 {
+        c.query_one("SELECT count(*) FROM drover_schema", &[])
+            .expect("versions")
+            .get(0)
+    };
+    let mut c = db(&url);
+    assert_eq!(versions(&mut c), 1);
+    c.batch_execute(
+        "INSERT INTO drover_schema (version, by_version) VALUES (99, 'a newer drover')",
+    )
+    .expect("a newer schema");
+    let out = runs();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("schema version 99, newer than this drover supports"),
+        "{err}"
+    );
+    assert_eq!(versions(&mut c), 2, "the newer database was changed");
 }
