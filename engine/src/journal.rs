@@ -276,6 +276,34 @@ pub struct NewApproval<'a> {
     pub break_glass: Option<&'a str>,
 }
 
+impl NewApproval<'_> {
+    /// The decision as stored: `approve`, `deny` or `break_glass`.
+    #[must_use]
+    pub fn decision(&self) -> &'static str {
+        match (self.denial, self.break_glass) {
+            (Some(_), _) => "deny",
+            (None, Some(_)) => "break_glass",
+            (None, None) => "approve",
+        }
+    }
+
+    /// The reason stored with a denial or a break-glass approval.
+    #[must_use]
+    pub fn reason(&self) -> Option<&str> {
+        self.denial.or(self.break_glass)
+    }
+}
+
+/// How a claim is named in a refusal: the runbook by name, or the production resource by id.
+#[must_use]
+pub fn claim_label(claim: &str) -> String {
+    match claim.split_once(':') {
+        Some(("runbook", n)) => format!("runbook `{n}`"),
+        Some((_, n)) => format!("production resource {n}"),
+        None => claim.to_owned(),
+    }
+}
+
 /// One journaled transition: an event, when it happened, and the actions it caused.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Transition {
@@ -1623,13 +1651,8 @@ impl Journal for SqliteJournal {
                     )
                     .optional()?;
                 if let Some((run_id, runbook, operator, status)) = holder {
-                    let what = match claim.split_once(':') {
-                        Some(("runbook", n)) => format!("runbook `{n}`"),
-                        Some((_, n)) => format!("production resource {n}"),
-                        None => claim.clone(),
-                    };
                     return Err(JournalError::Claimed {
-                        what,
+                        what: claim_label(claim),
                         run_id,
                         runbook,
                         operator,
@@ -1922,12 +1945,8 @@ impl Journal for SqliteJournal {
                 a.operator,
                 roles,
                 at as i64,
-                match (a.denial, a.break_glass) {
-                    (Some(_), _) => "deny",
-                    (None, Some(_)) => "break_glass",
-                    (None, None) => "approve",
-                },
-                a.denial.or(a.break_glass)
+                a.decision(),
+                a.reason()
             ],
         )?;
         let id = tx.last_insert_rowid();

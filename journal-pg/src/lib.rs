@@ -25,7 +25,7 @@ use drover_engine::audit::{AuditRecord, GENESIS, chain_hash};
 use drover_engine::journal::{
     AlertRow, AlertSinkRow, ApprovalRow, Claims, FireRow, Journal, JournalError, Lease, LiveLease,
     NewApproval, ProgressRow, RunRow, RunStatus, SimulationRow, SourceText, StatementRow,
-    Transition, holder_alive,
+    Transition, claim_label, holder_alive,
 };
 use drover_engine::redactor::Redactor;
 use drover_engine::scheduler::{Action, Event};
@@ -429,13 +429,8 @@ impl Journal for PostgresJournal {
                         )
                         .map_err(pg)?;
                     if let Some(h) = holder {
-                        let what = match claim.split_once(':') {
-                            Some(("runbook", n)) => format!("runbook `{n}`"),
-                            Some((_, n)) => format!("production resource {n}"),
-                            None => claim.clone(),
-                        };
                         return Err(JournalError::Claimed {
-                            what,
+                            what: claim_label(claim),
                             run_id: h.get(0),
                             runbook: h.get(1),
                             operator: h.get(2),
@@ -719,12 +714,8 @@ impl Journal for PostgresJournal {
 
     fn add_approval(&mut self, run_id: &str, a: &NewApproval<'_>) -> Result<i64, JournalError> {
         let roles = serde_json::to_string(a.roles).map_err(corrupt)?;
-        let decision = match (a.denial, a.break_glass) {
-            (Some(_), _) => "deny",
-            (None, Some(_)) => "break_glass",
-            (None, None) => "approve",
-        };
-        let reason = a.denial.or(a.break_glass).map(str::to_owned);
+        let decision = a.decision();
+        let reason = a.reason().map(str::to_owned);
         let (run_id, step, operator, at) = (
             run_id.to_owned(),
             a.step.to_owned(),
