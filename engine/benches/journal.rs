@@ -1,10 +1,11 @@
-//! Journaled execution throughput: a 10,000-step plan of no-op steps driven through the real
-//! driver, scheduler and SQLite journal (WAL, synchronous=FULL: every transition durable before it
-//! is acted on), next to the raw SQLite commit rate with the same settings on the same disk,
-//! measured in the same run. Prints steps/s, journal commits per step, and the ratio.
-//! With `DROVER_BENCH_PG=postgres://…` (a scratch database) the same plan is driven through the
-//! PostgreSQL journal too, next to the raw single-row commit rate of that server (autocommitted
-//! one-row inserts on the same connection pool), measured in the same run.
+//! Journaled execution throughput: no-op steps driven through the real driver, scheduler and
+//! journal — SQLite (WAL, synchronous=FULL: every transition durable before it is acted on) and,
+//! with `DROVER_BENCH_PG=postgres://…` (a scratch database), PostgreSQL — each next to the raw
+//! single-row commit rate of the same store measured in the same run (SQLite: same pragmas, same
+//! disk; PostgreSQL: one prepared autocommitted insert per commit on the same connection pool).
+//! Two plans each: 10,000 steps ten wide (steps that finish together are journaled in one group
+//! commit), and a serial chain of 2,000 steps (one commit per transition: the floor).
+//! Prints steps/s, journal transitions per step, and steps/s as a multiple of raw commits/s.
 //! Run: `cargo bench -p drover-engine --bench journal` (optionally `-- STEPS`).
 
 use drover_engine::clock::{Clock, SystemClock};
@@ -40,11 +41,12 @@ impl Observer for Quiet {
     fn line(&self, _: &str) {}
 }
 
-fn runbook(steps: usize) -> String {
+/// `steps` no-op steps, `width` wide: step i waits for step i - width.
+fn runbook(steps: usize, width: usize) -> String {
     let mut s = String::from("runbook \"bench\" {\n  rto = 1h\n  rpo = 1h\n  modes = [drill]\n}\n");
     for i in 0..steps {
-        let after = if i >= 10 {
-            format!("  after = [s{}]\n", i - 10)
+        let after = if i >= width {
+            format!("  after = [s{}]\n", i - width)
         } else {
             String::new()
         };
@@ -59,21 +61,55 @@ fn runbook(steps: usize) -> String {
     s
 }
 
-#[allow(clippy::disallowed_methods)] // A benchmark measures wall time.
-fn main() {
-    let steps: usize = std::env::args()
-        .filter_map(|a| a.parse().ok())
-        .next()
-        .unwrap_or(10_000);
+/// The two plans: (name, steps, plan).
+fn plans(steps: usize) -> Vec<(String, usize, drover_dsl::Plan)> {
     let catalogue = drover_adapters::builtin_catalogue();
     let opts = drover_dsl::CompileOptions {
         catalogue: &catalogue,
         vars: Vec::new(),
         operators: None,
     };
-    let plan = drover_dsl::compile_str("bench.drover", &runbook(steps), &opts)
-        .plan
-        .expect("plan");
+    let chain = (steps / 5).max(1);
+    [
+        (format!("{steps} steps, ten wide"), steps, 10),
+        (format!("{chain} steps, a serial chain"), chain, 1),
+    ]
+    .into_iter()
+    .map(|(name, n, width)| {
+        let plan = drover_dsl::compile_str("bench.drover", &runbook(n, width), &opts)
+            .plan
+            .expect("plan");
+        (name, n, plan)
+    })
+    .collect()
+}
+
+/// Drives each plan through a journal from `open` and prints it against `raw_rate`.
+fn measure(
+    store: &str,
+    raw_rate: f64,
+    steps: usize,
+    state: &std::path::Path,
+    open: impl Fn() -> Box<dyn Journal>,
+) {
+    println!("raw {store} single-row commits: {raw_rate:.0}/s");
+    for (name, n, plan) in plans(steps) {
+        let (took, transitions, outcome) = drive(&plan, open(), state, &open);
+        let steps_per_s = n as f64 / took;
+        println!(
+            "drover on {store}, {name}: {took:.2} s = {steps_per_s:.0} steps/s ({outcome}), {:.2} transitions/step; {:.2}x the raw commit rate",
+            transitions as f64 / n as f64,
+            steps_per_s / raw_rate
+        );
+    }
+}
+
+#[allow(clippy::disallowed_methods)] // A benchmark measures wall time.
+fn main() {
+    let steps: usize = std::env::args()
+        .filter_map(|a| a.parse().ok())
+        .next()
+        .unwrap_or(10_000);
     let dir = tempfile::tempdir_in(".").expect("tmp");
 
     // Baseline: raw SQLite commits, same pragmas, same disk.
@@ -94,55 +130,35 @@ fn main() {
         .expect("insert");
     }
     let raw_rate = raw_n as f64 / t0.elapsed().as_secs_f64();
-
     let state = dir.path().join("state");
-    let sqlite = || -> Box<dyn Journal> { Box::new(SqliteJournal::open(&state).expect("journal")) };
-    let (took, commits, outcome) = drive(&plan, sqlite(), &state, sqlite);
-    let commits_per_step = commits as f64 / steps as f64;
-    let steps_per_s = steps as f64 / took;
-    println!("outcome {outcome}");
-    println!("raw SQLite commits (WAL, synchronous=FULL): {raw_rate:.0}/s");
-    println!(
-        "drover: {steps} steps in {took:.2} s = {steps_per_s:.0} steps/s, {commits} journal commits = {commits_per_step:.2} commits/step"
+    measure(
+        "SQLite (WAL, synchronous=FULL)",
+        raw_rate,
+        steps,
+        &state,
+        || Box::new(SqliteJournal::open(&state).expect("journal")),
     );
-    println!(
-        "journal commit rate {:.0}/s = {:.2} of the raw commit rate",
-        steps_per_s * commits_per_step,
-        steps_per_s * commits_per_step / raw_rate
-    );
+
     if let Ok(url) = std::env::var("DROVER_BENCH_PG") {
         let j = drover_journal_pg::PostgresJournal::open(&url).expect("postgres journal");
         let raw_n = 2_000u64;
         let t0 = std::time::Instant::now();
         j.raw_commit(raw_n).expect("raw commits");
         let raw_rate = raw_n as f64 / t0.elapsed().as_secs_f64();
-        let pg = || -> Box<dyn Journal> {
+        measure("PostgreSQL", raw_rate, steps, &state, || {
             Box::new(drover_journal_pg::PostgresJournal::open(&url).expect("journal"))
-        };
-        let (took, commits, outcome) = drive(&plan, Box::new(j), &state, pg);
-        let steps_per_s = steps as f64 / took;
-        let commits_per_step = commits as f64 / steps as f64;
-        println!("outcome on PostgreSQL {outcome}");
-        println!("raw PostgreSQL single-row commits (autocommit): {raw_rate:.0}/s");
-        println!(
-            "drover on PostgreSQL: {steps} steps in {took:.2} s = {steps_per_s:.0} steps/s, {commits_per_step:.2} commits/step"
-        );
-        println!(
-            "PostgreSQL journal commit rate {:.0}/s = {:.2} of the raw commit rate",
-            steps_per_s * commits_per_step,
-            steps_per_s * commits_per_step / raw_rate
-        );
+        });
     }
 }
 
-/// Drives `plan` through `journal` under a fresh run id; returns (seconds, journal commits,
-/// outcome), the commits counted by `reopen` (a second handle on the same journal).
+/// Drives `plan` through `journal` under a fresh run id; returns (seconds, transitions journaled,
+/// outcome), the transitions counted by `reopen` (a second handle on the same journal).
 #[allow(clippy::disallowed_methods)] // A benchmark measures wall time.
 fn drive(
     plan: &drover_dsl::Plan,
     journal: Box<dyn Journal>,
     state: &std::path::Path,
-    reopen: impl Fn() -> Box<dyn Journal>,
+    reopen: &impl Fn() -> Box<dyn Journal>,
 ) -> (f64, usize, String) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -10,7 +10,7 @@
 use crate::audit::AuditRecord;
 use crate::clock::Clock;
 use crate::inputs::{plan_secrets, resolve};
-use crate::journal::{Journal, JournalError, Lease, RunRow, RunStatus};
+use crate::journal::{Entry, Journal, JournalError, Lease, RunRow, RunStatus};
 use crate::redactor::Redactor;
 use crate::run_record::{RunRecord, build, rfc3339};
 use crate::scheduler::{Action, Config, Event, RunOutcome, Scheduler, TimerKind};
@@ -105,6 +105,9 @@ pub enum DriverError {
     #[error("the journal is unavailable: {0}")]
     JournalUnavailable(String),
 }
+
+/// At most this many transitions in one commit (results that arrived together).
+const GROUP_COMMIT: usize = 64;
 
 /// The run's journal as the driving loop uses it: every call runs on tokio's blocking pool, so a
 /// commit that waits on the disk (SQLite's fsync) never holds one of the runtime's few worker
@@ -931,22 +934,40 @@ impl Driver {
 
     /// Feeds an event: scheduler → journal → actions.
     async fn handle(&mut self, event: Event) -> Result<(), DriverError> {
+        self.handle_all(vec![event]).await
+    }
+
+    /// Feeds events that arrived together, in order: each through the scheduler, then all
+    /// journaled in one commit (a group commit), then their actions taken, in order. Nothing is
+    /// acted on before all of it is stored.
+    async fn handle_all(&mut self, events: Vec<Event>) -> Result<(), DriverError> {
         let now = self.clock.now_ms();
-        let actions = self.sched.on_event(&event, now);
-        let audit = self.audit_for(&event, &actions, now);
-        self.since_anchor += audit.len() as u64;
-        // The journal redacts every payload it stores. Nothing is acted on before it is stored.
+        let mut batch = Vec::with_capacity(events.len());
+        for event in events {
+            let actions = self.sched.on_event(&event, now);
+            let audit = self.audit_for(&event, &actions, now);
+            self.since_anchor += audit.len() as u64;
+            batch.push((event, actions, audit));
+        }
+        // The journal redacts every payload it stores.
         let lease = self.lease.clone();
         let ttl = lease_ttl_ms();
-        let actions = {
-            let journal_actions = actions;
-            self.journal
-                .call(move |j| {
-                    j.append(&lease, now, ttl, &event, &journal_actions, &audit)
-                        .map(|()| journal_actions)
-                })
-                .await?
-        };
+        let batch = self
+            .journal
+            .call(move |j| {
+                let entries: Vec<Entry<'_>> = batch
+                    .iter()
+                    .map(|(event, actions, audit)| Entry {
+                        event,
+                        actions,
+                        audit,
+                    })
+                    .collect();
+                j.append_all(&lease, now, ttl, &entries)?;
+                Ok(batch)
+            })
+            .await?;
+        let actions: Vec<Action> = batch.into_iter().flat_map(|(_, a, _)| a).collect();
         self.lease_until = now + ttl;
         self.renewed_at = now;
         // The lease was valid when the commit started; if this process was stopped since
@@ -1492,6 +1513,10 @@ impl Driver {
             let sleep = self.clock.sleep(wait);
             tokio::select! {
                 Some(done) = self.rx.recv() => {
+                    // Whatever else finished meanwhile is journaled with it, in one commit.
+                    let mut events = Vec::new();
+                    let mut next = Some(done);
+                    while let Some(done) = next.take() {
                     let event = match done {
                         Done::Step { step, attempt, result: Ok(outputs) } => Event::StepSucceeded { step, attempt, outputs },
                         Done::Step { step, attempt, result: Err(e) } => {
@@ -1509,10 +1534,16 @@ impl Driver {
                         }
                         Done::Progress { step, text } => {
                             self.progress(&step, &text).await?;
+                            next = self.more_done(events.len());
                             continue;
                         }
                     };
-                    self.handle(event).await?;
+                    events.push(event);
+                    next = self.more_done(events.len());
+                    }
+                    if !events.is_empty() {
+                        self.handle_all(events).await?;
+                    }
                 }
                 () = sleep => {
                     let now = self.clock.now_ms();
@@ -1541,6 +1572,15 @@ impl Driver {
             }
         }
         self.finish(forced).await
+    }
+
+    /// Another result that is already waiting, while a group commit holds fewer than
+    /// [`GROUP_COMMIT`] events.
+    fn more_done(&mut self, held: usize) -> Option<Done> {
+        if held >= GROUP_COMMIT {
+            return None;
+        }
+        self.rx.try_recv().ok()
     }
 
     /// Journals what a running step last said it waits for, and shows it.

@@ -366,6 +366,32 @@ pub struct LiveLease {
     pub token: i64,
 }
 
+/// One transition to journal: an event, the actions the scheduler decided on it, and its audit
+/// records.
+#[derive(Debug, Clone, Copy)]
+pub struct Entry<'a> {
+    /// What happened.
+    pub event: &'a Event,
+    /// What the scheduler decided on it.
+    pub actions: &'a [Action],
+    /// Its audit records, in order.
+    pub audit: &'a [AuditRecord],
+}
+
+/// A grant kept in the journal, so that every process (every replica) on it sees the same: a
+/// session under the SHA-256 of its token, a login challenge, a console link, a replica's claim
+/// on an alert delivery, a passkey registration. Secrets are never stored: a secret's grant is
+/// kept under its hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Grant {
+    /// Who holds it (an operator; a replica).
+    pub holder: String,
+    /// What else it carries (not secret).
+    pub data: String,
+    /// When it lapses (ms since the epoch).
+    pub expires_at: u64,
+}
+
 /// The journal's operations. Every payload a journal stores passes its [`Redactor`] first: no
 /// other path writes to it.
 pub trait Journal: Send {
@@ -448,6 +474,30 @@ pub trait Journal: Send {
         event: &Event,
         actions: &[Action],
         audit: &[AuditRecord],
+    ) -> Result<(), JournalError> {
+        self.append_all(
+            lease,
+            at,
+            ttl_ms,
+            &[Entry {
+                event,
+                actions,
+                audit,
+            }],
+        )
+    }
+    /// Appends transitions in order, all in one transaction (a group commit: steps that finished
+    /// together cost one commit), and extends the lease. All or nothing; fails if the lease was
+    /// taken over.
+    ///
+    /// # Errors
+    /// [`JournalError::Fenced`] or database errors.
+    fn append_all(
+        &mut self,
+        lease: &Lease,
+        at: u64,
+        ttl_ms: u64,
+        entries: &[Entry<'_>],
     ) -> Result<(), JournalError>;
     /// Extends the lease (while nothing else is journaled, e.g. waiting for approvers).
     ///
@@ -683,6 +733,50 @@ pub trait Journal: Send {
     /// # Errors
     /// Database errors.
     fn live_leases(&self) -> Result<Vec<LiveLease>, JournalError>;
+    /// Stores `grant` as `kind`/`key` — unless a live grant of another holder has that key:
+    /// then `false`, nothing changed (a claim already taken). The same holder's grant is
+    /// replaced (extended). Lapsed grants of `kind` are swept.
+    ///
+    /// # Errors
+    /// Database errors.
+    fn put_grant(
+        &mut self,
+        kind: &str,
+        key: &str,
+        grant: &Grant,
+        now: u64,
+    ) -> Result<bool, JournalError>;
+    /// The live grant `kind`/`key`, if any.
+    ///
+    /// # Errors
+    /// Database errors.
+    fn grant(&self, kind: &str, key: &str, now: u64) -> Result<Option<Grant>, JournalError>;
+    /// Removes the grant `kind`/`key`; returns it if it was live (a one-time code is taken
+    /// once, by one caller, across replicas).
+    ///
+    /// # Errors
+    /// Database errors.
+    fn take_grant(
+        &mut self,
+        kind: &str,
+        key: &str,
+        now: u64,
+    ) -> Result<Option<Grant>, JournalError>;
+    /// The live grants of `kind` held by `holder`, with their keys, oldest first.
+    ///
+    /// # Errors
+    /// Database errors.
+    fn grants_of(
+        &self,
+        kind: &str,
+        holder: &str,
+        now: u64,
+    ) -> Result<Vec<(String, Grant)>, JournalError>;
+    /// Removes every grant of `kind` held by `holder`; returns how many.
+    ///
+    /// # Errors
+    /// Database errors.
+    fn revoke_grants(&mut self, kind: &str, holder: &str) -> Result<usize, JournalError>;
     /// How long each step of the runbook named `runbook` took in past runs (any mode): per step
     /// id, the durations (ms) of its successful attempts, from the start of the attempt to its
     /// result, and for approval steps the wait from the request to the last approval. Interrupted
@@ -801,6 +895,10 @@ CREATE TABLE IF NOT EXISTS alert_sinks (
 CREATE TABLE IF NOT EXISTS audit (
   run_id TEXT NOT NULL, seq INTEGER NOT NULL, record TEXT NOT NULL, hash TEXT NOT NULL,
   PRIMARY KEY (run_id, seq)
+);
+CREATE TABLE IF NOT EXISTS grants (
+  kind TEXT NOT NULL, key TEXT NOT NULL, holder TEXT NOT NULL, data TEXT NOT NULL,
+  expires_at INTEGER NOT NULL, PRIMARY KEY (kind, key)
 );
 ";
 
@@ -1534,6 +1632,103 @@ impl Journal for SqliteJournal {
         Ok(out)
     }
 
+    fn put_grant(
+        &mut self,
+        kind: &str,
+        key: &str,
+        grant: &Grant,
+        now: u64,
+    ) -> Result<bool, JournalError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        tx.execute(
+            "DELETE FROM grants WHERE kind = ?1 AND expires_at <= ?2",
+            params![kind, to_i64(now)],
+        )?;
+        let n = tx.execute(
+            "INSERT INTO grants (kind, key, holder, data, expires_at) VALUES (?1, ?2, ?3, ?4, ?5) \
+             ON CONFLICT (kind, key) DO UPDATE SET data = excluded.data, expires_at = excluded.expires_at \
+             WHERE grants.holder = excluded.holder",
+            params![kind, key, grant.holder, grant.data, to_i64(grant.expires_at)],
+        )?;
+        tx.commit()?;
+        Ok(n > 0)
+    }
+
+    fn grant(&self, kind: &str, key: &str, now: u64) -> Result<Option<Grant>, JournalError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT holder, data, expires_at FROM grants WHERE kind = ?1 AND key = ?2 AND expires_at > ?3",
+                params![kind, key, to_i64(now)],
+                |r| {
+                    Ok(Grant {
+                        holder: r.get(0)?,
+                        data: r.get(1)?,
+                        expires_at: to_u64(r.get(2)?),
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    fn take_grant(
+        &mut self,
+        kind: &str,
+        key: &str,
+        now: u64,
+    ) -> Result<Option<Grant>, JournalError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let found = tx
+            .query_row(
+                "DELETE FROM grants WHERE kind = ?1 AND key = ?2 RETURNING holder, data, expires_at",
+                params![kind, key],
+                |r| {
+                    Ok(Grant {
+                        holder: r.get(0)?,
+                        data: r.get(1)?,
+                        expires_at: to_u64(r.get(2)?),
+                    })
+                },
+            )
+            .optional()?;
+        tx.commit()?;
+        Ok(found.filter(|g| g.expires_at > now))
+    }
+
+    fn grants_of(
+        &self,
+        kind: &str,
+        holder: &str,
+        now: u64,
+    ) -> Result<Vec<(String, Grant)>, JournalError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT key, holder, data, expires_at FROM grants \
+             WHERE kind = ?1 AND holder = ?2 AND expires_at > ?3 ORDER BY rowid",
+        )?;
+        let rows = stmt.query_map(params![kind, holder, to_i64(now)], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                Grant {
+                    holder: r.get(1)?,
+                    data: r.get(2)?,
+                    expires_at: to_u64(r.get(3)?),
+                },
+            ))
+        })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    fn revoke_grants(&mut self, kind: &str, holder: &str) -> Result<usize, JournalError> {
+        Ok(self.conn.execute(
+            "DELETE FROM grants WHERE kind = ?1 AND holder = ?2",
+            params![kind, holder],
+        )?)
+    }
+
     fn driven_by(&self, run_id: &str, now: u64) -> Result<Option<String>, JournalError> {
         let row: Option<(Option<String>, i64)> = self
             .conn
@@ -1767,14 +1962,12 @@ impl Journal for SqliteJournal {
         Ok(())
     }
 
-    fn append(
+    fn append_all(
         &mut self,
         lease: &Lease,
         at: u64,
         ttl_ms: u64,
-        event: &Event,
-        actions: &[Action],
-        audit: &[AuditRecord],
+        entries: &[Entry<'_>],
     ) -> Result<(), JournalError> {
         let writer = std::sync::Arc::clone(&self.writer);
         let _queue = writer
@@ -1790,19 +1983,22 @@ impl Journal for SqliteJournal {
         if n == 0 {
             return Err(JournalError::Fenced(lease.run_id.clone()));
         }
-        let seq: i64 = tx.query_row(
-            "SELECT COALESCE(MAX(seq), 0) + 1 FROM events WHERE run_id = ?1",
+        let mut seq: i64 = tx.query_row(
+            "SELECT COALESCE(MAX(seq), 0) FROM events WHERE run_id = ?1",
             [&lease.run_id],
             |r| r.get(0),
         )?;
         let corrupt = |e: serde_json::Error| JournalError::Corrupt(e.to_string());
-        let ev = self.redactor.json(event).map_err(corrupt)?;
-        let acts = self.redactor.json(actions).map_err(corrupt)?;
-        tx.execute(
-            "INSERT INTO events (run_id, seq, at, event, actions) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![lease.run_id, seq, at as i64, ev, acts],
-        )?;
-        chain_audit(&tx, &self.redactor, &lease.run_id, audit)?;
+        for e in entries {
+            seq += 1;
+            let ev = self.redactor.json(e.event).map_err(corrupt)?;
+            let acts = self.redactor.json(e.actions).map_err(corrupt)?;
+            tx.execute(
+                "INSERT INTO events (run_id, seq, at, event, actions) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![lease.run_id, seq, at as i64, ev, acts],
+            )?;
+            chain_audit(&tx, &self.redactor, &lease.run_id, e.audit)?;
+        }
         tx.commit()?;
         Ok(())
     }

@@ -23,23 +23,28 @@ pub mod testing;
 use drover_dsl::Mode;
 use drover_engine::audit::{AuditRecord, GENESIS, chain_hash};
 use drover_engine::journal::{
-    AlertRow, AlertSinkRow, ApprovalRow, Claims, FireRow, Journal, JournalError, Lease, LiveLease,
-    NewApproval, ProgressRow, RunRow, RunStatus, SimulationRow, SourceText, StatementRow,
-    Transition, claim_label, holder_alive,
+    AlertRow, AlertSinkRow, ApprovalRow, Claims, Entry, FireRow, Grant, Journal, JournalError,
+    Lease, LiveLease, NewApproval, ProgressRow, RunRow, RunStatus, SimulationRow, SourceText,
+    StatementRow, Transition, claim_label, holder_alive,
 };
 use drover_engine::redactor::Redactor;
-use drover_engine::scheduler::{Action, Event};
+use drover_engine::scheduler::Event;
 use drover_engine::signed::SignedStatement;
 use pool::Pool;
 use postgres::Transaction;
 use postgres::types::ToSql;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 /// The schema versions, in order: each applied once, in its own transaction.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/001_journal.sql"))];
+pub const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/001_journal.sql")),
+    (2, include_str!("../migrations/002_append.sql")),
+    (3, include_str!("../migrations/003_grants.sql")),
+];
 
 /// The newest schema version this build knows.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// Advisory lock keys (one namespace: "drover" in ASCII, then a number).
 const LOCK_MIGRATE: i64 = 0x6472_6f76_0001;
@@ -57,6 +62,9 @@ pub fn is_postgres(location: &str) -> bool {
 pub struct PostgresJournal {
     pool: Arc<Pool>,
     redactor: Redactor,
+    /// Where each run's audit chain ended after this journal's last append to it: the next
+    /// append builds on it and the database checks it (a stale guess costs one more round trip).
+    heads: Arc<Mutex<HashMap<String, (String, u64)>>>,
 }
 
 fn pg(e: postgres::Error) -> JournalError {
@@ -132,6 +140,7 @@ impl PostgresJournal {
         Ok(Self {
             pool,
             redactor: Redactor::new(),
+            heads: Arc::default(),
         })
     }
 
@@ -172,12 +181,12 @@ impl PostgresJournal {
                 "CREATE TABLE IF NOT EXISTS drover_bench_commits (id BIGSERIAL PRIMARY KEY, at BIGINT NOT NULL)",
             )
             .map_err(pg)?;
-            for k in 0..n {
-                c.execute(
-                    "INSERT INTO drover_bench_commits (at) VALUES ($1)",
-                    &[&to_i64(k)],
-                )
+            // Prepared once: each commit is then one round trip, the fastest a client gets.
+            let insert = c
+                .prepare("INSERT INTO drover_bench_commits (at) VALUES ($1)")
                 .map_err(pg)?;
+            for k in 0..n {
+                c.execute(&insert, &[&to_i64(k)]).map_err(pg)?;
             }
             Ok(())
         })
@@ -233,23 +242,18 @@ fn chain(
             .map_err(pg)?
         }
     };
-    let (mut head, mut count): (String, i64) = (row.get(0), row.get(1));
+    let (head, count): (String, i64) = (row.get(0), row.get(1));
     if audit.is_empty() {
         return Ok((head, to_u64(count)));
     }
-    let insert = tx
-        .prepare("INSERT INTO audit (run_id, seq, record, hash) VALUES ($1, $2, $3, $4)")
-        .map_err(pg)?;
-    for rec in audit {
-        count += 1;
-        let mut rec = rec.clone();
-        rec.seq = to_u64(count);
-        rec.prev = head.clone();
-        let json = redactor.json(&rec).map_err(corrupt)?;
-        head = chain_hash(&rec.prev, &json);
-        tx.execute(&insert, &[&id, &count, &json, &head])
-            .map_err(pg)?;
-    }
+    let linked = link(redactor, &head, to_u64(count), audit)?;
+    tx.execute(
+        "INSERT INTO audit (run_id, seq, record, hash) \
+         SELECT $1, $2 + t.o, t.rec, t.h FROM unnest($3::TEXT[], $4::TEXT[]) WITH ORDINALITY AS t(rec, h, o)",
+        &[&id, &count, &linked.records, &linked.hashes],
+    )
+    .map_err(pg)?;
+    let (head, count) = (linked.head, to_i64(linked.count));
     match head_row {
         Head::Run => tx.execute(
             "UPDATE runs SET audit_head = $1, audit_count = $2 WHERE run_id = $3",
@@ -264,20 +268,52 @@ fn chain(
     Ok((head, to_u64(count)))
 }
 
-/// Checks the lease token and extends the lease (when `until` is given), holding the run's row
-/// for the rest of the transaction.
-fn fence(tx: &mut Transaction<'_>, lease: &Lease, until: Option<u64>) -> Result<(), JournalError> {
-    let n = match until {
-        Some(u) => tx.execute(
-            "UPDATE runs SET lease_until = $1 WHERE run_id = $2 AND lease_token = $3",
-            &[&to_i64(u), &lease.run_id, &lease.token],
-        ),
-        None => tx.execute(
+/// Audit records linked after a chain's end, ready to store.
+struct Linked {
+    /// Each record as stored (redacted JSON, its `seq` and `prev` set).
+    records: Vec<String>,
+    /// Each record's hash.
+    hashes: Vec<String>,
+    /// The chain's new end.
+    head: String,
+    /// The chain's new length.
+    count: u64,
+}
+
+/// Links `audit` after a chain ending at `head` with `count` records.
+fn link(
+    redactor: &Redactor,
+    head: &str,
+    count: u64,
+    audit: &[AuditRecord],
+) -> Result<Linked, JournalError> {
+    let mut out = Linked {
+        records: Vec::with_capacity(audit.len()),
+        hashes: Vec::with_capacity(audit.len()),
+        head: head.to_owned(),
+        count,
+    };
+    for rec in audit {
+        out.count += 1;
+        let mut rec = rec.clone();
+        rec.seq = out.count;
+        rec.prev = std::mem::take(&mut out.head);
+        let json = redactor.json(&rec).map_err(corrupt)?;
+        out.head = chain_hash(&rec.prev, &json);
+        out.hashes.push(out.head.clone());
+        out.records.push(json);
+    }
+    Ok(out)
+}
+
+/// Checks the lease token, holding the run's row for the rest of the transaction.
+fn fence(tx: &mut Transaction<'_>, lease: &Lease) -> Result<(), JournalError> {
+    let n = tx
+        .execute(
             "SELECT 1 FROM runs WHERE run_id = $1 AND lease_token = $2 FOR UPDATE",
             &[&lease.run_id, &lease.token],
-        ),
-    }
-    .map_err(pg)?;
+        )
+        .map_err(pg)?;
     if n == 0 {
         return Err(JournalError::Fenced(lease.run_id.clone()));
     }
@@ -338,7 +374,7 @@ impl Journal for PostgresJournal {
     ) -> Result<(), JournalError> {
         let (lease, step, text) = (lease.clone(), step.to_owned(), self.redactor.text(text));
         self.tx(move |tx| {
-            fence(tx, &lease, None)?;
+            fence(tx, &lease)?;
             tx.execute(
                 "INSERT INTO progress (run_id, step, text, at) VALUES ($1, $2, $3, $4) \
                  ON CONFLICT (run_id, step) DO UPDATE SET text = excluded.text, at = excluded.at",
@@ -554,38 +590,102 @@ impl Journal for PostgresJournal {
         })
     }
 
-    fn append(
+    fn append_all(
         &mut self,
         lease: &Lease,
         at: u64,
         ttl_ms: u64,
-        event: &Event,
-        actions: &[Action],
-        audit: &[AuditRecord],
+        entries: &[Entry<'_>],
     ) -> Result<(), JournalError> {
-        let ev = self.redactor.json(event).map_err(corrupt)?;
-        let acts = self.redactor.json(actions).map_err(corrupt)?;
-        let (lease, audit, redactor) = (lease.clone(), audit.to_vec(), self.redactor.clone());
-        self.tx(move |tx| {
-            fence(tx, &lease, Some(at + ttl_ms))?;
-            chain(tx, &redactor, &lease.run_id, &audit, Head::Run)?;
-            // Numbered last, under the lock that orders transitions across runs: held for the
-            // insert and the commit only.
-            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK_EVENTS])
-                .map_err(pg)?;
-            tx.execute(
-                "INSERT INTO events (run_id, seq, at, event, actions) \
-                 SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, $4 FROM events WHERE run_id = $1",
-                &[&lease.run_id, &to_i64(at), &ev, &acts],
-            )
-            .map_err(pg)?;
-            Ok(())
+        let mut events = Vec::with_capacity(entries.len());
+        let mut acts = Vec::with_capacity(entries.len());
+        let mut audit = Vec::new();
+        for e in entries {
+            events.push(self.redactor.json(e.event).map_err(corrupt)?);
+            acts.push(self.redactor.json(e.actions).map_err(corrupt)?);
+            audit.extend_from_slice(e.audit);
+        }
+        let ats = vec![to_i64(at); entries.len()];
+        let (lease, redactor) = (lease.clone(), self.redactor.clone());
+        let heads = Arc::clone(&self.heads);
+        // One statement, one round trip (schema version 2's drover_append): the lease and the
+        // chain's end are checked and everything written in its one implicit transaction.
+        self.pool.run_conn(move |conn| {
+            let known = heads
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .get(&lease.run_id)
+                .cloned();
+            // Unknown: ask with an end no chain has (an empty chain ends at the genesis hash); the
+            // answer says where it is.
+            let (mut head, mut count) = known.unwrap_or_default();
+            // Another writer (an approval on another replica) can move the chain between two
+            // tries; a few tries settle it, and the call never spins for ever.
+            for _ in 0..8 {
+                let linked = link(&redactor, &head, count, &audit)?;
+                let (client, append) = conn.prepared(
+                    "SELECT outcome, at_head, at_count FROM drover_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                )?;
+                let row = client
+                    .query_one(
+                        &append,
+                        &[
+                            &lease.run_id,
+                            &lease.token,
+                            &to_i64(at + ttl_ms),
+                            &head,
+                            &to_i64(count),
+                            &linked.head,
+                            &linked.records,
+                            &linked.hashes,
+                            &LOCK_EVENTS,
+                            &ats,
+                            &events,
+                            &acts,
+                        ],
+                    )
+                    .map_err(pg)?;
+                let outcome: &str = row.get(0);
+                match outcome {
+                    "ok" => {
+                        heads
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .insert(lease.run_id.clone(), (linked.head, linked.count));
+                        return Ok(());
+                    }
+                    "fenced" => return Err(JournalError::Fenced(lease.run_id.clone())),
+                    "moved" => {
+                        head = row.get(1);
+                        count = to_u64(row.get(2));
+                    }
+                    _ => return Err(JournalError::NoRun(lease.run_id.clone())),
+                }
+            }
+            Err(JournalError::Remote(format!(
+                "the audit chain of run {} kept moving under this append; nothing was written",
+                lease.run_id
+            )))
         })
     }
 
     fn renew(&mut self, lease: &Lease, now: u64, ttl_ms: u64) -> Result<(), JournalError> {
         let lease = lease.clone();
-        self.tx(move |tx| fence(tx, &lease, Some(now + ttl_ms)))
+        self.pool.run_conn(move |conn| {
+            let (client, renew) = conn.prepared(
+                "UPDATE runs SET lease_until = $1 WHERE run_id = $2 AND lease_token = $3",
+            )?;
+            let n = client
+                .execute(
+                    &renew,
+                    &[&to_i64(now + ttl_ms), &lease.run_id, &lease.token],
+                )
+                .map_err(pg)?;
+            if n == 0 {
+                return Err(JournalError::Fenced(lease.run_id.clone()));
+            }
+            Ok(())
+        })
     }
 
     fn set_status(
@@ -1215,6 +1315,112 @@ impl Journal for PostgresJournal {
             .iter()
             .map(|r| transition(r.get(0), r.get(1), r.get(2)))
             .collect()
+        })
+    }
+
+    fn put_grant(
+        &mut self,
+        kind: &str,
+        key: &str,
+        grant: &Grant,
+        now: u64,
+    ) -> Result<bool, JournalError> {
+        let (kind, key, grant) = (kind.to_owned(), key.to_owned(), grant.clone());
+        self.tx(move |tx| {
+            tx.execute(
+                "DELETE FROM grants WHERE kind = $1 AND expires_at <= $2",
+                &[&kind, &to_i64(now)],
+            )
+            .map_err(pg)?;
+            let n = tx
+                .execute(
+                    "INSERT INTO grants (kind, key, holder, data, expires_at) VALUES ($1, $2, $3, $4, $5) \
+                     ON CONFLICT (kind, key) DO UPDATE SET data = excluded.data, expires_at = excluded.expires_at \
+                     WHERE grants.holder = excluded.holder",
+                    &[&kind, &key, &grant.holder, &grant.data, &to_i64(grant.expires_at)],
+                )
+                .map_err(pg)?;
+            Ok(n > 0)
+        })
+    }
+
+    fn grant(&self, kind: &str, key: &str, now: u64) -> Result<Option<Grant>, JournalError> {
+        let (kind, key) = (kind.to_owned(), key.to_owned());
+        self.read(move |c| {
+            Ok(c.query_opt(
+                "SELECT holder, data, expires_at FROM grants WHERE kind = $1 AND key = $2 AND expires_at > $3",
+                &[&kind, &key, &to_i64(now)],
+            )
+            .map_err(pg)?
+            .map(|r| Grant {
+                holder: r.get(0),
+                data: r.get(1),
+                expires_at: to_u64(r.get(2)),
+            }))
+        })
+    }
+
+    fn take_grant(
+        &mut self,
+        kind: &str,
+        key: &str,
+        now: u64,
+    ) -> Result<Option<Grant>, JournalError> {
+        let (kind, key) = (kind.to_owned(), key.to_owned());
+        self.read(move |c| {
+            Ok(c.query_opt(
+                "DELETE FROM grants WHERE kind = $1 AND key = $2 RETURNING holder, data, expires_at",
+                &[&kind, &key],
+            )
+            .map_err(pg)?
+            .map(|r| Grant {
+                holder: r.get(0),
+                data: r.get(1),
+                expires_at: to_u64(r.get(2)),
+            })
+            .filter(|g| g.expires_at > now))
+        })
+    }
+
+    fn grants_of(
+        &self,
+        kind: &str,
+        holder: &str,
+        now: u64,
+    ) -> Result<Vec<(String, Grant)>, JournalError> {
+        let (kind, holder) = (kind.to_owned(), holder.to_owned());
+        self.read(move |c| {
+            Ok(c.query(
+                "SELECT key, holder, data, expires_at FROM grants \
+                 WHERE kind = $1 AND holder = $2 AND expires_at > $3 ORDER BY seq",
+                &[&kind, &holder, &to_i64(now)],
+            )
+            .map_err(pg)?
+            .iter()
+            .map(|r| {
+                (
+                    r.get(0),
+                    Grant {
+                        holder: r.get(1),
+                        data: r.get(2),
+                        expires_at: to_u64(r.get(3)),
+                    },
+                )
+            })
+            .collect())
+        })
+    }
+
+    fn revoke_grants(&mut self, kind: &str, holder: &str) -> Result<usize, JournalError> {
+        let (kind, holder) = (kind.to_owned(), holder.to_owned());
+        self.read(move |c| {
+            let n = c
+                .execute(
+                    "DELETE FROM grants WHERE kind = $1 AND holder = $2",
+                    &[&kind, &holder],
+                )
+                .map_err(pg)?;
+            Ok(usize::try_from(n).unwrap_or(usize::MAX))
         })
     }
 

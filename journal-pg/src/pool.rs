@@ -35,6 +35,8 @@ pub struct Conn {
     config: postgres::Config,
     tls: tokio_postgres_rustls::MakeRustlsConnect,
     client: Option<postgres::Client>,
+    /// Statements prepared on this connection, by their text (forgotten with the connection).
+    statements: HashMap<&'static str, postgres::Statement>,
 }
 
 impl Conn {
@@ -52,6 +54,7 @@ impl Conn {
             self.client = None;
         }
         if self.client.is_none() {
+            self.statements.clear();
             let mut last = String::new();
             let clock = drover_engine::clock::SystemClock;
             let until = clock.now_ms() + CONNECT_WINDOW_MS;
@@ -83,6 +86,31 @@ impl Conn {
             .ok_or_else(|| JournalError::Remote("no connection".into()))
     }
 
+    /// The client, connected, and `sql` prepared on it (once per connection: the hot paths
+    /// then cost one round trip, not two).
+    ///
+    /// # Errors
+    /// As [`Conn::client`]; the statement does not prepare.
+    pub fn prepared(
+        &mut self,
+        sql: &'static str,
+    ) -> Result<(&mut postgres::Client, postgres::Statement), JournalError> {
+        self.client()?;
+        let client = self
+            .client
+            .as_mut()
+            .ok_or_else(|| JournalError::Remote("no connection".into()))?;
+        let statement = match self.statements.get(sql) {
+            Some(s) => s.clone(),
+            None => {
+                let s = client.prepare(sql).map_err(crate::pg)?;
+                self.statements.insert(sql, s.clone());
+                s
+            }
+        };
+        Ok((client, statement))
+    }
+
     /// Forgets a connection that broke.
     fn check(&mut self) {
         if self
@@ -91,6 +119,7 @@ impl Conn {
             .is_some_and(postgres::Client::is_closed)
         {
             self.client = None;
+            self.statements.clear();
         }
     }
 }
@@ -104,9 +133,21 @@ impl Pool {
         &self,
         f: impl FnOnce(&mut postgres::Client) -> Result<T, JournalError> + Send + 'static,
     ) -> Result<T, JournalError> {
+        self.run_conn(move |conn| conn.client().and_then(f))
+    }
+
+    /// Runs `f` on one of the pool's connections (with its prepared statements) and waits for
+    /// its answer.
+    ///
+    /// # Errors
+    /// What `f` returns; [`JournalError::Remote`] when no worker answers.
+    pub fn run_conn<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Conn) -> Result<T, JournalError> + Send + 'static,
+    ) -> Result<T, JournalError> {
         let (tx, rx) = mpsc::sync_channel(1);
         let job: Job = Box::new(move |conn: &mut Conn| {
-            let r = conn.client().and_then(f);
+            let r = f(conn);
             conn.check();
             let _ = tx.send(r);
         });
@@ -201,6 +242,7 @@ pub fn pool(
             config: config.clone(),
             tls: tls.clone(),
             client: None,
+            statements: HashMap::new(),
         };
         std::thread::Builder::new()
             .name(format!("drover-pg-{k}"))

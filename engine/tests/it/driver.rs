@@ -463,16 +463,14 @@ impl Journal for SlowDisk {
     ) -> Result<(), drover_engine::journal::JournalError> {
         self.inner.release(lease)
     }
-    fn append(
+    fn append_all(
         &mut self,
         lease: &drover_engine::journal::Lease,
         at: u64,
         ttl_ms: u64,
-        event: &drover_engine::scheduler::Event,
-        actions: &[drover_engine::scheduler::Action],
-        audit: &[drover_engine::audit::AuditRecord],
+        entries: &[drover_engine::journal::Entry<'_>],
     ) -> Result<(), drover_engine::journal::JournalError> {
-        if matches!(event, drover_engine::scheduler::Event::StepSucceeded { step, .. } if step == "first")
+        if entries.iter().any(|e| matches!(e.event, drover_engine::scheduler::Event::StepSucceeded { step, .. } if step == "first"))
         {
             self.armed.notify_one();
             if self
@@ -483,7 +481,7 @@ impl Journal for SlowDisk {
                 self.stalled.store(true, Ordering::SeqCst);
             }
         }
-        self.inner.append(lease, at, ttl_ms, event, actions, audit)
+        self.inner.append_all(lease, at, ttl_ms, entries)
     }
     fn renew(
         &mut self,
@@ -696,6 +694,42 @@ impl Journal for SlowDisk {
     }
     fn live_leases(&self) -> Result<Vec<drover_engine::journal::LiveLease>, JournalError> {
         self.inner.live_leases()
+    }
+    fn put_grant(
+        &mut self,
+        kind: &str,
+        key: &str,
+        grant: &drover_engine::journal::Grant,
+        now: u64,
+    ) -> Result<bool, JournalError> {
+        self.inner.put_grant(kind, key, grant, now)
+    }
+    fn grant(
+        &self,
+        kind: &str,
+        key: &str,
+        now: u64,
+    ) -> Result<Option<drover_engine::journal::Grant>, JournalError> {
+        self.inner.grant(kind, key, now)
+    }
+    fn take_grant(
+        &mut self,
+        kind: &str,
+        key: &str,
+        now: u64,
+    ) -> Result<Option<drover_engine::journal::Grant>, JournalError> {
+        self.inner.take_grant(kind, key, now)
+    }
+    fn grants_of(
+        &self,
+        kind: &str,
+        holder: &str,
+        now: u64,
+    ) -> Result<Vec<(String, drover_engine::journal::Grant)>, JournalError> {
+        self.inner.grants_of(kind, holder, now)
+    }
+    fn revoke_grants(&mut self, kind: &str, holder: &str) -> Result<usize, JournalError> {
+        self.inner.revoke_grants(kind, holder)
     }
 }
 

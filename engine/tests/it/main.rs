@@ -179,6 +179,117 @@ fn a_second_holder_is_refused_and_a_fenced_writer_cannot_append() {
 }
 
 #[test]
+fn appends_interleaved_with_another_writers_audit_records_keep_one_chain() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut driver = crate::backend::journal(dir.path());
+    // A second handle on the same journal: an approval taken by another process (or replica).
+    let mut other = crate::backend::journal(dir.path());
+    driver
+        .create_run(&run_row("r"), &Default::default())
+        .expect("run");
+    let lease = driver
+        .acquire("r", "alice@h pid 1", 0, 30_000)
+        .expect("lease");
+    let mut n = 0u64;
+    for round in 0..5u64 {
+        let recs: Vec<AuditRecord> = (0..3).map(|k| record(round * 10 + k)).collect();
+        driver
+            .append(&lease, 1, 30_000, &Event::Started, &[], &recs)
+            .expect("append");
+        // An append with no audit record in between, too.
+        driver
+            .append(&lease, 2, 30_000, &Event::Started, &[], &[])
+            .expect("append");
+        other
+            .append_audit("r", &[record(round * 10 + 5), record(round * 10 + 6)])
+            .expect("another writer's records");
+        n += 5;
+    }
+    driver
+        .append(&lease, 3, 30_000, &Event::Started, &[], &[record(99)])
+        .expect("an append after the chain moved under it");
+    n += 1;
+    let rows = driver.audit("r").expect("rows");
+    let row = driver.run("r").expect("row");
+    assert_eq!(row.audit_count, n);
+    assert_eq!(verify("r", &rows, &row.audit_head, row.audit_count), Ok(n));
+    assert_eq!(
+        rows.iter().map(|r| r.0).collect::<Vec<_>>(),
+        (1..=n).collect::<Vec<_>>()
+    );
+    assert_eq!(driver.events("r").expect("events").len(), 11);
+}
+
+#[test]
+fn grants_are_claimed_once_extended_by_their_holder_taken_once_and_lapse() {
+    use drover_engine::journal::Grant;
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut a = crate::backend::journal(dir.path());
+    let mut b = crate::backend::journal(dir.path());
+    let g = |holder: &str, until: u64| Grant {
+        holder: holder.into(),
+        data: String::new(),
+        expires_at: until,
+    };
+    // A claim: the first holder gets it, another does not while it is live.
+    assert_eq!(
+        a.put_grant("claim", "k", &g("r1", 1_000), 0).ok(),
+        Some(true)
+    );
+    assert_eq!(
+        b.put_grant("claim", "k", &g("r2", 1_000), 10).ok(),
+        Some(false)
+    );
+    assert_eq!(
+        b.grant("claim", "k", 10).expect("read").map(|g| g.holder),
+        Some("r1".into())
+    );
+    // Its holder extends it; once lapsed, another takes it.
+    assert_eq!(
+        a.put_grant("claim", "k", &g("r1", 2_000), 500).ok(),
+        Some(true)
+    );
+    assert_eq!(
+        b.put_grant("claim", "k", &g("r2", 3_000), 1_500).ok(),
+        Some(false)
+    );
+    assert_eq!(b.grant("claim", "k", 2_000).expect("read"), None);
+    assert_eq!(
+        b.put_grant("claim", "k", &g("r2", 3_000), 2_000).ok(),
+        Some(true)
+    );
+    // A one-time code is taken once, by one of two callers; a lapsed one not at all.
+    a.put_grant("link", "c", &g("alice", 5_000), 0)
+        .expect("link");
+    assert_eq!(
+        b.take_grant("link", "c", 10)
+            .expect("take")
+            .map(|g| g.holder),
+        Some("alice".into())
+    );
+    assert_eq!(a.take_grant("link", "c", 10).expect("take again"), None);
+    a.put_grant("link", "old", &g("alice", 50), 0)
+        .expect("link");
+    assert_eq!(a.take_grant("link", "old", 60).expect("lapsed"), None);
+    // Revoking one holder's grants of a kind leaves the rest.
+    for (k, who) in [("s1", "alice"), ("s2", "alice"), ("s3", "bob")] {
+        a.put_grant("session", k, &g(who, 9_000), 0)
+            .expect("session");
+    }
+    assert_eq!(
+        b.grants_of("session", "alice", 1)
+            .expect("list")
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect::<Vec<_>>(),
+        ["s1", "s2"]
+    );
+    assert_eq!(b.revoke_grants("session", "alice").ok(), Some(2));
+    assert_eq!(a.grant("session", "s1", 1).expect("read"), None);
+    assert!(a.grant("session", "s3", 1).expect("read").is_some());
+}
+
+#[test]
 fn a_dead_local_holder_does_not_block_resume() {
     let dir = tempfile::tempdir().expect("tmp");
     let mut j = crate::backend::journal(dir.path());
