@@ -9,7 +9,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use drover_alerts::{Action, Alert, AlertKind, SinkConfig};
 use drover_engine::audit::AuditRecord;
-use drover_engine::journal::ALERTS_LOG;
+use drover_engine::journal::{ALERTS_LOG, Grant};
 use drover_engine::run_record::rfc3339;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashSet};
@@ -22,6 +22,13 @@ const SETTLE_MS: u64 = 500;
 
 /// Who the alert audit records name.
 const ALERTER: &str = "alerts";
+
+/// The journal grant kind of a replica's claim on delivering one alert change to one sink.
+const DELIVERY_CLAIM: &str = "alert-delivery";
+/// How long a claim lasts unless its holder renews it (at every attempt): replicas on one
+/// journal deliver each change once, and if the claiming replica dies, another delivers after
+/// this (ms).
+const CLAIM_MS: u64 = 60_000;
 
 fn audit(
     now_ms: u64,
@@ -217,17 +224,7 @@ async fn owed(
                 {
                     continue;
                 }
-                let row = sinks.iter().find(|r| r.key == a.key && r.sink == s.name);
-                let delivered = row.map_or("", |r| r.delivered.as_str());
-                let gave_up = row.and_then(|r| r.gave_up.as_deref());
-                let action = if a.state == "firing" {
-                    (delivered != "trigger" && gave_up != Some("trigger"))
-                        .then_some(Action::Trigger)
-                } else {
-                    (delivered == "trigger" && gave_up != Some("resolve"))
-                        .then_some(Action::Resolve)
-                };
-                if let Some(action) = action {
+                if let Some(action) = owed_action(&a, &sinks, &s.name) {
                     todo.push((alert.clone(), s.clone(), action));
                 }
             }
@@ -235,6 +232,75 @@ async fn owed(
         Ok(todo)
     })
     .await
+}
+
+/// What `sink` is owed for alert `a`, given where every delivery stands.
+fn owed_action(
+    a: &drover_engine::journal::AlertRow,
+    sinks: &[drover_engine::journal::AlertSinkRow],
+    sink: &str,
+) -> Option<Action> {
+    let row = sinks.iter().find(|r| r.key == a.key && r.sink == sink);
+    let delivered = row.map_or("", |r| r.delivered.as_str());
+    let gave_up = row.and_then(|r| r.gave_up.as_deref());
+    if a.state == "firing" {
+        (delivered != "trigger" && gave_up != Some("trigger")).then_some(Action::Trigger)
+    } else {
+        (delivered == "trigger" && gave_up != Some("resolve")).then_some(Action::Resolve)
+    }
+}
+
+/// The claim on delivering `alert` to `sink`, held by this replica until `now + CLAIM_MS`.
+fn claim_of(
+    app: &App,
+    alert: &Alert,
+    sink: &SinkConfig,
+    action: Action,
+    now: u64,
+) -> (String, Grant) {
+    (
+        format!("{}\n{}", alert.key, sink.name),
+        Grant {
+            holder: app.config.replica.id.clone(),
+            data: action.as_str().to_owned(),
+            expires_at: now + CLAIM_MS,
+        },
+    )
+}
+
+/// Claims the delivery of `action` of `alert` to `sink` for this replica: `false` when another
+/// replica holds it, or when it is no longer owed (delivered meanwhile, by whoever held it).
+async fn claim(app: &Arc<App>, alert: &Alert, sink: &SinkConfig, action: Action) -> bool {
+    let (key, grant) = claim_of(app, alert, sink, action, app.clock.now_ms());
+    let (ws, now, alert_key, sink_name) = (
+        app.ws.clone(),
+        app.clock.now_ms(),
+        alert.key.clone(),
+        sink.name.clone(),
+    );
+    let claimed = blocking(move || {
+        let mut j = ws.journal()?;
+        if !j.put_grant(DELIVERY_CLAIM, &key, &grant, now)? {
+            return Ok(false);
+        }
+        // Read after claiming: a holder records its delivery before it lets go of its claim.
+        let sinks = j.alert_sinks()?;
+        let owed = j
+            .alerts()?
+            .iter()
+            .find(|a| a.key == alert_key)
+            .and_then(|a| owed_action(a, &sinks, &sink_name));
+        if owed != Some(action) {
+            j.take_grant(DELIVERY_CLAIM, &key, now)?;
+            return Ok(false);
+        }
+        Ok(true)
+    })
+    .await;
+    claimed.unwrap_or_else(|e| {
+        tracing::error!(error = %e.message, "alerts: cannot claim a delivery");
+        false
+    })
 }
 
 /// Delivers one change to one sink with retries, journaling every attempt.
@@ -245,6 +311,9 @@ async fn send(
     sink: &SinkConfig,
     action: Action,
 ) {
+    if !claim(app, alert, sink, action).await {
+        return;
+    }
     let cfg = &app.config.alerts;
     let ws = app.ws.clone();
     let clock = Arc::clone(&app.clock);
@@ -284,7 +353,11 @@ async fn send(
                 Ok(answer) => Ok(answer.as_str()),
                 Err(_) => Err(err_text.as_deref().unwrap_or("")),
             };
+            let (claim_key, claim) = claim_of(app, alert, sink, action, now);
             let written = ws.journal().map_err(|e| e.to_string()).and_then(|mut j| {
+                // Still delivering: the claim is renewed with every attempt.
+                j.put_grant(DELIVERY_CLAIM, &claim_key, &claim, now)
+                    .map_err(|e| e.to_string())?;
                 j.record_delivery(
                     &alert.key,
                     &sink.name,
@@ -302,6 +375,24 @@ async fn send(
         },
     )
     .await;
+    // Delivered or given up, and journaled: the claim is let go.
+    let (claim_key, _) = claim_of(app, alert, sink, action, 0);
+    let (ws, now) = (app.ws.clone(), app.clock.now_ms());
+    let me = app.config.replica.id.clone();
+    let released = blocking(move || {
+        let mut j = ws.journal()?;
+        // Ours still (a claim that lapsed may have been taken by another replica meanwhile).
+        if j.grant(DELIVERY_CLAIM, &claim_key, now)?
+            .is_some_and(|g| g.holder == me)
+        {
+            j.take_grant(DELIVERY_CLAIM, &claim_key, now)?;
+        }
+        Ok(())
+    })
+    .await;
+    if let Err(e) = released {
+        tracing::warn!(error = %e.message, "alerts: cannot let go of a delivery claim (it lapses by itself)");
+    }
     match result {
         Ok(_) => {
             tracing::info!(sink = %sink.name, key = %alert.key, action = action.as_str(), "alert delivered")

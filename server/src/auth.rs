@@ -1,13 +1,17 @@
 //! Who is calling: a login proves possession of a roster SSH key (a challenge signed as SSHSIG
 //! under its own namespace, [`drover_identity::LOGIN_NAMESPACE`]) and yields a short-lived bearer
-//! token. Only the token's SHA-256 is kept — in memory and in the state directory
-//! (`sessions.json`), so sessions survive a restart of the server and an open console reconnects
-//! by itself; tokens can be revoked. Logins are rate-limited per
-//! client address. A session never replaces a statement signature: approvals and starts are still
-//! verified statement by statement.
+//! token. Only the token's SHA-256 is kept, in the journal (its grants), so sessions survive a
+//! restart of the server, an open console reconnects by itself, and with replicas on one
+//! PostgreSQL journal a session opened on one replica works on every other (and a revocation on
+//! one holds on all). Login challenges and console links are kept the same way: answered or
+//! opened once, on any replica. Logins are rate-limited per client address (per replica). A
+//! session never replaces a statement signature: approvals and starts are still verified
+//! statement by statement.
 
+use drover_engine::journal::{Grant, Journal, JournalError};
+use drover_ops::Workspace;
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
 /// How long a login challenge may be answered.
@@ -16,6 +20,11 @@ pub const CHALLENGE_TTL_MS: u64 = 120_000;
 pub const LOGINS_PER_MINUTE: u32 = 20;
 /// Decisions (approvals, denials) per operator per minute.
 pub const DECISIONS_PER_MINUTE: u32 = 30;
+
+/// The journal's grant kinds this module keeps.
+const SESSION: &str = "session";
+const CHALLENGE: &str = "login-challenge";
+const LINK: &str = "console-link";
 
 /// An authenticated operator.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -41,15 +50,12 @@ fn csrf_of(token: &str) -> String {
 /// How long a console link may be opened.
 pub const LINK_TTL_MS: u64 = 60_000;
 
-/// Outstanding challenges, live sessions and rate-limit windows.
-#[derive(Debug, Default)]
+/// Sessions, challenges and links (in the journal), and rate-limit windows (in memory).
+#[derive(Debug)]
 pub struct Sessions {
-    /// Where live sessions (token hashes) are kept across restarts; `None`: in memory only.
-    path: Option<std::path::PathBuf>,
-    challenges: Mutex<HashMap<String, u64>>,
-    tokens: Mutex<HashMap<String, Session>>,
-    /// One-time console links: code SHA-256 → (operator, expiry).
-    links: Mutex<HashMap<String, (String, u64)>>,
+    ws: Workspace,
+    /// The roster's operators: a session of anyone else (removed since) opens nothing.
+    known: HashSet<String>,
     windows: Mutex<HashMap<String, (u64, u32)>>,
 }
 
@@ -62,77 +68,71 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Sessions {
-    /// Sessions kept in `path` (`STATE/sessions.json`): those still live there, of operators
-    /// `known` still accepts, are open again.
-    ///
-    /// # Errors
-    /// The file exists but cannot be read.
-    pub fn kept(
-        path: std::path::PathBuf,
-        now: u64,
-        known: impl Fn(&str) -> bool,
-    ) -> Result<Self, String> {
-        let list: Vec<Session> = match std::fs::read(&path) {
-            Ok(b) => serde_json::from_slice(&b).map_err(|e| format!("{}: {e}", path.display()))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(format!("{}: {e}", path.display())),
-        };
-        let tokens = list
-            .into_iter()
-            .filter(|s| s.expires_at > now && known(&s.operator))
-            .map(|s| (s.token_sha256.clone(), s))
-            .collect();
-        Ok(Self {
-            path: Some(path),
-            tokens: Mutex::new(tokens),
-            ..Self::default()
-        })
-    }
-
-    /// Writes the live sessions to the file (when there is one); a failure is logged, never
-    /// fatal: sessions then last until the server stops.
-    fn keep(&self, tokens: &HashMap<String, Session>) {
-        let Some(path) = &self.path else { return };
-        let list: Vec<&Session> = tokens.values().collect();
-        let tmp = path.with_extension("json.tmp");
-        let written = serde_json::to_vec(&list)
-            .map_err(std::io::Error::other)
-            .and_then(|b| {
-                use std::io::Write as _;
-                let mut f = std::fs::OpenOptions::new();
-                f.write(true).create(true).truncate(true);
-                #[cfg(unix)]
-                std::os::unix::fs::OpenOptionsExt::mode(&mut f, 0o600);
-                f.open(&tmp)?.write_all(&b)
-            })
-            .and_then(|()| std::fs::rename(&tmp, path));
-        if let Err(e) = written {
-            tracing::error!(error = %e, path = %path.display(), "cannot keep the sessions");
+    /// Sessions kept in `ws`'s journal, for the roster's `known` operators.
+    pub fn new(ws: Workspace, known: impl IntoIterator<Item = String>) -> Self {
+        Self {
+            ws,
+            known: known.into_iter().collect(),
+            windows: Mutex::default(),
         }
     }
 
+    /// Runs `f` on the journal, off the async runtime.
+    async fn with<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut dyn Journal) -> Result<T, JournalError> + Send + 'static,
+    ) -> Result<T, crate::ApiError> {
+        let ws = self.ws.clone();
+        crate::blocking(move || {
+            let mut j = ws.journal()?;
+            Ok(f(j.as_mut())?)
+        })
+        .await
+    }
+
     /// A new challenge text for `server`, valid [`CHALLENGE_TTL_MS`].
-    pub fn challenge(&self, server: &str, now: u64) -> String {
+    ///
+    /// # Errors
+    /// The journal.
+    pub async fn challenge(&self, server: &str, now: u64) -> Result<String, crate::ApiError> {
         let nonce = drover_identity::statement::nonce();
         let text = format!(
             "drover login v1\nserver: {server}\nnonce: {nonce}\ntime: {}\n",
             drover_engine::run_record::rfc3339(now)
         );
-        let mut c = lock(&self.challenges);
-        c.retain(|_, exp| *exp > now);
-        c.insert(text.clone(), now + CHALLENGE_TTL_MS);
-        text
+        let key = sha256_hex(&text);
+        let grant = Grant {
+            holder: String::new(),
+            data: String::new(),
+            expires_at: now + CHALLENGE_TTL_MS,
+        };
+        self.with(move |j| j.put_grant(CHALLENGE, &key, &grant, now))
+            .await?;
+        Ok(text)
     }
 
     /// Consumes a challenge: `true` once, if it was issued and has not expired.
-    pub fn take_challenge(&self, text: &str, now: u64) -> bool {
-        lock(&self.challenges)
-            .remove(text)
-            .is_some_and(|exp| exp > now)
+    ///
+    /// # Errors
+    /// The journal.
+    pub async fn take_challenge(&self, text: &str, now: u64) -> Result<bool, crate::ApiError> {
+        let key = sha256_hex(text);
+        Ok(self
+            .with(move |j| j.take_grant(CHALLENGE, &key, now))
+            .await?
+            .is_some())
     }
 
     /// A new session for `operator`; returns the token (shown once) and the session.
-    pub fn open(&self, operator: &str, ttl_ms: u64, now: u64) -> (String, Session) {
+    ///
+    /// # Errors
+    /// The journal.
+    pub async fn open(
+        &self,
+        operator: &str,
+        ttl_ms: u64,
+        now: u64,
+    ) -> Result<(String, Session), crate::ApiError> {
         let bytes: [u8; 32] = rand::random();
         let token = hex::encode(bytes);
         let s = Session {
@@ -141,57 +141,79 @@ impl Sessions {
             token_sha256: sha256_hex(&token),
             csrf: csrf_of(&token),
         };
-        let mut t = lock(&self.tokens);
-        t.retain(|_, s| s.expires_at > now);
-        t.insert(s.token_sha256.clone(), s.clone());
-        self.keep(&t);
-        (token, s)
+        let (key, grant) = (
+            s.token_sha256.clone(),
+            Grant {
+                holder: s.operator.clone(),
+                data: String::new(),
+                expires_at: s.expires_at,
+            },
+        );
+        self.with(move |j| j.put_grant(SESSION, &key, &grant, now))
+            .await?;
+        Ok((token, s))
     }
 
     /// A one-time code that opens a browser session for `operator` (an operator logged in with
     /// the CLI hands it to their browser: `drover console`), valid [`LINK_TTL_MS`].
-    pub fn link(&self, operator: &str, now: u64) -> String {
+    ///
+    /// # Errors
+    /// The journal.
+    pub async fn link(&self, operator: &str, now: u64) -> Result<String, crate::ApiError> {
         let code = hex::encode(rand::random::<[u8; 32]>());
-        let mut l = lock(&self.links);
-        l.retain(|_, (_, exp)| *exp > now);
-        l.insert(sha256_hex(&code), (operator.to_owned(), now + LINK_TTL_MS));
-        code
+        let (key, grant) = (
+            sha256_hex(&code),
+            Grant {
+                holder: operator.to_owned(),
+                data: String::new(),
+                expires_at: now + LINK_TTL_MS,
+            },
+        );
+        self.with(move |j| j.put_grant(LINK, &key, &grant, now))
+            .await?;
+        Ok(code)
     }
 
     /// Consumes a console link: its operator, once, if it has not expired.
-    pub fn take_link(&self, code: &str, now: u64) -> Option<String> {
-        lock(&self.links)
-            .remove(&sha256_hex(code))
-            .filter(|(_, exp)| *exp > now)
-            .map(|(op, _)| op)
+    ///
+    /// # Errors
+    /// The journal.
+    pub async fn take_link(&self, code: &str, now: u64) -> Result<Option<String>, crate::ApiError> {
+        let key = sha256_hex(code);
+        Ok(self
+            .with(move |j| j.take_grant(LINK, &key, now))
+            .await?
+            .map(|g| g.holder))
     }
 
-    /// The session a bearer token opens, if it is live.
-    pub fn check(&self, token: &str, now: u64) -> Option<Session> {
-        lock(&self.tokens)
-            .get(&sha256_hex(token))
-            .filter(|s| s.expires_at > now)
-            .map(|s| Session {
+    /// The session a bearer token opens, if it is live and its operator still in the roster.
+    ///
+    /// # Errors
+    /// The journal.
+    pub async fn check(&self, token: &str, now: u64) -> Result<Option<Session>, crate::ApiError> {
+        let key = sha256_hex(token);
+        let k = key.clone();
+        let found = self.with(move |j| j.grant(SESSION, &k, now)).await?;
+        Ok(found
+            .filter(|g| self.known.contains(&g.holder))
+            .map(|g| Session {
+                operator: g.holder,
+                expires_at: g.expires_at,
+                token_sha256: key,
                 csrf: csrf_of(token),
-                ..s.clone()
-            })
+            }))
     }
 
     /// Revokes the session with this token hash; `true` if there was one.
-    pub fn revoke(&self, token_sha256: &str) -> bool {
-        let mut t = lock(&self.tokens);
-        let had = t.remove(token_sha256).is_some();
-        self.keep(&t);
-        had
-    }
-
-    /// Revokes every session of `operator`; returns how many.
-    pub fn revoke_operator(&self, operator: &str) -> usize {
-        let mut t = lock(&self.tokens);
-        let before = t.len();
-        t.retain(|_, s| s.operator != operator);
-        self.keep(&t);
-        before - t.len()
+    ///
+    /// # Errors
+    /// The journal.
+    pub async fn revoke(&self, token_sha256: &str) -> Result<bool, crate::ApiError> {
+        let key = token_sha256.to_owned();
+        Ok(self
+            .with(move |j| j.take_grant(SESSION, &key, 0))
+            .await?
+            .is_some())
     }
 
     /// Counts one request against `key`'s one-minute window; `false` once `limit` is reached.
@@ -214,47 +236,96 @@ impl Sessions {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_challenge_is_answered_once_and_before_it_expires() {
-        let s = Sessions::default();
-        let c = s.challenge("srv", 1_000);
-        assert!(s.take_challenge(&c, 2_000));
-        assert!(!s.take_challenge(&c, 2_000), "once");
-        let late = s.challenge("srv", 1_000);
-        assert!(!s.take_challenge(&late, 1_000 + CHALLENGE_TTL_MS));
-        assert!(!s.take_challenge("drover login v1\nforged\n", 1_000));
+    fn sessions(dir: &std::path::Path) -> Sessions {
+        Sessions::new(Workspace::new(dir), ["alice".to_owned(), "bob".to_owned()])
     }
 
-    #[test]
-    fn tokens_expire_and_can_be_revoked() {
-        let s = Sessions::default();
-        let (token, session) = s.open("alice", 1_000, 0);
+    #[tokio::test]
+    async fn a_challenge_is_answered_once_and_before_it_expires() {
+        let d = tempfile::tempdir().expect("tmp");
+        let s = sessions(d.path());
+        let c = s.challenge("srv", 1_000).await.expect("challenge");
+        assert!(s.take_challenge(&c, 2_000).await.expect("take"));
+        assert!(!s.take_challenge(&c, 2_000).await.expect("take"), "once");
+        let late = s.challenge("srv", 1_000).await.expect("challenge");
+        assert!(
+            !s.take_challenge(&late, 1_000 + CHALLENGE_TTL_MS)
+                .await
+                .expect("take")
+        );
+        assert!(
+            !s.take_challenge("drover login v1\nforged\n", 1_000)
+                .await
+                .expect("take")
+        );
+    }
+
+    #[tokio::test]
+    async fn tokens_expire_can_be_revoked_and_are_honoured_by_another_server_on_the_journal() {
+        let d = tempfile::tempdir().expect("tmp");
+        let s = sessions(d.path());
+        let other = sessions(d.path());
+        let (token, session) = s.open("alice", 1_000, 0).await.expect("open");
         assert_eq!(
-            s.check(&token, 999).map(|x| x.operator),
+            other
+                .check(&token, 999)
+                .await
+                .expect("check")
+                .map(|x| x.operator),
             Some("alice".into())
         );
-        assert!(s.check(&token, 1_000).is_none(), "expired");
-        let (token, session2) = s.open("alice", 1_000, 0);
-        assert!(s.revoke(&session2.token_sha256));
-        assert!(s.check(&token, 1).is_none(), "revoked");
-        assert!(!s.revoke(&session.token_sha256) || s.check("x", 0).is_none());
-        assert!(s.check("not a token", 0).is_none());
+        assert!(
+            s.check(&token, 1_000).await.expect("check").is_none(),
+            "expired"
+        );
+        let (token2, session2) = s.open("alice", 1_000, 0).await.expect("open");
+        assert!(other.revoke(&session2.token_sha256).await.expect("revoke"));
+        assert!(
+            s.check(&token2, 1).await.expect("check").is_none(),
+            "revoked"
+        );
+        assert!(
+            !s.revoke(&session2.token_sha256).await.expect("revoke"),
+            "once"
+        );
+        assert_ne!(session.token_sha256, session2.token_sha256);
+        assert!(s.check("not a token", 0).await.expect("check").is_none());
+        // An operator no longer in the roster opens nothing.
+        let (carol, _) = s.open("carol", 1_000, 0).await.expect("open");
+        assert!(s.check(&carol, 1).await.expect("check").is_none());
+        // Only the token's hash is kept.
+        for f in std::fs::read_dir(d.path()).expect("state") {
+            let bytes = std::fs::read(f.expect("entry").path()).unwrap_or_default();
+            assert!(
+                !bytes.windows(token.len()).any(|w| w == token.as_bytes()),
+                "a token was stored"
+            );
+        }
     }
 
-    #[test]
-    fn a_console_link_opens_once_and_expires() {
-        let s = Sessions::default();
-        let code = s.link("alice", 0);
-        assert_eq!(s.take_link(&code, 1), Some("alice".into()));
-        assert_eq!(s.take_link(&code, 1), None, "once");
-        let late = s.link("bob", 0);
-        assert_eq!(s.take_link(&late, LINK_TTL_MS), None, "expired");
-        assert_eq!(s.take_link("not a code", 0), None);
+    #[tokio::test]
+    async fn a_console_link_opens_once_and_expires() {
+        let d = tempfile::tempdir().expect("tmp");
+        let s = sessions(d.path());
+        let code = s.link("alice", 0).await.expect("link");
+        assert_eq!(
+            s.take_link(&code, 1).await.expect("take"),
+            Some("alice".into())
+        );
+        assert_eq!(s.take_link(&code, 1).await.expect("take"), None, "once");
+        let late = s.link("bob", 0).await.expect("link");
+        assert_eq!(
+            s.take_link(&late, LINK_TTL_MS).await.expect("take"),
+            None,
+            "expired"
+        );
+        assert_eq!(s.take_link("not a code", 0).await.expect("take"), None);
     }
 
     #[test]
     fn the_rate_limit_counts_per_key_per_minute() {
-        let s = Sessions::default();
+        let d = tempfile::tempdir().expect("tmp");
+        let s = sessions(d.path());
         for _ in 0..3 {
             assert!(s.allow("1.2.3.4", 3, 0));
         }

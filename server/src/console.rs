@@ -64,8 +64,13 @@ pub(crate) fn routes() -> Router<Arc<App>> {
 /// `GET /console/session`: who the session cookie is (and its CSRF token), or `null` — so the
 /// page can tell a signed-out browser how to sign in without a failed request on load.
 async fn session(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
-    let s = super::cookie(&headers, SESSION_COOKIE)
-        .and_then(|t| app.sessions.check(t, app.clock.now_ms()));
+    let s = match super::cookie(&headers, SESSION_COOKIE) {
+        Some(t) => match app.sessions.check(t, app.clock.now_ms()).await {
+            Ok(s) => s,
+            Err(e) => return e.into_response(),
+        },
+        None => None,
+    };
     let body = match s {
         Some(s) => serde_json::json!({
             "operator": s.operator,
@@ -84,14 +89,14 @@ async fn session(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
 pub(crate) async fn link(
     State(app): State<Arc<App>>,
     Extension(s): Extension<auth::Session>,
-) -> Json<serde_json::Value> {
+) -> Result<Json<serde_json::Value>, super::ApiError> {
     let now = app.clock.now_ms();
-    let code = app.sessions.link(&s.operator, now);
+    let code = app.sessions.link(&s.operator, now).await?;
     audit(&app, &s.operator, "console.link", "ok", None);
-    Json(serde_json::json!({
+    Ok(Json(serde_json::json!({
         "path": format!("/console/enter?code={code}"),
         "expires_at": drover_engine::run_record::rfc3339(now + auth::LINK_TTL_MS),
-    }))
+    })))
 }
 
 #[derive(serde::Deserialize)]
@@ -104,7 +109,11 @@ pub(crate) struct EnterQuery {
 /// `GET /console/enter?code=…`: trades a one-time link for a session cookie.
 async fn enter(State(app): State<Arc<App>>, Query(q): Query<EnterQuery>) -> Response {
     let now = app.clock.now_ms();
-    let Some(operator) = app.sessions.take_link(&q.code, now) else {
+    let taken = match app.sessions.take_link(&q.code, now).await {
+        Ok(t) => t,
+        Err(e) => return e.into_response(),
+    };
+    let Some(operator) = taken else {
         audit(
             &app,
             "unverified",
@@ -116,7 +125,10 @@ async fn enter(State(app): State<Arc<App>>, Query(q): Query<EnterQuery>) -> Resp
         *r.status_mut() = StatusCode::UNAUTHORIZED;
         return r;
     };
-    let (token, _) = app.sessions.open(&operator, TOKEN_TTL_MS, now);
+    let token = match app.sessions.open(&operator, TOKEN_TTL_MS, now).await {
+        Ok((token, _)) => token,
+        Err(e) => return e.into_response(),
+    };
     audit(&app, &operator, "console.enter", "ok", None);
     let to = match q.run.as_deref().filter(|r| {
         !r.is_empty()

@@ -163,13 +163,8 @@ impl App {
             config.replica.lease_ttl_ms,
             ws.shared().then_some(config.replica.id.as_str()),
         );
-        let sessions =
-            auth::Sessions::kept(local.join("sessions.json"), SystemClock.now_ms(), |op| {
-                roster.operators.contains_key(op)
-            })
-            .map_err(|why| ServerError::State { why })?;
-        let passkeys = passkeys::Passkeys::load(local.join("passkeys.json"))
-            .map_err(|why| ServerError::State { why })?;
+        let sessions = auth::Sessions::new(ws.clone(), roster.operators.keys().cloned());
+        let passkeys = passkeys::Passkeys::new(ws.clone());
         Ok(Arc::new(Self {
             ws,
             passkeys,
@@ -401,9 +396,9 @@ async fn require_session(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     let session = match (bearer, cookie(&headers, SESSION_COOKIE)) {
-        (Some(token), _) => app.sessions.check(token.trim(), now),
+        (Some(token), _) => app.sessions.check(token.trim(), now).await?,
         (None, Some(token)) => {
-            let session = app.sessions.check(token, now);
+            let session = app.sessions.check(token, now).await?;
             let safe = matches!(req.method().as_str(), "GET" | "HEAD");
             if let Some(s) = session.as_ref().filter(|_| !safe) {
                 let sent = headers.get("x-csrf-token").and_then(|v| v.to_str().ok());
@@ -496,7 +491,7 @@ async fn login_challenge(
             "too many logins from this address: wait a minute",
         ));
     }
-    let challenge = app.sessions.challenge(&app.config.name, now);
+    let challenge = app.sessions.challenge(&app.config.name, now).await?;
     Ok(Json(serde_json::json!({
         "challenge": challenge,
         "namespace": drover_identity::LOGIN_NAMESPACE,
@@ -531,7 +526,7 @@ async fn login(
         audit(&app, "unverified", "server.login", "refused", Some(&why));
         ApiError::unauthorized(&why)
     };
-    if !app.sessions.take_challenge(&b.challenge, now) {
+    if !app.sessions.take_challenge(&b.challenge, now).await? {
         return Err(refuse(
             "the challenge is unknown, used or expired: ask for a new one".into(),
         ));
@@ -543,7 +538,10 @@ async fn login(
         &b.signature,
     )
     .map_err(|e| refuse(e.to_string()))?;
-    let (token, session) = app.sessions.open(&signer.operator, TOKEN_TTL_MS, now);
+    let (token, session) = app
+        .sessions
+        .open(&signer.operator, TOKEN_TTL_MS, now)
+        .await?;
     audit(
         &app,
         &signer.operator,
@@ -566,17 +564,20 @@ async fn whoami(Extension(s): Extension<auth::Session>) -> Json<serde_json::Valu
     }))
 }
 
-async fn logout(State(app): State<Arc<App>>, Extension(s): Extension<auth::Session>) -> Response {
-    app.sessions.revoke(&s.token_sha256);
+async fn logout(
+    State(app): State<Arc<App>>,
+    Extension(s): Extension<auth::Session>,
+) -> Result<Response, ApiError> {
+    app.sessions.revoke(&s.token_sha256).await?;
     audit(&app, &s.operator, "server.logout", "ok", None);
-    (
+    Ok((
         StatusCode::NO_CONTENT,
         [(
             header::SET_COOKIE,
             format!("{SESSION_COOKIE}=; HttpOnly; Secure; SameSite=Strict; Path=/; Max-Age=0"),
         )],
     )
-        .into_response()
+        .into_response())
 }
 
 async fn runbooks(State(app): State<Arc<App>>) -> Result<Json<serde_json::Value>, ApiError> {
@@ -714,7 +715,7 @@ async fn decision_statement(
     Path((run, step)): Path<(String, String)>,
     Query(q): Query<StatementQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let credentials = passkeys::credentials_of(&app, &s.operator);
+    let credentials = passkeys::credentials_of(&app, &s.operator).await?;
     let text = blocking(move || {
         let v = verdict(q.decision.as_deref(), q.reason.as_deref())
             .map_err(|e| OpsError::Usage(e.message))?;
@@ -769,7 +770,7 @@ async fn decide(
     verdict(b.decision.as_deref(), b.reason.as_deref())?;
     let signature = match (b.signature, b.passkey) {
         (Some(sig), None) => sig,
-        (None, Some(a)) => passkeys::armored(&app, &s.operator, a)?,
+        (None, Some(a)) => passkeys::armored(&app, &s.operator, a).await?,
         _ => {
             return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,

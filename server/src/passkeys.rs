@@ -8,22 +8,32 @@
 //! into a [`PasskeySignature`] and hands it to the same approval path as an SSH signature, so the
 //! run's roster verifies it — here, in reports, and offline in the evidence bundle.
 //!
-//! Nothing secret is stored: `STATE/passkeys.json` holds public keys and certificates only.
+//! Nothing secret is stored: the journal (its grants) holds public keys and certificates only —
+//! so with replicas on one PostgreSQL journal, a passkey registered on one replica approves on
+//! every other.
 
-use super::{ApiError, App, Body, audit, lock};
+use super::{ApiError, App, Body, audit, blocking};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::{Extension, Json};
+use drover_engine::journal::{Grant, Journal, JournalError};
 use drover_identity::passkey::{self, Certificate, PasskeySignature, b64url};
+use drover_ops::Workspace;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 /// Pending (uncertified) passkeys kept per operator; older ones are forgotten.
 const MAX_PENDING: usize = 5;
 
 /// How long a registration challenge may be answered.
 const CHALLENGE_TTL_MS: u64 = 300_000;
+
+/// The journal's grant kinds this module keeps.
+const PASSKEY: &str = "passkey";
+const CHALLENGE: &str = "passkey-challenge";
+
+/// A passkey registration does not lapse (ms since the epoch).
+const NEVER: u64 = i64::MAX as u64;
 
 /// A passkey as stored.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -38,57 +48,70 @@ pub struct Stored {
     pub certificate_signature: Option<String>,
 }
 
-/// The passkeys registered with this server, kept in `STATE/passkeys.json`.
-#[derive(Debug, Default)]
+/// The passkeys registered with this server (and its replicas), kept in the journal.
+#[derive(Debug)]
 pub struct Passkeys {
-    path: std::path::PathBuf,
-    keys: Mutex<Vec<Stored>>,
-    /// Registration challenges: base64url → (operator, relying party, expiry).
-    challenges: Mutex<HashMap<String, (String, String, u64)>>,
+    ws: Workspace,
+}
+
+fn corrupt(e: &serde_json::Error) -> JournalError {
+    JournalError::Corrupt(format!("a stored passkey: {e}"))
+}
+
+fn parsed(g: &Grant) -> Result<Stored, JournalError> {
+    serde_json::from_str(&g.data).map_err(|e| corrupt(&e))
+}
+
+fn grant(k: &Stored) -> Result<Grant, JournalError> {
+    Ok(Grant {
+        holder: k.operator.clone(),
+        data: serde_json::to_string(k).map_err(|e| corrupt(&e))?,
+        expires_at: NEVER,
+    })
 }
 
 impl Passkeys {
-    /// The passkeys kept at `path` (none when it does not exist yet).
-    ///
-    /// # Errors
-    /// The file exists but cannot be read.
-    pub fn load(path: std::path::PathBuf) -> Result<Self, String> {
-        let keys = match std::fs::read(&path) {
-            Ok(b) => serde_json::from_slice(&b).map_err(|e| format!("{}: {e}", path.display()))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(format!("{}: {e}", path.display())),
-        };
-        Ok(Self {
-            path,
-            keys: Mutex::new(keys),
-            challenges: Mutex::default(),
-        })
+    /// The passkeys kept in `ws`'s journal.
+    pub fn new(ws: Workspace) -> Self {
+        Self { ws }
     }
 
-    fn save(&self, keys: &[Stored]) -> Result<(), ApiError> {
-        let tmp = self.path.with_extension("json.tmp");
-        let text = serde_json::to_vec_pretty(keys).unwrap_or_default();
-        std::fs::write(&tmp, text)
-            .and_then(|()| std::fs::rename(&tmp, &self.path))
-            .map_err(|e| {
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    format!("cannot keep the passkeys: {e}"),
-                )
-            })
+    /// Runs `f` on the journal, off the async runtime.
+    async fn with<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut dyn Journal) -> Result<T, JournalError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let ws = self.ws.clone();
+        blocking(move || {
+            let mut j = ws.journal()?;
+            Ok(f(j.as_mut())?)
+        })
+        .await
+    }
+
+    /// `operator`'s passkeys, pending and confirmed, oldest first.
+    async fn of(&self, operator: &str) -> Result<Vec<Stored>, ApiError> {
+        let operator = operator.to_owned();
+        self.with(move |j| {
+            j.grants_of(PASSKEY, &operator, 0)?
+                .iter()
+                .map(|(_, g)| parsed(g))
+                .collect()
+        })
+        .await
     }
 
     /// The confirmed passkey `credential_id` of `operator`.
-    fn confirmed(&self, operator: &str, credential_id: &str) -> Option<Stored> {
-        lock(&self.keys)
-            .iter()
-            .find(|k| {
-                k.operator == operator
-                    && k.credential_id == credential_id
-                    && k.certificate_signature.is_some()
-            })
-            .cloned()
+    async fn confirmed(
+        &self,
+        operator: &str,
+        credential_id: &str,
+    ) -> Result<Option<Stored>, ApiError> {
+        Ok(self
+            .of(operator)
+            .await?
+            .into_iter()
+            .find(|k| k.credential_id == credential_id && k.certificate_signature.is_some()))
     }
 }
 
@@ -127,17 +150,22 @@ pub(crate) async fn options(
     let rp = rp_id(&headers)?;
     let now = app.clock.now_ms();
     let challenge = b64url(&rand::random::<[u8; 32]>());
-    {
-        let mut c = lock(&app.passkeys.challenges);
-        c.retain(|_, (_, _, exp)| *exp > now);
-        c.insert(
-            challenge.clone(),
-            (s.operator.clone(), rp.clone(), now + CHALLENGE_TTL_MS),
-        );
-    }
-    let exclude: Vec<serde_json::Value> = lock(&app.passkeys.keys)
+    let (key, pending) = (
+        challenge.clone(),
+        Grant {
+            holder: s.operator.clone(),
+            data: rp.clone(),
+            expires_at: now + CHALLENGE_TTL_MS,
+        },
+    );
+    app.passkeys
+        .with(move |j| j.put_grant(CHALLENGE, &key, &pending, now))
+        .await?;
+    let exclude: Vec<serde_json::Value> = app
+        .passkeys
+        .of(&s.operator)
+        .await?
         .iter()
-        .filter(|k| k.operator == s.operator)
         .map(|k| serde_json::json!({ "type": "public-key", "id": k.credential_id }))
         .collect();
     Ok(Json(serde_json::json!({
@@ -176,9 +204,14 @@ pub(crate) async fn register(
     Body(b): Body<RegisterBody>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let now = app.clock.now_ms();
-    let Some((operator, rp, _)) = lock(&app.passkeys.challenges)
-        .remove(&b.challenge)
-        .filter(|(op, _, exp)| *exp > now && *op == s.operator)
+    let key = b.challenge.clone();
+    let taken = app
+        .passkeys
+        .with(move |j| j.take_grant(CHALLENGE, &key, now))
+        .await?;
+    let Some((operator, rp)) = taken
+        .filter(|g| g.holder == s.operator)
+        .map(|g| (g.holder, g.data))
     else {
         return Err(refused(
             "the registration challenge is unknown, used, expired or someone else's: start again",
@@ -221,23 +254,30 @@ pub(crate) async fn register(
         certificate: cert.to_text().map_err(|e| refused(e.to_string()))?,
         certificate_signature: None,
     };
-    {
-        let mut keys = lock(&app.passkeys.keys);
-        if keys.iter().any(|k| k.credential_id == stored.credential_id) {
-            return Err(refused("this passkey is registered already"));
-        }
-        keys.push(stored.clone());
-        // Pending passkeys nobody certifies do not pile up: an operator keeps the newest few.
-        let pending: Vec<String> = keys
-            .iter()
-            .filter(|k| k.operator == operator && k.certificate_signature.is_none())
-            .map(|k| k.credential_id.clone())
-            .collect();
-        if let Some(extra) = pending.len().checked_sub(MAX_PENDING).filter(|n| *n > 0) {
-            let dropped: std::collections::BTreeSet<&String> = pending.iter().take(extra).collect();
-            keys.retain(|k| !dropped.contains(&k.credential_id));
-        }
-        app.passkeys.save(&keys)?;
+    let new = stored.clone();
+    let added = app
+        .passkeys
+        .with(move |j| {
+            if j.grant(PASSKEY, &new.credential_id, now)?.is_some() {
+                return Ok(false);
+            }
+            j.put_grant(PASSKEY, &new.credential_id, &grant(&new)?, now)?;
+            // Pending passkeys nobody certifies do not pile up: an operator keeps the newest few.
+            let pending: Vec<String> = j
+                .grants_of(PASSKEY, &new.operator, 0)?
+                .into_iter()
+                .filter(|(_, g)| parsed(g).is_ok_and(|k| k.certificate_signature.is_none()))
+                .map(|(key, _)| key)
+                .collect();
+            let extra = pending.len().saturating_sub(MAX_PENDING);
+            for key in pending.iter().take(extra) {
+                j.take_grant(PASSKEY, key, 0)?;
+            }
+            Ok(true)
+        })
+        .await?;
+    if !added {
+        return Err(refused("this passkey is registered already"));
     }
     audit(
         &app,
@@ -273,13 +313,15 @@ fn listed(k: &Stored) -> serde_json::Value {
 pub(crate) async fn list(
     State(app): State<Arc<App>>,
     Extension(s): Extension<super::auth::Session>,
-) -> Json<serde_json::Value> {
-    let keys: Vec<serde_json::Value> = lock(&app.passkeys.keys)
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let keys: Vec<serde_json::Value> = app
+        .passkeys
+        .of(&s.operator)
+        .await?
         .iter()
-        .filter(|k| k.operator == s.operator)
         .map(listed)
         .collect();
-    Json(serde_json::json!({ "passkeys": keys }))
+    Ok(Json(serde_json::json!({ "passkeys": keys })))
 }
 
 #[derive(Deserialize)]
@@ -296,10 +338,12 @@ pub(crate) async fn confirm(
     Path(credential): Path<String>,
     Body(b): Body<ConfirmBody>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let Some(k) = lock(&app.passkeys.keys)
-        .iter()
-        .find(|k| k.credential_id == credential && k.operator == s.operator)
-        .cloned()
+    let Some(k) = app
+        .passkeys
+        .of(&s.operator)
+        .await?
+        .into_iter()
+        .find(|k| k.credential_id == credential)
     else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -331,20 +375,23 @@ pub(crate) async fn confirm(
         audit(&app, &s.operator, "passkey.confirm", "refused", Some(&why));
         return Err(refused(why));
     }
-    let confirmed = {
-        let mut keys = lock(&app.passkeys.keys);
-        let Some(entry) = keys.iter_mut().find(|x| x.credential_id == credential) else {
-            return Err(ApiError::new(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                "no such passkey of yours",
-            ));
-        };
-        entry.certificate_signature = Some(b.signature.clone());
-        let out = entry.clone();
-        app.passkeys.save(&keys)?;
-        out
+    let confirmed = Stored {
+        certificate_signature: Some(b.signature.clone()),
+        ..k.clone()
     };
+    let now = app.clock.now_ms();
+    let entry = confirmed.clone();
+    let kept = app
+        .passkeys
+        .with(move |j| j.put_grant(PASSKEY, &entry.credential_id, &grant(&entry)?, now))
+        .await?;
+    if !kept {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no such passkey of yours",
+        ));
+    }
     let signed = drover_engine::signed::SignedStatement {
         statement: k.certificate.clone(),
         signature: b.signature,
@@ -377,8 +424,8 @@ pub(crate) struct Assertion {
 
 /// The armored passkey signature of `a` by `operator`'s confirmed passkey, for the approval
 /// path to verify like an SSHSIG.
-pub(crate) fn armored(app: &App, operator: &str, a: Assertion) -> Result<String, ApiError> {
-    let k = app.passkeys.confirmed(operator, &a.credential_id).ok_or_else(|| {
+pub(crate) async fn armored(app: &App, operator: &str, a: Assertion) -> Result<String, ApiError> {
+    let k = app.passkeys.confirmed(operator, &a.credential_id).await?.ok_or_else(|| {
         refused(format!(
             "this passkey is not a confirmed passkey of {operator}: register it in the console and certify it with `drover passkey confirm`"
         ))
@@ -394,10 +441,13 @@ pub(crate) fn armored(app: &App, operator: &str, a: Assertion) -> Result<String,
 }
 
 /// The confirmed passkeys of `operator` (credential ids), for `navigator.credentials.get`.
-pub(crate) fn credentials_of(app: &App, operator: &str) -> Vec<String> {
-    lock(&app.passkeys.keys)
-        .iter()
-        .filter(|k| k.operator == operator && k.certificate_signature.is_some())
-        .map(|k| k.credential_id.clone())
-        .collect()
+pub(crate) async fn credentials_of(app: &App, operator: &str) -> Result<Vec<String>, ApiError> {
+    Ok(app
+        .passkeys
+        .of(operator)
+        .await?
+        .into_iter()
+        .filter(|k| k.certificate_signature.is_some())
+        .map(|k| k.credential_id)
+        .collect())
 }

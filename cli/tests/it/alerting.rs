@@ -16,10 +16,10 @@ const SLACK_TOKEN: &str = "T000/B000/XOXBSLACKSECRET";
 
 /// One HTTP request the receiver got.
 #[derive(Debug, Clone)]
-struct Received {
+pub(crate) struct Received {
     path: String,
     headers: Vec<(String, String)>,
-    body: serde_json::Value,
+    pub(crate) body: serde_json::Value,
     raw: Vec<u8>,
 }
 
@@ -33,7 +33,13 @@ impl Received {
 }
 
 /// A minimal HTTP/1.1 receiver: records each POST, answers 202.
-fn receiver() -> (u16, Arc<Mutex<Vec<Received>>>) {
+pub(crate) fn receiver() -> (u16, Arc<Mutex<Vec<Received>>>) {
+    slow_receiver(0)
+}
+
+/// [`receiver`], answering each POST `delay_ms` after it arrived (a slow endpoint keeps a
+/// delivery in flight).
+pub(crate) fn slow_receiver(delay_ms: u64) -> (u16, Arc<Mutex<Vec<Received>>>) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("addr").port();
     let got: Arc<Mutex<Vec<Received>>> = Arc::default();
@@ -72,6 +78,7 @@ fn receiver() -> (u16, Arc<Mutex<Vec<Received>>>) {
                 body,
                 raw,
             });
+            pause(delay_ms);
             let _ = stream.write_all(
                 b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
             );

@@ -14,13 +14,39 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 /// The test PostgreSQL, or `None` (then the suite is skipped, unless `.ci/test` requires it).
-fn pg() -> Option<String> {
+fn pg_url() -> Option<String> {
     let url = std::env::var("DROVER_TEST_PG").ok();
     assert!(
         url.is_some() || std::env::var("DROVER_TEST_REQUIRE_PG").is_err(),
         "DROVER_TEST_REQUIRE_PG is set but DROVER_TEST_PG is not: the PostgreSQL suite would not run"
     );
     url
+}
+
+/// Held by every test of this suite while it uses the server; the test that restarts it holds
+/// it alone, so that no other test sees its restart.
+static SERVER: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+/// The test PostgreSQL (see [`pg_url`]), shared with the suite's other tests while held.
+fn pg() -> Option<(String, std::sync::RwLockReadGuard<'static, ()>)> {
+    let url = pg_url()?;
+    Some((
+        url,
+        SERVER
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    ))
+}
+
+/// The test PostgreSQL, for this test alone while held (it restarts the server).
+fn pg_alone() -> Option<(String, std::sync::RwLockWriteGuard<'static, ()>)> {
+    let url = pg_url()?;
+    Some((
+        url,
+        SERVER
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    ))
 }
 
 /// Lease TTL of the replicas under test (short, so that 20 takeovers take a minute).
@@ -66,6 +92,11 @@ impl Drop for Replica {
 
 /// Starts replica `id` of the server on `url`, on `port`; returns once it answers.
 fn replica(d: &Path, url: &str, id: &str, port: u16) -> Replica {
+    replica_with(d, url, id, port, &[])
+}
+
+/// [`replica`] with more arguments (`--config FILE`).
+fn replica_with(d: &Path, url: &str, id: &str, port: u16, more: &[&str]) -> Replica {
     let log = d.join(format!("{id}.log"));
     let err = std::fs::OpenOptions::new()
         .create(true)
@@ -91,6 +122,8 @@ fn replica(d: &Path, url: &str, id: &str, port: u16) -> Replica {
             "--runbooks",
             "runbooks",
         ])
+        .args(more)
+        .env("RUST_LOG", "info")
         .current_dir(d)
         .stdout(Stdio::null())
         .stderr(err)
@@ -275,7 +308,7 @@ fn team(d: &Path, rb: &str) -> (PathBuf, PathBuf) {
     (alice, bob)
 }
 
-/// Who owns `run`, as replica `r` sees it (`token`: a session on `r`; sessions are per replica).
+/// Who owns `run`, as replica `r` sees it.
 fn owner(r: &Replica, token: &str, run: &str) -> Option<String> {
     let v: serde_json::Value = reqwest::blocking::Client::new()
         .get(format!("{}/api/v1/replicas", r.base()))
@@ -306,7 +339,7 @@ fn kill_points(n: usize) -> Vec<i64> {
 
 #[test]
 fn the_replica_driving_a_run_is_killed_twenty_times_and_the_other_always_takes_over() {
-    let Some(admin) = pg() else { return };
+    let Some((admin, _server)) = pg() else { return };
     let dir = tempfile::tempdir().expect("tmp");
     let d = dir.path();
     let url = drover_journal_pg::testing::database_for(d);
@@ -404,7 +437,7 @@ fn the_replica_driving_a_run_is_killed_twenty_times_and_the_other_always_takes_o
 
 #[test]
 fn a_replica_stopped_past_its_lease_acts_no_more_when_continued_and_approvals_cross_replicas() {
-    let Some(_) = pg() else { return };
+    let Some((_, _server)) = pg() else { return };
     let dir = tempfile::tempdir().expect("tmp");
     let d = dir.path();
     let url = drover_journal_pg::testing::database_for(d);
@@ -563,7 +596,9 @@ fn a_replica_stopped_past_its_lease_acts_no_more_when_continued_and_approvals_cr
 
 #[test]
 fn postgres_restarted_mid_run_the_replicas_reconnect_and_the_run_finishes() {
-    let Some(_) = pg() else { return };
+    let Some((_, _server)) = pg_alone() else {
+        return;
+    };
     let Ok(ctl) = std::env::var("DROVER_TEST_PG_CTL") else {
         assert!(
             std::env::var("DROVER_TEST_REQUIRE_PG").is_err(),
@@ -611,7 +646,7 @@ fn postgres_restarted_mid_run_the_replicas_reconnect_and_the_run_finishes() {
 
 #[test]
 fn a_schedule_fires_once_per_slot_across_two_replicas() {
-    let Some(_) = pg() else { return };
+    let Some((_, _server)) = pg() else { return };
     let dir = tempfile::tempdir().expect("tmp");
     let d = dir.path();
     let url = drover_journal_pg::testing::database_for(d);
@@ -651,7 +686,7 @@ fn a_schedule_fires_once_per_slot_across_two_replicas() {
 
 #[test]
 fn a_journal_database_newer_than_the_binary_is_refused_untouched() {
-    let Some(_) = pg() else { return };
+    let Some((_, _server)) = pg() else { return };
     let dir = tempfile::tempdir().expect("tmp");
     let d = dir.path();
     let url = drover_journal_pg::testing::database_for(d);
@@ -670,7 +705,7 @@ fn a_journal_database_newer_than_the_binary_is_refused_untouched() {
             .get(0)
     };
     let mut c = db(&url);
-    assert_eq!(versions(&mut c), 1);
+    assert_eq!(versions(&mut c), drover_journal_pg::SCHEMA_VERSION);
     c.batch_execute(
         "INSERT INTO drover_schema (version, by_version) VALUES (99, 'a newer drover')",
     )
@@ -682,5 +717,186 @@ fn a_journal_database_newer_than_the_binary_is_refused_untouched() {
         err.contains("schema version 99, newer than this drover supports"),
         "{err}"
     );
-    assert_eq!(versions(&mut c), 2, "the newer database was changed");
+    assert_eq!(
+        versions(&mut c),
+        drover_journal_pg::SCHEMA_VERSION + 1,
+        "the newer database was changed"
+    );
+}
+
+#[test]
+fn a_version_one_journal_is_migrated_on_first_use_and_runs_on_it() {
+    let Some((_, _server)) = pg() else { return };
+    let dir = tempfile::tempdir().expect("tmp");
+    let d = dir.path();
+    let url = drover_journal_pg::testing::database_for(d);
+    // The database as the first PostgreSQL release left it: schema version 1 only.
+    let mut c = db(&url);
+    c.batch_execute(
+        "CREATE TABLE drover_schema (version BIGINT PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now(), by_version TEXT NOT NULL)",
+    )
+    .expect("schema table");
+    c.batch_execute(drover_journal_pg::MIGRATIONS[0].1)
+        .expect("version 1");
+    c.batch_execute("INSERT INTO drover_schema (version, by_version) VALUES (1, '0.1.0')")
+        .expect("version 1 recorded");
+    let ledger_path = d.join("ledger");
+    std::fs::write(d.join("ha.drover"), runbook(6, &ledger_path, "0", false)).expect("runbook");
+    let out = Command::new(env!("CARGO_BIN_EXE_drover"))
+        .args([
+            "run",
+            "ha.drover",
+            "--mode",
+            "drill",
+            "--as",
+            "alice",
+            "--run-id",
+            "up1",
+            "--state",
+            &url,
+        ])
+        .current_dir(d)
+        .output()
+        .expect("drover run");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let version: i64 = c
+        .query_one("SELECT MAX(version) FROM drover_schema", &[])
+        .expect("version")
+        .get(0);
+    assert_eq!(version, drover_journal_pg::SCHEMA_VERSION);
+    assert_eq!(outcome(&url, "up1"), "succeeded");
+    assert_eq!(ledger(&ledger_path).len(), 6, "every step ran once");
+    audit_verifies(d, &url, "up1");
+}
+
+#[test]
+fn a_login_on_one_replica_works_on_the_other_and_an_alert_is_delivered_once() {
+    let Some((_, _server)) = pg() else { return };
+    let dir = tempfile::tempdir().expect("tmp");
+    let d = dir.path();
+    let url = drover_journal_pg::testing::database_for(d);
+    let (alice, _) = team(
+        d,
+        "runbook \"Doomed\" {\n  rto   = 1h\n  rpo   = 1h\n  modes = [drill]\n}\n\nstep fails {\n  action = shell\n  with {\n    command = \"exit 3\"\n  }\n}\n\nmilestone done {\n  after     = [fails]\n  stops_rto = true\n}\n",
+    );
+    // A slow endpoint: each delivery stays in flight while both replicas look again.
+    let (hport, hooks) = crate::alerting::slow_receiver(7_000);
+    std::fs::write(
+        d.join("server.toml"),
+        format!(
+            "[alerts]\nattempts = 2\nbackoff = \"100ms\"\n\n[[alerts.sink]]\nname = \"hook\"\ntype = \"webhook\"\nurl = \"http://127.0.0.1:{hport}/hook\"\n"
+        ),
+    )
+    .expect("config");
+    let a = replica_with(d, &url, "a", free_port(), &["--config", "server.toml"]);
+    let b = replica_with(d, &url, "b", free_port(), &["--config", "server.toml"]);
+    let http = reqwest::blocking::Client::new();
+    let session = |r: &Replica, token: &str| {
+        http.get(format!("{}/api/v1/session", r.base()))
+            .bearer_auth(token)
+            .send()
+            .expect("session")
+            .status()
+            .as_u16()
+    };
+
+    // A challenge from A answered to B: one login, good on both.
+    let c: serde_json::Value = http
+        .post(format!("{}/api/v1/login/challenge", a.base()))
+        .send()
+        .and_then(reqwest::blocking::Response::json)
+        .expect("challenge");
+    let challenge = c["challenge"].as_str().expect("text");
+    let sig = drover_identity::sign::with_key_file_in(
+        drover_identity::LOGIN_NAMESPACE,
+        &alice,
+        challenge,
+    )
+    .expect("sign");
+    let answer = serde_json::json!({ "challenge": challenge, "signature": sig });
+    let login: serde_json::Value = http
+        .post(format!("{}/api/v1/login", b.base()))
+        .json(&answer)
+        .send()
+        .and_then(reqwest::blocking::Response::json)
+        .expect("login");
+    let token = login["token"].as_str().expect("token").to_owned();
+    assert_eq!((session(&a, &token), session(&b, &token)), (200, 200));
+    // The challenge was answered once, across replicas.
+    let again = http
+        .post(format!("{}/api/v1/login", a.base()))
+        .json(&answer)
+        .send()
+        .expect("login again");
+    assert_eq!(again.status(), 401);
+    // A console link made on B opens on A, once.
+    let link: serde_json::Value = http
+        .post(format!("{}/api/v1/console/link", b.base()))
+        .bearer_auth(&token)
+        .send()
+        .and_then(reqwest::blocking::Response::json)
+        .expect("link");
+    let path = link["path"].as_str().expect("path").to_owned();
+    let no_redirects = reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let enter = |r: &Replica| {
+        no_redirects
+            .get(format!("{}{path}", r.base()))
+            .send()
+            .expect("enter")
+            .status()
+            .as_u16()
+    };
+    assert_eq!(enter(&a), 303);
+    assert_eq!(enter(&b), 401, "a console link opens once");
+
+    // A run that fails raises one alert: delivered once, though both replicas look.
+    let run = start_run(&b.base(), &token, &alice, "ha.drover");
+    for _ in 0..600 {
+        if outcome(&url, &run) == "failed" {
+            break;
+        }
+        pause(50);
+    }
+    assert_eq!(outcome(&url, &run), "failed");
+    let triggers = || {
+        hooks
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|r| r.body["event"] == "trigger" && r.body["run_id"] == run.as_str())
+            .count()
+    };
+    for _ in 0..600 {
+        if triggers() > 0 {
+            break;
+        }
+        pause(50);
+    }
+    assert_eq!(triggers(), 1, "the trigger was not delivered");
+    // Both replicas look again (every 5 s) while it is in flight and after: still one.
+    pause(15_000);
+    assert_eq!(
+        triggers(),
+        1,
+        "delivered by more than one replica: a: {} b: {}",
+        a.log_text(),
+        b.log_text()
+    );
+
+    // Logged out on A: refused on B at once.
+    let out = http
+        .delete(format!("{}/api/v1/session", a.base()))
+        .bearer_auth(&token)
+        .send()
+        .expect("logout");
+    assert_eq!(out.status(), 204);
+    assert_eq!(session(&b, &token), 401);
 }
