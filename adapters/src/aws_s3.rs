@@ -238,29 +238,41 @@ impl Location for S3Location {
         }))
     }
 
+    fn exists(&self) -> Result<bool, BackupError> {
+        let (bucket, key) = (self.bucket.clone(), self.key.clone());
+        on_own_runtime(move |rt| {
+            rt.block_on(async move {
+                match client()
+                    .await
+                    .head_object()
+                    .bucket(&bucket)
+                    .key(&key)
+                    .send()
+                    .await
+                {
+                    Ok(_) => Ok(true),
+                    Err(e)
+                        if e.as_service_error().is_some_and(
+                            aws_sdk_s3::operation::head_object::HeadObjectError::is_not_found,
+                        ) =>
+                    {
+                        Ok(false)
+                    }
+                    Err(e) => Err(BackupError::Invalid(format!(
+                        "HeadObject s3://{bucket}/{key}: {}",
+                        sdk_text(&e)
+                    ))),
+                }
+            })
+        })?
+    }
+
     fn create(&self, replace: bool) -> Result<Box<dyn PendingWrite>, BackupError> {
         let (bucket, key) = (self.bucket.clone(), self.key.clone());
-        if !replace {
-            let exists = on_own_runtime({
-                let (bucket, key) = (bucket.clone(), key.clone());
-                move |rt| {
-                    rt.block_on(async move {
-                        client()
-                            .await
-                            .head_object()
-                            .bucket(&bucket)
-                            .key(&key)
-                            .send()
-                            .await
-                            .is_ok()
-                    })
-                }
-            })?;
-            if exists {
-                return Err(BackupError::Invalid(format!(
-                    "s3://{bucket}/{key} exists; refusing to overwrite it"
-                )));
-            }
+        if !replace && self.exists()? {
+            return Err(BackupError::Invalid(format!(
+                "s3://{bucket}/{key} exists; refusing to overwrite it"
+            )));
         }
         let (tx, rx) = sync_channel::<Msg>(2);
         in_background(async move {

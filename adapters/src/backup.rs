@@ -16,6 +16,7 @@
 //! adapters); backups live at a [`Location`] (local paths now, `s3://` later). Every operation
 //! returns a [`BackupReport`] with what the engine, the RTO/RPO clocks and the audit log need.
 
+mod copy;
 mod data_key;
 mod error;
 mod file_key;
@@ -27,6 +28,7 @@ mod progress;
 mod report;
 mod sample;
 
+pub use copy::{CopyReport, copy};
 pub use data_key::DataKey;
 pub use error::BackupError;
 pub use file_key::{FileKeyProvider, generate_file_key};

@@ -277,6 +277,33 @@ fn backup_actions() -> Vec<ActionSchema> {
             ),
         ),
         ActionSchema::new(
+            "backup.copy",
+            "Copies a backup to another location as it is (ciphertext, no key): checked against its manifest while it streams, written atomically, never over another backup, read back; a destination already holding it is done",
+            Effect::Mutating,
+            Role::Plain,
+        )
+        .with_default_timeout_ms(BACKUP_TIMEOUT_MS)
+        .required(
+            "source",
+            ValueType::String,
+            "the backup (path or s3:// URL)",
+        )
+        .resource("destination", "where the copy is written (path or s3:// URL)")
+        .output("backup_id", ValueType::String, "the backup's id")
+        .output("dataset", ValueType::String, "the backup's data set name")
+        .output(
+            "recovery_point",
+            ValueType::String,
+            "the recovery point time (RFC 3339)",
+        )
+        .output(
+            "ciphertext_sha256",
+            ValueType::String,
+            "SHA-256 of the backup file, read back from the copy",
+        )
+        .output("bytes", ValueType::Int, "bytes copied (0 when it was there already)")
+        .output("location", ValueType::String, "where the copy is"),
+        ActionSchema::new(
             "backup.verify_sample",
             "Fully decrypts a random sample of the backups under a directory or S3 prefix, checks the rest by structure and ciphertext hash, and fails on any error (the 0 of 3-2-1-1-0)",
             Effect::ReadOnly,

@@ -218,6 +218,7 @@ const ACTIONS: &[&str] = &[
     "http.check",
     "dns.wait_resolves",
     "backup.rehydrate",
+    "backup.copy",
     "backup.verify",
     "backup.verify_sample",
 ];
@@ -658,6 +659,54 @@ impl LocalAdapter {
     }
 }
 
+fn copy_outputs(r: &backup::CopyReport) -> Outputs {
+    let d = &r.destination;
+    let mut o = Outputs::new();
+    o.insert("backup_id".into(), json!(d.backup_id));
+    o.insert("dataset".into(), json!(d.dataset));
+    o.insert("recovery_point".into(), json!(d.recovery_point));
+    o.insert("ciphertext_sha256".into(), json!(d.ciphertext_sha256));
+    o.insert("bytes".into(), json!(r.bytes));
+    o.insert("location".into(), json!(d.location));
+    o
+}
+
+/// `backup.copy`: the ciphertext as it is, checked, atomic, read back (a destination already
+/// holding the backup is done: run again, it does nothing).
+async fn copy_step(inputs: &Inputs) -> Result<Outputs, AdapterError> {
+    let source = req(inputs, "source")?.to_owned();
+    let destination = req(inputs, "destination")?.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let src = backup::location_from_uri(&source).map_err(|e| backup_err(&e))?;
+        let dst = backup::location_from_uri(&destination).map_err(|e| backup_err(&e))?;
+        backup::copy(src.as_ref(), dst.as_ref(), &NoProgress)
+            .map(|r| copy_outputs(&r))
+            .map_err(|e| backup_err(&e))
+    })
+    .await
+    .map_err(|e| AdapterError::transient(format!("copy task: {e}")))?
+}
+
+/// Whether a `backup.copy` already happened: the destination holds the source's backup, intact.
+async fn observe_copy(inputs: &Inputs) -> Result<Observation, AdapterError> {
+    let source = req(inputs, "source")?.to_owned();
+    let destination = req(inputs, "destination")?.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let dst = backup::location_from_uri(&destination).map_err(|e| backup_err(&e))?;
+        if !dst.exists().map_err(|e| backup_err(&e))? {
+            return Ok(Observation::NotDone);
+        }
+        let src = backup::location_from_uri(&source).map_err(|e| backup_err(&e))?;
+        // An intact copy of this backup is done; anything else is left for the step to refuse.
+        match backup::copy(src.as_ref(), dst.as_ref(), &NoProgress) {
+            Ok(r) if r.already_there => Ok(Observation::Done(copy_outputs(&r))),
+            _ => Ok(Observation::NotDone),
+        }
+    })
+    .await
+    .map_err(|e| AdapterError::transient(e.to_string()))?
+}
+
 impl LocalAdapter {
     /// `backup.verify_sample`: a random sample decrypted, the rest hash-checked; any error fails
     /// the step (the message names each failed backup).
@@ -722,6 +771,7 @@ impl Adapter for LocalAdapter {
             "http.check" => &["url"],
             "dns.wait_resolves" => &["name"],
             "backup.rehydrate" => &["source", "key", "dest"],
+            "backup.copy" => &["source", "destination"],
             "backup.verify" | "backup.verify_sample" => &["source", "key"],
             _ => &[],
         };
@@ -806,6 +856,7 @@ impl Adapter for LocalAdapter {
             "dns.wait_resolves" => self.dns_wait(inputs, ctx).await,
             "backup.rehydrate" => self.rehydrate(inputs, true).await,
             "backup.verify" => self.verify(inputs).await,
+            "backup.copy" => copy_step(inputs).await,
             "backup.verify_sample" => self.verify_sample(inputs).await,
             other => Err(AdapterError::permanent(format!(
                 "the local adapter has no action `{other}`"
@@ -819,6 +870,9 @@ impl Adapter for LocalAdapter {
         inputs: &Inputs,
         _ctx: &StepContext,
     ) -> Result<Observation, AdapterError> {
+        if action == "backup.copy" {
+            return observe_copy(inputs).await;
+        }
         if action != "backup.rehydrate" {
             // Everything else is safe to run again.
             return Ok(Observation::NotDone);

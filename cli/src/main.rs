@@ -927,6 +927,21 @@ enum BackupCommand {
         #[command(flatten)]
         by: OperatorArgs,
     },
+    /// Copy a backup to another location as it is: the ciphertext, no key needed. Checked
+    /// against its manifest while it streams, written atomically, never over another file,
+    /// and read back.
+    #[command(after_help = BACKUP_SCHEMES)]
+    Copy {
+        /// The backup to copy.
+        source: String,
+        /// Where the copy goes (a file or object name; never overwritten).
+        destination: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
+        format: CheckFormat,
+        #[command(flatten)]
+        by: OperatorArgs,
+    },
     /// Show a backup's header and manifest (no key needed).
     #[command(after_help = BACKUP_SCHEMES)]
     Inspect {

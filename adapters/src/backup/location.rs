@@ -19,6 +19,12 @@ pub trait Location: Send + Sync {
     /// How to name it in messages and reports.
     fn describe(&self) -> String;
 
+    /// Whether something is at this location already.
+    ///
+    /// # Errors
+    /// If it cannot be told (no access, the store does not answer).
+    fn exists(&self) -> Result<bool, BackupError>;
+
     /// A reader of the backup's bytes.
     ///
     /// # Errors
@@ -153,6 +159,13 @@ pub(crate) fn temp_beside(dest: &Path) -> std::io::Result<tempfile::NamedTempFil
 impl Location for LocalLocation {
     fn describe(&self) -> String {
         self.path.display().to_string()
+    }
+
+    fn exists(&self) -> Result<bool, BackupError> {
+        self.path.try_exists().map_err(BackupError::io(format!(
+            "looking at {}",
+            self.path.display()
+        )))
     }
 
     fn open(&self) -> Result<Box<dyn Read + Send>, BackupError> {

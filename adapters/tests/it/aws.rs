@@ -381,3 +381,69 @@ fn object_lock_is_reported_checked_and_a_locked_backup_cannot_be_deleted() {
     );
     assert!(deleted.is_err(), "deleting a locked object must be refused");
 }
+
+#[test]
+fn a_backup_copied_to_s3_and_back_is_byte_identical_and_a_damaged_object_is_refused() {
+    let rt = rt();
+    let (bucket, _, _) = rt.block_on(world());
+    let dir = tempfile::tempdir().expect("tmp");
+    let k = super::support::key(dir.path(), "k.key");
+    let data: Vec<u8> = (0..(3u32 << 20)).map(|i| (i % 241) as u8).collect();
+    let src = super::support::create(dir.path(), "ehr.dbk", &data, 1 << 20, &k);
+    let local = backup::LocalLocation::new(&src);
+    let uri = format!("s3://{bucket}/copies/ehr.dbk");
+    let s3 = location_from_uri(&uri).expect("s3 location");
+    let to = backup::copy(&local, s3.as_ref(), &NoProgress).expect("copy to s3");
+    assert!(!to.already_there);
+    assert_eq!(to.destination.location, uri);
+    assert!(to.destination.retention.is_none(), "no lock was asked for");
+    let back = dir.path().join("back/ehr.dbk");
+    let from = backup::copy(s3.as_ref(), &backup::LocalLocation::new(&back), &NoProgress)
+        .expect("copy from s3");
+    assert_eq!(from.source.backup_id, to.source.backup_id);
+    assert_eq!(
+        std::fs::read(&src).expect("src"),
+        std::fs::read(&back).expect("back")
+    );
+    let again = backup::copy(&local, s3.as_ref(), &NoProgress).expect("again");
+    assert!(again.already_there, "the object holds it: nothing copied");
+
+    // An object damaged in the bucket: the copy from it is refused, naming it; nothing lands.
+    let mut bytes = std::fs::read(&src).expect("src");
+    let n = bytes.len();
+    bytes[n / 2] ^= 0x40;
+    let bad = format!("s3://{bucket}/copies/damaged.dbk");
+    rt.block_on(async {
+        let conf = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(&conf)
+                .force_path_style(true)
+                .build(),
+        )
+        .put_object()
+        .bucket(&bucket)
+        .key("copies/damaged.dbk")
+        .body(bytes.into())
+        .send()
+        .await
+        .expect("put damaged")
+    });
+    let dst = dir.path().join("back/damaged.dbk");
+    let e = backup::copy(
+        location_from_uri(&bad).expect("loc").as_ref(),
+        &backup::LocalLocation::new(&dst),
+        &NoProgress,
+    )
+    .expect_err("a damaged source");
+    assert!(e.to_string().contains("SHA-256"), "{e}");
+    assert!(!dst.exists());
+    // And a copy to S3 over another object is refused.
+    let other = super::support::create(dir.path(), "other.dbk", b"other", 16, &k);
+    let e = backup::copy(
+        &backup::LocalLocation::new(&other),
+        s3.as_ref(),
+        &NoProgress,
+    )
+    .expect_err("refused");
+    assert!(e.to_string().contains("refusing to overwrite"), "{e}");
+}

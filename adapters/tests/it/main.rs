@@ -12,6 +12,7 @@ mod aws_network;
 #[cfg(feature = "azure")]
 mod azure_network;
 mod conformance;
+mod copy;
 mod rewrap;
 mod roundtrip;
 mod sample;

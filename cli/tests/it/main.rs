@@ -10,6 +10,7 @@ mod aws_failover;
 #[cfg(feature = "azure")]
 mod azure_failover;
 mod backup_audit;
+mod backup_copy;
 #[allow(
     dead_code,
     reason = "shared with the server's tests, which use all of it"
