@@ -268,106 +268,28 @@ impl Location for S3Location {
     }
 
     fn create(&self, replace: bool) -> Result<Box<dyn PendingWrite>, BackupError> {
-        let (bucket, key) = (self.bucket.clone(), self.key.clone());
         if !replace && self.exists()? {
             return Err(BackupError::Invalid(format!(
-                "s3://{bucket}/{key} exists; refusing to overwrite it"
+                "{} exists; refusing to overwrite it",
+                self.describe()
             )));
         }
-        let (tx, rx) = sync_channel::<Msg>(2);
-        in_background(async move {
-            let c = client().await;
-            let upload = match c
-                .create_multipart_upload()
-                .bucket(&bucket)
-                .key(&key)
-                .send()
-                .await
-            {
-                Ok(u) => u.upload_id().unwrap_or_default().to_owned(),
-                Err(e) => {
-                    // Report on commit.
-                    let msg = format!("CreateMultipartUpload: {}", sdk_text(&e));
-                    while let Ok(m) = rx.recv() {
-                        if let Msg::Commit(done) = m {
-                            let _ = done.send(Err(msg));
-                            return;
-                        }
-                    }
-                    return;
-                }
-            };
-            let mut parts = Vec::new();
-            let mut failed: Option<String> = None;
-            let abort = |c: &aws_sdk_s3::Client| {
-                let (c, b, k, u) = (c.clone(), bucket.clone(), key.clone(), upload.clone());
-                async move {
-                    let _ = c
-                        .abort_multipart_upload()
-                        .bucket(&b)
-                        .key(&k)
-                        .upload_id(&u)
-                        .send()
-                        .await;
-                }
-            };
-            while let Ok(m) = rx.recv() {
-                match m {
-                    Msg::Part(data) if failed.is_none() => {
-                        let n = i32::try_from(parts.len() + 1).unwrap_or(i32::MAX);
-                        match c
-                            .upload_part()
-                            .bucket(&bucket)
-                            .key(&key)
-                            .upload_id(&upload)
-                            .part_number(n)
-                            .body(data.into())
-                            .send()
-                            .await
-                        {
-                            Ok(p) => parts.push(
-                                aws_sdk_s3::types::CompletedPart::builder()
-                                    .part_number(n)
-                                    .set_e_tag(p.e_tag().map(str::to_owned))
-                                    .build(),
-                            ),
-                            Err(e) => failed = Some(format!("UploadPart {n}: {}", sdk_text(&e))),
-                        }
-                    }
-                    Msg::Part(_) => {}
-                    Msg::Commit(done) => {
-                        if let Some(f) = failed {
-                            abort(&c).await;
-                            let _ = done.send(Err(f));
-                            return;
-                        }
-                        let r = c
-                            .complete_multipart_upload()
-                            .bucket(&bucket)
-                            .key(&key)
-                            .upload_id(&upload)
-                            .multipart_upload(
-                                aws_sdk_s3::types::CompletedMultipartUpload::builder()
-                                    .set_parts(Some(parts))
-                                    .build(),
-                            )
-                            .send()
-                            .await;
-                        let _ = done.send(
-                            r.map(|_| ())
-                                .map_err(|e| format!("CompleteMultipartUpload: {}", sdk_text(&e))),
-                        );
-                        return;
-                    }
-                }
-            }
-            // Dropped without commit: nothing may appear at the key.
-            abort(&c).await;
-        });
-        Ok(Box::new(S3Writer {
-            tx,
-            buf: Vec::with_capacity(PART),
-        }))
+        Ok(self.upload(None))
+    }
+
+    fn create_locked(
+        &self,
+        lock: &crate::backup::WriteLock,
+    ) -> Result<Box<dyn PendingWrite>, BackupError> {
+        if self.exists()? {
+            return Err(BackupError::Invalid(format!(
+                "{} exists; refusing to overwrite it",
+                self.describe()
+            )));
+        }
+        // A bucket without Object Lock cannot hold it: refused before anything is sent.
+        require_object_lock(&self.bucket)?;
+        Ok(self.upload(Some(*lock)))
     }
 
     fn retention(&self) -> Result<Option<crate::backup::Retention>, BackupError> {
@@ -432,6 +354,121 @@ impl Location for S3Location {
 }
 
 impl S3Location {
+    /// A multipart upload to this object, under `lock` when given (set on the upload itself,
+    /// with CRC32 part checksums, as S3 requires for a locked write). Nothing appears at the key
+    /// unless it is committed.
+    fn upload(&self, lock: Option<crate::backup::WriteLock>) -> Box<dyn PendingWrite> {
+        use aws_sdk_s3::types::{ChecksumAlgorithm, ObjectLockMode};
+        let (bucket, key) = (self.bucket.clone(), self.key.clone());
+        let (tx, rx) = sync_channel::<Msg>(2);
+        in_background(async move {
+            let c = client().await;
+            let mut create = c.create_multipart_upload().bucket(&bucket).key(&key);
+            if let Some(l) = lock {
+                create = create
+                    .checksum_algorithm(ChecksumAlgorithm::Crc32)
+                    .object_lock_mode(match l.mode {
+                        crate::backup::LockMode::Compliance => ObjectLockMode::Compliance,
+                        crate::backup::LockMode::Governance => ObjectLockMode::Governance,
+                    })
+                    .object_lock_retain_until_date(aws_sdk_s3::primitives::DateTime::from_secs(
+                        l.retain_until,
+                    ));
+            }
+            let upload = match create.send().await {
+                Ok(u) => u.upload_id().unwrap_or_default().to_owned(),
+                Err(e) => {
+                    // Report on commit.
+                    let msg = format!("CreateMultipartUpload: {}", sdk_text(&e));
+                    while let Ok(m) = rx.recv() {
+                        if let Msg::Commit(done) = m {
+                            let _ = done.send(Err(msg));
+                            return;
+                        }
+                    }
+                    return;
+                }
+            };
+            let mut parts = Vec::new();
+            let mut failed: Option<String> = None;
+            let abort = |c: &aws_sdk_s3::Client| {
+                let (c, b, k, u) = (c.clone(), bucket.clone(), key.clone(), upload.clone());
+                async move {
+                    let _ = c
+                        .abort_multipart_upload()
+                        .bucket(&b)
+                        .key(&k)
+                        .upload_id(&u)
+                        .send()
+                        .await;
+                }
+            };
+            while let Ok(m) = rx.recv() {
+                match m {
+                    Msg::Part(data) if failed.is_none() => {
+                        let n = i32::try_from(parts.len() + 1).unwrap_or(i32::MAX);
+                        match c
+                            .upload_part()
+                            .bucket(&bucket)
+                            .key(&key)
+                            .upload_id(&upload)
+                            .part_number(n)
+                            .set_checksum_algorithm(lock.map(|_| ChecksumAlgorithm::Crc32))
+                            .body(data.into())
+                            .send()
+                            .await
+                        {
+                            Ok(p) => parts.push(
+                                aws_sdk_s3::types::CompletedPart::builder()
+                                    .part_number(n)
+                                    .set_e_tag(p.e_tag().map(str::to_owned))
+                                    .set_checksum_crc32(p.checksum_crc32().map(str::to_owned))
+                                    .build(),
+                            ),
+                            Err(e) => failed = Some(format!("UploadPart {n}: {}", sdk_text(&e))),
+                        }
+                    }
+                    Msg::Part(_) => {}
+                    Msg::Commit(done) => {
+                        if let Some(f) = failed {
+                            abort(&c).await;
+                            let _ = done.send(Err(f));
+                            return;
+                        }
+                        let r = c
+                            .complete_multipart_upload()
+                            .bucket(&bucket)
+                            .key(&key)
+                            .upload_id(&upload)
+                            .multipart_upload(
+                                aws_sdk_s3::types::CompletedMultipartUpload::builder()
+                                    .set_parts(Some(parts))
+                                    .build(),
+                            )
+                            .send()
+                            .await;
+                        let r = match (r, lock) {
+                            (Ok(out), Some(l)) => {
+                                ensure_retention(&c, &bucket, &key, out.version_id(), l).await
+                            }
+                            (r, _) => r
+                                .map(|_| ())
+                                .map_err(|e| format!("CompleteMultipartUpload: {}", sdk_text(&e))),
+                        };
+                        let _ = done.send(r);
+                        return;
+                    }
+                }
+            }
+            // Dropped without commit: nothing may appear at the key.
+            abort(&c).await;
+        });
+        Box::new(S3Writer {
+            tx,
+            buf: Vec::with_capacity(PART),
+        })
+    }
+
     async fn head_retention(
         &self,
         client: &aws_sdk_s3::Client,
@@ -599,6 +636,56 @@ async fn require_lock(c: &aws_sdk_s3::Client, bucket: &str) -> Result<(), Backup
             "bucket {bucket} does not have Object Lock enabled: evidence and audit anchors need a bucket created with Object Lock (WORM)"
         )))
     }
+}
+
+/// Makes sure the version just written holds `lock`: S3 applies the lock given to
+/// CreateMultipartUpload, but a store that did not (an emulator) gets it set on the version with
+/// PutObjectRetention. Either way the caller reads it back.
+async fn ensure_retention(
+    c: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    version: Option<&str>,
+    lock: crate::backup::WriteLock,
+) -> Result<(), String> {
+    use aws_sdk_s3::types::{ObjectLockRetention, ObjectLockRetentionMode};
+    let uri = format!("s3://{bucket}/{key}");
+    let head = c
+        .head_object()
+        .bucket(bucket)
+        .key(key)
+        .set_version_id(version.map(str::to_owned))
+        .send()
+        .await
+        .map_err(|e| format!("HeadObject {uri}: {}", sdk_text(&e)))?;
+    let held = head
+        .object_lock_retain_until_date()
+        .map_or(i64::MIN, aws_sdk_s3::primitives::DateTime::secs);
+    let mode = match lock.mode {
+        crate::backup::LockMode::Compliance => ObjectLockRetentionMode::Compliance,
+        crate::backup::LockMode::Governance => ObjectLockRetentionMode::Governance,
+    };
+    if head.object_lock_mode().map(|m| m.as_str()) == Some(lock.mode.as_str())
+        && held >= lock.retain_until
+    {
+        return Ok(());
+    }
+    c.put_object_retention()
+        .bucket(bucket)
+        .key(key)
+        .set_version_id(version.map(str::to_owned))
+        .retention(
+            ObjectLockRetention::builder()
+                .mode(mode)
+                .retain_until_date(aws_sdk_s3::primitives::DateTime::from_secs(
+                    lock.retain_until,
+                ))
+                .build(),
+        )
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("PutObjectRetention {uri}: {}", sdk_text(&e)))
 }
 
 /// Checks that `bucket` has Object Lock enabled (before anything is written to it).

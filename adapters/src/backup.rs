@@ -23,6 +23,7 @@ mod file_key;
 mod format;
 mod key_provider;
 mod location;
+mod lock;
 mod operations;
 mod progress;
 mod report;
@@ -40,6 +41,7 @@ pub use key_provider::{
     Envelope, KeyError, KeyProvider, WrapContext, key_provider_from_uri, rewrap_via_data_key,
 };
 pub use location::{LocalLocation, Location, PendingWrite, location_from_uri};
+pub use lock::{LockMode, WriteLock};
 pub use operations::{CreateOptions, create, inspect, restore, rewrap, verify};
 pub use progress::{NoProgress, Progress};
 pub use report::{BackupReport, Inspection, Retention, VerifyLevel};

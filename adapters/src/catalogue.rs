@@ -289,6 +289,16 @@ fn backup_actions() -> Vec<ActionSchema> {
             "the backup (path or s3:// URL)",
         )
         .resource("destination", "where the copy is written (path or s3:// URL)")
+        .optional(
+            "lock",
+            ValueType::String,
+            "compliance or governance: a write-once lock set on the copy as it is written (s3:// in a bucket with Object Lock), read back",
+        )
+        .optional(
+            "retain",
+            ValueType::String,
+            "with lock: for how long, 90d or 6y (calendar years)",
+        )
         .output("backup_id", ValueType::String, "the backup's id")
         .output("dataset", ValueType::String, "the backup's data set name")
         .output(

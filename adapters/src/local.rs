@@ -673,13 +673,14 @@ fn copy_outputs(r: &backup::CopyReport) -> Outputs {
 
 /// `backup.copy`: the ciphertext as it is, checked, atomic, read back (a destination already
 /// holding the backup is done: run again, it does nothing).
-async fn copy_step(inputs: &Inputs) -> Result<Outputs, AdapterError> {
+async fn copy_step(inputs: &Inputs, ctx: &StepContext) -> Result<Outputs, AdapterError> {
     let source = req(inputs, "source")?.to_owned();
     let destination = req(inputs, "destination")?.to_owned();
+    let lock = copy_lock(inputs, ctx.clock.now_ms())?;
     tokio::task::spawn_blocking(move || {
         let src = backup::location_from_uri(&source).map_err(|e| backup_err(&e))?;
         let dst = backup::location_from_uri(&destination).map_err(|e| backup_err(&e))?;
-        backup::copy(src.as_ref(), dst.as_ref(), &NoProgress)
+        backup::copy(src.as_ref(), dst.as_ref(), lock.as_ref(), &NoProgress)
             .map(|r| copy_outputs(&r))
             .map_err(|e| backup_err(&e))
     })
@@ -687,10 +688,33 @@ async fn copy_step(inputs: &Inputs) -> Result<Outputs, AdapterError> {
     .map_err(|e| AdapterError::transient(format!("copy task: {e}")))?
 }
 
-/// Whether a `backup.copy` already happened: the destination holds the source's backup, intact.
-async fn observe_copy(inputs: &Inputs) -> Result<Observation, AdapterError> {
+/// The write-once lock a `backup.copy` step asks for (`lock` and `retain`), from `now_ms`.
+fn copy_lock(inputs: &Inputs, now_ms: u64) -> Result<Option<backup::WriteLock>, AdapterError> {
+    let (mode, retain) = (str_in(inputs, "lock"), str_in(inputs, "retain"));
+    let (Some(mode), Some(retain)) = (mode, retain) else {
+        if mode.is_some() || retain.is_some() {
+            return Err(AdapterError::permanent(
+                "`lock` and `retain` go together: lock = \"compliance\", retain = \"6y\"",
+            ));
+        }
+        return Ok(None);
+    };
+    let mode = backup::LockMode::parse(mode).ok_or_else(|| {
+        AdapterError::permanent(format!("lock is compliance or governance, not {mode}"))
+    })?;
+    let now = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(now_ms) * 1_000_000)
+        .map_err(|e| AdapterError::permanent(e.to_string()))?;
+    backup::WriteLock::new(mode, retain, now)
+        .map(Some)
+        .map_err(|e| backup_err(&e))
+}
+
+/// Whether a `backup.copy` already happened: the destination holds the source's backup, intact
+/// (and locked as asked).
+async fn observe_copy(inputs: &Inputs, ctx: &StepContext) -> Result<Observation, AdapterError> {
     let source = req(inputs, "source")?.to_owned();
     let destination = req(inputs, "destination")?.to_owned();
+    let lock = copy_lock(inputs, ctx.clock.now_ms())?;
     tokio::task::spawn_blocking(move || {
         let dst = backup::location_from_uri(&destination).map_err(|e| backup_err(&e))?;
         if !dst.exists().map_err(|e| backup_err(&e))? {
@@ -698,7 +722,7 @@ async fn observe_copy(inputs: &Inputs) -> Result<Observation, AdapterError> {
         }
         let src = backup::location_from_uri(&source).map_err(|e| backup_err(&e))?;
         // An intact copy of this backup is done; anything else is left for the step to refuse.
-        match backup::copy(src.as_ref(), dst.as_ref(), &NoProgress) {
+        match backup::copy(src.as_ref(), dst.as_ref(), lock.as_ref(), &NoProgress) {
             Ok(r) if r.already_there => Ok(Observation::Done(copy_outputs(&r))),
             _ => Ok(Observation::NotDone),
         }
@@ -856,7 +880,7 @@ impl Adapter for LocalAdapter {
             "dns.wait_resolves" => self.dns_wait(inputs, ctx).await,
             "backup.rehydrate" => self.rehydrate(inputs, true).await,
             "backup.verify" => self.verify(inputs).await,
-            "backup.copy" => copy_step(inputs).await,
+            "backup.copy" => copy_step(inputs, ctx).await,
             "backup.verify_sample" => self.verify_sample(inputs).await,
             other => Err(AdapterError::permanent(format!(
                 "the local adapter has no action `{other}`"
@@ -868,10 +892,10 @@ impl Adapter for LocalAdapter {
         &self,
         action: &str,
         inputs: &Inputs,
-        _ctx: &StepContext,
+        ctx: &StepContext,
     ) -> Result<Observation, AdapterError> {
         if action == "backup.copy" {
-            return observe_copy(inputs).await;
+            return observe_copy(inputs, ctx).await;
         }
         if action != "backup.rehydrate" {
             // Everything else is safe to run again.

@@ -69,6 +69,26 @@ fn location(uri: &str) -> Result<Box<dyn Location>, ExitCode> {
     })
 }
 
+/// The write-once lock `--lock MODE --retain DURATION` ask for, from now.
+fn write_lock(
+    mode: Option<&str>,
+    retain: Option<&str>,
+) -> Result<Option<backup::WriteLock>, ExitCode> {
+    let (Some(mode), Some(retain)) = (mode, retain) else {
+        return Ok(None);
+    };
+    let Some(mode) = backup::LockMode::parse(mode) else {
+        errln!("error: --lock is compliance or governance, not {mode}");
+        return Err(ExitCode::from(2));
+    };
+    backup::WriteLock::new(mode, retain, OffsetDateTime::now_utc())
+        .map(Some)
+        .map_err(|e| {
+            errln!("error: --retain: {e}");
+            ExitCode::from(2)
+        })
+}
+
 fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = n as f64;
@@ -86,7 +106,7 @@ fn human_bytes(n: u64) -> String {
 
 fn print_report(verb: &str, r: &BackupReport, format: CheckFormat) {
     // Verification reads the lock back from the store; other verbs do not look.
-    if matches!(format, CheckFormat::Text) && verb == "verified" {
+    if matches!(format, CheckFormat::Text) && (verb == "verified" || r.retention.is_some()) {
         print_lock(r);
     }
     match format {
@@ -199,9 +219,12 @@ fn run(cmd: BackupCommand) -> Result<ExitCode, ExitCode> {
             dataset,
             recovery_point,
             chunk_size,
+            lock,
+            retain,
             format,
             by,
         } => {
+            let lock = write_lock(lock.as_deref(), retain.as_deref())?;
             let key = key(&key_uri)?;
             let out = location(&output)?;
             let now = OffsetDateTime::now_utc();
@@ -226,6 +249,7 @@ fn run(cmd: BackupCommand) -> Result<ExitCode, ExitCode> {
             let mut opts = CreateOptions::new(dataset, now);
             opts.recovery_point = recovery_point;
             opts.chunk_size = chunk_size;
+            opts.lock = lock;
             let mut reader: Box<dyn std::io::Read + Send> = if input == "-" {
                 Box::new(std::io::stdin())
             } else {
@@ -432,9 +456,12 @@ fn run(cmd: BackupCommand) -> Result<ExitCode, ExitCode> {
         BackupCommand::Copy {
             source,
             destination,
+            lock,
+            retain,
             format,
             by,
         } => {
+            let lock = write_lock(lock.as_deref(), retain.as_deref())?;
             let src = location(&source)?;
             let dst = location(&destination)?;
             let mut audit = Audited::open(
@@ -445,7 +472,7 @@ fn run(cmd: BackupCommand) -> Result<ExitCode, ExitCode> {
             )?;
             audit.write("started", None, None, Some(&format!("to {destination}")))?;
             let bar = Bar::new("copying");
-            match backup::copy(src.as_ref(), dst.as_ref(), &bar) {
+            match backup::copy(src.as_ref(), dst.as_ref(), lock.as_ref(), &bar) {
                 Ok(r) => {
                     print_copy(&r, format);
                     let d = Done {

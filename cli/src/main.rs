@@ -859,6 +859,13 @@ enum BackupCommand {
         /// Plaintext bytes per chunk.
         #[arg(long, default_value_t = drover_adapters::backup::DEFAULT_CHUNK_SIZE)]
         chunk_size: u32,
+        /// Put a write-once lock on it as it is written (s3:// only, in a bucket with Object
+        /// Lock), read back after writing.
+        #[arg(long, value_parser = ["compliance", "governance"], requires = "retain")]
+        lock: Option<String>,
+        /// With --lock: for how long, in days (`90d`) or calendar years (`6y`).
+        #[arg(long, requires = "lock")]
+        retain: Option<String>,
         /// Output format.
         #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
         format: CheckFormat,
@@ -936,6 +943,13 @@ enum BackupCommand {
         source: String,
         /// Where the copy goes (a file or object name; never overwritten).
         destination: String,
+        /// Put a write-once lock on it as it is written (s3:// only, in a bucket with Object
+        /// Lock), read back after writing.
+        #[arg(long, value_parser = ["compliance", "governance"], requires = "retain")]
+        lock: Option<String>,
+        /// With --lock: for how long, in days (`90d`) or calendar years (`6y`).
+        #[arg(long, requires = "lock")]
+        retain: Option<String>,
         /// Output format.
         #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
         format: CheckFormat,

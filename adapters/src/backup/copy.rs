@@ -7,6 +7,7 @@
 use crate::backup::error::BackupError;
 use crate::backup::format::scan;
 use crate::backup::location::Location;
+use crate::backup::lock::WriteLock;
 use crate::backup::progress::Progress;
 use crate::backup::report::{BackupReport, VerifyLevel};
 use serde::Serialize;
@@ -85,7 +86,8 @@ fn same(a: &BackupReport, b: &BackupReport) -> bool {
         && a.bytes == b.bytes
 }
 
-/// Copies the backup at `src` to `dst`, as it is (see the module docs). A destination that
+/// Copies the backup at `src` to `dst`, as it is (see the module docs), under `lock` when given
+/// (set on the object as it is written, and read back). A destination that
 /// already holds this very backup (read back and checked) is left as it is and reported
 /// `already_there` — so a copy run again after it finished, or as a runbook step after a
 /// crash, does nothing twice. Any other existing destination is refused.
@@ -99,6 +101,7 @@ fn same(a: &BackupReport, b: &BackupReport) -> bool {
 pub fn copy(
     src: &dyn Location,
     dst: &dyn Location,
+    lock: Option<&WriteLock>,
     progress: &dyn Progress,
 ) -> Result<CopyReport, BackupError> {
     if dst.exists()? {
@@ -118,6 +121,9 @@ pub fn copy(
                 source.backup_id
             )));
         }
+        if let Some(lock) = lock {
+            lock.check(&there.location, there.retention.as_ref())?;
+        }
         return Ok(CopyReport {
             source,
             destination: there,
@@ -126,7 +132,10 @@ pub fn copy(
         });
     }
     progress.start(None);
-    let mut pending = dst.create(false)?;
+    let mut pending = match lock {
+        Some(lock) => dst.create_locked(lock)?,
+        None => dst.create(false)?,
+    };
     let (source, bytes) = {
         let mut tee = Tee {
             inner: src.open()?,
@@ -157,6 +166,9 @@ pub fn copy(
             dst.describe()
         ))
     })?;
+    if let Some(lock) = lock {
+        lock.check(&destination.location, destination.retention.as_ref())?;
+    }
     if !same(&source, &destination) {
         return Err(BackupError::HashMismatch(format!(
             "the copy at {} reads back as backup {} (ciphertext SHA-256 {}), not {} ({})",

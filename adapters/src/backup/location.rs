@@ -37,6 +37,23 @@ pub trait Location: Send + Sync {
     /// If it cannot be created.
     fn create(&self, replace: bool) -> Result<Box<dyn PendingWrite>, BackupError>;
 
+    /// Starts writing the backup under a write-once lock set on the object itself; never
+    /// overwrites. Only object stores with write-once retention can.
+    ///
+    /// # Errors
+    /// This kind of location has no such lock, the store refuses it (a bucket without Object
+    /// Lock), or it cannot be created.
+    fn create_locked(
+        &self,
+        lock: &crate::backup::WriteLock,
+    ) -> Result<Box<dyn PendingWrite>, BackupError> {
+        let _ = lock;
+        Err(BackupError::Invalid(format!(
+            "{}: only an object store with write-once retention (s3://) can hold a locked backup",
+            self.describe()
+        )))
+    }
+
     /// The object's write-once retention (S3 Object Lock), if the store has such a thing.
     ///
     /// # Errors

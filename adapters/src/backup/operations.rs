@@ -16,6 +16,7 @@ use crate::backup::format::{
 };
 use crate::backup::key_provider::{Envelope, KeyProvider, WrapContext};
 use crate::backup::location::{Location, sync_dir, temp_beside};
+use crate::backup::lock::WriteLock;
 use crate::backup::progress::Progress;
 use crate::backup::report::{BackupReport, Inspection, VerifyLevel};
 use aes_gcm::aead::{AeadInPlace, KeyInit};
@@ -39,6 +40,9 @@ pub struct CreateOptions {
     pub created_at: OffsetDateTime,
     /// Plaintext bytes per chunk.
     pub chunk_size: u32,
+    /// A write-once lock to put on the backup as it is written (object stores only); read back
+    /// after writing.
+    pub lock: Option<WriteLock>,
 }
 
 impl CreateOptions {
@@ -50,6 +54,7 @@ impl CreateOptions {
             recovery_point: None,
             created_at,
             chunk_size: DEFAULT_CHUNK_SIZE,
+            lock: None,
         }
     }
 }
@@ -174,7 +179,10 @@ pub async fn create(
     let core = serde_json::to_vec(&header).map_err(|e| BackupError::Invalid(e.to_string()))?;
     let header_hash = hash_core(&core);
     let cipher = cipher_for(&chunk_key)?;
-    let mut w = out.create(false)?;
+    let mut w = match &opts.lock {
+        Some(lock) => out.create_locked(lock)?,
+        None => out.create(false)?,
+    };
     let ctx_msg = format!("writing {}", out.describe());
     write_header(&mut w, &core, &envelope).map_err(BackupError::io(ctx_msg.clone()))?;
 
@@ -227,13 +235,18 @@ pub async fn create(
     write_frame(&mut w, None, FRAME_MANIFEST, &mbytes, &tag).map_err(BackupError::io(ctx_msg))?;
     w.commit()?;
     progress.finish();
-    Ok(BackupReport::new(
+    let mut report = BackupReport::new(
         out.describe(),
         &header,
         envelope.key_id,
         &manifest,
         VerifyLevel::Full,
-    ))
+    );
+    if let Some(lock) = &opts.lock {
+        report.retention = out.retention()?;
+        lock.check(&report.location, report.retention.as_ref())?;
+    }
+    Ok(report)
 }
 
 /// Unwraps the data key and checks the key commitment: the wrong key is refused here, before any

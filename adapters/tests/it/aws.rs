@@ -393,19 +393,24 @@ fn a_backup_copied_to_s3_and_back_is_byte_identical_and_a_damaged_object_is_refu
     let local = backup::LocalLocation::new(&src);
     let uri = format!("s3://{bucket}/copies/ehr.dbk");
     let s3 = location_from_uri(&uri).expect("s3 location");
-    let to = backup::copy(&local, s3.as_ref(), &NoProgress).expect("copy to s3");
+    let to = backup::copy(&local, s3.as_ref(), None, &NoProgress).expect("copy to s3");
     assert!(!to.already_there);
     assert_eq!(to.destination.location, uri);
     assert!(to.destination.retention.is_none(), "no lock was asked for");
     let back = dir.path().join("back/ehr.dbk");
-    let from = backup::copy(s3.as_ref(), &backup::LocalLocation::new(&back), &NoProgress)
-        .expect("copy from s3");
+    let from = backup::copy(
+        s3.as_ref(),
+        &backup::LocalLocation::new(&back),
+        None,
+        &NoProgress,
+    )
+    .expect("copy from s3");
     assert_eq!(from.source.backup_id, to.source.backup_id);
     assert_eq!(
         std::fs::read(&src).expect("src"),
         std::fs::read(&back).expect("back")
     );
-    let again = backup::copy(&local, s3.as_ref(), &NoProgress).expect("again");
+    let again = backup::copy(&local, s3.as_ref(), None, &NoProgress).expect("again");
     assert!(again.already_there, "the object holds it: nothing copied");
 
     // An object damaged in the bucket: the copy from it is refused, naming it; nothing lands.
@@ -432,6 +437,7 @@ fn a_backup_copied_to_s3_and_back_is_byte_identical_and_a_damaged_object_is_refu
     let e = backup::copy(
         location_from_uri(&bad).expect("loc").as_ref(),
         &backup::LocalLocation::new(&dst),
+        None,
         &NoProgress,
     )
     .expect_err("a damaged source");
@@ -442,8 +448,83 @@ fn a_backup_copied_to_s3_and_back_is_byte_identical_and_a_damaged_object_is_refu
     let e = backup::copy(
         &backup::LocalLocation::new(&other),
         s3.as_ref(),
+        None,
         &NoProgress,
     )
     .expect_err("refused");
     assert!(e.to_string().contains("refusing to overwrite"), "{e}");
+}
+
+#[test]
+fn a_copy_and_a_backup_locked_as_they_are_written_read_their_lock_back() {
+    let rt = rt();
+    let (plain_bucket, _, _) = rt.block_on(world());
+    let conf = rt.block_on(aws_config::load_defaults(
+        aws_config::BehaviorVersion::latest(),
+    ));
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&conf)
+            .force_path_style(true)
+            .build(),
+    );
+    let vault = unique("drover-vault");
+    rt.block_on(
+        s3.create_bucket()
+            .bucket(&vault)
+            .object_lock_enabled_for_bucket(true)
+            .send(),
+    )
+    .expect("locked bucket");
+    let dir = tempfile::tempdir().expect("tmp");
+    let k = super::support::key(dir.path(), "k.key");
+    let data: Vec<u8> = (0..(9u32 << 20)).map(|i| (i % 199) as u8).collect();
+    let src = super::support::create(dir.path(), "ehr.dbk", &data, 1 << 20, &k);
+    let local = backup::LocalLocation::new(&src);
+    let now = time::OffsetDateTime::now_utc();
+    let lock = backup::WriteLock::new(backup::LockMode::Compliance, "30d", now).expect("lock");
+
+    // The copy carries the lock on the object itself (two multipart parts), read back.
+    let uri = format!("s3://{vault}/ehr/ehr.dbk");
+    let dst = location_from_uri(&uri).expect("location");
+    let r = backup::copy(&local, dst.as_ref(), Some(&lock), &NoProgress).expect("locked copy");
+    let held = r.destination.retention.clone().expect("the lock read back");
+    assert_eq!(held.mode, "COMPLIANCE");
+    lock.check(&uri, Some(&held)).expect("as long as asked");
+    // Asked again with a longer lock than it holds: refused, not silently accepted.
+    let longer = backup::WriteLock::new(backup::LockMode::Compliance, "6y", now).expect("6y");
+    let e = backup::copy(&local, dst.as_ref(), Some(&longer), &NoProgress)
+        .expect_err("shorter than asked");
+    assert!(e.to_string().contains("not COMPLIANCE until"), "{e}");
+
+    // A locked backup created straight into the vault.
+    let created_uri = format!("s3://{vault}/ehr/created.dbk");
+    let created_loc = location_from_uri(&created_uri).expect("location");
+    let mut opts = CreateOptions::new("ehr", datetime!(2026-11-23 03:00 UTC));
+    opts.lock = Some(lock);
+    let mut input: &[u8] = b"locked at birth";
+    let c = rt
+        .block_on(backup::create(
+            &mut input,
+            created_loc.as_ref(),
+            &k,
+            &opts,
+            &NoProgress,
+        ))
+        .expect("locked create");
+    assert_eq!(c.retention.map(|r| r.mode).as_deref(), Some("COMPLIANCE"));
+
+    // A bucket without Object Lock cannot hold a locked copy: refused before anything is sent.
+    let plain = location_from_uri(&format!("s3://{plain_bucket}/ehr.dbk")).expect("location");
+    let e = backup::copy(&local, plain.as_ref(), Some(&lock), &NoProgress).expect_err("no lock");
+    assert!(e.to_string().contains("does not have Object Lock"), "{e}");
+    assert!(!plain.exists().expect("head"), "something was written");
+    // A local destination has no such lock.
+    let e = backup::copy(
+        &local,
+        &backup::LocalLocation::new(dir.path().join("l.dbk")),
+        Some(&lock),
+        &NoProgress,
+    )
+    .expect_err("local");
+    assert!(e.to_string().contains("write-once retention"), "{e}");
 }

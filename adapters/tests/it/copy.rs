@@ -14,6 +14,7 @@ fn a_copy_is_byte_identical_restores_and_a_second_copy_does_nothing() {
     let r = backup::copy(
         &LocalLocation::new(&src),
         &LocalLocation::new(&dst),
+        None,
         &NoProgress,
     )
     .expect("copy");
@@ -45,6 +46,7 @@ fn a_copy_is_byte_identical_restores_and_a_second_copy_does_nothing() {
     let again = backup::copy(
         &LocalLocation::new(&src),
         &LocalLocation::new(&dst),
+        None,
         &NoProgress,
     )
     .expect("copy again");
@@ -69,6 +71,7 @@ fn another_backup_at_the_destination_is_never_overwritten() {
     let e = backup::copy(
         &LocalLocation::new(&a),
         &LocalLocation::new(&b),
+        None,
         &NoProgress,
     )
     .expect_err("refused");
@@ -84,6 +87,7 @@ fn another_backup_at_the_destination_is_never_overwritten() {
     let e = backup::copy(
         &LocalLocation::new(&a),
         &LocalLocation::new(&note),
+        None,
         &NoProgress,
     )
     .expect_err("refused");
@@ -124,6 +128,7 @@ fn a_damaged_source_is_refused_and_leaves_nothing_at_the_destination() {
         let e = backup::copy(
             &LocalLocation::new(&src),
             &LocalLocation::new(&dst),
+            None,
             &NoProgress,
         )
         .expect_err(what);

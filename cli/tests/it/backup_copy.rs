@@ -218,3 +218,101 @@ milestone done {
         "the second run wrote the copy again"
     );
 }
+
+/// Copies into S3 (moto, started by `.ci/test`): the text always states the copy's lock; a copy
+/// asked to be locked carries the lock on the object, read back; a bucket without Object Lock
+/// refuses a locked copy before anything is written.
+#[cfg(feature = "aws")]
+#[test]
+fn copies_to_s3_state_their_lock_and_a_locked_copy_reads_it_back() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let d = dir.path();
+    let rt = tokio::runtime::Runtime::new().expect("rt");
+    let unique = |p: &str| format!("{p}-{:08x}", rand::random::<u32>());
+    let (vault, plain) = (unique("copy-worm"), unique("copy-plain"));
+    rt.block_on(async {
+        let home = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        let s3 = aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(&home)
+                .force_path_style(true)
+                .build(),
+        );
+        s3.create_bucket()
+            .bucket(&vault)
+            .object_lock_enabled_for_bucket(true)
+            .send()
+            .await
+            .expect("bucket");
+        s3.create_bucket()
+            .bucket(&plain)
+            .send()
+            .await
+            .expect("bucket");
+    });
+    std::fs::write(d.join("ehr.db"), b"patient records").expect("data");
+    ok(&drover(d, &["key", "generate", "file:k"]));
+    ok(&drover(
+        d,
+        &["backup", "create", "ehr.db", "ehr.dbk", "--key", "file:k"],
+    ));
+    let unlocked = format!("s3://{plain}/ehr.dbk");
+    let out = ok(&drover(d, &["backup", "copy", "ehr.dbk", &unlocked]));
+    assert!(out.contains(&format!("{unlocked}: lock none")), "{out}");
+    let verified = ok(&drover(d, &["backup", "verify", &unlocked]));
+    assert!(verified.contains("lock none"), "{verified}");
+
+    let locked = format!("s3://{vault}/ehr/ehr.dbk");
+    let out = ok(&drover(
+        d,
+        &[
+            "backup",
+            "copy",
+            "ehr.dbk",
+            &locked,
+            "--lock",
+            "compliance",
+            "--retain",
+            "30d",
+        ],
+    ));
+    assert!(
+        out.contains(&format!("{locked}: under S3 Object Lock, COMPLIANCE mode")),
+        "{out}"
+    );
+    let verified = ok(&drover(d, &["backup", "verify", &locked]));
+    assert!(verified.contains("COMPLIANCE mode"), "{verified}");
+
+    let refused = drover(
+        d,
+        &[
+            "backup",
+            "copy",
+            "ehr.dbk",
+            &format!("s3://{plain}/locked.dbk"),
+            "--lock",
+            "governance",
+            "--retain",
+            "6y",
+        ],
+    );
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        text(&refused.stderr).contains("does not have Object Lock"),
+        "{}",
+        text(&refused.stderr)
+    );
+    let bad = drover(
+        d,
+        &[
+            "backup",
+            "copy",
+            "ehr.dbk",
+            &locked,
+            "--lock",
+            "compliance",
+            "--retain",
+            "6w",
+        ],
+    );
+    assert_eq!(bad.status.code(), Some(2), "{}", text(&bad.stderr));
+}
