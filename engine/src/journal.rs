@@ -902,6 +902,15 @@ CREATE TABLE IF NOT EXISTS grants (
 );
 ";
 
+/// The grant in `r`'s columns `from..from + 3` (holder, data, expires_at).
+fn grant_at(r: &rusqlite::Row<'_>, from: usize) -> rusqlite::Result<Grant> {
+    Ok(Grant {
+        holder: r.get(from)?,
+        data: r.get(from + 1)?,
+        expires_at: to_u64(r.get(from + 2)?),
+    })
+}
+
 /// The audit log of schedule decisions (fires, blackouts, missed fires, overlaps).
 pub const SCHEDULES_LOG: &str = "@schedules";
 
@@ -1662,13 +1671,7 @@ impl Journal for SqliteJournal {
             .query_row(
                 "SELECT holder, data, expires_at FROM grants WHERE kind = ?1 AND key = ?2 AND expires_at > ?3",
                 params![kind, key, to_i64(now)],
-                |r| {
-                    Ok(Grant {
-                        holder: r.get(0)?,
-                        data: r.get(1)?,
-                        expires_at: to_u64(r.get(2)?),
-                    })
-                },
+                |r| grant_at(r, 0),
             )
             .optional()?)
     }
@@ -1686,13 +1689,7 @@ impl Journal for SqliteJournal {
             .query_row(
                 "DELETE FROM grants WHERE kind = ?1 AND key = ?2 RETURNING holder, data, expires_at",
                 params![kind, key],
-                |r| {
-                    Ok(Grant {
-                        holder: r.get(0)?,
-                        data: r.get(1)?,
-                        expires_at: to_u64(r.get(2)?),
-                    })
-                },
+                |r| grant_at(r, 0),
             )
             .optional()?;
         tx.commit()?;
@@ -1710,14 +1707,7 @@ impl Journal for SqliteJournal {
              WHERE kind = ?1 AND holder = ?2 AND expires_at > ?3 ORDER BY rowid",
         )?;
         let rows = stmt.query_map(params![kind, holder, to_i64(now)], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                Grant {
-                    holder: r.get(1)?,
-                    data: r.get(2)?,
-                    expires_at: to_u64(r.get(3)?),
-                },
-            ))
+            Ok((r.get::<_, String>(0)?, grant_at(r, 1)?))
         })?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }

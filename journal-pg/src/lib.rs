@@ -320,6 +320,15 @@ fn fence(tx: &mut Transaction<'_>, lease: &Lease) -> Result<(), JournalError> {
     Ok(())
 }
 
+/// The grant in `r`'s columns `from..from + 3` (holder, data, expires_at).
+fn grant_at(r: &postgres::Row, from: usize) -> Grant {
+    Grant {
+        holder: r.get(from),
+        data: r.get(from + 1),
+        expires_at: to_u64(r.get(from + 2)),
+    }
+}
+
 const RUN_COLUMNS: &str = "SELECT r.run_id, r.runbook, p.plan, r.mode, r.initiator, r.declared_at, r.created_at, r.status, r.record, r.audit_head, r.audit_count
      FROM runs r JOIN plans p ON p.run_id = r.run_id";
 
@@ -1352,11 +1361,7 @@ impl Journal for PostgresJournal {
                 &[&kind, &key, &to_i64(now)],
             )
             .map_err(pg)?
-            .map(|r| Grant {
-                holder: r.get(0),
-                data: r.get(1),
-                expires_at: to_u64(r.get(2)),
-            }))
+            .map(|r| grant_at(&r, 0)))
         })
     }
 
@@ -1373,11 +1378,7 @@ impl Journal for PostgresJournal {
                 &[&kind, &key],
             )
             .map_err(pg)?
-            .map(|r| Grant {
-                holder: r.get(0),
-                data: r.get(1),
-                expires_at: to_u64(r.get(2)),
-            })
+            .map(|r| grant_at(&r, 0))
             .filter(|g| g.expires_at > now))
         })
     }
@@ -1397,16 +1398,7 @@ impl Journal for PostgresJournal {
             )
             .map_err(pg)?
             .iter()
-            .map(|r| {
-                (
-                    r.get(0),
-                    Grant {
-                        holder: r.get(1),
-                        data: r.get(2),
-                        expires_at: to_u64(r.get(3)),
-                    },
-                )
-            })
+            .map(|r| (r.get(0), grant_at(r, 1)))
             .collect())
         })
     }

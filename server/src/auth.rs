@@ -82,12 +82,7 @@ impl Sessions {
         &self,
         f: impl FnOnce(&mut dyn Journal) -> Result<T, JournalError> + Send + 'static,
     ) -> Result<T, crate::ApiError> {
-        let ws = self.ws.clone();
-        crate::blocking(move || {
-            let mut j = ws.journal()?;
-            Ok(f(j.as_mut())?)
-        })
-        .await
+        crate::on_journal(&self.ws, f).await
     }
 
     /// A new challenge text for `server`, valid [`CHALLENGE_TTL_MS`].

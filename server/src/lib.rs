@@ -1496,6 +1496,23 @@ async fn blocking<T: Send + 'static>(
         .map_err(ApiError::from)
 }
 
+/// Runs `f` on `ws`'s journal off the async runtime (sessions, passkeys: every replica's state).
+async fn on_journal<T: Send + 'static>(
+    ws: &drover_ops::Workspace,
+    f: impl FnOnce(
+        &mut dyn drover_engine::journal::Journal,
+    ) -> Result<T, drover_engine::journal::JournalError>
+    + Send
+    + 'static,
+) -> Result<T, ApiError> {
+    let ws = ws.clone();
+    blocking(move || {
+        let mut j = ws.journal()?;
+        Ok(f(j.as_mut())?)
+    })
+    .await
+}
+
 /// A mutex's guard, whatever a panicking holder left (the maps it guards stay consistent).
 fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)

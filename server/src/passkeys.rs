@@ -12,7 +12,7 @@
 //! so with replicas on one PostgreSQL journal, a passkey registered on one replica approves on
 //! every other.
 
-use super::{ApiError, App, Body, audit, blocking};
+use super::{ApiError, App, Body, audit};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::{Extension, Json};
@@ -81,12 +81,7 @@ impl Passkeys {
         &self,
         f: impl FnOnce(&mut dyn Journal) -> Result<T, JournalError> + Send + 'static,
     ) -> Result<T, ApiError> {
-        let ws = self.ws.clone();
-        blocking(move || {
-            let mut j = ws.journal()?;
-            Ok(f(j.as_mut())?)
-        })
-        .await
+        crate::on_journal(&self.ws, f).await
     }
 
     /// `operator`'s passkeys, pending and confirmed, oldest first.

@@ -49,9 +49,13 @@ impl Read for Tee<'_> {
 /// # Errors
 /// It cannot be read, or it is not a whole, intact backup.
 fn check(loc: &dyn Location) -> Result<BackupReport, BackupError> {
-    let mut r = loc.open()?;
-    let (parsed, manifest) = scan(&mut r)?;
-    ensure_end(&mut r)?;
+    read_through(loc, &mut loc.open()?)
+}
+
+/// Scans the backup `r` reads (from `loc`) to its end: its report, with the lock `loc` holds.
+fn read_through(loc: &dyn Location, r: &mut impl Read) -> Result<BackupReport, BackupError> {
+    let (parsed, manifest) = scan(r)?;
+    ensure_end(r)?;
     let mut report = BackupReport::new(
         loc.describe(),
         &parsed.header,
@@ -143,16 +147,7 @@ pub fn copy(
             bytes: 0,
             progress,
         };
-        let (parsed, manifest) = scan(&mut tee)?;
-        ensure_end(&mut tee)?;
-        let mut report = BackupReport::new(
-            src.describe(),
-            &parsed.header,
-            parsed.envelope.key_id,
-            &manifest,
-            VerifyLevel::Structure,
-        );
-        report.retention = src.retention()?;
+        let report = read_through(src, &mut tee)?;
         (report, tee.bytes)
     };
     pending
