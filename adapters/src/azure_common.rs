@@ -72,7 +72,7 @@ impl TokenCredential for StaticToken {
 /// The process's credential: `DROVER_AZURE_TOKEN` if set, else azure_identity's chain —
 /// environment (client secret), managed identity, Azure CLI (`AZURE_CREDENTIAL_KIND` pins one).
 /// Built once, so tokens are cached across steps.
-fn credential() -> Result<Arc<dyn TokenCredential>, String> {
+pub(crate) fn credential() -> Result<Arc<dyn TokenCredential>, String> {
     static CRED: OnceLock<Result<Arc<dyn TokenCredential>, String>> = OnceLock::new();
     CRED.get_or_init(|| match std::env::var(TOKEN_ENV) {
         Ok(t) if !t.is_empty() => Ok(Arc::new(StaticToken(Secret::new(t))) as Arc<_>),

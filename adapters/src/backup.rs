@@ -40,7 +40,9 @@ pub use format::{
 pub use key_provider::{
     Envelope, KeyError, KeyProvider, WrapContext, key_provider_from_uri, rewrap_via_data_key,
 };
-pub use location::{LocalLocation, Location, PendingWrite, location_from_uri};
+pub use location::{
+    LocalLocation, Location, PendingWrite, location_from_uri, location_with_credential, platform_of,
+};
 pub use lock::{LockMode, WriteLock};
 pub use operations::{CreateOptions, create, inspect, restore, rewrap, verify};
 pub use progress::{NoProgress, Progress};

@@ -20,6 +20,8 @@ pub mod aws_route53;
 #[cfg(feature = "aws")]
 pub mod aws_s3;
 #[cfg(feature = "azure")]
+pub mod azure_blob;
+#[cfg(feature = "azure")]
 pub mod azure_common;
 #[cfg(feature = "azure")]
 pub mod azure_network;

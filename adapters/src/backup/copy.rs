@@ -109,7 +109,7 @@ pub fn copy(
     progress: &dyn Progress,
 ) -> Result<CopyReport, BackupError> {
     if dst.exists()? {
-        let source = check(src)?;
+        let source = check(src).map_err(|e| e.at(&src.describe()))?;
         let there = check(dst).map_err(|e| {
             BackupError::Invalid(format!(
                 "{} exists and is not an intact copy of {} ({e}); refusing to overwrite it",
@@ -147,7 +147,7 @@ pub fn copy(
             bytes: 0,
             progress,
         };
-        let report = read_through(src, &mut tee)?;
+        let report = read_through(src, &mut tee).map_err(|e| e.at(&src.describe()))?;
         (report, tee.bytes)
     };
     pending

@@ -37,6 +37,30 @@ pub enum BackupError {
 }
 
 impl BackupError {
+    /// The same fault, naming the backup it was found in (for operations on more than one).
+    #[must_use]
+    pub fn at(self, location: &str) -> Self {
+        let named = |s: String| {
+            if s.contains(location) {
+                s
+            } else {
+                format!("{location}: {s}")
+            }
+        };
+        match self {
+            Self::Io { context, source } => Self::Io {
+                context: named(context),
+                source,
+            },
+            Self::Malformed(s) => Self::Malformed(named(s)),
+            Self::WrongKey(s) => Self::WrongKey(named(s)),
+            Self::Tampered(s) => Self::Tampered(named(s)),
+            Self::HashMismatch(s) => Self::HashMismatch(named(s)),
+            Self::Invalid(s) => Self::Invalid(named(s)),
+            other => other,
+        }
+    }
+
     pub(crate) fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> BackupError {
         let context = context.into();
         move |source| BackupError::Io { context, source }

@@ -1,4 +1,5 @@
-//! Where backups live, behind one trait: local paths now, `s3://bucket/key` with the AWS adapters.
+//! Where backups live, behind one trait: local paths, `s3://bucket/key` with the AWS adapters,
+//! `azblob://account/container/path` with the Azure adapters.
 //! Everything streams: a location hands out readers and writers, never whole files.
 
 use crate::backup::error::BackupError;
@@ -69,11 +70,78 @@ pub trait Location: Send + Sync {
     fn list(&self) -> Result<Vec<Box<dyn Location>>, BackupError>;
 }
 
-/// Opens the location a string names (a local path; `s3://` comes with the AWS adapters).
+/// Opens the location a string names: a local path, `s3://BUCKET/KEY` (with the `aws` feature)
+/// or `azblob://ACCOUNT/CONTAINER/PATH` (with the `azure` feature).
 ///
 /// # Errors
 /// For schemes this build does not support.
 pub fn location_from_uri(uri: &str) -> Result<Box<dyn Location>, BackupError> {
+    location_with_credential(uri, None)
+}
+
+/// What platform a location is on: local disk, S3 or Azure Blob (told by its scheme).
+#[must_use]
+pub fn platform_of(uri: &str) -> &'static str {
+    if uri.starts_with("s3://") {
+        "s3"
+    } else if uri.starts_with("azblob://") {
+        "azure-blob"
+    } else {
+        "local"
+    }
+}
+
+/// Like [`location_from_uri`], with a credential reference for stores that take one:
+/// `env(NAME)` names the environment variable holding an Azure Storage connection string or SAS
+/// token (never the secret itself).
+///
+/// # Errors
+/// For schemes this build does not support, a reference that is not `env(NAME)`, or a variable
+/// that is not set.
+pub fn location_with_credential(
+    uri: &str,
+    credential: Option<&str>,
+) -> Result<Box<dyn Location>, BackupError> {
+    let secret = match credential {
+        None => None,
+        Some(r) => {
+            let name = r
+                .strip_prefix("env(")
+                .and_then(|n| n.strip_suffix(')'))
+                .ok_or_else(|| {
+                    BackupError::Invalid(format!(
+                        "{uri}: a credential is given as env(NAME), the variable holding it; never the secret itself"
+                    ))
+                })?;
+            Some(
+                std::env::var(name)
+                    .ok()
+                    .filter(|v| !v.is_empty())
+                    .ok_or_else(|| {
+                        BackupError::Invalid(format!(
+                            "{uri}: the credential variable {name} is not set"
+                        ))
+                    })?,
+            )
+        }
+    };
+    if uri.starts_with("azblob://") {
+        #[cfg(feature = "azure")]
+        {
+            let loc = crate::azure_blob::AzureBlobLocation::parse(uri)?;
+            return Ok(Box::new(match secret {
+                Some(s) => loc.with_credential(s),
+                None => loc,
+            }));
+        }
+        #[cfg(not(feature = "azure"))]
+        {
+            let _ = secret;
+            return Err(BackupError::Invalid(format!(
+                "{uri}: azblob:// locations need a build with the `azure` feature"
+            )));
+        }
+    }
     if uri.starts_with("s3://") {
         #[cfg(feature = "aws")]
         return Ok(Box::new(crate::aws_s3::S3Location::parse(uri)?));

@@ -10,6 +10,8 @@ mod aws_faults;
 #[cfg(feature = "aws")]
 mod aws_network;
 #[cfg(feature = "azure")]
+mod azure_blob;
+#[cfg(feature = "azure")]
 mod azure_network;
 mod conformance;
 mod copy;
