@@ -27,6 +27,54 @@ impl KmsKeyProvider {
         Ok(out.key_metadata)
     }
 
+    /// The key's rotation: `GetKeyRotationStatus` (enabled, period), and the age of its current
+    /// material from `DescribeKey`'s creation date and the latest of `ListKeyRotations`.
+    ///
+    /// # Errors
+    /// The key cannot be described.
+    pub async fn rotation(&self) -> Result<crate::backup::KeyRotation, KeyError> {
+        let meta = self.describe().await?.ok_or_else(|| KeyError::Unreadable {
+            uri: format!("aws-kms:{}", self.key),
+            reason: "DescribeKey returned no metadata".into(),
+        })?;
+        let id = meta.key_id().to_owned();
+        let created = meta
+            .creation_date()
+            .map_or(0, aws_sdk_kms::primitives::DateTime::secs);
+        let c = Self::client().await;
+        let status = c
+            .get_key_rotation_status()
+            .key_id(&id)
+            .send()
+            .await
+            .map_err(|e| self.error("GetKeyRotationStatus", e))?;
+        // Rotations made (automatic or on demand); not every store lists them.
+        let latest = c
+            .list_key_rotations()
+            .key_id(&id)
+            .send()
+            .await
+            .ok()
+            .and_then(|r| {
+                r.rotations()
+                    .iter()
+                    .filter_map(|x| {
+                        x.rotation_date()
+                            .map(aws_sdk_kms::primitives::DateTime::secs)
+                    })
+                    .max()
+            })
+            .unwrap_or(created);
+        Ok(crate::backup::KeyRotation {
+            key: format!("aws-kms:{}", self.key),
+            material_since: latest.max(created),
+            automatic: status.key_rotation_enabled(),
+            period_days: status
+                .rotation_period_in_days()
+                .and_then(|d| u32::try_from(d).ok()),
+        })
+    }
+
     /// A provider for `key` (`alias/ehr-backup`, a key id or an ARN).
     pub fn new(key: impl Into<String>) -> Self {
         Self { key: key.into() }

@@ -299,6 +299,28 @@ impl Location for S3Location {
         })?
     }
 
+    fn site(&self) -> Result<String, BackupError> {
+        let bucket = self.bucket.clone();
+        on_own_runtime(move |rt| {
+            rt.block_on(async move {
+                let out = client()
+                    .await
+                    .get_bucket_location()
+                    .bucket(&bucket)
+                    .send()
+                    .await
+                    .map_err(|e| s3_err("GetBucketLocation", &format!("s3://{bucket}"), &e))?;
+                // No constraint is us-east-1, as S3 defines it.
+                let region = out
+                    .location_constraint()
+                    .map(|c| c.as_str().to_owned())
+                    .filter(|c| !c.is_empty())
+                    .unwrap_or_else(|| "us-east-1".to_owned());
+                Ok(format!("aws:{region}"))
+            })
+        })?
+    }
+
     fn list(&self) -> Result<Vec<Box<dyn Location>>, BackupError> {
         let (bucket, prefix) = (self.bucket.clone(), self.key.clone());
         let keys = on_own_runtime(move |rt| {

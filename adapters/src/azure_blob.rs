@@ -542,6 +542,11 @@ impl Location for AzureBlobLocation {
         })?
     }
 
+    fn site(&self) -> Result<String, BackupError> {
+        // Blob storage does not state its region; the account is where it lives.
+        Ok(format!("azure:{}", self.account))
+    }
+
     fn list(&self) -> Result<Vec<Box<dyn Location>>, BackupError> {
         let (container, _) = self.client()?;
         let me = self.clone();

@@ -38,12 +38,13 @@ pub use format::{
     Manifest, ParsedHeader, read_header, scan,
 };
 pub use key_provider::{
-    Envelope, KeyError, KeyProvider, WrapContext, key_provider_from_uri, rewrap_via_data_key,
+    Envelope, KeyError, KeyProvider, KeyRotation, WrapContext, key_provider_from_uri, key_rotation,
+    rewrap_via_data_key,
 };
 pub use location::{
     LocalLocation, Location, PendingWrite, location_from_uri, location_with_credential, platform_of,
 };
-pub use lock::{LockMode, WriteLock};
+pub use lock::{LockMode, WriteLock, retained_until};
 pub use operations::{CreateOptions, create, inspect, restore, rewrap, verify};
 pub use progress::{NoProgress, Progress};
 pub use report::{BackupReport, Inspection, Retention, VerifyLevel};

@@ -344,6 +344,30 @@ fn backup_actions() -> Vec<ActionSchema> {
         .output("sampled", ValueType::Int, "how many were fully decrypted")
         .output("errors", ValueType::Int, "unresolved verification errors (0 on success)")
         .output("seed", ValueType::Int, "the seed that picked the sample"),
+        ActionSchema::new(
+            "posture.backups",
+            "Checks every dataset of a backup inventory against 3-2-1-1-0 (3 copies of the newest recovery point, 2 platforms, 1 off site, 1 immutable, 0 verification errors), its RPO, retention and key rotation, read from the stores, the key service and the journal; fails naming each failed check",
+            Effect::ReadOnly,
+            Role::Verify,
+        )
+        .with_default_timeout_ms(BACKUP_TIMEOUT_MS)
+        .required(
+            "inventory",
+            ValueType::String,
+            "the inventory file (TOML: datasets with rpo, retention, key, copies)",
+        )
+        .output("passed", ValueType::Bool, "whether every check of every dataset holds")
+        .output(
+            "failed",
+            ValueType::List(Box::new(ValueType::String)),
+            "the failed checks as DATASET/CHECK (e.g. ehr/1-immutable)",
+        )
+        .output(
+            "controls",
+            ValueType::List(Box::new(ValueType::String)),
+            "the controls the checks evidence (HIPAA, NIST SP 800-53, NIST CSF 2.0)",
+        )
+        .output("report", ValueType::Any, "the whole assessment, as `drover posture backups --format json` prints it"),
     ]
 }
 

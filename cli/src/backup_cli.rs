@@ -312,7 +312,9 @@ fn run(cmd: BackupCommand) -> Result<ExitCode, ExitCode> {
                 ],
             )?;
             audit.write("started", None, key_uri.as_deref(), None)?;
-            if std::path::Path::new(&path).is_dir() {
+            // A directory, or a remote prefix (ending in `/`): the backups under it, sampled.
+            let remote = path.starts_with("s3://") || path.starts_with("azblob://");
+            if std::path::Path::new(&path).is_dir() || (remote && path.ends_with('/')) {
                 let code = sampled(&rt, &path, key.as_deref(), sample, seed, format);
                 let result = if code == ExitCode::SUCCESS {
                     Ok(Done {
@@ -559,14 +561,17 @@ fn sampled(
         errln!("error: verifying a directory needs --key (the sample is fully decrypted)");
         return ExitCode::from(2);
     };
-    let loc = backup::LocalLocation::new(dir);
+    let loc = match location_from_uri(dir) {
+        Ok(l) => l,
+        Err(e) => return fail(&format!("opening {dir}"), &e),
+    };
     let seed = seed.unwrap_or_else(|| {
         let mut b = [0u8; 8];
         rand_seed(&mut b);
         u64::from_le_bytes(b)
     });
     let n = sample.unwrap_or(usize::MAX);
-    let report = match rt.block_on(backup::verify_sample(&loc, n, seed, key)) {
+    let report = match rt.block_on(backup::verify_sample(loc.as_ref(), n, seed, key)) {
         Ok(r) => r,
         Err(e) => return fail(&format!("listing {dir}"), &e),
     };

@@ -8,6 +8,7 @@ mod alerts_cli;
 mod backup_cli;
 mod ops_audit;
 mod pin;
+mod posture_cli;
 mod remote;
 mod run_cli;
 #[cfg(feature = "aws")]
@@ -121,7 +122,7 @@ Examples:
     },
 }
 
-/// How `drover posture drills` prints.
+/// How `drover posture drills` and `drover posture backups` print.
 #[derive(Clone, Copy, ValueEnum)]
 enum PostureFormat {
     /// A Markdown table.
@@ -135,6 +136,40 @@ enum PostureFormat {
 /// `drover posture …`.
 #[derive(Subcommand)]
 enum PostureCommand {
+    /// Per dataset of an inventory, the 3-2-1-1-0 rule — 3 copies of the newest recovery point,
+    /// 2 platforms, 1 off site, 1 immutable, 0 verification errors — with its age against the
+    /// RPO, retention against the policy (6 years) and key rotation (90 days), each read from the
+    /// stores, the key service and the journal. Findings name the dataset, the copy and what to
+    /// change; checks carry HIPAA and NIST control ids. Exits 3 when any check fails.
+    #[command(after_help = "\
+Examples:
+  drover posture backups --inventory backups.toml
+  drover posture backups --inventory backups.toml --format html -o posture.html
+  drover posture backups --inventory backups.toml --format json | jq '.datasets[].checks[] | select(.passed | not)'
+
+Inventory (TOML):
+  [datasets.ehr]
+  rpo       = \"15m\"
+  retention = \"6y\"
+  key       = \"aws-kms:alias/phi-backup\"
+  copies    = [\"s3://phi-vault/ehr/\", \"azblob://drdata/phi/ehr/\", \"/backups/ehr/\"]
+
+Verifications come from the journal: run `drover backup verify COPY --key KEY --sample N` on
+each copy at least every verify_every (default 7d).")]
+    Backups {
+        /// The inventory file.
+        #[arg(long, value_name = "FILE")]
+        inventory: String,
+        /// State directory (its journal holds the verifications).
+        #[arg(long, env = "DROVER_STATE", default_value = ".drover")]
+        state: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = PostureFormat::Md)]
+        format: PostureFormat,
+        /// Write to this file instead of standard output.
+        #[arg(short, long, value_name = "FILE")]
+        out: Option<String>,
+    },
     /// Per runbook with a policy or a schedule: the last successful drill (RTO/RPO against
     /// targets, its report), the last failed one, the next scheduled, days until overdue. Exits 3
     /// when any runbook is overdue, so CI or cron can gate on it.
@@ -827,7 +862,11 @@ Keys (--key, --from, --to):
   aws-kms:KEY        an AWS KMS key: id, ARN or alias/NAME (GenerateDataKey, Decrypt, ReEncrypt)
 Backups and locations:
   PATH               a local file (a directory of backups for `verify --sample`)
-  s3://BUCKET/KEY    an object in S3 (a prefix ending in / for `verify --sample`)";
+  s3://BUCKET/KEY    an object in S3 (a prefix ending in / for `verify --sample`)
+  azblob://ACCOUNT/CONTAINER/PATH
+                     a blob in Azure Storage (builds with `azure`; a prefix ending in / for
+                     `verify --sample`); credentials: AZURE_STORAGE_CONNECTION_STRING,
+                     AZURE_STORAGE_SAS_TOKEN, else the Azure sign-in chain";
 
 /// The key and location schemes this build supports, shown under every `backup` verb's help.
 #[cfg(not(feature = "aws"))]
@@ -1402,6 +1441,21 @@ fn dispatch(cli: Cli) -> ExitCode {
                 }
             }
         }
+        Command::Posture(PostureCommand::Backups {
+            inventory,
+            state,
+            format,
+            out,
+        }) => posture_cli::backups(
+            &inventory,
+            &state,
+            match format {
+                PostureFormat::Md => posture_cli::Out::Md,
+                PostureFormat::Html => posture_cli::Out::Html,
+                PostureFormat::Json => posture_cli::Out::Json,
+            },
+            out.as_deref(),
+        ),
         Command::Posture(PostureCommand::Drills {
             paths,
             state,

@@ -130,8 +130,12 @@ fn adapters() -> Adapters {
 pub(crate) fn builtin_adapters() -> Adapters {
     let sink: drover_adapters::local::NotifySink =
         Arc::new(|m: &str| outln!("        notify: {m}"));
+    let posture: Arc<dyn drover_schema::Adapter> = Arc::new(drover_posture::PostureAdapter::new(
+        Arc::new(crate::posture_cli::backup_records),
+    ));
     drover_adapters::builtin_adapters(sink)
         .into_iter()
+        .chain(std::iter::once(posture))
         .fold(Adapters::default(), Adapters::with)
 }
 

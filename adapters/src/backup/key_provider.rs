@@ -177,3 +177,48 @@ pub fn key_provider_from_uri(uri: &str) -> Result<Box<dyn KeyProvider>, KeyError
         _ => Err(KeyError::UnsupportedUri(uri.to_owned())),
     }
 }
+
+/// How old a key-encryption key's current material is, and whether it rotates by itself.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct KeyRotation {
+    /// The key as named.
+    pub key: String,
+    /// When its current material was made (the key's creation, its last rotation, or for a
+    /// `file:` key the file's modification time), in seconds since the epoch.
+    pub material_since: i64,
+    /// Whether the store rotates it automatically (KMS `GetKeyRotationStatus`); `file:` keys
+    /// never do.
+    pub automatic: bool,
+    /// The automatic rotation period in days, where the store states one.
+    pub period_days: Option<u32>,
+}
+
+/// Reads how old the key `uri` names is and whether it rotates, from the key store itself.
+///
+/// # Errors
+/// The key cannot be found or asked.
+pub async fn key_rotation(uri: &str) -> Result<KeyRotation, KeyError> {
+    match uri.split_once(':') {
+        Some(("file", path)) if !path.is_empty() => {
+            let meta = std::fs::metadata(path).map_err(|e| KeyError::Unreadable {
+                uri: uri.to_owned(),
+                reason: e.to_string(),
+            })?;
+            let modified = meta.modified().map_err(|e| KeyError::Unreadable {
+                uri: uri.to_owned(),
+                reason: e.to_string(),
+            })?;
+            Ok(KeyRotation {
+                key: uri.to_owned(),
+                material_since: time::OffsetDateTime::from(modified).unix_timestamp(),
+                automatic: false,
+                period_days: None,
+            })
+        }
+        #[cfg(feature = "aws")]
+        Some(("aws-kms", key)) if !key.is_empty() => {
+            crate::aws_kms::KmsKeyProvider::new(key).rotation().await
+        }
+        _ => Err(KeyError::UnsupportedUri(uri.to_owned())),
+    }
+}

@@ -63,6 +63,15 @@ pub trait Location: Send + Sync {
         Ok(None)
     }
 
+    /// Where the bytes physically are, read from the store (not from configuration):
+    /// `local`, `aws:REGION` (the bucket's region as S3 reports it), `azure:ACCOUNT`.
+    ///
+    /// # Errors
+    /// If the store cannot be asked.
+    fn site(&self) -> Result<String, BackupError> {
+        Ok("local".to_owned())
+    }
+
     /// Every backup under this location, if it is a directory or prefix.
     ///
     /// # Errors

@@ -52,29 +52,9 @@ impl WriteLock {
     /// # Errors
     /// `retain` is not a number of days or years.
     pub fn new(mode: LockMode, retain: &str, now: OffsetDateTime) -> Result<Self, BackupError> {
-        let bad = || {
-            BackupError::Invalid(format!(
-                "retention `{retain}` is not a number of days or years (examples: 90d, 6y)"
-            ))
-        };
-        let (n, unit) = retain.split_at(retain.len().saturating_sub(1));
-        let n: i32 = n.parse().ok().filter(|n| *n > 0).ok_or_else(bad)?;
-        let until = match unit {
-            "d" => now.checked_add(time::Duration::days(i64::from(n))),
-            // Calendar years: six years from 29 February is 1 March, never a day short.
-            "y" => {
-                let year = now.year().checked_add(n).ok_or_else(bad)?;
-                now.replace_year(year).ok().or_else(|| {
-                    now.checked_add(time::Duration::days(1))
-                        .and_then(|d| d.replace_year(year).ok())
-                })
-            }
-            _ => None,
-        }
-        .ok_or_else(bad)?;
         Ok(Self {
             mode,
-            retain_until: until.unix_timestamp(),
+            retain_until: retained_until(now, retain)?.unix_timestamp(),
         })
     }
 
@@ -107,6 +87,35 @@ impl WriteLock {
         }
         Ok(())
     }
+}
+
+/// `now` plus `retain` (`90d`, `6y`: days, or calendar years — six years from 29 February is
+/// 1 March, never a day short).
+///
+/// # Errors
+/// `retain` is not a number of days or years.
+pub fn retained_until(now: OffsetDateTime, retain: &str) -> Result<OffsetDateTime, BackupError> {
+    let bad = || {
+        BackupError::Invalid(format!(
+            "retention `{retain}` is not a number of days or years (examples: 90d, 6y)"
+        ))
+    };
+    let (n, unit) = retain.split_at(retain.len().saturating_sub(1));
+    let n: i32 = n.parse().ok().filter(|n| *n > 0).ok_or_else(bad)?;
+    let until = match unit {
+        "d" => now.checked_add(time::Duration::days(i64::from(n))),
+        // Calendar years: six years from 29 February is 1 March, never a day short.
+        "y" => {
+            let year = now.year().checked_add(n).ok_or_else(bad)?;
+            now.replace_year(year).ok().or_else(|| {
+                now.checked_add(time::Duration::days(1))
+                    .and_then(|d| d.replace_year(year).ok())
+            })
+        }
+        _ => None,
+    }
+    .ok_or_else(bad)?;
+    Ok(until)
 }
 
 #[cfg(test)]

@@ -21,6 +21,8 @@ mod console;
 mod ha;
 mod hardening;
 mod identity;
+#[cfg(all(feature = "aws", feature = "azure"))]
+mod posture_backups;
 mod report;
 mod run;
 mod server;
