@@ -24,6 +24,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const BLOCK: usize = 8 << 20;
+/// Reads fetch ranges of this size, `READ_AHEAD` at a time.
+const RANGE: u64 = 16 << 20;
+const READ_AHEAD: usize = 4;
+/// Blocks sent at once.
+const IN_FLIGHT: usize = 3;
 /// A connection string (`AccountName=…;AccountKey=…` or `…;SharedAccessSignature=…`).
 pub const CONNECTION_STRING_ENV: &str = "AZURE_STORAGE_CONNECTION_STRING";
 /// A SAS token for the account or container.
@@ -405,34 +410,49 @@ impl Location for AzureBlobLocation {
 
     fn open(&self) -> Result<Box<dyn Read + Send>, BackupError> {
         let (blob, _) = self.blob()?;
-        let (tx, rx) = sync_channel::<std::io::Result<Vec<u8>>>(4);
+        let (tx, rx) = sync_channel::<std::io::Result<Vec<u8>>>(2);
         let me = self.clone();
         background(async move {
-            let mut pages = blob.get().chunk_size(4u64 << 20).into_stream();
-            while let Some(page) = pages.next().await {
-                let mut body = match page {
-                    Ok(p) => p.data,
-                    Err(e) => {
-                        let kind = if is_status(&e, 404) {
-                            std::io::ErrorKind::NotFound
-                        } else {
-                            std::io::ErrorKind::Other
-                        };
-                        let _ = tx.send(Err(std::io::Error::new(
-                            kind,
-                            format!("Get Blob {}: {}", me.describe(), scrub(&e.to_string())),
-                        )));
-                        return;
-                    }
+            let fail = |e: &azure_core::Error| {
+                let kind = if is_status(e, 404) {
+                    std::io::ErrorKind::NotFound
+                } else {
+                    std::io::ErrorKind::Other
                 };
-                while let Some(chunk) = body.next().await {
-                    let item = chunk
-                        .map(|b| b.to_vec())
-                        .map_err(|e| std::io::Error::other(scrub(&e.to_string())));
-                    let failed = item.is_err();
-                    if tx.send(item).is_err() || failed {
-                        return;
+                std::io::Error::new(
+                    kind,
+                    format!("Get Blob {}: {}", me.describe(), scrub(&e.to_string())),
+                )
+            };
+            let size = match blob.get_properties().await {
+                Ok(p) => p.blob.properties.content_length,
+                Err(e) => {
+                    let _ = tx.send(Err(fail(&e)));
+                    return;
+                }
+            };
+            // Ranges fetched READ_AHEAD at a time, delivered in order.
+            let ranges = (0..size)
+                .step_by(RANGE as usize)
+                .map(move |start| start..(start + RANGE).min(size));
+            let mut parts = futures::stream::iter(ranges)
+                .map(|r| {
+                    let blob = blob.clone();
+                    async move {
+                        let page = blob.get().range(r).into_stream().next().await;
+                        match page {
+                            Some(Ok(p)) => p.data.collect().await.map(Vec::from),
+                            Some(Err(e)) => Err(e),
+                            None => Ok(Vec::new()),
+                        }
                     }
+                })
+                .buffered(READ_AHEAD);
+            while let Some(part) = parts.next().await {
+                let item = part.map_err(|e| fail(&e));
+                let failed = item.is_err();
+                if tx.send(item).is_err() || failed {
+                    return;
                 }
             }
         });
@@ -451,31 +471,59 @@ impl Location for AzureBlobLocation {
             )));
         }
         let (blob, _) = self.blob()?;
-        let (tx, rx) = sync_channel::<Msg>(2);
+        // The writer is synchronous (and may be driven from inside an async function): its
+        // blocks cross a plain channel to a thread that hands them to the uploading runtime.
+        let (tx, from_writer) = sync_channel::<Msg>(1);
+        let (to_upload, mut rx) = tokio::sync::mpsc::channel::<Msg>(1);
+        std::thread::spawn(move || {
+            while let Ok(m) = from_writer.recv() {
+                if to_upload.blocking_send(m).is_err() {
+                    return;
+                }
+            }
+        });
         let me = self.clone();
         // Blocks stay uncommitted (invisible, collected by the service) until the list is put.
         let upload = format!("{:016x}", rand::random::<u64>());
         background(async move {
             let mut ids = Vec::new();
             let mut failed: Option<String> = None;
-            while let Ok(m) = rx.recv() {
+            // Up to IN_FLIGHT blocks are sent at once; the list commits them in order.
+            let mut sending: tokio::task::JoinSet<Result<(), String>> = tokio::task::JoinSet::new();
+            let note = |r: Option<Result<Result<(), String>, tokio::task::JoinError>>,
+                        failed: &mut Option<String>| {
+                let err = match r {
+                    Some(Ok(Err(e))) => Some(e),
+                    Some(Err(e)) => Some(e.to_string()),
+                    _ => None,
+                };
+                if failed.is_none() {
+                    *failed = err;
+                }
+            };
+            while let Some(m) = rx.recv().await {
                 match m {
                     Msg::Block(data) if failed.is_none() => {
-                        let id = block_id(&upload, ids.len());
-                        match blob.put_block(id.clone(), data).await {
-                            Ok(_) => ids.push(BlobBlockType::new_uncommitted(id)),
-                            Err(e) => {
-                                failed = Some(format!(
-                                    "Put Block {} of {}: {}",
-                                    ids.len() + 1,
-                                    me.describe(),
-                                    scrub(&e.to_string())
-                                ));
-                            }
+                        while sending.len() >= IN_FLIGHT {
+                            let r = sending.join_next().await;
+                            note(r, &mut failed);
                         }
+                        let n = ids.len();
+                        let id = block_id(&upload, n);
+                        ids.push(BlobBlockType::new_uncommitted(id.clone()));
+                        let (blob, what) = (blob.clone(), me.describe());
+                        sending.spawn(async move {
+                            blob.put_block(id, data).await.map(|_| ()).map_err(|e| {
+                                format!("Put Block {} of {what}: {}", n + 1, scrub(&e.to_string()))
+                            })
+                        });
                     }
                     Msg::Block(_) => {}
                     Msg::Commit(done) => {
+                        while !sending.is_empty() {
+                            let r = sending.join_next().await;
+                            note(r, &mut failed);
+                        }
                         if let Some(f) = failed {
                             let _ = done.send(Err(f));
                             return;
@@ -502,6 +550,8 @@ impl Location for AzureBlobLocation {
                     }
                 }
             }
+            // Dropped without a commit: the staged blocks are never committed.
+            sending.abort_all();
         });
         Ok(Box::new(BlobWriter {
             tx,
