@@ -25,7 +25,7 @@ use std::time::Duration;
 
 const BLOCK: usize = 8 << 20;
 /// Reads fetch ranges of this size, `READ_AHEAD` at a time.
-const RANGE: u64 = 16 << 20;
+const RANGE: u64 = 8 << 20;
 const READ_AHEAD: usize = 4;
 /// Blocks sent at once.
 const IN_FLIGHT: usize = 3;

@@ -432,6 +432,12 @@ milestone done {
         said.contains("ehr/key-rotation") && said.contains("CP-9(8)"),
         "{said}"
     );
+    // The run's report carries the failed check with its controls.
+    let report = ok(&drover(d, &["report", "red", "--format", "md"]));
+    assert!(
+        report.contains("ehr/key-rotation") && report.contains("CP-9(8)"),
+        "{report}"
+    );
     // Stderr names each failure for a cron mail.
     let out = drover(d, &["posture", "backups", "--inventory", "inv.toml"]);
     assert!(
