@@ -238,7 +238,7 @@ fn backup_actions() -> Vec<ActionSchema> {
             .required(
                 "source",
                 ValueType::String,
-                "the backup (path or s3:// URL)",
+                "the backup (path, s3:// or azblob:// URL)",
             )
             .required(
                 "key",
@@ -263,7 +263,7 @@ fn backup_actions() -> Vec<ActionSchema> {
             .required(
                 "source",
                 ValueType::String,
-                "the backup (path or s3:// URL)",
+                "the backup (path, s3:// or azblob:// URL)",
             )
             .required(
                 "key",
@@ -286,9 +286,9 @@ fn backup_actions() -> Vec<ActionSchema> {
         .required(
             "source",
             ValueType::String,
-            "the backup (path or s3:// URL)",
+            "the backup (path, s3:// or azblob:// URL)",
         )
-        .resource("destination", "where the copy is written (path or s3:// URL)")
+        .resource("destination", "where the copy is written (path, s3:// or azblob:// URL)")
         .optional(
             "lock",
             ValueType::String,
@@ -315,7 +315,7 @@ fn backup_actions() -> Vec<ActionSchema> {
         .output("location", ValueType::String, "where the copy is"),
         ActionSchema::new(
             "backup.verify_sample",
-            "Fully decrypts a random sample of the backups under a directory or S3 prefix, checks the rest by structure and ciphertext hash, and fails on any error (the 0 of 3-2-1-1-0)",
+            "Fully decrypts a random sample of the backups under a directory, S3 or Azure Blob prefix, checks the rest by structure and ciphertext hash, and fails on any error (the 0 of 3-2-1-1-0)",
             Effect::ReadOnly,
             Role::Verify,
         )
@@ -323,7 +323,7 @@ fn backup_actions() -> Vec<ActionSchema> {
         .required(
             "source",
             ValueType::String,
-            "the directory or s3:// prefix holding the backups",
+            "the directory, s3:// or azblob:// prefix holding the backups",
         )
         .required(
             "key",
@@ -343,7 +343,12 @@ fn backup_actions() -> Vec<ActionSchema> {
         .output("backups", ValueType::Int, "how many backups were found")
         .output("sampled", ValueType::Int, "how many were fully decrypted")
         .output("errors", ValueType::Int, "unresolved verification errors (0 on success)")
-        .output("seed", ValueType::Int, "the seed that picked the sample"),
+        .output("seed", ValueType::Int, "the seed that picked the sample")
+        .output(
+            "source",
+            ValueType::String,
+            "the directory or prefix verified (backup posture counts it as that copy's verification)",
+        ),
         ActionSchema::new(
             "posture.backups",
             "Checks every dataset of a backup inventory against 3-2-1-1-0 (3 copies of the newest recovery point, 2 platforms, 1 off site, 1 immutable, 0 verification errors), its RPO, retention and key rotation, read from the stores, the key service and the journal; fails naming each failed check",

@@ -756,19 +756,23 @@ impl LocalAdapter {
                 .iter()
                 .filter_map(|b| b.error.as_ref().map(|e| format!("{}: {e}", b.location)))
                 .collect();
+            // The resource is the prefix verified: backup posture reads it from the journal.
             return Err(AdapterError::permanent(format!(
                 "{} of {} backup(s) failed verification (seed {seed}): {}",
                 report.errors(),
                 report.backups.len(),
                 failed.join("; ")
-            )));
+            ))
+            .on_resource(source));
         }
         if report.backups.is_empty() {
             return Err(AdapterError::permanent(format!(
                 "no backups under {source}: nothing was verified"
-            )));
+            ))
+            .on_resource(source));
         }
         let mut o = Outputs::new();
+        o.insert("source".into(), json!(source));
         o.insert("backups".into(), json!(report.backups.len()));
         o.insert("sampled".into(), json!(report.sampled()));
         o.insert("errors".into(), json!(0));
@@ -831,21 +835,37 @@ impl Adapter for LocalAdapter {
                     .await
                     .map_err(|e| AdapterError::permanent(e.to_string()))?;
                 let source = req(inputs, "source")?.to_owned();
-                if source.starts_with("s3://") {
-                    // The object is there and is a Drover backup (its header is read).
+                if source.starts_with("s3://") || source.starts_with("azblob://") {
+                    // The object is there and is a Drover backup (its header alone is read); for
+                    // a sample, the prefix holds at least one.
                     let uri = source.clone();
+                    let sample = action == "backup.verify_sample";
                     tokio::task::spawn_blocking(move || {
+                        let missing = || {
+                            AdapterError::permanent(format!("backup {uri} does not exist"))
+                                .on_resource(uri.clone())
+                                .with_code(drover_schema::MAY_BE_CREATED_EARLIER)
+                        };
                         let loc = backup::location_from_uri(&uri).map_err(|e| backup_err(&e))?;
-                        backup::inspect(loc.as_ref()).map_err(|e| match &e {
-                            backup::BackupError::Io { source: io, .. }
-                                if io.kind() == std::io::ErrorKind::NotFound =>
-                            {
-                                AdapterError::permanent(format!("backup {uri} does not exist"))
-                                    .on_resource(uri.clone())
-                                    .with_code(drover_schema::MAY_BE_CREATED_EARLIER)
-                            }
-                            _ => backup_err(&e),
-                        })
+                        if sample {
+                            let found = loc.list().map_err(|e| backup_err(&e))?;
+                            return if found.is_empty() {
+                                Err(missing())
+                            } else {
+                                Ok(())
+                            };
+                        }
+                        loc.open()
+                            .and_then(|mut r| backup::read_header(&mut r))
+                            .map(|_| ())
+                            .map_err(|e| match &e {
+                                backup::BackupError::Io { source: io, .. }
+                                    if io.kind() == std::io::ErrorKind::NotFound =>
+                                {
+                                    missing()
+                                }
+                                _ => backup_err(&e),
+                            })
                     })
                     .await
                     .map_err(|e| AdapterError::transient(e.to_string()))??;

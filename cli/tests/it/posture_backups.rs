@@ -236,26 +236,21 @@ fn a_dataset_meeting_3_2_1_1_0_is_green_and_each_property_taken_away_turns_its_c
     }
 
     // A nightly runbook gates on it: the step passes while the posture holds.
+    // It verifies a sample of every copy, then checks the posture: the verifications it just
+    // made count (they are read from the run's own journal).
+    let verify = |id: &str, copy: &str| {
+        format!(
+            "step {id} {{\n  action = backup.verify_sample\n  with {{\n    source = \"{copy}\"\n    key    = \"{key}\"\n    sample = 1\n  }}\n}}\n\n"
+        )
+    };
     std::fs::write(
         d.join("nightly.drover"),
-        r#"runbook "Nightly backup posture" {
-  rto   = 1h
-  rpo   = 1h
-  modes = [drill]
-}
-
-step posture {
-  action = posture.backups
-  with {
-    inventory = "inv.toml"
-  }
-}
-
-milestone done {
-  after     = [posture]
-  stops_rto = true
-}
-"#,
+        format!(
+            "runbook \"Nightly backup posture\" {{\n  rto   = 1h\n  rpo   = 1h\n  modes = [drill]\n}}\n\n{}{}{}step posture {{\n  action = posture.backups\n  after  = [verify_s3, verify_azure, verify_local]\n  with {{\n    inventory = \"inv.toml\"\n  }}\n}}\n\nmilestone done {{\n  after     = [posture]\n  stops_rto = true\n}}\n",
+            verify("verify_s3", &s3_copy),
+            verify("verify_azure", &az_copy),
+            verify("verify_local", local_copy),
+        ),
     )
     .expect("runbook");
     let nightly = |id: &str| {
@@ -266,6 +261,13 @@ milestone done {
             .output()
             .expect("run");
         let status = drover(d, &["status", id, "--format", "json"]);
+        assert_eq!(
+            status.status.code(),
+            Some(0),
+            "the run did not start: {}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
         (
             out,
             serde_json::from_str::<Value>(&ok(&status)).expect("status json"),
@@ -385,11 +387,18 @@ milestone done {
         "{v:#}"
     );
 
-    // 6. A copy corrupted, and the verification run: 0 errors no longer holds.
+    // 6. A copy corrupted, and the verification run: 0 errors no longer holds — first by the
+    // nightly runbook's verification step, then by hand; a clean nightly run makes it green.
     let mut bad = kept.clone();
     let mid = bad.len() - 40;
     bad[mid] ^= 0x01;
     std::fs::write(&local_file, &bad).expect("corrupt");
+    let (_, status) = nightly("corrupted");
+    assert_eq!(status["outcome"], "failed", "{status}");
+    let (code, checks, v) = posture(d, "inv.toml");
+    assert_eq!((code, red(&checks)), (Some(3), vec!["0-errors"]), "{v:#}");
+    let f = findings(&v, "0-errors");
+    assert!(f.contains(local_copy) && f.contains("failed"), "{f}");
     let out = drover(
         d,
         &[
@@ -397,17 +406,11 @@ milestone done {
         ],
     );
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
-    let (code, checks, v) = posture(d, "inv.toml");
-    assert_eq!((code, red(&checks)), (Some(3), vec!["0-errors"]), "{v:#}");
-    let f = findings(&v, "0-errors");
-    assert!(f.contains(local_copy) && f.contains("failed"), "{f}");
+    let (code, checks, _) = posture(d, "inv.toml");
+    assert_eq!((code, red(&checks)), (Some(3), vec!["0-errors"]));
     std::fs::write(&local_file, &kept).expect("repair");
-    ok(&drover(
-        d,
-        &[
-            "backup", "verify", local_copy, "--key", &key, "--sample", "1",
-        ],
-    ));
+    let (_, status) = nightly("repaired");
+    assert_eq!(status["outcome"], "succeeded", "{status}");
     let (code, _, _) = posture(d, "inv.toml");
     assert_eq!(code, Some(0), "green again once it verifies");
 
