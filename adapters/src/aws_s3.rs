@@ -7,8 +7,9 @@
 //! (path-style addressing is used when an endpoint is set, as S3-compatible servers expect).
 
 use crate::backup::{BackupError, Location, PendingWrite};
+use crate::object_io::{ChannelReader, in_background, on_own_runtime};
 use std::io::{Read, Write};
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::mpsc::{SyncSender, sync_channel};
 
 const PART: usize = 8 << 20;
 
@@ -63,33 +64,6 @@ pub async fn client() -> aws_sdk_s3::Client {
     aws_sdk_s3::Client::from_conf(b.build())
 }
 
-/// Runs `fut` to completion on a thread of its own with its own runtime, without waiting.
-fn in_background(fut: impl std::future::Future<Output = ()> + Send + 'static) {
-    std::thread::spawn(move || {
-        if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        {
-            rt.block_on(fut);
-        }
-    });
-}
-
-/// Runs `f` on a thread with its own runtime and waits for it.
-fn on_own_runtime<T: Send + 'static>(
-    f: impl FnOnce(tokio::runtime::Runtime) -> T + Send + 'static,
-) -> Result<T, BackupError> {
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| BackupError::Invalid(e.to_string()))?;
-        Ok(f(rt))
-    })
-    .join()
-    .map_err(|_| BackupError::Invalid("the S3 thread panicked".into()))?
-}
-
 fn s3_err<E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static>(
     call: &str,
     what: &str,
@@ -110,31 +84,6 @@ fn sdk_text<E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'st
         code
     } else {
         format!("{code}: {message}")
-    }
-}
-
-struct S3Reader {
-    rx: Receiver<std::io::Result<Vec<u8>>>,
-    buf: Vec<u8>,
-    pos: usize,
-}
-
-impl Read for S3Reader {
-    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
-        while self.pos >= self.buf.len() {
-            match self.rx.recv() {
-                Ok(Ok(chunk)) => {
-                    self.buf = chunk;
-                    self.pos = 0;
-                }
-                Ok(Err(e)) => return Err(e),
-                Err(_) => return Ok(0),
-            }
-        }
-        let n = out.len().min(self.buf.len() - self.pos);
-        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
-        self.pos += n;
-        Ok(n)
     }
 }
 
@@ -231,39 +180,33 @@ impl Location for S3Location {
                 }
             }
         });
-        Ok(Box::new(S3Reader {
-            rx,
-            buf: Vec::new(),
-            pos: 0,
-        }))
+        Ok(Box::new(ChannelReader::new(rx)))
     }
 
     fn exists(&self) -> Result<bool, BackupError> {
         let (bucket, key) = (self.bucket.clone(), self.key.clone());
-        on_own_runtime(move |rt| {
-            rt.block_on(async move {
-                match client()
-                    .await
-                    .head_object()
-                    .bucket(&bucket)
-                    .key(&key)
-                    .send()
-                    .await
+        on_own_runtime(async move {
+            match client()
+                .await
+                .head_object()
+                .bucket(&bucket)
+                .key(&key)
+                .send()
+                .await
+            {
+                Ok(_) => Ok(true),
+                Err(e)
+                    if e.as_service_error().is_some_and(
+                        aws_sdk_s3::operation::head_object::HeadObjectError::is_not_found,
+                    ) =>
                 {
-                    Ok(_) => Ok(true),
-                    Err(e)
-                        if e.as_service_error().is_some_and(
-                            aws_sdk_s3::operation::head_object::HeadObjectError::is_not_found,
-                        ) =>
-                    {
-                        Ok(false)
-                    }
-                    Err(e) => Err(BackupError::Invalid(format!(
-                        "HeadObject s3://{bucket}/{key}: {}",
-                        sdk_text(&e)
-                    ))),
+                    Ok(false)
                 }
-            })
+                Err(e) => Err(BackupError::Invalid(format!(
+                    "HeadObject s3://{bucket}/{key}: {}",
+                    sdk_text(&e)
+                ))),
+            }
         })?
     }
 
@@ -294,74 +237,67 @@ impl Location for S3Location {
 
     fn retention(&self) -> Result<Option<crate::backup::Retention>, BackupError> {
         let me = self.clone();
-        on_own_runtime(move |rt| {
-            rt.block_on(async move { me.head_retention(&client().await).await })
-        })?
+        on_own_runtime(async move { me.head_retention(&client().await).await })?
     }
 
     fn site(&self) -> Result<String, BackupError> {
         let bucket = self.bucket.clone();
-        on_own_runtime(move |rt| {
-            rt.block_on(async move {
-                let out = client()
-                    .await
-                    .get_bucket_location()
-                    .bucket(&bucket)
-                    .send()
-                    .await
-                    .map_err(|e| s3_err("GetBucketLocation", &format!("s3://{bucket}"), &e))?;
-                // No constraint is us-east-1, as S3 defines it.
-                let region = out
-                    .location_constraint()
-                    .map(|c| c.as_str().to_owned())
-                    .filter(|c| !c.is_empty())
-                    .unwrap_or_else(|| "us-east-1".to_owned());
-                Ok(format!("aws:{region}"))
-            })
+        on_own_runtime(async move {
+            let out = client()
+                .await
+                .get_bucket_location()
+                .bucket(&bucket)
+                .send()
+                .await
+                .map_err(|e| s3_err("GetBucketLocation", &format!("s3://{bucket}"), &e))?;
+            // No constraint is us-east-1, as S3 defines it.
+            let region = out
+                .location_constraint()
+                .map(|c| c.as_str().to_owned())
+                .filter(|c| !c.is_empty())
+                .unwrap_or_else(|| "us-east-1".to_owned());
+            Ok(format!("aws:{region}"))
         })?
     }
 
     fn list(&self) -> Result<Vec<Box<dyn Location>>, BackupError> {
         let (bucket, prefix) = (self.bucket.clone(), self.key.clone());
-        let keys = on_own_runtime(move |rt| {
-            rt.block_on(async move {
-                let c = client().await;
-                let mut keys = Vec::new();
-                let mut pages = c
-                    .list_objects_v2()
-                    .bucket(&bucket)
-                    .prefix(&prefix)
-                    .into_paginator()
-                    .send();
-                while let Some(page) = pages.next().await {
-                    let page = page.map_err(|e| {
-                        s3_err("ListObjectsV2", &format!("s3://{bucket}/{prefix}"), &e)
-                    })?;
-                    for o in page.contents() {
-                        if let Some(k) = o.key() {
-                            let head = c
-                                .get_object()
-                                .bucket(&bucket)
-                                .key(k)
-                                .range("bytes=0-7")
-                                .send()
-                                .await;
-                            if let Ok(out) = head {
-                                let b = out
-                                    .body
-                                    .collect()
-                                    .await
-                                    .map(|b| b.into_bytes().to_vec())
-                                    .unwrap_or_default();
-                                if b.as_slice() == crate::backup::MAGIC {
-                                    keys.push(k.to_owned());
-                                }
+        let keys = on_own_runtime(async move {
+            let c = client().await;
+            let mut keys = Vec::new();
+            let mut pages = c
+                .list_objects_v2()
+                .bucket(&bucket)
+                .prefix(&prefix)
+                .into_paginator()
+                .send();
+            while let Some(page) = pages.next().await {
+                let page = page
+                    .map_err(|e| s3_err("ListObjectsV2", &format!("s3://{bucket}/{prefix}"), &e))?;
+                for o in page.contents() {
+                    if let Some(k) = o.key() {
+                        let head = c
+                            .get_object()
+                            .bucket(&bucket)
+                            .key(k)
+                            .range("bytes=0-7")
+                            .send()
+                            .await;
+                        if let Ok(out) = head {
+                            let b = out
+                                .body
+                                .collect()
+                                .await
+                                .map(|b| b.into_bytes().to_vec())
+                                .unwrap_or_default();
+                            if b.as_slice() == crate::backup::MAGIC {
+                                keys.push(k.to_owned());
                             }
                         }
                     }
                 }
-                Ok::<_, BackupError>(keys)
-            })
+            }
+            Ok::<_, BackupError>(keys)
         })??;
         Ok(keys
             .into_iter()
@@ -716,9 +652,7 @@ async fn ensure_retention(
 /// It does not, or S3 cannot be asked.
 pub fn require_object_lock(bucket: &str) -> Result<(), BackupError> {
     let bucket = bucket.to_owned();
-    on_own_runtime(move |rt| {
-        rt.block_on(async move { require_lock(&client().await, &bucket).await })
-    })?
+    on_own_runtime(async move { require_lock(&client().await, &bucket).await })?
 }
 
 /// Writes `bytes` to `location` as a new version under Object Lock in compliance mode, retained
@@ -736,43 +670,41 @@ pub fn put_locked(
 ) -> Result<LockedObject, BackupError> {
     use aws_sdk_s3::types::{ChecksumAlgorithm, ObjectLockMode};
     let loc = location.clone();
-    on_own_runtime(move |rt| {
-        rt.block_on(async move {
-            let c = client().await;
-            let uri = format!("s3://{}/{}", loc.bucket, loc.key);
-            require_lock(&c, &loc.bucket).await?;
-            let retain_until = now_secs + i64::from(retain_days) * 86_400;
-            let put = c
-                .put_object()
-                .bucket(&loc.bucket)
-                .key(&loc.key)
-                .body(bytes.into())
-                .checksum_algorithm(ChecksumAlgorithm::Sha256)
-                .object_lock_mode(ObjectLockMode::Compliance)
-                .object_lock_retain_until_date(aws_sdk_s3::primitives::DateTime::from_secs(
-                    retain_until,
-                ))
-                .send()
-                .await
-                .map_err(|e| s3_err("PutObject", &uri, &e))?;
-            let version_id = put.version_id().unwrap_or_default().to_owned();
-            let head = c
-                .head_object()
-                .bucket(&loc.bucket)
-                .key(&loc.key)
-                .version_id(&version_id)
-                .send()
-                .await
-                .map_err(|e| s3_err("HeadObject", &uri, &e))?;
-            if head.object_lock_mode() != Some(&ObjectLockMode::Compliance) {
-                return Err(BackupError::Invalid(format!(
-                    "{uri} version {version_id} was stored without a compliance-mode lock"
-                )));
-            }
-            Ok(LockedObject {
-                version_id,
+    on_own_runtime(async move {
+        let c = client().await;
+        let uri = format!("s3://{}/{}", loc.bucket, loc.key);
+        require_lock(&c, &loc.bucket).await?;
+        let retain_until = now_secs + i64::from(retain_days) * 86_400;
+        let put = c
+            .put_object()
+            .bucket(&loc.bucket)
+            .key(&loc.key)
+            .body(bytes.into())
+            .checksum_algorithm(ChecksumAlgorithm::Sha256)
+            .object_lock_mode(ObjectLockMode::Compliance)
+            .object_lock_retain_until_date(aws_sdk_s3::primitives::DateTime::from_secs(
                 retain_until,
-            })
+            ))
+            .send()
+            .await
+            .map_err(|e| s3_err("PutObject", &uri, &e))?;
+        let version_id = put.version_id().unwrap_or_default().to_owned();
+        let head = c
+            .head_object()
+            .bucket(&loc.bucket)
+            .key(&loc.key)
+            .version_id(&version_id)
+            .send()
+            .await
+            .map_err(|e| s3_err("HeadObject", &uri, &e))?;
+        if head.object_lock_mode() != Some(&ObjectLockMode::Compliance) {
+            return Err(BackupError::Invalid(format!(
+                "{uri} version {version_id} was stored without a compliance-mode lock"
+            )));
+        }
+        Ok(LockedObject {
+            version_id,
+            retain_until,
         })
     })?
 }
@@ -788,58 +720,56 @@ pub fn read_versions(
     prefix: &str,
 ) -> Result<Vec<(String, String, Vec<u8>)>, BackupError> {
     let (bucket, prefix) = (bucket.to_owned(), prefix.to_owned());
-    on_own_runtime(move |rt| {
-        rt.block_on(async move {
-            let c = client().await;
-            let what = format!("s3://{bucket}/{prefix}");
-            let mut found = Vec::new();
-            let (mut key_marker, mut version_marker) = (None::<String>, None::<String>);
-            loop {
-                let page = c
-                    .list_object_versions()
-                    .bucket(&bucket)
-                    .prefix(&prefix)
-                    .set_key_marker(key_marker.clone())
-                    .set_version_id_marker(version_marker.clone())
-                    .send()
-                    .await
-                    .map_err(|e| s3_err("ListObjectVersions", &what, &e))?;
-                for v in page.versions() {
-                    if let (Some(k), Some(id)) = (v.key(), v.version_id()) {
-                        found.push((k.to_owned(), id.to_owned()));
-                    }
-                }
-                if page.is_truncated() != Some(true) {
-                    break;
-                }
-                key_marker = page.next_key_marker().map(str::to_owned);
-                version_marker = page.next_version_id_marker().map(str::to_owned);
-                if key_marker.is_none() {
-                    break;
+    on_own_runtime(async move {
+        let c = client().await;
+        let what = format!("s3://{bucket}/{prefix}");
+        let mut found = Vec::new();
+        let (mut key_marker, mut version_marker) = (None::<String>, None::<String>);
+        loop {
+            let page = c
+                .list_object_versions()
+                .bucket(&bucket)
+                .prefix(&prefix)
+                .set_key_marker(key_marker.clone())
+                .set_version_id_marker(version_marker.clone())
+                .send()
+                .await
+                .map_err(|e| s3_err("ListObjectVersions", &what, &e))?;
+            for v in page.versions() {
+                if let (Some(k), Some(id)) = (v.key(), v.version_id()) {
+                    found.push((k.to_owned(), id.to_owned()));
                 }
             }
-            let mut out = Vec::with_capacity(found.len());
-            for (k, id) in found {
-                let body = c
-                    .get_object()
-                    .bucket(&bucket)
-                    .key(&k)
-                    .version_id(&id)
-                    .send()
-                    .await
-                    .map_err(|e| s3_err("GetObject", &format!("s3://{bucket}/{k}"), &e))?
-                    .body
-                    .collect()
-                    .await
-                    .map_err(|e| BackupError::Io {
-                        context: format!("S3 GetObject s3://{bucket}/{k}"),
-                        source: std::io::Error::other(e.to_string()),
-                    })?
-                    .into_bytes()
-                    .to_vec();
-                out.push((k, id, body));
+            if page.is_truncated() != Some(true) {
+                break;
             }
-            Ok(out)
-        })
+            key_marker = page.next_key_marker().map(str::to_owned);
+            version_marker = page.next_version_id_marker().map(str::to_owned);
+            if key_marker.is_none() {
+                break;
+            }
+        }
+        let mut out = Vec::with_capacity(found.len());
+        for (k, id) in found {
+            let body = c
+                .get_object()
+                .bucket(&bucket)
+                .key(&k)
+                .version_id(&id)
+                .send()
+                .await
+                .map_err(|e| s3_err("GetObject", &format!("s3://{bucket}/{k}"), &e))?
+                .body
+                .collect()
+                .await
+                .map_err(|e| BackupError::Io {
+                    context: format!("S3 GetObject s3://{bucket}/{k}"),
+                    source: std::io::Error::other(e.to_string()),
+                })?
+                .into_bytes()
+                .to_vec();
+            out.push((k, id, body));
+        }
+        Ok(out)
     })?
 }

@@ -15,11 +15,12 @@
 //! As with `s3://`, each read or write runs its calls on a thread with its own runtime.
 
 use crate::backup::{BackupError, Location, PendingWrite, Retention};
+use crate::object_io::{ChannelReader, in_background, on_own_runtime};
 use azure_storage::{CloudLocation, ConnectionString, StorageCredentials};
 use azure_storage_blobs::prelude::*;
 use futures::StreamExt;
 use std::io::{Read, Write};
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::mpsc::{SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -288,57 +289,6 @@ impl azure_core::HttpClient for Capture {
     }
 }
 
-/// Runs `fut` on a thread of its own with its own runtime and waits for it.
-fn blocking<T: Send + 'static>(
-    fut: impl std::future::Future<Output = T> + Send + 'static,
-) -> Result<T, BackupError> {
-    std::thread::spawn(move || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map(|rt| rt.block_on(fut))
-            .map_err(|e| BackupError::Invalid(e.to_string()))
-    })
-    .join()
-    .map_err(|_| BackupError::Invalid("the Azure Blob thread panicked".into()))?
-}
-
-fn background(fut: impl std::future::Future<Output = ()> + Send + 'static) {
-    std::thread::spawn(move || {
-        if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        {
-            rt.block_on(fut);
-        }
-    });
-}
-
-struct BlobReader {
-    rx: Receiver<std::io::Result<Vec<u8>>>,
-    buf: Vec<u8>,
-    pos: usize,
-}
-
-impl Read for BlobReader {
-    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
-        while self.pos >= self.buf.len() {
-            match self.rx.recv() {
-                Ok(Ok(chunk)) => {
-                    self.buf = chunk;
-                    self.pos = 0;
-                }
-                Ok(Err(e)) => return Err(e),
-                Err(_) => return Ok(0),
-            }
-        }
-        let n = out.len().min(self.buf.len() - self.pos);
-        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
-        self.pos += n;
-        Ok(n)
-    }
-}
-
 enum Msg {
     Block(Vec<u8>),
     Commit(SyncSender<Result<(), String>>),
@@ -399,7 +349,7 @@ impl Location for AzureBlobLocation {
     fn exists(&self) -> Result<bool, BackupError> {
         let (blob, _) = self.blob()?;
         let me = self.clone();
-        blocking(async move {
+        on_own_runtime(async move {
             match blob.get_properties().await {
                 Ok(_) => Ok(true),
                 Err(e) if is_status(&e, 404) => Ok(false),
@@ -412,7 +362,7 @@ impl Location for AzureBlobLocation {
         let (blob, _) = self.blob()?;
         let (tx, rx) = sync_channel::<std::io::Result<Vec<u8>>>(2);
         let me = self.clone();
-        background(async move {
+        in_background(async move {
             let fail = |e: &azure_core::Error| {
                 let kind = if is_status(e, 404) {
                     std::io::ErrorKind::NotFound
@@ -456,11 +406,7 @@ impl Location for AzureBlobLocation {
                 }
             }
         });
-        Ok(Box::new(BlobReader {
-            rx,
-            buf: Vec::new(),
-            pos: 0,
-        }))
+        Ok(Box::new(ChannelReader::new(rx)))
     }
 
     fn create(&self, replace: bool) -> Result<Box<dyn PendingWrite>, BackupError> {
@@ -485,7 +431,7 @@ impl Location for AzureBlobLocation {
         let me = self.clone();
         // Blocks stay uncommitted (invisible, collected by the service) until the list is put.
         let upload = format!("{:016x}", rand::random::<u64>());
-        background(async move {
+        in_background(async move {
             let mut ids = Vec::new();
             let mut failed: Option<String> = None;
             // Up to IN_FLIGHT blocks are sent at once; the list commits them in order.
@@ -562,7 +508,7 @@ impl Location for AzureBlobLocation {
     fn retention(&self) -> Result<Option<Retention>, BackupError> {
         let (blob, seen) = self.blob()?;
         let me = self.clone();
-        blocking(async move {
+        on_own_runtime(async move {
             blob.get_properties()
                 .await
                 .map_err(|e| me.error("Get Blob Properties", &e))?;
@@ -600,7 +546,7 @@ impl Location for AzureBlobLocation {
     fn list(&self) -> Result<Vec<Box<dyn Location>>, BackupError> {
         let (container, _) = self.client()?;
         let me = self.clone();
-        let names = blocking(async move {
+        let names = on_own_runtime(async move {
             let mut names = Vec::new();
             let mut pages = container.list_blobs().prefix(me.path.clone()).into_stream();
             while let Some(page) = pages.next().await {

@@ -32,6 +32,8 @@ mod catalogue;
 #[cfg(any(feature = "aws", feature = "azure"))]
 mod cloud_common;
 pub mod local;
+#[cfg(any(feature = "aws", feature = "azure"))]
+mod object_io;
 
 pub use catalogue::{
     DNS_WAIT_TIMEOUT_MS, HTTP_CHECK_TIMEOUT_MS, SHELL_TIMEOUT_MS, builtin_catalogue,

@@ -1,7 +1,6 @@
 //! `drover posture backups`: reading the inventory and the journal, printing the assessment.
 
 use drover_engine::audit::AuditRecord;
-use drover_engine::oplog::BACKUPS_LOG;
 use drover_posture::{Inventory, LiveProbe, assess, render};
 use std::path::Path;
 use std::process::ExitCode;
@@ -17,76 +16,11 @@ pub enum Out {
     Json,
 }
 
-/// The verifications the journal in `state` holds, as `backup.verify` records whose subject is
-/// what was verified: the backup operations log (`@backups`: `drover backup verify`), and every
-/// run's `backup.verify_sample` steps (the prefix from the step's outputs, or from its error's
-/// resource when it failed). None when there is no journal yet.
+/// The verifications the journal of `state` holds (`drover_ops`), as the posture check reads them.
 pub fn backup_records(state: &Path) -> Result<Vec<AuditRecord>, String> {
-    if !state.exists() {
-        return Ok(Vec::new());
-    }
-    let journal = drover_ops::Workspace::new(state)
-        .journal()
-        .map_err(|e| e.to_string())?;
-    let read = |log: &str| -> Result<Vec<AuditRecord>, String> {
-        journal
-            .audit(log)
-            .map_err(|e| e.to_string())?
-            .iter()
-            .map(|(seq, text, _)| {
-                serde_json::from_str(text)
-                    .map_err(|e| format!("audit record {seq} of {log} does not read: {e}"))
-            })
-            .collect()
-    };
-    let mut out = read(BACKUPS_LOG)?;
-    for run in journal.runs().map_err(|e| e.to_string())? {
-        let steps: Vec<AuditRecord> = read(&run.run_id)?
-            .into_iter()
-            .filter(|r| {
-                r.action == "backup.verify_sample" && matches!(r.outcome.as_str(), "ok" | "failed")
-            })
-            .collect();
-        if steps.is_empty() {
-            continue;
-        }
-        // What each step verified, from its last attempt.
-        let mut source = std::collections::BTreeMap::new();
-        for (_, e) in journal.events(&run.run_id).map_err(|e| e.to_string())? {
-            match e {
-                drover_engine::scheduler::Event::StepSucceeded { step, outputs, .. } => {
-                    if let Some(s) = outputs.get("source").and_then(|v| v.as_str()) {
-                        source.insert(step, s.to_owned());
-                    }
-                }
-                drover_engine::scheduler::Event::StepFailed {
-                    step,
-                    context: Some(c),
-                    ..
-                } => {
-                    if let Some(r) = c.resource {
-                        source.insert(step, r);
-                    }
-                }
-                _ => {}
-            }
-        }
-        for mut r in steps {
-            let Some(s) = r.step.as_ref().and_then(|id| source.get(id)).cloned() else {
-                continue;
-            };
-            r.step = Some(s);
-            r.action = "backup.verify".into();
-            r.outcome = if r.outcome == "ok" {
-                "verified"
-            } else {
-                "failed"
-            }
-            .into();
-            out.push(r);
-        }
-    }
-    Ok(out)
+    drover_ops::Workspace::new(state)
+        .backup_verifications()
+        .map_err(|e| e.to_string())
 }
 
 /// Assesses the datasets of `inventory` and prints the result; exits 3 when a check fails.

@@ -469,3 +469,81 @@ th{background:#eef1f4}.overdue{color:#fff;background:#b3261e;font-weight:600;pad
     h.push_str("</tbody></table></body></html>\n");
     h
 }
+
+impl Workspace {
+    /// The verifications the journal holds, as `backup.verify` records whose subject is what was
+    /// verified: the backup operations log (`@backups`: `drover backup verify`), and every run's
+    /// `backup.verify_sample` steps (the prefix from the step's outputs, or from its error's
+    /// resource when it failed). None when there is no journal yet. Backup posture reads them.
+    ///
+    /// # Errors
+    /// The journal cannot be read, or a record does not parse.
+    pub fn backup_verifications(&self) -> Result<Vec<drover_engine::audit::AuditRecord>, OpsError> {
+        use drover_engine::audit::AuditRecord;
+        use drover_engine::scheduler::Event;
+        if self.postgres.is_none() && !self.state.exists() {
+            return Ok(Vec::new());
+        }
+        let journal = self.journal()?;
+        let read = |log: &str| -> Result<Vec<AuditRecord>, OpsError> {
+            journal
+                .audit(log)?
+                .iter()
+                .map(|(seq, text, _)| {
+                    serde_json::from_str(text).map_err(|e| {
+                        OpsError::Failed(format!("audit record {seq} of {log} does not read: {e}"))
+                    })
+                })
+                .collect()
+        };
+        let mut out = read(drover_engine::oplog::BACKUPS_LOG)?;
+        for run in journal.runs()? {
+            let steps: Vec<AuditRecord> = read(&run.run_id)?
+                .into_iter()
+                .filter(|r| {
+                    r.action == "backup.verify_sample"
+                        && matches!(r.outcome.as_str(), "ok" | "failed")
+                })
+                .collect();
+            if steps.is_empty() {
+                continue;
+            }
+            // What each step verified, from its last attempt.
+            let mut source = std::collections::BTreeMap::new();
+            for (_, e) in journal.events(&run.run_id)? {
+                match e {
+                    Event::StepSucceeded { step, outputs, .. } => {
+                        if let Some(s) = outputs.get("source").and_then(|v| v.as_str()) {
+                            source.insert(step, s.to_owned());
+                        }
+                    }
+                    Event::StepFailed {
+                        step,
+                        context: Some(c),
+                        ..
+                    } => {
+                        if let Some(r) = c.resource {
+                            source.insert(step, r);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            for mut r in steps {
+                let Some(s) = r.step.as_ref().and_then(|id| source.get(id)).cloned() else {
+                    continue;
+                };
+                r.step = Some(s);
+                r.action = "backup.verify".into();
+                r.outcome = if r.outcome == "ok" {
+                    "verified"
+                } else {
+                    "failed"
+                }
+                .into();
+                out.push(r);
+            }
+        }
+        Ok(out)
+    }
+}
