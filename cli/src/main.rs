@@ -255,6 +255,9 @@ Examples:
 
 #[derive(Subcommand)]
 enum Command {
+    /// Serve the Language Server Protocol on stdin and stdout, for editors: diagnostics,
+    /// completion, hover, go to definition, references, rename, formatting, outline, quick fixes.
+    Lsp,
     /// Check runbooks for errors and safety problems.
     Check {
         /// Runbook files.
@@ -1102,6 +1105,7 @@ fn main() -> ExitCode {
 
 fn dispatch(cli: Cli) -> ExitCode {
     match cli.command {
+        Command::Lsp => lsp(),
         Command::Check {
             files,
             source,
@@ -1757,6 +1761,17 @@ fn print_diagnostics(c: &Compilation) {
 fn summary(c: &Compilation) -> (usize, usize) {
     let errors = c.diagnostics.iter().filter(|d| d.is_error()).count();
     (errors, c.diagnostics.len() - errors)
+}
+
+fn lsp() -> ExitCode {
+    let catalogue = std::sync::Arc::new(drover_adapters::builtin_catalogue());
+    match drover_lsp::run_stdio(catalogue) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            errln!("drover lsp: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn check(files: &[String], source: &SourceArgs, format: CheckFormat) -> ExitCode {

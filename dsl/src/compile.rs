@@ -22,7 +22,7 @@ use crate::plan::{
 use crate::runbook::{Group, Mode, ModeSet, Param, ParamType, Runbook, Step};
 use crate::source_map::{SourceFile, SourceMap};
 use crate::span::{Span, Spanned};
-use crate::suggest::{did_you_mean, typo_or_list};
+use crate::suggest::{did_you_mean, hint_typo_or_list, typo_or_list};
 use drover_schema::{ActionSchema, Catalogue, ValueType};
 use petgraph::Direction;
 use petgraph::graph::{DiGraph, NodeIndex};
@@ -764,7 +764,7 @@ impl Compiler<'_> {
                 )
                 .label("in this runbook");
                 let names: Vec<&str> = rb.params.iter().map(|p| p.name.value.as_str()).collect();
-                d = d.help(typo_or_list(k, &names, "parameters"));
+                d = hint_typo_or_list(d, k, &names, "parameters");
                 self.err(d);
             }
         }
@@ -990,7 +990,7 @@ impl Compiler<'_> {
                 )
                 .label("unknown group");
                 d = match did_you_mean(&gname.value, groups.keys().map(String::as_str)) {
-                    Some(s) => d.help(format!("did you mean `{s}`?")),
+                    Some(s) => d.did_you_mean(&gname.value, s),
                     None => d.help("groups are defined with `group NAME { ... }`, usually in a file brought in with `import`"),
                 };
                 self.err(d);
@@ -1051,7 +1051,7 @@ impl Compiler<'_> {
                 .label("unknown argument");
                 d = match did_you_mean(&a.key.value, g.params.iter().map(|p| p.name.value.as_str()))
                 {
-                    Some(s) => d.help(format!("did you mean `{s}`?")),
+                    Some(s) => d.did_you_mean(&a.key.value, s),
                     None => d,
                 };
                 self.err(d);
@@ -1356,7 +1356,7 @@ impl Compiler<'_> {
         )
         .label("unknown action");
         d = match did_you_mean(&a.value, names.iter().copied()) {
-            Some(s) => d.help(format!("did you mean `{s}`?")),
+            Some(s) => d.did_you_mean(&a.value, s),
             None => {
                 let provider = a.value.split('.').next().unwrap_or("");
                 let same: Vec<&str> = names
@@ -1396,7 +1396,7 @@ impl Compiler<'_> {
                 )
                 .label("unknown input");
                 let names: Vec<&str> = schema.inputs.iter().map(|i| i.name.as_str()).collect();
-                d = d.help(typo_or_list(&a.key.value, &names, "inputs"));
+                d = hint_typo_or_list(d, &a.key.value, &names, "inputs");
                 self.err(d);
                 continue;
             };
@@ -1542,7 +1542,7 @@ impl Compiler<'_> {
                         )
                         .label("unknown name");
                         d = match did_you_mean(root, known.iter().copied()) {
-                            Some(s) => d.help(format!("did you mean `{s}`?")),
+                            Some(s) => d.did_you_mean(root, s),
                             None if root == "each" => d.help("`each` exists only in steps with `for_each`"),
                             None => d.help("declare it with `param NAME: string = \"...\"`, or read a step output as `steps.ID.OUTPUT`"),
                         };
@@ -1742,7 +1742,7 @@ impl Compiler<'_> {
                 )
                 .label("unknown word");
                 if let Some(s) = did_you_mean(p, words.iter().map(String::as_str)) {
-                    d = d.help(format!("did you mean `{s}`?"));
+                    d = d.did_you_mean(p, s);
                 }
                 self.err(d);
                 return None;
@@ -1759,7 +1759,7 @@ impl Compiler<'_> {
         )
         .label("unknown name");
         d = match did_you_mean(p, known.iter().copied()) {
-            Some(s) => d.help(format!("did you mean `{s}`?")),
+            Some(s) => d.did_you_mean(p, s),
             None if p.contains('.') => d.help("step outputs are read as `steps.ID.OUTPUT`"),
             None => d.help(format!("to write the text `{p}`, quote it: \"{p}\"")),
         };
@@ -1894,7 +1894,7 @@ impl Resolver<'_> {
             let mut known: Vec<&str> = self.by_base.keys().map(String::as_str).collect();
             known.sort_unstable();
             d = match did_you_mean(name, known.iter().copied()) {
-                Some(s) => d.help(format!("did you mean `{s}`?")),
+                Some(s) => d.did_you_mean(name, s),
                 None => d.help("`after` and `steps.ID.OUTPUT` name steps defined in this runbook"),
             };
             c.err(d);
@@ -1984,7 +1984,7 @@ impl Resolver<'_> {
                 )
                 .label("unknown output");
                 let names: Vec<&str> = action.outputs.iter().map(|o| o.name.as_str()).collect();
-                d = d.help(typo_or_list(output, &names, "outputs"));
+                d = hint_typo_or_list(d, output, &names, "outputs");
                 c.err(d);
                 return None;
             }

@@ -39,6 +39,20 @@ pub struct Diagnostic {
     pub secondary: Vec<Label>,
     /// How to fix it.
     pub help: Option<String>,
+    /// A fix a tool can apply without asking: the word to replace inside the primary span, and
+    /// its replacement (a typo'd name and the one meant).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub suggestion: Option<Suggestion>,
+}
+
+/// A mechanical fix of a [`Diagnostic`]: replace the word `replace`, found inside the primary span,
+/// with `with`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Suggestion {
+    /// The word as written.
+    pub replace: String,
+    /// What it should be.
+    pub with: String,
 }
 
 impl Diagnostic {
@@ -55,6 +69,7 @@ impl Diagnostic {
             },
             secondary: Vec::new(),
             help: None,
+            suggestion: None,
         }
     }
 
@@ -88,6 +103,17 @@ impl Diagnostic {
     #[must_use]
     pub fn help(mut self, help: impl Into<String>) -> Self {
         self.help = Some(help.into());
+        self
+    }
+
+    /// Sets the hint "did you mean `meant`?" and the fix replacing `written` by `meant`.
+    #[must_use]
+    pub fn did_you_mean(mut self, written: &str, meant: &str) -> Self {
+        self.help = Some(format!("did you mean `{meant}`?"));
+        self.suggestion = Some(Suggestion {
+            replace: written.to_owned(),
+            with: meant.to_owned(),
+        });
         self
     }
 

@@ -34,10 +34,11 @@ mod source_map;
 mod span;
 mod suggest;
 mod synthetic;
+pub mod vocabulary;
 
 pub use code::Code;
 pub use compile::{Compilation, CompileOptions, compile, compile_str, mode_set};
-pub use diagnostic::{Diagnostic, Label, Report, Severity};
+pub use diagnostic::{Diagnostic, Label, Report, Severity, Suggestion};
 pub use document::{
     Attribute, Block, BlockLabel, Comment, Document, ImportDecl, Item, ItemKind, ParamDecl,
     Recovered, TypeExpr, Value, ValueKind,

@@ -13,6 +13,7 @@ use crate::runbook::{
 };
 use crate::span::{FileId, Span, Spanned};
 use crate::suggest::did_you_mean;
+use crate::vocabulary;
 use std::collections::HashMap;
 
 /// Lowers a parsed file. Diagnostics are appended to `diags`.
@@ -37,18 +38,7 @@ pub fn lower(file: FileId, doc: &Document, diags: &mut Vec<Diagnostic>) -> Runbo
             .filter_map(|r| r.name.clone())
             .collect(),
     };
-    const TOP: &[&str] = &[
-        "runbook",
-        "param",
-        "import",
-        "production",
-        "step",
-        "milestone",
-        "group",
-        "use",
-        "schedule",
-        "policy",
-    ];
+
     for item in &doc.items {
         match &item.kind {
             ItemKind::Import(i) => rb.imports.push(Import {
@@ -100,7 +90,13 @@ pub fn lower(file: FileId, doc: &Document, diags: &mut Vec<Diagnostic>) -> Runbo
                         None => rb.policy = Some(p),
                     }
                 }
-                other => l.unknown(b.kind.span, other, "block", "a runbook", TOP),
+                other => l.unknown(
+                    b.kind.span,
+                    other,
+                    "block",
+                    "a runbook",
+                    vocabulary::TOP_LEVEL,
+                ),
             },
         }
     }
@@ -126,7 +122,7 @@ impl Lowerer<'_> {
         )
         .label(format!("unknown {what}"));
         d = match did_you_mean(name, known.iter().copied()) {
-            Some(s) => d.help(format!("did you mean `{s}`?")),
+            Some(s) => d.did_you_mean(name, s),
             None => d.help(format!("expected one of: {}", known.join(", "))),
         };
         self.diags.push(d);
@@ -363,7 +359,7 @@ impl Lowerer<'_> {
                     )
                     .label("unknown mode");
                     d = match did_you_mean(&w.value, Mode::ALL.iter().map(|m| m.as_str())) {
-                        Some(s) => d.help(format!(
+                        Some(s) => d.did_you_mean(&w.value, s).help(format!(
                             "did you mean `{s}`? modes are drill, failover and failback"
                         )),
                         None => d.help("modes are drill, failover and failback"),
@@ -419,17 +415,8 @@ impl Lowerer<'_> {
             operators: None,
             span,
         };
-        const ATTRS: &[&str] = &[
-            "description",
-            "owner",
-            "tier",
-            "rto",
-            "rpo",
-            "modes",
-            "max_parallel",
-            "operators",
-        ];
-        for (name, e) in self.entries(b, "the runbook header", ATTRS, &[]) {
+
+        for (name, e) in self.entries(b, "the runbook header", vocabulary::HEADER, &[]) {
             let Entry::Attr(a) = e else { continue };
             let v = &a.value;
             match name {
@@ -494,15 +481,14 @@ impl Lowerer<'_> {
             ("list", Some(inner)) => ParamType::List(Box::new(inner)),
             ("list", None) => ParamType::List(Box::new(ParamType::String)),
             (name, _) => {
-                const TYPES: &[&str] = &["string", "int", "bool", "duration", "list", "secret"];
                 let mut d = Diagnostic::error(
                     Code::UnknownType,
                     t.name.span,
                     format!("`{name}` is not a parameter type"),
                 )
                 .label("unknown type");
-                d = match did_you_mean(name, TYPES.iter().copied()) {
-                    Some(s) => d.help(format!("did you mean `{s}`?")),
+                d = match did_you_mean(name, vocabulary::TYPES.iter().copied()) {
+                    Some(s) => d.did_you_mean(name, s),
                     None => d.help("types are string, int, bool, duration, list<T> and secret"),
                 };
                 self.diags.push(d);
@@ -512,7 +498,7 @@ impl Lowerer<'_> {
     }
 
     fn production(&mut self, b: &Block, prod: &mut Production) {
-        for (name, e) in self.entries(b, "`production`", &["resources", "tags"], &[]) {
+        for (name, e) in self.entries(b, "`production`", vocabulary::PRODUCTION, &[]) {
             let Entry::Attr(a) = e else { continue };
             match (name, &a.value.kind) {
                 ("resources", ValueKind::List(items)) => {
@@ -607,7 +593,7 @@ impl Lowerer<'_> {
         let mut attempts = None;
         let mut backoff = None;
         let mut max_backoff = None;
-        for (name, e) in self.entries(b, "`retry`", &["attempts", "backoff", "max_backoff"], &[]) {
+        for (name, e) in self.entries(b, "`retry`", vocabulary::RETRY, &[]) {
             let Entry::Attr(a) = e else { continue };
             match name {
                 "attempts" => {
@@ -749,20 +735,8 @@ impl Lowerer<'_> {
             tags: Vec::new(),
             span,
         };
-        const ATTRS: &[&str] = &[
-            "description",
-            "action",
-            "after",
-            "timeout",
-            "on_failure",
-            "when",
-            "for_each",
-            "estimate",
-            "modes",
-            "tags",
-        ];
-        const BLOCKS: &[&str] = &["with", "retry", "compensate", "allow"];
-        for (name, e) in self.entries(b, "a step", ATTRS, BLOCKS) {
+
+        for (name, e) in self.entries(b, "a step", vocabulary::STEP, vocabulary::STEP_BLOCKS) {
             match (name, e) {
                 ("description", Entry::Attr(a)) => {
                     s.description = self.string(&a.value, "`description`")
@@ -828,7 +802,7 @@ impl Lowerer<'_> {
     fn compensate(&mut self, b: &Block, span: Span) -> Option<Compensate> {
         let mut action = None;
         let mut inputs = Vec::new();
-        for (name, e) in self.entries(b, "`compensate`", &["action"], &["with"]) {
+        for (name, e) in self.entries(b, "`compensate`", vocabulary::COMPENSATE, &["with"]) {
             match (name, e) {
                 ("action", Entry::Attr(a)) => action = self.action(&a.value),
                 ("with", Entry::Block(w, _)) => inputs = self.with_inputs(w),
@@ -894,11 +868,8 @@ impl Lowerer<'_> {
             vars: Vec::new(),
             span: b.kind.span,
         };
-        const ATTRS: &[&str] = &[
-            "mode", "cron", "every", "timezone", "blackout", "overlap", "catch_up", "jitter",
-            "vars",
-        ];
-        for (name, e) in self.entries(b, "a schedule", ATTRS, &[]) {
+
+        for (name, e) in self.entries(b, "a schedule", vocabulary::SCHEDULE, &[]) {
             let Entry::Attr(a) = e else { continue };
             let v = &a.value;
             let spanned = |t: Option<String>| t.map(|t| Spanned::new(t, v.span));
@@ -944,7 +915,7 @@ impl Lowerer<'_> {
                 Diagnostic::error(Code::InvalidMode, v.span, format!("`{word}` is not a mode"))
                     .label("unknown mode");
             d = match did_you_mean(word, Mode::ALL.iter().map(|m| m.as_str())) {
-                Some(s) => d.help(format!(
+                Some(s) => d.did_you_mean(word, s).help(format!(
                     "did you mean `{s}`? modes are drill, failover and failback"
                 )),
                 None => d.help("modes are drill, failover and failback"),
@@ -967,7 +938,7 @@ impl Lowerer<'_> {
                     .help("write `policy { drill_every = 90d }`"),
             );
         }
-        for (name, e) in self.entries(b, "`policy`", &["drill_every", "verify_every"], &[]) {
+        for (name, e) in self.entries(b, "`policy`", vocabulary::POLICY, &[]) {
             let Entry::Attr(a) = e else { continue };
             match name {
                 "drill_every" => p.drill_every = self.duration(&a.value, "`drill_every`"),
@@ -987,12 +958,7 @@ impl Lowerer<'_> {
             rpo_from: Vec::new(),
             span,
         };
-        for (name, e) in self.entries(
-            b,
-            "a milestone",
-            &["title", "after", "stops_rto", "rpo_from"],
-            &[],
-        ) {
+        for (name, e) in self.entries(b, "a milestone", vocabulary::MILESTONE, &[]) {
             let Entry::Attr(a) = e else { continue };
             match name {
                 "title" => m.title = self.string(&a.value, "`title`"),
@@ -1051,7 +1017,7 @@ impl Lowerer<'_> {
             modes: None,
             span,
         };
-        for (name, e) in self.entries(b, "`use`", &["group", "after", "modes"], &["with"]) {
+        for (name, e) in self.entries(b, "`use`", vocabulary::USE, &["with"]) {
             match (name, e) {
                 ("group", Entry::Attr(a)) => {
                     u.group = a

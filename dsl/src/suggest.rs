@@ -23,6 +23,19 @@ pub fn typo_or_list(name: &str, candidates: &[&str], noun: &str) -> String {
     }
 }
 
+/// [`typo_or_list`] as a diagnostic's hint, with the fix for a likely typo.
+pub fn hint_typo_or_list(
+    d: crate::Diagnostic,
+    name: &str,
+    candidates: &[&str],
+    noun: &str,
+) -> crate::Diagnostic {
+    match did_you_mean(name, candidates.iter().copied()) {
+        Some(s) => d.did_you_mean(name, s),
+        None => d.help(typo_or_list(name, candidates, noun)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -21,6 +21,7 @@ mod console;
 mod ha;
 mod hardening;
 mod identity;
+mod lsp;
 #[cfg(all(feature = "aws", feature = "azure"))]
 mod posture_backups;
 mod report;
