@@ -287,6 +287,12 @@ pub fn to_lsp_diagnostic(
 struct Items {
     items: Vec<CompletionItem>,
     range: Range,
+    /// Whether the text replaced is empty or a plain word.
+    word_prefix: bool,
+}
+
+fn is_word(s: &str) -> bool {
+    s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 impl Items {
@@ -309,6 +315,14 @@ impl Items {
         doc: Option<String>,
         sort: Option<String>,
     ) {
+        // A plain word replacing a plain word needs no edit of its own: the editor replaces the
+        // word at the cursor. That keeps a list of 10,000 step ids small.
+        let text_edit = (insert != label || !is_word(label) || !self.word_prefix).then(|| {
+            CompletionTextEdit::Edit(TextEdit {
+                range: self.range,
+                new_text: insert.to_owned(),
+            })
+        });
         self.items.push(CompletionItem {
             label: label.to_owned(),
             kind: Some(kind),
@@ -320,11 +334,7 @@ impl Items {
                 })
             }),
             sort_text: sort,
-            filter_text: Some(label.to_owned()),
-            text_edit: Some(CompletionTextEdit::Edit(TextEdit {
-                range: self.range,
-                new_text: insert.to_owned(),
-            })),
+            text_edit,
             ..CompletionItem::default()
         });
     }
@@ -348,6 +358,7 @@ pub fn completion(
     let mut out = Items {
         items: Vec::new(),
         range,
+        word_prefix: is_word(&word),
     };
     let ix = &a.index;
     let scope = ctx.scope().map(str::to_owned);
