@@ -108,6 +108,12 @@ impl Docs {
         self.by_name.remove(name);
     }
 
+    /// The names of the open files.
+    #[must_use]
+    pub fn names(&self) -> Vec<String> {
+        self.by_name.keys().cloned().collect()
+    }
+
     /// Whether a file is open.
     #[must_use]
     pub fn is_open(&self, name: &str) -> bool {

@@ -324,6 +324,18 @@ impl Server<'_> {
                     self.changed(&name, 0);
                 }
             }
+            notification::DidChangeWatchedFiles::METHOD => {
+                // A file changed on disk (an imported library, an operator roster): the open
+                // files that may read it are checked again. Open files are read from memory.
+                let names = self.docs.names();
+                let at = SystemClock.now_ms();
+                for name in names {
+                    if !self.docs.is_library(&name) {
+                        self.dirty.insert(name, at);
+                    }
+                }
+                self.flush();
+            }
             notification::DidCloseTextDocument::METHOD => {
                 if let Ok(p) =
                     serde_json::from_value::<lsp_types::DidCloseTextDocumentParams>(n.params)
@@ -392,12 +404,11 @@ impl Server<'_> {
         let before = self.published.remove(&d.root).unwrap_or_default();
         let mut now = HashSet::new();
         for (name, diags) in per_file {
-            // Only files someone has open, or the root itself, are reported.
-            if self.docs.is_open(&name) {
-                let version = d.versions.get(&name).copied();
-                self.publish_file(&name, diags, version);
-                now.insert(name);
-            }
+            // Every file the runbook read: an imported library or a roster that is not open
+            // still shows its problems (the editor lists them in its problems view).
+            let version = d.versions.get(&name).copied();
+            self.publish_file(&name, diags, version);
+            now.insert(name);
         }
         for stale in before.difference(&now) {
             let version = d.versions.get(stale).copied();

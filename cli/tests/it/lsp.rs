@@ -800,6 +800,37 @@ fn a_library_change_is_reported_through_the_runbook_that_imports_it() {
     c.stop();
 }
 
+#[test]
+fn a_library_changed_on_disk_is_checked_again_through_the_open_runbook() {
+    let dir = workspace();
+    let main = uri(&dir.path().join("ehr.drover"));
+    let lib_path = dir.path().join("lib/checks.drover");
+    let lib = uri(&lib_path);
+    let mut c = Client::start(dir.path());
+    c.open(&main, RUNBOOK);
+    assert_eq!(c.diagnostics(&main, Some(1)), Vec::<Value>::new());
+    // The library is not open: its problems are still published, on its own URI (none yet).
+    assert_eq!(c.diagnostics(&lib, None), Vec::<Value>::new());
+    let broken = LIBRARY.replace("param hostname: string", "param hostname: strng");
+    std::fs::write(&lib_path, &broken).expect("write the library");
+    c.notify(
+        "workspace/didChangeWatchedFiles",
+        json!({ "changes": [{ "uri": lib, "type": 2 }] }),
+    );
+    let diags = c.diagnostics(&lib, None);
+    assert_eq!(diags.len(), 1, "{diags:#?}");
+    assert_eq!(diags[0]["code"], "DR0027");
+    assert_eq!(diags[0]["range"], range_of(&broken, "hostname: ", "strng"));
+    // Repaired on disk: the library's problems are cleared.
+    std::fs::write(&lib_path, LIBRARY).expect("write the library");
+    c.notify(
+        "workspace/didChangeWatchedFiles",
+        json!({ "changes": [{ "uri": lib, "type": 2 }] }),
+    );
+    assert_eq!(c.diagnostics(&lib, None), Vec::<Value>::new());
+    c.stop();
+}
+
 /// Applies non-overlapping edits (LSP ranges) to a text.
 fn apply(text: &str, edits: &[Value]) -> String {
     let offset = |p: &Value| {

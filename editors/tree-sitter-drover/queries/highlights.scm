@@ -20,7 +20,8 @@
 
 ; `steps.ID.OUTPUT`: the first part is the keyword-like root.
 (path . (identifier) @variable.builtin (#eq? @variable.builtin "steps"))
-(path (identifier) @variable.member)
+(path . (identifier) @module (#not-eq? @module "steps"))
+(path "." . (identifier) @variable.member)
 
 (string) @string
 (escape_sequence) @string.escape
