@@ -1465,3 +1465,92 @@ fn find_word(hay: &str, word: &str) -> Option<usize> {
         before && after
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use drover_schema::StaticCatalogue;
+
+    fn runbooks() -> Vec<(String, String)> {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../runbooks");
+        let mut out = Vec::new();
+        for sub in [dir.clone(), dir.join("lib")] {
+            for e in std::fs::read_dir(&sub).expect("runbooks dir").flatten() {
+                let p = e.path();
+                if p.extension().is_some_and(|x| x == "drover") {
+                    let text = std::fs::read_to_string(&p).expect("runbook");
+                    out.push((p.to_string_lossy().into_owned(), text));
+                }
+            }
+        }
+        assert!(out.len() >= 8, "{} runbooks", out.len());
+        out
+    }
+
+    /// Every request at every position of every example runbook, whole and cut in half (text
+    /// as it is mid-typing): answers or nothing, never a panic.
+    #[test]
+    fn every_request_at_every_position_answers_without_panicking() {
+        let catalogue = StaticCatalogue::default();
+        for (name, full) in runbooks() {
+            let cut = full.len() / 2;
+            let cut = (0..=cut)
+                .rev()
+                .find(|&i| full.is_char_boundary(i))
+                .unwrap_or(0);
+            for text in [full.clone(), full[..cut].to_owned()] {
+                let uri = name_to_uri(&name).expect("uri");
+                let mut docs = Docs::default();
+                docs.open(uri.clone(), 1, text.clone());
+                for (line, l) in text.split('\n').enumerate() {
+                    for col in 0..=l.encode_utf16().count() {
+                        let pos = Position::new(line as u32, col as u32);
+                        let _ = completion(&mut docs, &catalogue, &uri, pos);
+                        let _ = hover(&mut docs, &catalogue, &uri, pos);
+                        let _ = definition(&mut docs, &uri, pos);
+                        let _ = references(&mut docs, &uri, pos, true);
+                        let _ = prepare_rename(&mut docs, &uri, pos);
+                        let _ = code_actions(
+                            &mut docs,
+                            &catalogue,
+                            &CodeActionParams {
+                                text_document: lsp_types::TextDocumentIdentifier {
+                                    uri: uri.clone(),
+                                },
+                                range: Range::new(pos, pos),
+                                context: lsp_types::CodeActionContext::default(),
+                                work_done_progress_params:
+                                    lsp_types::WorkDoneProgressParams::default(),
+                                partial_result_params: lsp_types::PartialResultParams::default(),
+                            },
+                        );
+                    }
+                }
+                let _ = symbols(&mut docs, &uri);
+                let _ = format(&docs, &uri);
+            }
+        }
+    }
+
+    #[test]
+    fn rename_refuses_what_is_not_a_name() {
+        let (name, text) = runbooks()
+            .into_iter()
+            .find(|(n, _)| n.ends_with("ehr-failover.drover"))
+            .expect("ehr-failover");
+        let uri = name_to_uri(&name).expect("uri");
+        let mut docs = Docs::default();
+        docs.open(uri.clone(), 1, text.clone());
+        let t = Text::new(text.clone());
+        let pos = t.position(text.find("step declare").expect("step") + 6);
+        assert!(rename(&mut docs, &uri, pos, "two words").is_err());
+        assert!(rename(&mut docs, &uri, pos, "9lives").is_err());
+        let ok = rename(&mut docs, &uri, pos, "announce")
+            .expect("renames")
+            .expect("an edit");
+        assert_eq!(
+            ok.changes.map(|c| c.values().map(Vec::len).sum::<usize>()),
+            Some(1)
+        );
+    }
+}
