@@ -324,6 +324,15 @@ fn workspace() -> tempfile::TempDir {
     dir
 }
 
+/// A server in `dir` with the example runbook open, checked clean; the runbook's URI.
+fn session(dir: &tempfile::TempDir) -> (Client, String) {
+    let main = uri(&dir.path().join("ehr.drover"));
+    let mut c = Client::start(dir.path());
+    c.open(&main, RUNBOOK);
+    assert_eq!(c.diagnostics(&main, Some(1)), Vec::<Value>::new());
+    (c, main)
+}
+
 #[test]
 fn diagnostics_with_exact_ranges_codes_and_quick_fixes() {
     let dir = workspace();
@@ -460,10 +469,7 @@ fn diagnostics_with_exact_ranges_codes_and_quick_fixes() {
 #[test]
 fn completion_of_actions_inputs_steps_outputs_parameters_words_and_roles() {
     let dir = workspace();
-    let main = uri(&dir.path().join("ehr.drover"));
-    let mut c = Client::start(dir.path());
-    c.open(&main, RUNBOOK);
-    assert_eq!(c.diagnostics(&main, Some(1)), Vec::<Value>::new());
+    let (mut c, main) = session(&dir);
     let complete = |c: &mut Client, pos: Value| {
         c.request(
             "textDocument/completion",
@@ -590,12 +596,9 @@ fn completion_of_actions_inputs_steps_outputs_parameters_words_and_roles() {
 #[test]
 fn hover_definition_references_rename_format_and_symbols() {
     let dir = workspace();
-    let main = uri(&dir.path().join("ehr.drover"));
     let lib_path = dir.path().join("lib/checks.drover");
     let lib = uri(&lib_path);
-    let mut c = Client::start(dir.path());
-    c.open(&main, RUNBOOK);
-    assert_eq!(c.diagnostics(&main, Some(1)), Vec::<Value>::new());
+    let (mut c, main) = session(&dir);
 
     let hover = |c: &mut Client, pos: Value| {
         let h = c.request(
@@ -773,11 +776,8 @@ fn hover_definition_references_rename_format_and_symbols() {
 #[test]
 fn a_library_change_is_reported_through_the_runbook_that_imports_it() {
     let dir = workspace();
-    let main = uri(&dir.path().join("ehr.drover"));
     let lib = uri(&dir.path().join("lib/checks.drover"));
-    let mut c = Client::start(dir.path());
-    c.open(&main, RUNBOOK);
-    assert_eq!(c.diagnostics(&main, Some(1)), Vec::<Value>::new());
+    let (mut c, _) = session(&dir);
     c.open(&lib, LIBRARY);
     assert_eq!(
         c.diagnostics(&lib, Some(1)),
@@ -803,12 +803,9 @@ fn a_library_change_is_reported_through_the_runbook_that_imports_it() {
 #[test]
 fn a_library_changed_on_disk_is_checked_again_through_the_open_runbook() {
     let dir = workspace();
-    let main = uri(&dir.path().join("ehr.drover"));
     let lib_path = dir.path().join("lib/checks.drover");
     let lib = uri(&lib_path);
-    let mut c = Client::start(dir.path());
-    c.open(&main, RUNBOOK);
-    assert_eq!(c.diagnostics(&main, Some(1)), Vec::<Value>::new());
+    let (mut c, _) = session(&dir);
     // The library is not open: its problems are still published, on its own URI (none yet).
     assert_eq!(c.diagnostics(&lib, None), Vec::<Value>::new());
     let broken = LIBRARY.replace("param hostname: string", "param hostname: strng");
