@@ -1247,7 +1247,7 @@ pub fn rename(
         return Ok(None);
     };
     let offset = a.text.offset(pos);
-    let Some((file, fa, s)) = target(docs, &name, &a, offset) else {
+    let Some((_, fa, s)) = target(docs, &name, &a, offset) else {
         return Ok(None);
     };
     let clash = fa.index.symbols.iter().find(|o| {
@@ -1277,7 +1277,6 @@ pub fn rename(
             new_text: new_name.to_owned(),
         });
     }
-    let _ = file;
     Ok(Some(WorkspaceEdit {
         changes: Some(changes),
         ..WorkspaceEdit::default()

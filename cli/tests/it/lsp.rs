@@ -163,6 +163,14 @@ impl Client {
         );
     }
 
+    /// Replaces the whole text of an open document (a full-text `didChange`).
+    fn replace_text(&mut self, uri: &str, version: i64, text: &str) {
+        self.notify(
+            "textDocument/didChange",
+            json!({ "textDocument": { "uri": uri, "version": version }, "contentChanges": [{ "text": text }] }),
+        );
+    }
+
     fn stop(mut self) {
         self.request("shutdown", Value::Null);
         self.notify("exit", Value::Null);
@@ -482,10 +490,7 @@ fn completion_of_actions_inputs_steps_outputs_parameters_words_and_roles() {
         "use smoke {",
         "step reroute {\n  action = aws_\n}\n\nuse smoke {",
     );
-    c.notify(
-        "textDocument/didChange",
-        json!({ "textDocument": { "uri": main, "version": 2 }, "contentChanges": [{ "text": typed }] }),
-    );
+    c.replace_text(&main, 2, &typed);
     let items = complete(&mut c, at(&typed, "action = aws_", 0));
     let names = labels(&items);
     assert!(
@@ -519,10 +524,7 @@ fn completion_of_actions_inputs_steps_outputs_parameters_words_and_roles() {
     let blank = RUNBOOK
         .replace("    active  = \"ehr-{{ region }}\"\n", "    \n")
         .replace("    hostname = \"ehr.example.org\"\n", "    \n");
-    c.notify(
-        "textDocument/didChange",
-        json!({ "textDocument": { "uri": main, "version": 3 }, "contentChanges": [{ "text": blank }] }),
-    );
+    c.replace_text(&main, 3, &blank);
     let pos = at(&blank, "    type    = A\n    ", 0);
     let items = complete(&mut c, pos);
     let names = labels(&items);
@@ -538,10 +540,7 @@ fn completion_of_actions_inputs_steps_outputs_parameters_words_and_roles() {
         "use smoke {",
         "step extra {\n  action = aws_route53.set_failover\n  with {\n    \n  }\n}\n\nuse smoke {",
     );
-    c.notify(
-        "textDocument/didChange",
-        json!({ "textDocument": { "uri": main, "version": 4 }, "contentChanges": [{ "text": fresh }] }),
-    );
+    c.replace_text(&main, 4, &fresh);
     let c2 = c.request(
         "textDocument/completion",
         json!({ "textDocument": { "uri": main }, "position": at(&fresh, "set_failover\n  with {\n    ", 0) }),
@@ -667,10 +666,7 @@ fn hover_definition_references_rename_format_and_symbols() {
         "    name    = \"ehr.example.org\"\n",
         "    name    = \"ehr.example.org\"\n    comment = \"after {{ steps.verify_dump.sha256 }}\"\n",
     );
-    c.notify(
-        "textDocument/didChange",
-        json!({ "textDocument": { "uri": main, "version": 2 }, "contentChanges": [{ "text": templated }] }),
-    );
+    c.replace_text(&main, 2, &templated);
     let prep = c.request(
         "textDocument/prepareRename",
         json!({ "textDocument": { "uri": main }, "position": at(&templated, "step verify_d", 0) }),
@@ -713,10 +709,7 @@ fn hover_definition_references_rename_format_and_symbols() {
 
     // Formatting is `drover fmt`.
     let messy = "runbook \"x\" {\nrto=1h\n    rpo   = 5m\n}\nstep a {\naction=wait\n  with { duration = 1s }\n}\nmilestone done {\n  after = [a]\n  stops_rto = true\n}\n";
-    c.notify(
-        "textDocument/didChange",
-        json!({ "textDocument": { "uri": main, "version": 3 }, "contentChanges": [{ "text": messy }] }),
-    );
+    c.replace_text(&main, 3, messy);
     let edits = c.request(
         "textDocument/formatting",
         json!({ "textDocument": { "uri": main }, "options": { "tabSize": 2, "insertSpaces": true } }),
@@ -742,10 +735,7 @@ fn hover_definition_references_rename_format_and_symbols() {
     );
 
     // The outline.
-    c.notify(
-        "textDocument/didChange",
-        json!({ "textDocument": { "uri": main, "version": 5 }, "contentChanges": [{ "text": RUNBOOK }] }),
-    );
+    c.replace_text(&main, 5, RUNBOOK);
     let symbols = c.request(
         "textDocument/documentSymbol",
         json!({ "textDocument": { "uri": main } }),
@@ -786,10 +776,7 @@ fn a_library_change_is_reported_through_the_runbook_that_imports_it() {
     );
     // Break the library: an action that does not exist.
     let broken = LIBRARY.replace("action  = http.check", "action  = http.chek");
-    c.notify(
-        "textDocument/didChange",
-        json!({ "textDocument": { "uri": lib, "version": 2 }, "contentChanges": [{ "text": broken }] }),
-    );
+    c.replace_text(&lib, 2, &broken);
     let diags = c.diagnostics(&lib, Some(2));
     assert_eq!(diags.len(), 1, "{diags:#?}");
     assert_eq!(diags[0]["code"], "DR0015");
