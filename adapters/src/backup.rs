@@ -16,6 +16,7 @@
 //! adapters); backups live at a [`Location`] (local paths now, `s3://` later). Every operation
 //! returns a [`BackupReport`] with what the engine, the RTO/RPO clocks and the audit log need.
 
+mod aead;
 mod copy;
 mod data_key;
 mod error;
@@ -28,6 +29,7 @@ mod operations;
 mod progress;
 mod report;
 mod sample;
+mod writeback;
 
 pub use copy::{CopyReport, copy};
 pub use data_key::DataKey;

@@ -1,9 +1,8 @@
 //! `file:PATH` keys: a local 256-bit key-encryption key in a file only its owner can read.
 
+use crate::backup::aead::Aes256Gcm;
 use crate::backup::data_key::DataKey;
 use crate::backup::key_provider::{Envelope, KeyError, KeyProvider, WrapContext, strict_hex};
-use aes_gcm::aead::{Aead, KeyInit, Payload};
-use aes_gcm::{Aes256Gcm, Nonce};
 use sha2::{Digest, Sha256};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -92,7 +91,7 @@ impl KeyProvider for FileKeyProvider {
     async fn wrap(&self, key: &DataKey, ctx: &WrapContext) -> Result<Envelope, KeyError> {
         let kek = self.load()?;
         let key_id = Self::fingerprint(&kek);
-        let cipher = Aes256Gcm::new_from_slice(kek.as_slice()).map_err(|_| KeyError::BadKey {
+        let cipher = Aes256Gcm::new(&kek).map_err(|_| KeyError::BadKey {
             uri: self.uri_text(),
             reason: "bad key length".into(),
         })?;
@@ -100,13 +99,7 @@ impl KeyProvider for FileKeyProvider {
         rand::fill(&mut nonce);
         let aad = Self::aad(ctx, &key_id);
         let wrapped = cipher
-            .encrypt(
-                Nonce::from_slice(&nonce),
-                Payload {
-                    msg: key.as_bytes(),
-                    aad: &aad,
-                },
-            )
+            .seal_vec(nonce, &aad, key.as_bytes())
             .map_err(|_| KeyError::Unwrap(self.uri_text()))?;
         Ok(Envelope {
             provider: "file".into(),
@@ -129,28 +122,19 @@ impl KeyProvider for FileKeyProvider {
         if key_id != env.key_id {
             return Err(fail());
         }
-        let cipher = Aes256Gcm::new_from_slice(kek.as_slice()).map_err(|_| fail())?;
+        let cipher = Aes256Gcm::new(&kek).map_err(|_| fail())?;
         let mut nonce = [0u8; 12];
         env.nonce
             .as_deref()
             .and_then(|n| strict_hex(n, &mut nonce))
             .ok_or_else(fail)?;
         // A wrapped 32-byte key is 48 bytes: the key and the GCM tag.
-        let mut wrapped = [0u8; 48];
-        strict_hex(&env.wrapped_key, &mut wrapped).ok_or_else(fail)?;
+        let mut wrapped = Zeroizing::new([0u8; 48]);
+        strict_hex(&env.wrapped_key, &mut wrapped[..]).ok_or_else(fail)?;
         let aad = Self::aad(ctx, &key_id);
-        let plain = Zeroizing::new(
-            cipher
-                .decrypt(
-                    Nonce::from_slice(&nonce),
-                    Payload {
-                        msg: &wrapped,
-                        aad: &aad,
-                    },
-                )
-                .map_err(|_| fail())?,
-        );
-        let bytes: [u8; 32] = plain.as_slice().try_into().map_err(|_| fail())?;
+        let (key, tag) = wrapped.split_at_mut(32);
+        cipher.open(nonce, &aad, key, tag).map_err(|_| fail())?;
+        let bytes: [u8; 32] = (&*key).try_into().map_err(|_| fail())?;
         Ok(DataKey::from_bytes(bytes))
     }
 }

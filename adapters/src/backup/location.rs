@@ -3,6 +3,7 @@
 //! Everything streams: a location hands out readers and writers, never whole files.
 
 use crate::backup::error::BackupError;
+use crate::backup::writeback::Writeback;
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
@@ -182,7 +183,8 @@ impl LocalLocation {
 }
 
 struct LocalWrite {
-    file: BufWriter<tempfile::NamedTempFile>,
+    /// Written through a buffer, with early write-back so the final sync is short.
+    file: Writeback<BufWriter<tempfile::NamedTempFile>>,
     dest: PathBuf,
     replace: bool,
 }
@@ -203,6 +205,8 @@ impl PendingWrite for LocalWrite {
         let ctx = format!("writing {}", dest.display());
         let tmp = self
             .file
+            .finish()
+            .map_err(BackupError::io(ctx.clone()))?
             .into_inner()
             .map_err(|e| BackupError::io(ctx.clone())(e.into_error()))?;
         tmp.as_file()
@@ -277,8 +281,12 @@ impl Location for LocalLocation {
         }
         let tmp = temp_beside(&self.path)
             .map_err(BackupError::io(format!("creating {}", self.path.display())))?;
+        let ctx = || format!("creating {}", self.path.display());
+        let sync = tmp.as_file().try_clone().map_err(BackupError::io(ctx()))?;
+        let file = Writeback::new(BufWriter::with_capacity(1 << 20, tmp), sync)
+            .map_err(BackupError::io(ctx()))?;
         Ok(Box::new(LocalWrite {
-            file: BufWriter::with_capacity(1 << 20, tmp),
+            file,
             dest: self.path.clone(),
             replace,
         }))

@@ -1,12 +1,16 @@
 //! Create, verify, restore, rewrap and inspect.
 //!
-//! Keyed reads are pipelined over two threads: the caller's thread reads frames and decrypts them
-//! in place; a second thread hashes the plaintext and writes it. Buffers circulate between the two
-//! through bounded channels, so memory stays at a few chunks whatever the backup's size.
+//! The heavy operations are pipelines of threads joined by bounded channels, so memory stays at a
+//! few chunks whatever the backup's size and the stages run on different cores:
+//! - keyed reads (verify, restore): read and decrypt (GCM chunks are independent and `ring`
+//!   decrypts several GB/s) → hash the plaintext (SHA-256 is sequential: this stage bounds the
+//!   speed) → write, with early write-back so the disk works while the hash is computed;
+//! - create: read and hash the plaintext → encrypt → hash the chunk frames → write.
 //!
 //! These functions do blocking I/O: from an async context, call them through
 //! `tokio::task::spawn_blocking` (the key provider calls are the only awaits).
 
+use crate::backup::aead::Aes256Gcm;
 use crate::backup::data_key::ChunkKey;
 use crate::backup::error::BackupError;
 use crate::backup::format::{
@@ -15,12 +19,11 @@ use crate::backup::format::{
     hash_core, parse_manifest, read_header, read_raw_header, scan, write_header,
 };
 use crate::backup::key_provider::{Envelope, KeyProvider, WrapContext};
-use crate::backup::location::{Location, sync_dir, temp_beside};
+use crate::backup::location::{Location, PendingWrite, sync_dir, temp_beside};
 use crate::backup::lock::WriteLock;
 use crate::backup::progress::Progress;
 use crate::backup::report::{BackupReport, Inspection, VerifyLevel};
-use aes_gcm::aead::{AeadInPlace, KeyInit};
-use aes_gcm::{Aes256Gcm, Nonce, Tag};
+use crate::backup::writeback::Writeback;
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
 use std::path::Path;
@@ -28,6 +31,10 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
+
+/// Chunks in flight between two stages: enough to ride out one stage's hiccup, few enough that
+/// memory stays flat (a few MiB at the default chunk size).
+const IN_FLIGHT: usize = 4;
 
 /// Options of [`create`].
 #[derive(Debug, Clone)]
@@ -85,12 +92,12 @@ fn manifest_tag(
     cipher: &Aes256Gcm,
     header_hash: &[u8; 32],
     manifest: &[u8],
-) -> Result<Tag, BackupError> {
+) -> Result<[u8; TAG_LEN], BackupError> {
     let mut aad = Vec::with_capacity(32 + manifest.len());
     aad.extend_from_slice(header_hash);
     aad.extend_from_slice(manifest);
     cipher
-        .encrypt_in_place_detached(Nonce::from_slice(&nonce(DOMAIN_MANIFEST, 0)), &aad, &mut [])
+        .seal(nonce(DOMAIN_MANIFEST, 0), &aad, &mut [])
         .map_err(|_| BackupError::Tampered("cannot compute the manifest tag".into()))
 }
 
@@ -99,7 +106,7 @@ fn rfc3339(t: OffsetDateTime) -> String {
 }
 
 fn cipher_for(key: &ChunkKey) -> Result<Aes256Gcm, BackupError> {
-    Aes256Gcm::new_from_slice(&key.0).map_err(|_| BackupError::Invalid("bad key length".into()))
+    Aes256Gcm::new(&key.0).map_err(|_| BackupError::Invalid("bad key length".into()))
 }
 
 /// Reads into `buf` until it is full or the input ends; returns the bytes read.
@@ -116,25 +123,146 @@ fn fill(r: &mut (dyn Read + Send), buf: &mut [u8]) -> Result<usize, BackupError>
     Ok(n)
 }
 
-fn write_frame(
-    w: &mut dyn Write,
-    hash: Option<&mut Sha256>,
-    kind: u8,
-    payload: &[u8],
-    tag: &[u8],
-) -> std::io::Result<()> {
-    let len = u32::try_from(payload.len() + tag.len()).map_err(std::io::Error::other)?;
+fn frame_len(payload: usize) -> std::io::Result<u32> {
+    u32::try_from(payload + TAG_LEN).map_err(std::io::Error::other)
+}
+
+fn write_frame(w: &mut dyn Write, kind: u8, payload: &[u8], tag: &[u8]) -> std::io::Result<()> {
     w.write_all(&[kind])?;
-    w.write_all(&len.to_le_bytes())?;
+    w.write_all(&frame_len(payload.len())?.to_le_bytes())?;
     w.write_all(payload)?;
-    w.write_all(tag)?;
-    if let Some(h) = hash {
-        h.update([kind]);
-        h.update(len.to_le_bytes());
-        h.update(payload);
-        h.update(tag);
+    w.write_all(tag)
+}
+
+/// One chunk on its way through [`encrypt_stream`]: `buf[..len]` is its plaintext, then its
+/// ciphertext once `tag` is set.
+struct Chunk {
+    buf: Vec<u8>,
+    len: usize,
+    index: u64,
+    last: bool,
+    tag: [u8; TAG_LEN],
+}
+
+impl Chunk {
+    fn kind(&self) -> u8 {
+        if self.last { FRAME_FINAL } else { FRAME_DATA }
     }
-    Ok(())
+}
+
+/// Waits for a pipeline stage.
+fn joined<T>(h: std::thread::ScopedJoinHandle<'_, T>) -> Result<T, BackupError> {
+    h.join()
+        .map_err(|_| BackupError::Invalid("a backup pipeline thread panicked".into()))
+}
+
+/// Encrypts `input` into chunk frames on `out`, in four stages on their own threads: read and
+/// hash the plaintext → encrypt → hash the frames as stored → write. Returns the manifest.
+fn encrypt_stream(
+    input: &mut (dyn Read + Send),
+    cipher: &Aes256Gcm,
+    header_hash: &[u8; 32],
+    size: usize,
+    out: &mut dyn PendingWrite,
+    ctx_msg: &str,
+    progress: &dyn Progress,
+) -> Result<Manifest, BackupError> {
+    let (plain_tx, plain_rx) = sync_channel::<Chunk>(IN_FLIGHT);
+    let (sealed_tx, sealed_rx) = sync_channel::<Chunk>(IN_FLIGHT);
+    let (hashed_tx, hashed_rx) = sync_channel::<Chunk>(IN_FLIGHT);
+    let (back_tx, back_rx) = sync_channel::<Vec<u8>>(3 * IN_FLIGHT + 2);
+    std::thread::scope(|s| {
+        let reader = s.spawn(move || -> Result<([u8; 32], u64), BackupError> {
+            let mut h = Sha256::new();
+            let mut total = 0u64;
+            let mut cur = vec![0u8; size];
+            let mut cur_len = fill(input, &mut cur)?;
+            let mut index = 0u64;
+            loop {
+                // One chunk ahead, to know whether this one is the last.
+                let mut next = back_rx.try_recv().unwrap_or_else(|_| vec![0u8; size]);
+                let next_len = if cur_len == size {
+                    fill(input, &mut next)?
+                } else {
+                    0
+                };
+                let last = next_len == 0;
+                h.update(&cur[..cur_len]);
+                total += cur_len as u64;
+                let chunk = Chunk {
+                    buf: cur,
+                    len: cur_len,
+                    index,
+                    last,
+                    tag: [0; TAG_LEN],
+                };
+                // A later stage stopped on an error, which it reports.
+                if plain_tx.send(chunk).is_err() || last {
+                    break;
+                }
+                index += 1;
+                cur = next;
+                cur_len = next_len;
+            }
+            Ok((h.finalize().into(), total))
+        });
+        let hasher = s.spawn(move || -> Result<[u8; 32], BackupError> {
+            let mut h = Sha256::new();
+            for c in sealed_rx {
+                h.update([c.kind()]);
+                h.update(
+                    frame_len(c.len)
+                        .map_err(BackupError::io(ctx_msg))?
+                        .to_le_bytes(),
+                );
+                h.update(&c.buf[..c.len]);
+                h.update(c.tag);
+                if hashed_tx.send(c).is_err() {
+                    break;
+                }
+            }
+            Ok(h.finalize().into())
+        });
+        let writer = s.spawn(move || -> Result<(), BackupError> {
+            for c in hashed_rx {
+                write_frame(out, c.kind(), &c.buf[..c.len], &c.tag)
+                    .map_err(BackupError::io(ctx_msg))?;
+                progress.advance(c.len as u64);
+                let _ = back_tx.try_send(c.buf);
+            }
+            Ok(())
+        });
+        let mut sealed = Ok(0u64);
+        for mut c in plain_rx {
+            let aad = chunk_aad(header_hash, c.index, c.last);
+            match cipher.seal(nonce(DOMAIN_CHUNK, c.index), &aad, &mut c.buf[..c.len]) {
+                Ok(tag) => c.tag = tag,
+                Err(_) => {
+                    sealed = Err(BackupError::Invalid("encryption failed".into()));
+                    break;
+                }
+            }
+            if sealed_tx.send(c).is_err() {
+                break;
+            }
+            sealed = sealed.map(|n| n + 1);
+        }
+        drop(sealed_tx);
+        let written = joined(writer)?;
+        let ct_hash = joined(hasher)?;
+        let read = joined(reader)?;
+        // The first failure is where the pipeline broke: a stage upstream of it stopped cleanly.
+        written?;
+        let ct_hash = ct_hash?;
+        let chunks = sealed?;
+        let (plain_hash, total) = read?;
+        Ok(Manifest {
+            plaintext_sha256: hex::encode(plain_hash),
+            ciphertext_sha256: hex::encode(ct_hash),
+            plaintext_bytes: total,
+            chunks,
+        })
+    })
 }
 
 /// Encrypts `input` into a new backup at `out` under a fresh data key wrapped by `key`. The backup
@@ -187,52 +315,18 @@ pub async fn create(
     write_header(&mut w, &core, &envelope).map_err(BackupError::io(ctx_msg.clone()))?;
 
     progress.start(None);
-    let size = opts.chunk_size as usize;
-    let mut plain_hash = Sha256::new();
-    let mut ct_hash = Sha256::new();
-    let mut cur = vec![0u8; size];
-    let mut next = vec![0u8; size];
-    let mut cur_len = fill(input, &mut cur)?;
-    let mut index: u64 = 0;
-    let mut total: u64 = 0;
-    loop {
-        // Read one chunk ahead to know whether this one is the last.
-        let next_len = if cur_len == size {
-            fill(input, &mut next)?
-        } else {
-            0
-        };
-        let last = next_len == 0;
-        plain_hash.update(&cur[..cur_len]);
-        let aad = chunk_aad(&header_hash, index, last);
-        let tag = cipher
-            .encrypt_in_place_detached(
-                Nonce::from_slice(&nonce(DOMAIN_CHUNK, index)),
-                &aad,
-                &mut cur[..cur_len],
-            )
-            .map_err(|_| BackupError::Invalid("encryption failed".into()))?;
-        let kind = if last { FRAME_FINAL } else { FRAME_DATA };
-        write_frame(&mut w, Some(&mut ct_hash), kind, &cur[..cur_len], &tag)
-            .map_err(BackupError::io(ctx_msg.clone()))?;
-        total += cur_len as u64;
-        progress.advance(cur_len as u64);
-        index += 1;
-        if last {
-            break;
-        }
-        std::mem::swap(&mut cur, &mut next);
-        cur_len = next_len;
-    }
-    let manifest = Manifest {
-        plaintext_sha256: hex::encode(plain_hash.finalize()),
-        ciphertext_sha256: hex::encode(ct_hash.finalize()),
-        plaintext_bytes: total,
-        chunks: index,
-    };
+    let manifest = encrypt_stream(
+        input,
+        &cipher,
+        &header_hash,
+        opts.chunk_size as usize,
+        &mut *w,
+        &ctx_msg,
+        progress,
+    )?;
     let mbytes = serde_json::to_vec(&manifest).map_err(|e| BackupError::Invalid(e.to_string()))?;
     let tag = manifest_tag(&cipher, &header_hash, &mbytes)?;
-    write_frame(&mut w, None, FRAME_MANIFEST, &mbytes, &tag).map_err(BackupError::io(ctx_msg))?;
+    write_frame(&mut *w, FRAME_MANIFEST, &mbytes, &tag).map_err(BackupError::io(ctx_msg))?;
     w.commit()?;
     progress.finish();
     let mut report = BackupReport::new(
@@ -281,34 +375,55 @@ struct Decrypted {
     bytes: u64,
 }
 
-/// Decrypts every chunk into `sink`, hashing the plaintext on a second thread, then checks the
-/// manifest's tag, hash, length and chunk count.
+/// Decrypts every chunk into `sink` (or nowhere, to verify), then checks the manifest's tag, hash,
+/// length and chunk count. Three stages on their own threads: read and decrypt (this thread) →
+/// hash the plaintext → write.
 fn decrypt_stream(
     r: &mut dyn Read,
     parsed: &ParsedHeader,
     cipher: &Aes256Gcm,
-    sink: &mut (dyn Write + Send),
+    sink: Option<&mut (dyn Write + Send)>,
     progress: &dyn Progress,
 ) -> Result<Decrypted, BackupError> {
     let mut frames = FrameReader::new(r, parsed.header.chunk_size, false);
     let header_hash = parsed.header_hash;
-    let (tx, rx): (SyncSender<Vec<u8>>, Receiver<Vec<u8>>) = sync_channel(3);
-    let (back_tx, back_rx): (SyncSender<Vec<u8>>, Receiver<Vec<u8>>) = sync_channel(5);
+    let (tx, rx): (SyncSender<Vec<u8>>, Receiver<Vec<u8>>) = sync_channel(IN_FLIGHT);
+    let (write_tx, write_rx) = sync_channel::<Vec<u8>>(IN_FLIGHT);
+    let (back_tx, back_rx) = sync_channel::<Vec<u8>>(2 * IN_FLIGHT + 2);
     std::thread::scope(|s| {
-        let writer = s.spawn(move || -> Result<([u8; 32], u64), BackupError> {
+        let writer = sink.map(|sink| {
+            let back_tx = back_tx.clone();
+            s.spawn(move || -> Result<(), BackupError> {
+                for buf in write_rx {
+                    sink.write_all(&buf)
+                        .map_err(BackupError::io("writing the plaintext"))?;
+                    let _ = back_tx.try_send(buf);
+                }
+                sink.flush()
+                    .map_err(BackupError::io("writing the plaintext"))
+            })
+        });
+        let to_writer = writer.is_some().then_some(write_tx);
+        let hasher = s.spawn(move || -> ([u8; 32], u64) {
             let mut h = Sha256::new();
             let mut n = 0u64;
             for buf in rx {
                 h.update(&buf);
-                sink.write_all(&buf)
-                    .map_err(BackupError::io("writing the plaintext"))?;
                 n += buf.len() as u64;
                 progress.advance(buf.len() as u64);
-                let _ = back_tx.try_send(buf);
+                match &to_writer {
+                    // The writer stopped on an error; it is reported by its join.
+                    Some(w) => {
+                        if w.send(buf).is_err() {
+                            break;
+                        }
+                    }
+                    None => {
+                        let _ = back_tx.try_send(buf);
+                    }
+                }
             }
-            sink.flush()
-                .map_err(BackupError::io("writing the plaintext"))?;
-            Ok((h.finalize().into(), n))
+            (h.finalize().into(), n)
         });
         let mut manifest_frame: Option<Vec<u8>> = None;
         let read_result = (|| -> Result<(), BackupError> {
@@ -319,23 +434,18 @@ fn decrypt_stream(
                     Some(FrameKind::Manifest) => manifest_frame = Some(buf),
                     Some(FrameKind::Data { index, last }) => {
                         let split = buf.len() - TAG_LEN;
-                        let tag = *Tag::from_slice(&buf[split..]);
-                        buf.truncate(split);
+                        let (body, tag) = buf.split_at_mut(split);
                         let aad = chunk_aad(&header_hash, index, last);
                         cipher
-                            .decrypt_in_place_detached(
-                                Nonce::from_slice(&nonce(DOMAIN_CHUNK, index)),
-                                &aad,
-                                &mut buf,
-                                &tag,
-                            )
+                            .open(nonce(DOMAIN_CHUNK, index), &aad, body, tag)
                             .map_err(|_| {
                                 BackupError::Tampered(format!(
                                     "chunk {index} failed authentication"
                                 ))
                             })?;
+                        buf.truncate(split);
                         if tx.send(buf).is_err() {
-                            // The writer stopped on an error; it is reported by join below.
+                            // A later stage stopped on an error; it is reported by its join.
                             return Ok(());
                         }
                     }
@@ -343,11 +453,10 @@ fn decrypt_stream(
             }
         })();
         drop(tx);
-        let written = writer
-            .join()
-            .map_err(|_| BackupError::Invalid("the writer thread panicked".into()))?;
+        let (hash, bytes) = joined(hasher)?;
+        let written = writer.map(joined).transpose()?;
         read_result?;
-        let (hash, bytes) = written?;
+        written.transpose()?;
         let frame = manifest_frame
             .ok_or_else(|| BackupError::Malformed("the manifest is missing".into()))?;
         let split = frame.len() - TAG_LEN;
@@ -414,7 +523,7 @@ pub async fn verify(
     };
     let parsed = read_header(&mut r)?;
     let cipher = open_key(&parsed, key).await?;
-    let d = decrypt_stream(&mut r, &parsed, &cipher, &mut std::io::sink(), progress)?;
+    let d = decrypt_stream(&mut r, &parsed, &cipher, None, progress)?;
     progress.finish();
     check_expected(&d, expect_sha256)?;
     let _ = d.bytes;
@@ -464,10 +573,17 @@ pub async fn restore(
     let ctx = format!("writing {}", dest.display());
     let tmp = temp_beside(dest).map_err(BackupError::io(ctx.clone()))?;
     progress.start(None);
-    let mut w = std::io::BufWriter::with_capacity(1 << 20, tmp);
-    let d = decrypt_stream(&mut r, &parsed, &cipher, &mut w, progress)?;
+    let sync = tmp
+        .as_file()
+        .try_clone()
+        .map_err(BackupError::io(ctx.clone()))?;
+    let mut w = Writeback::new(std::io::BufWriter::with_capacity(1 << 20, tmp), sync)
+        .map_err(BackupError::io(ctx.clone()))?;
+    let d = decrypt_stream(&mut r, &parsed, &cipher, Some(&mut w), progress)?;
     check_expected(&d, expect_sha256)?;
     let tmp = w
+        .finish()
+        .map_err(BackupError::io(ctx.clone()))?
         .into_inner()
         .map_err(|e| BackupError::io(ctx.clone())(e.into_error()))?;
     tmp.as_file()
