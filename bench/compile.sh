@@ -8,7 +8,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 steps=${1:-10000}
 runs=${2:-10}
-cargo build --release -q -p drover -p drover-dsl --examples
+cargo build --release -q -p drover --features aws,azure --locked
+cargo build --release -q -p drover-dsl --example gen_runbook --locked
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 ./target/release/examples/gen_runbook "$steps" > "$tmp/big.drover"

@@ -60,4 +60,4 @@ pub use runbook::{
 };
 pub use source_map::{SourceFile, SourceMap};
 pub use span::{FileId, Span, Spanned};
-pub use synthetic::synthetic_runbook;
+pub use synthetic::{synthetic_runbook, synthetic_wide_runbook};

@@ -72,3 +72,91 @@ pub fn synthetic_runbook(steps: usize) -> String {
     );
     s
 }
+
+/// A valid runbook with `steps` steps of a second shape, the one that stresses the scheduler's
+/// limits: layers of eight parallel steps under `max_parallel = 6` (the limit binds on every
+/// layer), each step waiting for one to three steps of the layer before, the four estimate shapes
+/// in turn (fixed, uniform range, triangular, log-normal from p50/p95), retries on shell steps, and
+/// an approval gate every ten layers. Deterministic, like [`synthetic_runbook`].
+#[must_use]
+pub fn synthetic_wide_runbook(steps: usize) -> String {
+    let mut s = String::with_capacity(steps * 170);
+    s.push_str(
+        "runbook \"synthetic-wide\" {\n  rto          = 8h\n  rpo          = 15m\n  modes        = [drill, failover]\n  max_parallel = 6\n}\n\n\
+         param region: string = \"us-west-2\"\n",
+    );
+    let mut seed: u64 = 0x2545_F491_4F6C_DD1D;
+    let mut next = |n: usize| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        usize::try_from(seed % (n as u64).max(1)).unwrap_or(0)
+    };
+    const WIDTH: usize = 8;
+    const ESTIMATES: [&str; 4] = [
+        "30s",
+        "1m..3m",
+        "{ min = 1m, mode = 2m, max = 6m }",
+        "{ p50 = 2m, p95 = 6m }",
+    ];
+    // Step ids of the layer before (empty for the first layer).
+    let mut before: Vec<String> = Vec::new();
+    let mut layer: Vec<String> = Vec::new();
+    let mut n = 0usize;
+    let mut layer_no = 0usize;
+    while n < steps {
+        if layer_no % 10 == 5 && n + 1 < steps {
+            // An approval gate: the whole next layer waits for it.
+            let id = format!("gate{layer_no}");
+            let after = before.join(", ");
+            let _ = write!(
+                s,
+                "\nstep {id} {{\n  action   = approval\n  after    = [{after}]\n  estimate = {{ p50 = 5m, p95 = 20m }}\n  with {{\n    prompt = \"continue past layer {layer_no}?\"\n  }}\n}}\n"
+            );
+            n += 1;
+            before = vec![id];
+        }
+        layer.clear();
+        for _ in 0..WIDTH.min(steps - n) {
+            let id = format!("w{n}");
+            let deps: Vec<&str> = if before.is_empty() {
+                Vec::new()
+            } else {
+                let k = 1 + next(3).min(before.len() - 1);
+                let mut d: Vec<&str> = (0..k)
+                    .map(|_| before[next(before.len())].as_str())
+                    .collect();
+                d.sort_unstable();
+                d.dedup();
+                d
+            };
+            let after = if deps.is_empty() {
+                String::new()
+            } else {
+                format!("  after    = [{}]\n", deps.join(", "))
+            };
+            let estimate = ESTIMATES[n % ESTIMATES.len()];
+            let _ = if n.is_multiple_of(3) {
+                write!(
+                    s,
+                    "\nstep {id} {{\n  action   = http.check\n{after}  estimate = {estimate}\n  timeout  = 1h\n  with {{\n    url = \"https://svc{n}.{{{{ region }}}}.example.org/health\"\n  }}\n}}\n"
+                )
+            } else {
+                write!(
+                    s,
+                    "\nstep {id} {{\n  action   = shell\n{after}  estimate = {estimate}\n  timeout  = 1h\n  retry {{\n    attempts = 3\n    backoff  = 10s\n  }}\n  with {{\n    command = \"restore --region {{{{ region }}}} --part {n}\"\n  }}\n}}\n"
+                )
+            };
+            layer.push(id);
+            n += 1;
+        }
+        std::mem::swap(&mut before, &mut layer);
+        layer_no += 1;
+    }
+    let _ = write!(
+        s,
+        "\nmilestone restored {{\n  after     = [{}]\n  stops_rto = true\n}}\n",
+        before.join(", ")
+    );
+    s
+}

@@ -883,4 +883,55 @@ milestone up {
         );
         assert_eq!(t.rto_ms, Some(55 * 60_000));
     }
+
+    // The benchmark's second shape: the limit binds (never more than six steps at once in any
+    // trial), approvals gate the layers, and the summary does not depend on the thread count.
+    #[test]
+    fn the_wide_synthetic_runbook_keeps_its_limit_and_simulates_the_same_on_any_thread_count() {
+        let p = plan(&drover_dsl::synthetic_wide_runbook(300));
+        assert_eq!(p.runbook.max_parallel, Some(6));
+        let prep = Prepared::new(&p, Mode::Failover, &Scenario::default());
+        let mut ws = prep.workspace();
+        for trial in 0..20 {
+            let o = prep.run_trial(9, trial, &mut Automatic, &mut ws);
+            assert_eq!(o.outcome, RunOutcome::Succeeded);
+            let mut edges: Vec<(u64, i32)> = Vec::new();
+            for (k, span) in ws.spans().iter().enumerate() {
+                let Some((s, e)) = span else { continue };
+                // Steps that take time and are not approvals (those wait, they do not run).
+                if e > s && !prep.ids()[k].starts_with("gate") {
+                    edges.extend([(*s, 1), (*e, -1)]);
+                }
+            }
+            edges.sort_unstable_by_key(|&(t, d)| (t, d));
+            let peak = edges
+                .iter()
+                .scan(0, |n, &(_, d)| {
+                    *n += d;
+                    Some(*n)
+                })
+                .max();
+            assert_eq!(peak, Some(6), "trial {trial}");
+        }
+        let summary = |threads| {
+            crate::run(
+                &prep,
+                &p,
+                "",
+                "failover",
+                crate::Settings {
+                    trials: 500,
+                    seed: 3,
+                    threads,
+                },
+            )
+        };
+        let one = summary(1);
+        assert_eq!(one, summary(2));
+        assert!(
+            one.median_critical_path
+                .iter()
+                .any(|s| s.starts_with("gate"))
+        );
+    }
 }
