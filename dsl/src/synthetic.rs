@@ -2,6 +2,17 @@
 
 use std::fmt::Write as _;
 
+/// A fixed pseudo-random sequence (xorshift64) from `seed`: the generators' output is deterministic.
+/// Each call returns a number below `n` (0 when `n` is 0).
+fn xorshift(mut seed: u64) -> impl FnMut(usize) -> usize {
+    move |n| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        usize::try_from(seed % (n as u64).max(1)).unwrap_or(0)
+    }
+}
+
 /// A valid runbook with `steps` steps: layers of ten parallel steps, each waiting for one or two
 /// steps of earlier layers (a fixed pseudo-random pattern, so the output is deterministic), mixing
 /// verify → rehydrate pairs, shell steps with templates, health checks, and DNS cutovers behind an
@@ -14,13 +25,7 @@ pub fn synthetic_runbook(steps: usize) -> String {
          param region: string = \"us-west-2\"\nparam key: string = \"file:/keys/kek\"\n\n\
          step approve {\n  action = approval\n  with {\n    prompt = \"go?\"\n  }\n}\n",
     );
-    let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
-    let mut next = |n: usize| {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        usize::try_from(seed % (n as u64).max(1)).unwrap_or(0)
-    };
+    let mut next = xorshift(0x9E37_79B9_7F4A_7C15);
     let width = 10;
     for i in 1..steps {
         let layer = i / width;
@@ -85,13 +90,7 @@ pub fn synthetic_wide_runbook(steps: usize) -> String {
         "runbook \"synthetic-wide\" {\n  rto          = 8h\n  rpo          = 15m\n  modes        = [drill, failover]\n  max_parallel = 6\n}\n\n\
          param region: string = \"us-west-2\"\n",
     );
-    let mut seed: u64 = 0x2545_F491_4F6C_DD1D;
-    let mut next = |n: usize| {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        usize::try_from(seed % (n as u64).max(1)).unwrap_or(0)
-    };
+    let mut next = xorshift(0x2545_F491_4F6C_DD1D);
     const WIDTH: usize = 8;
     const ESTIMATES: [&str; 4] = [
         "30s",
