@@ -296,9 +296,7 @@ impl<R: Read> FrameReader<R> {
         buf.resize(len as usize, 0);
         read_exact(&mut self.r, buf, "chunk")?;
         if let (Some(h), FrameKind::Data { .. }) = (self.ciphertext_hash.as_mut(), frame) {
-            h.update(kind);
-            h.update(len.to_le_bytes());
-            h.update(&buf[..]);
+            hash_frame(h, kind[0], len, &[&buf[..]]);
         }
         Ok(Some(frame))
     }
@@ -306,6 +304,16 @@ impl<R: Read> FrameReader<R> {
     /// Chunks read so far.
     pub(crate) fn chunks(&self) -> u64 {
         self.next_index
+    }
+}
+
+/// Adds one data frame as stored — type byte, length, then `parts` (payload and tag) — to the
+/// manifest's ciphertext hash. The writer and every reader hash frames through here.
+pub(crate) fn hash_frame(h: &mut Sha256, kind: u8, len: u32, parts: &[&[u8]]) {
+    h.update([kind]);
+    h.update(len.to_le_bytes());
+    for p in parts {
+        h.update(p);
     }
 }
 

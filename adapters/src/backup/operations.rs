@@ -16,14 +16,13 @@ use crate::backup::error::BackupError;
 use crate::backup::format::{
     BackupHeader, DEFAULT_CHUNK_SIZE, FORMAT_VERSION, FRAME_DATA, FRAME_FINAL, FRAME_MANIFEST,
     FrameKind, FrameReader, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE, Manifest, ParsedHeader, TAG_LEN,
-    hash_core, parse_manifest, read_header, read_raw_header, scan, write_header,
+    hash_core, hash_frame, parse_manifest, read_header, read_raw_header, scan, write_header,
 };
 use crate::backup::key_provider::{Envelope, KeyProvider, WrapContext};
-use crate::backup::location::{Location, PendingWrite, sync_dir, temp_beside};
+use crate::backup::location::{LocalLocation, Location, PendingWrite};
 use crate::backup::lock::WriteLock;
 use crate::backup::progress::Progress;
 use crate::backup::report::{BackupReport, Inspection, VerifyLevel};
-use crate::backup::writeback::Writeback;
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
 use std::path::Path;
@@ -209,14 +208,8 @@ fn encrypt_stream(
         let hasher = s.spawn(move || -> Result<[u8; 32], BackupError> {
             let mut h = Sha256::new();
             for c in sealed_rx {
-                h.update([c.kind()]);
-                h.update(
-                    frame_len(c.len)
-                        .map_err(BackupError::io(ctx_msg))?
-                        .to_le_bytes(),
-                );
-                h.update(&c.buf[..c.len]);
-                h.update(c.tag);
+                let len = frame_len(c.len).map_err(BackupError::io(ctx_msg))?;
+                hash_frame(&mut h, c.kind(), len, &[&c.buf[..c.len], &c.tag]);
                 if hashed_tx.send(c).is_err() {
                     break;
                 }
@@ -570,33 +563,13 @@ pub async fn restore(
     let mut r = loc.open()?;
     let parsed = read_header(&mut r)?;
     let cipher = open_key(&parsed, key).await?;
-    let ctx = format!("writing {}", dest.display());
-    let tmp = temp_beside(dest).map_err(BackupError::io(ctx.clone()))?;
+    // The same pending write as a backup written to a local path: a temporary file beside
+    // `dest`, written back early, synced and renamed into place only on commit.
+    let mut w = LocalLocation::new(dest).create(replace)?;
     progress.start(None);
-    let sync = tmp
-        .as_file()
-        .try_clone()
-        .map_err(BackupError::io(ctx.clone()))?;
-    let mut w = Writeback::new(std::io::BufWriter::with_capacity(1 << 20, tmp), sync)
-        .map_err(BackupError::io(ctx.clone()))?;
-    let d = decrypt_stream(&mut r, &parsed, &cipher, Some(&mut w), progress)?;
+    let d = decrypt_stream(&mut r, &parsed, &cipher, Some(&mut *w), progress)?;
     check_expected(&d, expect_sha256)?;
-    let tmp = w
-        .finish()
-        .map_err(BackupError::io(ctx.clone()))?
-        .into_inner()
-        .map_err(|e| BackupError::io(ctx.clone())(e.into_error()))?;
-    tmp.as_file()
-        .sync_all()
-        .map_err(BackupError::io(ctx.clone()))?;
-    if replace {
-        tmp.persist(dest)
-            .map_err(|e| BackupError::io(ctx.clone())(e.error))?;
-    } else {
-        tmp.persist_noclobber(dest)
-            .map_err(|e| BackupError::io(ctx.clone())(e.error))?;
-    }
-    sync_dir(dest).map_err(BackupError::io(ctx))?;
+    w.commit()?;
     progress.finish();
     Ok(BackupReport::new(
         loc.describe(),
