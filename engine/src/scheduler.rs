@@ -544,6 +544,10 @@ impl Status {
         )
     }
 
+    fn is_failed(self) -> bool {
+        matches!(self, Status::Failed | Status::CompensationFailed)
+    }
+
     fn is_open(self) -> bool {
         matches!(
             self,
@@ -769,6 +773,13 @@ pub struct Scheduler {
     /// index first; `is_candidate` keeps each in the set once.
     candidates: IndexQueue,
     is_candidate: Vec<bool>,
+    /// Per node: how many of its predecessors are not done (succeeded, skipped or undone), and
+    /// how many failed for good. Kept by [`Scheduler::set`], so a node is looked at once its last
+    /// predecessor is done rather than each time one of them is.
+    unmet: Vec<u32>,
+    failed_preds: Vec<u32>,
+    /// Per node: its number of predecessors (what `unmet` starts from).
+    indegree: Vec<u32>,
     /// Per provider: nodes queued for an attempt, waiting for capacity, smallest index first.
     /// Entries are checked when they reach the top (a node no longer queued is dropped then).
     queued: Vec<IndexQueue>,
@@ -946,6 +957,10 @@ impl Scheduler {
             })
             .collect();
         let np = providers.len();
+        let indegree: Vec<u32> = pred_at
+            .windows(2)
+            .map(|w| u32::try_from(w[1] - w[0]).unwrap_or(u32::MAX))
+            .collect();
         Self {
             nodes,
             hot,
@@ -972,6 +987,9 @@ impl Scheduler {
             started: false,
             candidates: IndexQueue::default(),
             is_candidate: vec![false; n],
+            unmet: indegree.clone(),
+            indegree,
+            failed_preds: vec![0; n],
             queued: vec![IndexQueue::default(); np],
             running_total: 0,
             running_per: vec![0; np],
@@ -1007,6 +1025,8 @@ impl Scheduler {
         self.started = false;
         self.candidates.clear();
         self.is_candidate.fill(false);
+        self.unmet.copy_from_slice(&self.indegree);
+        self.failed_preds.fill(0);
         for q in &mut self.queued {
             q.clear();
         }
@@ -1070,10 +1090,25 @@ impl Scheduler {
             (false, true) => self.open += 1,
             _ => {}
         }
-        if new.is_done_ok() || matches!(new, Status::Failed | Status::CompensationFailed) {
+        let (was_ok, now_ok) = (old.is_done_ok(), new.is_done_ok());
+        let (was_failed, now_failed) = (old.is_failed(), new.is_failed());
+        if was_ok != now_ok || was_failed != now_failed || now_ok || now_failed {
             for k in self.succ_at[i]..self.succ_at[i + 1] {
                 let s = self.edges[k];
-                self.candidate(s);
+                match (was_ok, now_ok) {
+                    (false, true) => self.unmet[s] -= 1,
+                    (true, false) => self.unmet[s] += 1,
+                    _ => {}
+                }
+                match (was_failed, now_failed) {
+                    (false, true) => self.failed_preds[s] += 1,
+                    (true, false) => self.failed_preds[s] -= 1,
+                    _ => {}
+                }
+                // Only a node with every predecessor done, or one failed, has anything to decide.
+                if (now_ok || now_failed) && (self.unmet[s] == 0 || self.failed_preds[s] > 0) {
+                    self.candidate(s);
+                }
             }
         }
     }
@@ -1881,6 +1916,16 @@ impl Scheduler {
             .map_err(|e| format!("`when` failed: {e}"))
     }
 
+    /// Whether every predecessor of `i` is done, and whether one failed, read from their states
+    /// (what the counts kept by [`Scheduler::set`] must agree with; checked in debug builds).
+    fn scan_preds(&self, i: usize) -> (bool, bool) {
+        let preds = &self.edges[self.pred_at[i]..self.pred_at[i + 1]];
+        (
+            preds.iter().all(|&p| self.status[p].is_done_ok()),
+            preds.iter().any(|&p| self.status[p].is_failed()),
+        )
+    }
+
     fn advance(&mut self, now: u64, out: &mut Vec<NodeAction>) {
         loop {
             while let Some(i) = self.candidates.pop_first() {
@@ -1888,19 +1933,22 @@ impl Scheduler {
                 if self.status[i] != Status::Pending || (self.hot[i].armed && !self.fired[i]) {
                     continue;
                 }
-                // One pass over the predecessors: the first that failed, and whether all are done.
-                let mut failed = None;
-                let mut ready = true;
-                for &p in &self.edges[self.pred_at[i]..self.pred_at[i + 1]] {
-                    match self.status[p] {
-                        Status::Failed | Status::CompensationFailed => {
-                            failed = Some(p);
-                            break;
-                        }
-                        s if !s.is_done_ok() => ready = false,
-                        _ => {}
-                    }
-                }
+                // The first predecessor that failed (in plan order of the edges), if any did.
+                let failed = if self.failed_preds[i] > 0 {
+                    self.edges[self.pred_at[i]..self.pred_at[i + 1]]
+                        .iter()
+                        .copied()
+                        .find(|&p| self.status[p].is_failed())
+                } else {
+                    None
+                };
+                let ready = self.unmet[i] == 0;
+                debug_assert_eq!(
+                    (ready, failed.is_some()),
+                    self.scan_preds(i),
+                    "the predecessor counts of {} drifted",
+                    self.nodes[i].id
+                );
                 if let Some(f) = failed {
                     if self.phase == Phase::Running || self.hot[i].milestone {
                         self.set(i, Status::Skipped);
