@@ -48,7 +48,7 @@ pub struct Item {
     /// Comments on the lines before it (and any written inside it, hoisted here).
     pub leading: Vec<Comment>,
     /// A comment on the same line after it.
-    pub trailing: Option<Comment>,
+    pub trailing: Option<Box<Comment>>,
     /// Whether a blank line precedes it (and its leading comments).
     pub blank_before: bool,
     /// Whether a blank line separates its leading comments from it.
@@ -62,10 +62,11 @@ pub enum ItemKind {
     Attribute(Attribute),
     /// `kind label... { items }`
     Block(Block),
-    /// `param name: type = default`
-    Param(ParamDecl),
+    /// `param name: type = default` (boxed, as imports: both are rare, and an item is as large
+    /// as its largest kind)
+    Param(Box<ParamDecl>),
     /// `import "path" as name`
-    Import(ImportDecl),
+    Import(Box<ImportDecl>),
 }
 
 /// `key = value`.

@@ -26,7 +26,13 @@ pub fn lower(file: FileId, doc: &Document, diags: &mut Vec<Diagnostic>) -> Runbo
         imports: Vec::new(),
         params: Vec::new(),
         production: Production::default(),
-        steps: Vec::new(),
+        // A step is several hundred bytes: growing by doubling would hold up to twice that.
+        steps: Vec::with_capacity(
+            doc.items
+                .iter()
+                .filter(|i| i.as_block().is_some_and(|b| b.kind.value == "step"))
+                .count(),
+        ),
         uses: Vec::new(),
         groups: Vec::new(),
         milestones: Vec::new(),

@@ -30,6 +30,15 @@ const MAX_SYNTAX_ERRORS: usize = 50;
 /// and every syntax diagnostic found.
 #[must_use]
 pub fn parse(file: FileId, source: &SourceFile) -> (Document, Vec<Diagnostic>) {
+    match parse_in_pieces(file, &source.text, PIECE_BYTES) {
+        Some(doc) => (doc, Vec::new()),
+        None => parse_whole(file, source),
+    }
+}
+
+/// Parses the whole file at once, blanking each broken top-level item and parsing again until
+/// the rest parses.
+fn parse_whole(file: FileId, source: &SourceFile) -> (Document, Vec<Diagnostic>) {
     let mut diags = Vec::new();
     let mut work = source.text.clone().into_bytes();
     let mut recovered = Vec::new();
@@ -53,12 +62,20 @@ pub fn parse(file: FileId, source: &SourceFile) -> (Document, Vec<Diagnostic>) {
         let text = String::from_utf8_lossy(&work).into_owned();
         match RunbookParser::parse(Rule::file, &text) {
             Ok(mut pairs) => {
-                let builder = Builder { file, text: &text };
-                let mut doc = pairs
-                    .next()
-                    .map(|p| builder.document(p))
-                    .unwrap_or_default();
-                doc.recovered = recovered;
+                let builder = Builder {
+                    file,
+                    text: &text,
+                    offset: 0,
+                };
+                let mut items = Items::new(0);
+                for p in pairs.next().into_iter().flat_map(Pair::into_inner) {
+                    items.push(&builder, p);
+                }
+                let doc = Document {
+                    items: items.items,
+                    dangling: items.pending,
+                    recovered,
+                };
                 return (doc, diags);
             }
             Err(first) => {
@@ -87,6 +104,53 @@ pub fn parse(file: FileId, source: &SourceFile) -> (Document, Vec<Diagnostic>) {
         ..Document::default()
     };
     (doc, diags)
+}
+
+/// Pieces of about this many bytes are parsed one at a time (whole top-level items each).
+const PIECE_BYTES: usize = 16 * 1024;
+
+/// Parses a file that has no syntax error a piece at a time: pest keeps a token for the start and
+/// the end of every rule it matched until the pairs are dropped, several times the size of the
+/// text, so parsing the whole file at once holds all of them together. A piece is a run of whole
+/// top-level items — cut where a line at nesting depth 0 starts with a name — and items never
+/// reach across a cut, so the pieces give the same pairs as the whole file. `None` when a piece
+/// does not parse (or the nesting is too deep): the caller parses the whole file, which reports
+/// every error where the whole-file grammar sees it.
+fn parse_in_pieces(file: FileId, text: &str, piece_bytes: usize) -> Option<Document> {
+    let bytes = text.as_bytes();
+    let mut cuts = vec![0];
+    let too_deep = scan_lines(bytes, |start, depth| {
+        let last = cuts.last().copied().unwrap_or(0);
+        if depth == 0
+            && start - last >= piece_bytes
+            && starts_item(bytes, start)
+            && !continues_import(&bytes[start..])
+        {
+            cuts.push(start);
+        }
+    });
+    if too_deep.is_some() {
+        return None;
+    }
+    cuts.push(text.len());
+    let mut items = Items::new(0);
+    for w in cuts.windows(2) {
+        let piece = text.get(w[0]..w[1])?;
+        let mut pairs = RunbookParser::parse(Rule::file, piece).ok()?;
+        let builder = Builder {
+            file,
+            text,
+            offset: w[0],
+        };
+        for p in pairs.next().into_iter().flat_map(Pair::into_inner) {
+            items.push(&builder, p);
+        }
+    }
+    Some(Document {
+        items: items.items,
+        dangling: items.pending,
+        recovered: Vec::new(),
+    })
 }
 
 /// Turns a pest error into a diagnostic that says what was expected in words.
@@ -233,22 +297,34 @@ struct Scan {
 }
 
 fn scan(text: &[u8]) -> Scan {
+    let mut line_depth = Vec::new();
+    let mut line_start = Vec::new();
+    let too_deep = scan_lines(text, |start, depth| {
+        line_start.push(start);
+        line_depth.push(depth);
+    });
+    Scan {
+        line_depth,
+        line_start,
+        too_deep,
+    }
+}
+
+/// Calls `line(start, depth)` for the start of every line, with the bracket depth there (outside
+/// strings and comments); returns the first position deeper than [`MAX_DEPTH`].
+fn scan_lines(text: &[u8], mut line: impl FnMut(usize, usize)) -> Option<usize> {
     let mut depth = 0usize;
     let mut in_string = false;
     let mut in_comment = false;
     let mut escaped = false;
-    let mut s = Scan {
-        line_depth: vec![0],
-        line_start: vec![0],
-        too_deep: None,
-    };
+    let mut too_deep = None;
+    line(0, 0);
     for (i, &b) in text.iter().enumerate() {
         if b == b'\n' {
             in_string = false;
             in_comment = false;
             escaped = false;
-            s.line_depth.push(depth);
-            s.line_start.push(i + 1);
+            line(i + 1, depth);
             continue;
         }
         if in_comment {
@@ -268,19 +344,27 @@ fn scan(text: &[u8]) -> Scan {
             b'#' => in_comment = true,
             b'{' | b'[' | b'(' => {
                 depth += 1;
-                if depth > MAX_DEPTH && s.too_deep.is_none() {
-                    s.too_deep = Some(i);
+                if depth > MAX_DEPTH && too_deep.is_none() {
+                    too_deep = Some(i);
                 }
             }
             b'}' | b']' | b')' => depth = depth.saturating_sub(1),
             _ => {}
         }
     }
-    s
+    too_deep
 }
 
 fn too_deep(text: &[u8]) -> Option<usize> {
     scan(text).too_deep
+}
+
+/// Whether a line is the `as name` tail of an import written on the line before.
+fn continues_import(line: &[u8]) -> bool {
+    line.starts_with(b"as")
+        && !line
+            .get(2)
+            .is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'_')
 }
 
 fn starts_item(text: &[u8], line_start: usize) -> bool {
@@ -332,15 +416,96 @@ fn blank_region(text: &mut [u8], pos: usize, recovered: &mut Vec<Recovered>) -> 
     true
 }
 
+/// The items of a file or block, collected pair by pair with their comments (a comment on an
+/// item's last line trails it; others lead the next item, or dangle at the end).
+struct Items {
+    items: Vec<Item>,
+    pending: Vec<Comment>,
+    /// Where the last item or comment ended (whole-file position).
+    last_end: usize,
+}
+
+impl Items {
+    fn new(last_end: usize) -> Self {
+        Self {
+            items: Vec::new(),
+            pending: Vec::new(),
+            last_end,
+        }
+    }
+
+    fn push(&mut self, b: &Builder<'_>, p: Pair<'_, Rule>) {
+        match p.as_rule() {
+            Rule::EOI => {}
+            Rule::COMMENT => {
+                let c = b.comment(&p, self.last_end);
+                let start = b.start(&p);
+                match self.items.last_mut() {
+                    Some(last)
+                        if self.pending.is_empty()
+                            && last.trailing.is_none()
+                            && b.same_line(last.span.end as usize, start) =>
+                    {
+                        last.trailing = Some(Box::new(c));
+                    }
+                    _ => self.pending.push(c),
+                }
+                self.last_end = b.end(&p);
+            }
+            _ => {
+                let start = b.start(&p);
+                let end = b.end(&p);
+                let span = b.span(&p);
+                let mut stray = Vec::new();
+                let Some(kind) = b.item_kind(p, &mut stray) else {
+                    return;
+                };
+                let blank_before = self
+                    .pending
+                    .first()
+                    .map_or_else(|| b.blank_between(self.last_end, start), |c| c.blank_before);
+                let blank_after_leading = self
+                    .pending
+                    .last()
+                    .is_some_and(|c| b.blank_between(c.span.end as usize, start));
+                let mut leading = std::mem::take(&mut self.pending);
+                leading.extend(stray);
+                self.items.push(Item {
+                    kind,
+                    span,
+                    leading,
+                    trailing: None,
+                    blank_before,
+                    blank_after_leading,
+                });
+                self.last_end = end;
+            }
+        }
+    }
+}
+
+/// Builds the document from pest's pairs. Pairs count positions from the start of the text pest
+/// parsed, which is the piece of the file starting at `offset`; every position the builder keeps
+/// or compares is one in the whole file.
 struct Builder<'a> {
     file: FileId,
+    /// The whole file.
     text: &'a str,
+    /// Where the parsed piece starts in `text`.
+    offset: usize,
 }
 
 impl Builder<'_> {
+    fn start(&self, p: &Pair<'_, Rule>) -> usize {
+        self.offset + p.as_span().start()
+    }
+
+    fn end(&self, p: &Pair<'_, Rule>) -> usize {
+        self.offset + p.as_span().end()
+    }
+
     fn span(&self, p: &Pair<'_, Rule>) -> Span {
-        let s = p.as_span();
-        Span::new(self.file, s.start(), s.end())
+        Span::new(self.file, self.start(p), self.end(p))
     }
 
     fn spanned(&self, p: &Pair<'_, Rule>) -> Spanned<String> {
@@ -363,81 +528,16 @@ impl Builder<'_> {
         Comment {
             text: p.as_str().trim_end().to_owned(),
             span: self.span(p),
-            blank_before: self.blank_between(last_end, p.as_span().start()),
+            blank_before: self.blank_between(last_end, self.start(p)),
         }
-    }
-
-    fn document(&self, p: Pair<'_, Rule>) -> Document {
-        let (items, dangling) = self.items(p.into_inner(), 0);
-        Document {
-            items,
-            dangling,
-            recovered: Vec::new(),
-        }
-    }
-
-    fn items<'i>(
-        &self,
-        pairs: impl Iterator<Item = Pair<'i, Rule>>,
-        mut last_end: usize,
-    ) -> (Vec<Item>, Vec<Comment>) {
-        let mut items: Vec<Item> = Vec::new();
-        let mut pending: Vec<Comment> = Vec::new();
-        for p in pairs {
-            match p.as_rule() {
-                Rule::EOI => {}
-                Rule::COMMENT => {
-                    let c = self.comment(&p, last_end);
-                    let start = p.as_span().start();
-                    match items.last_mut() {
-                        Some(last)
-                            if pending.is_empty()
-                                && last.trailing.is_none()
-                                && self.same_line(last.span.end as usize, start) =>
-                        {
-                            last.trailing = Some(c);
-                        }
-                        _ => pending.push(c),
-                    }
-                    last_end = p.as_span().end();
-                }
-                _ => {
-                    let start = p.as_span().start();
-                    let end = p.as_span().end();
-                    let span = self.span(&p);
-                    let mut stray = Vec::new();
-                    let Some(kind) = self.item_kind(p, &mut stray) else {
-                        continue;
-                    };
-                    let blank_before = pending
-                        .first()
-                        .map_or_else(|| self.blank_between(last_end, start), |c| c.blank_before);
-                    let blank_after_leading = pending
-                        .last()
-                        .is_some_and(|c| self.blank_between(c.span.end as usize, start));
-                    let mut leading = std::mem::take(&mut pending);
-                    leading.extend(stray);
-                    items.push(Item {
-                        kind,
-                        span,
-                        leading,
-                        trailing: None,
-                        blank_before,
-                        blank_after_leading,
-                    });
-                    last_end = end;
-                }
-            }
-        }
-        (items, pending)
     }
 
     fn item_kind(&self, p: Pair<'_, Rule>, stray: &mut Vec<Comment>) -> Option<ItemKind> {
         Some(match p.as_rule() {
             Rule::attribute => ItemKind::Attribute(self.attribute(p, stray)),
             Rule::block => ItemKind::Block(self.block(p, stray)),
-            Rule::param => ItemKind::Param(self.param(p, stray)),
-            Rule::import => ItemKind::Import(self.import(p, stray)),
+            Rule::param => ItemKind::Param(Box::new(self.param(p, stray))),
+            Rule::import => ItemKind::Import(Box::new(self.import(p, stray))),
             _ => return None,
         })
     }
@@ -450,7 +550,7 @@ impl Builder<'_> {
         let mut out = Vec::new();
         for c in p.into_inner() {
             if c.as_rule() == Rule::COMMENT {
-                stray.push(self.comment(&c, c.as_span().start()));
+                stray.push(self.comment(&c, self.start(&c)));
             } else {
                 out.push(c);
             }
@@ -490,15 +590,15 @@ impl Builder<'_> {
         let mut kind = None;
         let mut labels = Vec::new();
         let mut rest = Vec::new();
-        let mut last_label_end = p.as_span().start();
+        let mut last_label_end = self.start(&p);
         for c in p.into_inner() {
             match c.as_rule() {
                 Rule::ident if kind.is_none() => {
-                    last_label_end = c.as_span().end();
+                    last_label_end = self.end(&c);
                     kind = Some(self.spanned(&c));
                 }
                 Rule::ident if rest.is_empty() => {
-                    last_label_end = c.as_span().end();
+                    last_label_end = self.end(&c);
                     labels.push(BlockLabel {
                         text: c.as_str().to_owned(),
                         quoted: false,
@@ -506,7 +606,7 @@ impl Builder<'_> {
                     });
                 }
                 Rule::string if rest.is_empty() => {
-                    last_label_end = c.as_span().end();
+                    last_label_end = self.end(&c);
                     let (_, text) = string_parts(&c);
                     labels.push(BlockLabel {
                         text,
@@ -516,9 +616,9 @@ impl Builder<'_> {
                 }
                 Rule::COMMENT
                     if rest.is_empty()
-                        && !self.text[last_label_end..c.as_span().start()].contains('{') =>
+                        && !self.text[last_label_end..self.start(&c)].contains('{') =>
                 {
-                    stray.push(self.comment(&c, c.as_span().start()));
+                    stray.push(self.comment(&c, self.start(&c)));
                 }
                 _ => rest.push(c),
             }
@@ -526,7 +626,13 @@ impl Builder<'_> {
         let open = self.text[last_label_end..]
             .find('{')
             .map_or(last_label_end, |i| last_label_end + i + 1);
-        let (items, dangling) = self.items(rest.into_iter(), open);
+        let mut collected = Items::new(open);
+        // Every pair left is an item or a comment: room for all of them, no slack from doubling.
+        collected.items.reserve_exact(rest.len());
+        for c in rest {
+            collected.push(self, c);
+        }
+        let (items, dangling) = (collected.items, collected.pending);
         Block {
             kind: kind.unwrap_or_else(|| Spanned::new(String::new(), Span::new(self.file, 0, 0))),
             labels,
@@ -677,6 +783,49 @@ mod tests {
 
     fn parse_str(text: &str) -> (Document, Vec<Diagnostic>) {
         parse(FileId(0), &SourceFile::new("t.drover", text))
+    }
+
+    /// Every runbook of the repository, the generated ones and texts made to sit on a cut: parsed
+    /// a piece at a time with a cut at every top-level item, the document is the whole-file one.
+    #[test]
+    fn pieces_give_the_whole_file_document() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let mut texts = vec![
+            crate::synthetic_runbook(200),
+            crate::synthetic_wide_runbook(200),
+            "# lead\n\nparam a: string # t\n# between\n\nparam b: list<string> = [\"x\", # in\n  \"y\"]\nstep s {\n  action = wait\n}\n\n\n# dangling\n".to_owned(),
+            "import \"lib/x.drover\"\nas lib\nstep s {\n  action = wait\n}\n".to_owned(),
+            "import \"lib/x.drover\"\nassert = 1\n\"quoted\" = 2\nx = foo(1,\n2)\n".to_owned(),
+        ];
+        let mut dirs = vec![root.join("runbooks"), root.join("dsl/tests/fixtures")];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).expect("read dir").flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else if path.extension().is_some_and(|e| e == "drover") {
+                    texts.push(std::fs::read_to_string(&path).expect("read runbook"));
+                }
+            }
+        }
+        assert!(texts.len() > 60, "{} texts", texts.len());
+        let mut in_pieces = 0;
+        for text in &texts {
+            let source = SourceFile::new("t.drover", text.clone());
+            let (whole, diags) = parse_whole(FileId(0), &source);
+            match parse_in_pieces(FileId(0), text, 1) {
+                Some(doc) => {
+                    assert!(diags.is_empty(), "{diags:?}");
+                    assert_eq!(format!("{doc:?}"), format!("{whole:?}"), "{text}");
+                    in_pieces += 1;
+                }
+                None => assert!(
+                    !diags.is_empty(),
+                    "only a file with an error is parsed whole"
+                ),
+            }
+        }
+        assert!(in_pieces > 20, "{in_pieces} parsed in pieces");
     }
 
     #[test]
