@@ -80,12 +80,8 @@ fn parse_whole(file: FileId, source: &SourceFile) -> (Document, Vec<Diagnostic>)
             }
             Err(first) => {
                 // Expected-token tracking (which says "expected `=`") slows parsing several
-                // times, so it is switched on only once a file has an error, and then left on:
-                // it is a process-wide setting, and switching it off could race with another
-                // thread's error report.
-                pest::set_error_detail(true);
-                let err = RunbookParser::parse(Rule::file, &text)
-                    .err()
+                // times, so only the parse that explains an error runs with it.
+                let err = with_error_detail(|| RunbookParser::parse(Rule::file, &text).err())
                     .unwrap_or(first);
                 let pos = match err.location {
                     pest::error::InputLocation::Pos(p) => p,
@@ -104,6 +100,36 @@ fn parse_whole(file: FileId, source: &SourceFile) -> (Document, Vec<Diagnostic>)
         ..Document::default()
     };
     (doc, diags)
+}
+
+/// Parses that explain a syntax error now, in any thread.
+static DETAILED: std::sync::Mutex<usize> = std::sync::Mutex::new(0);
+
+/// Runs `parse` with pest's expected-token tracking on. The setting is process-wide and read when
+/// a parse starts, so it is on while any thread is in here and off once none is: a long-lived
+/// process (the language server, the server) parses at full speed again after reporting an error.
+fn with_error_detail<T>(parse: impl FnOnce() -> T) -> T {
+    struct Detailed;
+    impl Drop for Detailed {
+        fn drop(&mut self) {
+            let mut n = DETAILED
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                pest::set_error_detail(false);
+            }
+        }
+    }
+    {
+        let mut n = DETAILED
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *n += 1;
+        pest::set_error_detail(true);
+    }
+    let _detailed = Detailed;
+    parse()
 }
 
 /// Pieces of about this many bytes are parsed one at a time (whole top-level items each).
@@ -826,6 +852,34 @@ mod tests {
             }
         }
         assert!(in_pieces > 20, "{in_pieces} parsed in pieces");
+    }
+
+    #[test]
+    fn expected_token_tracking_is_on_only_while_an_error_is_explained() {
+        let (_, diags) = parse_str("step a {\n  action wait\n}\n");
+        assert!(
+            diags.first().is_some_and(|d| d.message.contains("`{`")),
+            "{diags:?}"
+        );
+        // Off again afterwards: a file parsed now runs without the tracking. Other tests may be
+        // explaining errors in other threads: check at a moment none is (holding the count keeps
+        // any from starting).
+        for _ in 0..10_000 {
+            let n = DETAILED
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if *n > 0 {
+                drop(n);
+                std::thread::yield_now();
+                continue;
+            }
+            let Err(e) = RunbookParser::parse(Rule::file, "step a {\n  action wait\n}\n") else {
+                panic!("the text has an error");
+            };
+            assert!(e.parse_attempts().is_none(), "tracking left on");
+            return;
+        }
+        panic!("some thread kept explaining errors");
     }
 
     #[test]
