@@ -68,15 +68,11 @@ fn parse_whole(file: FileId, source: &SourceFile) -> (Document, Vec<Diagnostic>)
                     offset: 0,
                 };
                 let mut items = Items::new(0);
-                for p in pairs.next().into_iter().flat_map(Pair::into_inner) {
-                    items.push(&builder, p);
-                }
-                let doc = Document {
-                    items: items.items,
-                    dangling: items.pending,
-                    recovered,
-                };
-                return (doc, diags);
+                items.extend(
+                    &builder,
+                    pairs.next().into_iter().flat_map(Pair::into_inner),
+                );
+                return (items.into_document(recovered), diags);
             }
             Err(first) => {
                 // Expected-token tracking (which says "expected `=`") slows parsing several
@@ -168,15 +164,12 @@ fn parse_in_pieces(file: FileId, text: &str, piece_bytes: usize) -> Option<Docum
             text,
             offset: w[0],
         };
-        for p in pairs.next().into_iter().flat_map(Pair::into_inner) {
-            items.push(&builder, p);
-        }
+        items.extend(
+            &builder,
+            pairs.next().into_iter().flat_map(Pair::into_inner),
+        );
     }
-    Some(Document {
-        items: items.items,
-        dangling: items.pending,
-        recovered: Vec::new(),
-    })
+    Some(items.into_document(Vec::new()))
 }
 
 /// Turns a pest error into a diagnostic that says what was expected in words.
@@ -460,6 +453,21 @@ impl Items {
         }
     }
 
+    fn extend<'i>(&mut self, b: &Builder<'_>, pairs: impl IntoIterator<Item = Pair<'i, Rule>>) {
+        for p in pairs {
+            self.push(b, p);
+        }
+    }
+
+    /// The file's document: its items, the comments after the last one.
+    fn into_document(self, recovered: Vec<Recovered>) -> Document {
+        Document {
+            items: self.items,
+            dangling: self.pending,
+            recovered,
+        }
+    }
+
     fn push(&mut self, b: &Builder<'_>, p: Pair<'_, Rule>) {
         match p.as_rule() {
             Rule::EOI => {}
@@ -655,9 +663,7 @@ impl Builder<'_> {
         let mut collected = Items::new(open);
         // Every pair left is an item or a comment: room for all of them, no slack from doubling.
         collected.items.reserve_exact(rest.len());
-        for c in rest {
-            collected.push(self, c);
-        }
+        collected.extend(self, rest);
         let (items, dangling) = (collected.items, collected.pending);
         Block {
             kind: kind.unwrap_or_else(|| Spanned::new(String::new(), Span::new(self.file, 0, 0))),

@@ -1092,7 +1092,8 @@ impl Scheduler {
         }
         let (was_ok, now_ok) = (old.is_done_ok(), new.is_done_ok());
         let (was_failed, now_failed) = (old.is_failed(), new.is_failed());
-        if was_ok != now_ok || was_failed != now_failed || now_ok || now_failed {
+        // Successors' counts change when either state is done or failed; candidates only when new is.
+        if was_ok || now_ok || was_failed || now_failed {
             for k in self.succ_at[i]..self.succ_at[i + 1] {
                 let s = self.edges[k];
                 match (was_ok, now_ok) {
