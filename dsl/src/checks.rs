@@ -26,8 +26,8 @@ pub struct Context<'a> {
     pub step_spans: &'a [Span],
     /// Each step instance's `modes` span.
     pub modes_spans: &'a [Option<Span>],
-    /// Each step instance's input value spans, by input name.
-    pub resource_spans: &'a [HashMap<String, Span>],
+    /// Each step instance's inputs as written (for where a value is).
+    pub step_inputs: &'a [&'a [crate::document::Attribute]],
     /// Each milestone's id span.
     pub milestone_spans: &'a [Span],
     /// Each step instance's `when` span.
@@ -319,10 +319,10 @@ fn drill_production(graph: &Graph, ctx: &Context<'_>, diags: &mut Vec<Diagnostic
             for s in v.literal_strings() {
                 if let Some(p) = ctx.production.resources.iter().find(|r| r.value == s) {
                     let at = ctx
-                        .resource_spans
+                        .step_inputs
                         .get(i.index())
-                        .and_then(|m| m.get(&spec.name))
-                        .copied()
+                        .and_then(|attrs| attrs.iter().find(|a| a.key.value == spec.name))
+                        .map(|a| a.value.span)
                         .unwrap_or_else(|| step_span(ctx, i));
                     diags.push(
                         Diagnostic::error(Code::DrillTouchesProduction, at, format!("step `{}` would touch production resource `{s}` in a drill (it changes it or points something at it)", step.id))

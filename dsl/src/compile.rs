@@ -13,11 +13,10 @@ use crate::diagnostic::Diagnostic;
 use crate::document::{Attribute, Value, ValueKind};
 use crate::duration::parse_duration;
 use crate::loader::SourceLoader;
-use crate::lower::lower;
-use crate::parse::parse;
+use crate::lower::parse_and_lower;
 use crate::plan::{
-    Dependency, OutputRef, PLAN_FORMAT, Plan, PlanCompensate, PlanHeader, PlanMilestone, PlanNode,
-    PlanProduction, PlanRetry, PlanRoster, PlanStep, PlanValue, SourceRef,
+    Dependency, OutputRef, PLAN_FORMAT, Plan, PlanCompensate, PlanHeader, PlanInputs,
+    PlanMilestone, PlanNode, PlanProduction, PlanRetry, PlanRoster, PlanStep, PlanValue, SourceRef,
 };
 use crate::runbook::{Group, Mode, ModeSet, Param, ParamType, Runbook, Step};
 use crate::source_map::{SourceFile, SourceMap};
@@ -387,7 +386,10 @@ impl Compiler<'_> {
                     .iter()
                     .map(|i| defs[i.def].step.modes.as_ref().map(|m| m.span))
                     .collect::<Vec<_>>(),
-                resource_spans: &self.resource_spans(&insts, &defs),
+                step_inputs: &insts
+                    .iter()
+                    .map(|i| defs[i.def].step.inputs.as_slice())
+                    .collect::<Vec<_>>(),
                 milestone_spans: &rb.milestones.iter().map(|m| m.id.span).collect::<Vec<_>>(),
                 when_spans: &insts
                     .iter()
@@ -448,21 +450,6 @@ impl Compiler<'_> {
             schedules,
             policy,
         })
-    }
-
-    /// Spans of resource inputs per instance, for the drill/production check.
-    fn resource_spans(&self, insts: &[Inst], defs: &[Def<'_>]) -> Vec<HashMap<String, Span>> {
-        insts
-            .iter()
-            .map(|i| {
-                defs[i.def]
-                    .step
-                    .inputs
-                    .iter()
-                    .map(|a| (a.key.value.clone(), a.value.span))
-                    .collect()
-            })
-            .collect()
     }
 
     fn source_ref(&self, span: Span) -> SourceRef {
@@ -692,9 +679,7 @@ impl Compiler<'_> {
                 },
             };
             let id = self.sources.add(SourceFile::new(name.clone(), text));
-            let (doc, mut diags) = parse(id, self.sources.get(id));
-            self.diags.append(&mut diags);
-            let rb = lower(id, &doc, &mut self.diags);
+            let rb = parse_and_lower(id, self.sources.get(id), &mut self.diags);
             for imp in &rb.imports {
                 queue.push((
                     loader.resolve(Some(&name), &imp.path.value),
@@ -1205,7 +1190,7 @@ impl Compiler<'_> {
         let s = def.step;
         let mut refs = Refs::default();
         let schema = s.action.as_ref().and_then(|a| self.action(a));
-        let mut inputs = BTreeMap::new();
+        let mut inputs = PlanInputs::new();
         if let Some(schema) = &schema {
             inputs = self.inputs(
                 &s.inputs, schema, s.id.span, scope, resolver, &mut refs, used,
@@ -1385,8 +1370,8 @@ impl Compiler<'_> {
         resolver: &Resolver<'_>,
         refs: &mut Refs,
         used: &mut HashSet<String>,
-    ) -> BTreeMap<String, PlanValue> {
-        let mut out = BTreeMap::new();
+    ) -> PlanInputs {
+        let mut out = PlanInputs::with_capacity(attrs.len());
         for a in attrs {
             let Some(spec) = schema.input(&a.key.value) else {
                 let mut d = Diagnostic::error(

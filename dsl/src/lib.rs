@@ -27,6 +27,7 @@ mod loader;
 mod lower;
 mod parse;
 mod plan;
+pub mod plan_inputs;
 #[cfg(feature = "render")]
 mod render;
 mod runbook;
@@ -49,8 +50,8 @@ pub use loader::{FsLoader, MemoryLoader, SourceLoader};
 pub use lower::lower;
 pub use parse::{MAX_DEPTH, parse};
 pub use plan::{
-    Dependency, OutputRef, PLAN_FORMAT, Plan, PlanCompensate, PlanHeader, PlanMilestone, PlanNode,
-    PlanPolicy, PlanProduction, PlanRetry, PlanStep, PlanValue, SourceRef,
+    Dependency, OutputRef, PLAN_FORMAT, Plan, PlanCompensate, PlanHeader, PlanInputs,
+    PlanMilestone, PlanNode, PlanPolicy, PlanProduction, PlanRetry, PlanStep, PlanValue, SourceRef,
 };
 #[cfg(feature = "render")]
 pub use render::render;

@@ -7,10 +7,12 @@ use crate::document::{
     Attribute, Block, Document, Item, ItemKind, ParamDecl, TypeExpr, Value, ValueKind,
 };
 use crate::duration::parse_duration;
+use crate::parse::{PIECE_BYTES, Pieces, parse_whole};
 use crate::runbook::{
     Compensate, Estimate, Group, GroupUse, Header, Import, Lint, Milestone, Mode, ModeSet,
     OnFailure, Param, ParamType, Policy, Production, Retry, Runbook, ScheduleBlock, Step, Waiver,
 };
+use crate::source_map::SourceFile;
 use crate::span::{FileId, Span, Spanned};
 use crate::suggest::did_you_mean;
 use crate::vocabulary;
@@ -18,34 +20,100 @@ use std::collections::HashMap;
 
 /// Lowers a parsed file. Diagnostics are appended to `diags`.
 pub fn lower(file: FileId, doc: &Document, diags: &mut Vec<Diagnostic>) -> Runbook {
-    let mut l = Lowerer { diags };
-    let mut rb = Runbook {
-        file,
-        header: None,
-        extra_headers: Vec::new(),
-        imports: Vec::new(),
-        params: Vec::new(),
-        production: Production::default(),
-        // A step is several hundred bytes: growing by doubling would hold up to twice that.
-        steps: Vec::with_capacity(
-            doc.items
-                .iter()
-                .filter(|i| i.as_block().is_some_and(|b| b.kind.value == "step"))
-                .count(),
-        ),
-        uses: Vec::new(),
-        groups: Vec::new(),
-        milestones: Vec::new(),
-        schedules: Vec::new(),
-        policy: None,
-        recovered: doc
-            .recovered
-            .iter()
-            .filter_map(|r| r.name.clone())
-            .collect(),
-    };
+    // A step is several hundred bytes: growing by doubling would hold up to twice that.
+    let steps = doc
+        .items
+        .iter()
+        .filter(|i| i.as_block().is_some_and(|b| b.kind.value == "step"))
+        .count();
+    let mut lowering = Lowering::new(file, steps);
+    lowering.rb.recovered = doc
+        .recovered
+        .iter()
+        .filter_map(|r| r.name.clone())
+        .collect();
+    lowering.items(&doc.items, diags);
+    lowering.finish()
+}
 
-    for item in &doc.items {
+/// Parses and lowers one file. A file without syntax errors is lowered a piece at a time as it is
+/// parsed, so its whole syntax tree is never held (at 50,000 steps it was the largest thing in
+/// memory, next to the lowered runbook); the runbook and diagnostics are the same as
+/// [`crate::parse()`] followed by [`lower`].
+pub(crate) fn parse_and_lower(
+    file: FileId,
+    source: &SourceFile,
+    diags: &mut Vec<Diagnostic>,
+) -> Runbook {
+    parse_and_lower_in(file, source, PIECE_BYTES, diags)
+}
+
+fn parse_and_lower_in(
+    file: FileId,
+    source: &SourceFile,
+    piece_bytes: usize,
+    diags: &mut Vec<Diagnostic>,
+) -> Runbook {
+    if let Some(pieces) = Pieces::cut(file, &source.text, piece_bytes) {
+        let before = diags.len();
+        let mut lowering = Lowering::new(file, pieces.steps);
+        if pieces.for_each(|items| lowering.items(items, diags)) {
+            return lowering.finish();
+        }
+        // A piece has a syntax error: start again on the whole file, which reports it.
+        diags.truncate(before);
+    }
+    let (doc, mut syntax) = parse_whole(file, source);
+    diags.append(&mut syntax);
+    lower(file, &doc, diags)
+}
+
+/// A file lowered a run of top-level items at a time, so that the compiler can drop each piece of
+/// the syntax tree as soon as it is lowered (see [`parse_and_lower`]).
+pub(crate) struct Lowering {
+    rb: Runbook,
+}
+
+impl Lowering {
+    /// An empty runbook of `file`, with room for `steps` steps.
+    pub(crate) fn new(file: FileId, steps: usize) -> Self {
+        Self {
+            rb: Runbook {
+                file,
+                header: None,
+                extra_headers: Vec::new(),
+                imports: Vec::new(),
+                params: Vec::new(),
+                production: Production::default(),
+                steps: Vec::with_capacity(steps),
+                uses: Vec::new(),
+                groups: Vec::new(),
+                milestones: Vec::new(),
+                schedules: Vec::new(),
+                policy: None,
+                recovered: Vec::new(),
+            },
+        }
+    }
+
+    /// The runbook lowered so far.
+    pub(crate) fn finish(self) -> Runbook {
+        self.rb
+    }
+
+    /// Lowers the next top-level items of the file.
+    pub(crate) fn items(&mut self, items: &[Item], diags: &mut Vec<Diagnostic>) {
+        let mut l = Lowerer { diags };
+        let rb = &mut self.rb;
+        for item in items {
+            l.top_level(rb, item);
+        }
+    }
+}
+
+impl Lowerer<'_> {
+    fn top_level(&mut self, rb: &mut Runbook, item: &Item) {
+        let l = self;
         match &item.kind {
             ItemKind::Import(i) => rb.imports.push(Import {
                 path: i.path.clone(),
@@ -106,7 +174,6 @@ pub fn lower(file: FileId, doc: &Document, diags: &mut Vec<Diagnostic>) -> Runbo
             },
         }
     }
-    rb
 }
 
 struct Lowerer<'d> {
@@ -308,7 +375,7 @@ impl Lowerer<'_> {
         };
         match &v.kind {
             ValueKind::List(items) => {
-                let mut out = Vec::new();
+                let mut out = Vec::with_capacity(items.len());
                 for i in items {
                     match one(i) {
                         Some(s) => out.push(s),
@@ -335,7 +402,7 @@ impl Lowerer<'_> {
         };
         match &v.kind {
             ValueKind::List(items) => {
-                let mut out = Vec::new();
+                let mut out = Vec::with_capacity(items.len());
                 for i in items {
                     match one(i) {
                         Some(s) => out.push(s),
@@ -663,7 +730,8 @@ impl Lowerer<'_> {
 
     fn with_inputs(&mut self, b: &Block) -> Vec<Attribute> {
         let mut seen: HashMap<&str, Span> = HashMap::new();
-        let mut out = Vec::new();
+        // Sized to the block (every lowered step holds its list until the plan is built).
+        let mut out = Vec::with_capacity(b.items.len());
         for item in &b.items {
             match &item.kind {
                 ItemKind::Attribute(a) => {
@@ -1074,5 +1142,33 @@ fn article(word: &str) -> &'static str {
         "an"
     } else {
         "a"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Lowered a piece at a time as it is parsed, every file of the corpus gives the runbook and
+    /// the diagnostics (same order, none twice) of parsing it whole and lowering the document.
+    #[test]
+    fn lowering_piece_by_piece_gives_the_whole_file_runbook() {
+        let mut with_lowering_errors = 0;
+        for text in crate::parse::tests::corpus() {
+            let source = SourceFile::new("t.drover", text.clone());
+            let (doc, mut want_diags) = crate::parse::parse(FileId(0), &source);
+            let syntax = want_diags.len();
+            let want = lower(FileId(0), &doc, &mut want_diags);
+            if want_diags.len() > syntax {
+                with_lowering_errors += 1;
+            }
+            for piece_bytes in [1, 100, PIECE_BYTES] {
+                let mut diags = Vec::new();
+                let got = parse_and_lower_in(FileId(0), &source, piece_bytes, &mut diags);
+                assert_eq!(format!("{got:?}"), format!("{want:?}"), "{text}");
+                assert_eq!(format!("{diags:?}"), format!("{want_diags:?}"), "{text}");
+            }
+        }
+        assert!(with_lowering_errors > 5, "{with_lowering_errors}");
     }
 }

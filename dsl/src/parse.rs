@@ -38,7 +38,7 @@ pub fn parse(file: FileId, source: &SourceFile) -> (Document, Vec<Diagnostic>) {
 
 /// Parses the whole file at once, blanking each broken top-level item and parsing again until
 /// the rest parses.
-fn parse_whole(file: FileId, source: &SourceFile) -> (Document, Vec<Diagnostic>) {
+pub(crate) fn parse_whole(file: FileId, source: &SourceFile) -> (Document, Vec<Diagnostic>) {
     let mut diags = Vec::new();
     let mut work = source.text.clone().into_bytes();
     let mut recovered = Vec::new();
@@ -129,47 +129,92 @@ fn with_error_detail<T>(parse: impl FnOnce() -> T) -> T {
 }
 
 /// Pieces of about this many bytes are parsed one at a time (whole top-level items each).
-const PIECE_BYTES: usize = 16 * 1024;
+pub(crate) const PIECE_BYTES: usize = 16 * 1024;
 
-/// Parses a file that has no syntax error a piece at a time: pest keeps a token for the start and
-/// the end of every rule it matched until the pairs are dropped, several times the size of the
-/// text, so parsing the whole file at once holds all of them together. A piece is a run of whole
-/// top-level items — cut where a line at nesting depth 0 starts with a name — and items never
-/// reach across a cut, so the pieces give the same pairs as the whole file. `None` when a piece
-/// does not parse (or the nesting is too deep): the caller parses the whole file, which reports
-/// every error where the whole-file grammar sees it.
+/// Parses a file that has no syntax error a piece at a time (see [`Pieces`]). `None` when a
+/// piece does not parse (or the nesting is too deep): the caller parses the whole file, which
+/// reports every error where the whole-file grammar sees it.
 fn parse_in_pieces(file: FileId, text: &str, piece_bytes: usize) -> Option<Document> {
-    let bytes = text.as_bytes();
-    let mut cuts = vec![0];
-    let too_deep = scan_lines(bytes, |start, depth| {
-        let last = cuts.last().copied().unwrap_or(0);
-        if depth == 0
-            && start - last >= piece_bytes
-            && starts_item(bytes, start)
-            && !continues_import(&bytes[start..])
-        {
-            cuts.push(start);
+    let items = Pieces::cut(file, text, piece_bytes)?.parse(|_| {})?;
+    Some(items.into_document(Vec::new()))
+}
+
+/// A file cut into pieces to parse one at a time. pest keeps a token for the start and the end of
+/// every rule it matched until the pairs are dropped, several times the size of the text, so
+/// parsing the whole file at once holds all of them together. A piece is a run of whole top-level
+/// items of about `piece_bytes` — cut where a line at nesting depth 0 starts with a name — and
+/// items never reach across a cut, so the pieces give the same items as the whole file.
+pub(crate) struct Pieces<'t> {
+    file: FileId,
+    text: &'t str,
+    /// Piece boundaries, from 0 to the end of the text.
+    cuts: Vec<usize>,
+    /// How many top-level lines start with `step` (a capacity hint, not a count of steps).
+    pub(crate) steps: usize,
+}
+
+impl<'t> Pieces<'t> {
+    /// Cuts `text`; `None` when its brackets nest deeper than [`MAX_DEPTH`].
+    pub(crate) fn cut(file: FileId, text: &'t str, piece_bytes: usize) -> Option<Self> {
+        let bytes = text.as_bytes();
+        let mut cuts = vec![0];
+        let mut steps = 0;
+        let too_deep = scan_lines(bytes, |start, depth| {
+            if depth != 0 || !starts_item(bytes, start) {
+                return;
+            }
+            if bytes[start..].starts_with(b"step ") {
+                steps += 1;
+            }
+            let last = cuts.last().copied().unwrap_or(0);
+            if start - last >= piece_bytes && !continues_import(&bytes[start..]) {
+                cuts.push(start);
+            }
+        });
+        if too_deep.is_some() {
+            return None;
         }
-    });
-    if too_deep.is_some() {
-        return None;
-    }
-    cuts.push(text.len());
-    let mut items = Items::new(0);
-    for w in cuts.windows(2) {
-        let piece = text.get(w[0]..w[1])?;
-        let mut pairs = RunbookParser::parse(Rule::file, piece).ok()?;
-        let builder = Builder {
+        cuts.push(text.len());
+        Some(Self {
             file,
             text,
-            offset: w[0],
-        };
-        items.extend(
-            &builder,
-            pairs.next().into_iter().flat_map(Pair::into_inner),
-        );
+            cuts,
+            steps,
+        })
     }
-    Some(items.into_document(Vec::new()))
+
+    /// Parses the pieces in order. After each, `each` is given the items collected so far and may
+    /// take them; a comment before an item stays with that item even when a cut falls between
+    /// them. `None` as soon as a piece does not parse.
+    fn parse(&self, mut each: impl FnMut(&mut Vec<Item>)) -> Option<Items> {
+        let mut items = Items::new(0);
+        for w in self.cuts.windows(2) {
+            let piece = self.text.get(w[0]..w[1])?;
+            let mut pairs = RunbookParser::parse(Rule::file, piece).ok()?;
+            let builder = Builder {
+                file: self.file,
+                text: self.text,
+                offset: w[0],
+            };
+            items.extend(
+                &builder,
+                pairs.next().into_iter().flat_map(Pair::into_inner),
+            );
+            each(&mut items.items);
+        }
+        Some(items)
+    }
+
+    /// Parses the pieces in order, handing each piece's items to `each` and dropping them after,
+    /// so that only one piece's syntax tree is held at a time. False as soon as a piece does not
+    /// parse (`each` has then seen the items before it).
+    pub(crate) fn for_each(&self, mut each: impl FnMut(&[Item])) -> bool {
+        self.parse(|items| {
+            each(items);
+            items.clear();
+        })
+        .is_some()
+    }
 }
 
 /// Turns a pest error into a diagnostic that says what was expected in words.
@@ -810,17 +855,16 @@ fn unescape(raw: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn parse_str(text: &str) -> (Document, Vec<Diagnostic>) {
         parse(FileId(0), &SourceFile::new("t.drover", text))
     }
 
-    /// Every runbook of the repository, the generated ones and texts made to sit on a cut: parsed
-    /// a piece at a time with a cut at every top-level item, the document is the whole-file one.
-    #[test]
-    fn pieces_give_the_whole_file_document() {
+    /// Every runbook of the repository (fixtures with errors among them), the generated ones
+    /// and texts made to sit on a cut.
+    pub(crate) fn corpus() -> Vec<String> {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         let mut texts = vec![
             crate::synthetic_runbook(200),
@@ -828,6 +872,8 @@ mod tests {
             "# lead\n\nparam a: string # t\n# between\n\nparam b: list<string> = [\"x\", # in\n  \"y\"]\nstep s {\n  action = wait\n}\n\n\n# dangling\n".to_owned(),
             "import \"lib/x.drover\"\nas lib\nstep s {\n  action = wait\n}\n".to_owned(),
             "import \"lib/x.drover\"\nassert = 1\n\"quoted\" = 2\nx = foo(1,\n2)\n".to_owned(),
+            // Lowering errors before a syntax error: only the whole-file pass may report them.
+            "step a {\n  actoin = wait\n}\nstep b {\n  action = wait\n  after = \"a\"\n}\nstep c {\n  action wait\n}\n".to_owned(),
         ];
         let mut dirs = vec![root.join("runbooks"), root.join("dsl/tests/fixtures")];
         while let Some(dir) = dirs.pop() {
@@ -841,8 +887,15 @@ mod tests {
             }
         }
         assert!(texts.len() > 60, "{} texts", texts.len());
+        texts
+    }
+
+    /// Parsed a piece at a time with a cut at every top-level item, the document is the
+    /// whole-file one.
+    #[test]
+    fn pieces_give_the_whole_file_document() {
         let mut in_pieces = 0;
-        for text in &texts {
+        for text in &corpus() {
             let source = SourceFile::new("t.drover", text.clone());
             let (whole, diags) = parse_whole(FileId(0), &source);
             match parse_in_pieces(FileId(0), text, 1) {

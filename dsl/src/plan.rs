@@ -4,6 +4,7 @@
 //! sources and variables give byte-identical JSON. Secrets appear only as references to the
 //! environment variable that holds them, never as values.
 
+pub use crate::plan_inputs::PlanInputs;
 use crate::runbook::{Estimate, Lint, Mode, OnFailure};
 use drover_schema::{Effect, Role};
 use petgraph::graph::{DiGraph, NodeIndex};
@@ -197,7 +198,7 @@ pub struct PlanStep {
     /// Description.
     pub description: Option<String>,
     /// Inputs.
-    pub inputs: BTreeMap<String, PlanValue>,
+    pub inputs: PlanInputs,
     /// References to other steps' outputs used in run-time templates, by the name written
     /// (`steps.restore_db.path`).
     pub bindings: BTreeMap<String, OutputRef>,
@@ -271,7 +272,7 @@ pub struct PlanCompensate {
     /// Action.
     pub action: String,
     /// Inputs.
-    pub inputs: BTreeMap<String, PlanValue>,
+    pub inputs: PlanInputs,
 }
 
 /// A milestone.

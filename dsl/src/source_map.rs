@@ -10,7 +10,8 @@ pub struct SourceFile {
     pub name: String,
     /// The full text.
     pub text: String,
-    line_starts: Vec<usize>,
+    /// Byte offsets of line starts (`u32`, like spans: a large runbook has a million lines).
+    line_starts: Vec<u32>,
 }
 
 impl SourceFile {
@@ -18,8 +19,13 @@ impl SourceFile {
     #[must_use]
     pub fn new(name: impl Into<String>, text: impl Into<String>) -> Self {
         let text = text.into();
-        let mut line_starts = vec![0];
-        line_starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
+        let lines = text.bytes().filter(|&b| b == b'\n').count();
+        let mut line_starts = Vec::with_capacity(lines + 1);
+        line_starts.push(0);
+        line_starts.extend(
+            text.match_indices('\n')
+                .map(|(i, _)| u32::try_from(i + 1).unwrap_or(u32::MAX)),
+        );
         Self {
             name: name.into(),
             text,
@@ -31,8 +37,11 @@ impl SourceFile {
     #[must_use]
     pub fn line_col(&self, offset: usize) -> (usize, usize) {
         let offset = offset.min(self.text.len());
-        let line = self.line_starts.partition_point(|&s| s <= offset) - 1;
-        let start = self.line_starts[line];
+        let line = self
+            .line_starts
+            .partition_point(|&s| s as usize <= offset)
+            .saturating_sub(1);
+        let start = self.line_starts.get(line).map_or(0, |&s| s as usize);
         let col = self
             .text
             .get(start..offset)

@@ -2,7 +2,7 @@
 //! substituted, secrets read from the environment. Durations become whole milliseconds.
 
 use crate::template_context::{RunVars, context};
-use drover_dsl::{Mode, Plan, PlanStep, PlanValue};
+use drover_dsl::{Mode, Plan, PlanInputs, PlanStep, PlanValue};
 use drover_schema::{Inputs, Outputs};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -91,7 +91,7 @@ pub type SecretSource<'a> = &'a dyn Fn(&str) -> Option<String>;
 pub fn resolve(
     plan: &Plan,
     step: &PlanStep,
-    values: &BTreeMap<String, PlanValue>,
+    values: &PlanInputs,
     mode: Mode,
     outputs: &BTreeMap<String, Outputs>,
     secret: SecretSource<'_>,
@@ -197,10 +197,7 @@ pub fn plan_secrets(plan: &Plan, secret: SecretSource<'_>) -> Vec<String> {
 
 /// The steps whose outputs a step's values read (output references and run-time template bindings).
 #[must_use]
-pub fn referenced_steps<'a>(
-    step: &'a PlanStep,
-    values: &'a BTreeMap<String, PlanValue>,
-) -> Vec<&'a str> {
+pub fn referenced_steps<'a>(step: &'a PlanStep, values: &'a PlanInputs) -> Vec<&'a str> {
     fn walk<'a>(v: &'a PlanValue, out: &mut Vec<&'a str>) {
         match v {
             PlanValue::StepOutput(r) => out.push(&r.step),
