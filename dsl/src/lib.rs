@@ -16,6 +16,9 @@
 
 pub mod analysis;
 mod checks;
+// pest_derive without `std` (see the workspace manifest) names `alloc` in the code it generates.
+extern crate alloc;
+
 mod code;
 mod compile;
 mod diagnostic;

@@ -999,6 +999,44 @@ pub(crate) mod tests {
         assert_eq!(diags[0].primary.span.start as usize, 4 + MAX_DEPTH);
     }
 
+    /// pest runs without its stack probe (see the workspace manifest): the deepest nesting the
+    /// parser lets through — blocks, maps, lists and calls, `MAX_DEPTH` brackets — parses on a
+    /// thread with a small stack, in a debug build (larger frames than a release one).
+    #[test]
+    fn the_deepest_allowed_nesting_parses_on_a_small_stack() {
+        let mut open = String::from("step s {\n");
+        let mut close = String::from("}\n");
+        for level in 1..MAX_DEPTH {
+            let (o, c) = match level % 4 {
+                0 => ("b {\n", "}\n"),
+                1 => ("x = {\n", "}\n"),
+                2 => ("y = [", "]"),
+                _ => ("f(", ")"),
+            };
+            // A list or call holds values, not blocks or attributes.
+            let (o, c) = if open.ends_with('[') || open.ends_with('(') {
+                ("[", "]")
+            } else {
+                (o, c)
+            };
+            open.push_str(o);
+            close.insert_str(0, c);
+        }
+        let text = format!("{open}1{close}");
+        let depth = text.chars().filter(|c| "{[(".contains(*c)).count();
+        assert_eq!(depth, MAX_DEPTH);
+        let parsed = std::thread::Builder::new()
+            .stack_size(512 * 1024)
+            .spawn(move || parse_str(&text).1)
+            .expect("spawn")
+            .join();
+        let diags = parsed.expect("no stack overflow");
+        assert!(
+            diags.iter().all(|d| d.code != Code::NestingTooDeep),
+            "{diags:?}"
+        );
+    }
+
     #[test]
     fn unescapes_strings() {
         assert_eq!(unescape(r#"a\"b\\c\nd\q"#), "a\"b\\c\nd\\q");
