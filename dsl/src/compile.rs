@@ -177,7 +177,7 @@ struct Compiler<'o> {
 /// Every step and milestone id that is taken, with where.
 type Ids = HashMap<String, Span>;
 
-impl Compiler<'_> {
+impl<'o> Compiler<'o> {
     fn err(&mut self, d: Diagnostic) {
         self.diags.push(d);
     }
@@ -1222,7 +1222,7 @@ impl Compiler<'_> {
             let before = refs.deps.len();
             let inputs = self.inputs(
                 &c.inputs,
-                &schema,
+                schema,
                 c.action.span,
                 scope,
                 resolver,
@@ -1329,9 +1329,10 @@ impl Compiler<'_> {
         (step, refs)
     }
 
-    fn action(&mut self, a: &Spanned<String>) -> Option<ActionSchema> {
-        if let Some(s) = self.opts.catalogue.lookup(&a.value) {
-            return Some(s.clone());
+    fn action(&mut self, a: &Spanned<String>) -> Option<&'o ActionSchema> {
+        let catalogue: &'o dyn Catalogue = self.opts.catalogue;
+        if let Some(s) = catalogue.lookup(&a.value) {
+            return Some(s);
         }
         let names = self.opts.catalogue.names();
         let mut d = Diagnostic::error(

@@ -205,15 +205,70 @@ impl<'t> Pieces<'t> {
         Some(items)
     }
 
-    /// Parses the pieces in order, handing each piece's items to `each` and dropping them after,
-    /// so that only one piece's syntax tree is held at a time. False as soon as a piece does not
-    /// parse (`each` has then seen the items before it).
+    /// The items of piece `k` parsed on their own, `None` if it does not parse. A comment
+    /// before the piece's first cut stays in the piece before (the document of the whole file
+    /// would lead this piece's first item with it).
+    fn parse_piece(&self, k: usize) -> Option<Vec<Item>> {
+        let (from, to) = (*self.cuts.get(k)?, *self.cuts.get(k + 1)?);
+        let piece = self.text.get(from..to)?;
+        let mut pairs = RunbookParser::parse(Rule::file, piece).ok()?;
+        let builder = Builder {
+            file: self.file,
+            text: self.text,
+            offset: from,
+        };
+        let mut items = Items::new(from);
+        items.extend(
+            &builder,
+            pairs.next().into_iter().flat_map(Pair::into_inner),
+        );
+        Some(items.items)
+    }
+
+    /// Parses the pieces and hands each piece's items to `each`, in order, dropping them after:
+    /// only a few pieces' syntax trees are held at a time. With four pieces or more, a second
+    /// thread parses every other piece while this one parses the rest and runs `each`. Comments
+    /// are not carried across a cut (lowering does not read them). False as soon as a piece does
+    /// not parse (`each` has then seen the items before it).
     pub(crate) fn for_each(&self, mut each: impl FnMut(&[Item])) -> bool {
-        self.parse(|items| {
-            each(items);
-            items.clear();
+        let pieces = self.cuts.len().saturating_sub(1);
+        let sequential = |each: &mut dyn FnMut(&[Item])| {
+            (0..pieces).all(|k| self.parse_piece(k).map(|items| each(&items)).is_some())
+        };
+        if pieces < 4 {
+            return sequential(&mut each);
+        }
+        std::thread::scope(|scope| {
+            // Bounded, so that a fast parser does not pile up syntax trees ahead of `each`.
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Option<Vec<Item>>>(2);
+            let odd = std::thread::Builder::new()
+                .name("drover-parse".to_owned())
+                .spawn_scoped(scope, move || {
+                    for k in (1..pieces).step_by(2) {
+                        let items = self.parse_piece(k);
+                        let failed = items.is_none();
+                        // A closed channel: the other side stopped at a broken piece.
+                        if tx.send(items).is_err() || failed {
+                            break;
+                        }
+                    }
+                });
+            if odd.is_err() {
+                return sequential(&mut each);
+            }
+            for k in 0..pieces {
+                let items = if k % 2 == 0 {
+                    self.parse_piece(k)
+                } else {
+                    rx.recv().ok().flatten()
+                };
+                match items {
+                    Some(items) => each(&items),
+                    None => return false,
+                }
+            }
+            true
         })
-        .is_some()
     }
 }
 
