@@ -1768,30 +1768,40 @@ impl<'o> Compiler<'o> {
             return Some(PlanValue::String(text.to_owned()));
         }
         let env = std::rc::Rc::clone(&self.jinja);
-        let tmpl = match env.template_from_str(text) {
-            Ok(t) => t,
-            Err(e) => {
-                let at = e.range().map_or(span, |r| {
-                    let start = (span.start as usize + 1 + r.start).min(span.end as usize);
-                    let end = (span.start as usize + 1 + r.end)
-                        .min(span.end as usize)
-                        .max(start);
-                    Span::new(span.file, start, end)
-                });
-                self.err(
-                    Diagnostic::error(
-                        Code::TemplateError,
-                        at,
-                        format!("template error: {}", e.detail().unwrap_or("syntax error")),
-                    )
-                    .label("in this template")
-                    .help("templates use minijinja syntax: `{{ name }}`, `{{ name | upper }}`"),
-                );
-                return None;
-            }
+        let simple = SimpleTemplate::parse(text);
+        let mut compiled = None;
+        let mut names: Vec<String> = match &simple {
+            // Most templates only substitute names: read them without compiling.
+            Some(t) => t.names().map(str::to_owned).collect(),
+            None => match env.template_from_str(text) {
+                Ok(t) => compiled
+                    .insert(t)
+                    .undeclared_variables(true)
+                    .into_iter()
+                    .collect(),
+                Err(e) => {
+                    let at = e.range().map_or(span, |r| {
+                        let start = (span.start as usize + 1 + r.start).min(span.end as usize);
+                        let end = (span.start as usize + 1 + r.end)
+                            .min(span.end as usize)
+                            .max(start);
+                        Span::new(span.file, start, end)
+                    });
+                    self.err(
+                        Diagnostic::error(
+                            Code::TemplateError,
+                            at,
+                            format!("template error: {}", e.detail().unwrap_or("syntax error")),
+                        )
+                        .label("in this template")
+                        .help("templates use minijinja syntax: `{{ name }}`, `{{ name | upper }}`"),
+                    );
+                    return None;
+                }
+            },
         };
-        let mut names: Vec<String> = tmpl.undeclared_variables(true).into_iter().collect();
         names.sort();
+        names.dedup();
         let mut runtime = false;
         let errors_before = self.diags.len();
         for name in &names {
@@ -1823,7 +1833,14 @@ impl<'o> Compiler<'o> {
         if runtime {
             return Some(PlanValue::Template(text.to_owned()));
         }
-        match tmpl.render(&ctx) {
+        if let Some(out) = simple.as_ref().and_then(|t| t.render(&ctx)) {
+            return Some(PlanValue::String(out));
+        }
+        let rendered = match compiled {
+            Some(t) => t.render(&ctx),
+            None => env.render_str(text, &ctx),
+        };
+        match rendered {
             Ok(s) => Some(PlanValue::String(s)),
             Err(e) => {
                 self.err(
@@ -1838,6 +1855,107 @@ impl<'o> Compiler<'o> {
                 None
             }
         }
+    }
+}
+
+/// A template that only substitutes names — `{{ region }}`, `{{ steps.a.path }}` — on one line,
+/// with no blocks, comments, filters, expressions or whitespace control: what most runbook
+/// templates are. Its names are read and its output is made without compiling it with minijinja,
+/// which gives the same (a unit test compares the two); anything else goes to minijinja.
+struct SimpleTemplate<'t> {
+    parts: Vec<TemplatePart<'t>>,
+}
+
+enum TemplatePart<'t> {
+    Text(&'t str),
+    Name(&'t str),
+}
+
+/// Words minijinja reads as literals, operators or globals rather than variables.
+const TEMPLATE_WORDS: &[&str] = &[
+    "true",
+    "false",
+    "none",
+    "True",
+    "False",
+    "None",
+    "and",
+    "or",
+    "not",
+    "in",
+    "is",
+    "if",
+    "else",
+    "loop",
+    "self",
+    "super",
+    "caller",
+    "varargs",
+    "kwargs",
+    "range",
+    "dict",
+    "namespace",
+    "debug",
+];
+
+impl<'t> SimpleTemplate<'t> {
+    fn parse(text: &'t str) -> Option<Self> {
+        if text.contains(['\n', '\r']) || text.contains("{%") || text.contains("{#") {
+            return None;
+        }
+        let mut parts = Vec::new();
+        let mut rest = text;
+        while let Some(open) = rest.find("{{") {
+            if open > 0 {
+                parts.push(TemplatePart::Text(&rest[..open]));
+            }
+            let inner_start = open + 2;
+            let close = rest[inner_start..].find("}}")? + inner_start;
+            let name = rest[inner_start..close].trim_matches(' ');
+            let is_name = name.split('.').all(|seg| {
+                seg.chars()
+                    .next()
+                    .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                    && seg.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            });
+            let root = name.split('.').next().unwrap_or(name);
+            if !is_name || TEMPLATE_WORDS.contains(&root) {
+                return None;
+            }
+            parts.push(TemplatePart::Name(name));
+            rest = &rest[close + 2..];
+        }
+        if !rest.is_empty() {
+            parts.push(TemplatePart::Text(rest));
+        }
+        Some(Self { parts })
+    }
+
+    /// The names it reads, in the order written (repeats included).
+    fn names(&self) -> impl Iterator<Item = &'t str> + '_ {
+        self.parts.iter().filter_map(|p| match p {
+            TemplatePart::Name(n) => Some(*n),
+            TemplatePart::Text(_) => None,
+        })
+    }
+
+    /// The output, when every name is a plain name whose value is a string or a whole number
+    /// (rendered as minijinja does); `None` leaves it to minijinja.
+    fn render(&self, ctx: &BTreeMap<String, serde_json::Value>) -> Option<String> {
+        let mut out = String::new();
+        for p in &self.parts {
+            match p {
+                TemplatePart::Text(t) => out.push_str(t),
+                TemplatePart::Name(n) => match ctx.get(*n)? {
+                    serde_json::Value::String(s) => out.push_str(s),
+                    serde_json::Value::Number(v) if v.is_i64() || v.is_u64() => {
+                        out.push_str(&v.to_string());
+                    }
+                    _ => return None,
+                },
+            }
+        }
+        Some(out)
     }
 }
 
@@ -2081,4 +2199,95 @@ pub fn compile_str(name: &str, text: &str, opts: &CompileOptions<'_>) -> Compila
 #[must_use]
 pub fn mode_set(modes: &[Mode]) -> ModeSet {
     ModeSet::of(modes.iter().copied())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Where a template takes the fast path, its names and output are minijinja's.
+    #[test]
+    fn simple_templates_read_and_render_as_minijinja_does() {
+        let env = template_env();
+        let ctx: BTreeMap<String, serde_json::Value> = [
+            ("region", serde_json::json!("us-east-1")),
+            ("port", serde_json::json!(5432)),
+            ("big", serde_json::json!(u64::MAX)),
+            ("neg", serde_json::json!(-3)),
+            ("ratio", serde_json::json!(0.5)),
+            ("flag", serde_json::json!(true)),
+            ("list", serde_json::json!(["a", "b"])),
+            ("map", serde_json::json!({"k": "v"})),
+            (
+                "text",
+                serde_json::json!("<b>&\"quoted\"</b> {{ not a template }}"),
+            ),
+            ("_x1", serde_json::json!("u")),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        let templates = [
+            "{{ region }}",
+            "{{region}}",
+            "{{   region  }}",
+            "s3://bucket/{{ region }}/db-{{ port }}.dump",
+            "{{ region }}{{ region }}",
+            "{{ port }} {{ big }} {{ neg }}",
+            "{{ ratio }}",
+            "{{ flag }}",
+            "{{ list }}",
+            "{{ map }}",
+            "{{ map.k }}",
+            "{{ text }}",
+            "{{ _x1 }}",
+            "{{ steps.restore.path }} to {{ region }}",
+            "{{ each.value }}",
+            "}} {{ region }} }}",
+            "{{ true }}",
+            "{{ none }}",
+            "{{ loop }}",
+            "{{ range }}",
+            "{{ region | upper }}",
+            "{{ region ~ port }}",
+            "{{- region }}",
+            "{{ region }}\n",
+            "{% if flag %}x{% endif %}",
+            "{# c #}{{ region }}",
+            "{{ 1x }}",
+            "{{ region",
+        ];
+        let mut fast = 0;
+        for text in templates {
+            let Some(simple) = SimpleTemplate::parse(text) else {
+                continue;
+            };
+            let tmpl = env
+                .template_from_str(text)
+                .expect("a simple template compiles");
+            let mut want: Vec<String> = tmpl.undeclared_variables(true).into_iter().collect();
+            want.sort();
+            let mut got: Vec<String> = simple.names().map(str::to_owned).collect();
+            got.sort();
+            got.dedup();
+            assert_eq!(got, want, "names of {text:?}");
+            if let Some(out) = simple.render(&ctx) {
+                assert_eq!(
+                    Ok(out),
+                    tmpl.render(&ctx).map_err(|e| e.to_string()),
+                    "{text:?}"
+                );
+                fast += 1;
+            }
+        }
+        assert_eq!(fast, 9, "rendered without minijinja");
+        for text in [
+            "{{ region | upper }}",
+            "{{ true }}",
+            "{{ region }}\n",
+            "{{ region",
+        ] {
+            assert!(SimpleTemplate::parse(text).is_none(), "{text:?}");
+        }
+    }
 }
