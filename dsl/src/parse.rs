@@ -135,7 +135,7 @@ pub(crate) const PIECE_BYTES: usize = 16 * 1024;
 /// piece does not parse (or the nesting is too deep): the caller parses the whole file, which
 /// reports every error where the whole-file grammar sees it.
 fn parse_in_pieces(file: FileId, text: &str, piece_bytes: usize) -> Option<Document> {
-    let items = Pieces::cut(file, text, piece_bytes)?.parse(|_| {})?;
+    let items = Pieces::cut(file, text, piece_bytes)?.parse()?;
     Some(items.into_document(Vec::new()))
 }
 
@@ -183,24 +183,12 @@ impl<'t> Pieces<'t> {
         })
     }
 
-    /// Parses the pieces in order. After each, `each` is given the items collected so far and may
-    /// take them; a comment before an item stays with that item even when a cut falls between
-    /// them. `None` as soon as a piece does not parse.
-    fn parse(&self, mut each: impl FnMut(&mut Vec<Item>)) -> Option<Items> {
+    /// Parses the pieces in order into one list of items; a comment before an item stays with
+    /// that item even when a cut falls between them. `None` as soon as a piece does not parse.
+    fn parse(&self) -> Option<Items> {
         let mut items = Items::new(0);
-        for w in self.cuts.windows(2) {
-            let piece = self.text.get(w[0]..w[1])?;
-            let mut pairs = RunbookParser::parse(Rule::file, piece).ok()?;
-            let builder = Builder {
-                file: self.file,
-                text: self.text,
-                offset: w[0],
-            };
-            items.extend(
-                &builder,
-                pairs.next().into_iter().flat_map(Pair::into_inner),
-            );
-            each(&mut items.items);
+        for k in 0..self.cuts.len().saturating_sub(1) {
+            self.parse_into(k, &mut items)?;
         }
         Some(items)
     }
@@ -209,6 +197,13 @@ impl<'t> Pieces<'t> {
     /// before the piece's first cut stays in the piece before (the document of the whole file
     /// would lead this piece's first item with it).
     fn parse_piece(&self, k: usize) -> Option<Vec<Item>> {
+        let mut items = Items::new(*self.cuts.get(k)?);
+        self.parse_into(k, &mut items)?;
+        Some(items.items)
+    }
+
+    /// Parses piece `k` and adds its items to `items`.
+    fn parse_into(&self, k: usize, items: &mut Items) -> Option<()> {
         let (from, to) = (*self.cuts.get(k)?, *self.cuts.get(k + 1)?);
         let piece = self.text.get(from..to)?;
         let mut pairs = RunbookParser::parse(Rule::file, piece).ok()?;
@@ -217,12 +212,11 @@ impl<'t> Pieces<'t> {
             text: self.text,
             offset: from,
         };
-        let mut items = Items::new(from);
         items.extend(
             &builder,
             pairs.next().into_iter().flat_map(Pair::into_inner),
         );
-        Some(items.items)
+        Some(())
     }
 
     /// Parses the pieces and hands each piece's items to `each`, in order, dropping them after:
