@@ -267,7 +267,10 @@ impl<'o> Compiler<'o> {
             recovered: &recovered,
         };
 
-        let mut nodes: Vec<PlanNode> = Vec::new();
+        // Nodes go straight into the graph (node `i` is instance `i`, then the milestones): a
+        // list first and a copy after held both at once.
+        let mut graph: DiGraph<PlanNode, Dependency> =
+            DiGraph::with_capacity(insts.len() + rb.milestones.len(), 0);
         let mut edges: BTreeMap<(usize, usize), (Dependency, Span)> = BTreeMap::new();
         let mut used_params: HashSet<String> = HashSet::new();
         for (i, inst) in insts.iter().enumerate() {
@@ -290,10 +293,10 @@ impl<'o> Compiler<'o> {
             for (dep, span, kind) in refs.deps {
                 edges.entry((dep, i)).or_insert((kind, span));
             }
-            nodes.push(PlanNode::Step(Box::new(step)));
+            graph.add_node(PlanNode::Step(Box::new(step)));
         }
         for m in &rb.milestones {
-            let idx = nodes.len();
+            let idx = graph.node_count();
             let scope = Scope {
                 params: &params,
                 args: None,
@@ -317,11 +320,15 @@ impl<'o> Compiler<'o> {
                     .resolve_name(self, &r.value, r.span, &scope)
                     .unwrap_or_default()
                 {
-                    let node = &nodes[dep];
-                    if node
-                        .as_step()
-                        .is_some_and(|s| s.role != drover_schema::Role::Rehydrate)
-                    {
+                    // Nodes below `insts.len()` are steps; a name may also be a milestone's,
+                    // this one's or one not added yet.
+                    let rehydrate = (dep < insts.len())
+                        .then(|| graph[NodeIndex::new(dep)].as_step())
+                        .flatten()
+                        .filter(|s| s.role == drover_schema::Role::Rehydrate);
+                    if let Some(step) = rehydrate {
+                        rpo_from.push(step.id.clone());
+                    } else {
                         self.err(
                             Diagnostic::error(
                                 Code::InvalidMilestone,
@@ -332,10 +339,9 @@ impl<'o> Compiler<'o> {
                             .help("`rpo_from` lists the backup.rehydrate steps whose data sets count for RPO"),
                         );
                     }
-                    rpo_from.push(node.id().to_owned());
                 }
             }
-            nodes.push(PlanNode::Milestone(PlanMilestone {
+            graph.add_node(PlanNode::Milestone(PlanMilestone {
                 id: m.id.value.clone(),
                 title: m.title.clone(),
                 stops_rto: m.stops_rto,
@@ -360,13 +366,12 @@ impl<'o> Compiler<'o> {
             }
         }
 
-        let mut graph: DiGraph<PlanNode, Dependency> =
-            DiGraph::with_capacity(nodes.len(), edges.len());
-        let idx: Vec<NodeIndex> = nodes.into_iter().map(|n| graph.add_node(n)).collect();
+        graph.reserve_exact_edges(edges.len());
         let mut spans: HashMap<(NodeIndex, NodeIndex), Span> = HashMap::with_capacity(edges.len());
         for ((a, b), (kind, span)) in edges {
-            graph.add_edge(idx[a], idx[b], kind);
-            spans.insert((idx[a], idx[b]), span);
+            let (a, b) = (NodeIndex::new(a), NodeIndex::new(b));
+            graph.add_edge(a, b, kind);
+            spans.insert((a, b), span);
         }
 
         let header_span = rb.header.as_ref().map_or(start, |h| h.name.span);

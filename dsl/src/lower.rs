@@ -842,13 +842,15 @@ impl Lowerer<'_> {
                         .string(&a.value, "`when`")
                         .map(|w| Spanned::new(w, a.value.span));
                 }
-                ("for_each", Entry::Attr(a)) => s.for_each = Some(a.value.clone()),
+                ("for_each", Entry::Attr(a)) => s.for_each = Some(Box::new(a.value.clone())),
                 ("estimate", Entry::Attr(a)) => s.estimate = self.estimate(&a.value),
                 ("modes", Entry::Attr(a)) => s.modes = self.modes(&a.value),
                 ("tags", Entry::Attr(a)) => s.tags = self.tags(&a.value),
                 ("with", Entry::Block(w, _)) => s.inputs = self.with_inputs(w),
                 ("retry", Entry::Block(r, rspan)) => s.retry = self.retry(r, rspan),
-                ("compensate", Entry::Block(c, cspan)) => s.compensate = self.compensate(c, cspan),
+                ("compensate", Entry::Block(c, cspan)) => {
+                    s.compensate = self.compensate(c, cspan).map(Box::new)
+                }
                 ("allow", Entry::Block(w, _)) => s.waivers = self.waivers(w),
                 _ => {}
             }

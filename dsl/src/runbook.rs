@@ -267,12 +267,13 @@ pub struct Step {
     pub timeout: Option<Spanned<u64>>,
     /// What to do on failure.
     pub on_failure: OnFailure,
-    /// The undo used by rollback and failback.
-    pub compensate: Option<Compensate>,
+    /// The undo used by rollback and failback (boxed, as rare: a lowered step is held for every
+    /// step of the runbook while the plan is built).
+    pub compensate: Option<Box<Compensate>>,
     /// Condition, a template expression evaluated at run time.
     pub when: Option<Spanned<String>>,
-    /// Fan-out list.
-    pub for_each: Option<Value>,
+    /// Fan-out list (boxed, as rare).
+    pub for_each: Option<Box<Value>>,
     /// Expected duration.
     pub estimate: Option<Spanned<Estimate>>,
     /// Modes it runs in (default: the runbook's).
