@@ -1339,7 +1339,7 @@ impl<'o> Compiler<'o> {
         if let Some(s) = catalogue.lookup(&a.value) {
             return Some(s);
         }
-        let names = self.opts.catalogue.names();
+        let names = catalogue.names();
         let mut d = Diagnostic::error(
             Code::UnknownAction,
             a.span,

@@ -2,13 +2,13 @@
 //!
 //! A step has a handful of inputs; a `BTreeMap` would give each step a node with room for
 //! eleven (about 900 bytes), which at 50,000 steps was the compiler's largest allocation. The
-//! JSON is the same as a `BTreeMap`'s: an object with its keys in order.
+//! JSON and the methods the workspace uses are the same as a `BTreeMap`'s: an object with its keys
+//! in order.
 
 use crate::plan::PlanValue;
 use serde::de::{MapAccess, Visitor};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use std::collections::BTreeMap;
 use std::fmt;
 
 /// Input name → value, in name order, each name once.
@@ -42,11 +42,6 @@ impl PlanInputs {
     #[must_use]
     pub fn get(&self, key: &str) -> Option<&PlanValue> {
         self.position(key).ok().map(|i| &self.entries[i].1)
-    }
-
-    /// The value of an input, to change it.
-    pub fn get_mut(&mut self, key: &str) -> Option<&mut PlanValue> {
-        self.position(key).ok().map(|i| &mut self.entries[i].1)
     }
 
     /// Whether the input is set.
@@ -97,16 +92,6 @@ impl PlanInputs {
     pub fn values(&self) -> impl Iterator<Item = &PlanValue> {
         self.entries.iter().map(|(_, v)| v)
     }
-
-    /// Each value, in name order, to change it.
-    pub fn values_mut(&mut self) -> impl Iterator<Item = &mut PlanValue> {
-        self.entries.iter_mut().map(|(_, v)| v)
-    }
-
-    /// Name and value of each input, the value to change.
-    pub fn iter_mut(&mut self) -> impl Iterator<Item = (&String, &mut PlanValue)> {
-        self.entries.iter_mut().map(|(k, v)| (&*k, v))
-    }
 }
 
 /// Iterator over a step's inputs, as `(&name, &value)` in name order.
@@ -125,12 +110,6 @@ impl<'a> Iterator for Iter<'a> {
     }
 }
 
-impl DoubleEndedIterator for Iter<'_> {
-    fn next_back(&mut self) -> Option<Self::Item> {
-        self.0.next_back().map(|(k, v)| (k, v))
-    }
-}
-
 impl ExactSizeIterator for Iter<'_> {}
 
 impl<'a> IntoIterator for &'a PlanInputs {
@@ -139,15 +118,6 @@ impl<'a> IntoIterator for &'a PlanInputs {
 
     fn into_iter(self) -> Iter<'a> {
         self.iter()
-    }
-}
-
-impl IntoIterator for PlanInputs {
-    type Item = (String, PlanValue);
-    type IntoIter = std::vec::IntoIter<(String, PlanValue)>;
-
-    fn into_iter(self) -> Self::IntoIter {
-        self.entries.into_iter()
     }
 }
 
@@ -166,47 +136,6 @@ impl FromIterator<(String, PlanValue)> for PlanInputs {
         }
         out.shrink_to_fit();
         Self { entries: out }
-    }
-}
-
-impl<const N: usize> From<[(String, PlanValue); N]> for PlanInputs {
-    fn from(items: [(String, PlanValue); N]) -> Self {
-        items.into_iter().collect()
-    }
-}
-
-impl From<BTreeMap<String, PlanValue>> for PlanInputs {
-    fn from(map: BTreeMap<String, PlanValue>) -> Self {
-        Self {
-            entries: map.into_iter().collect(),
-        }
-    }
-}
-
-impl From<PlanInputs> for BTreeMap<String, PlanValue> {
-    fn from(inputs: PlanInputs) -> Self {
-        inputs.entries.into_iter().collect()
-    }
-}
-
-impl Extend<(String, PlanValue)> for PlanInputs {
-    fn extend<I: IntoIterator<Item = (String, PlanValue)>>(&mut self, iter: I) {
-        for (k, v) in iter {
-            self.insert(k, v);
-        }
-    }
-}
-
-impl std::ops::Index<&str> for PlanInputs {
-    type Output = PlanValue;
-
-    /// # Panics
-    /// When the input is not set (as a map's index does).
-    fn index(&self, key: &str) -> &PlanValue {
-        match self.get(key) {
-            Some(v) => v,
-            None => panic!("no input `{key}`"),
-        }
     }
 }
 
@@ -251,6 +180,7 @@ impl<'de> Deserialize<'de> for PlanInputs {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
 
     fn s(v: &str) -> PlanValue {
         PlanValue::String(v.to_owned())
