@@ -1084,6 +1084,9 @@ fn remote_server(flag: Option<String>) -> Option<String> {
         .filter(|s| !s.trim().is_empty())
 }
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     #[cfg(feature = "aws")]
     drover_engine::anchor::register_schemes(vec![("s3://", s3_anchor::open)]);

@@ -5,6 +5,10 @@ use criterion::{Criterion, Throughput, criterion_main};
 use drover_dsl::{CompileOptions, Plan, compile_str, synthetic_runbook};
 use std::hint::black_box;
 
+/// The allocator the `drover` binary uses, so that both sides are measured as the product runs.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const STEPS: usize = 10_000;
 
 fn compile(c: &mut Criterion) {

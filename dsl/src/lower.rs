@@ -1173,4 +1173,27 @@ mod tests {
         }
         assert!(with_lowering_errors > 5, "{with_lowering_errors}");
     }
+
+    /// Both threads take pieces as they go, so which one parses a broken piece changes from run
+    /// to run: a syntax error near the start, in the middle or at the end of a long file is
+    /// reported as the whole-file parse reports it, every time.
+    #[test]
+    fn a_broken_piece_is_reported_whichever_thread_parses_it() {
+        let text = crate::synthetic_runbook(300);
+        let lines: Vec<&str> = text.lines().collect();
+        for at in [lines.len() / 50, lines.len() / 2, lines.len() - 3] {
+            let mut broken = lines.clone();
+            broken.insert(at, "step broken { action = }");
+            let source = SourceFile::new("t.drover", broken.join("\n"));
+            let (doc, mut want_diags) = crate::parse::parse(FileId(0), &source);
+            assert!(!want_diags.is_empty());
+            let want = lower(FileId(0), &doc, &mut want_diags);
+            for _ in 0..20 {
+                let mut diags = Vec::new();
+                let got = parse_and_lower_in(FileId(0), &source, 100, &mut diags);
+                assert_eq!(format!("{got:?}"), format!("{want:?}"), "line {at}");
+                assert_eq!(format!("{diags:?}"), format!("{want_diags:?}"), "line {at}");
+            }
+        }
+    }
 }

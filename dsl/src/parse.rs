@@ -15,6 +15,8 @@ use crate::source_map::SourceFile;
 use crate::span::{FileId, Span, Spanned};
 use pest::Parser as _;
 use pest::iterators::Pair;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 #[derive(pest_derive::Parser)]
 #[grammar = "grammar.pest"]
@@ -221,9 +223,11 @@ impl<'t> Pieces<'t> {
 
     /// Parses the pieces and hands each piece's items to `each`, in order, dropping them after:
     /// only a few pieces' syntax trees are held at a time. With four pieces or more, a second
-    /// thread parses every other piece while this one parses the rest and runs `each`. Comments
-    /// are not carried across a cut (lowering does not read them). False as soon as a piece does
-    /// not parse (`each` has then seen the items before it).
+    /// thread parses pieces too: both take the next unparsed piece from a shared counter, so
+    /// the thread that also runs `each` parses fewer (it takes one only when the piece `each`
+    /// needs next is not there yet). Comments are not carried across a cut (lowering does not
+    /// read them). False as soon as a piece does not parse (`each` has then seen the items of
+    /// some pieces before it, and no piece after it).
     pub(crate) fn for_each(&self, mut each: impl FnMut(&[Item])) -> bool {
         let pieces = self.cuts.len().saturating_sub(1);
         let sequential = |each: &mut dyn FnMut(&[Item])| {
@@ -232,34 +236,56 @@ impl<'t> Pieces<'t> {
         if pieces < 4 {
             return sequential(&mut each);
         }
+        let next = AtomicUsize::new(0);
+        let claim = || Some(next.fetch_add(1, Ordering::Relaxed)).filter(|&k| k < pieces);
         std::thread::scope(|scope| {
             // Bounded, so that a fast parser does not pile up syntax trees ahead of `each`.
-            let (tx, rx) = std::sync::mpsc::sync_channel::<Option<Vec<Item>>>(2);
-            let odd = std::thread::Builder::new()
+            let (tx, rx) = std::sync::mpsc::sync_channel::<(usize, Option<Vec<Item>>)>(2);
+            let helper = std::thread::Builder::new()
                 .name("drover-parse".to_owned())
-                .spawn_scoped(scope, move || {
-                    for k in (1..pieces).step_by(2) {
-                        let items = self.parse_piece(k);
-                        let failed = items.is_none();
-                        // A closed channel: the other side stopped at a broken piece.
-                        if tx.send(items).is_err() || failed {
-                            break;
+                .spawn_scoped(scope, {
+                    let claim = &claim;
+                    move || {
+                        while let Some(k) = claim() {
+                            let items = self.parse_piece(k);
+                            let failed = items.is_none();
+                            // A closed channel: the other side stopped at a broken piece.
+                            if tx.send((k, items)).is_err() || failed {
+                                break;
+                            }
                         }
                     }
                 });
-            if odd.is_err() {
+            if helper.is_err() {
                 return sequential(&mut each);
             }
-            for k in 0..pieces {
-                let items = if k % 2 == 0 {
-                    self.parse_piece(k)
-                } else {
-                    rx.recv().ok().flatten()
+            // Pieces parsed (by either thread) but not yet handed to `each`: this thread parses
+            // ahead only while fewer than `AHEAD` wait, so a stalled helper cannot make it hold
+            // the rest of the file's syntax trees.
+            const AHEAD: usize = 2;
+            let mut ready: BTreeMap<usize, Vec<Item>> = BTreeMap::new();
+            for wanted in 0..pieces {
+                let items = loop {
+                    if let Some(items) = ready.remove(&wanted) {
+                        break items;
+                    }
+                    let (k, items) = match rx.try_recv() {
+                        Ok(parsed) => parsed,
+                        Err(_) => match (ready.len() < AHEAD).then(claim).flatten() {
+                            Some(k) => (k, self.parse_piece(k)),
+                            // The piece wanted is on the other thread (claims go in order).
+                            None => match rx.recv() {
+                                Ok(parsed) => parsed,
+                                Err(_) => return false,
+                            },
+                        },
+                    };
+                    match items {
+                        Some(items) => ready.insert(k, items),
+                        None => return false,
+                    };
                 };
-                match items {
-                    Some(items) => each(&items),
-                    None => return false,
-                }
+                each(&items);
             }
             true
         })
