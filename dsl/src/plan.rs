@@ -135,8 +135,9 @@ pub enum Dependency {
 pub enum PlanNode {
     /// A step to execute.
     Step(Box<PlanStep>),
-    /// A milestone, reached when its dependencies are done.
-    Milestone(PlanMilestone),
+    /// A milestone, reached when its dependencies are done (boxed like a step, so that a node
+    /// of the graph is a pointer and a tag).
+    Milestone(Box<PlanMilestone>),
 }
 
 impl PlanNode {
@@ -215,8 +216,8 @@ pub struct PlanStep {
     pub timeout_is_default: bool,
     /// Failure policy.
     pub on_failure: OnFailure,
-    /// The undo.
-    pub compensate: Option<PlanCompensate>,
+    /// The undo (boxed: most steps have none, and a plan holds every step).
+    pub compensate: Option<Box<PlanCompensate>>,
     /// Whether the action's adapter undoes it from the state it captured (used by rollback
     /// when the step has no `compensate` block).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
