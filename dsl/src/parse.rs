@@ -701,15 +701,13 @@ impl Builder<'_> {
         p: Pair<'i, Rule>,
         stray: &mut Vec<Comment>,
     ) -> impl Iterator<Item = Pair<'i, Rule>> + use<'i> {
-        let mut out = Vec::new();
-        for c in p.into_inner() {
-            if c.as_rule() == Rule::COMMENT {
-                stray.push(self.comment(&c, self.start(&c)));
-            } else {
-                out.push(c);
-            }
+        // Two passes over the children (pairs are cheap to copy) instead of a list of the
+        // non-comments: this runs for every attribute, block and value with parts.
+        let inner = p.into_inner();
+        for c in inner.clone().filter(|c| c.as_rule() == Rule::COMMENT) {
+            stray.push(self.comment(&c, self.start(&c)));
         }
-        out.into_iter()
+        inner.filter(|c| c.as_rule() != Rule::COMMENT)
     }
 
     fn attribute(&self, p: Pair<'_, Rule>, stray: &mut Vec<Comment>) -> Attribute {
