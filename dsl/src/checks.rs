@@ -26,8 +26,9 @@ pub struct Context<'a> {
     pub step_spans: &'a [Span],
     /// Each step instance's `modes` span.
     pub modes_spans: &'a [Option<Span>],
-    /// Each step instance's inputs as written (for where a value is).
-    pub step_inputs: &'a [&'a [crate::document::Attribute]],
+    /// Where each step instance's inputs were written: the action's input name and the value's
+    /// span.
+    pub step_inputs: &'a [&'a [(&'a str, Span)]],
     /// Each milestone's id span.
     pub milestone_spans: &'a [Span],
     /// Each step instance's `when` span.
@@ -321,8 +322,8 @@ fn drill_production(graph: &Graph, ctx: &Context<'_>, diags: &mut Vec<Diagnostic
                     let at = ctx
                         .step_inputs
                         .get(i.index())
-                        .and_then(|attrs| attrs.iter().find(|a| a.key.value == spec.name))
-                        .map(|a| a.value.span)
+                        .and_then(|inputs| inputs.iter().find(|(name, _)| *name == spec.name))
+                        .map(|(_, at)| *at)
                         .unwrap_or_else(|| step_span(ctx, i));
                     diags.push(
                         Diagnostic::error(Code::DrillTouchesProduction, at, format!("step `{}` would touch production resource `{s}` in a drill (it changes it or points something at it)", step.id))

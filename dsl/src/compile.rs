@@ -140,9 +140,71 @@ struct GroupScope {
 /// A step definition before fan-out.
 struct Def<'r> {
     step: &'r Step,
+    /// For one of the file's own steps, its index there: its inputs are then held apart (see
+    /// `Written`), not in `step`.
+    top: Option<usize>,
     id: String,
     group: Option<usize>,
     for_each: Option<PlanValue>,
+}
+
+/// The inputs of the file's own steps, held apart from the lowered steps so that each list is
+/// released as soon as the last instance of its step is built: at 50,000 steps they were a
+/// large part of the peak, next to the plan being built. What the checks read afterwards, where
+/// each input's value was written, is kept per definition, under the action schema's own names.
+struct Written<'o> {
+    /// By index of the file's steps; emptied once released.
+    inputs: Vec<Vec<Attribute>>,
+    /// By definition: each input the action knows, with its value's span.
+    spans: Vec<Vec<(&'o str, Span)>>,
+}
+
+impl<'o> Written<'o> {
+    fn take(rb: &mut Runbook) -> Self {
+        Self {
+            inputs: rb
+                .steps
+                .iter_mut()
+                .map(|s| std::mem::take(&mut s.inputs))
+                .collect(),
+            spans: Vec::new(),
+        }
+    }
+
+    /// The inputs of `def` as written.
+    fn inputs<'a>(&'a self, def: &'a Def<'_>) -> &'a [Attribute] {
+        match def.top {
+            Some(j) => self.inputs.get(j).map_or(&[], Vec::as_slice),
+            None => &def.step.inputs,
+        }
+    }
+
+    /// Keeps where `def`'s inputs were written and releases the inputs themselves (definitions
+    /// are released in order, each after its last instance).
+    fn release(&mut self, d: usize, def: &Def<'_>, schema: Option<&'o ActionSchema>) {
+        let spans = schema.map_or_else(Vec::new, |schema| {
+            self.inputs(def)
+                .iter()
+                .filter_map(|a| {
+                    let spec = schema.inputs.iter().find(|i| i.name == a.key.value)?;
+                    Some((spec.name.as_str(), a.value.span))
+                })
+                .collect()
+        });
+        if self.spans.len() <= d {
+            self.spans.resize_with(d + 1, Vec::new);
+        }
+        self.spans[d] = spans;
+        if let Some(list) = def.top.and_then(|j| self.inputs.get_mut(j)) {
+            *list = Vec::new();
+        }
+    }
+
+    /// Where `d`'s inputs were written (empty before it is released, or when its action is
+    /// unknown).
+    fn spans(&self, d: usize) -> &[(&'o str, Span)] {
+        self.spans.get(d).map_or(&[], Vec::as_slice)
+    }
 }
 
 /// A step instance after fan-out.
@@ -183,7 +245,8 @@ impl<'o> Compiler<'o> {
     }
 
     fn run(&mut self, main: &str, loader: &dyn SourceLoader) -> Option<Plan> {
-        let runbooks = self.load(main, loader)?;
+        let mut runbooks = self.load(main, loader)?;
+        let mut written = Written::take(&mut runbooks[0]);
         let rb = &runbooks[0];
         let file0 = rb.file;
         let start = Span::new(file0, 0, 0);
@@ -287,6 +350,7 @@ impl<'o> Compiler<'o> {
             };
             let (step, refs) = self.step(
                 def,
+                written.inputs(def),
                 inst,
                 &scope,
                 &resolver,
@@ -297,6 +361,10 @@ impl<'o> Compiler<'o> {
                 edges.entry((dep, i)).or_insert((kind, span));
             }
             graph.add_node(PlanNode::Step(Box::new(step)));
+            if insts.get(i + 1).is_none_or(|next| next.def != inst.def) {
+                let schema = def.step.action.as_ref().and_then(|a| self.action(a));
+                written.release(inst.def, def, schema);
+            }
         }
         for m in &rb.milestones {
             let idx = graph.node_count();
@@ -396,7 +464,7 @@ impl<'o> Compiler<'o> {
                     .collect::<Vec<_>>(),
                 step_inputs: &insts
                     .iter()
-                    .map(|i| defs[i.def].step.inputs.as_slice())
+                    .map(|i| written.spans(i.def))
                     .collect::<Vec<_>>(),
                 milestone_spans: &rb.milestones.iter().map(|m| m.id.span).collect::<Vec<_>>(),
                 when_spans: &insts
@@ -408,7 +476,7 @@ impl<'o> Compiler<'o> {
             &mut self.diags,
         );
 
-        self.check_roles(&graph, &insts, &defs);
+        self.check_roles(&graph, &insts, &defs, &written);
         let milestone_spans: Vec<Span> = rb.milestones.iter().map(|m| m.id.span).collect();
         self.check_break_glass(&graph, &insts, &defs, &milestone_spans);
 
@@ -526,6 +594,7 @@ impl<'o> Compiler<'o> {
         graph: &DiGraph<PlanNode, Dependency>,
         insts: &[Inst],
         defs: &[Def<'_>],
+        written: &Written<'_>,
     ) {
         let Some((roster, _)) = &self.roster else {
             return;
@@ -545,12 +614,11 @@ impl<'o> Compiler<'o> {
             let Some(PlanValue::List(roles)) = step.inputs.get("roles") else {
                 continue;
             };
-            let span = defs[inst.def]
-                .step
-                .inputs
+            let span = written
+                .spans(inst.def)
                 .iter()
-                .find(|a| a.key.value == "roles")
-                .map_or(defs[inst.def].step.id.span, |a| a.value.span);
+                .find(|(name, _)| *name == "roles")
+                .map_or(defs[inst.def].step.id.span, |(_, at)| *at);
             for r in roles {
                 if let PlanValue::String(r) = r
                     && !held.contains(r)
@@ -960,10 +1028,11 @@ impl<'o> Compiler<'o> {
     ) -> (Vec<Def<'r>>, Vec<GroupScope>) {
         let mut defs = Vec::new();
         let mut scopes = Vec::new();
-        for s in &rb.steps {
+        for (j, s) in rb.steps.iter().enumerate() {
             if self.claim(ids, &s.id.value, s.id.span) {
                 defs.push(Def {
                     step: s,
+                    top: Some(j),
                     id: s.id.value.clone(),
                     group: None,
                     for_each: None,
@@ -1008,6 +1077,7 @@ impl<'o> Compiler<'o> {
                 ids.insert(id.clone(), s.id.span);
                 defs.push(Def {
                     step: s,
+                    top: None,
                     id,
                     group: Some(scope_idx),
                     for_each: None,
@@ -1189,6 +1259,7 @@ impl<'o> Compiler<'o> {
     fn step(
         &mut self,
         def: &Def<'_>,
+        written: &[Attribute],
         inst: &Inst,
         scope: &Scope<'_>,
         resolver: &Resolver<'_>,
@@ -1200,9 +1271,7 @@ impl<'o> Compiler<'o> {
         let schema = s.action.as_ref().and_then(|a| self.action(a));
         let mut inputs = PlanInputs::new();
         if let Some(schema) = &schema {
-            inputs = self.inputs(
-                &s.inputs, schema, s.id.span, scope, resolver, &mut refs, used,
-            );
+            inputs = self.inputs(written, schema, s.id.span, scope, resolver, &mut refs, used);
         }
         for a in &s.after {
             if let Some(deps) = resolver.resolve_name(self, &a.value, a.span, scope) {
