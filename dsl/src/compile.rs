@@ -362,7 +362,13 @@ impl<'o> Compiler<'o> {
             }
             graph.add_node(PlanNode::Step(Box::new(step)));
             if insts.get(i + 1).is_none_or(|next| next.def != inst.def) {
-                let schema = def.step.action.as_ref().and_then(|a| self.action(a));
+                // A plain lookup: `step` has already reported an unknown action.
+                let catalogue: &'o dyn Catalogue = self.opts.catalogue;
+                let schema = def
+                    .step
+                    .action
+                    .as_ref()
+                    .and_then(|a| catalogue.lookup(&a.value));
                 written.release(inst.def, def, schema);
             }
         }
