@@ -22,27 +22,98 @@ pub struct Context<'a> {
     pub header_span: Span,
     /// Production resources.
     pub production: &'a Production,
-    /// Each step instance's id span.
-    pub step_spans: &'a [Span],
-    /// Each step instance's `modes` span.
-    pub modes_spans: &'a [Option<Span>],
-    /// Where each step instance's inputs were written: the action's input name and the value's
-    /// span.
-    pub step_inputs: &'a [&'a [(&'a str, Span)]],
+    /// Where each step instance's parts were written.
+    pub steps: StepSpans<'a>,
     /// Each milestone's id span.
     pub milestone_spans: &'a [Span],
-    /// Each step instance's `when` span.
-    pub when_spans: &'a [Option<Span>],
     /// The action catalogue (to know which inputs name resources).
     pub catalogue: &'a dyn Catalogue,
 }
 
 type Graph = DiGraph<PlanNode, Dependency>;
 
+/// Where the parts of a step definition were written that findings point at.
+#[derive(Debug, Clone, Copy)]
+pub struct DefSpans {
+    /// Its id.
+    pub id: Span,
+    /// Its inputs: a range of [`StepSpans::inputs`].
+    pub inputs: (u32, u32),
+}
+
+/// A part of a step definition that few steps have, kept apart ([`StepSpans::parts`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Part {
+    /// `modes`.
+    Modes,
+    /// `when`.
+    When,
+    /// The `break_glass` tag.
+    BreakGlass,
+}
+
+/// Where each step instance's parts were written, through its definition: step `i` is node `i`
+/// (instances of one definition share its spans, so nothing is held per instance but an index).
+#[derive(Clone, Copy)]
+pub struct StepSpans<'a> {
+    /// Each instance's definition.
+    pub def_of: &'a [u32],
+    /// By definition.
+    pub defs: &'a [DefSpans],
+    /// The inputs findings point at ([`points_at`]), with their values' spans, one definition
+    /// after another.
+    pub inputs: &'a [(&'a str, Span)],
+    /// Where the rarer parts were written, by definition and part, sorted.
+    pub parts: &'a [(u32, Part, Span)],
+}
+
+/// Whether a finding may point at this input of this action, so that the compiler keeps where
+/// its value was written: an input naming a resource (a drill touching production), an
+/// approval's `roles` (a role nobody holds).
+pub fn points_at(action: &drover_schema::ActionSchema, input: &drover_schema::InputSpec) -> bool {
+    input.resource || (action.role == Role::Approval && input.name == "roles")
+}
+
+impl<'a> StepSpans<'a> {
+    /// How many step instances there are.
+    pub fn len(&self) -> usize {
+        self.def_of.len()
+    }
+
+    /// The spans of instance `i`'s definition.
+    pub fn of(&self, i: usize) -> Option<&'a DefSpans> {
+        let d = *self.def_of.get(i)?;
+        self.defs.get(usize::try_from(d).ok()?)
+    }
+
+    /// Where a part of instance `i`'s definition was written, if it has that part.
+    pub fn part(&self, i: usize, part: Part) -> Option<Span> {
+        let d = *self.def_of.get(i)?;
+        self.parts
+            .binary_search_by(|&(pd, pp, _)| (pd, pp).cmp(&(d, part)))
+            .ok()
+            .map(|k| self.parts[k].2)
+    }
+
+    /// Where instance `i`'s inputs were written: the action's input name and the value's span.
+    pub fn inputs(&self, i: usize) -> &'a [(&'a str, Span)] {
+        self.of(i)
+            .and_then(|d| self.inputs.get(d.inputs.0 as usize..d.inputs.1 as usize))
+            .unwrap_or(&[])
+    }
+}
+
+/// Where each dependency was written, by `(waited for, waiting)` node: the compiler's edge table.
+pub type EdgeSpans = std::collections::BTreeMap<(usize, usize), (Dependency, Span)>;
+
+fn edge_span(edges: &EdgeSpans, a: NodeIndex, b: NodeIndex) -> Option<Span> {
+    edges.get(&(a.index(), b.index())).map(|&(_, span)| span)
+}
+
 /// Runs every graph check. Returns false if the graph has a cycle (the plan cannot be ordered).
 pub fn run(
     graph: &mut Graph,
-    edge_spans: &HashMap<(NodeIndex, NodeIndex), Span>,
+    edge_spans: &EdgeSpans,
     ctx: &Context<'_>,
     diags: &mut Vec<Diagnostic>,
 ) -> bool {
@@ -67,15 +138,7 @@ pub fn run(
 }
 
 fn step_span(ctx: &Context<'_>, i: NodeIndex) -> Span {
-    ctx.step_spans
-        .get(i.index())
-        .copied()
-        .unwrap_or(ctx.header_span)
-}
-
-/// The span in a per-node side table, or `fallback`.
-fn span_in(table: &[Option<Span>], i: NodeIndex, fallback: Span) -> Span {
-    table.get(i.index()).copied().flatten().unwrap_or(fallback)
+    ctx.steps.of(i.index()).map_or(ctx.header_span, |d| d.id)
 }
 
 fn mode_names(set: ModeSet) -> String {
@@ -93,11 +156,7 @@ fn waived(graph: &Graph, i: NodeIndex, lint: Lint) -> bool {
 }
 
 /// Reports every dependency cycle, with the whole path.
-fn cycles(
-    graph: &Graph,
-    edge_spans: &HashMap<(NodeIndex, NodeIndex), Span>,
-    diags: &mut Vec<Diagnostic>,
-) {
+fn cycles(graph: &Graph, edge_spans: &EdgeSpans, diags: &mut Vec<Diagnostic>) {
     for scc in petgraph::algo::tarjan_scc(graph) {
         let self_loop = scc.len() == 1 && graph.contains_edge(scc[0], scc[0]);
         if scc.len() < 2 && !self_loop {
@@ -151,9 +210,9 @@ fn cycles(
             .windows(2)
         {
             let (waiter, waited) = (w[0], w[1]);
-            if let Some(span) = edge_spans.get(&(waited, waiter)) {
+            if let Some(span) = edge_span(edge_spans, waited, waiter) {
                 labels.push((
-                    *span,
+                    span,
                     format!(
                         "`{}` waits for `{}`",
                         graph[waiter].id(),
@@ -185,7 +244,7 @@ fn unreachable(
     graph: &Graph,
     order: &[NodeIndex],
     modes: &[ModeSet],
-    edge_spans: &HashMap<(NodeIndex, NodeIndex), Span>,
+    edge_spans: &EdgeSpans,
     ctx: &Context<'_>,
     diags: &mut Vec<Diagnostic>,
 ) {
@@ -195,7 +254,7 @@ fn unreachable(
         };
         let span = step_span(ctx, i);
         if modes[i.index()].is_empty() {
-            let at = span_in(ctx.modes_spans, i, span);
+            let at = ctx.steps.part(i.index(), Part::Modes).unwrap_or(span);
             diags.push(
                 Diagnostic::error(
                     Code::UnreachableStep,
@@ -211,7 +270,7 @@ fn unreachable(
             continue;
         }
         if step.when.as_deref().map(str::trim) == Some("false") {
-            let at = span_in(ctx.when_spans, i, span);
+            let at = ctx.steps.part(i.index(), Part::When).unwrap_or(span);
             diags.push(
                 Diagnostic::error(
                     Code::UnreachableStep,
@@ -234,7 +293,7 @@ fn unreachable(
             }
             let missing = ModeSet(modes[i.index()].0 & !modes[p.index()].0);
             if !missing.is_empty() {
-                let at = edge_spans.get(&(p, i)).copied().unwrap_or(span);
+                let at = edge_span(edge_spans, p, i).unwrap_or(span);
                 diags.push(
                     Diagnostic::error(
                         Code::UnreachableStep,
@@ -279,11 +338,11 @@ fn rto_milestone(graph: &Graph, ctx: &Context<'_>, diags: &mut Vec<Diagnostic>) 
         }
         diags.push(d);
     } else if stops.len() > 1 {
-        let first = stops[0].index() - ctx.step_spans.len();
+        let first = stops[0].index() - ctx.steps.len();
         let mut d = Diagnostic::error(
             Code::InvalidMilestone,
             ctx.milestone_spans
-                .get(stops[1].index() - ctx.step_spans.len())
+                .get(stops[1].index() - ctx.steps.len())
                 .copied()
                 .unwrap_or(ctx.header_span),
             "two milestones stop the RTO clock",
@@ -320,9 +379,10 @@ fn drill_production(graph: &Graph, ctx: &Context<'_>, diags: &mut Vec<Diagnostic
             for s in v.literal_strings() {
                 if let Some(p) = ctx.production.resources.iter().find(|r| r.value == s) {
                     let at = ctx
-                        .step_inputs
-                        .get(i.index())
-                        .and_then(|inputs| inputs.iter().find(|(name, _)| *name == spec.name))
+                        .steps
+                        .inputs(i.index())
+                        .iter()
+                        .find(|(name, _)| *name == spec.name)
                         .map(|(_, at)| *at)
                         .unwrap_or_else(|| step_span(ctx, i));
                     diags.push(

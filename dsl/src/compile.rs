@@ -27,6 +27,7 @@ use petgraph::Direction;
 use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::visit::EdgeRef;
 use sha2::{Digest, Sha256};
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// What a compilation needs besides the sources.
@@ -139,71 +140,97 @@ struct GroupScope {
 
 /// A step definition before fan-out.
 struct Def<'r> {
-    step: &'r Step,
-    /// For one of the file's own steps, its index there: its inputs are then held apart (see
-    /// `Written`), not in `step`.
-    top: Option<usize>,
+    /// A group's step, borrowed from its file; `None` for one of the file's own steps, which
+    /// [`Lowered`] holds (and releases) by its index in `top`.
+    group_step: Option<&'r Step>,
+    /// For one of the file's own steps, its index there.
+    top: Option<u32>,
     id: String,
+    /// Where its id was written.
+    id_span: Span,
+    /// Its action, when the catalogue knows it: read when another step reads its outputs, also
+    /// once the step itself is released.
+    schema: Option<&'r ActionSchema>,
     group: Option<usize>,
-    for_each: Option<PlanValue>,
+    /// The `for_each` list, once resolved (boxed, as rare).
+    for_each: Option<Box<PlanValue>>,
 }
 
-/// The inputs of the file's own steps, held apart from the lowered steps so that each list is
-/// released as soon as the last instance of its step is built: at 50,000 steps they were a
-/// large part of the peak, next to the plan being built. What the checks read afterwards, where
-/// each input's value was written, is kept per definition, under the action schema's own names.
-struct Written<'o> {
-    /// By index of the file's steps; emptied once released.
-    inputs: Vec<Vec<Attribute>>,
-    /// By definition: each input the action knows, with its value's span.
-    spans: Vec<Vec<(&'o str, Span)>>,
+/// The file's own lowered steps, each released as soon as the last instance of its step is
+/// built: at 50,000 steps they were as large as the plan being built, and were held whole beside
+/// it. Where the parts the checks point at were written is kept per definition.
+struct Lowered<'r> {
+    /// By index of the file's steps; `None` once released.
+    steps: Vec<Option<Box<Step>>>,
+    /// By definition, from its release on.
+    kept: Vec<checks::DefSpans>,
+    /// The rarer parts of the definitions released, in order.
+    parts: Vec<(u32, checks::Part, Span)>,
+    /// Where the inputs findings point at were written ([`checks::points_at`]), under the
+    /// action's own input names, one definition after another.
+    inputs: Vec<(&'r str, Span)>,
 }
 
-impl<'o> Written<'o> {
+impl<'r> Lowered<'r> {
+    /// Takes the file's own steps out of its runbook.
     fn take(rb: &mut Runbook) -> Self {
         Self {
-            inputs: rb
-                .steps
-                .iter_mut()
-                .map(|s| std::mem::take(&mut s.inputs))
+            steps: std::mem::take(&mut rb.steps)
+                .into_iter()
+                .map(Some)
                 .collect(),
-            spans: Vec::new(),
+            kept: Vec::new(),
+            inputs: Vec::new(),
+            parts: Vec::new(),
         }
     }
 
-    /// The inputs of `def` as written.
-    fn inputs<'a>(&'a self, def: &'a Def<'_>) -> &'a [Attribute] {
+    /// The lowered step of `def` (`None` once released).
+    fn step<'a>(&'a self, def: &Def<'a>) -> Option<&'a Step> {
         match def.top {
-            Some(j) => self.inputs.get(j).map_or(&[], Vec::as_slice),
-            None => &def.step.inputs,
+            Some(j) => self.steps.get(j as usize).and_then(Option::as_deref),
+            None => def.group_step,
         }
     }
 
-    /// Keeps where `def`'s inputs were written and releases the inputs themselves (definitions
-    /// are released in order, each after its last instance).
-    fn release(&mut self, d: usize, def: &Def<'_>, schema: Option<&'o ActionSchema>) {
-        let spans = schema.map_or_else(Vec::new, |schema| {
-            self.inputs(def)
-                .iter()
-                .filter_map(|a| {
-                    let spec = schema.inputs.iter().find(|i| i.name == a.key.value)?;
-                    Some((spec.name.as_str(), a.value.span))
-                })
-                .collect()
+    /// Keeps where the parts of definition `d` the checks point at were written, and releases
+    /// its lowered step. Every definition is released, in order, each after its last instance.
+    fn release(&mut self, def: &Def<'r>) {
+        let taken = def
+            .top
+            .and_then(|j| self.steps.get_mut(j as usize))
+            .and_then(Option::take);
+        let step = taken.as_deref().or(def.group_step);
+        let first = u32::try_from(self.inputs.len()).unwrap_or(u32::MAX);
+        if let (Some(step), Some(schema)) = (step, def.schema) {
+            self.inputs.extend(step.inputs.iter().filter_map(|a| {
+                let spec = schema.inputs.iter().find(|i| i.name == a.key.value)?;
+                checks::points_at(schema, spec).then_some((spec.name.as_str(), a.value.span))
+            }));
+        }
+        let d = u32::try_from(self.kept.len()).unwrap_or(u32::MAX);
+        if let Some(step) = step {
+            let parts = [
+                (checks::Part::Modes, step.modes.as_ref().map(|m| m.span)),
+                (checks::Part::When, step.when.as_ref().map(|w| w.span)),
+                (
+                    checks::Part::BreakGlass,
+                    step.tags
+                        .iter()
+                        .find(|t| t.value == crate::plan::BREAK_GLASS_TAG)
+                        .map(|t| t.span),
+                ),
+            ];
+            self.parts.extend(
+                parts
+                    .into_iter()
+                    .filter_map(|(part, span)| Some((d, part, span?))),
+            );
+        }
+        self.kept.push(checks::DefSpans {
+            id: def.id_span,
+            inputs: (first, u32::try_from(self.inputs.len()).unwrap_or(u32::MAX)),
         });
-        if self.spans.len() <= d {
-            self.spans.resize_with(d + 1, Vec::new);
-        }
-        self.spans[d] = spans;
-        if let Some(list) = def.top.and_then(|j| self.inputs.get_mut(j)) {
-            *list = Vec::new();
-        }
-    }
-
-    /// Where `d`'s inputs were written (empty before it is released, or when its action is
-    /// unknown).
-    fn spans(&self, d: usize) -> &[(&'o str, Span)] {
-        self.spans.get(d).map_or(&[], Vec::as_slice)
     }
 }
 
@@ -211,7 +238,44 @@ impl<'o> Written<'o> {
 struct Inst {
     def: usize,
     id: String,
-    each: Option<(PlanValue, usize)>,
+    /// The `for_each` item and its index (boxed, as rare).
+    each: Option<Box<(PlanValue, usize)>>,
+}
+
+/// The nodes a step or milestone name stands for: consecutive ones (a step's instances, a
+/// group's steps, a milestone), or, should they ever not be, a list.
+enum Targets {
+    Range(u32, u32),
+    Many(Box<[usize]>),
+}
+
+impl Targets {
+    fn add<'a>(table: &mut HashMap<&'a str, Targets>, name: &'a str, node: usize) {
+        let n = u32::try_from(node).unwrap_or(u32::MAX);
+        match table.get_mut(name) {
+            None => {
+                table.insert(name, Targets::Range(n, n.saturating_add(1)));
+            }
+            Some(Targets::Range(_, end)) if *end == n => *end = n.saturating_add(1),
+            Some(t @ Targets::Range(..)) => {
+                let mut list = t.to_vec();
+                list.push(node);
+                *t = Targets::Many(list.into_boxed_slice());
+            }
+            Some(Targets::Many(list)) => {
+                let mut grown = list.to_vec();
+                grown.push(node);
+                *list = grown.into_boxed_slice();
+            }
+        }
+    }
+
+    fn to_vec(&self) -> Vec<usize> {
+        match self {
+            Targets::Range(a, b) => (*a as usize..*b as usize).collect(),
+            Targets::Many(list) => list.to_vec(),
+        }
+    }
 }
 
 /// What resolving one instance's values found.
@@ -236,8 +300,8 @@ struct Compiler<'o> {
     roster: Option<(drover_identity::Roster, PlanRoster)>,
 }
 
-/// Every step and milestone id that is taken, with where.
-type Ids = HashMap<String, Span>;
+/// Every step and milestone id that is taken, with where (the ids as written are borrowed).
+type Ids<'a> = HashMap<Cow<'a, str>, Span>;
 
 impl<'o> Compiler<'o> {
     fn err(&mut self, d: Diagnostic) {
@@ -246,7 +310,7 @@ impl<'o> Compiler<'o> {
 
     fn run(&mut self, main: &str, loader: &dyn SourceLoader) -> Option<Plan> {
         let mut runbooks = self.load(main, loader)?;
-        let mut written = Written::take(&mut runbooks[0]);
+        let mut lowered = Lowered::take(&mut runbooks[0]);
         let rb = &runbooks[0];
         let file0 = rb.file;
         let start = Span::new(file0, 0, 0);
@@ -303,28 +367,33 @@ impl<'o> Compiler<'o> {
         let params = self.params(rb);
         let groups = self.groups(&runbooks);
 
-        let mut ids: Ids = HashMap::new();
-        let (mut defs, scopes) = self.defs(rb, &groups, &params, &mut ids);
-        let insts = self.instances(&mut defs, &scopes, &params);
-        let mut by_base: HashMap<String, Vec<usize>> = HashMap::new();
-        for (i, inst) in insts.iter().enumerate() {
-            let def = &defs[inst.def];
-            by_base.entry(def.id.clone()).or_default().push(i);
-            if let Some(g) = def.group {
-                by_base.entry(scopes[g].prefix.clone()).or_default().push(i);
-            }
-        }
-        for (k, m) in rb.milestones.iter().enumerate() {
-            if self.claim(&mut ids, &m.id.value, m.id.span) {
-                by_base
-                    .entry(m.id.value.clone())
-                    .or_default()
-                    .push(insts.len() + k);
-            }
-        }
+        let mut ids: Ids<'_> =
+            HashMap::with_capacity(lowered.steps.len() + rb.uses.len() + rb.milestones.len());
+        let (mut defs, scopes) = self.defs(rb, &lowered, &groups, &params, &mut ids);
+        let milestones_claimed: Vec<bool> = rb
+            .milestones
+            .iter()
+            .map(|m| self.claim(&mut ids, &m.id.value, m.id.span))
+            .collect();
         // Every id is claimed: the table of where each was written is not needed while the
         // plan is built (at 50,000 steps it is a few MB of the peak).
         drop(ids);
+        let insts = self.instances(&mut defs, &lowered, &scopes, &params);
+        let mut by_base: HashMap<&str, Targets> =
+            HashMap::with_capacity(defs.len() + rb.milestones.len());
+        for (i, inst) in insts.iter().enumerate() {
+            let def = &defs[inst.def];
+            Targets::add(&mut by_base, &def.id, i);
+            if let Some(g) = def.group {
+                Targets::add(&mut by_base, &scopes[g].prefix, i);
+            }
+        }
+        for (k, m) in rb.milestones.iter().enumerate() {
+            if milestones_claimed[k] {
+                Targets::add(&mut by_base, &m.id.value, insts.len() + k);
+            }
+        }
+        lowered.kept.reserve_exact(defs.len());
         let recovered: HashSet<&str> = rb.recovered.iter().map(String::as_str).collect();
         let resolver = Resolver {
             defs: &defs,
@@ -337,40 +406,42 @@ impl<'o> Compiler<'o> {
         // list first and a copy after held both at once.
         let mut graph: DiGraph<PlanNode, Dependency> =
             DiGraph::with_capacity(insts.len() + rb.milestones.len(), 0);
-        let mut edges: BTreeMap<(usize, usize), (Dependency, Span)> = BTreeMap::new();
+        // Where an edge is found twice, the first counts.
+        let mut edges: checks::EdgeSpans = BTreeMap::new();
         let mut used_params: HashSet<String> = HashSet::new();
-        for (i, inst) in insts.iter().enumerate() {
-            let def = &defs[inst.def];
-            let scope = Scope {
-                params: &params,
-                args: def.group.map(|g| &scopes[g].args),
-                each: inst.each.as_ref().map(|(v, k)| (v, *k)),
-                group: def.group.map(|g| &scopes[g]),
-                instance: Some(i),
-            };
-            let (step, refs) = self.step(
-                def,
-                written.inputs(def),
-                inst,
-                &scope,
-                &resolver,
-                runbook_modes,
-                &mut used_params,
-            );
-            for (dep, span, kind) in refs.deps {
-                edges.entry((dep, i)).or_insert((kind, span));
+        // Definition by definition, each over its instances (made definition by definition, so
+        // consecutive), then released.
+        let mut next = 0;
+        for (d, def) in defs.iter().enumerate() {
+            let first = next;
+            while insts.get(next).is_some_and(|inst| inst.def == d) {
+                next += 1;
             }
-            graph.add_node(PlanNode::Step(Box::new(step)));
-            if insts.get(i + 1).is_none_or(|next| next.def != inst.def) {
-                // A plain lookup: `step` has already reported an unknown action.
-                let catalogue: &'o dyn Catalogue = self.opts.catalogue;
-                let schema = def
-                    .step
-                    .action
-                    .as_ref()
-                    .and_then(|a| catalogue.lookup(&a.value));
-                written.release(inst.def, def, schema);
+            if let Some(lowered_step) = lowered.step(def) {
+                for (i, inst) in insts.iter().enumerate().take(next).skip(first) {
+                    let scope = Scope {
+                        params: &params,
+                        args: def.group.map(|g| &scopes[g].args),
+                        each: inst.each.as_deref().map(|(v, k)| (v, *k)),
+                        group: def.group.map(|g| &scopes[g]),
+                        instance: Some(i),
+                    };
+                    let (step, refs) = self.step(
+                        def,
+                        lowered_step,
+                        inst,
+                        &scope,
+                        &resolver,
+                        runbook_modes,
+                        &mut used_params,
+                    );
+                    for (dep, span, kind) in refs.deps {
+                        edges.entry((dep, i)).or_insert((kind, span));
+                    }
+                    graph.add_node(PlanNode::Step(Box::new(step)));
+                }
             }
+            lowered.release(def);
         }
         for m in &rb.milestones {
             let idx = graph.node_count();
@@ -428,6 +499,17 @@ impl<'o> Compiler<'o> {
             })));
         }
 
+        // What the checks read of each step instance; the definitions, instances and the table
+        // of names are not needed past this point.
+        let def_of: Vec<u32> = insts
+            .iter()
+            .map(|i| u32::try_from(i.def).unwrap_or(u32::MAX))
+            .collect();
+        drop(by_base);
+        drop(insts);
+        drop(defs);
+        drop(scopes);
+
         used_params.extend(self.used.iter().cloned());
         for p in &rb.params {
             if !used_params.contains(&p.name.value) && !self.broken.contains(&p.name.value) {
@@ -444,47 +526,35 @@ impl<'o> Compiler<'o> {
         }
 
         graph.reserve_exact_edges(edges.len());
-        let mut spans: HashMap<(NodeIndex, NodeIndex), Span> = HashMap::with_capacity(edges.len());
-        for ((a, b), (kind, span)) in edges {
-            let (a, b) = (NodeIndex::new(a), NodeIndex::new(b));
-            graph.add_edge(a, b, kind);
-            spans.insert((a, b), span);
+        for (&(a, b), &(kind, _)) in &edges {
+            graph.add_edge(NodeIndex::new(a), NodeIndex::new(b), kind);
         }
 
+        let steps = checks::StepSpans {
+            def_of: &def_of,
+            defs: &lowered.kept,
+            inputs: &lowered.inputs,
+            parts: &lowered.parts,
+        };
         let header_span = rb.header.as_ref().map_or(start, |h| h.name.span);
         let ok = checks::run(
             &mut graph,
-            &spans,
+            &edges,
             &checks::Context {
                 runbook_modes,
                 has_header: rb.header.is_some(),
                 header_span,
                 production: &rb.production,
-                step_spans: &insts
-                    .iter()
-                    .map(|i| defs[i.def].step.id.span)
-                    .collect::<Vec<_>>(),
-                modes_spans: &insts
-                    .iter()
-                    .map(|i| defs[i.def].step.modes.as_ref().map(|m| m.span))
-                    .collect::<Vec<_>>(),
-                step_inputs: &insts
-                    .iter()
-                    .map(|i| written.spans(i.def))
-                    .collect::<Vec<_>>(),
+                steps,
                 milestone_spans: &rb.milestones.iter().map(|m| m.id.span).collect::<Vec<_>>(),
-                when_spans: &insts
-                    .iter()
-                    .map(|i| defs[i.def].step.when.as_ref().map(|w| w.span))
-                    .collect::<Vec<_>>(),
                 catalogue: self.opts.catalogue,
             },
             &mut self.diags,
         );
 
-        self.check_roles(&graph, &insts, &defs, &written);
+        self.check_roles(&graph, steps);
         let milestone_spans: Vec<Span> = rb.milestones.iter().map(|m| m.id.span).collect();
-        self.check_break_glass(&graph, &insts, &defs, &milestone_spans);
+        self.check_break_glass(&graph, steps, &milestone_spans);
 
         let before = self.diags.len();
         let schedules = self.schedules(rb, runbook_modes);
@@ -595,19 +665,13 @@ impl<'o> Compiler<'o> {
 
     /// With a roster, every role an approval step asks for must be held by some operator:
     /// otherwise the step could never be approved, which is found at 3 a.m. otherwise.
-    fn check_roles(
-        &mut self,
-        graph: &DiGraph<PlanNode, Dependency>,
-        insts: &[Inst],
-        defs: &[Def<'_>],
-        written: &Written<'_>,
-    ) {
+    fn check_roles(&mut self, graph: &DiGraph<PlanNode, Dependency>, steps: checks::StepSpans<'_>) {
         let Some((roster, _)) = &self.roster else {
             return;
         };
         let held: HashSet<String> = roster.roles().into_iter().map(str::to_owned).collect();
         let mut found = Vec::new();
-        for (i, inst) in insts.iter().enumerate() {
+        for i in 0..steps.len() {
             let Some(step) = graph
                 .node_weight(NodeIndex::new(i))
                 .and_then(PlanNode::as_step)
@@ -620,11 +684,12 @@ impl<'o> Compiler<'o> {
             let Some(PlanValue::List(roles)) = step.inputs.get("roles") else {
                 continue;
             };
-            let span = written
-                .spans(inst.def)
+            let Some(def) = steps.of(i) else { continue };
+            let span = steps
+                .inputs(i)
                 .iter()
                 .find(|(name, _)| *name == "roles")
-                .map_or(defs[inst.def].step.id.span, |(_, at)| *at);
+                .map_or(def.id, |(_, at)| *at);
             for r in roles {
                 if let PlanValue::String(r) = r
                     && !held.contains(r)
@@ -659,12 +724,11 @@ impl<'o> Compiler<'o> {
     fn check_break_glass(
         &mut self,
         graph: &DiGraph<PlanNode, Dependency>,
-        insts: &[Inst],
-        defs: &[Def<'_>],
+        steps: checks::StepSpans<'_>,
         milestone_spans: &[Span],
     ) {
         let mut found = Vec::new();
-        for (i, inst) in insts.iter().enumerate() {
+        for i in 0..steps.len() {
             let Some(step) = graph
                 .node_weight(NodeIndex::new(i))
                 .and_then(PlanNode::as_step)
@@ -672,12 +736,8 @@ impl<'o> Compiler<'o> {
             else {
                 continue;
             };
-            let def = defs[inst.def].step;
-            let tag = def
-                .tags
-                .iter()
-                .find(|t| t.value == crate::plan::BREAK_GLASS_TAG)
-                .map_or(def.id.span, |t| t.span);
+            let Some(def) = steps.of(i) else { continue };
+            let tag = steps.part(i, checks::Part::BreakGlass).unwrap_or(def.id);
             if step.action != "notify" {
                 found.push(
                     Diagnostic::error(
@@ -697,9 +757,9 @@ impl<'o> Compiler<'o> {
                     continue;
                 };
                 let t = e.target().index();
-                let at = match insts.get(t) {
-                    Some(o) => defs[o.def].step.id.span,
-                    None => milestone_spans.get(t - insts.len()).copied().unwrap_or(tag),
+                let at = match steps.of(t) {
+                    Some(o) => o.id,
+                    None => milestone_spans.get(t - steps.len()).copied().unwrap_or(tag),
                 };
                 found.push(
                     Diagnostic::error(
@@ -1010,7 +1070,7 @@ impl<'o> Compiler<'o> {
         out
     }
 
-    fn claim(&mut self, ids: &mut Ids, id: &str, span: Span) -> bool {
+    fn claim<'a>(&mut self, ids: &mut Ids<'a>, id: &'a str, span: Span) -> bool {
         if let Some(first) = ids.get(id) {
             self.err(
                 Diagnostic::error(Code::DuplicateId, span, format!("`{id}` is defined twice"))
@@ -1020,26 +1080,37 @@ impl<'o> Compiler<'o> {
             );
             return false;
         }
-        ids.insert(id.to_owned(), span);
+        ids.insert(Cow::Borrowed(id), span);
         true
     }
 
     /// Step definitions: the runbook's own steps, then each group expansion.
-    fn defs<'r>(
+    fn defs<'r, 'l>(
         &mut self,
         rb: &'r Runbook,
+        lowered: &'l Lowered<'_>,
         groups: &HashMap<String, &'r Group>,
         params: &BTreeMap<String, PlanValue>,
-        ids: &mut Ids,
-    ) -> (Vec<Def<'r>>, Vec<GroupScope>) {
-        let mut defs = Vec::new();
+        ids: &mut Ids<'l>,
+    ) -> (Vec<Def<'r>>, Vec<GroupScope>)
+    where
+        'o: 'r,
+        'r: 'l,
+    {
+        let catalogue: &'o dyn Catalogue = self.opts.catalogue;
+        // A plain lookup: an unknown action is reported where the step is resolved.
+        let schema = |s: &Step| s.action.as_ref().and_then(|a| catalogue.lookup(&a.value));
+        let mut defs = Vec::with_capacity(lowered.steps.len());
         let mut scopes = Vec::new();
-        for (j, s) in rb.steps.iter().enumerate() {
+        for (j, s) in lowered.steps.iter().enumerate() {
+            let Some(s) = s.as_deref() else { continue };
             if self.claim(ids, &s.id.value, s.id.span) {
                 defs.push(Def {
-                    step: s,
-                    top: Some(j),
+                    group_step: None,
+                    top: u32::try_from(j).ok(),
                     id: s.id.value.clone(),
+                    id_span: s.id.span,
+                    schema: schema(s),
                     group: None,
                     for_each: None,
                 });
@@ -1080,11 +1151,13 @@ impl<'o> Compiler<'o> {
                     continue;
                 }
                 let id = format!("{}.{}", u.id.value, s.id.value);
-                ids.insert(id.clone(), s.id.span);
+                ids.insert(Cow::Owned(id.clone()), s.id.span);
                 defs.push(Def {
-                    step: s,
+                    group_step: Some(s),
                     top: None,
                     id,
+                    id_span: s.id.span,
+                    schema: schema(s),
                     group: Some(scope_idx),
                     for_each: None,
                 });
@@ -1169,14 +1242,13 @@ impl<'o> Compiler<'o> {
     fn instances(
         &mut self,
         defs: &mut [Def<'_>],
+        lowered: &Lowered<'_>,
         scopes: &[GroupScope],
         params: &BTreeMap<String, PlanValue>,
     ) -> Vec<Inst> {
-        let mut out = Vec::new();
-        let mut lists: Vec<Option<PlanValue>> = Vec::with_capacity(defs.len());
-        for def in defs.iter() {
-            let Some(fe) = &def.step.for_each else {
-                lists.push(None);
+        let mut out = Vec::with_capacity(defs.len());
+        for def in defs.iter_mut() {
+            let Some(fe) = lowered.step(def).and_then(|s| s.for_each.as_ref()) else {
                 continue;
             };
             let scope = Scope {
@@ -1198,7 +1270,9 @@ impl<'o> Compiler<'o> {
             );
             self.used.extend(used);
             match v {
-                Some(PlanValue::List(items)) => lists.push(Some(PlanValue::List(items))),
+                Some(PlanValue::List(items)) => {
+                    def.for_each = Some(Box::new(PlanValue::List(items)));
+                }
                 Some(_) | None => {
                     if v.is_some() {
                         self.err(
@@ -1211,12 +1285,11 @@ impl<'o> Compiler<'o> {
                             .help("write `for_each = [\"a\", \"b\"]` or name a list parameter"),
                         );
                     }
-                    lists.push(None);
                 }
             }
         }
         for (d, def) in defs.iter().enumerate() {
-            match &lists[d] {
+            match def.for_each.as_deref() {
                 Some(PlanValue::List(items)) => {
                     let labels: Vec<String> = items
                         .iter()
@@ -1243,7 +1316,7 @@ impl<'o> Compiler<'o> {
                         out.push(Inst {
                             def: d,
                             id: format!("{}[{label}]", def.id),
-                            each: Some((item.clone(), k)),
+                            each: Some(Box::new((item.clone(), k))),
                         });
                     }
                 }
@@ -1254,9 +1327,6 @@ impl<'o> Compiler<'o> {
                 }),
             }
         }
-        for (def, list) in defs.iter_mut().zip(lists) {
-            def.for_each = list;
-        }
         out
     }
 
@@ -1265,19 +1335,20 @@ impl<'o> Compiler<'o> {
     fn step(
         &mut self,
         def: &Def<'_>,
-        written: &[Attribute],
+        s: &Step,
         inst: &Inst,
         scope: &Scope<'_>,
         resolver: &Resolver<'_>,
         runbook_modes: ModeSet,
         used: &mut HashSet<String>,
     ) -> (PlanStep, Refs) {
-        let s = def.step;
         let mut refs = Refs::default();
         let schema = s.action.as_ref().and_then(|a| self.action(a));
         let mut inputs = PlanInputs::new();
         if let Some(schema) = &schema {
-            inputs = self.inputs(written, schema, s.id.span, scope, resolver, &mut refs, used);
+            inputs = self.inputs(
+                &s.inputs, schema, s.id.span, scope, resolver, &mut refs, used,
+            );
         }
         for a in &s.after {
             if let Some(deps) = resolver.resolve_name(self, &a.value, a.span, scope) {
@@ -2046,7 +2117,7 @@ impl<'t> SimpleTemplate<'t> {
 struct Resolver<'a> {
     defs: &'a [Def<'a>],
     insts: &'a [Inst],
-    by_base: &'a HashMap<String, Vec<usize>>,
+    by_base: &'a HashMap<&'a str, Targets>,
     recovered: &'a HashSet<&'a str>,
 }
 
@@ -2068,7 +2139,7 @@ impl Resolver<'_> {
         scope: &Scope<'_>,
     ) -> Option<Vec<usize>> {
         let q = self.qualify(name, scope);
-        let Some(targets) = self.by_base.get(&q) else {
+        let Some(targets) = self.by_base.get(q.as_str()) else {
             if self.recovered.contains(name) {
                 return None;
             }
@@ -2078,7 +2149,7 @@ impl Resolver<'_> {
                 format!("no step is called `{name}`"),
             )
             .label("unknown step");
-            let mut known: Vec<&str> = self.by_base.keys().map(String::as_str).collect();
+            let mut known: Vec<&str> = self.by_base.keys().copied().collect();
             known.sort_unstable();
             d = match did_you_mean(name, known.iter().copied()) {
                 Some(s) => d.did_you_mean(name, s),
@@ -2087,12 +2158,12 @@ impl Resolver<'_> {
             c.err(d);
             return None;
         };
-        Some(self.zip(targets, scope))
+        Some(self.zip(targets.to_vec(), scope))
     }
 
-    fn zip(&self, targets: &[usize], scope: &Scope<'_>) -> Vec<usize> {
+    fn zip(&self, targets: Vec<usize>, scope: &Scope<'_>) -> Vec<usize> {
         let (Some(me), Some((_, k))) = (scope.instance, scope.each) else {
-            return targets.to_vec();
+            return targets;
         };
         let mine = &self.defs[self.insts[me].def].for_each;
         let zipped = targets.iter().all(|&t| t < self.insts.len())
@@ -2102,12 +2173,11 @@ impl Resolver<'_> {
             });
         if zipped {
             targets
-                .iter()
-                .copied()
-                .filter(|&t| self.insts[t].each.as_ref().is_some_and(|(_, j)| *j == k))
+                .into_iter()
+                .filter(|&t| self.insts[t].each.as_deref().is_some_and(|(_, j)| *j == k))
                 .collect()
         } else {
-            targets.to_vec()
+            targets
         }
     }
 
@@ -2155,12 +2225,7 @@ impl Resolver<'_> {
             );
             return None;
         }
-        let def = &self.defs[self.insts[t].def];
-        if let Some(action) = def
-            .step
-            .action
-            .as_ref()
-            .and_then(|a| c.opts.catalogue.lookup(&a.value))
+        if let Some(action) = self.defs[self.insts[t].def].schema
             && action.output_named(output).is_none()
         {
             {

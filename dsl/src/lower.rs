@@ -143,7 +143,7 @@ impl Lowerer<'_> {
                     }
                 }
                 "production" => l.production(b, &mut rb.production),
-                "step" => rb.steps.push(l.step(b, item.span)),
+                "step" => rb.steps.push(Box::new(l.step(b, item.span))),
                 "milestone" => rb.milestones.push(l.milestone(b, item.span)),
                 "group" => rb.groups.push(l.group(b, item.span)),
                 "use" => rb.uses.push(l.group_use(b, item.span)),

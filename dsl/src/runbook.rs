@@ -393,8 +393,9 @@ pub struct Runbook {
     pub params: Vec<Param>,
     /// The production block.
     pub production: Production,
-    /// Steps.
-    pub steps: Vec<Step>,
+    /// Steps (each boxed: the compiler releases a step as soon as its part of the plan is
+    /// built, so that a large runbook's lowered steps and its plan are not held whole together).
+    pub steps: Vec<Box<Step>>,
     /// Group expansions.
     pub uses: Vec<GroupUse>,
     /// Group definitions.
