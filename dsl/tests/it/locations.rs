@@ -68,3 +68,23 @@ fn columns_count_characters_not_bytes() {
     let src = format!("{HEAD}step a {{\n  description = \"café\" action = nope\n}}\n{DONE}");
     assert_eq!(located(&src), vec![(Code::UnknownAction, 7, 33, 4)]);
 }
+
+#[test]
+fn findings_about_fanned_out_and_group_steps_point_at_their_definitions() {
+    // The compiler releases a step's lowered form once its last instance is built; what the
+    // checks point at afterwards must still be the definition's own `modes` and `when`.
+    let src = format!(
+        "{HEAD}group g {{\n  step inner {{\n    action = wait\n    when = \"false\"\n    with {{ duration = 1s }}\n  }}\n}}\n\
+         step a {{\n  action = wait\n  with {{ duration = 1s }}\n}}\n\
+         step f {{\n  action = wait\n  for_each = [\"x\", \"y\"]\n  modes = [failback]\n  with {{ duration = 1s }}\n}}\n\
+         use u {{\n  group = g\n}}\n{DONE}"
+    );
+    assert_eq!(
+        located(&src),
+        vec![
+            (Code::UnreachableStep, 9, 12, 7),
+            (Code::UnreachableStep, 20, 11, 10),
+            (Code::UnreachableStep, 20, 11, 10),
+        ]
+    );
+}
