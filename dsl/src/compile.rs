@@ -193,8 +193,8 @@ impl<'r> Lowered<'r> {
         }
     }
 
-    /// Keeps where the parts of definition `d` the checks point at were written, and releases
-    /// its lowered step. Every definition is released, in order, each after its last instance.
+    /// Keeps where the parts of `def` the checks point at were written, and releases its lowered
+    /// step. Every definition is released, in order, each after its last instance.
     fn release(&mut self, def: &Def<'r>) {
         let taken = def
             .top
