@@ -234,12 +234,46 @@ impl<'r> Lowered<'r> {
     }
 }
 
-/// A step instance after fan-out.
-struct Inst {
-    def: usize,
-    id: String,
-    /// The `for_each` item and its index (boxed, as rare).
-    each: Option<Box<(PlanValue, usize)>>,
+/// The step instances after fan-out, made definition by definition: instance `i` is node `i`.
+/// Most definitions have one instance, named like the definition: only a fanned-out instance's
+/// id and item are held, apart.
+#[derive(Default)]
+struct Insts {
+    /// Each instance's definition.
+    def_of: Vec<u32>,
+    /// A fanned-out instance's id, `for_each` item and the item's index, by instance.
+    fanned: HashMap<usize, (String, PlanValue, usize)>,
+}
+
+impl Insts {
+    fn len(&self) -> usize {
+        self.def_of.len()
+    }
+
+    /// Instance `i`'s definition.
+    fn def(&self, i: usize) -> usize {
+        self.def_of[i] as usize
+    }
+
+    fn push(&mut self, def: usize, fanned: Option<(String, PlanValue, usize)>) {
+        if let Some(f) = fanned {
+            self.fanned.insert(self.def_of.len(), f);
+        }
+        self.def_of.push(u32::try_from(def).unwrap_or(u32::MAX));
+    }
+
+    /// Instance `i`'s id.
+    fn id<'a>(&'a self, i: usize, defs: &'a [Def<'_>]) -> &'a str {
+        match self.fanned.get(&i) {
+            Some((id, _, _)) => id,
+            None => &defs[self.def(i)].id,
+        }
+    }
+
+    /// Instance `i`'s `for_each` item and its index.
+    fn each(&self, i: usize) -> Option<(&PlanValue, usize)> {
+        self.fanned.get(&i).map(|(_, v, k)| (v, *k))
+    }
 }
 
 /// The nodes a step or milestone name stands for: consecutive ones (a step's instances, a
@@ -381,8 +415,8 @@ impl<'o> Compiler<'o> {
         let insts = self.instances(&mut defs, &lowered, &scopes, &params);
         let mut by_base: HashMap<&str, Targets> =
             HashMap::with_capacity(defs.len() + rb.milestones.len());
-        for (i, inst) in insts.iter().enumerate() {
-            let def = &defs[inst.def];
+        for i in 0..insts.len() {
+            let def = &defs[insts.def(i)];
             Targets::add(&mut by_base, &def.id, i);
             if let Some(g) = def.group {
                 Targets::add(&mut by_base, &scopes[g].prefix, i);
@@ -393,7 +427,6 @@ impl<'o> Compiler<'o> {
                 Targets::add(&mut by_base, &m.id.value, insts.len() + k);
             }
         }
-        lowered.kept.reserve_exact(defs.len());
         let recovered: HashSet<&str> = rb.recovered.iter().map(String::as_str).collect();
         let resolver = Resolver {
             defs: &defs,
@@ -414,22 +447,22 @@ impl<'o> Compiler<'o> {
         let mut next = 0;
         for (d, def) in defs.iter().enumerate() {
             let first = next;
-            while insts.get(next).is_some_and(|inst| inst.def == d) {
+            while next < insts.len() && insts.def(next) == d {
                 next += 1;
             }
             if let Some(lowered_step) = lowered.step(def) {
-                for (i, inst) in insts.iter().enumerate().take(next).skip(first) {
+                for i in first..next {
                     let scope = Scope {
                         params: &params,
                         args: def.group.map(|g| &scopes[g].args),
-                        each: inst.each.as_deref().map(|(v, k)| (v, *k)),
+                        each: insts.each(i),
                         group: def.group.map(|g| &scopes[g]),
                         instance: Some(i),
                     };
                     let (step, refs) = self.step(
                         def,
                         lowered_step,
-                        inst,
+                        insts.id(i, &defs),
                         &scope,
                         &resolver,
                         runbook_modes,
@@ -501,12 +534,8 @@ impl<'o> Compiler<'o> {
 
         // What the checks read of each step instance; the definitions, instances and the table
         // of names are not needed past this point.
-        let def_of: Vec<u32> = insts
-            .iter()
-            .map(|i| u32::try_from(i.def).unwrap_or(u32::MAX))
-            .collect();
         drop(by_base);
-        drop(insts);
+        let def_of = insts.def_of;
         drop(defs);
         drop(scopes);
 
@@ -1245,8 +1274,11 @@ impl<'o> Compiler<'o> {
         lowered: &Lowered<'_>,
         scopes: &[GroupScope],
         params: &BTreeMap<String, PlanValue>,
-    ) -> Vec<Inst> {
-        let mut out = Vec::with_capacity(defs.len());
+    ) -> Insts {
+        let mut out = Insts {
+            def_of: Vec::with_capacity(defs.len()),
+            fanned: HashMap::new(),
+        };
         for def in defs.iter_mut() {
             let Some(fe) = lowered.step(def).and_then(|s| s.for_each.as_ref()) else {
                 continue;
@@ -1313,18 +1345,10 @@ impl<'o> Compiler<'o> {
                         } else {
                             k.to_string()
                         };
-                        out.push(Inst {
-                            def: d,
-                            id: format!("{}[{label}]", def.id),
-                            each: Some(Box::new((item.clone(), k))),
-                        });
+                        out.push(d, Some((format!("{}[{label}]", def.id), item.clone(), k)));
                     }
                 }
-                _ => out.push(Inst {
-                    def: d,
-                    id: def.id.clone(),
-                    each: None,
-                }),
+                _ => out.push(d, None),
             }
         }
         out
@@ -1336,7 +1360,7 @@ impl<'o> Compiler<'o> {
         &mut self,
         def: &Def<'_>,
         s: &Step,
-        inst: &Inst,
+        id: &str,
         scope: &Scope<'_>,
         resolver: &Resolver<'_>,
         runbook_modes: ModeSet,
@@ -1436,7 +1460,7 @@ impl<'o> Compiler<'o> {
             }
         });
         let step = PlanStep {
-            id: inst.id.clone(),
+            id: id.to_owned(),
             base_id: def.id.clone(),
             action: s
                 .action
@@ -2116,7 +2140,7 @@ impl<'t> SimpleTemplate<'t> {
 /// Resolves step names and output references to instances.
 struct Resolver<'a> {
     defs: &'a [Def<'a>],
-    insts: &'a [Inst],
+    insts: &'a Insts,
     by_base: &'a HashMap<&'a str, Targets>,
     recovered: &'a HashSet<&'a str>,
 }
@@ -2165,16 +2189,16 @@ impl Resolver<'_> {
         let (Some(me), Some((_, k))) = (scope.instance, scope.each) else {
             return targets;
         };
-        let mine = &self.defs[self.insts[me].def].for_each;
+        let mine = &self.defs[self.insts.def(me)].for_each;
         let zipped = targets.iter().all(|&t| t < self.insts.len())
             && targets.iter().all(|&t| {
-                let theirs = &self.defs[self.insts[t].def].for_each;
+                let theirs = &self.defs[self.insts.def(t)].for_each;
                 theirs.is_some() && theirs == mine
             });
         if zipped {
             targets
                 .into_iter()
-                .filter(|&t| self.insts[t].each.as_deref().is_some_and(|(_, j)| *j == k))
+                .filter(|&t| self.insts.each(t).is_some_and(|(_, j)| j == k))
                 .collect()
         } else {
             targets
@@ -2225,7 +2249,7 @@ impl Resolver<'_> {
             );
             return None;
         }
-        if let Some(action) = self.defs[self.insts[t].def].schema
+        if let Some(action) = self.defs[self.insts.def(t)].schema
             && action.output_named(output).is_none()
         {
             {
@@ -2243,7 +2267,7 @@ impl Resolver<'_> {
         }
         refs.deps.push((t, span, Dependency::Data));
         Some(OutputRef {
-            step: self.insts[t].id.clone(),
+            step: self.insts.id(t, self.defs).to_owned(),
             output: output.to_owned(),
         })
     }
