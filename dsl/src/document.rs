@@ -168,8 +168,9 @@ pub enum ValueKind {
     Map(Vec<Attribute>),
     /// `name(args)`.
     Call {
-        /// The function.
-        name: Spanned<String>,
+        /// The function (boxed, so that a value — every attribute of every lowered step holds
+        /// one — is the size of a string's).
+        name: Box<Spanned<String>>,
         /// Its arguments.
         args: Vec<Value>,
     },

@@ -888,7 +888,10 @@ impl Builder<'_> {
                     self.spanned(&inner.remove(0))
                 };
                 let args = inner.into_iter().map(|c| self.value(c, stray)).collect();
-                ValueKind::Call { name, args }
+                ValueKind::Call {
+                    name: Box::new(name),
+                    args,
+                }
             }
             _ => ValueKind::Path(p.as_str().to_owned()),
         };
