@@ -237,7 +237,6 @@ impl<'r> Lowered<'r> {
 /// The step instances after fan-out, made definition by definition: instance `i` is node `i`.
 /// Most definitions have one instance, named like the definition: only a fanned-out instance's
 /// id and item are held, apart.
-#[derive(Default)]
 struct Insts {
     /// Each instance's definition.
     def_of: Vec<u32>,
